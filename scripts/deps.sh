@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages drover needs to build and test, only those that are missing.
+# Idempotent; safe to run on every build. Usage: scripts/deps.sh [extra-package ...]
+set -euo pipefail
+
+PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
+      libuv1-dev node-llhttp libjson-c-dev libyaml-dev libsqlite3-dev libpq-dev
+      libcmocka-dev python3 curl "$@")
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists when they are missing or older than a day.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
+    $SUDO apt-get update -qq
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

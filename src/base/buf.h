@@ -1,0 +1,32 @@
+/* buf — growable byte buffer with a hard cap. Appends past `max` fail with GW_E_LIMIT and
+ * leave the buffer unchanged, so a stranger can never grow one without bound. The bytes are
+ * always followed by a NUL (not counted in len) so they can be handed to C APIs. The owner
+ * thread only. */
+#ifndef DROVER_BASE_BUF_H
+#define DROVER_BASE_BUF_H
+#include <stddef.h>
+
+#include "base/err.h"
+#include "base/strv.h"
+
+struct buf {
+    char *p;    /* owned; NULL until the first append */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated (excluding the NUL slot) */
+    size_t max; /* hard cap on len */
+};
+
+void buf_init(struct buf *b, size_t max);
+int buf_append(struct buf *b, const void *p, size_t n) WUR;
+int buf_append_strv(struct buf *b, struct strv v) WUR;
+int buf_append_cstr(struct buf *b, const char *s) WUR;
+int buf_appendf(struct buf *b, const char *fmt, ...) WUR PRINTF_LIKE(2, 3);
+/* Drops the first n bytes (n > len drops all). */
+void buf_consume(struct buf *b, size_t n);
+void buf_reset(struct buf *b); /* len = 0, keeps memory */
+void buf_free(struct buf *b);  /* releases memory; the buf may be reused after buf_init */
+struct strv buf_view(const struct buf *b);
+/* Hands the bytes to the caller (owned, NUL-terminated, never NULL) and empties b. */
+char *buf_take(struct buf *b, size_t *len_out);
+
+#endif

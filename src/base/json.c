@@ -1,0 +1,170 @@
+/* json — strict parsing and typed access over json-c. */
+#include "base/json.h"
+
+#include <string.h>
+
+#include "base/buf.h"
+
+struct json_object *json_parse_strict(const char *p, size_t len, int max_depth,
+                                      struct gw_error *err)
+{
+    if (len > (size_t)INT32_MAX) {
+        gw_error_set(err, GW_E_LIMIT, "JSON body too large");
+        return NULL;
+    }
+    if (len == 0) {
+        gw_error_set(err, GW_E_PARSE, "empty body, expected JSON");
+        return NULL;
+    }
+    if (memchr(p, '\0', len)) {
+        gw_error_set(err, GW_E_PARSE, "JSON contains a NUL byte");
+        return NULL;
+    }
+    struct json_tokener *tok = json_tokener_new_ex(max_depth > 0 ? max_depth : 1);
+    if (!tok) {
+        gw_error_set(err, GW_E_PARSE, "JSON parser unavailable");
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    struct json_object *root = json_tokener_parse_ex(tok, p, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (!root) {
+        if (jerr == json_tokener_continue) {
+            gw_error_set(err, GW_E_PARSE, "JSON ends early");
+        } else if (jerr == json_tokener_error_depth) {
+            gw_error_set(err, GW_E_DEPTH, "JSON nested deeper than %d", max_depth);
+        } else {
+            gw_error_set(err, GW_E_PARSE, "invalid JSON at byte %zu: %s", end,
+                         json_tokener_error_desc(jerr));
+        }
+        json_tokener_free(tok);
+        return NULL;
+    }
+    /* Whitespace after the value is allowed; anything else is not. */
+    for (size_t i = end; i < len; i++) {
+        char c = p[i];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            gw_error_set(err, GW_E_PARSE, "invalid JSON: trailing bytes at %zu", i);
+            json_object_put(root);
+            json_tokener_free(tok);
+            return NULL;
+        }
+    }
+    json_tokener_free(tok);
+    return root;
+}
+
+static int member(struct json_object *o, const char *key, struct json_object **v)
+{
+    if (!o || !json_object_is_type(o, json_type_object)) return GW_E_INVALID;
+    if (!json_object_object_get_ex(o, key, v)) return GW_E_NOTFOUND;
+    return 0;
+}
+
+int json_get_str(struct json_object *o, const char *key, struct strv *out)
+{
+    struct json_object *v;
+    int rc = member(o, key, &v);
+    if (rc) return rc;
+    if (!json_object_is_type(v, json_type_string)) return GW_E_INVALID;
+    out->p = json_object_get_string(v);
+    out->len = (size_t)json_object_get_string_len(v);
+    return 0;
+}
+
+int json_get_int(struct json_object *o, const char *key, int64_t *out)
+{
+    struct json_object *v;
+    int rc = member(o, key, &v);
+    if (rc) return rc;
+    if (!json_object_is_type(v, json_type_int)) return GW_E_INVALID;
+    *out = json_object_get_int64(v);
+    return 0;
+}
+
+int json_get_num(struct json_object *o, const char *key, double *out)
+{
+    struct json_object *v;
+    int rc = member(o, key, &v);
+    if (rc) return rc;
+    if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+        return GW_E_INVALID;
+    *out = json_object_get_double(v);
+    return 0;
+}
+
+int json_get_bool(struct json_object *o, const char *key, bool *out)
+{
+    struct json_object *v;
+    int rc = member(o, key, &v);
+    if (rc) return rc;
+    if (!json_object_is_type(v, json_type_boolean)) return GW_E_INVALID;
+    *out = json_object_get_boolean(v) != 0;
+    return 0;
+}
+
+static int get_typed(struct json_object *o, const char *key, enum json_type t,
+                     struct json_object **out)
+{
+    struct json_object *v;
+    int rc = member(o, key, &v);
+    if (rc) return rc;
+    if (!json_object_is_type(v, t)) return GW_E_INVALID;
+    *out = v;
+    return 0;
+}
+
+int json_get_obj(struct json_object *o, const char *key, struct json_object **out)
+{
+    return get_typed(o, key, json_type_object, out);
+}
+
+int json_get_arr(struct json_object *o, const char *key, struct json_object **out)
+{
+    return get_typed(o, key, json_type_array, out);
+}
+
+bool json_is_null(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    return member(o, key, &v) == 0 && v == NULL;
+}
+
+int json_append_str(struct buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t mark = out->len;
+    int rc = buf_append(out, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < len && !rc; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        rc = buf_append(out, s + i - run, run);
+        run = 0;
+        if (rc) break;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+            n = 6;
+        }
+        rc = buf_append(out, esc, n);
+    }
+    if (!rc) rc = buf_append(out, s + len - run, run);
+    if (!rc) rc = buf_append(out, "\"", 1);
+    if (rc) {
+        out->len = mark; /* leave out as it was */
+        if (out->p) out->p[mark] = '\0';
+    }
+    return rc;
+}

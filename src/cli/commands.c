@@ -1,0 +1,9 @@
+/* commands — the table of subcommands. */
+#include "cli/commands.h"
+
+#include <stddef.h>
+
+const struct drover_command drover_commands[] = {
+    {"sim", sim_main},
+    {NULL, NULL},
+};

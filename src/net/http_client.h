@@ -1,0 +1,94 @@
+/* http_client — HTTP/1.1 client on the same libuv loop, with a keep-alive pool per origin
+ * (host:port). A call writes one request and streams the response through callbacks:
+ * on_head once, on_data zero or more times (the body decoded from chunked or Content-Length;
+ * the raw bytes otherwise), on_done exactly once — unless the caller cancels, after which no
+ * callback fires. Timeouts: connect, first byte (from request written to the first response
+ * byte), idle (between two reads), total. A connection returns to its origin's pool only
+ * after a complete response with keep-alive and no error of any kind; an idle pooled
+ * connection closed by the server is dropped. Thread: the loop thread only. */
+#ifndef DROVER_NET_HTTP_CLIENT_H
+#define DROVER_NET_HTTP_CLIENT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/err.h"
+#include "base/strv.h"
+#include "net/http_server.h" /* struct http_header */
+
+struct http_client;
+struct http_call;
+
+struct http_client_config {
+    unsigned max_idle_per_origin; /* default 64 */
+    uint64_t pool_idle_timeout_ms; /* pooled connections older than this are closed; default 30 s */
+    size_t max_response_header_bytes; /* default 64 KiB; past it the call fails GW_E_MALFORMED */
+};
+void http_client_config_defaults(struct http_client_config *cfg);
+
+int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg,
+                    struct http_client **out) WUR;
+/* Cancels every call (no callbacks), closes every connection, frees from close callbacks. */
+void http_client_free(struct http_client *cl);
+
+struct http_client_request {
+    const char *host;  /* numeric IPv4/IPv6 address or "localhost" */
+    int port;
+    struct strv method;
+    struct strv target; /* "/v1/chat/completions" */
+    const struct http_header *headers; /* borrowed for the call; Host and Content-Length
+                                          are added by the client */
+    size_t n_headers;
+    struct strv body;   /* copied by the client; may be empty */
+    uint64_t connect_timeout_ms;    /* 0 = none */
+    uint64_t first_byte_timeout_ms; /* 0 = none */
+    uint64_t idle_timeout_ms;       /* 0 = none */
+    uint64_t total_timeout_ms;      /* 0 = none */
+    bool no_reuse;                  /* always open a fresh connection */
+};
+
+struct http_response_head {
+    int status;
+    int http_minor;
+    const struct http_header *headers; /* borrowed for the on_head call */
+    size_t n_headers;
+    int64_t content_length;            /* -1 when absent */
+    bool chunked;
+};
+
+/* What happened to a call; passed to on_done. */
+struct http_call_result {
+    int err;             /* 0 when the response was complete */
+    bool reused_conn;    /* the call ran on a connection taken from the pool */
+    bool got_head;       /* on_head was called */
+    uint64_t body_bytes; /* decoded body bytes delivered through on_data */
+};
+
+struct http_client_callbacks {
+    void (*on_head)(struct http_call *call, const struct http_response_head *head, void *ctx);
+    void (*on_data)(struct http_call *call, const char *p, size_t len, void *ctx);
+    void (*on_done)(struct http_call *call, const struct http_call_result *res, void *ctx);
+};
+
+/* Starts a call. Returns 0 and *out (borrowed: valid until on_done returns or cancel), or a
+ * negative code (no callback will fire). */
+int http_client_request(struct http_client *cl, const struct http_client_request *req,
+                        const struct http_client_callbacks *cb, void *ctx,
+                        struct http_call **out) WUR;
+/* Stops reading the response (backpressure); timers for idle are suspended while paused. */
+void http_call_pause(struct http_call *call);
+void http_call_resume(struct http_call *call);
+/* Closes the connection at once; no callback fires afterwards. Safe from inside callbacks. */
+void http_call_cancel(struct http_call *call);
+
+/* Pool statistics for /metrics and tests. */
+struct http_client_stats {
+    uint64_t connects;    /* fresh connections opened */
+    uint64_t reuses;      /* calls that ran on a pooled connection */
+    unsigned idle;        /* connections in pools now */
+    unsigned active;      /* calls in progress */
+};
+void http_client_get_stats(const struct http_client *cl, struct http_client_stats *out);
+
+#endif

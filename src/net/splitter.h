@@ -1,0 +1,46 @@
+/* splitter — incremental SSE and NDJSON framing. Both give the same events whatever the chunk
+ * boundaries of the input (a test feeds every split of the same bytes and compares). Lines are
+ * capped (max_line_bytes); a longer line is an error (GW_E_LIMIT) and the splitter stays
+ * failed. Owner thread only. */
+#ifndef DROVER_NET_SPLITTER_H
+#define DROVER_NET_SPLITTER_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/strv.h"
+
+/* Return non-zero to stop feeding; feed returns that value. */
+typedef int sse_event_fn(void *ctx, struct strv event, struct strv data);
+typedef int ndjson_line_fn(void *ctx, struct strv line);
+
+/* SSE (WHATWG event-stream): lines end in LF, CR or CRLF; "data:" lines join with LF; a blank
+ * line dispatches; ':' lines are comments; "event:" sets the event name; a leading UTF-8 BOM
+ * is dropped; events with no data line are not dispatched. */
+struct sse_splitter {
+    struct buf line;
+    struct buf data;
+    struct buf event;
+    bool has_data;
+    bool last_was_cr;
+    bool started;
+    int failed;
+};
+void sse_init(struct sse_splitter *s, size_t max_line_bytes);
+int sse_feed(struct sse_splitter *s, const char *p, size_t len, sse_event_fn *fn, void *ctx) WUR;
+void sse_free(struct sse_splitter *s);
+
+/* NDJSON: lines end in LF (a CR before it is dropped); empty lines are skipped; a final line
+ * without LF is delivered by ndjson_finish. */
+struct ndjson_splitter {
+    struct buf line;
+    int failed;
+};
+void ndjson_init(struct ndjson_splitter *s, size_t max_line_bytes);
+int ndjson_feed(struct ndjson_splitter *s, const char *p, size_t len, ndjson_line_fn *fn,
+                void *ctx) WUR;
+int ndjson_finish(struct ndjson_splitter *s, ndjson_line_fn *fn, void *ctx) WUR;
+void ndjson_free(struct ndjson_splitter *s);
+
+#endif
