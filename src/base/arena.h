@@ -11,10 +11,10 @@
 struct arena_chunk;
 
 struct arena {
-    struct arena_chunk *head;  /* owned list, newest first */
-    size_t chunk_bytes;        /* default chunk size */
-    size_t used_bytes;         /* bytes handed out since the last reset */
-    size_t max_bytes;          /* cap on used_bytes */
+    struct arena_chunk *head; /* owned list, newest first */
+    size_t chunk_bytes;       /* default chunk size */
+    size_t used_bytes;        /* bytes handed out since the last reset */
+    size_t max_bytes;         /* cap on used_bytes */
 };
 
 void arena_init(struct arena *a, size_t chunk_bytes, size_t max_bytes);

@@ -10,20 +10,20 @@
 #define PRINTF_LIKE(a, b) __attribute__((format(printf, a, b)))
 
 enum gw_err_code {
-    GW_E_LIMIT = -5001,            /* a cap was reached (buffer, arena, header, body) */
-    GW_E_PARSE = -5002,            /* malformed input */
-    GW_E_INVALID = -5003,          /* well-formed but invalid (wrong type, bad value) */
-    GW_E_NOTFOUND = -5004,         /* key, route or object absent */
-    GW_E_CONNECT_TIMEOUT = -5005,  /* upstream connect took too long */
+    GW_E_LIMIT = -5001,              /* a cap was reached (buffer, arena, header, body) */
+    GW_E_PARSE = -5002,              /* malformed input */
+    GW_E_INVALID = -5003,            /* well-formed but invalid (wrong type, bad value) */
+    GW_E_NOTFOUND = -5004,           /* key, route or object absent */
+    GW_E_CONNECT_TIMEOUT = -5005,    /* upstream connect took too long */
     GW_E_FIRST_BYTE_TIMEOUT = -5006, /* upstream sent no response byte in time */
-    GW_E_IDLE_TIMEOUT = -5007,     /* upstream went quiet between chunks */
-    GW_E_TOTAL_TIMEOUT = -5008,    /* the whole exchange took too long */
-    GW_E_TRUNCATED = -5009,        /* peer closed before the message was complete */
-    GW_E_MALFORMED = -5010,        /* peer sent bytes that are not HTTP */
-    GW_E_CANCELLED = -5011,        /* the caller cancelled */
-    GW_E_CLOSED = -5012,           /* the connection is gone */
-    GW_E_STATE = -5013,            /* call not allowed in the current state */
-    GW_E_DEPTH = -5014,            /* JSON nesting deeper than allowed */
+    GW_E_IDLE_TIMEOUT = -5007,       /* upstream went quiet between chunks */
+    GW_E_TOTAL_TIMEOUT = -5008,      /* the whole exchange took too long */
+    GW_E_TRUNCATED = -5009,          /* peer closed before the message was complete */
+    GW_E_MALFORMED = -5010,          /* peer sent bytes that are not HTTP */
+    GW_E_CANCELLED = -5011,          /* the caller cancelled */
+    GW_E_CLOSED = -5012,             /* the connection is gone */
+    GW_E_STATE = -5013,              /* call not allowed in the current state */
+    GW_E_DEPTH = -5014,              /* JSON nesting deeper than allowed */
 };
 
 enum { GW_ERROR_MSG_BYTES = 256 };

@@ -5,11 +5,11 @@
 #define DROVER_BASE_MEM_H
 #include <stddef.h>
 
-void *xmalloc(size_t n);             /* returns owned; never NULL */
-void *xcalloc(size_t n, size_t size); /* returns owned, zeroed; never NULL */
-void *xrealloc(void *p, size_t n);   /* takes p, returns owned */
-char *xstrdup(const char *s);        /* returns owned copy */
+void *xmalloc(size_t n);                 /* returns owned; never NULL */
+void *xcalloc(size_t n, size_t size);    /* returns owned, zeroed; never NULL */
+void *xrealloc(void *p, size_t n);       /* takes p, returns owned */
+char *xstrdup(const char *s);            /* returns owned copy */
 char *xstrndup(const char *s, size_t n); /* returns owned NUL-terminated copy of n bytes */
-void xfree(void *p);                 /* takes p; NULL is fine */
+void xfree(void *p);                     /* takes p; NULL is fine */
 
 #endif

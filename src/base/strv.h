@@ -23,7 +23,7 @@ bool strv_eq(struct strv a, struct strv b);
 bool strv_eq_ci(struct strv a, struct strv b); /* ASCII case-insensitive */
 bool strv_eq_cstr(struct strv a, const char *s);
 bool strv_starts_with(struct strv a, struct strv prefix);
-struct strv strv_trim(struct strv a); /* strips SP and HTAB at both ends */
+struct strv strv_trim(struct strv a);                        /* strips SP and HTAB at both ends */
 struct strv strv_sub(struct strv a, size_t off, size_t len); /* clamps to a */
 /* Index of c in a, or -1. */
 long strv_index(struct strv a, char c);

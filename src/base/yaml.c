@@ -152,8 +152,12 @@ static struct ynode *parse_node(struct ystate *st, yaml_event_t *ev, int depth)
             return NULL;
         }
         return parse_collection(st, node_new(YNODE_SEQ, line), depth);
-    case YAML_ALIAS_EVENT: fail(st, line, "aliases are not supported%s", NULL); return NULL;
-    default: fail(st, line, "unexpected YAML event%s", NULL); return NULL;
+    case YAML_ALIAS_EVENT:
+        fail(st, line, "aliases are not supported%s", NULL);
+        return NULL;
+    default:
+        fail(st, line, "unexpected YAML event%s", NULL);
+        return NULL;
     }
 }
 
@@ -172,9 +176,12 @@ struct ynode *yaml_parse(const char *p, size_t len, struct gw_error *err)
         if (next_event(&st, &ev)) break;
         switch (ev.type) {
         case YAML_STREAM_START_EVENT:
-        case YAML_DOCUMENT_START_EVENT: break;
+        case YAML_DOCUMENT_START_EVENT:
+            break;
         case YAML_DOCUMENT_END_EVENT:
-        case YAML_STREAM_END_EVENT: done = 1; break;
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
         default:
             if (root) {
                 fail(&st, (int)ev.start_mark.line + 1, "more than one document%s", NULL);
@@ -266,11 +273,16 @@ int parse_duration_ms_str(const char *s, uint64_t *out)
     const char *u;
     if (split_unit(s, &v, &u)) return GW_E_INVALID;
     uint64_t mul;
-    if (!*u || strcmp(u, "ms") == 0) mul = 1;
-    else if (strcmp(u, "s") == 0) mul = 1000;
-    else if (strcmp(u, "m") == 0) mul = 60000;
-    else if (strcmp(u, "h") == 0) mul = 3600000;
-    else return GW_E_INVALID;
+    if (!*u || strcmp(u, "ms") == 0)
+        mul = 1;
+    else if (strcmp(u, "s") == 0)
+        mul = 1000;
+    else if (strcmp(u, "m") == 0)
+        mul = 60000;
+    else if (strcmp(u, "h") == 0)
+        mul = 3600000;
+    else
+        return GW_E_INVALID;
     if (v > UINT64_MAX / mul) return GW_E_INVALID;
     *out = v * mul;
     return 0;
@@ -282,11 +294,16 @@ int parse_size_bytes_str(const char *s, uint64_t *out)
     const char *u;
     if (split_unit(s, &v, &u)) return GW_E_INVALID;
     uint64_t mul;
-    if (!*u || strcmp(u, "B") == 0) mul = 1;
-    else if (strcmp(u, "KiB") == 0 || strcmp(u, "KB") == 0 || strcmp(u, "k") == 0) mul = 1024;
-    else if (strcmp(u, "MiB") == 0 || strcmp(u, "MB") == 0 || strcmp(u, "m") == 0) mul = 1 << 20;
-    else if (strcmp(u, "GiB") == 0 || strcmp(u, "GB") == 0 || strcmp(u, "g") == 0) mul = 1 << 30;
-    else return GW_E_INVALID;
+    if (!*u || strcmp(u, "B") == 0)
+        mul = 1;
+    else if (strcmp(u, "KiB") == 0 || strcmp(u, "KB") == 0 || strcmp(u, "k") == 0)
+        mul = 1024;
+    else if (strcmp(u, "MiB") == 0 || strcmp(u, "MB") == 0 || strcmp(u, "m") == 0)
+        mul = 1 << 20;
+    else if (strcmp(u, "GiB") == 0 || strcmp(u, "GB") == 0 || strcmp(u, "g") == 0)
+        mul = 1 << 30;
+    else
+        return GW_E_INVALID;
     if (v > UINT64_MAX / mul) return GW_E_INVALID;
     *out = v * mul;
     return 0;

@@ -34,8 +34,8 @@ void ynode_free(struct ynode *n);
 struct ynode *ynode_get(const struct ynode *map, const char *key);
 
 /* Scalar conversions; GW_E_INVALID when the node is not a scalar of that kind. */
-int ynode_bool(const struct ynode *n, bool *out) WUR;      /* true/false/yes/no/on/off */
-int ynode_u64(const struct ynode *n, uint64_t *out) WUR;   /* decimal, no sign */
+int ynode_bool(const struct ynode *n, bool *out) WUR;    /* true/false/yes/no/on/off */
+int ynode_u64(const struct ynode *n, uint64_t *out) WUR; /* decimal, no sign */
 int ynode_double(const struct ynode *n, double *out) WUR;
 /* Duration: a bare integer is milliseconds, or with a unit: 250ms, 5s, 2m, 1h. */
 int ynode_duration_ms(const struct ynode *n, uint64_t *out) WUR;

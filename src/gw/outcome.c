@@ -7,8 +7,8 @@
 #include "base/err.h"
 
 static const char *const names[OUTCOME__COUNT] = {
-    "success",      "client_error",       "inventory_miss", "capability_miss",
-    "node_busy",    "node_misconfigured", "node_fault",     "stale_conn",
+    "success",   "client_error",       "inventory_miss", "capability_miss",
+    "node_busy", "node_misconfigured", "node_fault",     "stale_conn",
 };
 
 const char *outcome_class_name(enum outcome_class c)
@@ -20,8 +20,11 @@ static struct outcome make(enum outcome_class cls)
 {
     struct outcome o = {.cls = cls};
     switch (cls) {
-    case OUTCOME_SUCCESS: o.fault = FAULT_RESET; break;
-    case OUTCOME_CLIENT_ERROR: break;
+    case OUTCOME_SUCCESS:
+        o.fault = FAULT_RESET;
+        break;
+    case OUTCOME_CLIENT_ERROR:
+        break;
     case OUTCOME_INVENTORY_MISS:
         o.retry_elsewhere = true;
         o.refresh_inventory = true;
@@ -42,8 +45,11 @@ static struct outcome make(enum outcome_class cls)
         o.retry_elsewhere = true;
         o.fault = FAULT_COUNT;
         break;
-    case OUTCOME_STALE_CONN: o.retry_same_node = true; break;
-    default: break;
+    case OUTCOME_STALE_CONN:
+        o.retry_same_node = true;
+        break;
+    default:
+        break;
     }
     return o;
 }

@@ -21,33 +21,33 @@ enum outcome_class {
 
 /* What the proxy observed; fill what is known. */
 struct attempt_obs {
-    int transport_err;       /* 0, or the client's error (UV_E*, GW_E_*_TIMEOUT, ...) */
-    int status;              /* HTTP status, 0 if no status line arrived */
-    bool has_retry_after;    /* the response carried Retry-After */
-    bool complete;           /* the response completed (full length, last chunk, [DONE], done) */
-    bool reused_conn;        /* the attempt ran on a pooled connection */
-    bool got_bytes;          /* any response byte arrived from the node */
+    int transport_err;    /* 0, or the client's error (UV_E*, GW_E_*_TIMEOUT, ...) */
+    int status;           /* HTTP status, 0 if no status line arrived */
+    bool has_retry_after; /* the response carried Retry-After */
+    bool complete;        /* the response completed (full length, last chunk, [DONE], done) */
+    bool reused_conn;     /* the attempt ran on a pooled connection */
+    bool got_bytes;       /* any response byte arrived from the node */
     bool body_says_model_missing; /* error body says the model is not found / does not exist */
     bool body_says_unsupported;   /* error body says the model does not support the operation */
 };
 
 enum fault_action {
-    FAULT_NONE = 0,     /* leave the fault count alone */
-    FAULT_RESET,        /* success: consecutive faults back to 0 */
-    FAULT_COUNT,        /* +1 now (transport failures, misconfiguration) */
+    FAULT_NONE = 0,            /* leave the fault count alone */
+    FAULT_RESET,               /* success: consecutive faults back to 0 */
+    FAULT_COUNT,               /* +1 now (transport failures, misconfiguration) */
     FAULT_COUNT_UNLESS_POISON, /* 5xx response: +1 unless the same request also fails with 5xx
                                   elsewhere (poison request); decided by the proxy at the end */
 };
 
 struct outcome {
     enum outcome_class cls;
-    bool retry_elsewhere;   /* another node may serve it (if nothing reached the client yet) */
-    bool retry_same_node;   /* retry at once on a fresh connection to the same node */
+    bool retry_elsewhere; /* another node may serve it (if nothing reached the client yet) */
+    bool retry_same_node; /* retry at once on a fresh connection to the same node */
     enum fault_action fault;
     bool is_5xx_response;   /* the node answered 5xx (counts toward the poison rule) */
     bool refresh_inventory; /* ask the node for its models again */
     bool mark_capability_absent;
-    bool cool_node;         /* honour Retry-After: route nothing to the node for a while */
+    bool cool_node; /* honour Retry-After: route nothing to the node for a while */
 };
 
 /* Classifies one attempt. */

@@ -1,0 +1,342 @@
+/* registry — node state for the loop thread. The three axes of DESIGN §3 are separate
+ * fields and every rule that moves one of them lives here, so health, proxy and the admin API
+ * cannot disagree on what "routable" means. */
+#include "gw/registry.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+
+void registry_config_defaults(struct registry_config *cfg)
+{
+    cfg->rise = 2;
+    cfg->fall = 3;
+    cfg->fault_threshold = 3;
+    cfg->auto_recover = false;
+    cfg->ejection_base_ms = 30000;
+    cfg->ejection_max_ms = 300000;
+    cfg->max_excluded_percent = 50;
+    cfg->stream_alive_ms = 10000;
+}
+
+void registry_init(struct registry *reg, const struct registry_config *cfg)
+{
+    memset(reg, 0, sizeof *reg);
+    if (cfg) {
+        reg->cfg = *cfg;
+    } else {
+        registry_config_defaults(&reg->cfg);
+    }
+}
+
+static void free_models(struct node *n)
+{
+    for (size_t i = 0; i < n->n_models; i++) xfree(n->models[i].id);
+    xfree(n->models);
+    n->models = NULL;
+    n->n_models = 0;
+}
+
+static void node_free(struct node *n)
+{
+    free_models(n);
+    for (size_t i = 0; i < n->n_labels; i++) {
+        xfree(n->labels[i].key);
+        xfree(n->labels[i].value);
+    }
+    xfree(n->labels);
+    xfree(n->name);
+    xfree(n->url);
+    xfree(n->api_key);
+    xfree(n);
+}
+
+void registry_free(struct registry *reg)
+{
+    for (size_t i = 0; i < reg->n; i++) node_free(reg->nodes[i]);
+    xfree(reg->nodes);
+    reg->nodes = NULL;
+    reg->n = 0;
+}
+
+static const char *const kind_names[] = {"openai", "llamacpp", "ollama", "vllm"};
+
+int node_kind_parse(const char *s, enum node_kind *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, kind_names[i]) == 0) {
+            *out = (enum node_kind)i;
+            return 0;
+        }
+    }
+    return GW_E_INVALID;
+}
+
+const char *node_kind_name(enum node_kind k)
+{
+    return (unsigned)k < 4 ? kind_names[k] : "?";
+}
+
+const char *node_admin_name(enum node_admin a)
+{
+    static const char *const names[] = {"pending", "approved", "draining", "removed"};
+    return (unsigned)a < 4 ? names[a] : "?";
+}
+
+const char *node_live_name(enum node_live l)
+{
+    static const char *const names[] = {"unknown", "healthy", "unhealthy"};
+    return (unsigned)l < 3 ? names[l] : "?";
+}
+
+/* "http://host:port" with an optional trailing slash; host is an IPv4 literal, [IPv6] or
+ * localhost. */
+static int parse_url(const char *url, char *host, size_t host_cap, int *port)
+{
+    struct strv u = strv_from_cstr(url);
+    if (!strv_starts_with(u, STRV_LIT("http://"))) return GW_E_INVALID;
+    u = strv_sub(u, 7, u.len);
+    if (u.len && u.p[u.len - 1] == '/') u.len--;
+    if (strv_index(u, '/') >= 0 || u.len == 0) return GW_E_INVALID;
+    struct strv h, p;
+    if (u.p[0] == '[') {
+        long close = strv_index(u, ']');
+        if (close < 0 || (size_t)close + 1 >= u.len || u.p[close + 1] != ':') return GW_E_INVALID;
+        h = strv_sub(u, 1, (size_t)close - 1);
+        p = strv_sub(u, (size_t)close + 2, u.len);
+    } else {
+        long colon = strv_index(u, ':');
+        if (colon <= 0) return GW_E_INVALID;
+        h = strv_sub(u, 0, (size_t)colon);
+        p = strv_sub(u, (size_t)colon + 1, u.len);
+    }
+    uint64_t pv;
+    if (h.len == 0 || h.len >= host_cap || strv_to_u64(p, &pv) || pv == 0 || pv > 65535)
+        return GW_E_INVALID;
+    memcpy(host, h.p, h.len);
+    host[h.len] = '\0';
+    *port = (int)pv;
+    return 0;
+}
+
+int registry_add(struct registry *reg, const char *name, const char *url, enum node_kind kind,
+                 const char *api_key, struct node **out, struct gw_error *err)
+{
+    if (!name || !*name) return gw_error_set(err, GW_E_INVALID, "node name is empty");
+    if (registry_find(reg, strv_from_cstr(name)))
+        return gw_error_set(err, GW_E_INVALID, "duplicate node name '%s'", name);
+    struct node *n = xcalloc(1, sizeof *n);
+    if (parse_url(url, n->host, sizeof n->host, &n->port)) {
+        xfree(n);
+        return gw_error_set(err, GW_E_INVALID,
+                            "node '%s': url '%s' must look like http://127.0.0.1:8000", name, url);
+    }
+    n->name = xstrdup(name);
+    n->url = xstrdup(url);
+    n->kind = kind;
+    n->api_key = api_key && *api_key ? xstrdup(api_key) : NULL;
+    n->admin = ADMIN_APPROVED;
+    n->live = LIVE_UNKNOWN;
+    reg->nodes = xrealloc(reg->nodes, (reg->n + 1) * sizeof *reg->nodes);
+    reg->nodes[reg->n++] = n;
+    if (out) *out = n;
+    return 0;
+}
+
+int registry_set_label(struct node *n, const char *key, const char *value)
+{
+    for (size_t i = 0; i < n->n_labels; i++) {
+        if (strcmp(n->labels[i].key, key) == 0) {
+            xfree(n->labels[i].value);
+            n->labels[i].value = xstrdup(value);
+            return 0;
+        }
+    }
+    n->labels = xrealloc(n->labels, (n->n_labels + 1) * sizeof *n->labels);
+    n->labels[n->n_labels].key = xstrdup(key);
+    n->labels[n->n_labels].value = xstrdup(value);
+    n->n_labels++;
+    return 0;
+}
+
+struct node *registry_find(const struct registry *reg, struct strv name)
+{
+    for (size_t i = 0; i < reg->n; i++)
+        if (strv_eq_cstr(name, reg->nodes[i]->name)) return reg->nodes[i];
+    return NULL;
+}
+
+bool node_is_alive(const struct registry *reg, const struct node *n, uint64_t now_ms)
+{
+    if (n->live == LIVE_HEALTHY) return true;
+    /* A node streaming tokens right now is alive, whatever a probe says; but a node never
+     * seen healthy stays out until it rises. */
+    return n->ever_healthy && n->streams_active > 0 &&
+           now_ms - n->last_stream_byte_ms <= reg->cfg.stream_alive_ms;
+}
+
+bool node_is_routable(const struct registry *reg, const struct node *n, uint64_t now_ms)
+{
+    return n->admin == ADMIN_APPROVED && !n->excluded && node_is_alive(reg, n, now_ms);
+}
+
+bool node_is_cooled(const struct node *n, uint64_t now_ms)
+{
+    return now_ms < n->cooled_until_ms;
+}
+
+struct node_model *node_model_find(const struct node *n, struct strv model)
+{
+    for (size_t i = 0; i < n->n_models; i++)
+        if (strv_eq_cstr(model, n->models[i].id)) return &n->models[i];
+    return NULL;
+}
+
+void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
+{
+    struct node_model *models = n_ids ? xcalloc(n_ids, sizeof *models) : NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < count && !dup; j++) dup = strv_eq_cstr(ids[i], models[j].id);
+        if (dup) continue;
+        struct node_model *old = node_model_find(n, ids[i]);
+        if (old) {
+            models[count] = *old;
+            old->id = NULL; /* moved */
+        } else {
+            models[count].id = xstrndup(ids[i].p, ids[i].len);
+        }
+        count++;
+    }
+    free_models(n);
+    n->models = models;
+    n->n_models = count;
+    n->inventory_known = true;
+}
+
+bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms)
+{
+    n->last_probe_ms = now_ms;
+    n->last_probe_error[0] = '\0';
+    n->fail_streak = 0;
+    n->ok_streak++;
+    bool changed = false;
+    if (n->live != LIVE_HEALTHY && n->ok_streak >= reg->cfg.rise) {
+        n->live = LIVE_HEALTHY;
+        n->ever_healthy = true;
+        changed = true;
+        LOGI("node_healthy", "node=%s", n->name);
+    }
+    if (n->excluded && reg->cfg.auto_recover && now_ms >= n->eject_until_ms) {
+        n->excluded = false;
+        n->consecutive_faults = 0;
+        changed = true;
+        LOGI("node_auto_recovered", "node=%s ejections=%u", n->name, n->ejections);
+    }
+    return changed;
+}
+
+bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms, const char *why)
+{
+    n->last_probe_ms = now_ms;
+    snprintf(n->last_probe_error, sizeof n->last_probe_error, "%s", why ? why : "failed");
+    /* Tokens flowing right now prove the node alive; a probe that lost the race to a busy
+     * engine does not count against it. */
+    if (n->streams_active > 0 && now_ms - n->last_stream_byte_ms <= reg->cfg.stream_alive_ms)
+        return false;
+    n->ok_streak = 0;
+    n->fail_streak++;
+    if (n->live == LIVE_UNKNOWN && !n->ever_healthy) {
+        if (n->fail_streak >= reg->cfg.fall) {
+            n->live = LIVE_UNHEALTHY;
+            return true;
+        }
+        return false;
+    }
+    if (n->live == LIVE_HEALTHY && n->fail_streak >= reg->cfg.fall) {
+        n->live = LIVE_UNHEALTHY;
+        LOGW("node_unhealthy", "node=%s reason=\"%s\"", n->name, n->last_probe_error);
+        return true;
+    }
+    return false;
+}
+
+void registry_record_success(struct registry *reg, struct node *n)
+{
+    (void)reg;
+    n->consecutive_faults = 0;
+}
+
+/* Would excluding n push some model past max_excluded_percent of the nodes serving it? */
+static bool exclusion_allowed(const struct registry *reg, const struct node *n)
+{
+    if (n->n_models == 0) {
+        /* No inventory: judge against the whole fleet. */
+        size_t total = 0, excluded = 0;
+        for (size_t i = 0; i < reg->n; i++) {
+            if (reg->nodes[i]->admin == ADMIN_REMOVED) continue;
+            total++;
+            excluded += reg->nodes[i]->excluded;
+        }
+        return (excluded + 1) * 100 <= total * reg->cfg.max_excluded_percent;
+    }
+    for (size_t m = 0; m < n->n_models; m++) {
+        struct strv id = strv_from_cstr(n->models[m].id);
+        size_t total = 0, excluded = 0;
+        for (size_t i = 0; i < reg->n; i++) {
+            const struct node *o = reg->nodes[i];
+            if (o->admin == ADMIN_REMOVED || !node_model_find(o, id)) continue;
+            total++;
+            excluded += o->excluded;
+        }
+        if ((excluded + 1) * 100 > total * reg->cfg.max_excluded_percent) return false;
+    }
+    return true;
+}
+
+bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms)
+{
+    n->consecutive_faults++;
+    n->faults_total++;
+    if (n->excluded || n->consecutive_faults < reg->cfg.fault_threshold) return false;
+    if (!exclusion_allowed(reg, n)) {
+        LOGW("node_exclusion_refused", "node=%s faults=%u reason=max_excluded_percent", n->name,
+             n->consecutive_faults);
+        return false;
+    }
+    n->excluded = true;
+    n->ejections++;
+    n->excluded_at_ms = now_ms;
+    uint64_t eject = reg->cfg.ejection_base_ms;
+    for (unsigned k = 1; k < n->ejections && eject < reg->cfg.ejection_max_ms; k++) eject *= 2;
+    if (eject > reg->cfg.ejection_max_ms) eject = reg->cfg.ejection_max_ms;
+    n->eject_until_ms = now_ms + eject;
+    LOGW("node_excluded", "node=%s faults=%u ejections=%u eject_ms=%llu", n->name,
+         n->consecutive_faults, n->ejections, (unsigned long long)eject);
+    return true;
+}
+
+void registry_recover(struct registry *reg, struct node *n)
+{
+    (void)reg;
+    n->excluded = false;
+    n->consecutive_faults = 0;
+    n->ejections = 0;
+    n->eject_until_ms = 0;
+    n->cooled_until_ms = 0;
+}
+
+void registry_cool(struct node *n, uint64_t until_ms)
+{
+    if (until_ms > n->cooled_until_ms) n->cooled_until_ms = until_ms;
+}
+
+size_t registry_count_routable(const struct registry *reg, uint64_t now_ms)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < reg->n; i++) c += node_is_routable(reg, reg->nodes[i], now_ms);
+    return c;
+}

@@ -1,0 +1,132 @@
+/* registry — every node the gateway knows, with the three separate axes of DESIGN §3 (admin
+ * intent, liveness, fault record) and the per-node model inventory. It decides nothing about
+ * individual requests (that is the router) and does no I/O (that is health and proxy); it
+ * only keeps state and applies the state rules: rise/fall debounce, exclusion after N
+ * consecutive faults with the max_excluded_percent guard, exponential ejection time for
+ * automatic recovery, cooling after a busy answer, and "a streaming node is alive".
+ * Thread: the loop thread only (no locks in gw/). */
+#ifndef DROVER_GW_REGISTRY_H
+#define DROVER_GW_REGISTRY_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/strv.h"
+
+enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KIND_VLLM };
+enum node_admin { ADMIN_PENDING, ADMIN_APPROVED, ADMIN_DRAINING, ADMIN_REMOVED };
+enum node_live { LIVE_UNKNOWN, LIVE_HEALTHY, LIVE_UNHEALTHY };
+
+enum { CAP_CHAT = 1, CAP_COMPLETIONS = 2, CAP_EMBEDDINGS = 4 };
+
+struct node_model {
+    char *id;             /* owned */
+    unsigned caps_absent; /* CAP_* bits the node proved it lacks for this model */
+    unsigned inflight;
+    uint64_t last_used_ms;
+};
+
+struct node_label {
+    char *key, *value; /* owned */
+};
+
+struct node {
+    char *name;    /* owned, unique */
+    char *url;     /* owned: "http://127.0.0.1:9101" */
+    char host[64]; /* numeric address or "localhost" */
+    int port;
+    enum node_kind kind;
+    char *api_key; /* owned, may be NULL */
+    struct node_label *labels;
+    size_t n_labels;
+
+    enum node_admin admin;
+
+    enum node_live live;
+    bool ever_healthy;
+    unsigned ok_streak, fail_streak;
+    uint64_t last_probe_ms;
+    char last_probe_error[96];
+
+    unsigned consecutive_faults;
+    bool excluded;
+    unsigned ejections; /* how many times it was excluded since the last recover */
+    uint64_t excluded_at_ms;
+    uint64_t eject_until_ms;  /* auto-recover not before this */
+    uint64_t cooled_until_ms; /* busy: no new requests before this */
+
+    unsigned inflight;
+    unsigned streams_active;
+    uint64_t last_stream_byte_ms;
+
+    struct node_model *models;
+    size_t n_models;
+    bool inventory_known;
+
+    uint64_t requests_total, faults_total;
+    void *health; /* owned by the health module */
+};
+
+struct registry_config {
+    unsigned rise;                 /* probes in a row to become healthy (default 2) */
+    unsigned fall;                 /* probe failures in a row to become unhealthy (default 3) */
+    unsigned fault_threshold;      /* consecutive node faults that exclude (default 3) */
+    bool auto_recover;             /* a good probe after the ejection time ends exclusion */
+    uint64_t ejection_base_ms;     /* 30 s; doubles per ejection */
+    uint64_t ejection_max_ms;      /* 5 min */
+    unsigned max_excluded_percent; /* 50 */
+    uint64_t stream_alive_ms;      /* a stream byte this recent keeps a node alive (10 s) */
+};
+void registry_config_defaults(struct registry_config *cfg);
+
+struct registry {
+    struct node **nodes; /* owned */
+    size_t n;
+    uint64_t rr; /* round-robin cursor for ties */
+    struct registry_config cfg;
+};
+
+void registry_init(struct registry *reg, const struct registry_config *cfg);
+void registry_free(struct registry *reg);
+
+/* Adds a node from its URL ("http://host:port", no path). Returns 0 and *out (borrowed), or
+ * GW_E_INVALID (bad URL, duplicate name) with err filled. New nodes start approved (static
+ * nodes from the config file) and with liveness unknown. */
+int registry_add(struct registry *reg, const char *name, const char *url, enum node_kind kind,
+                 const char *api_key, struct node **out, struct gw_error *err) WUR;
+int registry_set_label(struct node *n, const char *key, const char *value);
+struct node *registry_find(const struct registry *reg, struct strv name);
+
+/* Parses "openai", "llamacpp", "ollama", "vllm". */
+int node_kind_parse(const char *s, enum node_kind *out) WUR;
+const char *node_kind_name(enum node_kind k);
+const char *node_admin_name(enum node_admin a);
+const char *node_live_name(enum node_live l);
+
+/* True when the node is approved (not pending, draining or removed), alive, and not excluded.
+ * Cooling (busy) is separate: see node_is_cooled. */
+bool node_is_routable(const struct registry *reg, const struct node *n, uint64_t now_ms);
+bool node_is_alive(const struct registry *reg, const struct node *n, uint64_t now_ms);
+bool node_is_cooled(const struct node *n, uint64_t now_ms);
+
+/* Inventory. node_model_find returns borrowed or NULL. registry_set_models replaces the list
+ * with ids (copied), keeping what was learned about models that stay. */
+struct node_model *node_model_find(const struct node *n, struct strv model);
+void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids);
+
+/* Probe results with rise/fall debounce. Returns true when liveness changed. */
+bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms);
+bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms, const char *why);
+
+/* Live-traffic fault record. record_fault returns true if the node became excluded now. */
+void registry_record_success(struct registry *reg, struct node *n);
+bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms);
+/* Ends exclusion and resets the fault record (the admin's recover). */
+void registry_recover(struct registry *reg, struct node *n);
+void registry_cool(struct node *n, uint64_t until_ms);
+
+/* Counts for metrics. */
+size_t registry_count_routable(const struct registry *reg, uint64_t now_ms);
+
+#endif

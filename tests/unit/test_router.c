@@ -1,0 +1,230 @@
+/* Router and registry rules: least in-flight, round-robin ties, the §5 reasons, exclusion
+ * with max_excluded_percent, rise/fall debounce, streaming keeps a node alive, ejection
+ * backoff. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gw/registry.h"
+#include "gw/router.h"
+
+static struct node *add(struct registry *reg, const char *name, int port, const char *model)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    struct node *n = NULL;
+    assert_int_equal(registry_add(reg, name, url, NODE_KIND_OPENAI, NULL, &n, NULL), 0);
+    if (model) {
+        struct strv id = strv_from_cstr(model);
+        registry_set_models(n, &id, 1);
+    }
+    return n;
+}
+
+static void make_healthy(struct registry *reg, struct node *n)
+{
+    for (unsigned i = 0; i < reg->cfg.rise; i++) registry_probe_ok(reg, n, 1000);
+    assert_int_equal(n->live, LIVE_HEALTHY);
+}
+
+static struct route_result pick(struct registry *reg, const char *model, unsigned cap)
+{
+    struct route_query q = {.model = strv_from_cstr(model), .cap = cap, .now_ms = 5000};
+    struct route_result r;
+    router_pick(reg, &q, &r);
+    return r;
+}
+
+static void test_least_inflight_and_round_robin(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "m");
+    struct node *c = add(&reg, "c", 9003, "m");
+    make_healthy(&reg, a);
+    make_healthy(&reg, b);
+    make_healthy(&reg, c);
+    /* ties rotate over all three */
+    int seen[3] = {0};
+    for (int i = 0; i < 6; i++) {
+        struct route_result r = pick(&reg, "m", CAP_CHAT);
+        assert_int_equal(r.status, ROUTE_OK);
+        seen[r.node == a ? 0 : r.node == b ? 1 : 2]++;
+    }
+    assert_int_equal(seen[0], 2);
+    assert_int_equal(seen[1], 2);
+    assert_int_equal(seen[2], 2);
+    /* fewest in-flight wins */
+    a->inflight = 3;
+    c->inflight = 1;
+    for (int i = 0; i < 4; i++) assert_ptr_equal(pick(&reg, "m", CAP_CHAT).node, b);
+    registry_free(&reg);
+}
+
+static void test_reasons(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    /* empty fleet */
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_NO_HEALTHY_NODES);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "other");
+    /* nodes exist, none ever healthy: retry shortly, never 404 */
+    struct route_result r = pick(&reg, "m", CAP_CHAT);
+    assert_int_equal(r.status, ROUTE_NO_HEALTHY_NODES);
+    assert_int_equal(r.retry_after_s, 5);
+    make_healthy(&reg, b);
+    /* the node with the model is down, another is up: feasible_node_unhealthy */
+    r = pick(&reg, "m", CAP_CHAT);
+    assert_int_equal(r.status, ROUTE_FEASIBLE_UNHEALTHY);
+    assert_int_equal(r.retry_after_s, 3);
+    assert_int_equal(pick(&reg, "nope", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
+    make_healthy(&reg, a);
+    assert_ptr_equal(pick(&reg, "m", CAP_CHAT).node, a);
+    /* capability proven absent */
+    node_model_find(a, strv_from_cstr("m"))->caps_absent = CAP_CHAT;
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_CAPABILITY_MISSING);
+    assert_int_equal(pick(&reg, "m", CAP_EMBEDDINGS).status, ROUTE_OK);
+    node_model_find(a, strv_from_cstr("m"))->caps_absent = 0;
+    /* cooling: capacity with a computed Retry-After */
+    registry_cool(a, 5000 + 2500);
+    r = pick(&reg, "m", CAP_CHAT);
+    assert_int_equal(r.status, ROUTE_CAPACITY);
+    assert_int_equal(r.retry_after_s, 3);
+    a->cooled_until_ms = 0;
+    /* draining and pending nodes take nothing new */
+    a->admin = ADMIN_DRAINING;
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_FEASIBLE_UNHEALTHY);
+    a->admin = ADMIN_PENDING;
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_FEASIBLE_UNHEALTHY);
+    a->admin = ADMIN_APPROVED;
+    /* tried nodes are skipped */
+    struct node *tried[] = {a};
+    struct route_query q = {
+        .model = STRV_LIT("m"), .cap = CAP_CHAT, .tried = tried, .n_tried = 1, .now_ms = 5000};
+    router_pick(&reg, &q, &r);
+    assert_int_equal(r.status, ROUTE_EXHAUSTED);
+    registry_free(&reg);
+}
+
+static void test_debounce_and_streaming(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    /* one good probe is not enough to rise */
+    registry_probe_ok(&reg, a, 10);
+    assert_int_not_equal(a->live, LIVE_HEALTHY);
+    registry_probe_ok(&reg, a, 20);
+    assert_int_equal(a->live, LIVE_HEALTHY);
+    /* one or two misses keep it in; the third takes it out */
+    registry_probe_failed(&reg, a, 30, "timeout");
+    registry_probe_failed(&reg, a, 40, "timeout");
+    assert_true(node_is_routable(&reg, a, 40));
+    registry_probe_failed(&reg, a, 50, "timeout");
+    assert_false(node_is_routable(&reg, a, 50));
+    /* a good probe in between resets the fall count */
+    registry_probe_ok(&reg, a, 60);
+    registry_probe_ok(&reg, a, 70);
+    registry_probe_failed(&reg, a, 80, "x");
+    registry_probe_failed(&reg, a, 90, "x");
+    registry_probe_ok(&reg, a, 100);
+    registry_probe_failed(&reg, a, 110, "x");
+    registry_probe_failed(&reg, a, 120, "x");
+    assert_true(node_is_routable(&reg, a, 120));
+    /* streaming tokens: probe failures do not count */
+    a->streams_active = 1;
+    a->last_stream_byte_ms = 125;
+    for (int i = 0; i < 5; i++) registry_probe_failed(&reg, a, 130, "busy");
+    assert_int_equal(a->live, LIVE_HEALTHY);
+    registry_free(&reg);
+}
+
+static void test_exclusion(void **state)
+{
+    (void)state;
+    struct registry_config cfg;
+    registry_config_defaults(&cfg);
+    cfg.auto_recover = true;
+    struct registry reg;
+    registry_init(&reg, &cfg);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "m");
+    struct node *c = add(&reg, "c", 9003, "m");
+    make_healthy(&reg, a);
+    make_healthy(&reg, b);
+    make_healthy(&reg, c);
+    assert_false(registry_record_fault(&reg, a, 1000));
+    assert_false(registry_record_fault(&reg, a, 1000));
+    registry_record_success(&reg, a); /* a success resets the run */
+    assert_false(registry_record_fault(&reg, a, 1000));
+    assert_false(registry_record_fault(&reg, a, 1000));
+    assert_true(registry_record_fault(&reg, a, 1000));
+    assert_true(a->excluded);
+    assert_int_equal(a->eject_until_ms, 1000 + 30000);
+    assert_false(node_is_routable(&reg, a, 2000));
+    /* with 3 nodes and 50%, a second exclusion is refused */
+    for (int i = 0; i < 5; i++) registry_record_fault(&reg, b, 1000);
+    assert_false(b->excluded);
+    /* auto recovery only after the ejection time */
+    registry_probe_ok(&reg, a, 20000);
+    assert_true(a->excluded);
+    registry_probe_ok(&reg, a, 31000);
+    assert_false(a->excluded);
+    /* the second ejection doubles */
+    for (int i = 0; i < 3; i++) registry_record_fault(&reg, a, 40000);
+    assert_true(a->excluded);
+    assert_int_equal(a->eject_until_ms, 40000 + 60000);
+    /* admin recover clears everything */
+    registry_recover(&reg, a);
+    assert_false(a->excluded);
+    assert_int_equal(a->ejections, 0);
+    assert_true(node_is_routable(&reg, a, 40000));
+    registry_free(&reg);
+}
+
+static void test_bad_urls(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    const char *bad[] = {"127.0.0.1:80",   "http://",        "http://host",  "http://h:0",
+                         "http://h:70000", "http://h:80/v1", "https://h:443"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct gw_error err = {0};
+        assert_int_equal(registry_add(&reg, "x", bad[i], NODE_KIND_OPENAI, NULL, NULL, &err),
+                         GW_E_INVALID);
+        assert_true(strlen(err.msg) > 0);
+    }
+    assert_int_equal(reg.n, 0);
+    struct node *n;
+    assert_int_equal(registry_add(&reg, "v6", "http://[::1]:8080/", NODE_KIND_VLLM, NULL, &n, NULL),
+                     0);
+    assert_string_equal(n->host, "::1");
+    assert_int_equal(n->port, 8080);
+    assert_int_equal(
+        registry_add(&reg, "v6", "http://[::1]:8081", NODE_KIND_VLLM, NULL, NULL, NULL),
+        GW_E_INVALID);
+    registry_free(&reg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_least_inflight_and_round_robin),
+        cmocka_unit_test(test_reasons),
+        cmocka_unit_test(test_debounce_and_streaming),
+        cmocka_unit_test(test_exclusion),
+        cmocka_unit_test(test_bad_urls),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
