@@ -1,0 +1,436 @@
+/* config — one table of scalar keys drives the YAML file, the environment and --set, so the
+ * three can never disagree on names, types or validation. Nodes are a list in the file. */
+#include "gw/config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "base/strv.h"
+#include "base/yaml.h"
+
+enum key_type { K_STR, K_ADDR, K_LOGLEVEL, K_U64, K_U32, K_BOOL, K_DURATION, K_SIZE, K_PERCENT };
+
+struct key_def {
+    const char *path;
+    enum key_type type;
+    size_t off;
+    uint64_t min, max; /* for numbers */
+};
+
+#define OFF(f) offsetof(struct gw_config, f)
+static const struct key_def keys[] = {
+    {"listen", K_ADDR, OFF(listen), 0, 0},
+    {"admin_listen", K_ADDR, OFF(admin_listen), 0, 0},
+    {"admin_token", K_STR, OFF(admin_token), 0, 0},
+    {"api_key", K_STR, OFF(api_key), 0, 0},
+    {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0},
+    {"limits.max_header_bytes", K_SIZE, OFF(max_header_bytes), 1024, 1 << 20},
+    {"limits.max_body_bytes", K_SIZE, OFF(max_body_bytes), 1024, 1ull << 31},
+    {"limits.max_connections", K_U64, OFF(max_connections), 1, 1000000},
+    {"limits.header_timeout", K_DURATION, OFF(header_timeout_ms), 10, 3600000},
+    {"limits.body_timeout", K_DURATION, OFF(body_timeout_ms), 10, 3600000},
+    {"limits.idle_timeout", K_DURATION, OFF(client_idle_timeout_ms), 10, 86400000},
+    {"upstream.connect_timeout", K_DURATION, OFF(connect_timeout_ms), 1, 600000},
+    {"upstream.first_byte_timeout", K_DURATION, OFF(first_byte_timeout_ms), 1, 86400000},
+    {"upstream.idle_timeout", K_DURATION, OFF(upstream_idle_timeout_ms), 1, 86400000},
+    {"upstream.total_timeout", K_DURATION, OFF(total_timeout_ms), 0, 86400000},
+    {"upstream.max_idle_per_node", K_U64, OFF(max_idle_per_node), 0, 100000},
+    {"retry.max_attempts", K_U64, OFF(max_attempts), 1, 16},
+    {"retry.deadline", K_DURATION, OFF(request_deadline_ms), 1, 86400000},
+    {"health.interval", K_DURATION, OFF(probe_interval_ms), 10, 86400000},
+    {"health.jitter", K_DURATION, OFF(probe_jitter_ms), 0, 3600000},
+    {"health.timeout", K_DURATION, OFF(probe_timeout_ms), 10, 600000},
+    {"health.rise", K_U32, OFF(reg.rise), 1, 100},
+    {"health.fall", K_U32, OFF(reg.fall), 1, 100},
+    {"health.stream_alive", K_DURATION, OFF(reg.stream_alive_ms), 0, 3600000},
+    {"faults.threshold", K_U32, OFF(reg.fault_threshold), 1, 1000},
+    {"faults.auto_recover", K_BOOL, OFF(reg.auto_recover), 0, 0},
+    {"faults.ejection_base", K_DURATION, OFF(reg.ejection_base_ms), 1, 86400000},
+    {"faults.ejection_max", K_DURATION, OFF(reg.ejection_max_ms), 1, 86400000},
+    {"faults.max_excluded_percent", K_PERCENT, OFF(reg.max_excluded_percent), 0, 100},
+    {"shutdown.grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
+};
+#undef OFF
+enum { N_KEYS = sizeof keys / sizeof keys[0] };
+
+void gw_config_defaults(struct gw_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = xstrdup("127.0.0.1:8080");
+    cfg->admin_listen = xstrdup("127.0.0.1:8081");
+    cfg->log_level = LOG_INFO;
+    cfg->max_header_bytes = 16 * 1024;
+    cfg->max_body_bytes = 16u << 20;
+    cfg->max_connections = 10000;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 60000;
+    cfg->client_idle_timeout_ms = 60000;
+    cfg->connect_timeout_ms = 2000;
+    cfg->first_byte_timeout_ms = 300000; /* a cold model load on a big GPU takes minutes */
+    cfg->upstream_idle_timeout_ms = 60000;
+    cfg->total_timeout_ms = 0;
+    cfg->max_idle_per_node = 64;
+    cfg->max_attempts = 3;
+    cfg->request_deadline_ms = 30000;
+    cfg->probe_interval_ms = 10000;
+    cfg->probe_jitter_ms = 1000;
+    cfg->probe_timeout_ms = 5000;
+    registry_config_defaults(&cfg->reg);
+    cfg->shutdown_grace_ms = 30000;
+}
+
+static void free_nodes(struct gw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        struct gw_node_config *n = &cfg->nodes[i];
+        xfree(n->name);
+        xfree(n->url);
+        xfree(n->api_key);
+        for (size_t j = 0; j < n->n_labels; j++) {
+            xfree(n->labels[j].key);
+            xfree(n->labels[j].value);
+        }
+        xfree(n->labels);
+    }
+    xfree(cfg->nodes);
+    cfg->nodes = NULL;
+    cfg->n_nodes = 0;
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type == K_STR || keys[i].type == K_ADDR) {
+            char **p = (char **)((char *)cfg + keys[i].off);
+            xfree(*p);
+            *p = NULL;
+        }
+    }
+    free_nodes(cfg);
+    xfree(cfg->path);
+    cfg->path = NULL;
+}
+
+int gw_parse_hostport(const char *s, char *host, size_t host_cap, int *port)
+{
+    struct strv v = strv_from_cstr(s);
+    struct strv h, p;
+    if (v.len && v.p[0] == '[') {
+        long close = strv_index(v, ']');
+        if (close < 0 || (size_t)close + 1 >= v.len || v.p[close + 1] != ':') return GW_E_INVALID;
+        h = strv_sub(v, 1, (size_t)close - 1);
+        p = strv_sub(v, (size_t)close + 2, v.len);
+    } else {
+        long colon = -1;
+        for (size_t i = 0; i < v.len; i++)
+            if (v.p[i] == ':') colon = (long)i;
+        if (colon <= 0) return GW_E_INVALID;
+        h = strv_sub(v, 0, (size_t)colon);
+        p = strv_sub(v, (size_t)colon + 1, v.len);
+    }
+    uint64_t pv;
+    if (h.len == 0 || h.len >= host_cap || strv_to_u64(p, &pv) || pv > 65535) return GW_E_INVALID;
+    memcpy(host, h.p, h.len);
+    host[h.len] = '\0';
+    *port = (int)pv;
+    return 0;
+}
+
+/* Sets one key from a string; returns 0 or GW_E_INVALID with why filled. */
+static int set_key(struct gw_config *cfg, const struct key_def *k, const char *val, char *why,
+                   size_t why_cap)
+{
+    void *field = (char *)cfg + k->off;
+    uint64_t v = 0;
+    int rc = 0;
+    switch (k->type) {
+    case K_STR:
+        xfree(*(char **)field);
+        *(char **)field = *val ? xstrdup(val) : NULL;
+        return 0;
+    case K_ADDR: {
+        char host[128];
+        int port;
+        if (gw_parse_hostport(val, host, sizeof host, &port)) {
+            snprintf(why, why_cap, "'%s' is not host:port", val);
+            return GW_E_INVALID;
+        }
+        xfree(*(char **)field);
+        *(char **)field = xstrdup(val);
+        return 0;
+    }
+    case K_LOGLEVEL:
+        if (log_parse_level(val, (enum log_level *)field)) {
+            snprintf(why, why_cap, "'%s' is not one of debug, info, warn, error, off", val);
+            return GW_E_INVALID;
+        }
+        return 0;
+    case K_BOOL:
+        if (parse_bool_str(val, (bool *)field)) {
+            snprintf(why, why_cap, "'%s' is not true or false", val);
+            return GW_E_INVALID;
+        }
+        return 0;
+    case K_DURATION:
+        rc = parse_duration_ms_str(val, &v);
+        if (rc) snprintf(why, why_cap, "'%s' is not a duration (500ms, 10s, 2m)", val);
+        break;
+    case K_SIZE:
+        rc = parse_size_bytes_str(val, &v);
+        if (rc) snprintf(why, why_cap, "'%s' is not a size (16384, 16KiB, 4MiB)", val);
+        break;
+    case K_U64:
+    case K_U32:
+    case K_PERCENT:
+        rc = strv_to_u64(strv_from_cstr(val), &v) ? GW_E_INVALID : 0;
+        if (rc) snprintf(why, why_cap, "'%s' is not a non-negative integer", val);
+        break;
+    }
+    if (rc) return GW_E_INVALID;
+    if (v < k->min || v > k->max) {
+        snprintf(why, why_cap, "%llu is outside %llu..%llu", (unsigned long long)v,
+                 (unsigned long long)k->min, (unsigned long long)k->max);
+        return GW_E_INVALID;
+    }
+    if (k->type == K_U32 || k->type == K_PERCENT) {
+        *(unsigned *)field = (unsigned)v;
+    } else {
+        *(uint64_t *)field = v;
+    }
+    return 0;
+}
+
+static const struct key_def *find_key(const char *path)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].path, path) == 0) return &keys[i];
+    return NULL;
+}
+
+static int load_nodes(struct gw_config *cfg, const char *file, const struct ynode *seq,
+                      struct gw_error *err)
+{
+    if (seq->type != YNODE_SEQ)
+        return gw_error_set(err, GW_E_INVALID, "%s:%d: nodes must be a list", file, seq->line);
+    cfg->nodes = xcalloc(seq->n ? seq->n : 1, sizeof *cfg->nodes);
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct ynode *m = seq->kids[i];
+        struct gw_node_config *nc = &cfg->nodes[cfg->n_nodes++];
+        nc->kind = NODE_KIND_OPENAI;
+        if (m->type != YNODE_MAP)
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: each node must be a mapping", file,
+                                m->line);
+        for (size_t j = 0; j < m->n; j++) {
+            const char *key = m->keys[j];
+            const struct ynode *v = m->kids[j];
+            int line = m->key_lines[j];
+            bool is_scalar = v->type == YNODE_SCALAR;
+            if (strcmp(key, "labels") == 0) {
+                if (v->type != YNODE_MAP)
+                    return gw_error_set(err, GW_E_INVALID, "%s:%d: labels must be a mapping", file,
+                                        line);
+                nc->labels = xcalloc(v->n ? v->n : 1, sizeof *nc->labels);
+                for (size_t l = 0; l < v->n; l++) {
+                    if (v->kids[l]->type != YNODE_SCALAR)
+                        return gw_error_set(err, GW_E_INVALID, "%s:%d: label '%s' must be a string",
+                                            file, v->key_lines[l], v->keys[l]);
+                    nc->labels[nc->n_labels].key = xstrdup(v->keys[l]);
+                    nc->labels[nc->n_labels].value = xstrdup(v->kids[l]->scalar);
+                    nc->n_labels++;
+                }
+                continue;
+            }
+            if (!is_scalar)
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: node key '%s' must be a string",
+                                    file, line, key);
+            if (strcmp(key, "name") == 0) {
+                xfree(nc->name);
+                nc->name = xstrdup(v->scalar);
+            } else if (strcmp(key, "url") == 0) {
+                xfree(nc->url);
+                nc->url = xstrdup(v->scalar);
+            } else if (strcmp(key, "api_key") == 0) {
+                xfree(nc->api_key);
+                nc->api_key = xstrdup(v->scalar);
+            } else if (strcmp(key, "kind") == 0) {
+                if (node_kind_parse(v->scalar, &nc->kind))
+                    return gw_error_set(err, GW_E_INVALID,
+                                        "%s:%d: kind '%s' is not one of openai, llamacpp, "
+                                        "ollama, vllm",
+                                        file, line, v->scalar);
+            } else {
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: unknown node key '%s'", file, line,
+                                    key);
+            }
+        }
+        if (!nc->url)
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: node needs a url", file, m->line);
+        if (!nc->name) nc->name = xstrdup(nc->url + (strncmp(nc->url, "http://", 7) ? 0 : 7));
+        struct registry probe;
+        registry_init(&probe, NULL);
+        struct gw_error uerr = {0};
+        int rc = registry_add(&probe, nc->name, nc->url, nc->kind, NULL, NULL, &uerr);
+        registry_free(&probe);
+        if (rc) return gw_error_set(err, GW_E_INVALID, "%s:%d: %s", file, m->line, uerr.msg);
+        for (size_t k = 0; k + 1 < cfg->n_nodes; k++)
+            if (strcmp(cfg->nodes[k].name, nc->name) == 0)
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: duplicate node name '%s'", file,
+                                    m->line, nc->name);
+    }
+    return 0;
+}
+
+/* Walks a map recursively, matching dotted paths against the key table. */
+static int apply_map(struct gw_config *cfg, const char *file, const struct ynode *map,
+                     const char *prefix, struct gw_error *err)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", map->keys[i]);
+        const struct ynode *v = map->kids[i];
+        int line = map->key_lines[i];
+        if (!*prefix && strcmp(path, "nodes") == 0) {
+            int rc = load_nodes(cfg, file, v, err);
+            if (rc) return rc;
+            continue;
+        }
+        if (v->type == YNODE_MAP) {
+            bool is_section = false;
+            size_t plen = strlen(path);
+            for (size_t k = 0; k < N_KEYS && !is_section; k++)
+                is_section = strncmp(keys[k].path, path, plen) == 0 && keys[k].path[plen] == '.';
+            if (!is_section)
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: unknown section '%s'", file, line,
+                                    path);
+            int rc = apply_map(cfg, file, v, path, err);
+            if (rc) return rc;
+            continue;
+        }
+        const struct key_def *k = find_key(path);
+        if (!k) return gw_error_set(err, GW_E_INVALID, "%s:%d: unknown key '%s'", file, line, path);
+        if (v->type != YNODE_SCALAR)
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: '%s' must be a single value", file, line,
+                                path);
+        char why[160];
+        if (set_key(cfg, k, v->scalar, why, sizeof why))
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: %s: %s", file, line, path, why);
+    }
+    return 0;
+}
+
+static void env_name(const char *path, char *out, size_t cap)
+{
+    size_t o = (size_t)snprintf(out, cap, "DROVER_");
+    for (size_t i = 0; path[i] && o + 1 < cap; i++) {
+        char c = path[i];
+        out[o++] = c == '.' ? '_' : (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
+    }
+    out[o] = '\0';
+}
+
+int gw_config_load(struct gw_config *cfg, const char *path, char *const *envp,
+                   const char *const *sets, size_t n_sets, struct gw_error *err)
+{
+    gw_config_defaults(cfg);
+    int rc = 0;
+    if (path) {
+        cfg->path = xstrdup(path);
+        struct ynode *root = yaml_load_file(path, 1 << 20, err);
+        if (!root) {
+            rc = GW_E_INVALID;
+            goto fail;
+        }
+        if (root->type != YNODE_MAP) {
+            rc = gw_error_set(err, GW_E_INVALID, "%s:%d: the config must be a mapping", path,
+                              root->line);
+        } else {
+            rc = apply_map(cfg, path, root, "", err);
+        }
+        ynode_free(root);
+        if (rc) goto fail;
+    }
+    for (size_t e = 0; envp && envp[e]; e++) {
+        if (strncmp(envp[e], "DROVER_", 7) != 0) continue;
+        const char *eq = strchr(envp[e], '=');
+        if (!eq) continue;
+        for (size_t i = 0; i < N_KEYS; i++) {
+            char name[96];
+            env_name(keys[i].path, name, sizeof name);
+            if (strlen(name) != (size_t)(eq - envp[e]) || strncmp(name, envp[e], strlen(name)))
+                continue;
+            char why[160];
+            if (set_key(cfg, &keys[i], eq + 1, why, sizeof why)) {
+                rc = gw_error_set(err, GW_E_INVALID, "env %s: %s", name, why);
+                goto fail;
+            }
+        }
+    }
+    for (size_t s = 0; s < n_sets; s++) {
+        const char *eq = strchr(sets[s], '=');
+        char key[128];
+        size_t klen = eq ? (size_t)(eq - sets[s]) : 0;
+        if (!eq || klen == 0 || klen >= sizeof key) {
+            rc = gw_error_set(err, GW_E_INVALID, "flag --set %s: expected key=value", sets[s]);
+            goto fail;
+        }
+        memcpy(key, sets[s], klen);
+        key[klen] = '\0';
+        const struct key_def *k = find_key(key);
+        if (!k) {
+            rc = gw_error_set(err, GW_E_INVALID, "flag --set %s: unknown key", key);
+            goto fail;
+        }
+        char why[160];
+        if (set_key(cfg, k, eq + 1, why, sizeof why)) {
+            rc = gw_error_set(err, GW_E_INVALID, "flag --set %s: %s", key, why);
+            goto fail;
+        }
+    }
+    if (cfg->reg.ejection_max_ms < cfg->reg.ejection_base_ms) {
+        rc = gw_error_set(err, GW_E_INVALID, "faults.ejection_max must be >= faults.ejection_base");
+        goto fail;
+    }
+    return 0;
+fail:
+    gw_config_free(cfg);
+    gw_config_defaults(cfg);
+    return rc;
+}
+
+void gw_config_dump(const struct gw_config *cfg, void (*line)(const char *s, void *ctx), void *ctx)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key_def *k = &keys[i];
+        const void *f = (const char *)cfg + k->off;
+        char s[256];
+        switch (k->type) {
+        case K_STR:
+        case K_ADDR: {
+            const char *v = *(char *const *)f;
+            bool secret = strstr(k->path, "token") || strstr(k->path, "key");
+            snprintf(s, sizeof s, "%s = %s", k->path, !v ? "" : secret ? "(set)" : v);
+            break;
+        }
+        case K_LOGLEVEL: {
+            static const char *const lv[] = {"debug", "info", "warn", "error", "off"};
+            snprintf(s, sizeof s, "%s = %s", k->path, lv[*(const enum log_level *)f]);
+            break;
+        }
+        case K_BOOL:
+            snprintf(s, sizeof s, "%s = %s", k->path, *(const bool *)f ? "true" : "false");
+            break;
+        case K_U32:
+        case K_PERCENT:
+            snprintf(s, sizeof s, "%s = %u", k->path, *(const unsigned *)f);
+            break;
+        case K_DURATION:
+            snprintf(s, sizeof s, "%s = %llums", k->path, (unsigned long long)*(const uint64_t *)f);
+            break;
+        default:
+            snprintf(s, sizeof s, "%s = %llu", k->path, (unsigned long long)*(const uint64_t *)f);
+        }
+        line(s, ctx);
+    }
+}

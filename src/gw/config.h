@@ -1,0 +1,67 @@
+/* config — the gateway's configuration: one YAML file (--config), every scalar key
+ * overridable by a DROVER_… environment variable (path upper-cased, dots to underscores:
+ * health.interval → DROVER_HEALTH_INTERVAL) and by flags (--set health.interval=2s, plus the
+ * named flags of `drover serve --help`). Precedence: defaults < file < environment < flags.
+ * Unknown keys and bad values are refused with "file:line: reason" (or "env NAME: reason",
+ * "flag --set key: reason"), so a typo never silently runs with a default.
+ * Thread: start-up and SIGHUP reload on the loop thread. */
+#ifndef DROVER_GW_CONFIG_H
+#define DROVER_GW_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "gw/registry.h"
+
+struct gw_node_config {
+    char *name, *url, *api_key; /* owned; api_key may be NULL */
+    enum node_kind kind;
+    struct node_label *labels; /* owned */
+    size_t n_labels;
+};
+
+struct gw_config {
+    char *path; /* owned; the file it came from, or NULL */
+
+    char *listen;       /* "127.0.0.1:8080" */
+    char *admin_listen; /* "127.0.0.1:8081" */
+    char *admin_token;  /* NULL: admin API open on its (loopback) listener */
+    char *api_key;      /* NULL: client API needs no key; else Bearer <api_key> */
+    enum log_level log_level;
+
+    uint64_t max_header_bytes, max_body_bytes, max_connections;
+    uint64_t header_timeout_ms, body_timeout_ms, client_idle_timeout_ms;
+
+    uint64_t connect_timeout_ms, first_byte_timeout_ms, upstream_idle_timeout_ms;
+    uint64_t total_timeout_ms, max_idle_per_node;
+
+    uint64_t max_attempts;        /* attempts per request across nodes */
+    uint64_t request_deadline_ms; /* no new attempt after this since arrival */
+
+    uint64_t probe_interval_ms, probe_jitter_ms, probe_timeout_ms;
+    struct registry_config reg; /* rise, fall, faults, ejection */
+
+    uint64_t shutdown_grace_ms;
+
+    struct gw_node_config *nodes;
+    size_t n_nodes;
+};
+
+void gw_config_defaults(struct gw_config *cfg);
+void gw_config_free(struct gw_config *cfg);
+
+/* Loads path (may be NULL for defaults only), then applies the environment (envp, NULL-
+ * terminated "K=V" strings) and the --set overrides (sets, "key=value"). On error the config
+ * is left freed-and-defaulted and err says "where: reason". */
+int gw_config_load(struct gw_config *cfg, const char *path, char *const *envp,
+                   const char *const *sets, size_t n_sets, struct gw_error *err) WUR;
+
+/* Splits "host:port" / "[v6]:port"; GW_E_INVALID otherwise. */
+int gw_parse_hostport(const char *s, char *host, size_t host_cap, int *port) WUR;
+
+/* Writes the effective scalar keys as "key = value" lines (for `drover serve --print-config`). */
+void gw_config_dump(const struct gw_config *cfg, void (*line)(const char *s, void *ctx), void *ctx);
+
+#endif
