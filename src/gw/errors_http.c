@@ -1,0 +1,85 @@
+/* errors_http — status, code and Retry-After for every answer the gateway gives itself. */
+#include "gw/errors_http.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/json.h"
+
+static const struct gw_answer_info table[ANSWER__COUNT] = {
+    [ANSWER_MODEL_NOT_FOUND] = {404, "model_not_found", "invalid_request_error", 0},
+    [ANSWER_NO_FEASIBLE_NODE] = {404, "no_feasible_node", "invalid_request_error", 0},
+    [ANSWER_FEASIBLE_UNHEALTHY] = {503, "feasible_node_unhealthy", "server_error", 3},
+    [ANSWER_NO_HEALTHY_NODES] = {503, "no_healthy_nodes", "server_error", 5},
+    [ANSWER_MODEL_LOADING] = {503, "model_loading", "server_error", 2},
+    [ANSWER_CAPACITY] = {503, "capacity", "server_error", 1},
+    [ANSWER_UPSTREAM_FAILED] = {502, "upstream_failed", "server_error", 0},
+    [ANSWER_CAPABILITY_MISSING] = {400, "model_capability_missing", "invalid_request_error", 0},
+    [ANSWER_INVALID_REQUEST] = {400, "invalid_request", "invalid_request_error", 0},
+    [ANSWER_UNAUTHORIZED] = {401, "invalid_api_key", "authentication_error", 0},
+    [ANSWER_NOT_FOUND_ROUTE] = {404, "unknown_url", "invalid_request_error", 0},
+    [ANSWER_METHOD_NOT_ALLOWED] = {405, "method_not_allowed", "invalid_request_error", 0},
+    [ANSWER_SHUTTING_DOWN] = {503, "shutting_down", "server_error", 5},
+};
+
+const struct gw_answer_info *gw_answer_info(enum gw_answer a)
+{
+    return &table[a];
+}
+
+int gw_error_json(struct buf *out, const char *message, const char *type, const char *param,
+                  const char *code)
+{
+    int rc = buf_append_cstr(out, "{\"error\":{\"message\":");
+    if (!rc) rc = json_append_str(out, message, strlen(message));
+    if (!rc) rc = buf_append_cstr(out, ",\"type\":");
+    if (!rc) rc = json_append_str(out, type, strlen(type));
+    if (!rc) rc = buf_append_cstr(out, ",\"param\":");
+    if (!rc) rc = param ? json_append_str(out, param, strlen(param)) : buf_append_cstr(out, "null");
+    if (!rc) rc = buf_append_cstr(out, ",\"code\":");
+    if (!rc) rc = code ? json_append_str(out, code, strlen(code)) : buf_append_cstr(out, "null");
+    if (!rc) rc = buf_append_cstr(out, "}}");
+    return rc;
+}
+
+int gw_answer(struct http_request *req, enum gw_answer a, const struct gw_answer_ctx *ctx,
+              const char *message)
+{
+    static const struct gw_answer_ctx none = {0};
+    if (!ctx) ctx = &none;
+    const struct gw_answer_info *info = &table[a];
+    struct buf body;
+    buf_init(&body, 4096);
+    int rc;
+    if (ctx->ollama) {
+        rc = buf_append_cstr(&body, "{\"error\":");
+        if (!rc) rc = json_append_str(&body, message, strlen(message));
+        if (!rc) rc = buf_append_cstr(&body, "}");
+    } else {
+        rc = gw_error_json(&body, message, info->type, ctx->param,
+                           ctx->code ? ctx->code : info->code);
+    }
+    if (rc) {
+        buf_reset(&body);
+        rc = buf_append_cstr(&body, "{\"error\":{\"message\":\"error\",\"type\":\"server_error\","
+                                    "\"param\":null,\"code\":null}}");
+    }
+    struct http_header hdrs[3];
+    size_t n = 0;
+    char ra[24], att[16];
+    uint64_t retry = ctx->retry_after_s ? ctx->retry_after_s : info->retry_after_s;
+    if (retry && info->status == 503) {
+        snprintf(ra, sizeof ra, "%llu", (unsigned long long)retry);
+        hdrs[n++] = (struct http_header){STRV_LIT("Retry-After"), strv_from_cstr(ra)};
+    }
+    if (ctx->node)
+        hdrs[n++] = (struct http_header){STRV_LIT("X-Drover-Node"), strv_from_cstr(ctx->node)};
+    if (ctx->attempts) {
+        snprintf(att, sizeof att, "%u", ctx->attempts);
+        hdrs[n++] = (struct http_header){STRV_LIT("X-Drover-Attempts"), strv_from_cstr(att)};
+    }
+    (void)rc;
+    rc = http_respond_json(req, info->status, hdrs, n, body.p, body.len);
+    buf_free(&body);
+    return rc;
+}

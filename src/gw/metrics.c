@@ -1,0 +1,201 @@
+/* metrics — plain arrays, linear label lookup with the most recent series first (the hot
+ * series stay near the front); rendering builds the whole page into one buffer. */
+#include "gw/metrics.h"
+
+#include <string.h>
+
+#include "base/mem.h"
+
+static const double bucket_s[METRICS_N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                   1,     2.5,  5,     10,   30,  60,   120};
+
+void metrics_init(struct metrics *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void metrics_free(struct metrics *m)
+{
+    for (size_t i = 0; i < m->n_series; i++) {
+        xfree(m->series[i].model);
+        xfree(m->series[i].node);
+    }
+    xfree(m->series);
+    memset(m, 0, sizeof *m);
+}
+
+void metrics_count_request(struct metrics *m, const char *model, const char *node, int status)
+{
+    if (!model) model = "";
+    if (!node) node = "";
+    for (size_t i = 0; i < m->n_series; i++) {
+        struct req_series *s = &m->series[i];
+        if (s->status == status && strcmp(s->model, model) == 0 && strcmp(s->node, node) == 0) {
+            s->n++;
+            return;
+        }
+    }
+    if (m->n_series >= METRICS_MAX_SERIES) {
+        m->series_dropped++;
+        return;
+    }
+    if (m->n_series == m->cap_series) {
+        m->cap_series = m->cap_series ? m->cap_series * 2 : 32;
+        m->series = xrealloc(m->series, m->cap_series * sizeof *m->series);
+    }
+    m->series[m->n_series++] = (struct req_series){xstrdup(model), xstrdup(node), status, 1};
+}
+
+void metrics_observe(struct histogram *h, uint64_t us)
+{
+    double s = (double)us / 1e6;
+    h->count++;
+    h->sum_s += s;
+    for (int i = 0; i < METRICS_N_BUCKETS; i++) {
+        if (s <= bucket_s[i]) {
+            h->buckets[i]++;
+            return;
+        }
+    }
+}
+
+/* Label values: escape backslash, quote and newline. */
+static int label(struct buf *out, const char *v)
+{
+    int rc = 0;
+    for (const char *p = v; *p && !rc; p++) {
+        if (*p == '\\' || *p == '"') rc = buf_append(out, "\\", 1);
+        if (!rc) rc = *p == '\n' ? buf_append(out, "\\n", 2) : buf_append(out, p, 1);
+    }
+    return rc;
+}
+
+static int histo(struct buf *out, const char *name, const char *help, const struct histogram *h)
+{
+    int rc = buf_appendf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < METRICS_N_BUCKETS && !rc; i++) {
+        cum += h->buckets[i];
+        rc = buf_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_s[i],
+                         (unsigned long long)cum);
+    }
+    if (!rc)
+        rc = buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                         (unsigned long long)h->count, name, h->sum_s, name,
+                         (unsigned long long)h->count);
+    return rc;
+}
+
+void metrics_render(const struct metrics *m, const struct registry *reg,
+                    const struct http_client_stats *pool, unsigned active_requests, uint64_t now_ms,
+                    struct buf *out)
+{
+    int rc =
+        buf_append_cstr(out, "# HELP drover_requests_total Client requests answered, by "
+                             "model, node and status.\n# TYPE drover_requests_total counter\n");
+    for (size_t i = 0; i < m->n_series && !rc; i++) {
+        const struct req_series *s = &m->series[i];
+        rc = buf_append_cstr(out, "drover_requests_total{model=\"");
+        if (!rc) rc = label(out, s->model);
+        if (!rc) rc = buf_append_cstr(out, "\",node=\"");
+        if (!rc) rc = label(out, s->node);
+        if (!rc)
+            rc = buf_appendf(out, "\",status=\"%d\"} %llu\n", s->status, (unsigned long long)s->n);
+    }
+    if (!rc)
+        rc = buf_appendf(
+            out,
+            "# HELP drover_attempts_total Upstream attempts.\n"
+            "# TYPE drover_attempts_total counter\ndrover_attempts_total %llu\n"
+            "# HELP drover_retries_total Attempts after the first of a request.\n"
+            "# TYPE drover_retries_total counter\ndrover_retries_total %llu\n"
+            "# HELP drover_validation_refusals_total Requests refused before any "
+            "node saw them.\n# TYPE drover_validation_refusals_total counter\n"
+            "drover_validation_refusals_total %llu\n"
+            "# HELP drover_stream_errors_total Streams ended with an error event.\n"
+            "# TYPE drover_stream_errors_total counter\n"
+            "drover_stream_errors_total %llu\n"
+            "# HELP drover_client_disconnects_total Clients that left before the "
+            "end.\n# TYPE drover_client_disconnects_total counter\n"
+            "drover_client_disconnects_total %llu\n"
+            "# HELP drover_series_dropped_total Request series not recorded (cap).\n"
+            "# TYPE drover_series_dropped_total counter\n"
+            "drover_series_dropped_total %llu\n",
+            (unsigned long long)m->attempts_total, (unsigned long long)m->retries_total,
+            (unsigned long long)m->validation_refusals, (unsigned long long)m->stream_errors_total,
+            (unsigned long long)m->client_disconnects_total, (unsigned long long)m->series_dropped);
+    if (!rc)
+        rc = buf_append_cstr(out, "# HELP drover_outcomes_total Upstream attempts by outcome "
+                                  "class.\n# TYPE drover_outcomes_total counter\n");
+    for (int c = 0; c < OUTCOME__COUNT && !rc; c++)
+        rc = buf_appendf(out, "drover_outcomes_total{class=\"%s\"} %llu\n",
+                         outcome_class_name((enum outcome_class)c),
+                         (unsigned long long)m->outcomes[c]);
+    if (!rc)
+        rc = buf_append_cstr(out, "# HELP drover_node_up Node routable now (1) or not (0).\n"
+                                  "# TYPE drover_node_up gauge\n");
+    for (size_t i = 0; i < reg->n && !rc; i++) {
+        const struct node *n = reg->nodes[i];
+        if (n->admin == ADMIN_REMOVED) continue;
+        rc = buf_append_cstr(out, "drover_node_up{node=\"");
+        if (!rc) rc = label(out, n->name);
+        if (!rc) rc = buf_appendf(out, "\"} %d\n", node_is_routable(reg, n, now_ms) ? 1 : 0);
+    }
+    if (!rc)
+        rc = buf_append_cstr(out, "# HELP drover_node_state Node state on each axis (1 for the "
+                                  "current value).\n# TYPE drover_node_state gauge\n");
+    for (size_t i = 0; i < reg->n && !rc; i++) {
+        const struct node *n = reg->nodes[i];
+        if (n->admin == ADMIN_REMOVED) continue;
+        rc = buf_append_cstr(out, "drover_node_state{node=\"");
+        if (!rc) rc = label(out, n->name);
+        if (!rc)
+            rc = buf_appendf(out, "\",admin=\"%s\",liveness=\"%s\",excluded=\"%s\"} 1\n",
+                             node_admin_name(n->admin), node_live_name(n->live),
+                             n->excluded ? "true" : "false");
+    }
+    if (!rc)
+        rc = buf_append_cstr(out, "# HELP drover_node_in_flight Requests in flight per node.\n"
+                                  "# TYPE drover_node_in_flight gauge\n");
+    for (size_t i = 0; i < reg->n && !rc; i++) {
+        const struct node *n = reg->nodes[i];
+        if (n->admin == ADMIN_REMOVED) continue;
+        rc = buf_append_cstr(out, "drover_node_in_flight{node=\"");
+        if (!rc) rc = label(out, n->name);
+        if (!rc) rc = buf_appendf(out, "\"} %u\n", n->inflight);
+    }
+    if (!rc)
+        rc = buf_append_cstr(out, "# HELP drover_node_consecutive_faults Node faults in a row.\n"
+                                  "# TYPE drover_node_consecutive_faults gauge\n");
+    for (size_t i = 0; i < reg->n && !rc; i++) {
+        const struct node *n = reg->nodes[i];
+        if (n->admin == ADMIN_REMOVED) continue;
+        rc = buf_append_cstr(out, "drover_node_consecutive_faults{node=\"");
+        if (!rc) rc = label(out, n->name);
+        if (!rc) rc = buf_appendf(out, "\"} %u\n", n->consecutive_faults);
+    }
+    if (!rc)
+        rc = buf_appendf(out,
+                         "# HELP drover_in_flight Client requests in flight.\n"
+                         "# TYPE drover_in_flight gauge\ndrover_in_flight %u\n"
+                         "# HELP drover_pool_connections Upstream connections.\n"
+                         "# TYPE drover_pool_connections gauge\n"
+                         "drover_pool_connections{state=\"idle\"} %u\n"
+                         "drover_pool_connections{state=\"active\"} %u\n"
+                         "# HELP drover_pool_connects_total Fresh upstream connections.\n"
+                         "# TYPE drover_pool_connects_total counter\n"
+                         "drover_pool_connects_total %llu\n"
+                         "# HELP drover_pool_reuses_total Requests on a pooled connection.\n"
+                         "# TYPE drover_pool_reuses_total counter\n"
+                         "drover_pool_reuses_total %llu\n",
+                         active_requests, pool ? pool->idle : 0, pool ? pool->active : 0,
+                         (unsigned long long)(pool ? pool->connects : 0),
+                         (unsigned long long)(pool ? pool->reuses : 0));
+    if (!rc)
+        rc = histo(out, "drover_time_to_first_byte_seconds",
+                   "Time from request to the first response byte sent to the client.", &m->ttfb);
+    if (!rc)
+        rc = histo(out, "drover_request_duration_seconds", "Time from request to its end.",
+                   &m->total);
+    (void)rc; /* a page past the cap is cut; the caller sizes the buffer generously */
+}
