@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 const struct drover_command drover_commands[] = {
+    {"serve", serve_main},
     {"sim", sim_main},
     {NULL, NULL},
 };

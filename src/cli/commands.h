@@ -15,5 +15,6 @@ struct drover_command {
 extern const struct drover_command drover_commands[]; /* ends with {NULL, NULL} */
 
 int sim_main(int argc, char **argv);
+int serve_main(int argc, char **argv);
 
 #endif

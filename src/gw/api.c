@@ -1,0 +1,126 @@
+/* api — the client listener: the OpenAI and Ollama endpoints. Inference requests go to the
+ * proxy; the model lists are answered from the registry (what the fleet can serve now).
+ * The loop thread only. */
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "gw/errors_http.h"
+#include "gw/gw.h"
+
+static bool authorized(const struct gw *g, const struct http_request *req)
+{
+    if (!g->cfg.api_key) return true;
+    struct strv h = http_request_header(req, "Authorization");
+    if (!h.p || !strv_starts_with(h, STRV_LIT("Bearer "))) return false;
+    struct strv tok = strv_trim(strv_sub(h, 7, h.len));
+    struct strv want = strv_from_cstr(g->cfg.api_key);
+    /* constant time over the expected length */
+    unsigned diff = tok.len != want.len;
+    for (size_t i = 0; i < want.len; i++)
+        diff |= (unsigned)(want.p[i] ^ (i < tok.len ? tok.p[i] : 0));
+    return diff == 0;
+}
+
+/* Distinct model ids served by routable nodes (optionally Ollama nodes only). */
+static void list_models(struct gw *g, struct http_request *req, bool ollama)
+{
+    struct buf out;
+    buf_init(&out, 64u << 20);
+    uint64_t now = gw_now_ms(g);
+    int rc = buf_append_cstr(&out, ollama ? "{\"models\":[" : "{\"object\":\"list\",\"data\":[");
+    size_t emitted = 0;
+    for (size_t i = 0; i < g->reg.n && !rc; i++) {
+        const struct node *n = g->reg.nodes[i];
+        if (!node_is_routable(&g->reg, n, now) || (ollama && n->kind != NODE_KIND_OLLAMA)) continue;
+        for (size_t m = 0; m < n->n_models && !rc; m++) {
+            const char *id = n->models[m].id;
+            /* skip ids an earlier routable node already listed */
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++) {
+                const struct node *o = g->reg.nodes[j];
+                if (!node_is_routable(&g->reg, o, now) || (ollama && o->kind != NODE_KIND_OLLAMA))
+                    continue;
+                dup = node_model_find(o, strv_from_cstr(id)) != NULL;
+            }
+            if (dup) continue;
+            if (emitted++) rc = buf_append_cstr(&out, ",");
+            if (ollama) {
+                if (!rc) rc = buf_append_cstr(&out, "{\"name\":");
+                if (!rc) rc = json_append_str(&out, id, strlen(id));
+                if (!rc) rc = buf_append_cstr(&out, ",\"model\":");
+                if (!rc) rc = json_append_str(&out, id, strlen(id));
+                if (!rc) rc = buf_append_cstr(&out, "}");
+                continue;
+            }
+            if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
+            if (!rc) rc = json_append_str(&out, id, strlen(id));
+            if (!rc)
+                rc = buf_append_cstr(&out, ",\"object\":\"model\",\"created\":0,"
+                                           "\"owned_by\":\"drover\",\"nodes\":[");
+            size_t k = 0;
+            for (size_t j = i; j < g->reg.n && !rc; j++) {
+                const struct node *o = g->reg.nodes[j];
+                if (!node_is_routable(&g->reg, o, now) || !node_model_find(o, strv_from_cstr(id)))
+                    continue;
+                if (k++) rc = buf_append_cstr(&out, ",");
+                if (!rc) rc = json_append_str(&out, o->name, strlen(o->name));
+            }
+            if (!rc) rc = buf_append_cstr(&out, "]}");
+        }
+    }
+    if (!rc) rc = buf_append_cstr(&out, "]}");
+    if (rc) {
+        buf_free(&out);
+        (void)gw_answer(req, ANSWER_UPSTREAM_FAILED, NULL, "model list too large");
+        return;
+    }
+    (void)http_respond_json(req, 200, NULL, 0, out.p, out.len);
+    buf_free(&out);
+}
+
+void api_handle(struct http_request *req, void *ctx)
+{
+    struct gw *g = ctx;
+    struct strv path = req->path;
+    bool is_get = strv_eq_cstr(req->method, "GET");
+    bool is_post = strv_eq_cstr(req->method, "POST");
+    if (strv_eq_cstr(path, "/health")) {
+        (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        return;
+    }
+    bool ollama_path = strv_starts_with(path, STRV_LIT("/api/"));
+    if (!authorized(g, req)) {
+        struct gw_answer_ctx c = {.ollama = ollama_path};
+        (void)gw_answer(req, ANSWER_UNAUTHORIZED, &c, "missing or wrong API key");
+        return;
+    }
+    if (g->stopping) {
+        (void)gw_answer(req, ANSWER_SHUTTING_DOWN, NULL, "the gateway is shutting down");
+        return;
+    }
+    if (strv_eq_cstr(path, "/v1/models") || strv_eq_cstr(path, "/api/tags")) {
+        if (!is_get) {
+            (void)gw_answer(req, ANSWER_METHOD_NOT_ALLOWED, NULL, "use GET");
+            return;
+        }
+        list_models(g, req, strv_eq_cstr(path, "/api/tags"));
+        return;
+    }
+    static const char *const posts[] = {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
+        "/api/generate",        "/api/embed",      "/api/embeddings"};
+    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++) {
+        if (!strv_eq_cstr(path, posts[i])) continue;
+        if (!is_post) {
+            struct gw_answer_ctx c = {.ollama = ollama_path};
+            (void)gw_answer(req, ANSWER_METHOD_NOT_ALLOWED, &c, "use POST");
+            return;
+        }
+        proxy_handle(g, req);
+        return;
+    }
+    struct gw_answer_ctx c = {.ollama = ollama_path};
+    (void)gw_answer(req, ANSWER_NOT_FOUND_ROUTE, &c, "unknown path");
+}

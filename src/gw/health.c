@@ -1,0 +1,217 @@
+/* health — active probes of every node (DESIGN §3): GET /v1/models (or /api/tags on Ollama)
+ * every interval ± jitter with its own timeout, on the shared keep-alive pool. A good answer
+ * is a probe success and refreshes the node's inventory; anything else is a failure; the
+ * registry applies rise/fall. The first probe of each node is spread over the jitter window
+ * so a thousand nodes do not all fire at once. A probe that fails on a reused pooled
+ * connection before any byte is retried at once on a fresh one (the server closed an idle
+ * connection; that says nothing about the node). The loop thread only. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "gw/gw.h"
+
+enum { PROBE_MAX_BODY = 4 * 1024 * 1024, PROBE_MAX_MODELS = 4096 };
+
+struct probe {
+    struct gw *g;
+    struct node *node;
+    uv_timer_t timer;
+    struct http_call *call;
+    struct buf body;
+    int status;
+    bool again_fresh;
+    bool stopping;
+};
+
+static void schedule(struct probe *pr, uint64_t delay_ms);
+
+static uint64_t jitter(uint64_t j)
+{
+    return j ? (uint64_t)rand() % (2 * j + 1) : 0;
+}
+
+static void parse_inventory(struct probe *pr)
+{
+    struct json_object *root =
+        json_parse_strict(pr->body.p ? pr->body.p : "", pr->body.len, 16, NULL);
+    if (!root) {
+        registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g), "model list is not JSON");
+        return;
+    }
+    bool ollama = pr->node->kind == NODE_KIND_OLLAMA;
+    struct json_object *arr = NULL;
+    if (json_get_arr(root, ollama ? "models" : "data", &arr)) {
+        json_object_put(root);
+        registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g),
+                              ollama ? "no models array" : "no data array");
+        return;
+    }
+    size_t n = json_object_array_length(arr);
+    if (n > PROBE_MAX_MODELS) n = PROBE_MAX_MODELS;
+    struct strv *ids = xcalloc(n ? n : 1, sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(arr, i);
+        struct strv id;
+        if (json_get_str(m, ollama ? "name" : "id", &id) == 0 && id.len)
+            ids[k++] = id;
+        else if (ollama && json_get_str(m, "model", &id) == 0 && id.len)
+            ids[k++] = id;
+    }
+    registry_set_models(pr->node, ids, k);
+    xfree(ids);
+    json_object_put(root);
+    registry_probe_ok(&pr->g->reg, pr->node, gw_now_ms(pr->g));
+}
+
+static void on_head(struct http_call *call, const struct http_response_head *head, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)call;
+    pr->status = head->status;
+}
+
+static void on_data(struct http_call *call, const char *p, size_t len, void *ctx)
+{
+    struct probe *pr = ctx;
+    if (buf_append(&pr->body, p, len)) {
+        http_call_cancel(call);
+        pr->call = NULL;
+        buf_free(&pr->body);
+        registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g), "model list too large");
+        schedule(pr, pr->g->cfg.probe_interval_ms);
+    }
+}
+
+static void start_probe(struct probe *pr, bool fresh);
+
+static void on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)call;
+    pr->call = NULL;
+    struct gw *g = pr->g;
+    if (res->err == 0 && pr->status == 200) {
+        parse_inventory(pr);
+    } else if (res->err && res->reused_conn && !res->got_head && !pr->again_fresh &&
+               res->err != GW_E_TOTAL_TIMEOUT && res->err != GW_E_FIRST_BYTE_TIMEOUT) {
+        buf_free(&pr->body);
+        pr->again_fresh = true;
+        start_probe(pr, true);
+        return;
+    } else {
+        char why[96];
+        if (res->err)
+            snprintf(why, sizeof why, "%s", gw_strerror(res->err));
+        else
+            snprintf(why, sizeof why, "status %d", pr->status);
+        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), why);
+    }
+    buf_free(&pr->body);
+    pr->again_fresh = false;
+    schedule(pr, g->cfg.probe_interval_ms);
+}
+
+static void start_probe(struct probe *pr, bool fresh)
+{
+    struct gw *g = pr->g;
+    struct node *n = pr->node;
+    if (pr->stopping || n->admin == ADMIN_REMOVED) return;
+    buf_init(&pr->body, PROBE_MAX_BODY);
+    pr->status = 0;
+    struct http_header hdrs[1];
+    size_t nh = 0;
+    char auth[512];
+    if (n->api_key) {
+        snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
+        hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
+    }
+    struct http_client_request req = {
+        .host = n->host,
+        .port = n->port,
+        .method = STRV_LIT("GET"),
+        .target = n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags") : STRV_LIT("/v1/models"),
+        .headers = hdrs,
+        .n_headers = nh,
+        .connect_timeout_ms = g->cfg.probe_timeout_ms < g->cfg.connect_timeout_ms
+                                  ? g->cfg.probe_timeout_ms
+                                  : g->cfg.connect_timeout_ms,
+        .total_timeout_ms = g->cfg.probe_timeout_ms,
+        .no_reuse = fresh,
+    };
+    static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
+    int rc = http_client_request(g->client, &req, &cbs, pr, &pr->call);
+    if (rc) {
+        pr->call = NULL;
+        buf_free(&pr->body);
+        registry_probe_failed(&g->reg, n, gw_now_ms(g), gw_strerror(rc));
+        schedule(pr, g->cfg.probe_interval_ms);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct probe *pr = t->data;
+    if (!pr->call) start_probe(pr, false);
+}
+
+static void schedule(struct probe *pr, uint64_t delay_ms)
+{
+    if (pr->stopping) return;
+    uint64_t j = pr->g->cfg.probe_jitter_ms;
+    uint64_t d = delay_ms + jitter(j);
+    d = d > j ? d - j : 1;
+    uv_timer_start(&pr->timer, on_timer, d, 0);
+}
+
+void health_attach(struct gw *g, struct node *n)
+{
+    if (n->health) return;
+    struct probe *pr = xcalloc(1, sizeof *pr);
+    pr->g = g;
+    pr->node = n;
+    uv_timer_init(g->loop, &pr->timer);
+    pr->timer.data = pr;
+    n->health = pr;
+    /* spread the first probes over the jitter window (at most one interval) */
+    uint64_t spread = g->cfg.probe_jitter_ms < g->cfg.probe_interval_ms ? g->cfg.probe_jitter_ms
+                                                                        : g->cfg.probe_interval_ms;
+    uv_timer_start(&pr->timer, on_timer, spread ? (uint64_t)rand() % spread : 0, 0);
+}
+
+void health_probe_now(struct gw *g, struct node *n)
+{
+    (void)g;
+    struct probe *pr = n->health;
+    if (!pr || pr->call || pr->stopping) return;
+    uv_timer_stop(&pr->timer);
+    uv_timer_start(&pr->timer, on_timer, 0, 0);
+}
+
+void health_start(struct gw *g)
+{
+    for (size_t i = 0; i < g->reg.n; i++) health_attach(g, g->reg.nodes[i]);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    xfree(h->data);
+}
+
+void health_stop(struct gw *g)
+{
+    for (size_t i = 0; i < g->reg.n; i++) {
+        struct probe *pr = g->reg.nodes[i]->health;
+        if (!pr) continue;
+        pr->stopping = true;
+        if (pr->call) http_call_cancel(pr->call);
+        pr->call = NULL;
+        buf_free(&pr->body);
+        uv_close((uv_handle_t *)&pr->timer, on_close);
+        g->reg.nodes[i]->health = NULL;
+    }
+}

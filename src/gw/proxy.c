@@ -1,0 +1,678 @@
+/* proxy — the data path of one client request (DESIGN §2, §4): route, forward the client's
+ * original bytes over a pooled upstream connection, stream the answer back with backpressure,
+ * classify the attempt with outcome_classify() and act on the class exactly once: retry on
+ * another node while nothing reached the client, count faults (with the poison rule for 5xx
+ * responses), cool busy nodes, mark missing capabilities, end a broken stream with an error
+ * event. Non-streaming answers are buffered until complete so a node that dies mid-body costs
+ * the client nothing. A client that leaves cancels the upstream at once, at no cost to the
+ * node. The loop thread only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "gw/errors_http.h"
+#include "gw/gw.h"
+#include "gw/outcome.h"
+#include "gw/router.h"
+#include "gw/validate.h"
+
+enum {
+    PROXY_MAX_ATTEMPTS = 16,
+    PROXY_MAX_STALE_RETRIES = 2,
+    PROXY_MAX_ERROR_BODY = 64 * 1024,
+    PROXY_MAX_BUFFERED_BODY = 256 * 1024 * 1024,
+    PROXY_MARKER_TAIL = 16,
+};
+
+struct proxy {
+    struct gw *g;
+    struct http_request *req; /* NULL once the client is gone */
+    enum api_kind kind;
+    struct validated v;
+    struct node *tried[PROXY_MAX_ATTEMPTS];
+    size_t n_tried;
+    struct node *pending_5xx[PROXY_MAX_ATTEMPTS]; /* 5xx answers not yet counted (poison rule) */
+    size_t n_pending_5xx;
+    unsigned n_5xx;
+    unsigned attempts;
+    unsigned stale_retries;
+    bool fresh_only;
+    bool retry_same; /* next attempt: the same node on a fresh connection */
+    uint64_t start_us;
+    uint64_t deadline_ms;
+
+    /* the current attempt */
+    struct node *node;
+    struct http_call *call;
+    struct http_header *up_hdrs;
+    int status;
+    bool has_retry_after;
+    uint64_t retry_after_s;
+    char content_type[128];
+    bool head_sent;      /* the client has our status line */
+    bool stream_counted; /* node->streams_active was raised */
+    struct buf body;     /* buffered body (non-stream success, or any error) */
+    bool body_overflow;
+    char tail[PROXY_MARKER_TAIL];
+    size_t tail_len;
+    bool marker_seen;
+    bool paused;
+
+    /* history for the final answer */
+    enum outcome_class last_cls;
+    unsigned busy_count;
+    uint64_t busy_retry_s;
+    int last_client_status;
+    struct buf last_error; /* body of the last capability_miss, returned if nothing else works */
+    int last_error_status;
+};
+
+static void start_attempt(struct proxy *p);
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000u;
+}
+
+static void model_inflight(struct proxy *p, int delta)
+{
+    struct node_model *m = node_model_find(p->node, strv_from_cstr(p->v.model));
+    if (!m) return;
+    if (delta > 0) {
+        m->inflight++;
+        m->last_used_ms = gw_now_ms(p->g);
+    } else if (m->inflight > 0) {
+        m->inflight--;
+    }
+}
+
+/* Ends the current attempt's accounting (in-flight counts, stream liveness). */
+static void attempt_end(struct proxy *p)
+{
+    if (!p->node) return;
+    if (p->node->inflight > 0) p->node->inflight--;
+    model_inflight(p, -1);
+    if (p->stream_counted && p->node->streams_active > 0) p->node->streams_active--;
+    p->stream_counted = false;
+    p->call = NULL;
+    xfree(p->up_hdrs);
+    p->up_hdrs = NULL;
+}
+
+static void proxy_free(struct proxy *p)
+{
+    buf_free(&p->body);
+    buf_free(&p->last_error);
+    xfree(p->up_hdrs);
+    if (p->g->active_requests > 0) p->g->active_requests--;
+    xfree(p);
+}
+
+static void log_request(struct proxy *p, int status, const char *outcome)
+{
+    uint64_t dur_us = now_us() - p->start_us;
+    metrics_observe(&p->g->metrics.total, dur_us);
+    metrics_count_request(&p->g->metrics, p->v.model[0] ? p->v.model : "_unknown",
+                          p->node ? p->node->name : "", status);
+    LOGI("request", "id=%llu model=%s node=%s status=%d attempts=%u outcome=%s dur_ms=%llu",
+         (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
+         status, p->attempts, outcome, (unsigned long long)(dur_us / 1000));
+}
+
+/* Response headers for a proxied answer: content type plus X-Drover-Node/Attempts. */
+static size_t answer_headers(struct proxy *p, struct http_header *h, char *att, size_t att_cap)
+{
+    size_t n = 0;
+    const char *ct = p->content_type[0]            ? p->content_type
+                     : p->v.stream && !p->v.ollama ? "text/event-stream"
+                     : p->v.stream                 ? "application/x-ndjson"
+                                                   : "application/json";
+    h[n++] = (struct http_header){STRV_LIT("Content-Type"), strv_from_cstr(ct)};
+    if (p->v.stream) h[n++] = (struct http_header){STRV_LIT("Cache-Control"), STRV_LIT("no-cache")};
+    if (p->node)
+        h[n++] = (struct http_header){STRV_LIT("X-Drover-Node"), strv_from_cstr(p->node->name)};
+    snprintf(att, att_cap, "%u", p->attempts);
+    h[n++] = (struct http_header){STRV_LIT("X-Drover-Attempts"), strv_from_cstr(att)};
+    return n;
+}
+
+/* The final failure answer when no attempt succeeded. */
+static void answer_failure(struct proxy *p, enum gw_answer a, uint64_t retry_after_s,
+                           const char *msg)
+{
+    struct gw_answer_ctx ctx = {
+        .node = p->node ? p->node->name : NULL,
+        .attempts = p->attempts,
+        .retry_after_s = retry_after_s,
+        .ollama = p->v.ollama,
+    };
+    int status = gw_answer_info(a)->status;
+    log_request(p, status, gw_answer_info(a)->code);
+    if (p->req) (void)gw_answer(p->req, a, &ctx, msg);
+    p->req = NULL;
+}
+
+/* Counts the 5xx answers we held back: the request did not turn out to be poison. */
+static void count_pending_5xx(struct proxy *p)
+{
+    uint64_t now = gw_now_ms(p->g);
+    for (size_t i = 0; i < p->n_pending_5xx; i++)
+        registry_record_fault(&p->g->reg, p->pending_5xx[i], now);
+    p->n_pending_5xx = 0;
+}
+
+/* Returns the node's client error to the client: as it is when it already has our shape,
+ * wrapped in an OpenAI error object otherwise. */
+static void answer_client_error(struct proxy *p, int status, struct buf *body)
+{
+    struct buf out;
+    buf_init(&out, PROXY_MAX_ERROR_BODY + 1024);
+    struct json_object *root = json_parse_strict(body->p ? body->p : "", body->len, 32, NULL);
+    struct json_object *e = NULL;
+    bool has_obj = root && json_object_object_get_ex(root, "error", &e) && e &&
+                   json_object_is_type(e, json_type_object);
+    bool has_str = root && !has_obj && e && json_object_is_type(e, json_type_string);
+    int rc = 0;
+    if (p->v.ollama ? (has_str || has_obj) : has_obj) {
+        rc = buf_append(&out, body->p, body->len);
+    } else if (p->v.ollama) {
+        const char *msg =
+            has_obj ? json_object_get_string(json_object_object_get(e, "message")) : NULL;
+        rc = buf_append_cstr(&out, "{\"error\":");
+        if (!rc) {
+            if (msg)
+                rc = json_append_str(&out, msg, strlen(msg));
+            else
+                rc = json_append_str(&out, body->p ? body->p : "", body->len);
+        }
+        if (!rc) rc = buf_append_cstr(&out, "}");
+    } else {
+        char msg[1024];
+        if (has_str)
+            snprintf(msg, sizeof msg, "%s", json_object_get_string(e));
+        else
+            snprintf(msg, sizeof msg, "%.*s", (int)(body->len < 1000 ? body->len : 1000),
+                     body->p ? body->p : "");
+        rc = gw_error_json(&out, msg[0] ? msg : http_status_reason(status), "invalid_request_error",
+                           NULL, NULL);
+    }
+    if (root) json_object_put(root);
+    if (rc) {
+        buf_reset(&out);
+        if (gw_error_json(&out, "the node refused the request", "invalid_request_error", NULL,
+                          NULL))
+            buf_reset(&out);
+    }
+    struct http_header h[4];
+    char att[16];
+    p->content_type[0] = '\0';
+    bool stream = p->v.stream;
+    p->v.stream = false;
+    size_t n = answer_headers(p, h, att, sizeof att);
+    p->v.stream = stream;
+    log_request(p, status, "client_error");
+    if (p->req) (void)http_respond(p->req, status, h, n, out.p, out.len);
+    p->req = NULL;
+    buf_free(&out);
+}
+
+/* A stream already reached the client: end it with an error event and no [DONE] (or a final
+ * NDJSON line with "error" on the Ollama API). */
+static void end_stream_with_error(struct proxy *p, const char *why)
+{
+    struct buf ev;
+    buf_init(&ev, 2048);
+    int rc;
+    if (p->v.ollama) {
+        rc = buf_append_cstr(&ev, "{\"error\":");
+        if (!rc) rc = json_append_str(&ev, why, strlen(why));
+        if (!rc) rc = buf_append_cstr(&ev, "}\n");
+    } else {
+        rc = buf_append_cstr(&ev, "data: ");
+        if (!rc) rc = gw_error_json(&ev, why, "server_error", NULL, "upstream_failed");
+        if (!rc) rc = buf_append_cstr(&ev, "\n\n");
+    }
+    p->g->metrics.stream_errors_total++;
+    log_request(p, p->status ? p->status : 200, "stream_error");
+    if (p->req) {
+        if (!rc) (void)http_stream_write(p->req, ev.p, ev.len);
+        (void)http_stream_end(p->req);
+    }
+    p->req = NULL;
+    buf_free(&ev);
+}
+
+static void on_drain(struct http_request *req, void *ctx)
+{
+    struct proxy *p = ctx;
+    (void)req;
+    if (p->paused && p->call) {
+        p->paused = false;
+        http_call_resume(p->call);
+    }
+}
+
+static void on_abort(struct http_request *req, void *ctx)
+{
+    struct proxy *p = ctx;
+    (void)req;
+    p->req = NULL;
+    p->g->metrics.client_disconnects_total++;
+    LOGI("client_gone", "model=%s node=%s attempts=%u", p->v.model, p->node ? p->node->name : "-",
+         p->attempts);
+    if (p->call) {
+        /* Close the upstream at once so the GPU stops generating; no fault for the node. */
+        http_call_cancel(p->call);
+        attempt_end(p);
+        proxy_free(p);
+    }
+    /* else: between attempts (a retry is being set up synchronously) — cannot happen, since
+     * retries start from inside on_done before returning to the loop. */
+}
+
+static void scan_marker(struct proxy *p, const char *data, size_t len)
+{
+    if (p->marker_seen || len == 0) return;
+    static const char *const sse[] = {"data: [DONE]", "data:[DONE]"};
+    static const char *const nd[] = {"\"done\":true", "\"done\": true"};
+    const char *const *pats = p->v.ollama ? nd : sse;
+    char window[2 * PROXY_MARKER_TAIL];
+    size_t head = len < PROXY_MARKER_TAIL ? len : PROXY_MARKER_TAIL;
+    memcpy(window, p->tail, p->tail_len);
+    memcpy(window + p->tail_len, data, head);
+    size_t wlen = p->tail_len + head;
+    for (int i = 0; i < 2 && !p->marker_seen; i++) {
+        size_t pl = strlen(pats[i]);
+        if (memmem(window, wlen, pats[i], pl) || memmem(data, len, pats[i], pl))
+            p->marker_seen = true;
+    }
+    /* keep the last bytes for a marker split across reads */
+    if (len >= PROXY_MARKER_TAIL - 1) {
+        memcpy(p->tail, data + len - (PROXY_MARKER_TAIL - 1), PROXY_MARKER_TAIL - 1);
+        p->tail_len = PROXY_MARKER_TAIL - 1;
+    } else {
+        size_t keep = PROXY_MARKER_TAIL - 1 - len;
+        if (keep > p->tail_len) keep = p->tail_len;
+        memmove(p->tail, p->tail + p->tail_len - keep, keep);
+        memcpy(p->tail + keep, data, len);
+        p->tail_len = keep + len;
+    }
+}
+
+static void on_head(struct http_call *call, const struct http_response_head *head, void *ctx)
+{
+    struct proxy *p = ctx;
+    (void)call;
+    p->status = head->status;
+    for (size_t i = 0; i < head->n_headers; i++) {
+        const struct http_header *h = &head->headers[i];
+        if (strv_eq_ci(h->name, STRV_LIT("Content-Type"))) {
+            size_t n = h->value.len < sizeof p->content_type - 1 ? h->value.len
+                                                                 : sizeof p->content_type - 1;
+            memcpy(p->content_type, h->value.p, n);
+            p->content_type[n] = '\0';
+        } else if (strv_eq_ci(h->name, STRV_LIT("Retry-After"))) {
+            p->has_retry_after = true;
+            uint64_t s;
+            p->retry_after_s = strv_to_u64(strv_trim(h->value), &s) == 0 ? s : 1;
+        }
+    }
+    if (p->status >= 200 && p->status < 300) {
+        buf_init(&p->body, PROXY_MAX_BUFFERED_BODY);
+    } else {
+        buf_init(&p->body, PROXY_MAX_ERROR_BODY);
+    }
+}
+
+static void on_data(struct http_call *call, const char *data, size_t len, void *ctx)
+{
+    struct proxy *p = ctx;
+    bool ok = p->status >= 200 && p->status < 300;
+    if (!ok || !p->v.stream) {
+        if (!p->body_overflow && buf_append(&p->body, data, len)) p->body_overflow = true;
+        return;
+    }
+    /* A streaming 2xx: relay at once. */
+    struct node *n = p->node;
+    n->last_stream_byte_ms = gw_now_ms(p->g);
+    if (!p->stream_counted) {
+        p->stream_counted = true;
+        n->streams_active++;
+    }
+    scan_marker(p, data, len);
+    if (!p->req) return;
+    if (!p->head_sent) {
+        struct http_header h[4];
+        char att[16];
+        size_t nh = answer_headers(p, h, att, sizeof att);
+        if (http_stream_start(p->req, p->status, h, nh, -1)) return;
+        p->head_sent = true;
+        metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
+    }
+    if (http_stream_write(p->req, data, len)) return; /* the abort callback follows */
+    if (http_request_write_blocked(p->req) && !p->paused) {
+        p->paused = true;
+        http_call_pause(call);
+    }
+}
+
+static void finish_success(struct proxy *p)
+{
+    count_pending_5xx(p);
+    registry_record_success(&p->g->reg, p->node);
+    p->node->requests_total++;
+    if (p->head_sent) {
+        log_request(p, p->status, "success");
+        if (p->req) (void)http_stream_end(p->req);
+        p->req = NULL;
+        return;
+    }
+    if (!p->req) return;
+    struct http_header h[4];
+    char att[16];
+    size_t n = answer_headers(p, h, att, sizeof att);
+    metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
+    log_request(p, p->status, "success");
+    (void)http_respond(p->req, p->status, h, n, p->body.p, p->body.len);
+    p->req = NULL;
+}
+
+static void on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
+{
+    struct proxy *p = ctx;
+    (void)call;
+    struct gw *g = p->g;
+    struct attempt_obs obs = {
+        .transport_err = res->err,
+        .status = res->got_head ? p->status : 0,
+        .has_retry_after = p->has_retry_after,
+        .complete = (res->err == 0 && !p->body_overflow) || p->marker_seen,
+        .reused_conn = res->reused_conn,
+        .got_bytes = res->got_head,
+    };
+    if (obs.status >= 400) outcome_scan_error_body(p->body.p, p->body.len, &obs);
+    struct outcome o = outcome_classify(&obs);
+    g->metrics.outcomes[o.cls]++;
+    p->last_cls = o.cls;
+    struct node *node = p->node;
+    uint64_t now = gw_now_ms(g);
+    if (o.cls != OUTCOME_SUCCESS && o.cls != OUTCOME_CLIENT_ERROR)
+        LOGW("attempt_failed", "id=%llu node=%s model=%s class=%s status=%d err=%s reused=%d",
+             (unsigned long long)(p->req ? p->req->id : 0), node->name, p->v.model,
+             outcome_class_name(o.cls), obs.status, gw_strerror(res->err), res->reused_conn);
+    attempt_end(p);
+
+    if (o.cls == OUTCOME_SUCCESS) {
+        finish_success(p);
+        proxy_free(p);
+        return;
+    }
+    if (o.cls == OUTCOME_CLIENT_ERROR) {
+        /* The engine rejected the request: the node did its job. */
+        registry_record_success(&g->reg, node);
+        answer_client_error(p, p->status, &p->body);
+        proxy_free(p);
+        return;
+    }
+    if (o.cls == OUTCOME_STALE_CONN && p->stale_retries < PROXY_MAX_STALE_RETRIES) {
+        p->stale_retries++;
+        p->fresh_only = true;
+        p->retry_same = true;
+        /* same node, fresh connection, not a new attempt */
+        p->n_tried--;
+        p->attempts--;
+        buf_free(&p->body);
+        start_attempt(p);
+        return;
+    }
+    if (o.cls == OUTCOME_STALE_CONN)
+        o = outcome_classify(&(struct attempt_obs){.transport_err = res->err});
+
+    /* The node's part in what went wrong. */
+    if (o.cool_node) {
+        uint64_t s = p->retry_after_s ? p->retry_after_s : 1;
+        if (s > 60) s = 60;
+        registry_cool(node, now + s * 1000);
+        p->busy_count++;
+        if (!p->busy_retry_s || s < p->busy_retry_s) p->busy_retry_s = s;
+    }
+    if (o.mark_capability_absent) {
+        struct node_model *m = node_model_find(node, strv_from_cstr(p->v.model));
+        if (m) m->caps_absent |= p->v.cap;
+        buf_free(&p->last_error);
+        p->last_error = p->body;
+        buf_init(&p->body, 0);
+        p->last_error_status = p->status == 501 ? 400 : p->status;
+    }
+    if (o.refresh_inventory) {
+        /* Forget the model on that node now; the probe brings the truth back. */
+        struct node_model *m = node_model_find(node, strv_from_cstr(p->v.model));
+        if (m) m->caps_absent = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS;
+        health_probe_now(g, node);
+    }
+    if (o.fault == FAULT_COUNT) registry_record_fault(&g->reg, node, now);
+    if (o.fault == FAULT_COUNT_UNLESS_POISON && p->n_pending_5xx < PROXY_MAX_ATTEMPTS)
+        p->pending_5xx[p->n_pending_5xx++] = node;
+    if (o.is_5xx_response) p->n_5xx++;
+
+    if (p->head_sent) {
+        /* Bytes reached the client: no retry. The node's fault counts even if it was a 5xx
+         * status, since a stream that breaks is no poison request. */
+        count_pending_5xx(p);
+        end_stream_with_error(p, "the node failed in the middle of the response");
+        proxy_free(p);
+        return;
+    }
+    buf_free(&p->body);
+    if (p->n_5xx >= 2) {
+        /* The same request failed with 5xx on two nodes: a poison request. Count nothing. */
+        p->n_pending_5xx = 0;
+        LOGW("poison_request", "model=%s attempts=%u", p->v.model, p->attempts);
+        answer_failure(p, ANSWER_UPSTREAM_FAILED, 0,
+                       "the request failed on two nodes with a server error; not retrying");
+        proxy_free(p);
+        return;
+    }
+    if (!p->req) {
+        proxy_free(p);
+        return;
+    }
+    start_attempt(p);
+}
+
+static const char *const hop_by_hop[] = {
+    "connection",        "keep-alive", "proxy-connection",
+    "transfer-encoding", "te",         "trailer",
+    "upgrade",           "host",       "content-length",
+    "authorization",     "expect",     "proxy-authorization",
+};
+
+static bool is_hop(struct strv name)
+{
+    for (size_t i = 0; i < sizeof hop_by_hop / sizeof hop_by_hop[0]; i++)
+        if (strv_eq_ci(name, strv_from_cstr(hop_by_hop[i]))) return true;
+    return false;
+}
+
+/* No node can take the next attempt: answer with what the history says. */
+static void give_up(struct proxy *p, const struct route_result *r)
+{
+    if (p->attempts == 1) count_pending_5xx(p); /* no other node was tried */
+    if (p->last_error.len || p->last_error_status) {
+        if (r->status == ROUTE_CAPABILITY_MISSING || r->status == ROUTE_EXHAUSTED) {
+            answer_client_error(p, p->last_error_status ? p->last_error_status : 400,
+                                &p->last_error);
+            return;
+        }
+    }
+    if (p->attempts > 0 && p->busy_count == p->attempts) {
+        answer_failure(p, ANSWER_CAPACITY, p->busy_retry_s,
+                       "every node that serves this model is busy; retry shortly");
+        return;
+    }
+    if (p->attempts > 0) {
+        answer_failure(p, ANSWER_UPSTREAM_FAILED, 0, "every attempt failed on the nodes");
+        return;
+    }
+    char msg[400];
+    switch (r->status) {
+    case ROUTE_MODEL_NOT_FOUND:
+        snprintf(msg, sizeof msg, "The model '%s' does not exist on any node", p->v.model);
+        answer_failure(p, ANSWER_MODEL_NOT_FOUND, 0, msg);
+        break;
+    case ROUTE_NO_HEALTHY_NODES:
+        answer_failure(p, ANSWER_NO_HEALTHY_NODES, r->retry_after_s,
+                       "no healthy nodes at the moment; retry shortly");
+        break;
+    case ROUTE_FEASIBLE_UNHEALTHY:
+        snprintf(msg, sizeof msg,
+                 "the nodes that serve '%s' are unhealthy or excluded now; retry shortly",
+                 p->v.model);
+        answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, r->retry_after_s, msg);
+        break;
+    case ROUTE_CAPABILITY_MISSING:
+        snprintf(msg, sizeof msg, "the model '%s' does not support %s", p->v.model,
+                 p->v.cap == CAP_CHAT         ? "chat"
+                 : p->v.cap == CAP_EMBEDDINGS ? "embeddings"
+                                              : "completions");
+        answer_failure(p, ANSWER_CAPABILITY_MISSING, 0, msg);
+        break;
+    case ROUTE_CAPACITY:
+        answer_failure(p, ANSWER_CAPACITY, r->retry_after_s,
+                       "every node that serves this model is busy; retry shortly");
+        break;
+    default:
+        answer_failure(p, ANSWER_UPSTREAM_FAILED, 0, "no node could take the request");
+    }
+}
+
+static void start_attempt(struct proxy *p)
+{
+    struct gw *g = p->g;
+    uint64_t now = gw_now_ms(g);
+    struct route_result r = {0};
+    bool same_node =
+        p->fresh_only && p->node && p->stale_retries > 0 && p->n_tried < PROXY_MAX_ATTEMPTS;
+    if (same_node) {
+        r.status = ROUTE_OK;
+        r.node = p->node;
+    } else if (p->attempts >= g->cfg.max_attempts || p->n_tried >= PROXY_MAX_ATTEMPTS ||
+               (p->attempts > 0 && now > p->deadline_ms)) {
+        r.status = ROUTE_EXHAUSTED;
+    } else {
+        struct route_query q = {
+            .model = strv_from_cstr(p->v.model),
+            .cap = p->v.cap,
+            .ollama_only = p->v.ollama,
+            .tried = p->tried,
+            .n_tried = p->n_tried,
+            .now_ms = now,
+        };
+        router_pick(&g->reg, &q, &r);
+    }
+    if (r.status != ROUTE_OK) {
+        give_up(p, &r);
+        proxy_free(p);
+        return;
+    }
+    if (!same_node) p->fresh_only = false;
+    struct node *node = r.node;
+    p->node = node;
+    p->tried[p->n_tried++] = node;
+    p->attempts++;
+    g->metrics.attempts_total++;
+    if (p->attempts > 1) g->metrics.retries_total++;
+    p->status = 0;
+    p->has_retry_after = false;
+    p->retry_after_s = 0;
+    p->content_type[0] = '\0';
+    p->body_overflow = false;
+    p->marker_seen = false;
+    p->tail_len = 0;
+    p->paused = false;
+    buf_init(&p->body, PROXY_MAX_ERROR_BODY);
+
+    struct http_request *req = p->req;
+    p->up_hdrs = xcalloc(req->n_headers + 2, sizeof *p->up_hdrs);
+    size_t nh = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!is_hop(req->headers[i].name)) p->up_hdrs[nh++] = req->headers[i];
+    char auth[512];
+    if (node->api_key) {
+        snprintf(auth, sizeof auth, "Bearer %s", node->api_key);
+        p->up_hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
+    }
+    struct http_client_request creq = {
+        .host = node->host,
+        .port = node->port,
+        .method = req->method,
+        .target = req->target,
+        .headers = p->up_hdrs,
+        .n_headers = nh,
+        .body = req->body,
+        .connect_timeout_ms = g->cfg.connect_timeout_ms,
+        .first_byte_timeout_ms = g->cfg.first_byte_timeout_ms,
+        .idle_timeout_ms = g->cfg.upstream_idle_timeout_ms,
+        .total_timeout_ms = g->cfg.total_timeout_ms,
+        .no_reuse = p->fresh_only,
+    };
+    static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
+    node->inflight++;
+    model_inflight(p, +1);
+    int rc = http_client_request(g->client, &creq, &cbs, p, &p->call);
+    if (rc) {
+        /* Could not even start (out of sockets): a transport failure of this node. */
+        struct http_call_result res = {.err = rc};
+        p->call = (struct http_call *)1; /* on_done's attempt_end clears it */
+        on_done(NULL, &res, p);
+    }
+}
+
+void proxy_handle(struct gw *g, struct http_request *req)
+{
+    enum api_kind kind;
+    struct strv path = req->path;
+    if (strv_eq_cstr(path, "/v1/chat/completions"))
+        kind = API_CHAT;
+    else if (strv_eq_cstr(path, "/v1/completions"))
+        kind = API_COMPLETIONS;
+    else if (strv_eq_cstr(path, "/v1/embeddings"))
+        kind = API_EMBEDDINGS;
+    else if (strv_eq_cstr(path, "/api/chat"))
+        kind = API_OLLAMA_CHAT;
+    else if (strv_eq_cstr(path, "/api/generate"))
+        kind = API_OLLAMA_GENERATE;
+    else if (strv_eq_cstr(path, "/api/embed") || strv_eq_cstr(path, "/api/embeddings"))
+        kind = API_OLLAMA_EMBED;
+    else {
+        (void)gw_answer(req, ANSWER_NOT_FOUND_ROUTE, NULL, "unknown path");
+        return;
+    }
+    struct proxy *p = xcalloc(1, sizeof *p);
+    p->g = g;
+    p->req = req;
+    p->kind = kind;
+    p->start_us = now_us();
+    p->deadline_ms = gw_now_ms(g) + g->cfg.request_deadline_ms;
+    buf_init(&p->body, 0);
+    buf_init(&p->last_error, PROXY_MAX_ERROR_BODY);
+    g->active_requests++;
+    struct validate_error verr;
+    if (validate_request(kind, req->body, &p->v, &verr)) {
+        g->metrics.validation_refusals++;
+        struct gw_answer_ctx ctx = {.param = verr.param[0] ? verr.param : NULL,
+                                    .code = verr.code,
+                                    .ollama = kind >= API_OLLAMA_CHAT};
+        p->v.ollama = ctx.ollama;
+        log_request(p, 400, "invalid_request");
+        (void)gw_answer(req, ANSWER_INVALID_REQUEST, &ctx, verr.message);
+        proxy_free(p);
+        return;
+    }
+    http_request_on_abort(req, on_abort, p);
+    http_request_on_drain(req, on_drain, p);
+    start_attempt(p);
+}

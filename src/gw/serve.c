@@ -1,0 +1,382 @@
+/* serve — `drover serve`: loads the config, builds the registry from the static nodes,
+ * starts the client and admin listeners, the health probes and the signal handlers, and runs
+ * the loop. SIGTERM stops accepting, lets in-flight requests finish within the grace period
+ * and exits 0; a second SIGTERM exits at once. SIGHUP reloads the config file, keeping the old
+ * one when the new one is invalid (and saying why). Readiness is one line on stdout:
+ *   drover-serve ready listen=127.0.0.1:8080 admin=127.0.0.1:8081
+ * The loop thread only. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "cli/commands.h"
+#include "gw/gw.h"
+
+extern char **environ;
+
+enum { SERVE_MAX_SETS = 128 };
+
+struct serve {
+    struct gw g;
+    const char *config_path;
+    const char *sets[SERVE_MAX_SETS];
+    char *owned_sets[SERVE_MAX_SETS];
+    size_t n_sets;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t grace;
+    uv_check_t drain_check;
+    unsigned term_count;
+    int exit_code;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: drover serve [options]\n"
+               "\n"
+               "The gateway: one OpenAI-compatible endpoint in front of the nodes.\n"
+               "\n"
+               "  --config FILE         YAML config (see docs/config.md)\n"
+               "  --listen HOST:PORT    client API (default 127.0.0.1:8080; port 0 picks one)\n"
+               "  --admin-listen HOST:PORT  admin API and /metrics (default 127.0.0.1:8081)\n"
+               "  --node NAME=URL[,KIND]    add a static node (repeatable)\n"
+               "  --set KEY=VALUE       override any config key, e.g. --set health.interval=2s\n"
+               "  --log-level LEVEL     debug, info, warn, error\n"
+               "  --print-config        print the effective config and exit\n"
+               "  -h, --help            this help\n"
+               "\n"
+               "Every key is also read from DROVER_<KEY> (dots as underscores), e.g.\n"
+               "DROVER_HEALTH_INTERVAL=2s. Precedence: file < environment < flags.\n");
+}
+
+static void add_set(struct serve *s, const char *key, const char *val)
+{
+    if (s->n_sets >= SERVE_MAX_SETS) return;
+    size_t n = strlen(key) + strlen(val) + 2;
+    char *kv = xmalloc(n);
+    snprintf(kv, n, "%s=%s", key, val);
+    s->owned_sets[s->n_sets] = kv;
+    s->sets[s->n_sets++] = kv;
+}
+
+static int start_listener(struct gw *g, const char *addr, http_handler_fn *fn,
+                          struct http_server **out, char *bound, size_t bound_cap)
+{
+    char host[128];
+    int port;
+    if (gw_parse_hostport(addr, host, sizeof host, &port)) {
+        fprintf(stderr, "drover serve: bad listen address '%s'\n", addr);
+        return -1;
+    }
+    struct http_server_config hc;
+    http_server_config_defaults(&hc);
+    hc.host = host;
+    hc.port = port;
+    hc.max_header_bytes = g->cfg.max_header_bytes;
+    hc.max_body_bytes = g->cfg.max_body_bytes;
+    hc.header_timeout_ms = g->cfg.header_timeout_ms;
+    hc.body_timeout_ms = g->cfg.body_timeout_ms;
+    hc.idle_timeout_ms = g->cfg.client_idle_timeout_ms;
+    hc.max_connections = (unsigned)g->cfg.max_connections;
+    hc.server_name = "drover";
+    struct gw_error err = {0};
+    if (http_server_start(g->loop, &hc, fn, g, out, &err)) {
+        fprintf(stderr, "drover serve: cannot listen on %s: %s\n", addr, err.msg);
+        return -1;
+    }
+    snprintf(bound, bound_cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+             http_server_port(*out));
+    return 0;
+}
+
+static void add_nodes(struct gw *g, const struct gw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const struct gw_node_config *nc = &cfg->nodes[i];
+        struct node *n = registry_find(&g->reg, strv_from_cstr(nc->name));
+        if (!n) {
+            struct gw_error err = {0};
+            if (registry_add(&g->reg, nc->name, nc->url, nc->kind, nc->api_key, &n, &err)) {
+                LOGE("node_add_failed", "node=%s reason=\"%s\"", nc->name, err.msg);
+                continue;
+            }
+            LOGI("node_added", "node=%s url=%s kind=%s", n->name, n->url, node_kind_name(n->kind));
+        } else {
+            if (strcmp(n->url, nc->url) != 0) {
+                /* A new address is a new node as far as liveness goes. */
+                struct registry tmp;
+                struct node *probe = NULL;
+                registry_init(&tmp, NULL);
+                if (registry_add(&tmp, nc->name, nc->url, nc->kind, NULL, &probe, NULL) == 0) {
+                    xfree(n->url);
+                    n->url = xstrdup(nc->url);
+                    memcpy(n->host, probe->host, sizeof n->host);
+                    n->port = probe->port;
+                    n->live = LIVE_UNKNOWN;
+                    n->ever_healthy = false;
+                    n->ok_streak = n->fail_streak = 0;
+                }
+                registry_free(&tmp);
+            }
+            n->kind = nc->kind;
+            xfree(n->api_key);
+            n->api_key = nc->api_key ? xstrdup(nc->api_key) : NULL;
+            if (n->admin == ADMIN_REMOVED) {
+                n->admin = ADMIN_APPROVED;
+                LOGI("node_readded", "node=%s", n->name);
+            }
+        }
+        for (size_t l = 0; l < nc->n_labels; l++)
+            registry_set_label(n, nc->labels[l].key, nc->labels[l].value);
+        health_attach(g, n);
+        health_probe_now(g, n);
+    }
+}
+
+static void reload(struct serve *s)
+{
+    struct gw *g = &s->g;
+    struct gw_config next;
+    struct gw_error err = {0};
+    if (gw_config_load(&next, s->config_path, environ, s->sets, s->n_sets, &err)) {
+        LOGE("config_reload_failed", "reason=\"%s\" keeping=previous", err.msg);
+        gw_config_free(&next);
+        return;
+    }
+    if (strcmp(next.listen, g->cfg.listen) || strcmp(next.admin_listen, g->cfg.admin_listen))
+        LOGW("config_reload", "note=\"listen addresses change only on restart\"");
+    /* nodes that left the file are removed (their in-flight requests finish) */
+    for (size_t i = 0; i < g->reg.n; i++) {
+        struct node *n = g->reg.nodes[i];
+        bool keep = false;
+        for (size_t j = 0; j < next.n_nodes && !keep; j++)
+            keep = strcmp(next.nodes[j].name, n->name) == 0;
+        if (!keep && n->admin != ADMIN_REMOVED) {
+            n->admin = ADMIN_REMOVED;
+            LOGI("node_removed", "node=%s by=reload", n->name);
+        }
+    }
+    /* keep the listeners' addresses; take everything else */
+    char *listen = g->cfg.listen, *admin = g->cfg.admin_listen;
+    g->cfg.listen = next.listen;
+    g->cfg.admin_listen = next.admin_listen;
+    next.listen = listen;
+    next.admin_listen = admin;
+    struct gw_config old = g->cfg;
+    g->cfg = next;
+    char *tmp_l = g->cfg.listen, *tmp_a = g->cfg.admin_listen;
+    g->cfg.listen = old.listen;
+    g->cfg.admin_listen = old.admin_listen;
+    old.listen = tmp_l;
+    old.admin_listen = tmp_a;
+    gw_config_free(&old);
+    g->reg.cfg = g->cfg.reg;
+    log_set_level(g->cfg.log_level);
+    add_nodes(g, &g->cfg);
+    LOGI("config_reloaded", "nodes=%zu", g->cfg.n_nodes);
+}
+
+static void close_all(struct serve *s)
+{
+    struct gw *g = &s->g;
+    health_stop(g);
+    if (g->api_srv) http_server_close(g->api_srv, NULL, NULL);
+    if (g->admin_srv) http_server_close(g->admin_srv, NULL, NULL);
+    g->api_srv = g->admin_srv = NULL;
+    if (g->client) http_client_free(g->client);
+    g->client = NULL;
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
+    uv_close((uv_handle_t *)&s->grace, NULL);
+    uv_close((uv_handle_t *)&s->drain_check, NULL);
+}
+
+static void on_drain_check(uv_check_t *c)
+{
+    struct serve *s = c->data;
+    if (s->g.active_requests == 0) {
+        LOGI("shutdown", "reason=drained");
+        uv_check_stop(c);
+        close_all(s);
+    }
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct serve *s = t->data;
+    LOGW("shutdown", "reason=grace_expired in_flight=%u", s->g.active_requests);
+    uv_check_stop(&s->drain_check);
+    close_all(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct serve *s = h->data;
+    if (signum == SIGHUP) {
+        LOGI("sighup", "action=reload");
+        reload(s);
+        return;
+    }
+    if (++s->term_count > 1) {
+        LOGW("shutdown", "reason=second_signal");
+        _exit(0);
+    }
+    LOGI("shutdown", "reason=signal signal=%d in_flight=%u grace_ms=%llu", signum,
+         s->g.active_requests, (unsigned long long)s->g.cfg.shutdown_grace_ms);
+    s->g.stopping = true;
+    http_server_stop_accepting(s->g.api_srv);
+    http_server_stop_accepting(s->g.admin_srv);
+    if (s->g.active_requests == 0) {
+        LOGI("shutdown", "reason=idle");
+        close_all(s);
+        return;
+    }
+    uv_timer_start(&s->grace, on_grace, s->g.cfg.shutdown_grace_ms, 0);
+    uv_check_start(&s->drain_check, on_drain_check);
+}
+
+static void print_line(const char *line, void *ctx)
+{
+    (void)ctx;
+    printf("%s\n", line);
+}
+
+int serve_main(int argc, char **argv)
+{
+    static struct serve s; /* lives for the process */
+    memset(&s, 0, sizeof s);
+    bool print_config = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--print-config") == 0) {
+            print_config = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "drover serve: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--config") == 0)
+            s.config_path = v;
+        else if (strcmp(a, "--listen") == 0)
+            add_set(&s, "listen", v);
+        else if (strcmp(a, "--admin-listen") == 0)
+            add_set(&s, "admin_listen", v);
+        else if (strcmp(a, "--log-level") == 0)
+            add_set(&s, "log_level", v);
+        else if (strcmp(a, "--set") == 0) {
+            if (s.n_sets < SERVE_MAX_SETS) s.sets[s.n_sets++] = v;
+        } else if (strcmp(a, "--node") == 0) {
+            /* handled after the config is loaded */
+            continue;
+        } else {
+            fprintf(stderr, "drover serve: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    struct gw *g = &s.g;
+    struct gw_error err = {0};
+    if (gw_config_load(&g->cfg, s.config_path, environ, s.sets, s.n_sets, &err)) {
+        fprintf(stderr, "drover serve: %s\n", err.msg);
+        gw_config_free(&g->cfg);
+        return 2;
+    }
+    /* --node NAME=URL[,KIND] */
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--node") != 0) continue;
+        const char *spec = argv[++i];
+        const char *eq = strchr(spec, '=');
+        if (!eq || eq == spec) {
+            fprintf(stderr, "drover serve: --node %s: expected NAME=URL[,KIND]\n", spec);
+            gw_config_free(&g->cfg);
+            return 2;
+        }
+        g->cfg.nodes = xrealloc(g->cfg.nodes, (g->cfg.n_nodes + 1) * sizeof *g->cfg.nodes);
+        struct gw_node_config *nc = &g->cfg.nodes[g->cfg.n_nodes++];
+        memset(nc, 0, sizeof *nc);
+        nc->name = xstrndup(spec, (size_t)(eq - spec));
+        const char *comma = strchr(eq + 1, ',');
+        nc->url = comma ? xstrndup(eq + 1, (size_t)(comma - eq - 1)) : xstrdup(eq + 1);
+        nc->kind = NODE_KIND_OPENAI;
+        if (comma && node_kind_parse(comma + 1, &nc->kind)) {
+            fprintf(stderr, "drover serve: --node %s: unknown kind '%s'\n", spec, comma + 1);
+            gw_config_free(&g->cfg);
+            return 2;
+        }
+    }
+    if (print_config) {
+        gw_config_dump(&g->cfg, print_line, NULL);
+        for (size_t i = 0; i < g->cfg.n_nodes; i++)
+            printf("node = %s %s %s\n", g->cfg.nodes[i].name, g->cfg.nodes[i].url,
+                   node_kind_name(g->cfg.nodes[i].kind));
+        gw_config_free(&g->cfg);
+        return 0;
+    }
+    log_set_level(g->cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)(uv_hrtime() ^ (uint64_t)getpid()));
+
+    g->loop = uv_default_loop();
+    g->started_ms = uv_now(g->loop);
+    registry_init(&g->reg, &g->cfg.reg);
+    metrics_init(&g->metrics);
+    struct http_client_config cc;
+    http_client_config_defaults(&cc);
+    cc.max_idle_per_origin = (unsigned)g->cfg.max_idle_per_node;
+    if (http_client_new(g->loop, &cc, &g->client)) {
+        fprintf(stderr, "drover serve: cannot create the upstream client\n");
+        return 1;
+    }
+    char api_addr[160], admin_addr[160];
+    if (start_listener(g, g->cfg.listen, api_handle, &g->api_srv, api_addr, sizeof api_addr) ||
+        start_listener(g, g->cfg.admin_listen, admin_handle, &g->admin_srv, admin_addr,
+                       sizeof admin_addr)) {
+        return 1;
+    }
+    for (size_t i = 0; i < g->cfg.n_nodes; i++) {
+        const struct gw_node_config *nc = &g->cfg.nodes[i];
+        struct node *n;
+        if (registry_add(&g->reg, nc->name, nc->url, nc->kind, nc->api_key, &n, &err)) {
+            fprintf(stderr, "drover serve: %s\n", err.msg);
+            return 2;
+        }
+        for (size_t l = 0; l < nc->n_labels; l++)
+            registry_set_label(n, nc->labels[l].key, nc->labels[l].value);
+    }
+    health_start(g);
+
+    uv_signal_init(g->loop, &s.sigterm);
+    uv_signal_init(g->loop, &s.sigint);
+    uv_signal_init(g->loop, &s.sighup);
+    s.sigterm.data = s.sigint.data = s.sighup.data = &s;
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sighup, on_signal, SIGHUP);
+    uv_timer_init(g->loop, &s.grace);
+    s.grace.data = &s;
+    uv_check_init(g->loop, &s.drain_check);
+    s.drain_check.data = &s;
+
+    LOGI("start", "listen=%s admin=%s nodes=%zu config=%s", api_addr, admin_addr, g->reg.n,
+         s.config_path ? s.config_path : "-");
+    printf("drover-serve ready listen=%s admin=%s\n", api_addr, admin_addr);
+    fflush(stdout);
+
+    uv_run(g->loop, UV_RUN_DEFAULT);
+    uv_loop_close(g->loop);
+    registry_free(&g->reg);
+    metrics_free(&g->metrics);
+    gw_config_free(&g->cfg);
+    for (size_t i = 0; i < s.n_sets; i++) xfree(s.owned_sets[i]);
+    LOGI("stopped", "code=0");
+    return s.exit_code;
+}
