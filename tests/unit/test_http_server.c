@@ -513,11 +513,17 @@ static void test_ipv6(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header_too_large),    cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_bad_header_name),     cmocka_unit_test(test_slowloris_408),
-        cmocka_unit_test(test_idle_close),          cmocka_unit_test(test_max_connections),
-        cmocka_unit_test(test_keep_alive_reuse),    cmocka_unit_test(test_chunked_framing),
-        cmocka_unit_test(test_abort_on_disconnect), cmocka_unit_test(test_drain_after_backpressure),
+        cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_bad_header_name),
+        cmocka_unit_test(test_slowloris_408),
+        cmocka_unit_test(test_idle_close),
+        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_keep_alive_reuse),
+        cmocka_unit_test(test_chunked_framing),
+        cmocka_unit_test(test_abort_on_disconnect),
+        cmocka_unit_test(test_drain_after_backpressure),
+        cmocka_unit_test(test_ipv6),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
