@@ -41,7 +41,11 @@ enum srv_mode {
     M_NO_BODY,         /* status srv.status with Content-Length 50 and no body bytes */
     M_INTERIM,         /* 100 Continue, then 200 "ok" */
     M_BIG_HEADER,      /* a 2000-byte header */
+    M_STRAY,           /* fixed response followed by stray bytes in the same write */
+    M_BIG_BODY,        /* 200 with a BIG_BODY_BYTES body, one write */
 };
+
+enum { BIG_BODY_BYTES = 16 * 1024 * 1024 };
 
 enum { SRV_MAX_CONNS = 32 };
 
@@ -218,6 +222,18 @@ static void srv_answer(struct srv_conn *sc)
                       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
                       false);
         break;
+    case M_STRAY:
+        srv_write_str(sc, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello worldHTTP/1.1 200",
+                      false);
+        break;
+    case M_BIG_BODY: {
+        char *big = xmalloc(BIG_BODY_BYTES + 64);
+        int n = snprintf(big, 64, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG_BODY_BYTES);
+        memset(big + n, 'x', BIG_BODY_BYTES);
+        srv_write(sc, big, (size_t)n + BIG_BODY_BYTES, false);
+        xfree(big);
+        break;
+    }
     case M_BIG_HEADER: {
         size_t n = (size_t)snprintf(tmp, sizeof tmp, "HTTP/1.1 200 OK\r\nX-Big: ");
         memset(tmp + n, 'x', 2000);
@@ -404,6 +420,7 @@ struct rec {
     size_t body_len;
     struct http_call_result res;
     bool pause_on_head, cancel_on_head, cancel_on_done;
+    bool count_only; /* large bodies: count bytes, keep none */
     int pause_on_data_n, cancel_on_data_n;
     struct rec *next; /* started from on_done when set */
     struct http_client_request next_req;
@@ -428,6 +445,10 @@ static void rec_on_data(struct http_call *call, const char *p, size_t len, void 
     struct rec *r = ctx;
     assert_ptr_equal(call, r->call);
     r->datas++;
+    if (r->count_only) {
+        r->body_len += len;
+        return;
+    }
     assert_true(r->body_len + len <= sizeof r->body);
     memcpy(r->body + r->body_len, p, len);
     r->body_len += len;
@@ -809,6 +830,22 @@ static void expect_error_then_fresh(struct fx *fx, enum srv_mode m, struct http_
     assert_int_equal(fx->srv.accepted, accepted + 1);
 }
 
+static void test_stray_bytes_not_pooled(void **state)
+{
+    struct fx *fx = *state;
+    fx->srv.mode = M_STRAY;
+    struct http_client_request req = get_req(fx);
+    struct rec r = {0}, r2 = {0};
+    call_and_wait(fx, &r, &req);
+    assert_int_equal(r.res.err, 0); /* completion is authoritative */
+    assert_body(&r, "hello world");
+    assert_int_equal(stats_of(fx).idle, 0);
+    fx->srv.mode = M_FIXED;
+    call_and_wait(fx, &r2, &req);
+    assert_false(r2.res.reused_conn);
+    assert_int_equal(fx->srv.accepted, 2);
+}
+
 static void test_truncated(void **state)
 {
     struct fx *fx = *state;
@@ -963,6 +1000,30 @@ static void test_pause_on_head_until_resume(void **state)
     assert_int_equal(stats_of(fx).idle, 1);
 }
 
+/* Pause is real backpressure: the client stops reading, so the server's writes queue up. */
+static void test_pause_stops_reading(void **state)
+{
+    struct fx *fx = *state;
+    fx->srv.mode = M_BIG_BODY;
+    struct http_client_request req = get_req(fx);
+    req.idle_timeout_ms = 100; /* suspended while paused */
+    struct rec r = {0};
+    r.pause_on_head = true;
+    r.count_only = true;
+    rec_start(&r, fx, &req);
+    assert_true(wait_int(fx, &r.heads, 1, 1000));
+    run_for(fx, 200);
+    assert_int_equal(r.dones, 0);
+    assert_true(r.body_len < BIG_BODY_BYTES);
+    assert_non_null(fx->srv.conns[0]);
+    assert_true(uv_stream_get_write_queue_size((uv_stream_t *)&fx->srv.conns[0]->tcp) > 0);
+    http_call_resume(r.call);
+    assert_true(run_until(fx, rec_is_done, &r, 5000));
+    assert_int_equal(r.res.err, 0);
+    assert_int_equal(r.body_len, BIG_BODY_BYTES);
+    assert_int_equal(r.res.body_bytes, BIG_BODY_BYTES);
+}
+
 static void test_pause_in_on_data_holds_rest(void **state)
 {
     struct fx *fx = *state;
@@ -1109,6 +1170,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_idle_per_origin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_on_reused_conn_is_flagged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stray_bytes_not_pooled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_before_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_mid_body, setup, teardown),
@@ -1120,6 +1182,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_on_head_until_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_stops_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_in_on_data_holds_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_in_on_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_in_on_head, setup, teardown),
