@@ -60,8 +60,7 @@ struct origin {
     unsigned n_idle;
     unsigned refs; /* conns that point here */
     struct sockaddr_storage addr;
-    char key[INET6_ADDRSTRLEN + 16];      /* "127.0.0.1:8080", "[::1]:8080" */
-    char host_hdr[INET6_ADDRSTRLEN + 16]; /* what goes into Host */
+    char key[INET6_ADDRSTRLEN + 16]; /* "127.0.0.1:8080", "[::1]:8080" */
 };
 
 enum conn_state { CONN_CONNECTING, CONN_ACTIVE, CONN_IDLE, CONN_CLOSING };
@@ -157,7 +156,7 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss)
     return GW_E_INVALID;
 }
 
-static struct origin *origin_get(struct http_client *cl, const char *host, int port,
+static struct origin *origin_get(struct http_client *cl, int port,
                                  const struct sockaddr_storage *ss)
 {
     char ip[INET6_ADDRSTRLEN] = "";
@@ -177,10 +176,6 @@ static struct origin *origin_get(struct http_client *cl, const char *host, int p
     link_init(&o->idle);
     o->addr = *ss;
     snprintf(o->key, sizeof o->key, "%s", key);
-    if (strcmp(host, "localhost") == 0)
-        snprintf(o->host_hdr, sizeof o->host_hdr, "localhost:%d", port);
-    else
-        snprintf(o->host_hdr, sizeof o->host_hdr, "%s", key);
     link_insert_head(&cl->origins, &o->link);
     return o;
 }
@@ -703,8 +698,7 @@ static bool has_token_ci(struct strv v, const char *tok)
     return false;
 }
 
-static int build_head(struct buf *b, const struct http_client_request *req, const struct origin *o,
-                      bool *wants_close)
+static int build_head(struct buf *b, const struct http_client_request *req, bool *wants_close)
 {
     bool has_host = false;
     *wants_close = false;
@@ -716,7 +710,14 @@ static int build_head(struct buf *b, const struct http_client_request *req, cons
             *wants_close = true;
     }
     int rc = buf_appendf(b, "%.*s %.*s HTTP/1.1\r\n", STRV_FMT(req->method), STRV_FMT(req->target));
-    if (!rc && !has_host) rc = buf_appendf(b, "Host: %s\r\n", o->host_hdr);
+    if (!rc && !has_host) {
+        /* As the caller named the host; an IPv6 literal gets its brackets. */
+        bool is_v6 = strchr(req->host, ':') != NULL && req->host[0] != '[';
+        if (is_v6)
+            rc = buf_appendf(b, "Host: [%s]:%d\r\n", req->host, req->port);
+        else
+            rc = buf_appendf(b, "Host: %s:%d\r\n", req->host, req->port);
+    }
     bool needs_length = req->body.len > 0 || strv_eq(req->method, STRV_LIT("POST")) ||
                         strv_eq(req->method, STRV_LIT("PUT"));
     if (!rc && needs_length) rc = buf_appendf(b, "Content-Length: %zu\r\n", req->body.len);
@@ -792,12 +793,12 @@ int http_client_request(struct http_client *cl, const struct http_client_request
     struct sockaddr_storage ss;
     int rc = resolve(req->host, req->port, &ss);
     if (rc < 0) return rc;
-    struct origin *o = origin_get(cl, req->host, req->port, &ss);
+    struct origin *o = origin_get(cl, req->port, &ss);
 
     struct buf head;
     bool wants_close;
     buf_init(&head, HC_MAX_REQUEST_HEAD_BYTES);
-    rc = build_head(&head, req, o, &wants_close);
+    rc = build_head(&head, req, &wants_close);
     if (rc < 0) {
         buf_free(&head);
         if (o->refs == 0 && o->n_idle == 0) {

@@ -351,6 +351,8 @@ struct fx {
     bool fired;
     struct srv srv;
     struct http_client *cl;
+    uv_tcp_t l6; /* an extra socket a test may open; closed by teardown */
+    bool has_l6;
 };
 
 static void on_watchdog(uv_timer_t *t)
@@ -399,6 +401,7 @@ static int teardown(void **state)
     struct fx *fx = *state;
     if (fx->cl) http_client_free(fx->cl);
     srv_stop(&fx->srv);
+    if (fx->has_l6) uv_close((uv_handle_t *)&fx->l6, NULL);
     uv_close((uv_handle_t *)&fx->watchdog, NULL);
     uint64_t deadline = uv_hrtime() + 2000ull * 1000 * 1000;
     while (uv_run(&fx->loop, UV_RUN_NOWAIT) && uv_hrtime() < deadline) uv_sleep(1);
@@ -892,21 +895,21 @@ static void test_connect_refused(void **state)
 {
     struct fx *fx = *state;
     struct http_client_request req = get_req(fx);
-    uv_tcp_t tmp;
+    uv_tcp_t *tmp = &fx->l6;
     struct sockaddr_in sa;
     uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&fx->loop, &tmp);
-    assert_int_equal(uv_tcp_bind(&tmp, (const struct sockaddr *)&sa, 0), 0);
+    uv_tcp_init(&fx->loop, tmp);
+    fx->has_l6 = true;
+    assert_int_equal(uv_tcp_bind(tmp, (const struct sockaddr *)&sa, 0), 0);
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    uv_tcp_getsockname(&tmp, (struct sockaddr *)&ss, &len);
+    uv_tcp_getsockname(tmp, (struct sockaddr *)&ss, &len);
     req.port = ntohs(((struct sockaddr_in *)&ss)->sin_port); /* bound, never listening */
     req.connect_timeout_ms = 300;
     struct rec r = {0};
     call_and_wait(fx, &r, &req);
     assert_int_equal(r.res.err, UV_ECONNREFUSED);
     assert_false(r.res.got_head);
-    uv_close((uv_handle_t *)&tmp, NULL);
 }
 
 /* A listener with backlog 0 whose accept queue is full drops SYNs, so connect hangs. */
@@ -1151,6 +1154,38 @@ static void test_invalid_requests(void **state)
     assert_non_null(strstr(fx->srv.last_request, "\r\nHost: localhost:"));
 }
 
+/* IPv6 literals: resolved, bracketed in Host; skipped where the host has no ::1. */
+static void test_ipv6_literal(void **state)
+{
+    struct fx *fx = *state;
+    uv_tcp_t *l6 = &fx->l6;
+    struct sockaddr_in6 sa;
+    assert_int_equal(uv_ip6_addr("::1", 0, &sa), 0);
+    uv_tcp_init(&fx->loop, l6);
+    fx->has_l6 = true;
+    l6->data = &fx->srv;
+    if (uv_tcp_bind(l6, (const struct sockaddr *)&sa, 0) != 0 ||
+        uv_listen((uv_stream_t *)l6, 8, srv_on_conn) != 0)
+        skip(); /* no IPv6 loopback in this environment */
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(l6, (struct sockaddr *)&ss, &len);
+    struct http_client_request req = get_req(fx);
+    req.host = "::1";
+    req.port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    struct rec r = {0}, r2 = {0};
+    call_and_wait(fx, &r, &req);
+    assert_int_equal(r.res.err, 0);
+    assert_body(&r, "hello world");
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: [::1]:%d\r\n", req.port);
+    assert_non_null(strstr(fx->srv.last_request, host));
+    req.host = "[::1]";
+    call_and_wait(fx, &r2, &req);
+    assert_int_equal(r2.res.err, 0);
+    assert_true(r2.res.reused_conn); /* same origin however it is spelled */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1190,6 +1225,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_hanging_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_free_with_active_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_literal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
