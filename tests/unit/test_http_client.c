@@ -423,7 +423,8 @@ struct rec {
     size_t body_len;
     struct http_call_result res;
     bool pause_on_head, cancel_on_head, cancel_on_done;
-    bool count_only; /* large bodies: count bytes, keep none */
+    bool count_only;          /* large bodies: count bytes, keep none */
+    struct rec *cancel_other; /* cancelled from this call's on_head */
     int pause_on_data_n, cancel_on_data_n;
     struct rec *next; /* started from on_done when set */
     struct http_client_request next_req;
@@ -439,6 +440,7 @@ static void rec_on_head(struct http_call *call, const struct http_response_head 
     r->chunked = h->chunked;
     if (r->pause_on_head) http_call_pause(call);
     if (r->cancel_on_head) http_call_cancel(call);
+    if (r->cancel_other) http_call_cancel(r->cancel_other->call);
 }
 
 static void rec_start(struct rec *r, struct fx *fx, const struct http_client_request *req);
@@ -1113,6 +1115,26 @@ static void test_cancel_hanging_call(void **state)
     assert_int_equal(fx->srv.accepted, 2);
 }
 
+static void test_callback_cancels_other_call(void **state)
+{
+    struct fx *fx = *state;
+    fx->srv.mode = M_HANG;
+    struct http_client_request req = get_req(fx);
+    struct rec a = {0}, b = {0};
+    rec_start(&b, fx, &req);
+    assert_true(wait_int(fx, &fx->srv.requests, 1, 300));
+    fx->srv.mode = M_FIXED;
+    a.cancel_other = &b;
+    call_and_wait(fx, &a, &req);
+    assert_int_equal(a.res.err, 0);
+    assert_body(&a, "hello world");
+    assert_true(wait_int(fx, &fx->srv.peer_closed, 1, 300));
+    run_for(fx, 20);
+    assert_int_equal(b.dones, 0);
+    assert_int_equal(stats_of(fx).active, 0);
+    assert_int_equal(stats_of(fx).idle, 1);
+}
+
 static void test_client_free_with_active_call(void **state)
 {
     struct fx *fx = *state;
@@ -1223,6 +1245,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_in_on_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_in_on_done_is_noop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_hanging_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_cancels_other_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_free_with_active_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv6_literal, setup, teardown),
