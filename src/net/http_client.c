@@ -1,0 +1,898 @@
+/* http_client — HTTP/1.1 calls and per-origin keep-alive pools on the caller's uv loop.
+ * A struct conn owns its TCP handle, a phase timer (connect / first byte / idle / pool expiry),
+ * a total timer and an idle handle that delivers body bytes held while paused; it is freed
+ * only in the close callback of the last of them, and a cancelled call is freed there too, so
+ * cancel is safe from inside any callback. Invariant: a conn enters its origin's pool only
+ * after a complete response with keep-alive on both sides, the request fully written, no
+ * stray byte and no error; an idle pooled conn keeps reading and any EOF or byte drops it.
+ * User callbacks are only ever called from libuv callbacks, never from an API function.
+ * State table: docs/http_client.md. Thread: the loop thread only. */
+#include "net/http_client.h"
+
+#include <llhttp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/mem.h"
+
+enum {
+    HC_READ_BUF_BYTES = 64 * 1024,
+    HC_MAX_HEADERS = 256,
+    HC_MAX_REQUEST_HEAD_BYTES = 256 * 1024,
+    HC_MAX_HELD_BYTES = 4 * HC_READ_BUF_BYTES, /* held bytes come from one read buffer */
+    HC_CONN_HANDLES = 4,
+};
+
+#define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+struct link {
+    struct link *prev, *next;
+};
+
+static void link_init(struct link *l)
+{
+    l->prev = l->next = l;
+}
+static bool link_is_empty(const struct link *l)
+{
+    return l->next == l;
+}
+
+static void link_insert_head(struct link *head, struct link *l)
+{
+    l->next = head->next;
+    l->prev = head;
+    head->next->prev = l;
+    head->next = l;
+}
+
+static void link_remove(struct link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+struct origin {
+    struct link link; /* in client->origins */
+    struct link idle; /* pooled conns, most recently pooled first */
+    unsigned n_idle;
+    unsigned refs; /* conns that point here */
+    struct sockaddr_storage addr;
+    char key[INET6_ADDRSTRLEN + 16]; /* "127.0.0.1:8080", "[::1]:8080" */
+};
+
+enum conn_state { CONN_CONNECTING, CONN_ACTIVE, CONN_IDLE, CONN_CLOSING };
+enum hdr_cb_state { HDR_NONE, HDR_FIELD, HDR_VALUE };
+
+struct hdr_ent {
+    size_t name_off, name_len, value_off, value_len;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t phase_timer;
+    uv_timer_t total_timer;
+    uv_idle_t drain;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    struct http_client *cl;
+    struct origin *origin;
+    struct link all_link;  /* in client->conns */
+    struct link idle_link; /* in origin->idle while CONN_IDLE */
+    enum conn_state state;
+    int open_handles;
+    bool is_reading;
+    struct http_call *call; /* NULL when idle; a cancelled call stays here until close */
+    llhttp_t parser;
+    /* request bytes: owned by the conn so they outlive any call while the write is queued */
+    struct buf req_head;
+    char *req_body;
+    size_t req_body_len;
+    bool write_pending, write_done;
+    /* response */
+    struct buf hdr; /* header names and values, referenced by ents */
+    struct hdr_ent *ents;
+    size_t n_ents, cap_ents;
+    struct http_header *hdr_out;
+    enum hdr_cb_state hdr_state;
+    size_t status_bytes;
+    struct buf held; /* decoded body received while paused */
+    bool got_first_byte, is_interim, msg_done, keep_alive, saw_eof, stray_bytes;
+    int cb_err;
+};
+
+struct http_call {
+    struct http_client *cl;
+    struct conn *conn;
+    struct http_client_callbacks cb;
+    void *ctx;
+    uint64_t connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
+    bool is_head, wants_close;
+    bool is_paused, is_cancelled, is_done;
+    struct http_call_result res;
+};
+
+struct http_client {
+    uv_loop_t *loop;
+    struct http_client_config cfg;
+    llhttp_settings_t settings;
+    struct link origins;
+    struct link conns;
+    unsigned n_conns;
+    bool is_freeing;
+    struct http_client_stats stats;
+    char read_buf[HC_READ_BUF_BYTES]; /* shared: every read is consumed before returning */
+};
+
+static void conn_close(struct conn *c);
+static void call_finish(struct conn *c, int err);
+
+void http_client_config_defaults(struct http_client_config *cfg)
+{
+    cfg->max_idle_per_origin = 64;
+    cfg->pool_idle_timeout_ms = 30 * 1000;
+    cfg->max_response_header_bytes = 64 * 1024;
+}
+
+/* ---- origins ---------------------------------------------------------------------------- */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss)
+{
+    if (!host || port <= 0 || port > 65535) return GW_E_INVALID;
+    memset(ss, 0, sizeof *ss);
+    if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+    const char *h = host;
+    char tmp[INET6_ADDRSTRLEN];
+    size_t n = strlen(host);
+    if (n > 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof tmp) {
+        memcpy(tmp, host + 1, n - 2);
+        tmp[n - 2] = '\0';
+        h = tmp;
+    }
+    if (uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+    return GW_E_INVALID;
+}
+
+static struct origin *origin_get(struct http_client *cl, int port,
+                                 const struct sockaddr_storage *ss)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    char key[sizeof((struct origin *)0)->key];
+    if (ss->ss_family == AF_INET6) {
+        (void)uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
+        snprintf(key, sizeof key, "[%s]:%d", ip, port);
+    } else {
+        (void)uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
+        snprintf(key, sizeof key, "%s:%d", ip, port);
+    }
+    for (struct link *l = cl->origins.next; l != &cl->origins; l = l->next) {
+        struct origin *o = CONTAINER_OF(l, struct origin, link);
+        if (strcmp(o->key, key) == 0) return o;
+    }
+    struct origin *o = xcalloc(1, sizeof *o);
+    link_init(&o->idle);
+    o->addr = *ss;
+    snprintf(o->key, sizeof o->key, "%s", key);
+    link_insert_head(&cl->origins, &o->link);
+    return o;
+}
+
+static void origin_unref(struct origin *o)
+{
+    if (--o->refs > 0) return;
+    link_remove(&o->link);
+    xfree(o);
+}
+
+/* ---- conn lifecycle ------------------------------------------------------------------- */
+
+static void client_destroy(struct http_client *cl)
+{
+    while (!link_is_empty(&cl->origins)) {
+        struct origin *o = CONTAINER_OF(cl->origins.next, struct origin, link);
+        link_remove(&o->link);
+        xfree(o);
+    }
+    xfree(cl);
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->open_handles > 0) return;
+    struct http_client *cl = c->cl;
+    xfree(c->call); /* a cancelled call; finished calls were detached */
+    buf_free(&c->req_head);
+    xfree(c->req_body);
+    buf_free(&c->hdr);
+    buf_free(&c->held);
+    xfree(c->ents);
+    xfree(c->hdr_out);
+    origin_unref(c->origin);
+    link_remove(&c->all_link);
+    cl->n_conns--;
+    xfree(c);
+    if (cl->is_freeing && cl->n_conns == 0) client_destroy(cl);
+}
+
+static struct conn *conn_new(struct http_client *cl, struct origin *o)
+{
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->cl = cl;
+    c->origin = o;
+    o->refs++;
+    link_init(&c->idle_link);
+    link_insert_head(&cl->conns, &c->all_link);
+    cl->n_conns++;
+    /* uv_tcp_init without flags and uv_timer_init / uv_idle_init cannot fail. */
+    (void)uv_tcp_init(cl->loop, &c->tcp);
+    (void)uv_timer_init(cl->loop, &c->phase_timer);
+    (void)uv_timer_init(cl->loop, &c->total_timer);
+    (void)uv_idle_init(cl->loop, &c->drain);
+    c->tcp.data = c->phase_timer.data = c->total_timer.data = c->drain.data = c;
+    c->connect_req.data = c->write_req.data = c;
+    c->open_handles = HC_CONN_HANDLES;
+    buf_init(&c->req_head, HC_MAX_REQUEST_HEAD_BYTES);
+    buf_init(&c->hdr, cl->cfg.max_response_header_bytes);
+    buf_init(&c->held, HC_MAX_HELD_BYTES);
+    llhttp_init(&c->parser, HTTP_RESPONSE, &cl->settings);
+    c->parser.data = c;
+    return c;
+}
+
+static void pool_unlink(struct conn *c)
+{
+    link_remove(&c->idle_link);
+    c->origin->n_idle--;
+    c->cl->stats.idle--;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->state == CONN_CLOSING) return;
+    if (c->state == CONN_IDLE) pool_unlink(c);
+    c->state = CONN_CLOSING;
+    c->is_reading = false;
+    uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+    uv_close((uv_handle_t *)&c->phase_timer, conn_close_cb);
+    uv_close((uv_handle_t *)&c->total_timer, conn_close_cb);
+    uv_close((uv_handle_t *)&c->drain, conn_close_cb);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    b->base = c->cl->read_buf;
+    b->len = sizeof c->cl->read_buf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* Returns 0 or a libuv error; reading errors are the call's failure. */
+static int conn_set_reading(struct conn *c, bool want)
+{
+    if (want == c->is_reading) return 0;
+    if (want) {
+        int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (rc < 0) return rc;
+    } else {
+        (void)uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->is_reading = want;
+    return 0;
+}
+
+static void on_phase_timer(uv_timer_t *t);
+
+/* Arms the phase timer for what the conn waits for now (or stops it). */
+static void conn_arm_phase(struct conn *c)
+{
+    uint64_t ms = 0;
+    struct http_call *call = c->call;
+    if (c->state == CONN_CONNECTING) {
+        ms = call->connect_timeout_ms;
+    } else if (c->state == CONN_ACTIVE && call && !c->msg_done && !call->is_paused) {
+        if (c->got_first_byte)
+            ms = call->idle_timeout_ms;
+        else if (c->write_done)
+            ms = call->first_byte_timeout_ms;
+    }
+    if (ms)
+        (void)uv_timer_start(&c->phase_timer, on_phase_timer, ms, 0);
+    else
+        (void)uv_timer_stop(&c->phase_timer);
+}
+
+static void reset_response(struct conn *c)
+{
+    llhttp_init(&c->parser, HTTP_RESPONSE, &c->cl->settings);
+    c->parser.data = c;
+    buf_reset(&c->hdr);
+    buf_reset(&c->held);
+    c->n_ents = 0;
+    c->hdr_state = HDR_NONE;
+    c->status_bytes = 0;
+    c->got_first_byte = c->is_interim = c->msg_done = c->keep_alive = false;
+    c->saw_eof = c->stray_bytes = false;
+    c->write_done = false;
+    c->cb_err = 0;
+}
+
+static void on_pool_expire(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void pool_put(struct conn *c)
+{
+    struct http_client *cl = c->cl;
+    struct origin *o = c->origin;
+    if (cl->cfg.max_idle_per_origin == 0) {
+        conn_close(c);
+        return;
+    }
+    if (o->n_idle >= cl->cfg.max_idle_per_origin) /* evict the least recently used */
+        conn_close(CONTAINER_OF(o->idle.prev, struct conn, idle_link));
+    reset_response(c);
+    if (conn_set_reading(c, true) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_IDLE;
+    link_insert_head(&o->idle, &c->idle_link);
+    o->n_idle++;
+    cl->stats.idle++;
+    if (cl->cfg.pool_idle_timeout_ms)
+        (void)uv_timer_start(&c->phase_timer, on_pool_expire, cl->cfg.pool_idle_timeout_ms, 0);
+    else
+        (void)uv_timer_stop(&c->phase_timer);
+}
+
+static struct conn *pool_take(struct origin *o)
+{
+    if (link_is_empty(&o->idle)) return NULL;
+    struct conn *c = CONTAINER_OF(o->idle.next, struct conn, idle_link);
+    pool_unlink(c);
+    (void)uv_timer_stop(&c->phase_timer);
+    c->state = CONN_ACTIVE;
+    return c;
+}
+
+static bool conn_is_poolable(const struct conn *c, const struct http_call *call)
+{
+    return c->state == CONN_ACTIVE && c->keep_alive && !c->saw_eof && !c->stray_bytes &&
+           c->write_done && !c->write_pending && !call->wants_close && !c->cl->is_freeing;
+}
+
+/* ---- call completion ------------------------------------------------------------------ */
+
+/* Ends the call on c with err: the conn is pooled or closed first, then on_done runs, then the
+ * call is freed. Nothing may touch the call after this returns. */
+static void call_finish(struct conn *c, int err)
+{
+    struct http_call *call = c->call;
+    c->call = NULL;
+    call->is_done = true;
+    call->res.err = err;
+    c->cl->stats.active--;
+    (void)uv_timer_stop(&c->total_timer);
+    (void)uv_idle_stop(&c->drain);
+    if (err == 0 && conn_is_poolable(c, call))
+        pool_put(c);
+    else
+        conn_close(c);
+    if (call->cb.on_done) call->cb.on_done(call, &call->res, call->ctx);
+    xfree(call);
+}
+
+/* The response was parsed to its end: finish now unless the caller is paused or has body
+ * bytes still held for it (then the drain handle finishes after resume). */
+static void response_complete(struct conn *c)
+{
+    (void)conn_set_reading(c, false);
+    (void)uv_timer_stop(&c->phase_timer);
+    (void)uv_timer_stop(&c->total_timer); /* completion is authoritative */
+    if (c->call->is_paused || c->held.len > 0) return;
+    call_finish(c, 0);
+}
+
+static void deliver(struct conn *c, const char *p, size_t len)
+{
+    struct http_call *call = c->call;
+    call->res.body_bytes += len;
+    if (call->cb.on_data) call->cb.on_data(call, p, len, call->ctx);
+}
+
+static void on_drain(uv_idle_t *h)
+{
+    struct conn *c = h->data;
+    (void)uv_idle_stop(h);
+    struct http_call *call = c->call;
+    if (c->state != CONN_ACTIVE || !call || call->is_paused) return;
+    if (c->held.len > 0) {
+        deliver(c, c->held.p, c->held.len);
+        if (c->state == CONN_CLOSING) return; /* cancelled from on_data */
+        buf_reset(&c->held);
+        if (call->is_paused) return;
+    }
+    if (c->msg_done) {
+        call_finish(c, 0);
+        return;
+    }
+    int rc = conn_set_reading(c, true);
+    if (rc < 0) {
+        call_finish(c, rc);
+        return;
+    }
+    conn_arm_phase(c);
+}
+
+/* ---- llhttp callbacks ------------------------------------------------------------------ */
+
+static int hdr_append(struct conn *c, const char *at, size_t len)
+{
+    if (buf_append(&c->hdr, at, len) != 0) {
+        c->cb_err = GW_E_MALFORMED; /* past max_response_header_bytes */
+        return -1;
+    }
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    /* The reason phrase is not kept, but it counts against the head cap. */
+    c->status_bytes += len;
+    if (c->status_bytes > c->cl->cfg.max_response_header_bytes) {
+        c->cb_err = GW_E_MALFORMED;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->hdr_state != HDR_FIELD) {
+        if (c->n_ents == HC_MAX_HEADERS) {
+            c->cb_err = GW_E_MALFORMED;
+            return -1;
+        }
+        if (c->n_ents == c->cap_ents) {
+            c->cap_ents = c->cap_ents ? c->cap_ents * 2 : 16;
+            c->ents = xrealloc(c->ents, c->cap_ents * sizeof *c->ents);
+        }
+        c->ents[c->n_ents++] = (struct hdr_ent){c->hdr.len, 0, c->hdr.len, 0};
+        c->hdr_state = HDR_FIELD;
+    }
+    c->ents[c->n_ents - 1].name_len += len;
+    return hdr_append(c, at, len);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->n_ents == 0) return 0;
+    struct hdr_ent *e = &c->ents[c->n_ents - 1];
+    if (c->hdr_state != HDR_VALUE) {
+        e->value_off = c->hdr.len;
+        e->value_len = 0;
+        c->hdr_state = HDR_VALUE;
+    }
+    e->value_len += len;
+    return hdr_append(c, at, len);
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    struct http_call *call = c->call;
+    int status = llhttp_get_status_code(p);
+    if (status == 101) { /* we never ask to switch protocols */
+        c->cb_err = GW_E_MALFORMED;
+        return -1;
+    }
+    if (status >= 100 && status < 200) { /* 100 Continue, 103 Early Hints: skip */
+        c->is_interim = true;
+        return 1;
+    }
+    if (c->n_ents > 0) c->hdr_out = xrealloc(c->hdr_out, c->n_ents * sizeof *c->hdr_out);
+    for (size_t i = 0; i < c->n_ents; i++) {
+        const struct hdr_ent *e = &c->ents[i];
+        c->hdr_out[i].name = strv_make(c->hdr.p + e->name_off, e->name_len);
+        c->hdr_out[i].value = strv_trim(strv_make(c->hdr.p + e->value_off, e->value_len));
+    }
+    struct http_response_head head = {
+        .status = status,
+        .http_minor = llhttp_get_http_minor(p),
+        .headers = c->hdr_out,
+        .n_headers = c->n_ents,
+        .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1,
+        .chunked = (p->flags & F_CHUNKED) != 0,
+    };
+    call->res.got_head = true;
+    if (call->cb.on_head) call->cb.on_head(call, &head, call->ctx);
+    if (c->state == CONN_CLOSING) return -1;
+    /* llhttp would wait for a Content-Length body after HEAD, 204 or 304: there is none. */
+    if (call->is_head || status == 204 || status == 304) return 1;
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->call->is_paused || c->held.len > 0) {
+        if (buf_append(&c->held, at, len) != 0) {
+            c->cb_err = GW_E_LIMIT;
+            return -1;
+        }
+        return 0;
+    }
+    deliver(c, at, len);
+    return c->state == CONN_CLOSING ? -1 : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    if (c->is_interim) {
+        c->is_interim = false;
+        buf_reset(&c->hdr);
+        c->n_ents = 0;
+        c->hdr_state = HDR_NONE;
+        return 0;
+    }
+    c->msg_done = true;
+    c->keep_alive = llhttp_should_keep_alive(p) != 0;
+    return HPE_PAUSED; /* stop at the end of the message: anything after it is stray */
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+static void feed(struct conn *c, const char *p, size_t len)
+{
+    llhttp_errno_t e = llhttp_execute(&c->parser, p, len);
+    if (c->state == CONN_CLOSING) return; /* cancelled or freed from a callback */
+    if (e == HPE_OK) return;
+    if (e == HPE_PAUSED && c->msg_done) {
+        const char *end = llhttp_get_error_pos(&c->parser);
+        if (end && end < p + len) c->stray_bytes = true;
+        response_complete(c);
+        return;
+    }
+    call_finish(c, c->cb_err ? c->cb_err : GW_E_MALFORMED);
+}
+
+static void on_eof(struct conn *c)
+{
+    c->saw_eof = true;
+    (void)llhttp_finish(&c->parser); /* completes an EOF-delimited body */
+    if (c->state == CONN_CLOSING) return;
+    if (c->msg_done) {
+        response_complete(c);
+        return;
+    }
+    call_finish(c, c->cb_err ? c->cb_err : GW_E_TRUNCATED);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    if (c->state == CONN_CLOSING || nread == 0) return;
+    if (c->state == CONN_IDLE) { /* the server closed or spoke out of turn: drop it */
+        conn_close(c);
+        return;
+    }
+    if (c->state != CONN_ACTIVE || !c->call) return;
+    if (nread == UV_EOF) {
+        on_eof(c);
+        return;
+    }
+    if (nread < 0) {
+        call_finish(c, (int)nread);
+        return;
+    }
+    c->got_first_byte = true;
+    conn_arm_phase(c);
+    feed(c, b->base, (size_t)nread);
+}
+
+/* ---- timers, connect, write ------------------------------------------------------------ */
+
+static void on_phase_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (!c->call) return;
+    if (c->state == CONN_CONNECTING)
+        call_finish(c, GW_E_CONNECT_TIMEOUT);
+    else if (c->state == CONN_ACTIVE)
+        call_finish(c, c->got_first_byte ? GW_E_IDLE_TIMEOUT : GW_E_FIRST_BYTE_TIMEOUT);
+}
+
+static void on_total_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->call && (c->state == CONN_CONNECTING || c->state == CONN_ACTIVE))
+        call_finish(c, GW_E_TOTAL_TIMEOUT);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->write_pending = false;
+    if (c->state != CONN_ACTIVE || !c->call) return;
+    if (status < 0) {
+        /* A response already parsed to its end stands; the conn is not pooled (!write_done). */
+        if (!c->msg_done) call_finish(c, status);
+        return;
+    }
+    c->write_done = true;
+    conn_arm_phase(c);
+}
+
+/* Starts the exchange on a connected conn: one uv_write of head + body, then reading. */
+static int conn_start_exchange(struct conn *c)
+{
+    reset_response(c);
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    bufs[n++] = uv_buf_init(c->req_head.p, (unsigned)c->req_head.len);
+    if (c->req_body_len) bufs[n++] = uv_buf_init(c->req_body, (unsigned)c->req_body_len);
+    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+    if (rc < 0) return rc;
+    c->write_pending = true;
+    if (!c->call->is_paused) {
+        rc = conn_set_reading(c, true);
+        if (rc < 0) return rc;
+    }
+    conn_arm_phase(c);
+    return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->state != CONN_CONNECTING || !c->call) return; /* closed: status is UV_ECANCELED */
+    if (status < 0) {
+        call_finish(c, status);
+        return;
+    }
+    c->state = CONN_ACTIVE;
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    int rc = conn_start_exchange(c);
+    if (rc < 0) call_finish(c, rc);
+}
+
+/* ---- request building ------------------------------------------------------------------ */
+
+static bool is_field_value_ok(struct strv v)
+{
+    for (size_t i = 0; i < v.len; i++)
+        if (v.p[i] == '\r' || v.p[i] == '\n' || v.p[i] == '\0') return false;
+    return true;
+}
+
+static bool is_target_ok(struct strv t)
+{
+    if (t.len == 0) return false;
+    for (size_t i = 0; i < t.len; i++) {
+        unsigned char ch = (unsigned char)t.p[i];
+        if (ch <= ' ' || ch == 0x7f) return false;
+    }
+    return true;
+}
+
+/* True if the comma-separated list v holds token tok (ASCII case-insensitive). */
+static bool has_token_ci(struct strv v, const char *tok)
+{
+    struct strv want = strv_from_cstr(tok);
+    while (v.len > 0) {
+        long comma = strv_index(v, ',');
+        size_t n = comma < 0 ? v.len : (size_t)comma;
+        if (strv_eq_ci(strv_trim(strv_sub(v, 0, n)), want)) return true;
+        v = strv_sub(v, comma < 0 ? v.len : n + 1, v.len);
+    }
+    return false;
+}
+
+static int build_head(struct buf *b, const struct http_client_request *req, bool *wants_close)
+{
+    bool has_host = false;
+    *wants_close = false;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (!strv_is_token(h->name) || !is_field_value_ok(h->value)) return GW_E_INVALID;
+        if (strv_eq_ci(h->name, STRV_LIT("host"))) has_host = true;
+        if (strv_eq_ci(h->name, STRV_LIT("connection")) && has_token_ci(h->value, "close"))
+            *wants_close = true;
+    }
+    int rc = buf_appendf(b, "%.*s %.*s HTTP/1.1\r\n", STRV_FMT(req->method), STRV_FMT(req->target));
+    if (!rc && !has_host) {
+        /* As the caller named the host; an IPv6 literal gets its brackets. */
+        bool is_v6 = strchr(req->host, ':') != NULL && req->host[0] != '[';
+        if (is_v6)
+            rc = buf_appendf(b, "Host: [%s]:%d\r\n", req->host, req->port);
+        else
+            rc = buf_appendf(b, "Host: %s:%d\r\n", req->host, req->port);
+    }
+    bool needs_length = req->body.len > 0 || strv_eq(req->method, STRV_LIT("POST")) ||
+                        strv_eq(req->method, STRV_LIT("PUT"));
+    if (!rc && needs_length) rc = buf_appendf(b, "Content-Length: %zu\r\n", req->body.len);
+    for (size_t i = 0; i < req->n_headers && !rc; i++) {
+        const struct http_header *h = &req->headers[i];
+        /* The client frames the body it copied; the caller's framing headers would lie. */
+        if (strv_eq_ci(h->name, STRV_LIT("content-length")) ||
+            strv_eq_ci(h->name, STRV_LIT("transfer-encoding")))
+            continue;
+        rc = buf_appendf(b, "%.*s: %.*s\r\n", STRV_FMT(h->name), STRV_FMT(h->value));
+    }
+    if (!rc) rc = buf_append(b, "\r\n", 2);
+    return rc;
+}
+
+static char *dup_bytes(struct strv v)
+{
+    if (v.len == 0) return NULL;
+    char *p = xmalloc(v.len);
+    memcpy(p, v.p, v.len);
+    return p;
+}
+
+/* ---- public API ------------------------------------------------------------------------ */
+
+int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg, struct http_client **out)
+{
+    if (!loop || !out) return GW_E_INVALID;
+    struct http_client *cl = xcalloc(1, sizeof *cl);
+    cl->loop = loop;
+    if (cfg)
+        cl->cfg = *cfg;
+    else
+        http_client_config_defaults(&cl->cfg);
+    if (cl->cfg.max_response_header_bytes == 0) cl->cfg.max_response_header_bytes = 64 * 1024;
+    llhttp_settings_init(&cl->settings);
+    cl->settings.on_status = on_status;
+    cl->settings.on_header_field = on_header_field;
+    cl->settings.on_header_value = on_header_value;
+    cl->settings.on_headers_complete = on_headers_complete;
+    cl->settings.on_body = on_body;
+    cl->settings.on_message_complete = on_message_complete;
+    link_init(&cl->origins);
+    link_init(&cl->conns);
+    *out = cl;
+    return 0;
+}
+
+void http_client_free(struct http_client *cl)
+{
+    if (!cl || cl->is_freeing) return;
+    cl->is_freeing = true;
+    for (struct link *l = cl->conns.next; l != &cl->conns; l = l->next) {
+        struct conn *c = CONTAINER_OF(l, struct conn, all_link);
+        struct http_call *call = c->call;
+        if (call && !call->is_done && !call->is_cancelled) {
+            call->is_cancelled = true;
+            cl->stats.active--;
+        }
+        conn_close(c);
+    }
+    if (cl->n_conns == 0) client_destroy(cl);
+}
+
+int http_client_request(struct http_client *cl, const struct http_client_request *req,
+                        const struct http_client_callbacks *cb, void *ctx, struct http_call **out)
+{
+    if (!cl || !req || !cb || !out) return GW_E_INVALID;
+    if (cl->is_freeing) return GW_E_STATE;
+    if (!strv_is_token(req->method) || !is_target_ok(req->target)) return GW_E_INVALID;
+    if (req->body.len > UINT32_MAX || (req->body.len && !req->body.p)) return GW_E_INVALID;
+    if (req->n_headers && !req->headers) return GW_E_INVALID;
+    struct sockaddr_storage ss;
+    int rc = resolve(req->host, req->port, &ss);
+    if (rc < 0) return rc;
+    struct origin *o = origin_get(cl, req->port, &ss);
+
+    struct buf head;
+    bool wants_close;
+    buf_init(&head, HC_MAX_REQUEST_HEAD_BYTES);
+    rc = build_head(&head, req, &wants_close);
+    if (rc < 0) {
+        buf_free(&head);
+        if (o->refs == 0 && o->n_idle == 0) {
+            o->refs = 1;
+            origin_unref(o);
+        }
+        return rc;
+    }
+
+    struct http_call *call = xcalloc(1, sizeof *call);
+    call->cl = cl;
+    call->cb = *cb;
+    call->ctx = ctx;
+    call->connect_timeout_ms = req->connect_timeout_ms;
+    call->first_byte_timeout_ms = req->first_byte_timeout_ms;
+    call->idle_timeout_ms = req->idle_timeout_ms;
+    call->total_timeout_ms = req->total_timeout_ms;
+    call->is_head = strv_eq(req->method, STRV_LIT("HEAD"));
+    call->wants_close = wants_close;
+
+    struct conn *c;
+    while (!req->no_reuse && (c = pool_take(o)) != NULL) {
+        buf_free(&c->req_head);
+        c->req_head = head;
+        xfree(c->req_body);
+        c->req_body = dup_bytes(req->body);
+        c->req_body_len = req->body.len;
+        c->call = call;
+        if (conn_start_exchange(c) == 0) {
+            call->res.reused_conn = true;
+            cl->stats.reuses++;
+            goto started;
+        }
+        /* The pooled conn is unusable: drop it, its request bytes too, and try the next. */
+        c->call = NULL;
+        head = c->req_head;
+        buf_init(&c->req_head, HC_MAX_REQUEST_HEAD_BYTES);
+        conn_close(c);
+    }
+
+    c = conn_new(cl, o);
+    c->req_head = head;
+    c->req_body = dup_bytes(req->body);
+    c->req_body_len = req->body.len;
+    c->state = CONN_CONNECTING;
+    rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&o->addr, on_connect);
+    if (rc < 0) {
+        conn_close(c);
+        xfree(call);
+        return rc;
+    }
+    c->call = call;
+    cl->stats.connects++;
+    conn_arm_phase(c);
+
+started:
+    call->conn = c;
+    cl->stats.active++;
+    if (call->total_timeout_ms)
+        (void)uv_timer_start(&c->total_timer, on_total_timer, call->total_timeout_ms, 0);
+    *out = call;
+    return 0;
+}
+
+void http_call_pause(struct http_call *call)
+{
+    if (!call || call->is_done || call->is_cancelled || call->is_paused) return;
+    call->is_paused = true;
+    struct conn *c = call->conn;
+    if (c->state != CONN_ACTIVE) return; /* reading starts on connect unless paused */
+    (void)conn_set_reading(c, false);
+    (void)uv_idle_stop(&c->drain);
+    conn_arm_phase(c);
+}
+
+void http_call_resume(struct http_call *call)
+{
+    if (!call || call->is_done || call->is_cancelled || !call->is_paused) return;
+    call->is_paused = false;
+    struct conn *c = call->conn;
+    if (c->state != CONN_ACTIVE) return;
+    /* Held bytes and a pending on_done are delivered from the loop, never from in here. */
+    (void)uv_idle_start(&c->drain, on_drain);
+}
+
+void http_call_cancel(struct http_call *call)
+{
+    if (!call || call->is_done || call->is_cancelled) return;
+    call->is_cancelled = true;
+    call->cl->stats.active--;
+    conn_close(call->conn); /* the call is freed in the conn's close callback */
+}
+
+void http_client_get_stats(const struct http_client *cl, struct http_client_stats *out)
+{
+    *out = cl->stats;
+}
