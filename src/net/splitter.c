@@ -119,7 +119,10 @@ void ndjson_init(struct ndjson_splitter *s, size_t max_line_bytes)
     s->failed = 0;
 }
 
-void ndjson_free(struct ndjson_splitter *s) { buf_free(&s->line); }
+void ndjson_free(struct ndjson_splitter *s)
+{
+    buf_free(&s->line);
+}
 
 static size_t ndjson_max(const struct ndjson_splitter *s)
 {
@@ -134,8 +137,7 @@ static int ndjson_line(struct ndjson_splitter *s, struct strv line, ndjson_line_
     return fn(ctx, line);
 }
 
-int ndjson_feed(struct ndjson_splitter *s, const char *p, size_t len, ndjson_line_fn *fn,
-                void *ctx)
+int ndjson_feed(struct ndjson_splitter *s, const char *p, size_t len, ndjson_line_fn *fn, void *ctx)
 {
     if (s->failed) return s->failed;
     size_t i = 0;
