@@ -54,9 +54,35 @@ static size_t literal_len(const char *p, size_t n)
     return 0;
 }
 
+/* Length of the well-formed UTF-8 sequence (RFC 3629) starting with a byte >= 0x80 at u, or 0:
+ * no overlong forms, no surrogates, nothing past U+10FFFF. */
+static size_t utf8_len(const unsigned char *u, size_t n)
+{
+    unsigned char c = u[0], lo = 0x80, hi = 0xBF;
+    size_t k;
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        k = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < k || u[1] < lo || u[1] > hi) return 0;
+    for (size_t i = 2; i < k; i++)
+        if (u[i] < 0x80 || u[i] > 0xBF) return 0;
+    return k;
+}
+
 /* json-c's strict mode still takes things that are not JSON (RFC 8259): single-quoted member
- * names, raw control bytes in strings, NaN and Infinity, numbers like "1." or "-.5". One lexical
- * pass refuses them, and NUL bytes, first; json-c then checks the structure. */
+ * names, raw control bytes in strings, overlong or surrogate UTF-8, NaN and Infinity, numbers like
+ * "1." or "-.5". One lexical pass refuses them, and NUL bytes, first; json-c then checks the
+ * structure. */
 static int prescan(const char *p, size_t len, struct gw_error *err)
 {
     bool in_str = false, esc = false;
@@ -73,6 +99,12 @@ static int prescan(const char *p, size_t len, struct gw_error *err)
             else if (c < 0x20)
                 return gw_error_set(err, GW_E_PARSE, "invalid JSON: control byte in string at %zu",
                                     i);
+            else if (c >= 0x80) {
+                /* json-c's own check lets overlong forms and surrogates through. */
+                size_t n = utf8_len((const unsigned char *)p + i, len - i);
+                if (n == 0) return gw_error_set(err, GW_E_PARSE, "invalid UTF-8 at byte %zu", i);
+                i += n - 1;
+            }
             continue;
         }
         if (c == '"') {
