@@ -37,9 +37,15 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_append_strv(struct buf *b, struct strv v) { return buf_append(b, v.p, v.len); }
+int buf_append_strv(struct buf *b, struct strv v)
+{
+    return buf_append(b, v.p, v.len);
+}
 
-int buf_append_cstr(struct buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
+int buf_append_cstr(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
 
 int buf_appendf(struct buf *b, const char *fmt, ...)
 {

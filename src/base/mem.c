@@ -41,6 +41,12 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
 
-void xfree(void *p) { free(p); }
+void xfree(void *p)
+{
+    free(p);
+}

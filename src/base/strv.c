@@ -20,7 +20,10 @@ bool strv_eq(struct strv a, struct strv b)
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
 
-static inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+static inline char lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+}
 
 bool strv_eq_ci(struct strv a, struct strv b)
 {
@@ -30,7 +33,10 @@ bool strv_eq_ci(struct strv a, struct strv b)
     return true;
 }
 
-bool strv_eq_cstr(struct strv a, const char *s) { return strv_eq(a, strv_from_cstr(s)); }
+bool strv_eq_cstr(struct strv a, const char *s)
+{
+    return strv_eq(a, strv_from_cstr(s));
+}
 
 bool strv_starts_with(struct strv a, struct strv prefix)
 {
