@@ -79,27 +79,39 @@ static size_t utf8_len(const unsigned char *u, size_t n)
     return k;
 }
 
+/* True if the string that closed just before `from` is followed by ':' (a member name). */
+static bool is_member_name(const char *p, size_t len, size_t from)
+{
+    while (from < len && (p[from] == ' ' || p[from] == '\t' || p[from] == '\r' || p[from] == '\n'))
+        from++;
+    return from < len && p[from] == ':';
+}
+
 /* json-c's strict mode still takes things that are not JSON (RFC 8259): single-quoted member
  * names, raw control bytes in strings, overlong or surrogate UTF-8, NaN and Infinity, numbers like
- * "1." or "-.5". One lexical pass refuses them, and NUL bytes, first; json-c then checks the
- * structure. */
+ * "1." or "-.5"; and it cuts member names at \u0000 ("model\u0000x" becomes "model") where a
+ * node's parser would not. One lexical pass refuses all of these, and NUL bytes, first; json-c
+ * then checks the structure. */
 static int prescan(const char *p, size_t len, struct gw_error *err)
 {
-    bool in_str = false, esc = false;
+    bool in_str = false, esc = false, has_nul = false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
         if (c == 0) return gw_error_set(err, GW_E_PARSE, "JSON contains a NUL byte");
         if (in_str) {
-            if (esc)
+            if (esc) {
                 esc = false;
-            else if (c == '\\')
+                if (c == 'u' && len - i > 4 && memcmp(p + i + 1, "0000", 4) == 0) has_nul = true;
+            } else if (c == '\\') {
                 esc = true;
-            else if (c == '"')
+            } else if (c == '"') {
                 in_str = false;
-            else if (c < 0x20)
+                if (has_nul && is_member_name(p, len, i + 1))
+                    return gw_error_set(err, GW_E_PARSE, "invalid JSON: NUL in member name");
+            } else if (c < 0x20) {
                 return gw_error_set(err, GW_E_PARSE, "invalid JSON: control byte in string at %zu",
                                     i);
-            else if (c >= 0x80) {
+            } else if (c >= 0x80) {
                 /* json-c's own check lets overlong forms and surrogates through. */
                 size_t n = utf8_len((const unsigned char *)p + i, len - i);
                 if (n == 0) return gw_error_set(err, GW_E_PARSE, "invalid UTF-8 at byte %zu", i);
@@ -109,6 +121,7 @@ static int prescan(const char *p, size_t len, struct gw_error *err)
         }
         if (c == '"') {
             in_str = true;
+            has_nul = false;
             continue;
         }
         if (strchr(" \t\r\n{}[],:", c)) continue; /* c is not NUL here */

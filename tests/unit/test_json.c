@@ -73,6 +73,18 @@ static void test_refuses_non_json(void **state)
     }
 }
 
+static void test_nul_in_member_name(void **state)
+{
+    (void)state;
+    /* json-c would read this key as "model": an ambiguity with the node's parser, refused. */
+    assert_int_equal(CODE("{\"model\\u0000x\":\"m\"}"), GW_E_PARSE);
+    assert_int_equal(CODE("{\"a\":{\"\\u0000\" :1}}"), GW_E_PARSE);
+    /* In a value it is kept whole. */
+    assert_int_equal(CODE("{\"content\":\"a\\u0000b\"}"), 0);
+    assert_int_equal(CODE("[\"\\u0000\", 1]"), 0);
+    assert_int_equal(CODE("{\"k\\\\u0000\":1}"), 0); /* an escaped backslash, then text */
+}
+
 static void test_empty_body(void **state)
 {
     (void)state;
@@ -311,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_accepts_json),
         cmocka_unit_test(test_trailing_bytes),
         cmocka_unit_test(test_refuses_non_json),
+        cmocka_unit_test(test_nul_in_member_name),
         cmocka_unit_test(test_empty_body),
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_utf8),
