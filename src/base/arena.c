@@ -2,6 +2,7 @@
  * chunk of their own so a 1 MB body does not waste a default chunk. */
 #include "base/arena.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "base/mem.h"
@@ -41,6 +42,7 @@ void *arena_alloc(struct arena *a, size_t n)
 
 char *arena_strndup(struct arena *a, const char *s, size_t n)
 {
+    if (n == SIZE_MAX) return NULL; /* n + 1 would wrap to 0 */
     char *p = arena_alloc(a, n + 1);
     if (!p) return NULL;
     if (n) memcpy(p, s, n);

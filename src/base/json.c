@@ -5,6 +5,137 @@
 
 #include "base/buf.h"
 
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Length of the RFC 8259 number at p, or 0 if the bytes there are not one. */
+static size_t number_len(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t k = 0;
+    if (k < n && u[k] == '-') k++;
+    if (k < n && u[k] == '0') {
+        k++;
+    } else if (k < n && is_digit(u[k])) {
+        while (k < n && is_digit(u[k])) k++;
+    } else {
+        return 0;
+    }
+    if (k < n && u[k] == '.') {
+        if (++k >= n || !is_digit(u[k])) return 0;
+        while (k < n && is_digit(u[k])) k++;
+    }
+    if (k < n && (u[k] == 'e' || u[k] == 'E')) {
+        k++;
+        if (k < n && (u[k] == '+' || u[k] == '-')) k++;
+        if (k >= n || !is_digit(u[k])) return 0;
+        while (k < n && is_digit(u[k])) k++;
+    }
+    if (k < n &&
+        (is_digit(u[k]) || u[k] == '.' || u[k] == '+' || u[k] == '-' || u[k] == 'e' || u[k] == 'E'))
+        return 0; /* 01, 1.5.2, 1e5e5 */
+    return k;
+}
+
+/* Length of true/false/null at p, or 0. */
+static size_t literal_len(const char *p, size_t n)
+{
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t w = 0; w < 3; w++) {
+        size_t k = strlen(words[w]);
+        if (n < k || memcmp(p, words[w], k) != 0) continue;
+        if (n > k && ((p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
+                      is_digit((unsigned char)p[k]) || p[k] == '_'))
+            return 0;
+        return k;
+    }
+    return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence (RFC 3629) starting with a byte >= 0x80 at u, or 0:
+ * no overlong forms, no surrogates, nothing past U+10FFFF. */
+static size_t utf8_len(const unsigned char *u, size_t n)
+{
+    unsigned char c = u[0], lo = 0x80, hi = 0xBF;
+    size_t k;
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        k = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < k || u[1] < lo || u[1] > hi) return 0;
+    for (size_t i = 2; i < k; i++)
+        if (u[i] < 0x80 || u[i] > 0xBF) return 0;
+    return k;
+}
+
+/* True if the string that closed just before `from` is followed by ':' (a member name). */
+static bool is_member_name(const char *p, size_t len, size_t from)
+{
+    while (from < len && (p[from] == ' ' || p[from] == '\t' || p[from] == '\r' || p[from] == '\n'))
+        from++;
+    return from < len && p[from] == ':';
+}
+
+/* json-c's strict mode still takes things that are not JSON (RFC 8259): single-quoted member
+ * names, raw control bytes in strings, overlong or surrogate UTF-8, NaN and Infinity, numbers like
+ * "1." or "-.5"; and it cuts member names at \u0000 ("model\u0000x" becomes "model") where a
+ * node's parser would not. One lexical pass refuses all of these, and NUL bytes, first; json-c
+ * then checks the structure. */
+static int prescan(const char *p, size_t len, struct gw_error *err)
+{
+    bool in_str = false, esc = false, has_nul = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == 0) return gw_error_set(err, GW_E_PARSE, "JSON contains a NUL byte");
+        if (in_str) {
+            if (esc) {
+                esc = false;
+                if (c == 'u' && len - i > 4 && memcmp(p + i + 1, "0000", 4) == 0) has_nul = true;
+            } else if (c == '\\') {
+                esc = true;
+            } else if (c == '"') {
+                in_str = false;
+                if (has_nul && is_member_name(p, len, i + 1))
+                    return gw_error_set(err, GW_E_PARSE, "invalid JSON: NUL in member name");
+            } else if (c < 0x20) {
+                return gw_error_set(err, GW_E_PARSE, "invalid JSON: control byte in string at %zu",
+                                    i);
+            } else if (c >= 0x80) {
+                /* json-c's own check lets overlong forms and surrogates through. */
+                size_t n = utf8_len((const unsigned char *)p + i, len - i);
+                if (n == 0) return gw_error_set(err, GW_E_PARSE, "invalid UTF-8 at byte %zu", i);
+                i += n - 1;
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = true;
+            has_nul = false;
+            continue;
+        }
+        if (strchr(" \t\r\n{}[],:", c)) continue; /* c is not NUL here */
+        size_t n = 0;
+        if (c == '-' || is_digit(c))
+            n = number_len(p + i, len - i);
+        else if (c == 't' || c == 'f' || c == 'n')
+            n = literal_len(p + i, len - i);
+        if (n == 0) return gw_error_set(err, GW_E_PARSE, "invalid JSON at byte %zu", i);
+        i += n - 1;
+    }
+    return 0;
+}
+
 struct json_object *json_parse_strict(const char *p, size_t len, int max_depth,
                                       struct gw_error *err)
 {
@@ -16,10 +147,7 @@ struct json_object *json_parse_strict(const char *p, size_t len, int max_depth,
         gw_error_set(err, GW_E_PARSE, "empty body, expected JSON");
         return NULL;
     }
-    if (memchr(p, '\0', len)) {
-        gw_error_set(err, GW_E_PARSE, "JSON contains a NUL byte");
-        return NULL;
-    }
+    if (prescan(p, len, err)) return NULL;
     struct json_tokener *tok = json_tokener_new_ex(max_depth > 0 ? max_depth : 1);
     if (!tok) {
         gw_error_set(err, GW_E_PARSE, "JSON parser unavailable");
@@ -29,8 +157,18 @@ struct json_object *json_parse_strict(const char *p, size_t len, int max_depth,
     struct json_object *root = json_tokener_parse_ex(tok, p, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
+    if (!root && jerr == json_tokener_continue && end == len) {
+        /* A value with no closing byte (a bare number, true, null) needs the end of input
+         * signalled: json-c takes a NUL as that signal. */
+        root = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+        end = len;
+    }
     if (!root) {
-        if (jerr == json_tokener_continue) {
+        if (jerr == json_tokener_success) {
+            /* json-c's JSON null is a NULL object, which this API cannot return. */
+            gw_error_set(err, GW_E_INVALID, "JSON null is not accepted as a whole body");
+        } else if (jerr == json_tokener_continue) {
             gw_error_set(err, GW_E_PARSE, "JSON ends early");
         } else if (jerr == json_tokener_error_depth) {
             gw_error_set(err, GW_E_DEPTH, "JSON nested deeper than %d", max_depth);

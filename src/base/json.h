@@ -15,7 +15,10 @@
 enum { JSON_DEFAULT_MAX_DEPTH = 64 };
 
 /* Parses exactly len bytes as one JSON value. Returns owned root, or NULL with err filled
- * (GW_E_PARSE for syntax, bad UTF-8, NUL bytes or trailing bytes; GW_E_DEPTH past max_depth). */
+ * (GW_E_PARSE for syntax, bad UTF-8, NUL bytes or trailing bytes; GW_E_DEPTH past max_depth).
+ * Only RFC 8259 JSON is taken: no NaN/Infinity, single quotes, comments or raw control bytes in
+ * strings. max_depth counts nesting levels ("[[]]" is 2). A bare top-level null is refused
+ * (GW_E_INVALID): NULL means an error here. */
 struct json_object *json_parse_strict(const char *p, size_t len, int max_depth,
                                       struct gw_error *err);
 

@@ -18,6 +18,7 @@ void log_set_level(enum log_level level)
 
 int log_parse_level(const char *s, enum log_level *out)
 {
+    if (!s) return GW_E_INVALID;
     for (int i = 0; i <= LOG_OFF; i++) {
         if (strcmp(s, level_names[i]) == 0) {
             *out = (enum log_level)i;
@@ -46,7 +47,10 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
         va_start(ap, fmt);
         int m = vsnprintf(line + len, sizeof line - len, fmt, ap);
         va_end(ap);
-        if (m > 0) len += (size_t)m < sizeof line - len ? (size_t)m : sizeof line - len - 1;
+        if (m > 0)
+            len += (size_t)m < sizeof line - len ? (size_t)m : sizeof line - len - 1;
+        else
+            len--; /* an empty tail leaves no trailing space */
     }
     if (len >= sizeof line - 1) len = sizeof line - 2;
     line[len++] = '\n';
@@ -63,6 +67,10 @@ const char *log_quote(char *out, size_t cap, const char *s, size_t len)
         if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) need_quote = 1;
     }
     size_t o = 0;
+    if (need_quote && cap < 3) { /* not even room for "" : an open quote would corrupt the line */
+        out[0] = '\0';
+        return out;
+    }
     if (!need_quote) {
         size_t n = len < cap - 1 ? len : cap - 1;
         memcpy(out, s, n);

@@ -11,13 +11,17 @@
 #include "base/err.h"
 #include "base/strv.h"
 
-/* Return non-zero to stop feeding; feed returns that value. */
+/* Return non-zero to stop feeding; feed returns that value, and so does every later feed (the
+ * splitter stays stopped). Views are borrowed for the duration of the call only. */
 typedef int sse_event_fn(void *ctx, struct strv event, struct strv data);
 typedef int ndjson_line_fn(void *ctx, struct strv line);
 
 /* SSE (WHATWG event-stream): lines end in LF, CR or CRLF; "data:" lines join with LF; a blank
  * line dispatches; ':' lines are comments; "event:" sets the event name; a leading UTF-8 BOM
- * is dropped; events with no data line are not dispatched. */
+ * is dropped; events with no data line are not dispatched. `event` is empty when the event
+ * named none (WHATWG's default type "message"); id, retry and unknown fields are ignored. An
+ * event's joined data and its name are capped at max_line_bytes like a line (GW_E_LIMIT). An
+ * unfinished event at the end of the stream is never dispatched, so there is no finish call. */
 struct sse_splitter {
     struct buf line;
     struct buf data;

@@ -1,0 +1,172 @@
+/* splitter — incremental SSE and NDJSON framing over arbitrary chunk boundaries.
+ * Invariant: the events delivered (and the error, if any) depend only on the bytes fed, never
+ * on how they were cut. A line complete inside one chunk is handed on in place (zero copy);
+ * only a line that straddles chunks is gathered in `line`, capped at the same size, so both
+ * paths refuse exactly the same lines. A CR that ends one chunk is remembered (last_was_cr) so
+ * an LF that starts the next is not read as a second, blank line. Once a feed fails or a
+ * callback stops it, the splitter stays stopped and keeps returning that value. Owner thread
+ * only. */
+#include "net/splitter.h"
+
+#include <string.h>
+
+/* ---- SSE ---------------------------------------------------------------------------------- */
+
+void sse_init(struct sse_splitter *s, size_t max_line_bytes)
+{
+    buf_init(&s->line, max_line_bytes);
+    /* An event's joined data and its name are bounded by the same cap as a line. */
+    buf_init(&s->data, max_line_bytes);
+    buf_init(&s->event, max_line_bytes);
+    s->has_data = false;
+    s->last_was_cr = false;
+    s->started = false;
+    s->failed = 0;
+}
+
+void sse_free(struct sse_splitter *s)
+{
+    buf_free(&s->line);
+    buf_free(&s->data);
+    buf_free(&s->event);
+    s->has_data = false;
+}
+
+static int sse_dispatch(struct sse_splitter *s, sse_event_fn *fn, void *ctx)
+{
+    int rc = 0;
+    if (s->has_data) rc = fn(ctx, buf_view(&s->event), buf_view(&s->data));
+    /* WHATWG: a blank line clears both buffers, whether or not anything was dispatched. */
+    buf_reset(&s->data);
+    buf_reset(&s->event);
+    s->has_data = false;
+    return rc;
+}
+
+/* One complete line, without its terminator. */
+static int sse_line(struct sse_splitter *s, struct strv line, sse_event_fn *fn, void *ctx)
+{
+    if (!s->started) {
+        s->started = true;
+        if (strv_starts_with(line, STRV_LIT("\xEF\xBB\xBF"))) line = strv_sub(line, 3, line.len);
+    }
+    if (line.len == 0) return sse_dispatch(s, fn, ctx);
+    if (line.p[0] == ':') return 0; /* comment (keep-alive pings) */
+    struct strv name = line, value = STRV_NULL;
+    long colon = strv_index(line, ':');
+    if (colon >= 0) {
+        name = strv_sub(line, 0, (size_t)colon);
+        value = strv_sub(line, (size_t)colon + 1, line.len);
+        if (value.len && value.p[0] == ' ') value = strv_sub(value, 1, value.len);
+    }
+    if (strv_eq_cstr(name, "data")) {
+        if (s->has_data && buf_append(&s->data, "\n", 1)) return GW_E_LIMIT;
+        if (buf_append_strv(&s->data, value)) return GW_E_LIMIT;
+        s->has_data = true;
+    } else if (strv_eq_cstr(name, "event")) {
+        buf_reset(&s->event);
+        if (buf_append_strv(&s->event, value)) return GW_E_LIMIT;
+    }
+    /* id, retry and unknown fields are ignored. */
+    return 0;
+}
+
+int sse_feed(struct sse_splitter *s, const char *p, size_t len, sse_event_fn *fn, void *ctx)
+{
+    if (s->failed) return s->failed;
+    size_t i = 0;
+    if (len && s->last_was_cr) {
+        if (p[0] == '\n') i = 1; /* second half of a CRLF cut between chunks */
+        s->last_was_cr = false;
+    }
+    while (i < len) {
+        size_t j = i;
+        while (j < len && p[j] != '\n' && p[j] != '\r') j++;
+        if (j == len) { /* no terminator yet: keep the partial line */
+            if (buf_append(&s->line, p + i, len - i)) return s->failed = GW_E_LIMIT;
+            break;
+        }
+        struct strv line;
+        if (s->line.len) {
+            if (buf_append(&s->line, p + i, j - i)) return s->failed = GW_E_LIMIT;
+            line = buf_view(&s->line);
+        } else {
+            if (j - i > s->line.max) return s->failed = GW_E_LIMIT;
+            line = strv_make(p + i, j - i);
+        }
+        size_t next = j + 1;
+        if (p[j] == '\r') {
+            if (next < len) {
+                if (p[next] == '\n') next++;
+            } else {
+                s->last_was_cr = true;
+            }
+        }
+        int rc = sse_line(s, line, fn, ctx);
+        buf_reset(&s->line);
+        if (rc) return s->failed = rc;
+        i = next;
+    }
+    return 0;
+}
+
+/* ---- NDJSON ------------------------------------------------------------------------------- */
+
+/* `line` may hold one byte past the cap: a CR that the LF after it will drop. */
+void ndjson_init(struct ndjson_splitter *s, size_t max_line_bytes)
+{
+    buf_init(&s->line, max_line_bytes < SIZE_MAX ? max_line_bytes + 1 : max_line_bytes);
+    s->failed = 0;
+}
+
+void ndjson_free(struct ndjson_splitter *s)
+{
+    buf_free(&s->line);
+}
+
+static size_t ndjson_max(const struct ndjson_splitter *s)
+{
+    return s->line.max < SIZE_MAX ? s->line.max - 1 : s->line.max;
+}
+
+static int ndjson_line(struct ndjson_splitter *s, struct strv line, ndjson_line_fn *fn, void *ctx)
+{
+    if (line.len && line.p[line.len - 1] == '\r') line.len--;
+    if (line.len > ndjson_max(s)) return GW_E_LIMIT;
+    if (line.len == 0) return 0;
+    return fn(ctx, line);
+}
+
+int ndjson_feed(struct ndjson_splitter *s, const char *p, size_t len, ndjson_line_fn *fn, void *ctx)
+{
+    if (s->failed) return s->failed;
+    size_t i = 0;
+    while (i < len) {
+        const char *nl = memchr(p + i, '\n', len - i);
+        if (!nl) {
+            if (buf_append(&s->line, p + i, len - i)) return s->failed = GW_E_LIMIT;
+            break;
+        }
+        size_t j = (size_t)(nl - p);
+        struct strv line = strv_make(p + i, j - i);
+        if (s->line.len) {
+            if (buf_append(&s->line, p + i, j - i)) return s->failed = GW_E_LIMIT;
+            line = buf_view(&s->line);
+        }
+        int rc = ndjson_line(s, line, fn, ctx);
+        buf_reset(&s->line);
+        if (rc) return s->failed = rc;
+        i = j + 1;
+    }
+    return 0;
+}
+
+int ndjson_finish(struct ndjson_splitter *s, ndjson_line_fn *fn, void *ctx)
+{
+    if (s->failed) return s->failed;
+    if (s->line.len == 0) return 0;
+    int rc = ndjson_line(s, buf_view(&s->line), fn, ctx);
+    buf_reset(&s->line);
+    if (rc) s->failed = rc;
+    return rc;
+}
