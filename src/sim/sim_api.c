@@ -72,11 +72,17 @@ static void timer_in(struct sim_req *r, uint64_t ms, uv_timer_cb cb)
     uv_timer_start(&r->timer, cb, ms, 0);
 }
 
-static struct sim_req *req_of(uv_timer_t *t) { return t->data; }
+static struct sim_req *req_of(uv_timer_t *t)
+{
+    return t->data;
+}
 
 /* --- writing ------------------------------------------------------------------------- */
 
-static bool is_ollama_path(struct strv path) { return strv_starts_with(path, STRV_LIT("/api/")); }
+static bool is_ollama_path(struct strv path)
+{
+    return strv_starts_with(path, STRV_LIT("/api/"));
+}
 
 struct hdrs {
     struct http_header h[4];
@@ -178,8 +184,10 @@ static void respond_error(struct sim_req *r, int status, const char *code, const
         sim_out_raw(&o, "{\"error\":{\"message\":");
         sim_out_cstr(&o, msg);
         sim_out_fmt(&o, ",\"type\":\"%s\",\"param\":null,\"code\":", error_type(status));
-        if (code) sim_out_cstr(&o, code);
-        else sim_out_fmt(&o, "%d", status);
+        if (code)
+            sim_out_cstr(&o, code);
+        else
+            sim_out_fmt(&o, "%d", status);
         sim_out_raw(&o, "}}");
     }
     if (retry_after_s >= 0) {
@@ -250,7 +258,10 @@ static void iso_time(char *out, size_t cap, uint64_t wall_us)
     snprintf(out, cap, "%s.%06lluZ", date, (unsigned long long)(wall_us % 1000000));
 }
 
-static uint64_t wall_us(void) { return clock_wall_ms() * 1000 + clock_now_us() % 1000; }
+static uint64_t wall_us(void)
+{
+    return clock_wall_ms() * 1000 + clock_now_us() % 1000;
+}
 
 static void digest_hex(const char *name, char out[65])
 {
@@ -278,8 +289,8 @@ static void ollama_model_obj(struct sim_out *o, struct sim_node *n, struct sim_m
         iso_time(t, sizeof t, 1700000000ULL * 1000000);
         sim_out_fmt(o, ",\"modified_at\":\"%s\"", t);
     }
-    sim_out_fmt(o, ",\"size\":%llu,\"digest\":\"%s\"",
-                (unsigned long long)model_bytes(n, ms->spec), digest);
+    sim_out_fmt(o, ",\"size\":%llu,\"digest\":\"%s\"", (unsigned long long)model_bytes(n, ms->spec),
+                digest);
     sim_out_fmt(o,
                 ",\"details\":{\"parent_model\":\"\",\"format\":\"gguf\",\"family\":\"sim\","
                 "\"families\":[\"sim\"],\"parameter_size\":\"%s\","
@@ -383,16 +394,14 @@ static int bad(struct parse *p, const char *fmt, const char *a)
 static int opt_bool(struct parse *p, struct json_object *o, const char *key, bool *out)
 {
     int rc = json_get_bool(o, key, out);
-    if (rc == GW_E_INVALID && !json_is_null(o, key))
-        return bad(p, "'%s' must be a boolean", key);
+    if (rc == GW_E_INVALID && !json_is_null(o, key)) return bad(p, "'%s' must be a boolean", key);
     return 0;
 }
 
 static int opt_count(struct parse *p, struct json_object *o, const char *key, int64_t *out)
 {
     int rc = json_get_int(o, key, out);
-    if (rc == GW_E_INVALID && !json_is_null(o, key))
-        return bad(p, "'%s' must be an integer", key);
+    if (rc == GW_E_INVALID && !json_is_null(o, key)) return bad(p, "'%s' must be an integer", key);
     return 0;
 }
 
@@ -491,7 +500,8 @@ static int parse_prompt(struct parse *p, struct sim_req *r, bool required)
         struct json_object *e = json_object_array_get_idx(v, i);
         if (e && json_object_is_type(e, json_type_string))
             sim_out_mem(&o, json_object_get_string(e), (size_t)json_object_get_string_len(e));
-        else sim_out_raw(&o, json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+        else
+            sim_out_raw(&o, json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
     }
     size_t len;
     char *s = buf_take(&o.b, &len);
@@ -515,13 +525,13 @@ static int parse_input(struct parse *p, struct sim_req *r)
     r->inputs = xcalloc(n, sizeof *r->inputs);
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        struct json_object *e = json_object_is_type(v, json_type_array)
-                                    ? json_object_array_get_idx(v, i)
-                                    : v;
+        struct json_object *e =
+            json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, i) : v;
         if (e && json_object_is_type(e, json_type_string))
             r->inputs[i] =
                 xstrndup(json_object_get_string(e), (size_t)json_object_get_string_len(e));
-        else r->inputs[i] = xstrdup(json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+        else
+            r->inputs[i] = xstrdup(json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
         r->n_inputs++;
         bytes += strlen(r->inputs[i]);
     }
@@ -571,8 +581,10 @@ static int parse_api(struct parse *p, struct sim_req *r)
         if ((rc = opt_count(p, root, "max_tokens", &max))) return rc;
         if (max < 0 && (rc = opt_count(p, root, "max_completion_tokens", &max))) return rc;
         if ((rc = opt_count(p, root, "seed", &seed))) return rc;
-        if (r->api == SIM_API_OAI_CHAT) rc = parse_messages(p, r, false);
-        else rc = parse_prompt(p, r, true);
+        if (r->api == SIM_API_OAI_CHAT)
+            rc = parse_messages(p, r, false);
+        else
+            rc = parse_prompt(p, r, true);
         if (rc) return rc;
         if (max == 0) return bad(p, "%s", "'max_tokens' must be at least 1");
         set_max_tokens(r, max);
@@ -585,8 +597,10 @@ static int parse_api(struct parse *p, struct sim_req *r)
             if ((rc = opt_count(p, opts, "num_predict", &max))) return rc;
             if ((rc = opt_count(p, opts, "seed", &seed))) return rc;
         }
-        if (r->api == SIM_API_OLL_CHAT) rc = parse_messages(p, r, true);
-        else rc = parse_prompt(p, r, false);
+        if (r->api == SIM_API_OLL_CHAT)
+            rc = parse_messages(p, r, true);
+        else
+            rc = parse_prompt(p, r, false);
         if (rc) return rc;
         r->unload_after = keep_alive_zero(root);
         r->load_only = r->prompt == NULL;
@@ -699,8 +713,10 @@ static void stream_finish(struct sim_req *r)
     finish_stats(r);
     if (r->api == SIM_API_OAI_CHAT || r->api == SIM_API_OAI_COMPLETION) {
         event_open(r, &o);
-        if (r->api == SIM_API_OAI_CHAT) sim_out_raw(&o, "{\"index\":0,\"delta\":{},");
-        else sim_out_raw(&o, "{\"text\":\"\",\"index\":0,");
+        if (r->api == SIM_API_OAI_CHAT)
+            sim_out_raw(&o, "{\"index\":0,\"delta\":{},");
+        else
+            sim_out_raw(&o, "{\"text\":\"\",\"index\":0,");
         sim_out_fmt(&o, "\"logprobs\":null,\"finish_reason\":\"%s\"}]}\n\n", finish_reason(r));
         if (!stream_event(r, &o)) goto out;
         if (r->include_usage) {
@@ -716,7 +732,8 @@ static void stream_finish(struct sim_req *r)
         event_open(r, &o);
         if (r->api == SIM_API_OLL_CHAT)
             sim_out_raw(&o, "\"message\":{\"role\":\"assistant\",\"content\":\"\"},");
-        else sim_out_raw(&o, "\"response\":\"\",");
+        else
+            sim_out_raw(&o, "\"response\":\"\",");
         ollama_done(r, &o, finish_reason(r));
         sim_out_raw(&o, "\n");
         if (!stream_event(r, &o)) goto out;
@@ -795,8 +812,7 @@ static void respond_full(struct sim_req *r)
         sim_out_raw(&o, "{\"id\":");
         sim_out_cstr(&o, r->id);
         sim_out_fmt(&o, ",\"object\":\"%s\",\"created\":%llu,\"model\":",
-                    chat ? "chat.completion" : "text_completion",
-                    (unsigned long long)r->created_s);
+                    chat ? "chat.completion" : "text_completion", (unsigned long long)r->created_s);
         sim_out_cstr(&o, r->model->spec->name);
         sim_out_fmt(&o, ",\"system_fingerprint\":\"%s\",\"choices\":[{\"index\":0,", fingerprint);
         if (chat) {
@@ -878,7 +894,8 @@ static void respond_embeddings(struct sim_req *r)
     for (size_t i = 0; i < r->n_inputs; i++) {
         sim_text_embedding(r->inputs[i], strlen(r->inputs[i]), dims, v);
         if (i) sim_out_raw(&o, ",");
-        if (!r->ollama) sim_out_fmt(&o, "{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i);
+        if (!r->ollama)
+            sim_out_fmt(&o, "{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i);
         sim_out_raw(&o, "[");
         for (unsigned d = 0; d < dims; d++) sim_out_fmt(&o, d ? ",%.7f" : "%.7f", v[d]);
         sim_out_raw(&o, r->ollama ? "]" : "]}");
@@ -915,12 +932,16 @@ static void respond_load_only(struct sim_req *r)
     event_open(r, &o);
     if (r->api == SIM_API_OLL_CHAT)
         sim_out_raw(&o, "\"message\":{\"role\":\"assistant\",\"content\":\"\"},");
-    else sim_out_raw(&o, "\"response\":\"\",");
+    else
+        sim_out_raw(&o, "\"response\":\"\",");
     ollama_done(r, &o, r->unload_after ? "unload" : "load");
     respond_out(r, 200, &h, "application/json", &o);
 }
 
-static uint64_t ms_of(double x) { return x <= 0 ? 0 : (uint64_t)llround(x); }
+static uint64_t ms_of(double x)
+{
+    return x <= 0 ? 0 : (uint64_t)llround(x);
+}
 
 void sim_api_ready(struct sim_req *r)
 {
@@ -1130,10 +1151,10 @@ static void h_model_route(struct sim_req *r)
     bool is_embed_model = r->model->spec->kind == SIM_MODEL_EMBEDDING;
     if (embed != is_embed_model) {
         char msg[300];
-        const char *what = embed                               ? "embeddings"
-                           : (r->api == SIM_API_OAI_CHAT ||
-                              r->api == SIM_API_OLL_CHAT)       ? "chat"
-                                                                : "generate";
+        const char *what = embed ? "embeddings"
+                           : (r->api == SIM_API_OAI_CHAT || r->api == SIM_API_OLL_CHAT)
+                               ? "chat"
+                               : "generate";
         snprintf(msg, sizeof msg, "\"%.*s\" does not support %s",
                  (int)(p.model.len > 200 ? 200 : p.model.len), p.model.p, what);
         respond_error(r, 400, "model_not_supported", msg, -1);
@@ -1157,8 +1178,17 @@ out:
 
 /* --- routing and faults ------------------------------------------------------------------ */
 
-enum route_kind { R_HEALTH, R_METRICS, R_OAI_MODELS, R_TAGS, R_PS, R_VERSION, R_ROOT, R_DELETE,
-                  R_MODEL };
+enum route_kind {
+    R_HEALTH,
+    R_METRICS,
+    R_OAI_MODELS,
+    R_TAGS,
+    R_PS,
+    R_VERSION,
+    R_ROOT,
+    R_DELETE,
+    R_MODEL
+};
 
 struct route {
     const char *method;
@@ -1208,23 +1238,43 @@ static void dispatch(struct sim_req *r, const struct route *rt, bool path_known)
         return;
     }
     switch (rt->kind) {
-    case R_HEALTH: h_health(r); break;
-    case R_METRICS: h_metrics(r); break;
-    case R_OAI_MODELS: h_oai_models(r); break;
-    case R_TAGS: h_tags(r, false); break;
-    case R_PS: h_tags(r, true); break;
-    case R_VERSION: h_version(r); break;
-    case R_ROOT: h_root(r); break;
-    case R_DELETE: h_delete(r); break;
-    case R_MODEL: h_model_route(r); break;
+    case R_HEALTH:
+        h_health(r);
+        break;
+    case R_METRICS:
+        h_metrics(r);
+        break;
+    case R_OAI_MODELS:
+        h_oai_models(r);
+        break;
+    case R_TAGS:
+        h_tags(r, false);
+        break;
+    case R_PS:
+        h_tags(r, true);
+        break;
+    case R_VERSION:
+        h_version(r);
+        break;
+    case R_ROOT:
+        h_root(r);
+        break;
+    case R_DELETE:
+        h_delete(r);
+        break;
+    case R_MODEL:
+        h_model_route(r);
+        break;
     }
 }
 
 static void do_reset(struct sim_req *r)
 {
     int fd = sim_sock_find(r->node->port, r->http->peer);
-    if (fd >= 0) (void)sim_sock_reset(fd);
-    else LOGW("sim_reset_unavailable", "node=%u req=%s peer=%s", r->node->index, r->id, r->peer);
+    if (fd >= 0)
+        (void)sim_sock_reset(fd);
+    else
+        LOGW("sim_reset_unavailable", "node=%u req=%s peer=%s", r->node->index, r->id, r->peer);
     http_stream_abort(r->http);
     r->http = NULL;
     req_done(r);
@@ -1280,7 +1330,8 @@ void sim_api_handle(struct http_request *req, void *ctx)
     const struct route *rt = find_route(req, &path_known);
     r->api = rt ? rt->api : SIM_API_OTHER;
     snprintf(r->id, sizeof r->id, "%s-%u-%llu",
-             r->api == SIM_API_OAI_CHAT ? "chatcmpl" : (r->api == SIM_API_OAI_COMPLETION ? "cmpl" : "req"),
+             r->api == SIM_API_OAI_CHAT ? "chatcmpl"
+                                        : (r->api == SIM_API_OAI_COMPLETION ? "cmpl" : "req"),
              n->index, (unsigned long long)++sim->next_req_id);
 
     struct strv spec = http_request_header(req, "X-Sim-Fault");

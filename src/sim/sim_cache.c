@@ -59,10 +59,14 @@ static uint32_t find(const struct sim_cache *c, uint64_t key)
 static void unlink_recency(struct sim_cache *c, uint32_t i)
 {
     struct sim_cache_entry *e = &c->e[i];
-    if (e->prev != SIM_CACHE_NIL) c->e[e->prev].next = e->next;
-    else c->mru = e->next;
-    if (e->next != SIM_CACHE_NIL) c->e[e->next].prev = e->prev;
-    else c->lru = e->prev;
+    if (e->prev != SIM_CACHE_NIL)
+        c->e[e->prev].next = e->next;
+    else
+        c->mru = e->next;
+    if (e->next != SIM_CACHE_NIL)
+        c->e[e->next].prev = e->prev;
+    else
+        c->lru = e->prev;
 }
 
 static void push_mru(struct sim_cache *c, uint32_t i)

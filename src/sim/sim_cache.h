@@ -16,10 +16,10 @@ struct sim_cache {
     struct sim_cache_entry *e; /* owned, cap entries; NULL until first insert */
     uint32_t *heads;           /* owned, hash chains; mask + 1 entries */
     uint32_t mask;
-    uint32_t cap;  /* max blocks kept; 0 disables the cache */
-    uint32_t n;    /* blocks kept */
-    uint32_t mru;  /* most recently used entry, or SIM_CACHE_NIL */
-    uint32_t lru;  /* least recently used entry, or SIM_CACHE_NIL */
+    uint32_t cap; /* max blocks kept; 0 disables the cache */
+    uint32_t n;   /* blocks kept */
+    uint32_t mru; /* most recently used entry, or SIM_CACHE_NIL */
+    uint32_t lru; /* least recently used entry, or SIM_CACHE_NIL */
     uint64_t evictions;
 };
 

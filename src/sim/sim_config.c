@@ -16,8 +16,20 @@
 
 enum { SIM_YAML_MAX_BYTES = 1024 * 1024 };
 
-enum opt_type { OPT_STR, OPT_U64, OPT_UINT, OPT_INT_PORT, OPT_DBL, OPT_BOOL, OPT_LEVEL, OPT_SIZE,
-                OPT_MODEL, OPT_FAULT, OPT_CONFIG, OPT_HELP };
+enum opt_type {
+    OPT_STR,
+    OPT_U64,
+    OPT_UINT,
+    OPT_INT_PORT,
+    OPT_DBL,
+    OPT_BOOL,
+    OPT_LEVEL,
+    OPT_SIZE,
+    OPT_MODEL,
+    OPT_FAULT,
+    OPT_CONFIG,
+    OPT_HELP
+};
 
 struct opt {
     const char *flag; /* without the leading "--" */
@@ -57,7 +69,8 @@ static const struct opt opts[] = {
     {"model-vram-mb", OPT_U64, OFF(model_vram_mb), 1e12, "N", "default VRAM per model (1024)"},
     {"max-tokens", OPT_UINT, OFF(default_max_tokens), 1e6, "N",
      "tokens generated when the request sets no limit (16)"},
-    {"max-tokens-cap", OPT_UINT, OFF(max_tokens_cap), 1e7, "N", "upper bound on any request (4096)"},
+    {"max-tokens-cap", OPT_UINT, OFF(max_tokens_cap), 1e7, "N",
+     "upper bound on any request (4096)"},
     {"cache-blocks", OPT_UINT, OFF(cache_blocks), 1e7, "N",
      "prefix cache size per node in blocks; 0 disables (1024)"},
     {"block-tokens", OPT_UINT, OFF(block_tokens), 4096, "N", "tokens per cache block (16)"},
@@ -214,8 +227,7 @@ int sim_config_add_model_arg(struct sim_config *c, const char *arg, struct gw_er
             known = false; /* part of the name, as in llama3:8b */
         if (known) a.len = (size_t)(colon - arg);
     }
-    if (!is_valid_model_name(a))
-        return gw_error_set(err, GW_E_INVALID, "bad model name '%s'", arg);
+    if (!is_valid_model_name(a)) return gw_error_set(err, GW_E_INVALID, "bad model name '%s'", arg);
     struct sim_model_spec *m = spec_new(a.p, a.len);
     m->kind = kind;
     return add_spec(c, m, err);
@@ -296,8 +308,7 @@ static int add_fault(struct sim_config *c, const char *s, struct gw_error *err)
 }
 
 /* Sets one scalar option from its text. */
-static int set_opt(struct sim_config *c, const struct opt *o, const char *val,
-                   struct gw_error *err)
+static int set_opt(struct sim_config *c, const struct opt *o, const char *val, struct gw_error *err)
 {
     char *base = (char *)c;
     uint64_t u = 0;
@@ -320,10 +331,14 @@ static int set_opt(struct sim_config *c, const struct opt *o, const char *val,
         if (rc == GW_E_PARSE)
             return gw_error_set(err, rc, "%s: '%s' is not a whole number", o->flag, val);
         if (rc) return gw_error_set(err, rc, "%s: %s is above %.0f", o->flag, val, o->max);
-        if (o->type == OPT_U64) *(uint64_t *)(base + o->off) = u;
-        else if (o->type == OPT_UINT) *(unsigned *)(base + o->off) = (unsigned)u;
-        else if (o->type == OPT_SIZE) *(size_t *)(base + o->off) = (size_t)u;
-        else *(int *)(base + o->off) = (int)u;
+        if (o->type == OPT_U64)
+            *(uint64_t *)(base + o->off) = u;
+        else if (o->type == OPT_UINT)
+            *(unsigned *)(base + o->off) = (unsigned)u;
+        else if (o->type == OPT_SIZE)
+            *(size_t *)(base + o->off) = (size_t)u;
+        else
+            *(int *)(base + o->off) = (int)u;
         return 0;
     case OPT_DBL:
         rc = parse_dbl(val, o->max, &d);
@@ -384,8 +399,8 @@ static int yerr(struct ydoc *y, yaml_node_t *n, const char *fmt, const char *a)
 {
     char msg[160];
     snprintf(msg, sizeof msg, fmt, a);
-    return gw_error_set(y->err, GW_E_INVALID, "%s:%zu: %s", y->path,
-                        n ? n->start_mark.line + 1 : 0, msg);
+    return gw_error_set(y->err, GW_E_INVALID, "%s:%zu: %s", y->path, n ? n->start_mark.line + 1 : 0,
+                        msg);
 }
 
 static const char *scalar(yaml_node_t *n)
@@ -427,7 +442,8 @@ static int yaml_model(struct sim_config *c, struct ydoc *y, yaml_node_t *n)
                 yaml_node_t *e = yaml_document_get_node(&y->doc, *it);
                 if (!scalar(e) || parse_u64(scalar(e), SIM_MAX_NODES, &u))
                     rc = yerr(y, e, "%s", "model nodes: expected node indexes");
-                else m->on_nodes[m->n_on_nodes++] = u;
+                else
+                    m->on_nodes[m->n_on_nodes++] = u;
             }
         } else if (!val) {
             rc = yerr(y, v, "model %s: expected a scalar", key);
@@ -439,9 +455,12 @@ static int yaml_model(struct sim_config *c, struct ydoc *y, yaml_node_t *n)
                 m->name = xstrdup(val);
             }
         } else if (!strcmp(key, "kind")) {
-            if (!strcmp(val, "chat")) m->kind = SIM_MODEL_CHAT;
-            else if (!strcmp(val, "embedding")) m->kind = SIM_MODEL_EMBEDDING;
-            else rc = yerr(y, v, "model kind '%s': expected chat or embedding", val);
+            if (!strcmp(val, "chat"))
+                m->kind = SIM_MODEL_CHAT;
+            else if (!strcmp(val, "embedding"))
+                m->kind = SIM_MODEL_EMBEDDING;
+            else
+                rc = yerr(y, v, "model kind '%s': expected chat or embedding", val);
         } else if (!strcmp(key, "vram_mb") || !strcmp(key, "load_ms") ||
                    !strcmp(key, "unload_ms") || !strcmp(key, "dims")) {
             if (parse_u64(val, 1e12, &u)) {
@@ -458,8 +477,10 @@ static int yaml_model(struct sim_config *c, struct ydoc *y, yaml_node_t *n)
                 m->dims = (unsigned)u;
             }
         } else if (!strcmp(key, "preload")) {
-            if (parse_bool(val, &b)) rc = yerr(y, v, "%s", "model preload: expected a boolean");
-            else m->preload = b;
+            if (parse_bool(val, &b))
+                rc = yerr(y, v, "%s", "model preload: expected a boolean");
+            else
+                m->preload = b;
         } else {
             rc = yerr(y, k, "unknown model key '%s'", key);
         }

@@ -18,22 +18,22 @@ enum sim_model_kind { SIM_MODEL_CHAT = 0, SIM_MODEL_EMBEDDING = 1 };
 enum { SIM_MAX_NODES = 4096, SIM_MAX_FAULTS = 16, SIM_MAX_MODELS = 256 };
 
 struct sim_model_spec {
-    char *name;               /* owned */
+    char *name; /* owned */
     enum sim_model_kind kind;
-    uint64_t vram_mb;         /* VRAM it takes when loaded; UINT64_MAX: model_vram_mb */
-    int64_t load_ms;          /* -1: the node default */
-    int64_t unload_ms;        /* -1: the node default */
-    unsigned dims;            /* embedding size; 0: embedding_dims */
-    bool preload;             /* loaded at start-up */
-    uint64_t *on_nodes;       /* owned; node indexes that have it; NULL: every node */
+    uint64_t vram_mb;   /* VRAM it takes when loaded; UINT64_MAX: model_vram_mb */
+    int64_t load_ms;    /* -1: the node default */
+    int64_t unload_ms;  /* -1: the node default */
+    unsigned dims;      /* embedding size; 0: embedding_dims */
+    bool preload;       /* loaded at start-up */
+    uint64_t *on_nodes; /* owned; node indexes that have it; NULL: every node */
     size_t n_on_nodes;
 };
 
 struct sim_config {
-    char *host;           /* owned */
-    int port;             /* 0: find K consecutive free ports */
+    char *host; /* owned */
+    int port;   /* 0: find K consecutive free ports */
     unsigned nodes;
-    char *port_file;      /* owned; NULL: none */
+    char *port_file; /* owned; NULL: none */
     enum log_level log_level;
 
     double tokens_per_second; /* stream pacing; 0: as fast as possible */
@@ -43,20 +43,20 @@ struct sim_config {
     unsigned queue_max;       /* waiting requests per node; beyond: 503 */
     unsigned busy_retry_after_s;
     uint64_t load_ms, unload_ms;
-    uint64_t node_vram_mb;    /* 0: unlimited */
+    uint64_t node_vram_mb; /* 0: unlimited */
     unsigned default_max_tokens;
     unsigned max_tokens_cap;
-    unsigned cache_blocks;    /* prefix cache size per node, in blocks; 0 disables */
-    unsigned block_tokens;    /* tokens per cache block */
-    unsigned embedding_dims;  /* default for embedding models */
+    unsigned cache_blocks;   /* prefix cache size per node, in blocks; 0 disables */
+    unsigned block_tokens;   /* tokens per cache block */
+    unsigned embedding_dims; /* default for embedding models */
     uint64_t seed;
 
     double fault_rate;
     struct sim_fault faults[SIM_MAX_FAULTS];
     size_t n_faults;
 
-    uint64_t model_vram_mb;   /* default VRAM per model */
-    bool preload_all;         /* every model loaded at start-up */
+    uint64_t model_vram_mb; /* default VRAM per model */
+    bool preload_all;       /* every model loaded at start-up */
 
     struct sim_model_spec **models; /* owned array of owned specs (stable addresses) */
     size_t n_models;

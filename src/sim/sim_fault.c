@@ -22,8 +22,7 @@ bool sim_fault_is_none(const struct sim_fault *f)
 static int need_num(struct strv key, struct strv val, bool has_val, uint64_t max, uint64_t *out,
                     struct gw_error *err)
 {
-    if (!has_val)
-        return gw_error_set(err, GW_E_PARSE, "fault '%.*s' needs a value", STRV_FMT(key));
+    if (!has_val) return gw_error_set(err, GW_E_PARSE, "fault '%.*s' needs a value", STRV_FMT(key));
     if (strv_to_u64(val, out) || *out > max)
         return gw_error_set(err, GW_E_PARSE, "fault '%.*s': bad number '%.*s'", STRV_FMT(key),
                             STRV_FMT(val));
@@ -32,8 +31,7 @@ static int need_num(struct strv key, struct strv val, bool has_val, uint64_t max
 
 static int no_val(struct strv key, bool has_val, struct gw_error *err)
 {
-    if (has_val)
-        return gw_error_set(err, GW_E_PARSE, "fault '%.*s' takes no value", STRV_FMT(key));
+    if (has_val) return gw_error_set(err, GW_E_PARSE, "fault '%.*s' takes no value", STRV_FMT(key));
     return 0;
 }
 

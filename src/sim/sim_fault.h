@@ -17,13 +17,13 @@
 #include "base/strv.h"
 
 struct sim_fault {
-    int status;              /* 0: none */
-    bool has_retry_after;    /* with status */
-    uint32_t retry_after_s;  /* Retry-After seconds */
-    bool reset;              /* RST before the response */
-    bool hang;               /* never answer */
+    int status;             /* 0: none */
+    bool has_retry_after;   /* with status */
+    uint32_t retry_after_s; /* Retry-After seconds */
+    bool reset;             /* RST before the response */
+    bool hang;              /* never answer */
     bool reset_after_complete;
-    int64_t cut_after;       /* -1: none; else events (stream) or bytes (fixed body) */
+    int64_t cut_after;        /* -1: none; else events (stream) or bytes (fixed body) */
     uint64_t slow_headers_ms; /* 0: none */
 };
 

@@ -53,8 +53,10 @@ static socklen_t addr_len(const struct sockaddr_storage *ss)
 
 static void set_port(struct sockaddr_storage *ss, int port)
 {
-    if (ss->ss_family == AF_INET) ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-    else ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
 /* Binds a throwaway socket to host:port; returns the bound port or -1. */

@@ -94,8 +94,7 @@ static void drop_vram(struct sim_model_state *ms)
     ms->vram_mb = 0;
 }
 
-static void fail_waiters(struct sim_model_state *ms, int status, const char *code,
-                         const char *msg)
+static void fail_waiters(struct sim_model_state *ms, int status, const char *code, const char *msg)
 {
     while (ms->waiters) {
         struct sim_req *r = ms->waiters;
@@ -204,8 +203,7 @@ static void kick(struct sim_model_state *ms)
     while (c->node_vram_mb && n->vram_used_mb + need > c->node_vram_mb) {
         struct sim_model_state *victim = evictable(n);
         if (!victim) return; /* retried when a request ends or a model unloads */
-        LOGI("sim_evict", "node=%u model=%s for=%s", n->index, victim->spec->name,
-             ms->spec->name);
+        LOGI("sim_evict", "node=%u model=%s for=%s", n->index, victim->spec->name, ms->spec->name);
         delay += sim_config_model_unload_ms(c, victim->spec);
         victim->phase = SIM_UNLOADED;
         drop_vram(victim);
@@ -231,8 +229,10 @@ static void start(struct sim_req *r)
         return;
     }
     r->next = NULL;
-    if (ms->waiters_tail) ms->waiters_tail->next = r;
-    else ms->waiters = r;
+    if (ms->waiters_tail)
+        ms->waiters_tail->next = r;
+    else
+        ms->waiters = r;
     ms->waiters_tail = r;
     kick(ms);
 }
@@ -251,8 +251,10 @@ int sim_node_admit(struct sim_req *r)
     }
     r->phase = SIM_REQ_QUEUED;
     r->next = NULL;
-    if (n->queue_tail) n->queue_tail->next = r;
-    else n->queue = r;
+    if (n->queue_tail)
+        n->queue_tail->next = r;
+    else
+        n->queue = r;
     n->queue_tail = r;
     n->queue_len++;
     return 0;
@@ -264,8 +266,10 @@ static bool unlink_req(struct sim_req **head, struct sim_req **tail, struct sim_
     struct sim_req *prev = NULL;
     for (struct sim_req *x = *head; x; prev = x, x = x->next) {
         if (x != r) continue;
-        if (prev) prev->next = x->next;
-        else *head = x->next;
+        if (prev)
+            prev->next = x->next;
+        else
+            *head = x->next;
         if (*tail == x) *tail = prev;
         x->next = NULL;
         return true;
@@ -315,12 +319,11 @@ void sim_node_metrics(struct sim_node *n, struct sim_out *o)
     for (size_t i = 0; i < n->n_models; i++) loaded += n->models[i]->phase == SIM_LOADED;
     metric(o, "llamacpp:prompt_tokens_total", "counter", "Number of prompt tokens processed.",
            n->m.prompt_tokens);
-    metric(o, "llamacpp:tokens_predicted_total", "counter", "Number of generation tokens processed.",
-           n->m.predicted_tokens);
+    metric(o, "llamacpp:tokens_predicted_total", "counter",
+           "Number of generation tokens processed.", n->m.predicted_tokens);
     metric(o, "llamacpp:requests_processing", "gauge", "Number of requests processing.",
            n->busy_slots);
-    metric(o, "llamacpp:requests_deferred", "gauge", "Number of requests deferred.",
-           n->queue_len);
+    metric(o, "llamacpp:requests_deferred", "gauge", "Number of requests deferred.", n->queue_len);
     metric(o, "drover_sim_requests_total", "counter", "Model requests received.", n->m.requests);
     metric(o, "drover_sim_prompt_cache_hit_tokens_total", "counter",
            "Prompt tokens served from the prefix cache.", n->m.cached_tokens);

@@ -24,7 +24,7 @@ struct sim {
     struct sim_config *cfg; /* borrowed */
     struct sim_node *nodes; /* owned, cfg->nodes entries */
     unsigned n_nodes;
-    uint64_t rng;           /* fault-rate dice */
+    uint64_t rng; /* fault-rate dice */
     bool stopping;
     uint64_t next_req_id;
 };
@@ -104,7 +104,7 @@ struct sim_req {
     struct sim_model_state *model; /* borrowed */
     struct sim_req *next;          /* queue or waiters link */
     uv_timer_t timer;
-    bool ollama;       /* error and body shapes */
+    bool ollama; /* error and body shapes */
     bool stream;
     bool include_usage;
     bool unload_after; /* Ollama keep_alive: 0 */
@@ -124,7 +124,7 @@ struct sim_req {
     size_t n_inputs;
     uint64_t t_arrive_us, t_slot_us, t_loaded_us, t_first_us, load_us;
     uint64_t created_s;
-    uint64_t events;     /* stream events written (cut_after) */
+    uint64_t events; /* stream events written (cut_after) */
     unsigned pull_step;
     int reset_fd;
     char peer[64];

@@ -14,7 +14,10 @@ void sim_out_init(struct sim_out *o, size_t max_bytes)
     o->err = 0;
 }
 
-void sim_out_free(struct sim_out *o) { buf_free(&o->b); }
+void sim_out_free(struct sim_out *o)
+{
+    buf_free(&o->b);
+}
 
 void sim_out_reset(struct sim_out *o)
 {
@@ -27,14 +30,20 @@ void sim_out_mem(struct sim_out *o, const void *p, size_t len)
     if (!o->err) o->err = buf_append(&o->b, p, len);
 }
 
-void sim_out_raw(struct sim_out *o, const char *s) { sim_out_mem(o, s, strlen(s)); }
+void sim_out_raw(struct sim_out *o, const char *s)
+{
+    sim_out_mem(o, s, strlen(s));
+}
 
 void sim_out_str(struct sim_out *o, const char *s, size_t len)
 {
     if (!o->err) o->err = json_append_str(&o->b, s ? s : "", s ? len : 0);
 }
 
-void sim_out_cstr(struct sim_out *o, const char *s) { sim_out_str(o, s, s ? strlen(s) : 0); }
+void sim_out_cstr(struct sim_out *o, const char *s)
+{
+    sim_out_str(o, s, s ? strlen(s) : 0);
+}
 
 void sim_out_fmt(struct sim_out *o, const char *fmt, ...)
 {

@@ -6,16 +6,14 @@
 #include <math.h>
 
 static const char *const words[] = {
-    " the",     " a",       " model",   " token",  " river",  " stone",   " light",
-    " quiet",   " engine",  " signal",  " garden", " north",  " little",  " window",
-    " paper",   " silver",  " morning", " cloud",  " number", " simple",  " green",
-    " bridge",  " over",    " under",   " and",    " with",   " slowly",  " bright",
-    " question"," answer",  " forest",  " harbor", " winter", " summer",  " road",
-    " lantern", " copper",  " thread",  " field",  " echo",   " mirror",  " valley",
-    " is",      " was",     " runs",    " holds",  " finds",  " keeps",   " of",
-    " in",      " to",      " from",    " every",  " other",  " gentle",  " amber",
-    " orbit",   " pixel",   " kernel",  " vector", " socket", " buffer",  " cache",
-    " route",
+    " the",     " a",      " model",  " token",   " river",    " stone",  " light",  " quiet",
+    " engine",  " signal", " garden", " north",   " little",   " window", " paper",  " silver",
+    " morning", " cloud",  " number", " simple",  " green",    " bridge", " over",   " under",
+    " and",     " with",   " slowly", " bright",  " question", " answer", " forest", " harbor",
+    " winter",  " summer", " road",   " lantern", " copper",   " thread", " field",  " echo",
+    " mirror",  " valley", " is",     " was",     " runs",     " holds",  " finds",  " keeps",
+    " of",      " in",     " to",     " from",    " every",    " other",  " gentle", " amber",
+    " orbit",   " pixel",  " kernel", " vector",  " socket",   " buffer", " cache",  " route",
 };
 
 enum { N_WORDS = sizeof words / sizeof words[0] };
