@@ -52,18 +52,10 @@ static int on_url_complete(llhttp_t *ll)
     return 0;
 }
 
-/* Trailers of a chunked body are counted against the header cap and dropped. */
-static int trailer_bytes(struct http_parser *p, size_t len)
-{
-    p->trailer_bytes += len;
-    if (p->trailer_bytes > p->max_header_bytes) return fail(p, HTTP_PARSE_E_HEADER_TOO_LARGE);
-    return 0;
-}
-
 static int on_header_field(llhttp_t *ll, const char *at, size_t len)
 {
     struct http_parser *p = from_ll(ll);
-    if (p->is_head_done) return trailer_bytes(p, len);
+    if (p->is_head_done) return 0; /* trailers: dropped */
     if (!p->in_field) {
         if (p->n_spans == p->cap_spans) {
             p->cap_spans = p->cap_spans ? p->cap_spans * 2 : 16;
@@ -91,7 +83,7 @@ static int on_header_field_complete(llhttp_t *ll)
 static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
     struct http_parser *p = from_ll(ll);
-    if (p->is_head_done) return trailer_bytes(p, len);
+    if (p->is_head_done) return 0; /* trailers: dropped */
     p->spans[p->n_spans - 1].value_len += len;
     return head_append(p, at, len);
 }
@@ -237,7 +229,7 @@ void http_parser_begin(struct http_parser *p, struct http_request *req)
         p->ll.data = p;
     }
     p->req = req;
-    p->head_bytes = p->trailer_bytes = 0;
+    p->head_bytes = 0;
     buf_reset(&p->head);
     p->n_spans = 0;
     p->url_len = 0;

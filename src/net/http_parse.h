@@ -6,7 +6,8 @@
  * max_body_bytes, checked from Content-Length before any body byte and at every chunk header
  * of a chunked body (HTTP_PARSE_E_BODY_TOO_LARGE, answer 413), so nothing past the cap is
  * ever buffered. Header names must be RFC 9110 tokens (`Host : a` is refused, 400) and values
- * are trimmed of SP/HTAB. Owner thread only. */
+ * are trimmed of SP/HTAB. Trailers of chunked bodies are parsed and dropped (never stored;
+ * their time is bounded by the body timeout). Owner thread only. */
 #ifndef DROVER_NET_HTTP_PARSE_H
 #define DROVER_NET_HTTP_PARSE_H
 #include <llhttp.h>
@@ -32,7 +33,6 @@ struct http_parser {
     size_t max_header_bytes;
     size_t max_body_bytes;
     size_t head_bytes;             /* head bytes fed so far (request line to blank line) */
-    size_t trailer_bytes;          /* chunked trailers, capped like the head */
     struct buf head;               /* target, names and values as they arrive */
     struct http_parse_span *spans; /* owned; one per header */
     size_t n_spans, cap_spans;

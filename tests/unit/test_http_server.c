@@ -483,14 +483,47 @@ static void test_drain_after_backpressure(void **state)
     fx_stop(f);
 }
 
+static void tune_ipv6(struct http_server_config *c)
+{
+    c->host = "::1";
+}
+
+static void test_ipv6(void **state)
+{
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {0};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    bool has_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&a, sizeof a) == 0;
+    if (probe >= 0) close(probe);
+    if (!has_v6) skip();
+    struct fx *f = fx_start(tune_ipv6);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    a.sin6_port = htons((uint16_t)f->port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cl_send_str(fd, "GET /v6 HTTP/1.1\r\n\r\n");
+    char buf[4096];
+    bool eof;
+    cl_read(fd, buf, sizeof buf, "id=", 3000, &eof);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
+    close(fd);
+    fx_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header_too_large),    cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_bad_header_name),     cmocka_unit_test(test_slowloris_408),
-        cmocka_unit_test(test_idle_close),          cmocka_unit_test(test_max_connections),
-        cmocka_unit_test(test_keep_alive_reuse),    cmocka_unit_test(test_chunked_framing),
-        cmocka_unit_test(test_abort_on_disconnect), cmocka_unit_test(test_drain_after_backpressure),
+        cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_bad_header_name),
+        cmocka_unit_test(test_slowloris_408),
+        cmocka_unit_test(test_idle_close),
+        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_keep_alive_reuse),
+        cmocka_unit_test(test_chunked_framing),
+        cmocka_unit_test(test_abort_on_disconnect),
+        cmocka_unit_test(test_drain_after_backpressure),
+        cmocka_unit_test(test_ipv6),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
