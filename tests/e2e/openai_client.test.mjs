@@ -100,16 +100,21 @@ describe('openai client through drover serve over drover sim', { timeout: 120000
     assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
   });
 
-  test('embeddings.create returns one vector per input', async () => {
-    const res = await client.embeddings.create({ model: EMBED_MODEL, input: ['one', 'two'] });
-    assert.equal(res.data.length, 2);
-    for (const [i, d] of res.data.entries()) {
-      assert.equal(d.index, i);
-      assert.ok(Array.isArray(d.embedding) && d.embedding.length > 0, 'empty vector');
-      assert.ok(d.embedding.every((x) => typeof x === 'number' && Number.isFinite(x)));
-    }
-    assert.equal(res.data[0].embedding.length, res.data[1].embedding.length);
-  });
+  // The client asks for encoding_format "base64" unless told otherwise and decodes the
+  // little-endian float32 vectors itself: that is what most users' programs send.
+  for (const encoding_format of [undefined, 'float']) {
+    test(`embeddings.create returns one vector per input (encoding_format ${encoding_format ?? 'default: base64'})`, async () => {
+      const res = await client.embeddings.create({ model: EMBED_MODEL, input: ['one', 'two'], encoding_format });
+      assert.equal(res.data.length, 2);
+      for (const [i, d] of res.data.entries()) {
+        assert.equal(d.index, i);
+        assert.ok(Array.isArray(d.embedding) && d.embedding.length > 0, `vector ${i}: ${JSON.stringify(d.embedding)}`);
+        assert.ok(d.embedding.every((x) => typeof x === 'number' && Number.isFinite(x)), `vector ${i} not finite numbers`);
+        assert.ok(d.embedding.some((x) => x !== 0), `vector ${i} all zero`);
+      }
+      assert.equal(res.data[0].embedding.length, res.data[1].embedding.length);
+    });
+  }
 
   test('messages: [] raises BadRequestError (400)', async () => {
     await assert.rejects(
