@@ -22,7 +22,7 @@ fi
 export DROVER_BIN=${DROVER_BIN:-build/asan/drover}
 [ -x "$DROVER_BIN" ] || { echo "e2e: no drover binary at $DROVER_BIN" >&2; exit 1; }
 
-command -v node >/dev/null && command -v npm >/dev/null || scripts/deps.sh nodejs npm
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then scripts/deps.sh nodejs npm; fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || { echo "e2e: needs Node 20 or newer, have $(node --version)" >&2; exit 1; }
 
