@@ -2,7 +2,7 @@
 // wait for their readiness line (never sleep), poll with a bound, and stop every process by
 // its pid. Every wait has a deadline; every process ends in the test file's `after` hook.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, closeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -12,8 +12,17 @@ import { setTimeout as delay } from 'node:timers/promises';
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DROVER = resolve(REPO, process.env.DROVER_BIN || 'build/asan/drover');
 
+// The processes' logs: deleted when this test file passes, kept (and named) when it fails
+// or when DROVER_E2E_KEEP_LOGS=1.
 const logDir = mkdtempSync(join(tmpdir(), 'drover-e2e-'));
 let nProcs = 0;
+process.on('exit', (code) => {
+  if (code === 0 && !process.exitCode && process.env.DROVER_E2E_KEEP_LOGS !== '1') {
+    rmSync(logDir, { recursive: true, force: true });
+  } else {
+    process.stderr.write(`drover e2e: process logs kept in ${logDir}\n`);
+  }
+});
 
 // A started process: stdout is read line by line (readiness), stderr goes to a log file that
 // a failing test prints. `exited` resolves with {code, signal} once it is gone.

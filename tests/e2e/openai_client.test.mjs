@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { APIError, BadRequestError, NotFoundError } from 'openai';
-import { DROVER, Proc, gatewayModels, parseKv, poll, startServe, stopAll } from './lib.mjs';
+import { DROVER, Proc, gatewayModels, getJson, parseKv, poll, startServe, stopAll } from './lib.mjs';
 
 const CHAT_MODEL = 'llama3.2:1b';
 const EMBED_MODEL = 'nomic-embed-text';
@@ -17,9 +17,11 @@ describe('openai client through drover serve over drover sim', { timeout: 120000
   let client;
 
   before(async () => {
+    // Paced at 200 tokens/s so that a long stream lasts long enough to be cut by the client;
+    // the other tests ask for at most 16 tokens.
     sim = new Proc('sim', DROVER, [
       'sim', '--port', '0', '--nodes', '2',
-      '--model', CHAT_MODEL, '--model', `${EMBED_MODEL}:embedding`,
+      '--model', CHAT_MODEL, '--model', `${EMBED_MODEL}:embedding`, '--tokens-per-second', '200',
     ]);
     procs.push(sim);
     const kv = parseKv(await sim.waitLine('drover-sim ready'));
@@ -138,6 +140,28 @@ describe('openai client through drover serve over drover sim', { timeout: 120000
         return true;
       },
     );
+  });
+
+  test('a client that stops reading mid-stream frees the node and costs it nothing', async () => {
+    // 4000 tokens at 200 tokens/s would take 20 s; the client leaves after 3 content chunks.
+    const stream = await client.chat.completions.create({
+      model: CHAT_MODEL, messages: [{ role: 'user', content: 'Tell a long story.' }], max_tokens: 4000, stream: true,
+    });
+    let chunks = 0;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta?.content && ++chunks >= 3) break; // the SDK aborts the request
+    }
+    assert.equal(chunks, 3);
+    const nodes = await poll('no request in flight on any node', async () => {
+      const { body } = await getJson(`${gw.admin}/admin/v1/nodes`);
+      return body.nodes.every((n) => n.in_flight === 0 && n.streams === 0) && body.nodes;
+    }, { timeoutMs: 5000 });
+    for (const n of nodes) {
+      assert.equal(n.faults_total, 0, `node ${n.name}: ${JSON.stringify(n)}`);
+      assert.equal(n.routable, true, `node ${n.name}: ${JSON.stringify(n)}`);
+    }
+    const after = await client.chat.completions.create({ model: CHAT_MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+    assert.ok(after.choices[0].message.content.length > 0);
   });
 
   // Last: takes the fleet down.
