@@ -137,14 +137,15 @@ export class Proc {
     } catch {
       /* already gone */
     }
-    const t = delay(graceMs).then(() => 'timeout');
+    // Unref'd timers: a pending grace timer must not keep the test process alive after it.
+    const t = delay(graceMs, 'timeout', { ref: false });
     if ((await Promise.race([this.exited, t])) === 'timeout') {
       try {
         process.kill(this.pid, 'SIGKILL');
       } catch {
         /* already gone */
       }
-      await Promise.race([this.exited, delay(graceMs)]);
+      await Promise.race([this.exited, delay(graceMs, undefined, { ref: false })]);
     }
     return this.exitInfo;
   }
