@@ -53,7 +53,8 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
                                                                         : 0),
             (unsigned long long)(n->cooled_until_ms > now ? n->cooled_until_ms - now : 0),
             n->inflight, n->streams_active, (unsigned long long)n->requests_total,
-            n->admin == ADMIN_DRAINING && n->inflight == 0 ? "true" : "false");
+            n->admin == ADMIN_DRAINING && n->inflight == 0 ? "true" : "false", n->ok_streak,
+            n->fail_streak);
     if (!rc)
         rc = str_field(o, "last_probe_error", n->last_probe_error[0] ? n->last_probe_error : NULL);
     if (!rc) rc = buf_append_cstr(o, ",\"labels\":{");

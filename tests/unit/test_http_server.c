@@ -1,6 +1,5 @@
 /* Unit tests for net/http_server: a real server on 127.0.0.1 port 0, its loop on a thread,
  * driven by blocking client sockets with receive timeouts. Every wait is bounded. */
-#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
