@@ -554,8 +554,10 @@ static void start_attempt(struct proxy *p)
     struct gw *g = p->g;
     uint64_t now = gw_now_ms(g);
     struct route_result r = {0};
-    bool same_node =
-        p->fresh_only && p->node && p->stale_retries > 0 && p->n_tried < PROXY_MAX_ATTEMPTS;
+    /* A stale pooled connection is retried once on the same node over a fresh connection;
+     * every other retry goes through the router, which skips the nodes already tried. */
+    bool same_node = p->retry_same && p->node && p->n_tried < PROXY_MAX_ATTEMPTS;
+    p->retry_same = false;
     if (same_node) {
         r.status = ROUTE_OK;
         r.node = p->node;
@@ -578,7 +580,7 @@ static void start_attempt(struct proxy *p)
         proxy_free(p);
         return;
     }
-    if (!same_node) p->fresh_only = false;
+    p->fresh_only = same_node;
     struct node *node = r.node;
     p->node = node;
     p->tried[p->n_tried++] = node;

@@ -260,6 +260,15 @@ int serve_main(int argc, char **argv)
             print_config = true;
             continue;
         }
+        static const char *const valued[] = {"--config",   "--listen", "--admin-listen",
+                                             "--log-level", "--set",    "--node"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            if (strcmp(a, valued[k]) == 0) known = true;
+        if (!known) {
+            fprintf(stderr, "drover serve: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
         if (!v) {
             fprintf(stderr, "drover serve: %s needs a value (see --help)\n", a);
             return 2;
@@ -274,7 +283,11 @@ int serve_main(int argc, char **argv)
         else if (strcmp(a, "--log-level") == 0)
             add_set(&s, "log_level", v);
         else if (strcmp(a, "--set") == 0) {
-            if (s.n_sets < SERVE_MAX_SETS) s.sets[s.n_sets++] = v;
+            if (s.n_sets == SERVE_MAX_SETS) {
+                fprintf(stderr, "drover serve: more than %d --set options\n", SERVE_MAX_SETS);
+                return 2;
+            }
+            s.sets[s.n_sets++] = v;
         } else if (strcmp(a, "--node") == 0) {
             /* handled after the config is loaded */
             continue;
