@@ -44,7 +44,7 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
             "\"consecutive_faults\":%u,\"faults_total\":%llu,\"ejections\":%u,"
             "\"eject_remaining_ms\":%llu,\"cooling_ms\":%llu,\"in_flight\":%u,"
             "\"streams\":%u,\"requests_total\":%llu,\"drained\":%s,"
-                         "\"probe_ok_streak\":%u,\"probe_fail_streak\":%u,",
+            "\"probe_ok_streak\":%u,\"probe_fail_streak\":%u,",
             node_kind_name(n->kind), node_admin_name(n->admin), node_live_name(n->live),
             n->ever_healthy ? "true" : "false", n->excluded ? "true" : "false",
             node_is_routable(&g->reg, n, now) ? "true" : "false", n->consecutive_faults,

@@ -26,7 +26,10 @@ struct gw {
 
 /* Milliseconds on the loop's clock (uv_now); tests that need to move time use the registry
  * with explicit times instead. */
-static inline uint64_t gw_now_ms(const struct gw *g) { return uv_now(g->loop); }
+static inline uint64_t gw_now_ms(const struct gw *g)
+{
+    return uv_now(g->loop);
+}
 
 /* proxy.c: the client API's data path. */
 void proxy_handle(struct gw *g, struct http_request *req);

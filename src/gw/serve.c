@@ -260,7 +260,7 @@ int serve_main(int argc, char **argv)
             print_config = true;
             continue;
         }
-        static const char *const valued[] = {"--config",   "--listen", "--admin-listen",
+        static const char *const valued[] = {"--config",    "--listen", "--admin-listen",
                                              "--log-level", "--set",    "--node"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)

@@ -10,11 +10,20 @@
 
 enum { VALIDATE_MAX_DEPTH = 32 };
 
+/* Copies as much of src as fits; messages longer than the field are cut, by intent. */
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static int bad(struct validate_error *e, const char *code, const char *param, const char *msg)
 {
     e->code = code;
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    snprintf(e->message, sizeof e->message, "%s", msg);
+    copy_cut(e->param, sizeof e->param, param ? param : "");
+    copy_cut(e->message, sizeof e->message, msg);
     return -1;
 }
 

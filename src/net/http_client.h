@@ -21,7 +21,7 @@ struct http_client;
 struct http_call;
 
 struct http_client_config {
-    unsigned max_idle_per_origin; /* default 64 */
+    unsigned max_idle_per_origin;  /* default 64 */
     uint64_t pool_idle_timeout_ms; /* pooled connections older than this are closed; default 30 s */
     size_t max_response_header_bytes; /* default 64 KiB; past it the call fails GW_E_MALFORMED */
 };
@@ -33,14 +33,14 @@ int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg,
 void http_client_free(struct http_client *cl);
 
 struct http_client_request {
-    const char *host;  /* numeric IPv4/IPv6 address or "localhost" */
+    const char *host; /* numeric IPv4/IPv6 address or "localhost" */
     int port;
     struct strv method;
-    struct strv target; /* "/v1/chat/completions" */
+    struct strv target;                /* "/v1/chat/completions" */
     const struct http_header *headers; /* borrowed for the call; Host and Content-Length
                                           are added by the client */
     size_t n_headers;
-    struct strv body;   /* copied by the client; may be empty */
+    struct strv body;               /* copied by the client; may be empty */
     uint64_t connect_timeout_ms;    /* 0 = none */
     uint64_t first_byte_timeout_ms; /* 0 = none */
     uint64_t idle_timeout_ms;       /* 0 = none */
@@ -53,7 +53,7 @@ struct http_response_head {
     int http_minor;
     const struct http_header *headers; /* borrowed for the on_head call */
     size_t n_headers;
-    int64_t content_length;            /* -1 when absent */
+    int64_t content_length; /* -1 when absent */
     bool chunked;
 };
 
@@ -84,10 +84,10 @@ void http_call_cancel(struct http_call *call);
 
 /* Pool statistics for /metrics and tests. */
 struct http_client_stats {
-    uint64_t connects;    /* fresh connections opened */
-    uint64_t reuses;      /* calls that ran on a pooled connection */
-    unsigned idle;        /* connections in pools now */
-    unsigned active;      /* calls in progress */
+    uint64_t connects; /* fresh connections opened */
+    uint64_t reuses;   /* calls that ran on a pooled connection */
+    unsigned idle;     /* connections in pools now */
+    unsigned active;   /* calls in progress */
 };
 void http_client_get_stats(const struct http_client *cl, struct http_client_stats *out);
 

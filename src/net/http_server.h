@@ -35,19 +35,19 @@ struct http_header {
 };
 
 struct http_request {
-    struct http_conn *conn;     /* borrowed; internal */
-    uint64_t id;                /* process-unique request id, for logs */
-    struct strv method;         /* "GET", "POST", ... */
-    struct strv target;         /* request target as sent: "/v1/models?x=1" */
-    struct strv path;           /* target up to '?' */
-    struct strv query;          /* after '?', may be empty */
-    int http_minor;             /* 0 or 1 */
-    bool keep_alive;            /* the client wants the connection kept */
+    struct http_conn *conn;      /* borrowed; internal */
+    uint64_t id;                 /* process-unique request id, for logs */
+    struct strv method;          /* "GET", "POST", ... */
+    struct strv target;          /* request target as sent: "/v1/models?x=1" */
+    struct strv path;            /* target up to '?' */
+    struct strv query;           /* after '?', may be empty */
+    int http_minor;              /* 0 or 1 */
+    bool keep_alive;             /* the client wants the connection kept */
     struct http_header *headers; /* n_headers entries, borrowed from the arena */
     size_t n_headers;
-    struct strv body;           /* the whole body (Content-Length or chunked, decoded) */
-    struct arena arena;         /* per-request; freed when the response ends or aborts */
-    char peer[64];              /* "127.0.0.1:5432" */
+    struct strv body;   /* the whole body (Content-Length or chunked, decoded) */
+    struct arena arena; /* per-request; freed when the response ends or aborts */
+    char peer[64];      /* "127.0.0.1:5432" */
 };
 
 /* Called once per complete request. The handler owns the request until it ends the response
@@ -62,17 +62,17 @@ typedef void http_abort_fn(struct http_request *req, void *ctx);
 typedef void http_drain_fn(struct http_request *req, void *ctx);
 
 struct http_server_config {
-    const char *host;             /* "127.0.0.1"; IPv6 literals accepted */
-    int port;                     /* 0 picks a free port; see http_server_port() */
-    size_t max_header_bytes;      /* default 16 KiB */
-    size_t max_body_bytes;        /* default 16 MiB */
-    uint64_t header_timeout_ms;   /* default 10 s */
-    uint64_t body_timeout_ms;     /* default 60 s */
-    uint64_t idle_timeout_ms;     /* default 60 s */
-    unsigned max_connections;     /* default 10000 */
+    const char *host;              /* "127.0.0.1"; IPv6 literals accepted */
+    int port;                      /* 0 picks a free port; see http_server_port() */
+    size_t max_header_bytes;       /* default 16 KiB */
+    size_t max_body_bytes;         /* default 16 MiB */
+    uint64_t header_timeout_ms;    /* default 10 s */
+    uint64_t body_timeout_ms;      /* default 60 s */
+    uint64_t idle_timeout_ms;      /* default 60 s */
+    unsigned max_connections;      /* default 10000 */
     size_t write_high_water_bytes; /* default 256 KiB */
     size_t write_low_water_bytes;  /* default 64 KiB */
-    const char *server_name;      /* "Server:" header value; NULL for none */
+    const char *server_name;       /* "Server:" header value; NULL for none */
 };
 
 /* Fills cfg with the defaults above. */

@@ -397,7 +397,7 @@ struct ydoc {
 
 static int yerr(struct ydoc *y, yaml_node_t *n, const char *fmt, const char *a)
 {
-    char msg[160];
+    char msg[320];
     snprintf(msg, sizeof msg, fmt, a);
     return gw_error_set(y->err, GW_E_INVALID, "%s:%zu: %s", y->path, n ? n->start_mark.line + 1 : 0,
                         msg);
