@@ -162,7 +162,10 @@ static void on_timer(uv_timer_t *t)
 static void schedule(struct probe *pr, uint64_t delay_ms)
 {
     if (pr->stopping) return;
+    /* Jitter spreads probes of many nodes; it never exceeds a quarter of the interval, so a
+     * short interval (tests, small fleets) keeps its meaning. */
     uint64_t j = pr->g->cfg.probe_jitter_ms;
+    if (j > pr->g->cfg.probe_interval_ms / 4) j = pr->g->cfg.probe_interval_ms / 4;
     uint64_t d = delay_ms + jitter(j);
     d = d > j ? d - j : 1;
     uv_timer_start(&pr->timer, on_timer, d, 0);

@@ -261,7 +261,8 @@ static void on_abort(struct http_request *req, void *ctx)
     (void)req;
     p->req = NULL;
     p->g->metrics.client_disconnects_total++;
-    LOGI("client_gone", "model=%s node=%s attempts=%u", p->v.model, p->node ? p->node->name : "-",
+    LOGI("client_gone", "id=%llu model=%s node=%s attempts=%u",
+         (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
          p->attempts);
     if (p->call) {
         /* Close the upstream at once so the GPU stops generating; no fault for the node. */

@@ -537,7 +537,50 @@ static int parse_input(struct parse *p, struct sim_req *r)
     }
     r->prompt_tokens = sim_text_tokens(bytes);
     if (r->prompt_tokens == 0) r->prompt_tokens = 1;
+    struct json_object *f = NULL;
+    if (json_object_object_get_ex(p->root, "encoding_format", &f) && f) {
+        const char *fs = json_object_is_type(f, json_type_string) ? json_object_get_string(f) : "";
+        if (strcmp(fs, "base64") == 0)
+            r->base64 = true;
+        else if (strcmp(fs, "float") != 0)
+            return bad(p, "%s", "'encoding_format' must be \"float\" or \"base64\"");
+    }
     return 0;
+}
+
+/* The vector as OpenAI sends it for encoding_format "base64": float32, little-endian. */
+static void out_base64_floats(struct sim_out *o, const double *v, unsigned dims)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char bytes[4 * 3];
+    size_t n = 0;
+    char enc[4];
+    sim_out_raw(o, "\"");
+    for (unsigned d = 0; d <= dims; d++) {
+        if (d < dims) {
+            float x = (float)v[d];
+            uint32_t u;
+            memcpy(&u, &x, sizeof u);
+            for (int k = 0; k < 4; k++) bytes[n++] = (unsigned char)(u >> (8 * k));
+        }
+        /* emit whole groups of three bytes; at the end, the rest with padding */
+        size_t i = 0;
+        for (; i + 3 <= n; i += 3) {
+            uint32_t g = (uint32_t)bytes[i] << 16 | (uint32_t)bytes[i + 1] << 8 | bytes[i + 2];
+            enc[0] = tab[g >> 18 & 63], enc[1] = tab[g >> 12 & 63];
+            enc[2] = tab[g >> 6 & 63], enc[3] = tab[g & 63];
+            sim_out_mem(o, enc, 4);
+        }
+        memmove(bytes, bytes + i, n - i);
+        n -= i;
+        if (d == dims && n) {
+            uint32_t g = (uint32_t)bytes[0] << 16 | (n > 1 ? (uint32_t)bytes[1] << 8 : 0);
+            enc[0] = tab[g >> 18 & 63], enc[1] = tab[g >> 12 & 63];
+            enc[2] = n > 1 ? tab[g >> 6 & 63] : '=', enc[3] = '=';
+            sim_out_mem(o, enc, 4);
+        }
+    }
+    sim_out_raw(o, "\"");
 }
 
 static bool keep_alive_zero(struct json_object *root)
@@ -896,6 +939,11 @@ static void respond_embeddings(struct sim_req *r)
         if (i) sim_out_raw(&o, ",");
         if (!r->ollama)
             sim_out_fmt(&o, "{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i);
+        if (r->base64 && !r->ollama) {
+            out_base64_floats(&o, v, dims);
+            sim_out_raw(&o, "}");
+            continue;
+        }
         sim_out_raw(&o, "[");
         for (unsigned d = 0; d < dims; d++) sim_out_fmt(&o, d ? ",%.7f" : "%.7f", v[d]);
         sim_out_raw(&o, r->ollama ? "]" : "]}");

@@ -2,10 +2,12 @@
 in each format's shape, every fault knob, slots and queue, the prefix cache, load latency,
 pull/delete, several nodes in one process, the port file, YAML config and the CLI contract.
 Every wait is bounded; the whole file runs in well under a minute."""
+import base64
 import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -209,6 +211,19 @@ oe = (jbody(data) or {}).get("embeddings", [])
 check.ok(st == 200 and len(oe) == 1 and oe[0] == vecs[0], "Ollama embed, same vector")
 st, _, data = post(pa, "/v1/embeddings", {"model": "emb1", "input": "alpha"})
 check.eq(jbody(data)["data"][0]["embedding"], vecs[0], "input string == array element")
+# encoding_format "base64" (the openai client's default): float32 little-endian
+st, _, data = post(pa, "/v1/embeddings", {"model": "emb1", "input": "alpha",
+                                          "encoding_format": "base64"})
+b64 = (jbody(data) or {}).get("data", [{}])[0].get("embedding")
+check.ok(st == 200 and isinstance(b64, str), "base64 embedding is a string: %r" % data[:80])
+if isinstance(b64, str):
+    raw = base64.b64decode(b64)
+    floats = struct.unpack("<%df" % (len(raw) // 4), raw)
+    check.ok(len(floats) == 16 and all(abs(a - b) < 1e-6 for a, b in zip(floats, vecs[0])),
+             "base64 decodes to the float vector")
+st, _, data = post(pa, "/v1/embeddings", {"model": "emb1", "input": "alpha",
+                                          "encoding_format": "hex"})
+check.eq(st, 400, "unknown encoding_format is a 400")
 
 # errors in each shape
 st, _, data = post(pa, "/v1/chat/completions", chat_body("emb1", "x"))
