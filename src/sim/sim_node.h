@@ -107,7 +107,7 @@ struct sim_req {
     bool ollama; /* error and body shapes */
     bool stream;
     bool include_usage;
-    bool base64; /* OpenAI embeddings: encoding_format "base64" (float32 little-endian) */
+    bool base64;       /* OpenAI embeddings: encoding_format "base64" (float32 little-endian) */
     bool unload_after; /* Ollama keep_alive: 0 */
     bool load_only;    /* Ollama generate/chat without a prompt */
     bool has_slot;
