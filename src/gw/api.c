@@ -9,18 +9,22 @@
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 
-static bool authorized(const struct gw *g, const struct http_request *req)
+bool gw_bearer_matches(const struct http_request *req, const char *want_s)
 {
-    if (!g->cfg.api_key) return true;
     struct strv h = http_request_header(req, "Authorization");
     if (!h.p || !strv_starts_with(h, STRV_LIT("Bearer "))) return false;
     struct strv tok = strv_trim(strv_sub(h, 7, h.len));
-    struct strv want = strv_from_cstr(g->cfg.api_key);
+    struct strv want = strv_from_cstr(want_s);
     /* constant time over the expected length */
     unsigned diff = tok.len != want.len;
     for (size_t i = 0; i < want.len; i++)
         diff |= (unsigned)(want.p[i] ^ (i < tok.len ? tok.p[i] : 0));
     return diff == 0;
+}
+
+static bool authorized(const struct gw *g, const struct http_request *req)
+{
+    return !g->cfg.api_key || gw_bearer_matches(req, g->cfg.api_key);
 }
 
 /* Distinct model ids served by routable nodes (optionally Ollama nodes only). */
@@ -88,6 +92,10 @@ void api_handle(struct http_request *req, void *ctx)
     bool is_post = strv_eq_cstr(req->method, "POST");
     if (strv_eq_cstr(path, "/health")) {
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        return;
+    }
+    if (strv_eq_cstr(path, "/drover/v1/nodes/join")) {
+        join_handle(g, req); /* its own token, not the client API key */
         return;
     }
     bool ollama_path = strv_starts_with(path, STRV_LIT("/api/"));

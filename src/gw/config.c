@@ -51,6 +51,11 @@ static const struct key_def keys[] = {
     {"faults.ejection_max", K_DURATION, OFF(reg.ejection_max_ms), 1, 86400000},
     {"faults.max_excluded_percent", K_PERCENT, OFF(reg.max_excluded_percent), 0, 100},
     {"shutdown.grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
+    {"store.path", K_STR, OFF(store_path), 0, 0},
+    {"store.flush_interval", K_DURATION, OFF(store_flush_ms), 10, 3600000},
+    {"join.token", K_STR, OFF(join_token), 0, 0},
+    {"join.auto_approve", K_BOOL, OFF(auto_approve), 0, 0},
+    {"join.poll_interval", K_DURATION, OFF(agent_poll_ms), 100, 86400000},
 };
 #undef OFF
 enum { N_KEYS = sizeof keys / sizeof keys[0] };
@@ -79,6 +84,9 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->probe_timeout_ms = 5000;
     registry_config_defaults(&cfg->reg);
     cfg->shutdown_grace_ms = 30000;
+    cfg->store_path = xstrdup("drover.db");
+    cfg->store_flush_ms = 1000;
+    cfg->agent_poll_ms = 10000;
 }
 
 static void free_nodes(struct gw_config *cfg)

@@ -11,6 +11,7 @@
 #include "gw/registry.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "store/store.h"
 
 struct gw {
     uv_loop_t *loop;
@@ -22,6 +23,8 @@ struct gw {
     unsigned active_requests; /* client requests being proxied */
     bool stopping;
     uint64_t started_ms;
+    struct store *store;    /* NULL: nothing is persisted */
+    uv_timer_t flush_timer; /* nodes_flush_start */
 };
 
 /* Milliseconds on the loop's clock (uv_now); tests that need to move time use the registry
@@ -42,5 +45,26 @@ void health_start(struct gw *g);
 void health_stop(struct gw *g);
 void health_attach(struct gw *g, struct node *n); /* starts probing a new node */
 void health_probe_now(struct gw *g, struct node *n);
+
+/* api.c: constant-time check of "Authorization: Bearer <want>". */
+bool gw_bearer_matches(const struct http_request *req, const char *want);
+
+/* join.c: POST /drover/v1/nodes/join (docs/node_api.md). */
+void join_handle(struct gw *g, struct http_request *req);
+bool gw_name_is_valid(struct strv s);
+bool gw_label_key_is_valid(struct strv s);
+bool gw_label_value_is_valid(struct strv s);
+
+/* nodes.c: the registry's rows in the store. */
+int nodes_load(struct gw *g, struct gw_error *err) WUR; /* start-up: rows, then the file */
+/* Writes n's row (async); done (may be NULL) runs after the commit. */
+void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx);
+/* Writes n's row, then answers req with status and body (taken); a failed write answers 500
+ * store_error instead. */
+void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req, int status,
+                         struct buf *body);
+void nodes_flush_dirty(struct gw *g);
+void nodes_flush_start(struct gw *g);
+void nodes_flush_stop(struct gw *g);
 
 #endif

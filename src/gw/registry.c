@@ -50,6 +50,9 @@ static void node_free(struct node *n)
     xfree(n->name);
     xfree(n->url);
     xfree(n->api_key);
+    xfree(n->secret_hash);
+    xfree(n->discovery_json);
+    xfree(n->agent_version);
     xfree(n);
 }
 
@@ -161,6 +164,66 @@ int registry_set_label(struct node *n, const char *key, const char *value)
     return 0;
 }
 
+bool registry_del_label(struct node *n, const char *key)
+{
+    for (size_t i = 0; i < n->n_labels; i++) {
+        if (strcmp(n->labels[i].key, key) == 0) {
+            xfree(n->labels[i].key);
+            xfree(n->labels[i].value);
+            n->labels[i] = n->labels[--n->n_labels];
+            return true;
+        }
+    }
+    return false;
+}
+
+void registry_clear_labels(struct node *n)
+{
+    for (size_t i = 0; i < n->n_labels; i++) {
+        xfree(n->labels[i].key);
+        xfree(n->labels[i].value);
+    }
+    xfree(n->labels);
+    n->labels = NULL;
+    n->n_labels = 0;
+}
+
+int registry_set_url(struct node *n, const char *url)
+{
+    char host[sizeof n->host];
+    int port;
+    if (parse_url(url, host, sizeof host, &port)) return GW_E_INVALID;
+    memcpy(n->host, host, sizeof host);
+    n->port = port;
+    registry_set_str(&n->url, url);
+    return 0;
+}
+
+void registry_set_str(char **field, const char *value)
+{
+    if (*field && value && strcmp(*field, value) == 0) return;
+    xfree(*field);
+    *field = value && *value ? xstrdup(value) : NULL;
+}
+
+void registry_tombstone(struct node *n)
+{
+    n->admin = ADMIN_REMOVED;
+    registry_set_str(&n->secret_hash, NULL);
+    registry_set_str(&n->api_key, NULL);
+    registry_set_str(&n->discovery_json, NULL);
+    registry_clear_labels(n);
+    free_models(n);
+    n->inventory_known = false;
+    n->live = LIVE_UNKNOWN;
+    n->ever_healthy = false;
+    n->ok_streak = n->fail_streak = 0;
+    n->consecutive_faults = 0;
+    n->excluded = false;
+    n->ejections = 0;
+    n->dirty = true;
+}
+
 struct node *registry_find(const struct registry *reg, struct strv name)
 {
     for (size_t i = 0; i < reg->n; i++)
@@ -196,6 +259,9 @@ struct node_model *node_model_find(const struct node *n, struct strv model)
 
 void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
 {
+    bool same = n->inventory_known;
+    for (size_t i = 0; i < n_ids && same; i++) same = node_model_find(n, ids[i]) != NULL;
+    size_t old_count = n->n_models;
     struct node_model *models = n_ids ? xcalloc(n_ids, sizeof *models) : NULL;
     size_t count = 0;
     for (size_t i = 0; i < n_ids; i++) {
@@ -211,10 +277,12 @@ void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
         }
         count++;
     }
+    same = same && count == old_count;
     free_models(n);
     n->models = models;
     n->n_models = count;
     n->inventory_known = true;
+    if (!same) n->dirty = true;
 }
 
 bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms)
@@ -233,6 +301,7 @@ bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms)
     if (n->excluded && reg->cfg.auto_recover && now_ms >= n->eject_until_ms) {
         n->excluded = false;
         n->consecutive_faults = 0;
+        n->dirty = true;
         changed = true;
         LOGI("node_auto_recovered", "node=%s ejections=%u", n->name, n->ejections);
     }
@@ -267,6 +336,7 @@ bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms
 void registry_record_success(struct registry *reg, struct node *n)
 {
     (void)reg;
+    if (n->consecutive_faults) n->dirty = true;
     n->consecutive_faults = 0;
 }
 
@@ -301,6 +371,7 @@ bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms
 {
     n->consecutive_faults++;
     n->faults_total++;
+    n->dirty = true;
     if (n->excluded || n->consecutive_faults < reg->cfg.fault_threshold) return false;
     if (!exclusion_allowed(reg, n)) {
         LOGW("node_exclusion_refused", "node=%s faults=%u reason=max_excluded_percent", n->name,
@@ -327,6 +398,7 @@ void registry_recover(struct registry *reg, struct node *n)
     n->ejections = 0;
     n->eject_until_ms = 0;
     n->cooled_until_ms = 0;
+    n->dirty = true;
 }
 
 void registry_cool(struct node *n, uint64_t until_ms)

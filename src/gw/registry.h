@@ -37,9 +37,17 @@ struct node {
     char host[64]; /* numeric address or "localhost" */
     int port;
     enum node_kind kind;
-    char *api_key; /* owned, may be NULL */
+    char *api_key; /* owned, may be NULL; for agents the gateway key H (docs/node_api.md) */
     struct node_label *labels;
     size_t n_labels;
+
+    bool from_config;     /* listed in the config file (not joined): the file owns it */
+    bool via_agent;       /* joined through `drover agent`; kind is the engine behind it */
+    char *secret_hash;    /* owned, agents only: hex SHA-256 of the node secret, or NULL */
+    char *discovery_json; /* owned, agents only: what the agent reported, or NULL */
+    char *agent_version;  /* owned, may be NULL */
+    int64_t created_ms, joined_ms; /* unix ms: first seen, last join (0: never) */
+    bool dirty;           /* live state changed since it was last written to the store */
 
     enum node_admin admin;
 
@@ -96,6 +104,16 @@ void registry_free(struct registry *reg);
 int registry_add(struct registry *reg, const char *name, const char *url, enum node_kind kind,
                  const char *api_key, struct node **out, struct gw_error *err) WUR;
 int registry_set_label(struct node *n, const char *key, const char *value);
+/* Removes the label; returns false when there was none. */
+bool registry_del_label(struct node *n, const char *key);
+void registry_clear_labels(struct node *n);
+/* Changes the node's URL (an agent that moved); GW_E_INVALID on a bad URL, node unchanged. */
+int registry_set_url(struct node *n, const char *url) WUR;
+/* Replaces an owned string field (NULL or "" clears it). */
+void registry_set_str(char **field, const char *value);
+/* A node taken out by the admin: removed, its secret, labels and inventory dropped, its fault
+ * record cleared. The struct stays (a tombstone), so names stay stable for the admin API. */
+void registry_tombstone(struct node *n);
 struct node *registry_find(const struct registry *reg, struct strv name);
 
 /* Parses "openai", "llamacpp", "ollama", "vllm". */
