@@ -6,5 +6,6 @@
 const struct drover_command drover_commands[] = {
     {"serve", serve_main},
     {"sim", sim_main},
+    {"nodes", nodes_main},
     {NULL, NULL},
 };
