@@ -94,6 +94,8 @@ static void attempt_end(struct proxy *p)
 {
     if (!p->node) return;
     if (p->node->inflight > 0) p->node->inflight--;
+    if (p->node->inflight == 0 && p->node->admin == ADMIN_DRAINING)
+        LOGI("node_drained", "node=%s", p->node->name);
     model_inflight(p, -1);
     if (p->stream_counted && p->node->streams_active > 0) p->node->streams_active--;
     p->stream_counted = false;
