@@ -84,8 +84,8 @@ int admin_request(const struct admin_target *t, const char *method, const char *
         snprintf(auth, sizeof auth, "Bearer %s", t->token);
         hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
     }
-    if (body) hdrs[nh++] = (struct http_header){STRV_LIT("Content-Type"),
-                                                STRV_LIT("application/json")};
+    if (body)
+        hdrs[nh++] = (struct http_header){STRV_LIT("Content-Type"), STRV_LIT("application/json")};
     struct http_client_request rq = {
         .host = host,
         .port = port,
@@ -110,8 +110,7 @@ int admin_request(const struct admin_target *t, const char *method, const char *
     http_client_free(cl);
     uv_run(&loop, UV_RUN_DEFAULT); /* the client's close callbacks */
     uv_loop_close(&loop);
-    if (st.err)
-        return gw_error_set(err, st.err, "%s %s: %s", method, t->url, gw_strerror(st.err));
+    if (st.err) return gw_error_set(err, st.err, "%s %s: %s", method, t->url, gw_strerror(st.err));
     *status = st.status;
     return 0;
 }

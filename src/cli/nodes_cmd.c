@@ -13,22 +13,21 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: drover nodes [--admin URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
-            "\n"
-            "  ls [--all]               list nodes (--all: removed ones too)\n"
-            "  show NAME                every axis of one node\n"
-            "  approve NAME             a pending node may serve (its agent gets a secret)\n"
-            "  reject NAME              refuse a pending node\n"
-            "  drain NAME               no new requests; in-flight ones finish\n"
-            "  resume NAME              take requests again after a drain\n"
-            "  recover NAME             end an exclusion and reset the fault record\n"
-            "  rm NAME                  remove the node and its secret\n"
-            "  label NAME [KEY=VALUE | KEY-]...   show, set or delete labels\n"
-            "\n"
-            "  --admin URL    admin API (default $DROVER_ADMIN_URL or http://127.0.0.1:8081)\n"
-            "  --token TOKEN  admin token (default $DROVER_ADMIN_TOKEN)\n"
-            "  --json         print the server's JSON instead of a table\n");
+    fprintf(f, "usage: drover nodes [--admin URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
+               "\n"
+               "  ls [--all]               list nodes (--all: removed ones too)\n"
+               "  show NAME                every axis of one node\n"
+               "  approve NAME             a pending node may serve (its agent gets a secret)\n"
+               "  reject NAME              refuse a pending node\n"
+               "  drain NAME               no new requests; in-flight ones finish\n"
+               "  resume NAME              take requests again after a drain\n"
+               "  recover NAME             end an exclusion and reset the fault record\n"
+               "  rm NAME                  remove the node and its secret\n"
+               "  label NAME [KEY=VALUE | KEY-]...   show, set or delete labels\n"
+               "\n"
+               "  --admin URL    admin API (default $DROVER_ADMIN_URL or http://127.0.0.1:8081)\n"
+               "  --token TOKEN  admin token (default $DROVER_ADMIN_TOKEN)\n"
+               "  --json         print the server's JSON instead of a table\n");
 }
 
 static const char *jstr(struct json_object *o, const char *key, const char *dflt)
@@ -64,7 +63,8 @@ static void print_table(struct json_object *nodes)
         struct json_object *v = NULL;
         char labels[256] = "", models[256] = "";
         size_t lu = 0, mu = 0;
-        if (json_object_object_get_ex(o, "labels", &v) && json_object_is_type(v, json_type_object)) {
+        if (json_object_object_get_ex(o, "labels", &v) &&
+            json_object_is_type(v, json_type_object)) {
             json_object_object_foreach(v, k, lv)
             {
                 int w = snprintf(labels + lu, sizeof labels - lu, "%s%s=%s", lu ? "," : "", k,

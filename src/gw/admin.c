@@ -59,7 +59,9 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
         rc = str_field(o, "last_probe_error", n->last_probe_error[0] ? n->last_probe_error : NULL);
     if (!rc)
         rc = buf_appendf(o, ",\"source\":\"%s\",\"has_secret\":%s",
-                         n->from_config ? "config" : n->via_agent ? "agent" : "cli",
+                         n->from_config ? "config"
+                         : n->via_agent ? "agent"
+                                        : "cli",
                          n->secret_hash ? "true" : "false");
     if (!rc && n->via_agent) rc = str_field_comma(o, "agent_version", n->agent_version);
     if (!rc && n->discovery_json)
@@ -122,7 +124,8 @@ static const char *transition(struct node *n, struct strv action, enum node_admi
         if (a == ADMIN_REMOVED) return "a removed node cannot be drained";
         *to = ADMIN_DRAINING;
     } else if (strv_eq_cstr(action, "resume")) {
-        if (a != ADMIN_DRAINING && a != ADMIN_APPROVED) return "only a draining node can be resumed";
+        if (a != ADMIN_DRAINING && a != ADMIN_APPROVED)
+            return "only a draining node can be resumed";
         *to = ADMIN_APPROVED;
     } else if (strv_eq_cstr(action, "remove")) {
         if (n->from_config) return "the node is listed in the config file; remove it there";
@@ -213,8 +216,8 @@ static void labels_route(struct gw *g, struct http_request *req, struct node *n,
         bool ok = gw_label_key_is_valid(strv_from_cstr(pk)) &&
                   (json_object_is_type(pv, json_type_null) ||
                    (json_object_is_type(pv, json_type_string) &&
-                    gw_label_value_is_valid((struct strv){json_object_get_string(pv),
-                                                          (size_t)json_object_get_string_len(pv)})));
+                    gw_label_value_is_valid((struct strv){
+                        json_object_get_string(pv), (size_t)json_object_get_string_len(pv)})));
         if (!ok) {
             json_object_put(root);
             return error(req, 400, "invalid_label",
@@ -333,6 +336,19 @@ void admin_handle(struct http_request *req, void *ctx)
         struct http_header h = {STRV_LIT("Content-Type"), STRV_LIT("text/plain; version=0.0.4")};
         (void)http_respond(req, 200, &h, 1, b.p, b.len);
         buf_free(&b);
+        return;
+    }
+    struct strv ops_prefix = STRV_LIT("/admin/v1/ops");
+    if (strv_starts_with(path, ops_prefix)) {
+        struct strv rest = strv_sub(path, ops_prefix.len, path.len);
+        if (rest.len == 0 || rest.p[0] == '/') {
+            if (rest.len == 1) rest.len = 0;
+            ops_admin(g, req, rest);
+            return;
+        }
+    }
+    if (strv_eq_cstr(path, "/admin/v1/testing/clock") && strv_eq_cstr(req->method, "POST")) {
+        ops_testing_clock(g, req);
         return;
     }
     struct strv prefix = STRV_LIT("/admin/v1/nodes");

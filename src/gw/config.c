@@ -56,6 +56,10 @@ static const struct key_def keys[] = {
     {"join.token", K_STR, OFF(join_token), 0, 0},
     {"join.auto_approve", K_BOOL, OFF(auto_approve), 0, 0},
     {"join.poll_interval", K_DURATION, OFF(agent_poll_ms), 100, 86400000},
+    {"ops.interval", K_DURATION, OFF(ops_interval_ms), 10, 3600000},
+    {"ops.timeout", K_DURATION, OFF(ops_timeout_ms), 100, 86400000},
+    {"ops.answer_wait", K_DURATION, OFF(ops_answer_wait_ms), 0, 600000},
+    {"testing.clock_control", K_BOOL, OFF(testing_clock_control), 0, 0},
 };
 #undef OFF
 enum { N_KEYS = sizeof keys / sizeof keys[0] };
@@ -87,6 +91,9 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->store_path = xstrdup("drover.db");
     cfg->store_flush_ms = 1000;
     cfg->agent_poll_ms = 10000;
+    cfg->ops_interval_ms = 5000;
+    cfg->ops_timeout_ms = 600000;
+    cfg->ops_answer_wait_ms = 10000;
 }
 
 static void free_nodes(struct gw_config *cfg)

@@ -45,11 +45,16 @@ struct gw_config {
 
     uint64_t shutdown_grace_ms;
 
-    char *store_path;       /* SQLite file; ":memory:" keeps nothing across restarts */
-    char *join_token;       /* NULL: joining through /drover/v1/nodes/join is off */
-    bool auto_approve;      /* a new node that joins is approved at once */
-    uint64_t agent_poll_ms; /* how often an agent rejoins (told in the join answer) */
+    char *store_path;        /* SQLite file; ":memory:" keeps nothing across restarts */
+    char *join_token;        /* NULL: joining through /drover/v1/nodes/join is off */
+    bool auto_approve;       /* a new node that joins is approved at once */
+    uint64_t agent_poll_ms;  /* how often an agent rejoins (told in the join answer) */
     uint64_t store_flush_ms; /* how often live state (faults, inventory) is written */
+
+    uint64_t ops_interval_ms;    /* reconciler period for durable operations */
+    uint64_t ops_timeout_ms;     /* one operation on an agent */
+    uint64_t ops_answer_wait_ms; /* how long POST /admin/v1/ops waits for immediate attempts */
+    bool testing_clock_control;  /* POST /admin/v1/testing/clock moves the ops clock */
 
     struct gw_node_config *nodes;
     size_t n_nodes;

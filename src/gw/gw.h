@@ -25,6 +25,7 @@ struct gw {
     uint64_t started_ms;
     struct store *store;    /* NULL: nothing is persisted */
     uv_timer_t flush_timer; /* nodes_flush_start */
+    struct ops *ops;        /* ops.c */
 };
 
 /* Milliseconds on the loop's clock (uv_now); tests that need to move time use the registry
@@ -66,5 +67,13 @@ void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req,
 void nodes_flush_dirty(struct gw *g);
 void nodes_flush_start(struct gw *g);
 void nodes_flush_stop(struct gw *g);
+
+/* ops.c: durable fleet operations (docs/ops.md). */
+int ops_start(struct gw *g, struct gw_error *err) WUR; /* load, prune, start the reconciler */
+void ops_stop(struct gw *g);
+void ops_tick(struct gw *g); /* one reconciler pass (the timer calls it) */
+void ops_admin(struct gw *g, struct http_request *req, struct strv rest); /* /admin/v1/ops… */
+void ops_testing_clock(struct gw *g, struct http_request *req);
+int64_t ops_now_ms(const struct gw *g); /* wall ms + the testing offset */
 
 #endif

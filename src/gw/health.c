@@ -183,7 +183,7 @@ static void start_probe(struct probe *pr, bool fresh)
         .host = n->host,
         .port = n->port,
         .method = STRV_LIT("GET"),
-        .target = n->via_agent                ? STRV_LIT("/drover/v1/health")
+        .target = n->via_agent                  ? STRV_LIT("/drover/v1/health")
                   : n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags")
                                                 : STRV_LIT("/v1/models"),
         .headers = hdrs,

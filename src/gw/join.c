@@ -34,8 +34,8 @@ struct join_req {
     struct json_object *discovery; /* borrowed, may be NULL */
 };
 
-static void answer_error(struct http_request *req, int status, const char *code,
-                         const char *param, const char *msg)
+static void answer_error(struct http_request *req, int status, const char *code, const char *param,
+                         const char *msg)
 {
     struct buf b;
     buf_init(&b, 4096);
@@ -225,8 +225,7 @@ void join_handle(struct gw *g, struct http_request *req)
         return answer_error(req, 401, "invalid_join_token", NULL, "missing or wrong join token");
     }
     struct gw_error jerr = {0};
-    struct json_object *root =
-        json_parse_strict(req->body.p, req->body.len, JOIN_MAX_DEPTH, &jerr);
+    struct json_object *root = json_parse_strict(req->body.p, req->body.len, JOIN_MAX_DEPTH, &jerr);
     if (!root) {
         char msg[300];
         snprintf(msg, sizeof msg, "the body is not valid JSON: %s", jerr.msg);
@@ -285,8 +284,8 @@ void join_handle(struct gw *g, struct http_request *req)
         /* the agent's labels seed a new node; after that the operator owns them */
         registry_clear_labels(n);
         if (jr.labels) {
-            json_object_object_foreach(jr.labels, lk, lv) registry_set_label(
-                n, lk, json_object_get_string(lv));
+            json_object_object_foreach(jr.labels, lk, lv)
+                registry_set_label(n, lk, json_object_get_string(lv));
         }
         LOGI("node_joined", "node=%s url=%s engine=%s state=%s", n->name, url,
              node_kind_name(jr.kind), node_admin_name(n->admin));
@@ -297,10 +296,9 @@ void join_handle(struct gw *g, struct http_request *req)
     }
     n->kind = jr.kind;
     n->joined_ms = wall_ms();
-    registry_set_str(&n->discovery_json,
-                     jr.discovery ? json_object_to_json_string_ext(jr.discovery,
-                                                                   JSON_C_TO_STRING_PLAIN)
-                                  : NULL);
+    registry_set_str(
+        &n->discovery_json,
+        jr.discovery ? json_object_to_json_string_ext(jr.discovery, JSON_C_TO_STRING_PLAIN) : NULL);
     if (jr.version.len) {
         char ver[JOIN_MAX_VERSION + 1];
         memcpy(ver, jr.version.p, jr.version.len);

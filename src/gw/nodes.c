@@ -46,8 +46,8 @@ static void snapshot(const struct node *n, struct store_node *r, struct store_la
     r->engine = n->via_agent ? (char *)node_kind_name(n->kind) : NULL;
     r->admin = (char *)node_admin_name(n->admin);
     r->secret_hash = n->secret_hash;
-    for (size_t i = 0; i < n->n_labels; i++) labels[i] = (struct store_label){n->labels[i].key,
-                                                                            n->labels[i].value};
+    for (size_t i = 0; i < n->n_labels; i++)
+        labels[i] = (struct store_label){n->labels[i].key, n->labels[i].value};
     r->labels = labels;
     r->n_labels = n->from_config ? 0 : n->n_labels; /* the file owns static nodes' labels */
     r->discovery_json = n->discovery_json;
@@ -124,8 +124,8 @@ static void load_inventory(struct node *n, const char *json)
         for (size_t i = 0; i < k; i++) {
             struct json_object *e = json_object_array_get_idx(root, i);
             if (json_object_is_type(e, json_type_string))
-                ids[m++] = (struct strv){json_object_get_string(e),
-                                         (size_t)json_object_get_string_len(e)};
+                ids[m++] =
+                    (struct strv){json_object_get_string(e), (size_t)json_object_get_string_len(e)};
         }
         registry_set_models(n, ids, m);
         xfree(ids);
@@ -182,8 +182,7 @@ int nodes_load(struct gw *g, struct gw_error *err)
         }
         if (!agent) {
             if (!in_config(&g->cfg, r->name)) {
-                LOGI("node_forgotten", "node=%s reason=\"no longer in the config file\"",
-                     r->name);
+                LOGI("node_forgotten", "node=%s reason=\"no longer in the config file\"", r->name);
                 store_delete_node(g->store, r->name, NULL, NULL);
             }
             continue; /* applied below, with the file's address */

@@ -41,13 +41,13 @@ struct node {
     struct node_label *labels;
     size_t n_labels;
 
-    bool from_config;     /* listed in the config file (not joined): the file owns it */
-    bool via_agent;       /* joined through `drover agent`; kind is the engine behind it */
-    char *secret_hash;    /* owned, agents only: hex SHA-256 of the node secret, or NULL */
-    char *discovery_json; /* owned, agents only: what the agent reported, or NULL */
-    char *agent_version;  /* owned, may be NULL */
+    bool from_config;              /* listed in the config file (not joined): the file owns it */
+    bool via_agent;                /* joined through `drover agent`; kind is the engine behind it */
+    char *secret_hash;             /* owned, agents only: hex SHA-256 of the node secret, or NULL */
+    char *discovery_json;          /* owned, agents only: what the agent reported, or NULL */
+    char *agent_version;           /* owned, may be NULL */
     int64_t created_ms, joined_ms; /* unix ms: first seen, last join (0: never) */
-    bool dirty;           /* live state changed since it was last written to the store */
+    bool dirty;                    /* live state changed since it was last written to the store */
 
     enum node_admin admin;
 

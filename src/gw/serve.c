@@ -194,6 +194,7 @@ static void close_all(struct serve *s)
 {
     struct gw *g = &s->g;
     health_stop(g);
+    ops_stop(g);
     nodes_flush_stop(g);
     if (g->api_srv) http_server_close(g->api_srv, NULL, NULL);
     if (g->admin_srv) http_server_close(g->admin_srv, NULL, NULL);
@@ -380,6 +381,11 @@ int serve_main(int argc, char **argv)
         store_close(g->store);
         return 2;
     }
+    if (ops_start(g, &err)) {
+        fprintf(stderr, "drover serve: operations: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
     nodes_flush_dirty(g); /* static nodes' rows before serving */
     nodes_flush_start(g);
     health_start(g);
@@ -396,8 +402,8 @@ int serve_main(int argc, char **argv)
     uv_check_init(g->loop, &s.drain_check);
     s.drain_check.data = &s;
 
-    LOGI("start", "listen=%s admin=%s nodes=%zu config=%s store=%s", api_addr, admin_addr,
-         g->reg.n, s.config_path ? s.config_path : "-", sc.path);
+    LOGI("start", "listen=%s admin=%s nodes=%zu config=%s store=%s", api_addr, admin_addr, g->reg.n,
+         s.config_path ? s.config_path : "-", sc.path);
     printf("drover-serve ready listen=%s admin=%s\n", api_addr, admin_addr);
     fflush(stdout);
 
