@@ -4,8 +4,6 @@
 #include <stddef.h>
 
 const struct drover_command drover_commands[] = {
-    {"serve", serve_main},
-    {"sim", sim_main},
-    {"nodes", nodes_main},
-    {NULL, NULL},
+    {"serve", serve_main}, {"sim", sim_main}, {"nodes", nodes_main},
+    {"ops", ops_main},     {NULL, NULL},
 };

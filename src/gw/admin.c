@@ -347,6 +347,21 @@ void admin_handle(struct http_request *req, void *ctx)
             return;
         }
     }
+    if (strv_eq_cstr(path, "/admin/v1/inventory") && strv_eq_cstr(req->method, "GET")) {
+        ops_inventory(g, req, NULL);
+        return;
+    }
+    if (strv_eq_cstr(path, "/admin/v1/inventory/upgrades") && strv_eq_cstr(req->method, "GET")) {
+        /* ?target=model:NAME (no percent-decoding needed for our names) */
+        char target[300] = "";
+        struct strv q = req->query, pre = STRV_LIT("target=");
+        if (strv_starts_with(q, pre) && q.len - pre.len < sizeof target) {
+            memcpy(target, q.p + pre.len, q.len - pre.len);
+            target[q.len - pre.len] = '\0';
+        }
+        ops_inventory(g, req, target);
+        return;
+    }
     if (strv_eq_cstr(path, "/admin/v1/testing/clock") && strv_eq_cstr(req->method, "POST")) {
         ops_testing_clock(g, req);
         return;

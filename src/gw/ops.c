@@ -938,3 +938,234 @@ void ops_testing_clock(struct gw *g, struct http_request *req)
     int len = snprintf(out, sizeof out, "{\"now_ms\":%lld}", (long long)ops_now_ms(g));
     (void)http_respond_json(req, 200, NULL, 0, out, (size_t)len);
 }
+
+/* ---- inventory and the upgrade check ----------------------------------------------------- */
+
+/* GET /admin/v1/inventory: every approved agent node's models and backends with version and
+ * digest, asked of the agents at once (bounded by the probe timeout). GET
+ * /admin/v1/inventory/upgrades?target=model:NAME compares each node's digest of the target
+ * with the latest digest the agent knows, else with the digest most nodes have. */
+struct inv_node {
+    struct inv *inv;
+    struct node *node;
+    struct http_call *call;
+    int status;
+    struct buf body;
+    const char *error;
+};
+
+struct inv {
+    struct gw *g;
+    struct http_request *req;
+    struct inv_node *nodes;
+    size_t n;
+    unsigned pending;
+    char target[300]; /* upgrades: the target asked about; "" for the plain inventory */
+};
+
+static void inv_abort(struct http_request *req, void *ctx)
+{
+    (void)req;
+    ((struct inv *)ctx)->req = NULL;
+}
+
+/* Finds the item named name in the node's answer list "models" or "backends". */
+static struct json_object *inv_item(struct json_object *root, bool model, const char *name)
+{
+    struct json_object *arr = NULL;
+    if (!root || json_get_arr(root, model ? "models" : "backends", &arr)) return NULL;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *it = json_object_array_get_idx(arr, i);
+        struct strv n;
+        if (json_get_str(it, "name", &n) == 0 && strv_eq_cstr(n, name)) return it;
+    }
+    return NULL;
+}
+
+static int emit_upgrades(struct inv *inv, struct buf *b)
+{
+    bool model = strncmp(inv->target, "model:", 6) == 0;
+    const char *name = strchr(inv->target, ':') + 1;
+    struct json_object **roots = xcalloc(inv->n ? inv->n : 1, sizeof *roots);
+    for (size_t i = 0; i < inv->n; i++)
+        if (!inv->nodes[i].error)
+            roots[i] = json_parse_strict(inv->nodes[i].body.p ? inv->nodes[i].body.p : "",
+                                         inv->nodes[i].body.len, 16, NULL);
+    /* the reference: the digest most nodes have */
+    const char *ref = NULL;
+    size_t best = 0;
+    for (size_t i = 0; i < inv->n; i++) {
+        struct strv d;
+        struct json_object *it = inv_item(roots[i], model, name);
+        if (!it || json_get_str(it, "digest", &d)) continue;
+        size_t count = 0;
+        for (size_t j = 0; j < inv->n; j++) {
+            struct strv e;
+            struct json_object *jt = inv_item(roots[j], model, name);
+            if (jt && json_get_str(jt, "digest", &e) == 0 && strv_eq(d, e)) count++;
+        }
+        if (count > best)
+            best = count, ref = json_object_get_string(json_object_object_get(it, "digest"));
+    }
+    int rc = buf_append_cstr(b, "{\"target\":");
+    if (!rc) rc = json_append_str(b, inv->target, strlen(inv->target));
+    if (!rc) rc = buf_append_cstr(b, ",\"fleet_digest\":");
+    if (!rc) rc = str_or_null(b, ref);
+    if (!rc) rc = buf_append_cstr(b, ",\"nodes\":[");
+    size_t k = 0;
+    for (size_t i = 0; i < inv->n && !rc; i++) {
+        struct json_object *it = inv_item(roots[i], model, name);
+        if (!it && !inv->nodes[i].error) continue;
+        struct strv d = STRV_NULL, latest = STRV_NULL;
+        bool has_d = it && json_get_str(it, "digest", &d) == 0;
+        bool has_latest = it && json_get_str(it, "latest_digest", &latest) == 0;
+        if (k++) rc = buf_append_cstr(b, ",");
+        if (!rc) rc = buf_append_cstr(b, "{\"node\":");
+        if (!rc)
+            rc = json_append_str(b, inv->nodes[i].node->name, strlen(inv->nodes[i].node->name));
+        if (!rc) rc = buf_append_cstr(b, ",\"digest\":");
+        if (!rc) rc = has_d ? json_append_str(b, d.p, d.len) : buf_append_cstr(b, "null");
+        if (!rc) rc = buf_append_cstr(b, ",\"latest_digest\":");
+        if (!rc)
+            rc = has_latest ? json_append_str(b, latest.p, latest.len) : buf_append_cstr(b, "null");
+        bool outdated = has_d && ((has_latest && !strv_eq(d, latest)) ||
+                                  (!has_latest && ref && !strv_eq_cstr(d, ref)));
+        const char *why = !has_d       ? "no digest known"
+                          : has_latest ? "compared with the latest digest the node knows"
+                                       : "compared with the digest most nodes have";
+        if (inv->nodes[i].error) why = inv->nodes[i].error;
+        if (!rc) rc = buf_appendf(b, ",\"outdated\":%s,\"basis\":", outdated ? "true" : "false");
+        if (!rc) rc = json_append_str(b, why, strlen(why));
+        if (!rc) rc = buf_append_cstr(b, "}");
+    }
+    if (!rc) rc = buf_append_cstr(b, "]}");
+    for (size_t i = 0; i < inv->n; i++)
+        if (roots[i]) json_object_put(roots[i]);
+    xfree(roots);
+    return rc;
+}
+
+static void inv_finish(struct inv *inv)
+{
+    if (inv->req) {
+        struct buf b;
+        buf_init(&b, 256u << 20);
+        int rc = 0;
+        if (inv->target[0]) {
+            rc = emit_upgrades(inv, &b);
+        } else {
+            rc = buf_append_cstr(&b, "{\"nodes\":[");
+            for (size_t i = 0; i < inv->n && !rc; i++) {
+                struct inv_node *in = &inv->nodes[i];
+                if (i) rc = buf_append_cstr(&b, ",");
+                if (!rc) rc = buf_append_cstr(&b, "{\"name\":");
+                if (!rc) rc = json_append_str(&b, in->node->name, strlen(in->node->name));
+                struct json_object *root =
+                    in->error
+                        ? NULL
+                        : json_parse_strict(in->body.p ? in->body.p : "", in->body.len, 16, NULL);
+                struct json_object *m = NULL, *bk = NULL;
+                if (root &&
+                    (json_get_arr(root, "models", &m) || json_get_arr(root, "backends", &bk)))
+                    in->error = "the agent's inventory has no models or backends list";
+                if (!rc && !in->error) {
+                    rc = buf_appendf(&b, ",\"models\":%s,\"backends\":%s,\"error\":null",
+                                     json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN),
+                                     json_object_to_json_string_ext(bk, JSON_C_TO_STRING_PLAIN));
+                } else if (!rc) {
+                    rc = buf_append_cstr(&b, ",\"models\":[],\"backends\":[],\"error\":");
+                    if (!rc) rc = json_append_str(&b, in->error, strlen(in->error));
+                }
+                if (root) json_object_put(root);
+                if (!rc) rc = buf_append_cstr(&b, "}");
+            }
+            if (!rc) rc = buf_append_cstr(&b, "]}");
+        }
+        http_request_on_abort(inv->req, NULL, NULL);
+        (void)http_respond_json(inv->req, rc ? 500 : 200, NULL, 0, b.p, b.len);
+        buf_free(&b);
+    }
+    for (size_t i = 0; i < inv->n; i++) buf_free(&inv->nodes[i].body);
+    xfree(inv->nodes);
+    xfree(inv);
+}
+
+static void inv_head(struct http_call *c, const struct http_response_head *h, void *ctx)
+{
+    (void)c;
+    ((struct inv_node *)ctx)->status = h->status;
+}
+
+static void inv_data(struct http_call *c, const char *p, size_t len, void *ctx)
+{
+    struct inv_node *in = ctx;
+    if (buf_append(&in->body, p, len)) {
+        http_call_cancel(c);
+        in->call = NULL;
+        in->error = "inventory too large";
+        if (--in->inv->pending == 0) inv_finish(in->inv);
+    }
+}
+
+static void inv_done(struct http_call *c, const struct http_call_result *res, void *ctx)
+{
+    (void)c;
+    struct inv_node *in = ctx;
+    in->call = NULL;
+    if (res->err)
+        in->error = "the agent did not answer";
+    else if (in->status != 200)
+        in->error = "the agent refused the inventory request";
+    if (--in->inv->pending == 0) inv_finish(in->inv);
+}
+
+void ops_inventory(struct gw *g, struct http_request *req, const char *target)
+{
+    if (target) {
+        bool is_model;
+        if (!target_is_valid(target, &is_model))
+            return answer_error(req, 400, "invalid_target", "target",
+                                "'target' must be model:NAME or backend:NAME");
+    }
+    struct inv *inv = xcalloc(1, sizeof *inv);
+    inv->g = g;
+    inv->req = req;
+    if (target) snprintf(inv->target, sizeof inv->target, "%s", target);
+    inv->nodes = xcalloc(g->reg.n ? g->reg.n : 1, sizeof *inv->nodes);
+    for (size_t i = 0; i < g->reg.n; i++) {
+        struct node *n = g->reg.nodes[i];
+        if (!n->via_agent || !n->api_key ||
+            (n->admin != ADMIN_APPROVED && n->admin != ADMIN_DRAINING))
+            continue;
+        struct inv_node *in = &inv->nodes[inv->n++];
+        in->inv = inv;
+        in->node = n;
+        buf_init(&in->body, 4u << 20);
+    }
+    http_request_on_abort(req, inv_abort, inv);
+    inv->pending = 1;
+    for (size_t i = 0; i < inv->n; i++) {
+        struct inv_node *in = &inv->nodes[i];
+        char auth[512];
+        snprintf(auth, sizeof auth, "Bearer %s", in->node->api_key);
+        struct http_header h = {STRV_LIT("Authorization"), strv_from_cstr(auth)};
+        struct http_client_request rq = {
+            .host = in->node->host,
+            .port = in->node->port,
+            .method = STRV_LIT("GET"),
+            .target = STRV_LIT("/drover/v1/inventory"),
+            .headers = &h,
+            .n_headers = 1,
+            .connect_timeout_ms = g->cfg.connect_timeout_ms,
+            .total_timeout_ms = g->cfg.probe_timeout_ms,
+        };
+        static const struct http_client_callbacks cbs = {inv_head, inv_data, inv_done};
+        inv->pending++;
+        if (http_client_request(g->client, &rq, &cbs, in, &in->call)) {
+            in->call = NULL;
+            in->error = "could not ask the agent";
+            inv->pending--;
+        }
+    }
+    if (--inv->pending == 0) inv_finish(inv);
+}
