@@ -4,99 +4,19 @@ gateway side is tested on its own. The real `drover agent` is exercised in test_
 
 Everything runs on loopback; every wait is bounded; every process is ended by its pid.
 """
-import hashlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+from fake_agent import MODEL, FakeAgent  # noqa: E402
 from harness import DROVER, Check, Proc, request  # noqa: E402
 
 check = Check("registry")
 JOIN = "join-token-1"
 ADMIN = "admin-token-1"
-MODEL = "fake-model"
-
-
-class FakeAgent:
-    """An agent as the gateway sees it: /drover/v1/health and a chat endpoint, both behind
-    Bearer H where H = hex(SHA-256(secret))."""
-
-    def __init__(self, name):
-        self.name = name
-        self.secret = None
-        self.chats = 0
-        self.auth_seen = []
-        agent = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _send(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _authorized(self):
-                want = agent.key()
-                got = self.headers.get("Authorization", "")
-                agent.auth_seen.append(got)
-                return want is not None and got == "Bearer " + want
-
-            def do_GET(self):
-                if not self._authorized():
-                    return self._send(401, {"error": {"message": "no", "code": "unauthorized"}})
-                if self.path == "/drover/v1/health":
-                    return self._send(200, {
-                        "status": "ok", "in_flight": 0, "queued": 0,
-                        "engine": {"kind": "openai", "url": "x", "reachable": True},
-                        "models": [{"id": MODEL, "status": "loaded", "capabilities": ["chat"],
-                                    "in_flight": 0},
-                                   {"id": "cold-model", "status": "on_disk",
-                                    "capabilities": ["chat"], "in_flight": 0}]})
-                return self._send(404, {"error": {"message": "nope"}})
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                self.rfile.read(n)
-                if not self._authorized():
-                    return self._send(401, {"error": {"message": "no", "code": "unauthorized"}})
-                agent.chats += 1
-                return self._send(200, {
-                    "id": "x", "object": "chat.completion", "model": MODEL,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                                 "finish_reason": "stop"}]})
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.srv.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def key(self):
-        return hashlib.sha256(self.secret.encode()).hexdigest() if self.secret else None
-
-    def join_body(self, **extra):
-        b = {"name": self.name, "url": self.url, "engine": "openai",
-             "labels": {"zone": "a"}, "agent_version": "test",
-             "discovery": {"hostname": self.name, "cpus": 2, "gpus": []}}
-        if self.secret:
-            b["secret"] = self.secret
-        b.update(extra)
-        return b
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 def start_gw(db, extra=(), env=None):
