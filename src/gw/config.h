@@ -15,6 +15,8 @@
 #include "base/log.h"
 #include "gw/registry.h"
 
+struct cat_model;
+
 struct gw_node_config {
     char *name, *url, *api_key; /* owned; api_key may be NULL */
     enum node_kind kind;
@@ -58,6 +60,14 @@ struct gw_config {
 
     struct gw_node_config *nodes;
     size_t n_nodes;
+
+    struct cat_model **models; /* owned: the catalogue entries of the file */
+    size_t n_models;
+
+    uint64_t reconcile_interval_ms; /* replicas reconciler period */
+    uint64_t replica_idle_ms;       /* an extra replica idle this long is unloaded */
+    uint64_t load_wait_ms;          /* how long a request waits for a cold load or capacity */
+    uint64_t load_timeout_ms;       /* one load on an agent */
 };
 
 void gw_config_defaults(struct gw_config *cfg);

@@ -59,15 +59,29 @@ static void parse_agent_health(struct probe *pr, struct json_object *root)
     size_t n = json_object_array_length(arr);
     if (n > PROBE_MAX_MODELS) n = PROBE_MAX_MODELS;
     struct strv *ids = xcalloc(n ? n : 1, sizeof *ids);
-    size_t k = 0;
+    struct strv *disk = xcalloc(n ? n : 1, sizeof *disk);
+    int64_t *sizes = xcalloc(n ? n : 1, sizeof *sizes);
+    size_t k = 0, d = 0;
     for (size_t i = 0; i < n; i++) {
         struct json_object *m = json_object_array_get_idx(arr, i);
         struct strv id, st;
         if (json_get_str(m, "id", &id) || id.len == 0) continue;
-        if (json_get_str(m, "status", &st) == 0 && !strv_eq_cstr(st, "loaded")) continue;
+        if (json_get_str(m, "status", &st) == 0 && !strv_eq_cstr(st, "loaded")) {
+            /* on disk (or loading): placement may send requests or a load there */
+            disk[d++] = id;
+            continue;
+        }
+        if (json_get_int(m, "size_mb", &sizes[k]) || sizes[k] < 0) sizes[k] = 0;
         ids[k++] = id;
     }
     registry_set_models(pr->node, ids, k);
+    for (size_t i = 0; i < k; i++) {
+        struct node_model *nm = node_model_find(pr->node, ids[i]);
+        if (nm && sizes[i]) nm->size_mb = (uint64_t)sizes[i];
+    }
+    registry_set_disk(pr->node, disk, d);
+    xfree(sizes);
+    xfree(disk);
     xfree(ids);
     registry_probe_ok(&g->reg, pr->node, gw_now_ms(g));
 }

@@ -299,6 +299,8 @@ void join_handle(struct gw *g, struct http_request *req)
     registry_set_str(
         &n->discovery_json,
         jr.discovery ? json_object_to_json_string_ext(jr.discovery, JSON_C_TO_STRING_PLAIN) : NULL);
+    registry_set_facts_from_discovery(n, n->discovery_json);
+    registry_generation++; /* a node joined or changed: infeasible models may fit now */
     if (jr.version.len) {
         char ver[JOIN_MAX_VERSION + 1];
         memcpy(ver, jr.version.p, jr.version.len);

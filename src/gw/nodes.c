@@ -199,6 +199,7 @@ int nodes_load(struct gw *g, struct gw_error *err)
         n->via_agent = true;
         registry_set_str(&n->secret_hash, r->secret_hash);
         registry_set_str(&n->discovery_json, r->discovery_json);
+        registry_set_facts_from_discovery(n, n->discovery_json);
         for (size_t l = 0; l < r->n_labels; l++)
             registry_set_label(n, r->labels[l].key, r->labels[l].value);
         apply_row(g, n, r);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
 
@@ -39,9 +40,18 @@ static void free_models(struct node *n)
     n->n_models = 0;
 }
 
+static void free_disk(struct node *n)
+{
+    for (size_t i = 0; i < n->n_disk; i++) xfree(n->disk[i]);
+    xfree(n->disk);
+    n->disk = NULL;
+    n->n_disk = 0;
+}
+
 static void node_free(struct node *n)
 {
     free_models(n);
+    free_disk(n);
     for (size_t i = 0; i < n->n_labels; i++) {
         xfree(n->labels[i].key);
         xfree(n->labels[i].value);
@@ -150,6 +160,7 @@ int registry_add(struct registry *reg, const char *name, const char *url, enum n
 
 int registry_set_label(struct node *n, const char *key, const char *value)
 {
+    registry_generation++;
     for (size_t i = 0; i < n->n_labels; i++) {
         if (strcmp(n->labels[i].key, key) == 0) {
             xfree(n->labels[i].value);
@@ -166,6 +177,7 @@ int registry_set_label(struct node *n, const char *key, const char *value)
 
 bool registry_del_label(struct node *n, const char *key)
 {
+    registry_generation++;
     for (size_t i = 0; i < n->n_labels; i++) {
         if (strcmp(n->labels[i].key, key) == 0) {
             xfree(n->labels[i].key);
@@ -214,6 +226,8 @@ void registry_tombstone(struct node *n)
     registry_set_str(&n->discovery_json, NULL);
     registry_clear_labels(n);
     free_models(n);
+    free_disk(n);
+    n->facts_known = false;
     n->inventory_known = false;
     n->live = LIVE_UNKNOWN;
     n->ever_healthy = false;
@@ -281,8 +295,77 @@ void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
     free_models(n);
     n->models = models;
     n->n_models = count;
+    if (!same) registry_generation++;
     n->inventory_known = true;
     if (!same) n->dirty = true;
+}
+
+uint64_t registry_generation;
+
+void registry_set_disk(struct node *n, const struct strv *ids, size_t n_ids)
+{
+    bool same = n_ids == n->n_disk;
+    for (size_t i = 0; i < n_ids && same; i++) same = node_has_on_disk(n, ids[i]);
+    if (same) return;
+    free_disk(n);
+    n->disk = n_ids ? xcalloc(n_ids, sizeof *n->disk) : NULL;
+    for (size_t i = 0; i < n_ids; i++) n->disk[n->n_disk++] = xstrndup(ids[i].p, ids[i].len);
+    registry_generation++;
+}
+
+bool node_has_on_disk(const struct node *n, struct strv model)
+{
+    for (size_t i = 0; i < n->n_disk; i++)
+        if (strv_eq_cstr(model, n->disk[i])) return true;
+    return false;
+}
+
+void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uint64_t now_ms)
+{
+    struct node_model *m = node_model_find(n, id);
+    if (!m) {
+        n->models = xrealloc(n->models, (n->n_models + 1) * sizeof *n->models);
+        m = &n->models[n->n_models++];
+        memset(m, 0, sizeof *m);
+        m->id = xstrndup(id.p, id.len);
+        n->dirty = true;
+    }
+    if (size_mb) m->size_mb = size_mb;
+    m->last_used_ms = now_ms;
+}
+
+void registry_model_unloaded(struct node *n, struct strv id)
+{
+    for (size_t i = 0; i < n->n_models; i++) {
+        if (!strv_eq_cstr(id, n->models[i].id)) continue;
+        xfree(n->models[i].id);
+        n->models[i] = n->models[--n->n_models];
+        n->dirty = true;
+        registry_generation++;
+        return;
+    }
+}
+
+void registry_set_facts_from_discovery(struct node *n, const char *json)
+{
+    n->devices = 0;
+    n->vram_total_mb = 0;
+    n->facts_known = false;
+    if (!json) return;
+    struct json_object *root = json_parse_strict(json, strlen(json), 16, NULL);
+    if (!root) return;
+    struct json_object *gpus = NULL;
+    if (json_get_arr(root, "gpus", &gpus) == 0) {
+        n->facts_known = true;
+        for (size_t i = 0; i < json_object_array_length(gpus); i++) {
+            int64_t mb = 0;
+            n->devices++;
+            if (json_get_int(json_object_array_get_idx(gpus, i), "vram_total_mb", &mb) == 0 &&
+                mb > 0)
+                n->vram_total_mb += (uint64_t)mb;
+        }
+    }
+    json_object_put(root);
 }
 
 bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms)

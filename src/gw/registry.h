@@ -25,6 +25,7 @@ struct node_model {
     unsigned caps_absent; /* CAP_* bits the node proved it lacks for this model */
     unsigned inflight;
     uint64_t last_used_ms;
+    uint64_t size_mb; /* what the node says the model takes, 0 when unknown */
 };
 
 struct node_label {
@@ -68,9 +69,15 @@ struct node {
     unsigned streams_active;
     uint64_t last_stream_byte_ms;
 
-    struct node_model *models;
+    struct node_model *models; /* loaded: servable now */
     size_t n_models;
     bool inventory_known;
+    char **disk; /* owned ids the node has on disk but not loaded (agents) */
+    size_t n_disk;
+    /* hardware facts for placement, from the agent's discovery */
+    unsigned devices;
+    uint64_t vram_total_mb;
+    bool facts_known;
 
     uint64_t requests_total, faults_total;
     void *health; /* owned by the health module */
@@ -132,6 +139,16 @@ bool node_is_cooled(const struct node *n, uint64_t now_ms);
  * with ids (copied), keeping what was learned about models that stay. */
 struct node_model *node_model_find(const struct node *n, struct strv model);
 void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids);
+/* Replaces the on-disk list (copied). */
+void registry_set_disk(struct node *n, const struct strv *ids, size_t n_ids);
+bool node_has_on_disk(const struct node *n, struct strv model);
+/* Adds one loaded model (a cold load finished) or removes it (unloaded). */
+void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uint64_t now_ms);
+void registry_model_unloaded(struct node *n, struct strv id);
+/* Reads devices and VRAM from a discovery object's JSON (docs/node_api.md). */
+void registry_set_facts_from_discovery(struct node *n, const char *discovery_json);
+/* Bumped on every change that can make an infeasible model feasible (join, labels, unload). */
+extern uint64_t registry_generation;
 
 /* Probe results with rise/fall debounce. Returns true when liveness changed. */
 bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms);
