@@ -38,15 +38,15 @@ struct store {
     uv_async_t async; /* store thread → loop thread: completions are waiting */
     uv_thread_t thread;
     uv_mutex_t mu;
-    uv_cond_t work_cond;          /* → store thread: a job was queued, or stop */
-    uv_cond_t wait_cond;          /* → waiters: a sync job finished, or the thread went idle */
-    struct job *q_head, *q_tail;  /* queued, not run yet (mu) */
-    struct job *d_head, *d_tail;  /* run, completion not called yet (mu) */
-    bool is_running_job;          /* (mu) */
-    bool is_stopping;             /* (mu) the thread exits once the queue is empty */
-    bool is_closing;              /* loop thread only */
-    unsigned n_inflight;          /* loop thread only: async jobs whose completion is pending */
-    sqlite3 *db;                  /* the store thread's while it runs */
+    uv_cond_t work_cond;         /* → store thread: a job was queued, or stop */
+    uv_cond_t wait_cond;         /* → waiters: a sync job finished, or the thread went idle */
+    struct job *q_head, *q_tail; /* queued, not run yet (mu) */
+    struct job *d_head, *d_tail; /* run, completion not called yet (mu) */
+    bool is_running_job;         /* (mu) */
+    bool is_stopping;            /* (mu) the thread exits once the queue is empty */
+    bool is_closing;             /* loop thread only */
+    unsigned n_inflight;         /* loop thread only: async jobs whose completion is pending */
+    sqlite3 *db;                 /* the store thread's while it runs */
     int schema_version;
     char *path;
 };
@@ -157,7 +157,8 @@ static void on_async(uv_async_t *h)
     struct store *s = h->data;
     /* One at a time, re-reading the list: a completion may call store_close, which drains the
      * rest itself. */
-    while (!s->is_closing && complete_one(s)) {}
+    while (!s->is_closing && complete_one(s)) {
+    }
 }
 
 static void on_async_closed(uv_handle_t *h)
@@ -191,7 +192,10 @@ int store_sync(struct store *s, store_run_fn run, void *ctx, struct gw_error *er
     return j.rc;
 }
 
-int store_schema_version(const struct store *s) { return s->schema_version; }
+int store_schema_version(const struct store *s)
+{
+    return s->schema_version;
+}
 
 void store_close(struct store *s)
 {
@@ -291,16 +295,15 @@ static int configure(sqlite3 *db, const char *path, bool is_memory, unsigned bus
                      struct gw_error *err)
 {
     sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, busy_timeout_ms ? (int)busy_timeout_ms
-                                             : STORE_DEFAULT_BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(db,
+                         busy_timeout_ms ? (int)busy_timeout_ms : STORE_DEFAULT_BUSY_TIMEOUT_MS);
     if (!is_memory && sqlite3_db_readonly(db, "main") == 1)
         return gw_error_set(err, GW_E_IO, "%s: opened read-only (not writable)", path);
     /* A read first: a corrupt or foreign file fails here, before any write. */
     int rc = pragma(db, "SELECT count(*) FROM sqlite_master", NULL, 0);
     if ((rc & 0xff) == SQLITE_NOTADB)
         return gw_error_set(err, GW_E_INVALID, "%s: not a SQLite database", path);
-    if (rc != SQLITE_OK)
-        return gw_error_set(err, GW_E_IO, "%s: %s", path, sqlite3_errmsg(db));
+    if (rc != SQLITE_OK) return gw_error_set(err, GW_E_IO, "%s: %s", path, sqlite3_errmsg(db));
 
     char mode[32];
     if (pragma(db, "PRAGMA journal_mode=WAL", mode, sizeof mode) != SQLITE_OK)

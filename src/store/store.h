@@ -77,14 +77,13 @@ struct store_node {
     int64_t created_ms, updated_ms; /* unix ms */
 };
 
-/* Deep copy and free (all strings owned). */
+/* Deep copy, and release of every string and the labels (all owned). */
 void store_node_copy(struct store_node *dst, const struct store_node *src);
 void store_node_clear(struct store_node *n);
 
 /* All nodes, by name. Start-up only (synchronous). *out is an array to free with
  * store_nodes_free. */
-int store_load_nodes(struct store *s, struct store_node **out, size_t *n,
-                     struct gw_error *err) WUR;
+int store_load_nodes(struct store *s, struct store_node **out, size_t *n, struct gw_error *err) WUR;
 void store_nodes_free(struct store_node *v, size_t n);
 
 /* Asynchronous upsert of the whole row, labels included (replaced), in one transaction. The

@@ -42,7 +42,10 @@ static const char *const migrations[] = {
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };
 
-int store_migrations_count(void) { return N_MIGRATIONS; }
+int store_migrations_count(void)
+{
+    return N_MIGRATIONS;
+}
 
 int store_db_error(sqlite3 *db, const char *what, struct gw_error *err)
 {
@@ -50,7 +53,10 @@ int store_db_error(sqlite3 *db, const char *what, struct gw_error *err)
     return gw_error_set(err, code, "%s: %s", what, sqlite3_errmsg(db));
 }
 
-static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
+static int exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
 
 static int read_version(sqlite3 *db, int *out)
 {

@@ -11,7 +11,10 @@
 #include "base/mem.h"
 #include "store/store_impl.h"
 
-static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
 
 void store_node_copy(struct store_node *dst, const struct store_node *src)
 {
@@ -119,8 +122,8 @@ static int put_labels(sqlite3 *db, const struct store_node *n, struct gw_error *
     int rc = 0;
     if (sqlite3_prepare_v2(db, "DELETE FROM node_labels WHERE node = ?1", -1, &del, NULL) !=
             SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT INTO node_labels (node, key, value) VALUES (?1, ?2, ?3)",
-                           -1, &ins, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(db, "INSERT INTO node_labels (node, key, value) VALUES (?1, ?2, ?3)", -1,
+                           &ins, NULL) != SQLITE_OK) {
         rc = store_db_error(db, "prepare labels", err);
         goto out;
     }

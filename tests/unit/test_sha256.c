@@ -116,9 +116,9 @@ static void test_random_bytes_large(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nist_vectors),      cmocka_unit_test(test_million_a),
+        cmocka_unit_test(test_nist_vectors),       cmocka_unit_test(test_million_a),
         cmocka_unit_test(test_padding_boundaries), cmocka_unit_test(test_secret_equal),
-        cmocka_unit_test(test_random_secret),     cmocka_unit_test(test_random_bytes_large),
+        cmocka_unit_test(test_random_secret),      cmocka_unit_test(test_random_bytes_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,7 +72,10 @@ static int teardown(void **state)
     return 0;
 }
 
-static void on_watchdog(uv_timer_t *t) { *(bool *)t->data = true; }
+static void on_watchdog(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
 
 /* Runs the loop until *flag or the watchdog fires; fails the test on the latter. */
 static void run_until(uv_loop_t *loop, const bool *flag)
@@ -232,8 +235,12 @@ static void test_memory_roundtrip(void **state)
     make_node(&n, "gpu-01", hash);
     put_wait(f, s, &n, 0);
     /* A second node with every optional field NULL and zero counters. */
-    struct store_node m = {.name = "a-static", .url = "http://127.0.0.1:8081", .kind = "openai",
-                           .admin = "pending", .created_ms = 1, .updated_ms = 2};
+    struct store_node m = {.name = "a-static",
+                           .url = "http://127.0.0.1:8081",
+                           .kind = "openai",
+                           .admin = "pending",
+                           .created_ms = 1,
+                           .updated_ms = 2};
     put_wait(f, s, &m, 0);
 
     struct store_node *v = NULL;
@@ -354,8 +361,8 @@ static bool row_visible_elsewhere(const char *path, const char *name)
     bool found = false;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM nodes WHERE name = ?1", -1, &st,
-                               NULL) == SQLITE_OK) {
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM nodes WHERE name = ?1", -1, &st, NULL) ==
+            SQLITE_OK) {
             sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
             found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
         }
@@ -387,8 +394,12 @@ static void put_many(struct store *s, struct done_rec *d, struct order_ctx *o, i
     for (int i = 0; i < n; i++) {
         char name[16];
         snprintf(name, sizeof name, "n%02d", i);
-        struct store_node node = {.name = name, .url = "http://x", .kind = "vllm",
-                                  .admin = "approved", .created_ms = i, .updated_ms = i};
+        struct store_node node = {.name = name,
+                                  .url = "http://x",
+                                  .kind = "vllm",
+                                  .admin = "approved",
+                                  .created_ms = i,
+                                  .updated_ms = i};
         o[i] = (struct order_ctx){.d = d, .i = i, .path = path};
         store_put_node(s, &node, on_ordered_done, &o[i]); /* node is copied: name may change */
     }
