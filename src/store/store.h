@@ -64,7 +64,7 @@ struct store_node {
     char *url;         /* agent or engine base URL */
     char *kind;        /* "agent", "openai", "llamacpp", "ollama", "vllm" */
     char *engine;      /* for agents: the engine kind behind it; else NULL */
-    char *admin;       /* "pending", "approved", "draining" */
+    char *admin;       /* "pending", "approved", "draining", "removed" (a tombstone) */
     char *secret_hash; /* hex SHA-256 of the node secret, or NULL */
     struct store_label *labels;
     size_t n_labels;

@@ -4,6 +4,8 @@
  * the same file at once cannot apply one twice. Runs on store_open's thread, before the store
  * thread starts. */
 #include "store/store_impl.h"
+#include "store/store_ops.h"
+#include "store/store_catalogue.h"
 
 #include <string.h>
 
@@ -19,7 +21,7 @@ static const char *const migrations[] = {
     "  url TEXT NOT NULL,"
     "  kind TEXT NOT NULL CHECK (kind IN ('agent', 'openai', 'llamacpp', 'ollama', 'vllm')),"
     "  engine TEXT CHECK (engine IS NULL OR engine IN ('openai', 'llamacpp', 'ollama', 'vllm')),"
-    "  admin TEXT NOT NULL CHECK (admin IN ('pending', 'approved', 'draining')),"
+    "  admin TEXT NOT NULL CHECK (admin IN ('pending', 'approved', 'draining', 'removed')),"
     "  secret_hash TEXT CHECK (secret_hash IS NULL OR"
     "    (length(secret_hash) = 64 AND secret_hash NOT GLOB '*[^0-9a-f]*')),"
     "  discovery_json TEXT,"
@@ -38,6 +40,10 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  PRIMARY KEY (node, key)"
     ") STRICT, WITHOUT ROWID;",
+    /* 2: durable fleet operations and their dead letters (docs/ops.md) */
+    store_ops_schema_sql,
+    /* 3: catalogue entries added through the admin API (the file's are not stored) */
+    store_catalogue_schema_sql,
 };
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };

@@ -31,7 +31,7 @@
 #include "base/sha256.h"
 #include "store/store.h"
 
-enum { WATCHDOG_MS = 10000, N_MIGRATIONS = 1 };
+enum { WATCHDOG_MS = 10000, N_MIGRATIONS = 3 }; /* nodes, ops, catalogue */
 
 /* ---- fixture -------------------------------------------------------------------------- */
 
