@@ -307,13 +307,19 @@ void join_handle(struct gw *g, struct http_request *req)
         ver[jr.version.len] = '\0';
         registry_set_str(&n->agent_version, ver);
     }
-    json_object_put(root);
+    char presented[65] = "";
+    if (jr.secret.len == 64) {
+        memcpy(presented, jr.secret.p, 64);
+        presented[64] = '\0';
+    }
+    json_object_put(root); /* jr's views die here */
 
     char secret[65] = "";
     bool issued = false;
     if (n->admin == ADMIN_APPROVED || n->admin == ADMIN_DRAINING) {
         char h[65] = "";
-        if (jr.secret.len == 64) sha256_hex(jr.secret.p, 64, h);
+        if (presented[0]) sha256_hex(presented, 64, h);
+        memset(presented, 0, sizeof presented);
         if (!n->secret_hash || !secret_equal(h, n->secret_hash)) {
             if (issue_secret(n, secret)) {
                 return answer_error(req, 500, "internal_error", NULL,
