@@ -909,7 +909,7 @@ void ops_admin(struct gw *g, struct http_request *req, struct strv rest)
         strv_eq(strv_sub(rest, rest.len - suf.len, rest.len), suf)) {
         if (!post) return answer_error(req, 405, "method_not_allowed", NULL, "use POST");
         uint64_t id;
-        if (strv_to_u64(strv_sub(rest, pre.len, rest.len - suf.len), &id))
+        if (strv_to_u64(strv_sub(rest, pre.len, rest.len - suf.len - pre.len), &id))
             return answer_error(req, 404, "op_not_found", NULL, "no such dead letter");
         return retry_dead(g, req, (int64_t)id);
     }

@@ -5,6 +5,7 @@ tested on its own; the real agent has its own tests."""
 import hashlib
 import http.server
 import json
+import socket
 import threading
 
 MODEL = "fake-model"
@@ -27,8 +28,20 @@ class FakeAgent:
         self.lock = threading.Lock()
         agent = self
 
+        self.conns = set()
+
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with agent.lock:
+                    agent.conns.add(self.connection)
+
+            def finish(self):
+                with agent.lock:
+                    agent.conns.discard(self.connection)
+                super().finish()
 
             def log_message(self, *a):
                 pass
@@ -104,8 +117,16 @@ class FakeAgent:
         return b
 
     def close(self):
+        """Stops listening and cuts every open connection, as a machine that went away."""
         self.srv.shutdown()
         self.srv.server_close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def ops_for(self, op_id):
         with self.lock:
