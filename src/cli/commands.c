@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 const struct drover_command drover_commands[] = {
+    {"agent", agent_main},
     {"serve", serve_main},
     {"sim", sim_main},
     {NULL, NULL},
