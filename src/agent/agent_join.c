@@ -291,7 +291,9 @@ static int resolve(char *host, size_t cap, struct gw_error *err)
     rc = getnameinfo(res->ai_addr, res->ai_addrlen, num, sizeof num, NULL, 0, NI_NUMERICHOST);
     freeaddrinfo(res);
     if (rc != 0) return gw_error_set(err, GW_E_INVALID, "gateway: cannot resolve '%s'", host);
-    snprintf(host, cap, "%s", num);
+    size_t n = strlen(num);
+    if (n >= cap) return gw_error_set(err, GW_E_INVALID, "gateway: address of '%s' too long", host);
+    memcpy(host, num, n + 1);
     return 0;
 }
 
