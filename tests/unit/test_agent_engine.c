@@ -25,6 +25,29 @@ static const char LLAMA_MODELS[] =
     "\"owned_by\":\"llamacpp\",\"meta\":{\"vocab_type\":2,\"n_vocab\":151936,\"n_ctx_train\":"
     "32768,\"n_embd\":896,\"n_params\":494032768,\"size\":491400032}}]}";
 
+/* Recorded from llama-server b11669 (Debian) with --metrics --slots, tiny test model. */
+static const char LLAMA_MODELS_B11669[] =
+    "{\"models\":[{\"name\":\"tiny-llama\",\"model\":\"tiny-llama\",\"modified_at\":\"\",\"size\":"
+    "\"\",\"digest\":\"\",\"type\":\"model\",\"description\":\"\",\"tags\":[\"\"],\"capabilities\":"
+    "["
+    "\"completion\"],\"parameters\":\"\",\"details\":{\"parent_model\":\"\",\"format\":\"gguf\","
+    "\"family\":\"\",\"families\":[\"\"],\"parameter_size\":\"\",\"quantization_level\":\"\"}}],"
+    "\"object\":\"list\",\"data\":[{\"id\":\"tiny-llama\",\"aliases\":[\"tiny-llama\"],\"tags\":[],"
+    "\"object\":\"model\",\"architecture\":{\"input_modalities\":[\"text\"],\"output_modalities\":["
+    "\"text\"]},\"created\":1795394757,\"owned_by\":\"llamacpp\",\"meta\":{\"vocab_type\":7,"
+    "\"n_vocab\":128,\"n_ctx\":256,\"n_ctx_train\":256,\"n_embd\":256,\"n_params\":1185116,"
+    "\"size\":4740464,\"ftype\":\"(guessed) all F32\"}}]}";
+static const char LLAMA_SLOTS_B11669[] = "[{\"id\":0,\"n_ctx\":256,\"speculative\":false,"
+                                         "\"is_processing\":false},{\"id\":1,\"n_ctx\":256,"
+                                         "\"speculative\":false,\"is_processing\":true}]";
+static const char LLAMA_METRICS_B11669[] = "llamacpp:prompt_tokens_total 0\n"
+                                           "llamacpp:prompt_tokens_cached_total 0\n"
+                                           "llamacpp:n_decode_total 0\n"
+                                           "llamacpp:n_tokens_max 0\n"
+                                           "llamacpp:requests_processing 1\n"
+                                           "llamacpp:requests_deferred 0\n"
+                                           "llamacpp:n_busy_slots_per_decode 0\n";
+
 static const char LLAMA_SLOTS[] =
     "[{\"id\":0,\"id_task\":12,\"n_ctx\":2048,\"speculative\":false,\"is_processing\":true,"
     "\"params\":{\"n_predict\":-1,\"seed\":4294967295,\"temperature\":0.800000011920929},"
@@ -115,6 +138,33 @@ static void test_oai_models(void **state)
     assert_int_not_equal(agent_engine_parse_oai_models(LIT("{\"object\":\"list\"}"), &l, &err), 0);
     assert_int_not_equal(agent_engine_parse_oai_models(LIT("<html>"), &l, &err), 0);
     node_api_models_free(&l);
+}
+
+static void test_llama_b11669(void **state)
+{
+    (void)state;
+    struct agent_engine_bodies b;
+    memset(&b, 0, sizeof b);
+    b.wanted[AGENT_EP_MODELS] = b.wanted[AGENT_EP_SLOTS] = b.wanted[AGENT_EP_METRICS] = true;
+    b.status[AGENT_EP_MODELS] = b.status[AGENT_EP_SLOTS] = b.status[AGENT_EP_METRICS] = 200;
+    b.body[AGENT_EP_MODELS] = strv_make(LIT(LLAMA_MODELS_B11669));
+    b.body[AGENT_EP_SLOTS] = strv_make(LIT(LLAMA_SLOTS_B11669));
+    b.body[AGENT_EP_METRICS] = strv_make(LIT(LLAMA_METRICS_B11669));
+    struct agent_engine_view v;
+    memset(&v, 0, sizeof v);
+    agent_engine_build(NODE_API_ENGINE_LLAMACPP, &b, &v);
+    assert_true(v.reachable);
+    assert_int_equal(v.models.n, 1);
+    assert_string_equal(v.models.v[0].id, "tiny-llama");
+    assert_int_equal(v.models.v[0].in_flight, 1);
+    assert_int_equal(v.running, 1);
+    assert_int_equal(v.queued, 0);
+    agent_engine_view_free(&v);
+    uint32_t busy, total;
+    assert_int_equal(
+        agent_engine_parse_llamacpp_slots(LIT(LLAMA_SLOTS_B11669), &busy, &total, NULL), 0);
+    assert_int_equal(busy, 1);
+    assert_int_equal(total, 2);
 }
 
 static void test_slots(void **state)
@@ -317,6 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oai_models),
         cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_llama_b11669),
         cmocka_unit_test(test_prom),
         cmocka_unit_test(test_ollama_lists),
         cmocka_unit_test(test_build_llamacpp),
