@@ -468,6 +468,9 @@ static int start_call(struct agent_fetch *f, int i, const char *method, const ch
         .connect_timeout_ms = 3000,
         .first_byte_timeout_ms = total_ms,
         .total_timeout_ms = total_ms,
+        /* a few calls per probe: a fresh connection costs little and never meets a pooled one
+         * the engine closed while idle (which would read as "engine down") */
+        .no_reuse = true,
     };
     static const struct http_client_callbacks cbs = {f_head, f_data, f_done};
     int rc = http_client_request(e->client, &req, &cbs, c, &c->call);

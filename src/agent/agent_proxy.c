@@ -18,15 +18,18 @@
 
 struct aproxy {
     struct agent *a;
-    struct http_request *req; /* NULL once the gateway left */
-    struct http_call *call;   /* NULL once the engine call ended */
-    struct http_header *up_hdrs;
+    struct http_request *req;    /* NULL once the gateway left */
+    struct http_call *call;      /* NULL once the engine call ended */
+    struct http_header *up_hdrs; /* values borrowed from the request (and auth) */
+    size_t n_up_hdrs;
+    char auth[320];
     char model[NODE_API_MAX_ID];
     uint64_t start_ms;
     int status;
     uint64_t bytes;
     bool head_sent;
     bool paused;
+    bool retried; /* the stale-connection retry was used */
 };
 
 static const char *const hop_by_hop[] = {
@@ -126,11 +129,22 @@ static bool is_timeout(int err)
            err == GW_E_IDLE_TIMEOUT || err == GW_E_TOTAL_TIMEOUT;
 }
 
+static void start_call(struct aproxy *p, bool fresh);
+
 static void on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
 {
     struct aproxy *p = ctx;
     (void)call;
     p->call = NULL;
+    if (!res->got_head && res->reused_conn && !p->retried && !is_timeout(res->err)) {
+        /* The engine closed a pooled connection while it was idle: nothing reached it, so
+         * the same request goes again, once, on a fresh connection. */
+        p->retried = true;
+        LOGD("engine_stale_conn", "id=%llu err=%s", (unsigned long long)p->req->id,
+             gw_strerror(res->err));
+        start_call(p, true);
+        return;
+    }
     /* After the ending call the request is gone; if the gateway already left, its abort
      * callback must not find p, which is freed here in every case. */
     struct http_request *req = p->req;
@@ -201,6 +215,33 @@ static void body_model(struct strv body, char *out, size_t cap)
     json_object_put(root);
 }
 
+static void start_call(struct aproxy *p, bool fresh)
+{
+    struct agent *a = p->a;
+    struct http_request *req = p->req;
+    struct http_client_request creq = {
+        .host = a->engine.host,
+        .port = a->engine.port,
+        .method = req->method,
+        .target = req->target,
+        .headers = p->up_hdrs,
+        .n_headers = p->n_up_hdrs,
+        .body = req->body,
+        .connect_timeout_ms = 3000,
+        .first_byte_timeout_ms = a->cfg.first_byte_timeout_ms,
+        .idle_timeout_ms = a->cfg.first_byte_timeout_ms,
+        .no_reuse = fresh,
+    };
+    static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
+    int rc = http_client_request(a->client, &creq, &cbs, p, &p->call);
+    if (rc) {
+        p->call = NULL;
+        p->retried = true;
+        struct http_call_result res = {.err = rc};
+        on_done(NULL, &res, p);
+    }
+}
+
 void agent_proxy_handle(struct agent *a, struct http_request *req)
 {
     struct aproxy *p = xcalloc(1, sizeof *p);
@@ -216,30 +257,12 @@ void agent_proxy_handle(struct agent *a, struct http_request *req)
     size_t nh = 0;
     for (size_t i = 0; i < req->n_headers; i++)
         if (!is_hop(req->headers[i].name)) p->up_hdrs[nh++] = req->headers[i];
-    char auth[320];
     if (a->engine.api_key) {
-        snprintf(auth, sizeof auth, "Bearer %s", a->engine.api_key);
-        p->up_hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
+        snprintf(p->auth, sizeof p->auth, "Bearer %s", a->engine.api_key);
+        p->up_hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(p->auth)};
     }
-    struct http_client_request creq = {
-        .host = a->engine.host,
-        .port = a->engine.port,
-        .method = req->method,
-        .target = req->target,
-        .headers = p->up_hdrs,
-        .n_headers = nh,
-        .body = req->body,
-        .connect_timeout_ms = 3000,
-        .first_byte_timeout_ms = a->cfg.first_byte_timeout_ms,
-        .idle_timeout_ms = a->cfg.first_byte_timeout_ms,
-    };
+    p->n_up_hdrs = nh;
     http_request_on_abort(req, on_abort, p);
     http_request_on_drain(req, on_drain, p);
-    static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
-    int rc = http_client_request(a->client, &creq, &cbs, p, &p->call);
-    if (rc) {
-        p->call = NULL;
-        struct http_call_result res = {.err = rc};
-        on_done(NULL, &res, p);
-    }
+    start_call(p, false);
 }

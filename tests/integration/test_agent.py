@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import sys
@@ -251,6 +252,47 @@ def test_ollama(agent, sim, secret):
     check.ok(st == 200 and CHAT in tags.decode(), "GET /api/tags proxied")
 
 
+FAKE_SMI = """#!/bin/sh
+# stands in for nvidia-smi: the CSV query, or the banner without arguments
+if [ $# -eq 0 ]; then
+  echo "| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15      CUDA Version: 12.4     |"
+  exit 0
+fi
+echo "0, NVIDIA A10, 23028, 22000, 8.6, 550.54.15"
+echo "1, NVIDIA L4, 23034, [N/A], 8.9, 550.54.15"
+"""
+
+
+def test_detected_discovery(sim, secret, state):
+    smi = os.path.join(TMP, "nvidia-smi")
+    with open(smi, "w") as f:
+        f.write(FAKE_SMI)
+    os.chmod(smi, 0o755)
+    agent = start_agent("openai", sim.port, state, "--nvidia-smi", smi, config=False)
+    try:
+        st, _, body = request(agent.port, "GET", "/drover/v1/discovery", headers=auth(secret))
+        d = json.loads(body)
+        check.eq(st, 200, "detected discovery status")
+        check.eq(d["hostname"], socket.gethostname(), "hostname detected")
+        check.eq(d["cpus"], os.cpu_count(), "cpus detected")
+        check.ok(d["ram_mb"] > 0 and d["kernel"] == os.uname().release, "ram and kernel")
+        check.eq(d["gpus"], [
+            {"index": 0, "name": "NVIDIA A10", "vram_total_mb": 23028, "vram_free_mb": 22000,
+             "compute_capability": "8.6", "driver_version": "550.54.15", "cuda_version": "12.4"},
+            {"index": 1, "name": "NVIDIA L4", "vram_total_mb": 23034,
+             "compute_capability": "8.9", "driver_version": "550.54.15", "cuda_version": "12.4"},
+        ], "GPUs from nvidia-smi output")
+    finally:
+        check.eq(agent.stop(), 0, "agent exits 0 (detected discovery run)")
+    agent = start_agent("openai", sim.port, state, "--nvidia-smi",
+                        os.path.join(TMP, "no-such-smi"), config=False)
+    try:
+        d = json.loads(request(agent.port, "GET", "/drover/v1/discovery", headers=auth(secret))[2])
+        check.eq(d["gpus"], [], "no nvidia-smi: no GPUs")
+    finally:
+        agent.stop()
+
+
 def test_engine_down(secret, state):
     agent = start_agent("openai", free_port(), state)
     try:
@@ -297,6 +339,29 @@ def test_disconnect(secret, state):
         st, _, _ = request(agent.port, "POST", "/v1/chat/completions", chat_body(False, 2),
                            headers=auth(secret))
         check.eq(st, 200, "the freed slot serves the next request")
+
+        # SIGTERM while a stream runs: the stream completes, then the agent exits 0
+        s = socket.create_connection(("127.0.0.1", agent.port), timeout=10)
+        body = json.dumps(chat_body(True, 12)).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s"
+                  b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                  % (key_of(secret).encode(), len(body), body))
+        got = s.recv(4096)
+        agent.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not got.endswith(b"0\r\n\r\n") and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        check.ok(b"data: [DONE]" in got and got.endswith(b"0\r\n\r\n"),
+                 "stream in flight at SIGTERM completes: %r" % got[-60:])
+        try:
+            agent.p.wait(timeout=10)
+        except Exception:
+            pass
+        check.eq(agent.p.returncode, 0, "agent exits 0 after draining")
     finally:
         check.eq(agent.stop(), 0, "agent exits 0 (disconnect run)")
         slow.stop()
@@ -372,9 +437,10 @@ def test_join(sim):
     state = os.path.join(d, "agent.state")
     url = "http://127.0.0.1:%d" % gw.port
     agent = start_agent("ollama", sim.port, state, "--gateway", url, "--join-token", TOKEN,
-                        "--poll-interval", "5s")
+                        "--poll-interval", "60s")
     try:
-        wait_for(lambda: gw.count() >= 2, "two pending joins (poll_ms from the answer)", 10)
+        # a second join within 5 s proves the answer's poll_ms (100) overrides the 60 s
+        wait_for(lambda: gw.count() >= 2, "two pending joins (poll_ms from the answer)", 5)
         j = gw.last()
         check.eq(j["name"], "node-ollama", "join name")
         check.eq(j["url"], "http://127.0.0.1:%d" % agent.port, "join url is the advertised one")
@@ -462,6 +528,7 @@ def main():
         procs.append(a_oll)
         test_ollama(a_oll, sim, secret)
         check.eq(a_oll.stop(), 0, "agent exits 0 on SIGTERM (ollama run)")
+        test_detected_discovery(sim, secret, state)
         test_engine_down(secret, state)
         test_disconnect(secret, state)
         test_join(sim)
