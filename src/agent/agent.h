@@ -57,6 +57,10 @@ struct agent {
     uint64_t poll_ms;
     char join_state[24]; /* "", "pending", "approved", "refused" */
 
+    /* GPU refresh (free VRAM changes) */
+    struct agent_gpu_probe *gpu;
+    uv_timer_t gpu_timer;
+
     /* lifecycle */
     bool stopping;
     unsigned term_count;

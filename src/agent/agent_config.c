@@ -38,6 +38,7 @@ static const struct key_def keys[] = {
     {"first_byte_timeout", K_DURATION, OFF(first_byte_timeout_ms), 10, 86400000},
     {"load_timeout", K_DURATION, OFF(load_timeout_ms), 10, 86400000},
     {"shutdown_grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
+    {"discovery_interval", K_DURATION, OFF(discovery_interval_ms), 100, 86400000},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0},
 };
 #undef OFF
@@ -55,6 +56,7 @@ static void defaults(struct agent_config *c)
     c->first_byte_timeout_ms = 600000;
     c->load_timeout_ms = 600000;
     c->shutdown_grace_ms = 30000;
+    c->discovery_interval_ms = 60000;
     c->log_level = LOG_INFO;
 }
 

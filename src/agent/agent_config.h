@@ -29,6 +29,7 @@ struct agent_config {
     uint64_t first_byte_timeout_ms; /* proxied requests; 10 min */
     uint64_t load_timeout_ms;       /* load/unload; 10 min */
     uint64_t shutdown_grace_ms;     /* 30 s */
+    uint64_t discovery_interval_ms; /* GPU refresh; 60 s */
     enum log_level log_level;
     /* discovery override: fields present here replace detected ones */
     char *discovery_json; /* the override as JSON text (from YAML), NULL for none */

@@ -3,13 +3,16 @@
  * nvidia-smi through popen under `timeout` so a wedged driver cannot hang the agent. */
 #include "agent/agent_discovery.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "base/strv.h"
 
 enum { DISCOVERY_MAX_READ = 256 * 1024 };
@@ -213,4 +216,152 @@ void agent_discovery_collect(struct node_api_discovery *d, const char *nvidia_sm
     if (n && agent_discovery_parse_cuda_version(buf, n, cuda, sizeof cuda) == 0)
         for (size_t i = 0; i < d->n_gpus; i++)
             snprintf(d->gpus[i].cuda_version, sizeof d->gpus[i].cuda_version, "%s", cuda);
+}
+
+/* --- periodic GPU refresh ------------------------------------------------------------------ */
+
+struct agent_gpu_probe {
+    uv_loop_t *loop;
+    char *prog;
+    uv_process_t proc;
+    uv_pipe_t out;
+    struct buf buf;
+    int open_handles;
+    bool running, exited, eof, freeing;
+    int64_t exit_status;
+    agent_gpu_done_fn *done;
+    void *ctx;
+};
+
+struct agent_gpu_probe *agent_gpu_probe_new(uv_loop_t *loop, const char *prog)
+{
+    if (!prog || !prog[0] || strcmp(prog, "off") == 0 || !safe_prog(prog)) return NULL;
+    struct agent_gpu_probe *p = xcalloc(1, sizeof *p);
+    p->loop = loop;
+    p->prog = xstrdup(prog);
+    buf_init(&p->buf, DISCOVERY_MAX_READ);
+    return p;
+}
+
+static void probe_release(struct agent_gpu_probe *p)
+{
+    if (p->open_handles > 0 || !p->freeing) return;
+    buf_free(&p->buf);
+    xfree(p->prog);
+    xfree(p);
+}
+
+static void probe_closed(uv_handle_t *h)
+{
+    struct agent_gpu_probe *p = h->data;
+    p->open_handles--;
+    if (p->open_handles == 0) {
+        p->running = false;
+        if (!p->freeing && p->done) {
+            int rc = p->exit_status == 0 && p->buf.len ? 0 : GW_E_INVALID;
+            p->done(rc, p->buf.p ? p->buf.p : "", p->buf.len, p->ctx);
+        }
+        buf_reset(&p->buf);
+    }
+    probe_release(p);
+}
+
+static void probe_maybe_close(struct agent_gpu_probe *p)
+{
+    if (!p->exited || !p->eof) return;
+    if (!uv_is_closing((uv_handle_t *)&p->proc)) uv_close((uv_handle_t *)&p->proc, probe_closed);
+    if (!uv_is_closing((uv_handle_t *)&p->out)) uv_close((uv_handle_t *)&p->out, probe_closed);
+}
+
+static void probe_exit(uv_process_t *proc, int64_t status, int sig)
+{
+    struct agent_gpu_probe *p = proc->data;
+    p->exit_status = sig ? -1 : status;
+    p->exited = true;
+    probe_maybe_close(p);
+}
+
+static void probe_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    static char slab[64 * 1024];
+    (void)h;
+    (void)hint;
+    *b = uv_buf_init(slab, sizeof slab);
+}
+
+static void probe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct agent_gpu_probe *p = s->data;
+    if (n > 0) {
+        if (buf_append(&p->buf, b->base, (size_t)n)) p->exit_status = -1;
+        return;
+    }
+    if (n < 0) {
+        uv_read_stop(s);
+        p->eof = true;
+        probe_maybe_close(p);
+    }
+}
+
+int agent_gpu_probe_run(struct agent_gpu_probe *p, agent_gpu_done_fn *done, void *ctx)
+{
+    if (p->running || p->freeing) return GW_E_STATE;
+    memset(&p->proc, 0, sizeof p->proc);
+    uv_pipe_init(p->loop, &p->out, 0);
+    p->out.data = p;
+    p->proc.data = p;
+    char *args[] = {"timeout",
+                    "10",
+                    p->prog,
+                    "--query-gpu=index,name,memory.total,memory.free,"
+                    "compute_cap,driver_version",
+                    "--format=csv,noheader,nounits",
+                    NULL};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
+        {.flags = UV_IGNORE},
+    };
+    uv_process_options_t opt = {
+        .exit_cb = probe_exit,
+        .file = "timeout",
+        .args = args,
+        .stdio = stdio,
+        .stdio_count = 3,
+    };
+    p->exited = p->eof = false;
+    p->exit_status = 0;
+    buf_reset(&p->buf);
+    p->done = done;
+    p->ctx = ctx;
+    p->open_handles = 1; /* the pipe */
+    int rc = uv_spawn(p->loop, &p->proc, &opt);
+    if (rc) {
+        /* libuv: the process handle must still be closed after a failed spawn */
+        p->open_handles = 2;
+        p->done = NULL;
+        p->running = true;
+        uv_close((uv_handle_t *)&p->proc, probe_closed);
+        uv_close((uv_handle_t *)&p->out, probe_closed);
+        return rc;
+    }
+    p->open_handles = 2;
+    p->running = true;
+    uv_read_start((uv_stream_t *)&p->out, probe_alloc, probe_read);
+    return 0;
+}
+
+void agent_gpu_probe_free(struct agent_gpu_probe *p)
+{
+    if (!p) return;
+    p->freeing = true;
+    if (!p->running) {
+        probe_release(p);
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&p->proc)) {
+        (void)uv_process_kill(&p->proc, SIGKILL);
+        uv_close((uv_handle_t *)&p->proc, probe_closed);
+    }
+    if (!uv_is_closing((uv_handle_t *)&p->out)) uv_close((uv_handle_t *)&p->out, probe_closed);
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "base/err.h"
 #include "proto/node_api.h"
 
@@ -32,5 +34,17 @@ int agent_discovery_parse_meminfo(const char *p, size_t len, int64_t *mb) WUR;
 /* Reads the machine into d (after node_api_discovery_init). nvidia_smi is the program to run
  * (NULL or "" or "off": no GPU probe); its absence or failure gives no GPUs. */
 void agent_discovery_collect(struct node_api_discovery *d, const char *nvidia_smi);
+
+/* --- periodic GPU refresh on the loop (free VRAM changes) ---------------------------------
+ * Runs `timeout 10 PROG <query>` with uv_spawn and hands its stdout to done (exit status 0
+ * only; rc < 0 otherwise). One run at a time per probe. Loop thread only. */
+struct agent_gpu_probe;
+typedef void agent_gpu_done_fn(int rc, const char *out, size_t len, void *ctx);
+/* Returns an owned probe, or NULL when prog is off/unsafe. */
+struct agent_gpu_probe *agent_gpu_probe_new(uv_loop_t *loop, const char *prog);
+/* Starts a run unless one is running (then returns GW_E_STATE; done is not called). */
+int agent_gpu_probe_run(struct agent_gpu_probe *p, agent_gpu_done_fn *done, void *ctx) WUR;
+/* Kills a running child and frees the probe from its close callbacks (done not called). */
+void agent_gpu_probe_free(struct agent_gpu_probe *p);
 
 #endif

@@ -51,9 +51,45 @@ static void usage(FILE *f)
 
 static struct agent g_agent; /* lives for the process */
 
+static void on_gpus(int rc, const char *out, size_t len, void *ctx)
+{
+    struct agent *a = ctx;
+    if (rc) {
+        LOGD("gpu_refresh", "ok=0 reason=\"%s failed\"", a->cfg.nvidia_smi);
+        return;
+    }
+    struct node_api_discovery *d = xmalloc(sizeof *d);
+    *d = a->disc;
+    struct gw_error err = {0};
+    if (agent_discovery_parse_nvidia_smi(out, len, d, &err)) {
+        LOGW("gpu_refresh", "ok=0 reason=\"%s\"", err.msg);
+        xfree(d);
+        return;
+    }
+    /* the CUDA version comes from the banner, read at start-up only */
+    for (size_t i = 0; i < d->n_gpus; i++)
+        for (size_t k = 0; k < a->disc.n_gpus; k++)
+            if (a->disc.gpus[k].index == d->gpus[i].index)
+                memcpy(d->gpus[i].cuda_version, a->disc.gpus[k].cuda_version,
+                       sizeof d->gpus[i].cuda_version);
+    if (agent_config_apply_discovery(&a->cfg, d, NULL) == 0) a->disc = *d;
+    xfree(d);
+}
+
+static void on_gpu_timer(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    if (!a->gpu || a->stopping) return;
+    int rc = agent_gpu_probe_run(a->gpu, on_gpus, a);
+    if (rc && rc != GW_E_STATE) LOGW("gpu_refresh", "ok=0 err=%s", gw_strerror(rc));
+}
+
 static void close_all(struct agent *a)
 {
     agent_join_stop(a);
+    uv_close((uv_handle_t *)&a->gpu_timer, NULL);
+    agent_gpu_probe_free(a->gpu);
+    a->gpu = NULL;
     if (a->srv) http_server_close(a->srv, NULL, NULL);
     a->srv = NULL;
     if (a->client) http_client_free(a->client);
@@ -289,6 +325,12 @@ int agent_main(int argc, char **argv)
     a->sigterm.data = a->sigint.data = a;
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
+    uv_timer_init(a->loop, &a->gpu_timer);
+    a->gpu_timer.data = a;
+    a->gpu = agent_gpu_probe_new(a->loop, a->cfg.nvidia_smi);
+    if (a->gpu && a->disc.n_gpus > 0)
+        uv_timer_start(&a->gpu_timer, on_gpu_timer, a->cfg.discovery_interval_ms,
+                       a->cfg.discovery_interval_ms);
     uv_timer_init(a->loop, &a->grace);
     a->grace.data = a;
     uv_check_init(a->loop, &a->drain_check);

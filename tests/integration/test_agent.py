@@ -258,7 +258,7 @@ if [ $# -eq 0 ]; then
   echo "| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15      CUDA Version: 12.4     |"
   exit 0
 fi
-echo "0, NVIDIA A10, 23028, 22000, 8.6, 550.54.15"
+echo "0, NVIDIA A10, 23028, $(cat "$(dirname "$0")/free-mb"), 8.6, 550.54.15"
 echo "1, NVIDIA L4, 23034, [N/A], 8.9, 550.54.15"
 """
 
@@ -268,7 +268,10 @@ def test_detected_discovery(sim, secret, state):
     with open(smi, "w") as f:
         f.write(FAKE_SMI)
     os.chmod(smi, 0o755)
-    agent = start_agent("openai", sim.port, state, "--nvidia-smi", smi, config=False)
+    with open(os.path.join(TMP, "free-mb"), "w") as f:
+        f.write("22000")
+    agent = start_agent("openai", sim.port, state, "--nvidia-smi", smi, "--set",
+                        "discovery_interval=100ms", config=False)
     try:
         st, _, body = request(agent.port, "GET", "/drover/v1/discovery", headers=auth(secret))
         d = json.loads(body)
@@ -282,6 +285,17 @@ def test_detected_discovery(sim, secret, state):
             {"index": 1, "name": "NVIDIA L4", "vram_total_mb": 23034,
              "compute_capability": "8.9", "driver_version": "550.54.15", "cuda_version": "12.4"},
         ], "GPUs from nvidia-smi output")
+        # free VRAM changes: the periodic refresh picks it up
+        with open(os.path.join(TMP, "free-mb.tmp"), "w") as f:
+            f.write("1000")
+        os.rename(os.path.join(TMP, "free-mb.tmp"), os.path.join(TMP, "free-mb"))
+
+        def free0():
+            d = json.loads(request(agent.port, "GET", "/drover/v1/discovery",
+                                   headers=auth(secret))[2])
+            return d["gpus"][0].get("vram_free_mb") == 1000 and d["gpus"][0]["cuda_version"]
+        check.eq(wait_for(free0, "free VRAM refreshed", 5), "12.4",
+                 "free VRAM refreshed, CUDA version kept")
     finally:
         check.eq(agent.stop(), 0, "agent exits 0 (detected discovery run)")
     agent = start_agent("openai", sim.port, state, "--nvidia-smi",
