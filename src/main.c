@@ -10,7 +10,6 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  serve    the gateway (client API, admin API, metrics)\n"
-               "  agent    the node agent, beside one inference engine\n"
                "  sim      a simulated inference engine (OpenAI + Ollama wire formats)\n"
                "  version  print the version\n"
                "\n"
