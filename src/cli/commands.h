@@ -18,5 +18,6 @@ int sim_main(int argc, char **argv);
 int serve_main(int argc, char **argv);
 int nodes_main(int argc, char **argv);
 int ops_main(int argc, char **argv);
+int agent_main(int argc, char **argv);
 
 #endif
