@@ -113,6 +113,17 @@ static void proxy_free(struct proxy *p)
     xfree(p);
 }
 
+/* The request, for its final answer: the abort callback is cleared first, because a client
+ * that left makes the answer fail with GW_E_CLOSED while the server still owes us its abort
+ * callback, which would then reach a freed proxy. p->req is NULL afterwards. */
+static struct http_request *take_req(struct proxy *p)
+{
+    struct http_request *req = p->req;
+    if (req) http_request_on_abort(req, NULL, NULL);
+    p->req = NULL;
+    return req;
+}
+
 static void log_request(struct proxy *p, int status, const char *outcome)
 {
     uint64_t dur_us = now_us() - p->start_us;
@@ -153,8 +164,8 @@ static void answer_failure(struct proxy *p, enum gw_answer a, uint64_t retry_aft
     };
     int status = gw_answer_info(a)->status;
     log_request(p, status, gw_answer_info(a)->code);
-    if (p->req) (void)gw_answer(p->req, a, &ctx, msg);
-    p->req = NULL;
+    struct http_request *req = take_req(p);
+    if (req) (void)gw_answer(req, a, &ctx, msg);
 }
 
 /* Counts the 5xx answers we held back: the request did not turn out to be poison. */
@@ -216,8 +227,8 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
     size_t n = answer_headers(p, h, att, sizeof att);
     p->v.stream = stream;
     log_request(p, status, "client_error");
-    if (p->req) (void)http_respond(p->req, status, h, n, out.p, out.len);
-    p->req = NULL;
+    struct http_request *req = take_req(p);
+    if (req) (void)http_respond(req, status, h, n, out.p, out.len);
     buf_free(&out);
 }
 
@@ -239,11 +250,11 @@ static void end_stream_with_error(struct proxy *p, const char *why)
     }
     p->g->metrics.stream_errors_total++;
     log_request(p, p->status ? p->status : 200, "stream_error");
-    if (p->req) {
-        if (!rc) (void)http_stream_write(p->req, ev.p, ev.len);
-        (void)http_stream_end(p->req);
+    struct http_request *req = take_req(p);
+    if (req) {
+        if (!rc) (void)http_stream_write(req, ev.p, ev.len);
+        (void)http_stream_end(req);
     }
-    p->req = NULL;
     buf_free(&ev);
 }
 
@@ -260,12 +271,10 @@ static void on_drain(struct http_request *req, void *ctx)
 static void on_abort(struct http_request *req, void *ctx)
 {
     struct proxy *p = ctx;
-    (void)req;
     p->req = NULL;
     p->g->metrics.client_disconnects_total++;
-    LOGI("client_gone", "id=%llu model=%s node=%s attempts=%u",
-         (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
-         p->attempts);
+    LOGI("client_gone", "id=%llu model=%s node=%s attempts=%u", (unsigned long long)req->id,
+         p->v.model, p->node ? p->node->name : "-", p->attempts);
     if (p->call) {
         /* Close the upstream at once so the GPU stops generating; no fault for the node. */
         http_call_cancel(p->call);
@@ -369,8 +378,8 @@ static void finish_success(struct proxy *p)
     p->node->requests_total++;
     if (p->head_sent) {
         log_request(p, p->status, "success");
-        if (p->req) (void)http_stream_end(p->req);
-        p->req = NULL;
+        struct http_request *req = take_req(p);
+        if (req) (void)http_stream_end(req);
         return;
     }
     if (!p->req) return;
@@ -379,8 +388,8 @@ static void finish_success(struct proxy *p)
     size_t n = answer_headers(p, h, att, sizeof att);
     metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
     log_request(p, p->status, "success");
-    (void)http_respond(p->req, p->status, h, n, p->body.p, p->body.len);
-    p->req = NULL;
+    struct http_request *req = take_req(p);
+    (void)http_respond(req, p->status, h, n, p->body.p, p->body.len);
 }
 
 static void on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
