@@ -338,6 +338,15 @@ void admin_handle(struct http_request *req, void *ctx)
         buf_free(&b);
         return;
     }
+    struct strv models_prefix = STRV_LIT("/admin/v1/models");
+    if (strv_starts_with(path, models_prefix)) {
+        struct strv rest = strv_sub(path, models_prefix.len, path.len);
+        if (rest.len == 0 || rest.p[0] == '/') {
+            if (rest.len == 1) rest.len = 0;
+            models_admin(g, req, rest);
+            return;
+        }
+    }
     struct strv ops_prefix = STRV_LIT("/admin/v1/ops");
     if (strv_starts_with(path, ops_prefix)) {
         struct strv rest = strv_sub(path, ops_prefix.len, path.len);

@@ -35,6 +35,23 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
     uint64_t now = gw_now_ms(g);
     int rc = buf_append_cstr(&out, ollama ? "{\"models\":[" : "{\"object\":\"list\",\"data\":[");
     size_t emitted = 0;
+    /* the catalogue first: every entry, with where it is loaded and where it could be */
+    for (size_t c = 0; c < g->cat.n && !rc && !ollama; c++) {
+        const struct cat_model *m = g->cat.v[c];
+        if (emitted++) rc = buf_append_cstr(&out, ",");
+        if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
+        if (!rc) rc = json_append_str(&out, m->id, strlen(m->id));
+        if (!rc)
+            rc = buf_append_cstr(&out, ",\"object\":\"model\",\"created\":0,"
+                                       "\"owned_by\":\"drover\",\"catalogued\":true,\"aliases\":[");
+        for (size_t a = 0; a < m->n_aliases && !rc; a++) {
+            if (a) rc = buf_append_cstr(&out, ",");
+            if (!rc) rc = json_append_str(&out, m->aliases[a], strlen(m->aliases[a]));
+        }
+        if (!rc) rc = buf_append_cstr(&out, "],");
+        if (!rc) rc = models_where_json(g, m, &out);
+        if (!rc) rc = buf_append_cstr(&out, "}");
+    }
     for (size_t i = 0; i < g->reg.n && !rc; i++) {
         const struct node *n = g->reg.nodes[i];
         if (!node_is_routable(&g->reg, n, now) || (ollama && n->kind != NODE_KIND_OLLAMA)) continue;
@@ -48,7 +65,7 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
                     continue;
                 dup = node_model_find(o, strv_from_cstr(id)) != NULL;
             }
-            if (dup) continue;
+            if (dup || (!ollama && catalogue_find(&g->cat, strv_from_cstr(id)))) continue;
             if (emitted++) rc = buf_append_cstr(&out, ",");
             if (ollama) {
                 if (!rc) rc = buf_append_cstr(&out, "{\"name\":");

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gw/catalogue.h"
 #include "gw/config.h"
 #include "gw/metrics.h"
 #include "gw/registry.h"
@@ -26,6 +27,9 @@ struct gw {
     struct store *store;    /* NULL: nothing is persisted */
     uv_timer_t flush_timer; /* nodes_flush_start */
     struct ops *ops;        /* ops.c */
+    struct load *loads;     /* loads.c: running cold loads and unloads */
+    struct catalogue cat;   /* catalogue.c: the file's entries and the API's */
+    uv_timer_t replicas_timer;
 };
 
 /* Milliseconds on the loop's clock (uv_now); tests that need to move time use the registry
@@ -67,6 +71,15 @@ void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req,
 void nodes_flush_dirty(struct gw *g);
 void nodes_flush_start(struct gw *g);
 void nodes_flush_stop(struct gw *g);
+
+/* models.c: the catalogue at run time and the replicas reconciler (DESIGN §6). */
+int models_load(struct gw *g, struct gw_error *err) WUR; /* the store's entries, then the file's */
+void models_apply_config(struct gw *g);                  /* after a reload */
+void models_admin(struct gw *g, struct http_request *req, struct strv rest); /* /admin/v1/models… */
+int models_where_json(struct gw *g, const struct cat_model *m, struct buf *b) WUR;
+void models_reconcile(struct gw *g); /* one pass (the timer calls it) */
+void models_start(struct gw *g);
+void models_stop(struct gw *g);
 
 /* ops.c: durable fleet operations (docs/ops.md). */
 int ops_start(struct gw *g, struct gw_error *err) WUR; /* load, prune, start the reconciler */

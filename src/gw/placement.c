@@ -99,8 +99,10 @@ struct node *placement_pick_cold(const struct catalogue *c, const struct registr
                                  bool (*skip)(const struct node *n, void *ctx), void *skip_ctx,
                                  bool *needs_evict, enum place_none *why)
 {
-    struct node *best_now = NULL, *best_evict = NULL;
-    uint64_t best_now_free = 0, best_evict_free = 0;
+    /* rank: [on disk][fits now] — a node that has the files loads without a download, a node
+     * with room loads without evicting; most free VRAM breaks ties */
+    struct node *best[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    uint64_t best_free[2][2] = {{0, 0}, {0, 0}};
     bool any_feasible = false, any_routable_feasible = false;
     *needs_evict = false;
     for (size_t i = 0; i < reg->n; i++) {
@@ -111,23 +113,25 @@ struct node *placement_pick_cold(const struct catalogue *c, const struct registr
         any_routable_feasible = true;
         if (node_model_find(n, strv_from_cstr(m->id))) continue; /* already there */
         if (skip && skip(n, skip_ctx)) continue;
-        uint64_t need = m->min_vram_mb;
         uint64_t free_mb = placement_free_mb(c, n);
-        if (free_mb >= need) {
-            if (!best_now || free_mb > best_now_free) best_now = n, best_now_free = free_mb;
-            continue;
+        bool fits = free_mb >= m->min_vram_mb;
+        if (!fits) {
+            const char *plan[64];
+            size_t k;
+            bool busy;
+            if (!placement_evict_plan(c, reg, n, m->min_vram_mb, now_ms, plan, 64, &k, &busy))
+                continue;
         }
-        const char *plan[64];
-        size_t k;
-        bool busy;
-        if (placement_evict_plan(c, reg, n, need, now_ms, plan, 64, &k, &busy) &&
-            (!best_evict || free_mb > best_evict_free))
-            best_evict = n, best_evict_free = free_mb;
+        int d = node_has_on_disk(n, strv_from_cstr(m->id)) ? 1 : 0, f = fits ? 1 : 0;
+        if (!best[d][f] || free_mb > best_free[d][f]) best[d][f] = n, best_free[d][f] = free_mb;
     }
-    if (best_now) return best_now;
-    if (best_evict) {
-        *needs_evict = true;
-        return best_evict;
+    static const int order[4][2] = {{1, 1}, {0, 1}, {1, 0}, {0, 0}};
+    for (int k = 0; k < 4; k++) {
+        struct node *n = best[order[k][0]][order[k][1]];
+        if (n) {
+            *needs_evict = order[k][1] == 0;
+            return n;
+        }
     }
     *why = !any_feasible            ? PLACE_NONE_INFEASIBLE
            : !any_routable_feasible ? PLACE_NONE_UNHEALTHY

@@ -43,8 +43,9 @@ bool placement_evict_plan(const struct catalogue *c, const struct registry *reg,
                           size_t cap, size_t *n_out, bool *busy);
 
 /* The node for a cold load of m: among routable agent nodes where m is feasible and not
- * loaded (skip, when given, is excluded: nodes with a load running, say), those where it
- * fits now, then those where it fits after evicting idle models; most free VRAM first.
+ * loaded (skip, when given, is excluded: nodes with a load running, say): first those that
+ * have it on disk and room now, then room now, then on disk after evicting idle models, then
+ * after evicting; most free VRAM first within each.
  * NULL when none; *why then says whether any feasible node exists at all. */
 enum place_none { PLACE_NONE_INFEASIBLE, PLACE_NONE_UNHEALTHY, PLACE_NONE_FULL };
 struct node *placement_pick_cold(const struct catalogue *c, const struct registry *reg,

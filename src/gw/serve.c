@@ -187,7 +187,8 @@ static void reload(struct serve *s)
     g->reg.cfg = g->cfg.reg;
     log_set_level(g->cfg.log_level);
     add_nodes(g, &g->cfg);
-    LOGI("config_reloaded", "nodes=%zu", g->cfg.n_nodes);
+    models_apply_config(g);
+    LOGI("config_reloaded", "nodes=%zu models=%zu", g->cfg.n_nodes, g->cfg.n_models);
 }
 
 static void close_all(struct serve *s)
@@ -195,6 +196,7 @@ static void close_all(struct serve *s)
     struct gw *g = &s->g;
     health_stop(g);
     ops_stop(g);
+    models_stop(g);
     nodes_flush_stop(g);
     if (g->api_srv) http_server_close(g->api_srv, NULL, NULL);
     if (g->admin_srv) http_server_close(g->admin_srv, NULL, NULL);
@@ -381,6 +383,12 @@ int serve_main(int argc, char **argv)
         store_close(g->store);
         return 2;
     }
+    if (models_load(g, &err)) {
+        fprintf(stderr, "drover serve: catalogue: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    models_start(g);
     if (ops_start(g, &err)) {
         fprintf(stderr, "drover serve: operations: %s\n", err.msg);
         store_close(g->store);
@@ -413,6 +421,7 @@ int serve_main(int argc, char **argv)
     uv_run(g->loop, UV_RUN_NOWAIT);
     uv_loop_close(g->loop);
     registry_free(&g->reg);
+    catalogue_free(&g->cat);
     metrics_free(&g->metrics);
     gw_config_free(&g->cfg);
     for (size_t i = 0; i < s.n_sets; i++) xfree(s.owned_sets[i]);

@@ -140,6 +140,11 @@ static void test_evict_never_pinned_or_min_replicas(void **state)
     registry_free(&reg);
 }
 
+static bool skip_named(const struct node *n, void *ctx)
+{
+    return strcmp(n->name, ctx) == 0;
+}
+
 static void test_pick_cold(void **state)
 {
     (void)state;
@@ -177,6 +182,14 @@ static void test_pick_cold(void **state)
     struct cat_model *one = cat(&c, "one-dev", 1, 1000, 0, false);
     struct node *roomy = add_node(&reg, "roomy", 1, 64000, true);
     assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, NULL, NULL, &evict, &why), roomy);
+    /* a node that has the files beats a roomier one that would have to fetch them */
+    struct node *has = add_node(&reg, "has", 1, 20000, true);
+    struct strv ids[1] = {STRV_LIT("one-dev")};
+    registry_set_disk(has, ids, 1);
+    assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, NULL, NULL, &evict, &why), has);
+    /* a skipped node (a load running there) is passed over */
+    assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, skip_named, "has", &evict, &why),
+                     roomy);
     (void)small;
     catalogue_free(&c);
     registry_free(&reg);
