@@ -10,7 +10,10 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  serve    the gateway (client API, admin API, metrics)\n"
+               "  agent    the node agent, beside one inference engine\n"
                "  sim      a simulated inference engine (OpenAI + Ollama wire formats)\n"
+               "  nodes    list and manage nodes through the admin API\n"
+               "  ops      durable fleet operations (install, upgrade, delete, load, unload)\n"
                "  version  print the version\n"
                "\n"
                "Run 'drover <command> --help' for a command's options.\n");

@@ -50,6 +50,8 @@ const char *gw_strerror(int code)
         return "bad state";
     case GW_E_DEPTH:
         return "too deep";
+    case GW_E_IO:
+        return "i/o error";
     default:
         break;
     }

@@ -24,6 +24,7 @@ enum gw_err_code {
     GW_E_CLOSED = -5012,             /* the connection is gone */
     GW_E_STATE = -5013,              /* call not allowed in the current state */
     GW_E_DEPTH = -5014,              /* JSON nesting deeper than allowed */
+    GW_E_IO = -5015,                 /* the kernel, a file or the database failed */
 };
 
 enum { GW_ERROR_MSG_BYTES = 256 };

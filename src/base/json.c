@@ -316,3 +316,59 @@ int json_append_str(struct buf *out, const char *s, size_t len)
     }
     return rc;
 }
+
+/* Skips a string token starting at p[i] == '"'; returns the index after its closing quote. */
+static size_t skip_string(const char *p, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (p[i] == '\\') {
+            i++;
+        } else if (p[i] == '"') {
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+int json_top_string_span(const char *p, size_t len, const char *key, size_t *start,
+                         size_t *end)
+{
+    size_t klen = strlen(key);
+    int depth = 0;
+    bool expect_key = false;
+    for (size_t i = 0; i < len;) {
+        char c = p[i];
+        if (c == '{' || c == '[') {
+            depth++;
+            expect_key = c == '{' && depth == 1;
+            i++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            i++;
+        } else if (c == ',') {
+            expect_key = depth == 1;
+            i++;
+        } else if (c == '"') {
+            size_t s = i, e = skip_string(p, len, i);
+            if (depth == 1 && expect_key) {
+                expect_key = false;
+                bool match = e - s - 2 == klen && memcmp(p + s + 1, key, klen) == 0;
+                i = e;
+                while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r' ||
+                                   p[i] == ':'))
+                    i++;
+                if (match) {
+                    if (i >= len || p[i] != '"') return GW_E_INVALID;
+                    *start = i;
+                    *end = skip_string(p, len, i);
+                    return 0;
+                }
+                continue;
+            }
+            i = e;
+        } else {
+            i++;
+        }
+    }
+    return GW_E_NOTFOUND;
+}

@@ -7,6 +7,7 @@
 #define DROVER_BASE_JSON_H
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -35,5 +36,12 @@ bool json_is_null(struct json_object *o, const char *key);
 /* Appends s as a JSON string literal (with quotes) to out; GW_E_LIMIT past out's cap. */
 struct buf;
 int json_append_str(struct buf *out, const char *s, size_t len) WUR;
+
+/* In a JSON text already validated by json_parse_strict whose root is an object, finds the
+ * top-level member key (no escapes in the key) and gives the byte span [start, end) of its
+ * value, quotes included, when that value is a string. GW_E_NOTFOUND when absent,
+ * GW_E_INVALID when not a string. Used to rewrite one value without re-serialising the rest. */
+int json_top_string_span(const char *p, size_t len, const char *key, size_t *start,
+                         size_t *end) WUR;
 
 #endif

@@ -4,7 +4,7 @@
 #include <stddef.h>
 
 const struct drover_command drover_commands[] = {
-    {"serve", serve_main},
-    {"sim", sim_main},
-    {NULL, NULL},
+    {"agent", agent_main}, /* one per line */
+    {"nodes", nodes_main}, {"ops", ops_main}, {"serve", serve_main},
+    {"sim", sim_main},     {NULL, NULL},
 };

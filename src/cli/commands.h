@@ -16,5 +16,8 @@ extern const struct drover_command drover_commands[]; /* ends with {NULL, NULL} 
 
 int sim_main(int argc, char **argv);
 int serve_main(int argc, char **argv);
+int nodes_main(int argc, char **argv);
+int ops_main(int argc, char **argv);
+int agent_main(int argc, char **argv);
 
 #endif

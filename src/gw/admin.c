@@ -6,20 +6,20 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 
 static bool authorized(const struct gw *g, const struct http_request *req)
 {
-    if (!g->cfg.admin_token) return true;
-    struct strv h = http_request_header(req, "Authorization");
-    if (!h.p || !strv_starts_with(h, STRV_LIT("Bearer "))) return false;
-    struct strv tok = strv_trim(strv_sub(h, 7, h.len));
-    struct strv want = strv_from_cstr(g->cfg.admin_token);
-    unsigned diff = tok.len != want.len;
-    for (size_t i = 0; i < want.len; i++)
-        diff |= (unsigned)(want.p[i] ^ (i < tok.len ? tok.p[i] : 0));
-    return diff == 0;
+    return !g->cfg.admin_token || gw_bearer_matches(req, g->cfg.admin_token);
+}
+
+static int str_field(struct buf *o, const char *key, const char *v);
+static int str_field_comma(struct buf *o, const char *key, const char *v)
+{
+    int rc = buf_append_cstr(o, ",");
+    return rc ? rc : str_field(o, key, v);
 }
 
 static int str_field(struct buf *o, const char *key, const char *v)
@@ -57,6 +57,15 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
             n->fail_streak);
     if (!rc)
         rc = str_field(o, "last_probe_error", n->last_probe_error[0] ? n->last_probe_error : NULL);
+    if (!rc)
+        rc = buf_appendf(o, ",\"source\":\"%s\",\"has_secret\":%s",
+                         n->from_config ? "config"
+                         : n->via_agent ? "agent"
+                                        : "cli",
+                         n->secret_hash ? "true" : "false");
+    if (!rc && n->via_agent) rc = str_field_comma(o, "agent_version", n->agent_version);
+    if (!rc && n->discovery_json)
+        rc = buf_appendf(o, ",\"discovery\":%s", n->discovery_json); /* validated at join */
     if (!rc) rc = buf_append_cstr(o, ",\"labels\":{");
     for (size_t i = 0; i < n->n_labels && !rc; i++) {
         if (i) rc = buf_append_cstr(o, ",");
@@ -98,73 +107,214 @@ static void error(struct http_request *req, int status, const char *code, const 
     respond_buf(req, status, &b);
 }
 
+/* Admin transitions of DESIGN §3. Returns NULL when allowed, else the 409 reason. */
+static const char *transition(struct node *n, struct strv action, enum node_admin *to)
+{
+    enum node_admin a = n->admin;
+    *to = a;
+    if (strv_eq_cstr(action, "approve")) {
+        if (a == ADMIN_REMOVED) return "a removed node cannot be approved; it must join again";
+        if (a == ADMIN_DRAINING) return "the node is draining; resume it instead";
+        *to = ADMIN_APPROVED;
+    } else if (strv_eq_cstr(action, "reject")) {
+        if (a != ADMIN_PENDING) return "only a pending node can be rejected; remove it instead";
+        *to = ADMIN_REMOVED;
+    } else if (strv_eq_cstr(action, "drain")) {
+        if (a == ADMIN_PENDING) return "a pending node cannot be drained";
+        if (a == ADMIN_REMOVED) return "a removed node cannot be drained";
+        *to = ADMIN_DRAINING;
+    } else if (strv_eq_cstr(action, "resume")) {
+        if (a != ADMIN_DRAINING && a != ADMIN_APPROVED)
+            return "only a draining node can be resumed";
+        *to = ADMIN_APPROVED;
+    } else if (strv_eq_cstr(action, "remove")) {
+        if (n->from_config) return "the node is listed in the config file; remove it there";
+        *to = ADMIN_REMOVED;
+    } else if (strv_eq_cstr(action, "recover")) {
+        if (a == ADMIN_REMOVED) return "a removed node cannot be recovered";
+    }
+    return NULL;
+}
+
+static void node_answer(struct gw *g, struct http_request *req, struct node *n, bool persist)
+{
+    struct buf b;
+    buf_init(&b, 1u << 20);
+    if (node_json(g, n, &b)) {
+        buf_free(&b);
+        return error(req, 500, "internal_error", "node too large to show");
+    }
+    if (persist) return nodes_persist_reply(g, n, req, 200, &b);
+    respond_buf(req, 200, &b);
+}
+
+static void labels_answer(struct http_request *req, struct node *n)
+{
+    struct buf b;
+    buf_init(&b, 1u << 20);
+    int rc = buf_append_cstr(&b, "{\"labels\":{");
+    for (size_t i = 0; i < n->n_labels && !rc; i++) {
+        if (i) rc = buf_append_cstr(&b, ",");
+        if (!rc) rc = json_append_str(&b, n->labels[i].key, strlen(n->labels[i].key));
+        if (!rc) rc = buf_append_cstr(&b, ":");
+        if (!rc) rc = json_append_str(&b, n->labels[i].value, strlen(n->labels[i].value));
+    }
+    if (!rc) rc = buf_append_cstr(&b, "}}");
+    respond_buf(req, rc ? 500 : 200, &b);
+}
+
+/* /admin/v1/nodes/NAME/labels[/KEY]: GET lists; PUT KEY {"value":"v"} sets; DELETE KEY
+ * removes; PATCH {"k":"v","k2":null} sets and removes several at once. */
+static void labels_route(struct gw *g, struct http_request *req, struct node *n, struct strv key)
+{
+    bool is_get = strv_eq_cstr(req->method, "GET");
+    if (is_get && key.len == 0) return labels_answer(req, n);
+    if (n->from_config)
+        return error(req, 409, "illegal_transition",
+                     "labels of a node from the config file are set in the file");
+    char k[64];
+    if (key.len) {
+        if (!gw_label_key_is_valid(key))
+            return error(req, 400, "invalid_label", "label keys are 1-63 of A-Z a-z 0-9 . _ - /");
+        memcpy(k, key.p, key.len);
+        k[key.len] = '\0';
+    }
+    if (strv_eq_cstr(req->method, "DELETE") && key.len) {
+        if (!registry_del_label(n, k)) return error(req, 404, "label_not_found", "no such label");
+        LOGI("node_label_deleted", "node=%s key=%s", n->name, k);
+        return node_answer(g, req, n, true);
+    }
+    bool put = strv_eq_cstr(req->method, "PUT") && key.len;
+    bool patch = strv_eq_cstr(req->method, "PATCH") && key.len == 0;
+    if (!put && !patch)
+        return error(req, 405, "method_not_allowed",
+                     "GET labels, PUT or DELETE labels/KEY, PATCH labels");
+    struct gw_error jerr = {0};
+    struct json_object *root = json_parse_strict(req->body.p, req->body.len, 4, &jerr);
+    if (!root || !json_object_is_type(root, json_type_object)) {
+        if (root) json_object_put(root);
+        return error(req, 400, "invalid_json", "the body must be a JSON object");
+    }
+    if (put) {
+        struct strv v;
+        if (json_get_str(root, "value", &v) || !gw_label_value_is_valid(v) ||
+            json_object_object_length(root) != 1) {
+            json_object_put(root);
+            return error(req, 400, "invalid_label",
+                         "expected {\"value\": \"...\"} with at most 255 printable bytes");
+        }
+        char *val = xstrndup(v.p, v.len);
+        registry_set_label(n, k, val);
+        LOGI("node_label_set", "node=%s key=%s", n->name, k);
+        xfree(val);
+        json_object_put(root);
+        return node_answer(g, req, n, true);
+    }
+    /* PATCH: check everything first, then apply, so a bad entry changes nothing */
+    json_object_object_foreach(root, pk, pv)
+    {
+        bool ok = gw_label_key_is_valid(strv_from_cstr(pk)) &&
+                  (json_object_is_type(pv, json_type_null) ||
+                   (json_object_is_type(pv, json_type_string) &&
+                    gw_label_value_is_valid((struct strv){
+                        json_object_get_string(pv), (size_t)json_object_get_string_len(pv)})));
+        if (!ok) {
+            json_object_put(root);
+            return error(req, 400, "invalid_label",
+                         "expected {\"key\": \"value\" or null, ...} with valid keys");
+        }
+    }
+    if (n->n_labels + (size_t)json_object_object_length(root) > 64) {
+        json_object_put(root);
+        return error(req, 400, "invalid_label", "at most 64 labels per node");
+    }
+    json_object_object_foreach(root, ak, av)
+    {
+        if (json_object_is_type(av, json_type_null))
+            (void)registry_del_label(n, ak);
+        else
+            registry_set_label(n, ak, json_object_get_string(av));
+    }
+    json_object_put(root);
+    LOGI("node_labels_patched", "node=%s", n->name);
+    node_answer(g, req, n, true);
+}
+
 static void nodes_route(struct gw *g, struct http_request *req, struct strv rest)
 {
     bool is_get = strv_eq_cstr(req->method, "GET");
     bool is_post = strv_eq_cstr(req->method, "POST");
-    struct buf b;
-    buf_init(&b, 256u << 20);
     if (rest.len == 0) {
         if (!is_get) return error(req, 405, "method_not_allowed", "use GET");
+        bool all = strv_eq_cstr(req->query, "all=1") || strv_eq_cstr(req->query, "all=true");
+        struct buf b;
+        buf_init(&b, 256u << 20);
         int rc = buf_append_cstr(&b, "{\"nodes\":[");
         size_t k = 0;
         for (size_t i = 0; i < g->reg.n && !rc; i++) {
-            if (g->reg.nodes[i]->admin == ADMIN_REMOVED) continue;
+            if (g->reg.nodes[i]->admin == ADMIN_REMOVED && !all) continue;
             if (k++) rc = buf_append_cstr(&b, ",");
             if (!rc) rc = node_json(g, g->reg.nodes[i], &b);
         }
         if (!rc) rc = buf_append_cstr(&b, "]}");
         return respond_buf(req, rc ? 500 : 200, &b);
     }
-    /* "/name" or "/name/action" */
+    /* "/name", "/name/action", "/name/labels[/key]" */
     struct strv name = strv_sub(rest, 1, rest.len);
-    struct strv action = STRV_NULL;
+    struct strv action = STRV_NULL, key = STRV_NULL;
     long slash = strv_index(name, '/');
     if (slash >= 0) {
         action = strv_sub(name, (size_t)slash + 1, name.len);
         name = strv_sub(name, 0, (size_t)slash);
+        long s2 = strv_index(action, '/');
+        if (s2 >= 0) {
+            key = strv_sub(action, (size_t)s2 + 1, action.len);
+            action = strv_sub(action, 0, (size_t)s2);
+            if (!strv_eq_cstr(action, "labels") || key.len == 0)
+                return error(req, 404, "unknown_url", "unknown path");
+        }
     }
     struct node *n = registry_find(&g->reg, name);
-    if (!n || n->admin == ADMIN_REMOVED) {
-        buf_free(&b);
-        return error(req, 404, "node_not_found", "no such node");
-    }
+    if (!n) return error(req, 404, "node_not_found", "no such node");
     if (action.len == 0) {
-        if (!is_get) {
-            buf_free(&b);
-            return error(req, 405, "method_not_allowed", "use GET");
-        }
-        int rc = node_json(g, n, &b);
-        return respond_buf(req, rc ? 500 : 200, &b);
-    }
-    if (!is_post) {
-        buf_free(&b);
+        if (is_get) return node_answer(g, req, n, false);
+        if (!strv_eq_cstr(req->method, "DELETE"))
+            return error(req, 405, "method_not_allowed", "use GET or DELETE");
+        action = STRV_LIT("remove");
+    } else if (strv_eq_cstr(action, "labels")) {
+        if (n->admin == ADMIN_REMOVED && !is_get)
+            return error(req, 409, "illegal_transition", "the node was removed");
+        return labels_route(g, req, n, key);
+    } else if (!is_post) {
         return error(req, 405, "method_not_allowed", "use POST");
     }
+    static const char *const actions[] = {"approve", "reject", "drain",
+                                          "resume",  "remove", "recover"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0] && !known; i++)
+        known = strv_eq_cstr(action, actions[i]);
+    if (!known) return error(req, 404, "unknown_action", "unknown node action");
+    enum node_admin to;
+    const char *why = transition(n, action, &to);
+    if (why) return error(req, 409, "illegal_transition", why);
     if (strv_eq_cstr(action, "recover")) {
         registry_recover(&g->reg, n);
         LOGI("node_recovered", "node=%s by=admin", n->name);
         health_probe_now(g, n);
-    } else if (strv_eq_cstr(action, "drain")) {
-        if (n->admin == ADMIN_PENDING) {
-            buf_free(&b);
-            return error(req, 409, "illegal_transition", "a pending node cannot be drained");
-        }
-        n->admin = ADMIN_DRAINING;
-        LOGI("node_draining", "node=%s in_flight=%u", n->name, n->inflight);
-    } else if (strv_eq_cstr(action, "resume")) {
-        if (n->admin != ADMIN_DRAINING && n->admin != ADMIN_APPROVED) {
-            buf_free(&b);
-            return error(req, 409, "illegal_transition", "only a draining node can be resumed");
-        }
-        n->admin = ADMIN_APPROVED;
-        LOGI("node_resumed", "node=%s", n->name);
-    } else {
-        buf_free(&b);
-        return error(req, 404, "unknown_action", "unknown node action");
+    } else if (to == ADMIN_REMOVED && n->admin != ADMIN_REMOVED) {
+        LOGI(strv_eq_cstr(action, "reject") ? "node_rejected" : "node_removed",
+             "node=%s in_flight=%u", n->name, n->inflight);
+        registry_tombstone(n);
+    } else if (to != n->admin) {
+        n->admin = to;
+        if (to == ADMIN_DRAINING)
+            LOGI("node_draining", "node=%s in_flight=%u", n->name, n->inflight);
+        else if (strv_eq_cstr(action, "resume"))
+            LOGI("node_resumed", "node=%s", n->name);
+        else
+            LOGI("node_approved", "node=%s", n->name);
     }
-    int rc = node_json(g, n, &b);
-    respond_buf(req, rc ? 500 : 200, &b);
+    node_answer(g, req, n, true);
 }
 
 void admin_handle(struct http_request *req, void *ctx)
@@ -186,6 +336,43 @@ void admin_handle(struct http_request *req, void *ctx)
         struct http_header h = {STRV_LIT("Content-Type"), STRV_LIT("text/plain; version=0.0.4")};
         (void)http_respond(req, 200, &h, 1, b.p, b.len);
         buf_free(&b);
+        return;
+    }
+    struct strv models_prefix = STRV_LIT("/admin/v1/models");
+    if (strv_starts_with(path, models_prefix)) {
+        struct strv rest = strv_sub(path, models_prefix.len, path.len);
+        if (rest.len == 0 || rest.p[0] == '/') {
+            if (rest.len == 1) rest.len = 0;
+            models_admin(g, req, rest);
+            return;
+        }
+    }
+    struct strv ops_prefix = STRV_LIT("/admin/v1/ops");
+    if (strv_starts_with(path, ops_prefix)) {
+        struct strv rest = strv_sub(path, ops_prefix.len, path.len);
+        if (rest.len == 0 || rest.p[0] == '/') {
+            if (rest.len == 1) rest.len = 0;
+            ops_admin(g, req, rest);
+            return;
+        }
+    }
+    if (strv_eq_cstr(path, "/admin/v1/inventory") && strv_eq_cstr(req->method, "GET")) {
+        ops_inventory(g, req, NULL);
+        return;
+    }
+    if (strv_eq_cstr(path, "/admin/v1/inventory/upgrades") && strv_eq_cstr(req->method, "GET")) {
+        /* ?target=model:NAME (no percent-decoding needed for our names) */
+        char target[300] = "";
+        struct strv q = req->query, pre = STRV_LIT("target=");
+        if (strv_starts_with(q, pre) && q.len - pre.len < sizeof target) {
+            memcpy(target, q.p + pre.len, q.len - pre.len);
+            target[q.len - pre.len] = '\0';
+        }
+        ops_inventory(g, req, target);
+        return;
+    }
+    if (strv_eq_cstr(path, "/admin/v1/testing/clock") && strv_eq_cstr(req->method, "POST")) {
+        ops_testing_clock(g, req);
         return;
     }
     struct strv prefix = STRV_LIT("/admin/v1/nodes");

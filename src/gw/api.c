@@ -9,18 +9,22 @@
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 
-static bool authorized(const struct gw *g, const struct http_request *req)
+bool gw_bearer_matches(const struct http_request *req, const char *want_s)
 {
-    if (!g->cfg.api_key) return true;
     struct strv h = http_request_header(req, "Authorization");
     if (!h.p || !strv_starts_with(h, STRV_LIT("Bearer "))) return false;
     struct strv tok = strv_trim(strv_sub(h, 7, h.len));
-    struct strv want = strv_from_cstr(g->cfg.api_key);
+    struct strv want = strv_from_cstr(want_s);
     /* constant time over the expected length */
     unsigned diff = tok.len != want.len;
     for (size_t i = 0; i < want.len; i++)
         diff |= (unsigned)(want.p[i] ^ (i < tok.len ? tok.p[i] : 0));
     return diff == 0;
+}
+
+static bool authorized(const struct gw *g, const struct http_request *req)
+{
+    return !g->cfg.api_key || gw_bearer_matches(req, g->cfg.api_key);
 }
 
 /* Distinct model ids served by routable nodes (optionally Ollama nodes only). */
@@ -31,6 +35,23 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
     uint64_t now = gw_now_ms(g);
     int rc = buf_append_cstr(&out, ollama ? "{\"models\":[" : "{\"object\":\"list\",\"data\":[");
     size_t emitted = 0;
+    /* the catalogue first: every entry, with where it is loaded and where it could be */
+    for (size_t c = 0; c < g->cat.n && !rc && !ollama; c++) {
+        const struct cat_model *m = g->cat.v[c];
+        if (emitted++) rc = buf_append_cstr(&out, ",");
+        if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
+        if (!rc) rc = json_append_str(&out, m->id, strlen(m->id));
+        if (!rc)
+            rc = buf_append_cstr(&out, ",\"object\":\"model\",\"created\":0,"
+                                       "\"owned_by\":\"drover\",\"catalogued\":true,\"aliases\":[");
+        for (size_t a = 0; a < m->n_aliases && !rc; a++) {
+            if (a) rc = buf_append_cstr(&out, ",");
+            if (!rc) rc = json_append_str(&out, m->aliases[a], strlen(m->aliases[a]));
+        }
+        if (!rc) rc = buf_append_cstr(&out, "],");
+        if (!rc) rc = models_where_json(g, m, &out);
+        if (!rc) rc = buf_append_cstr(&out, "}");
+    }
     for (size_t i = 0; i < g->reg.n && !rc; i++) {
         const struct node *n = g->reg.nodes[i];
         if (!node_is_routable(&g->reg, n, now) || (ollama && n->kind != NODE_KIND_OLLAMA)) continue;
@@ -44,7 +65,7 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
                     continue;
                 dup = node_model_find(o, strv_from_cstr(id)) != NULL;
             }
-            if (dup) continue;
+            if (dup || (!ollama && catalogue_find(&g->cat, strv_from_cstr(id)))) continue;
             if (emitted++) rc = buf_append_cstr(&out, ",");
             if (ollama) {
                 if (!rc) rc = buf_append_cstr(&out, "{\"name\":");
@@ -88,6 +109,10 @@ void api_handle(struct http_request *req, void *ctx)
     bool is_post = strv_eq_cstr(req->method, "POST");
     if (strv_eq_cstr(path, "/health")) {
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        return;
+    }
+    if (strv_eq_cstr(path, "/drover/v1/nodes/join")) {
+        join_handle(g, req); /* its own token, not the client API key */
         return;
     }
     bool ollama_path = strv_starts_with(path, STRV_LIT("/api/"));

@@ -9,6 +9,7 @@
 #include "base/mem.h"
 #include "base/strv.h"
 #include "base/yaml.h"
+#include "gw/catalogue.h"
 
 enum key_type { K_STR, K_ADDR, K_LOGLEVEL, K_U64, K_U32, K_BOOL, K_DURATION, K_SIZE, K_PERCENT };
 
@@ -51,6 +52,19 @@ static const struct key_def keys[] = {
     {"faults.ejection_max", K_DURATION, OFF(reg.ejection_max_ms), 1, 86400000},
     {"faults.max_excluded_percent", K_PERCENT, OFF(reg.max_excluded_percent), 0, 100},
     {"shutdown.grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
+    {"store.path", K_STR, OFF(store_path), 0, 0},
+    {"store.flush_interval", K_DURATION, OFF(store_flush_ms), 10, 3600000},
+    {"join.token", K_STR, OFF(join_token), 0, 0},
+    {"join.auto_approve", K_BOOL, OFF(auto_approve), 0, 0},
+    {"join.poll_interval", K_DURATION, OFF(agent_poll_ms), 100, 86400000},
+    {"ops.interval", K_DURATION, OFF(ops_interval_ms), 10, 3600000},
+    {"ops.timeout", K_DURATION, OFF(ops_timeout_ms), 100, 86400000},
+    {"ops.answer_wait", K_DURATION, OFF(ops_answer_wait_ms), 0, 600000},
+    {"testing.clock_control", K_BOOL, OFF(testing_clock_control), 0, 0},
+    {"placement.reconcile_interval", K_DURATION, OFF(reconcile_interval_ms), 10, 3600000},
+    {"placement.replica_idle", K_DURATION, OFF(replica_idle_ms), 0, 86400000},
+    {"placement.load_wait", K_DURATION, OFF(load_wait_ms), 0, 3600000},
+    {"placement.load_timeout", K_DURATION, OFF(load_timeout_ms), 100, 86400000},
 };
 #undef OFF
 enum { N_KEYS = sizeof keys / sizeof keys[0] };
@@ -79,6 +93,16 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->probe_timeout_ms = 5000;
     registry_config_defaults(&cfg->reg);
     cfg->shutdown_grace_ms = 30000;
+    cfg->store_path = xstrdup("drover.db");
+    cfg->store_flush_ms = 1000;
+    cfg->agent_poll_ms = 10000;
+    cfg->ops_interval_ms = 5000;
+    cfg->ops_timeout_ms = 600000;
+    cfg->ops_answer_wait_ms = 10000;
+    cfg->reconcile_interval_ms = 10000;
+    cfg->replica_idle_ms = 600000;
+    cfg->load_wait_ms = 30000;
+    cfg->load_timeout_ms = 600000;
 }
 
 static void free_nodes(struct gw_config *cfg)
@@ -109,6 +133,10 @@ void gw_config_free(struct gw_config *cfg)
         }
     }
     free_nodes(cfg);
+    for (size_t i = 0; i < cfg->n_models; i++) cat_model_free(cfg->models[i]);
+    xfree(cfg->models);
+    cfg->models = NULL;
+    cfg->n_models = 0;
     xfree(cfg->path);
     cfg->path = NULL;
 }
@@ -282,6 +310,36 @@ static int load_nodes(struct gw_config *cfg, const char *file, const struct ynod
     return 0;
 }
 
+static int load_models(struct gw_config *cfg, const char *file, const struct ynode *seq,
+                       struct gw_error *err)
+{
+    if (seq->type != YNODE_SEQ)
+        return gw_error_set(err, GW_E_INVALID, "%s:%d: models must be a list", file, seq->line);
+    for (size_t i = 0; i < seq->n; i++) {
+        struct cat_model *m = NULL;
+        char field[64] = "", why[200] = "";
+        int line = seq->kids[i]->line;
+        if (cat_model_from_yaml(seq->kids[i], &m, field, sizeof field, &line, why, sizeof why))
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: models[%zu]%s%s: %s", file, line, i,
+                                field[0] ? "." : "", field, why);
+        m->from_config = true;
+        struct catalogue tmp = {cfg->models, cfg->n_models};
+        const char *clash = catalogue_name_clash(&tmp, m);
+        bool dup = catalogue_find(&tmp, strv_from_cstr(m->id)) != NULL;
+        if (clash || dup) {
+            int rc = gw_error_set(err, GW_E_INVALID,
+                                  "%s:%d: models[%zu]: the name '%s' is used "
+                                  "twice",
+                                  file, seq->kids[i]->line, i, clash ? clash : m->id);
+            cat_model_free(m);
+            return rc;
+        }
+        cfg->models = xrealloc(cfg->models, (cfg->n_models + 1) * sizeof *cfg->models);
+        cfg->models[cfg->n_models++] = m;
+    }
+    return 0;
+}
+
 /* Walks a map recursively, matching dotted paths against the key table. */
 static int apply_map(struct gw_config *cfg, const char *file, const struct ynode *map,
                      const char *prefix, struct gw_error *err)
@@ -293,6 +351,11 @@ static int apply_map(struct gw_config *cfg, const char *file, const struct ynode
         int line = map->key_lines[i];
         if (!*prefix && strcmp(path, "nodes") == 0) {
             int rc = load_nodes(cfg, file, v, err);
+            if (rc) return rc;
+            continue;
+        }
+        if (!*prefix && strcmp(path, "models") == 0) {
+            int rc = load_models(cfg, file, v, err);
             if (rc) return rc;
             continue;
         }

@@ -15,6 +15,8 @@
 #include "base/log.h"
 #include "gw/registry.h"
 
+struct cat_model;
+
 struct gw_node_config {
     char *name, *url, *api_key; /* owned; api_key may be NULL */
     enum node_kind kind;
@@ -45,8 +47,27 @@ struct gw_config {
 
     uint64_t shutdown_grace_ms;
 
+    char *store_path;        /* SQLite file; ":memory:" keeps nothing across restarts */
+    char *join_token;        /* NULL: joining through /drover/v1/nodes/join is off */
+    bool auto_approve;       /* a new node that joins is approved at once */
+    uint64_t agent_poll_ms;  /* how often an agent rejoins (told in the join answer) */
+    uint64_t store_flush_ms; /* how often live state (faults, inventory) is written */
+
+    uint64_t ops_interval_ms;    /* reconciler period for durable operations */
+    uint64_t ops_timeout_ms;     /* one operation on an agent */
+    uint64_t ops_answer_wait_ms; /* how long POST /admin/v1/ops waits for immediate attempts */
+    bool testing_clock_control;  /* POST /admin/v1/testing/clock moves the ops clock */
+
     struct gw_node_config *nodes;
     size_t n_nodes;
+
+    struct cat_model **models; /* owned: the catalogue entries of the file */
+    size_t n_models;
+
+    uint64_t reconcile_interval_ms; /* replicas reconciler period */
+    uint64_t replica_idle_ms;       /* an extra replica idle this long is unloaded */
+    uint64_t load_wait_ms;          /* how long a request waits for a cold load or capacity */
+    uint64_t load_timeout_ms;       /* one load on an agent */
 };
 
 void gw_config_defaults(struct gw_config *cfg);

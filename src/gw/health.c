@@ -34,12 +34,69 @@ static uint64_t jitter(uint64_t j)
     return j ? (uint64_t)rand() % (2 * j + 1) : 0;
 }
 
+/* An agent's /drover/v1/health (docs/node_api.md): routable inventory is the models with
+ * status "loaded"; an agent whose engine is down is a failed probe. */
+static void parse_agent_health(struct probe *pr, struct json_object *root)
+{
+    struct gw *g = pr->g;
+    struct strv status;
+    if (json_get_str(root, "status", &status)) {
+        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), "health answer has no status");
+        return;
+    }
+    if (!strv_eq_cstr(status, "ok")) {
+        char why[96];
+        snprintf(why, sizeof why, "agent says %.*s", (int)(status.len > 60 ? 60 : status.len),
+                 status.p);
+        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), why);
+        return;
+    }
+    struct json_object *arr = NULL;
+    if (json_get_arr(root, "models", &arr)) {
+        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), "health answer has no models");
+        return;
+    }
+    size_t n = json_object_array_length(arr);
+    if (n > PROBE_MAX_MODELS) n = PROBE_MAX_MODELS;
+    struct strv *ids = xcalloc(n ? n : 1, sizeof *ids);
+    struct strv *disk = xcalloc(n ? n : 1, sizeof *disk);
+    int64_t *sizes = xcalloc(n ? n : 1, sizeof *sizes);
+    size_t k = 0, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(arr, i);
+        struct strv id, st;
+        if (json_get_str(m, "id", &id) || id.len == 0) continue;
+        if (json_get_str(m, "status", &st) == 0 && !strv_eq_cstr(st, "loaded")) {
+            /* on disk (or loading): placement may send requests or a load there */
+            disk[d++] = id;
+            continue;
+        }
+        if (json_get_int(m, "size_mb", &sizes[k]) || sizes[k] < 0) sizes[k] = 0;
+        ids[k++] = id;
+    }
+    registry_set_models(pr->node, ids, k);
+    for (size_t i = 0; i < k; i++) {
+        struct node_model *nm = node_model_find(pr->node, ids[i]);
+        if (nm && sizes[i]) nm->size_mb = (uint64_t)sizes[i];
+    }
+    registry_set_disk(pr->node, disk, d);
+    xfree(sizes);
+    xfree(disk);
+    xfree(ids);
+    registry_probe_ok(&g->reg, pr->node, gw_now_ms(g));
+}
+
 static void parse_inventory(struct probe *pr)
 {
     struct json_object *root =
         json_parse_strict(pr->body.p ? pr->body.p : "", pr->body.len, 16, NULL);
     if (!root) {
         registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g), "model list is not JSON");
+        return;
+    }
+    if (pr->node->via_agent) {
+        parse_agent_health(pr, root);
+        json_object_put(root);
         return;
     }
     bool ollama = pr->node->kind == NODE_KIND_OLLAMA;
@@ -121,6 +178,12 @@ static void start_probe(struct probe *pr, bool fresh)
     struct gw *g = pr->g;
     struct node *n = pr->node;
     if (pr->stopping || n->admin == ADMIN_REMOVED) return;
+    if (n->admin == ADMIN_PENDING || (n->via_agent && !n->api_key)) {
+        /* nothing to ask yet: a pending node gets no traffic, an agent without its key
+         * would answer 401 */
+        schedule(pr, g->cfg.probe_interval_ms);
+        return;
+    }
     buf_init(&pr->body, PROBE_MAX_BODY);
     pr->status = 0;
     struct http_header hdrs[1];
@@ -134,7 +197,9 @@ static void start_probe(struct probe *pr, bool fresh)
         .host = n->host,
         .port = n->port,
         .method = STRV_LIT("GET"),
-        .target = n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags") : STRV_LIT("/v1/models"),
+        .target = n->via_agent                  ? STRV_LIT("/drover/v1/health")
+                  : n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags")
+                                                : STRV_LIT("/v1/models"),
         .headers = hdrs,
         .n_headers = nh,
         .connect_timeout_ms = g->cfg.probe_timeout_ms < g->cfg.connect_timeout_ms

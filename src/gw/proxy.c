@@ -15,7 +15,9 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/loads.h"
 #include "gw/outcome.h"
+#include "gw/placement.h"
 #include "gw/router.h"
 #include "gw/validate.h"
 
@@ -68,6 +70,21 @@ struct proxy {
     int last_client_status;
     struct buf last_error; /* body of the last capability_miss, returned if nothing else works */
     int last_error_status;
+
+    /* placement (DESIGN §6): the catalogue entry's id, the body with an alias resolved, and
+     * the bounded wait for a cold load or for capacity */
+    char cat_id[CAT_MAX_ID];
+    struct buf up_body;
+    struct proxy_wait *wait;
+    uint64_t wait_until_ms;
+    unsigned loads_seen; /* loads this request waited on (a failing load is not retried forever) */
+    bool waiting_load;
+};
+
+/* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
+struct proxy_wait {
+    uv_timer_t t;
+    struct proxy *p; /* NULL once the proxy is gone */
 };
 
 static void start_attempt(struct proxy *p);
@@ -77,9 +94,15 @@ static uint64_t now_us(void)
     return uv_hrtime() / 1000u;
 }
 
+/* The model id the nodes know: the catalogue's id when the client used an alias. */
+static const char *route_model(const struct proxy *p)
+{
+    return p->cat_id[0] ? p->cat_id : p->v.model;
+}
+
 static void model_inflight(struct proxy *p, int delta)
 {
-    struct node_model *m = node_model_find(p->node, strv_from_cstr(p->v.model));
+    struct node_model *m = node_model_find(p->node, strv_from_cstr(route_model(p)));
     if (!m) return;
     if (delta > 0) {
         m->inflight++;
@@ -94,6 +117,8 @@ static void attempt_end(struct proxy *p)
 {
     if (!p->node) return;
     if (p->node->inflight > 0) p->node->inflight--;
+    if (p->node->inflight == 0 && p->node->admin == ADMIN_DRAINING)
+        LOGI("node_drained", "node=%s", p->node->name);
     model_inflight(p, -1);
     if (p->stream_counted && p->node->streams_active > 0) p->node->streams_active--;
     p->stream_counted = false;
@@ -102,13 +127,42 @@ static void attempt_end(struct proxy *p)
     p->up_hdrs = NULL;
 }
 
+static void wait_close_cb(uv_handle_t *h)
+{
+    xfree(h->data);
+}
+
+static void wait_cancel(struct proxy *p)
+{
+    if (p->waiting_load) loads_unwait(p->g, p);
+    p->waiting_load = false;
+    if (!p->wait) return;
+    uv_timer_stop(&p->wait->t);
+    p->wait->p = NULL;
+    uv_close((uv_handle_t *)&p->wait->t, wait_close_cb);
+    p->wait = NULL;
+}
+
 static void proxy_free(struct proxy *p)
 {
+    wait_cancel(p);
+    buf_free(&p->up_body);
     buf_free(&p->body);
     buf_free(&p->last_error);
     xfree(p->up_hdrs);
     if (p->g->active_requests > 0) p->g->active_requests--;
     xfree(p);
+}
+
+/* The request, for its final answer: the abort callback is cleared first, because a client
+ * that left makes the answer fail with GW_E_CLOSED while the server still owes us its abort
+ * callback, which would then reach a freed proxy. p->req is NULL afterwards. */
+static struct http_request *take_req(struct proxy *p)
+{
+    struct http_request *req = p->req;
+    if (req) http_request_on_abort(req, NULL, NULL);
+    p->req = NULL;
+    return req;
 }
 
 static void log_request(struct proxy *p, int status, const char *outcome)
@@ -151,8 +205,8 @@ static void answer_failure(struct proxy *p, enum gw_answer a, uint64_t retry_aft
     };
     int status = gw_answer_info(a)->status;
     log_request(p, status, gw_answer_info(a)->code);
-    if (p->req) (void)gw_answer(p->req, a, &ctx, msg);
-    p->req = NULL;
+    struct http_request *req = take_req(p);
+    if (req) (void)gw_answer(req, a, &ctx, msg);
 }
 
 /* Counts the 5xx answers we held back: the request did not turn out to be poison. */
@@ -214,8 +268,8 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
     size_t n = answer_headers(p, h, att, sizeof att);
     p->v.stream = stream;
     log_request(p, status, "client_error");
-    if (p->req) (void)http_respond(p->req, status, h, n, out.p, out.len);
-    p->req = NULL;
+    struct http_request *req = take_req(p);
+    if (req) (void)http_respond(req, status, h, n, out.p, out.len);
     buf_free(&out);
 }
 
@@ -237,11 +291,11 @@ static void end_stream_with_error(struct proxy *p, const char *why)
     }
     p->g->metrics.stream_errors_total++;
     log_request(p, p->status ? p->status : 200, "stream_error");
-    if (p->req) {
-        if (!rc) (void)http_stream_write(p->req, ev.p, ev.len);
-        (void)http_stream_end(p->req);
+    struct http_request *req = take_req(p);
+    if (req) {
+        if (!rc) (void)http_stream_write(req, ev.p, ev.len);
+        (void)http_stream_end(req);
     }
-    p->req = NULL;
     buf_free(&ev);
 }
 
@@ -258,16 +312,18 @@ static void on_drain(struct http_request *req, void *ctx)
 static void on_abort(struct http_request *req, void *ctx)
 {
     struct proxy *p = ctx;
-    (void)req;
     p->req = NULL;
     p->g->metrics.client_disconnects_total++;
-    LOGI("client_gone", "id=%llu model=%s node=%s attempts=%u",
-         (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
-         p->attempts);
+    LOGI("client_gone", "id=%llu model=%s node=%s attempts=%u", (unsigned long long)req->id,
+         p->v.model, p->node ? p->node->name : "-", p->attempts);
     if (p->call) {
         /* Close the upstream at once so the GPU stops generating; no fault for the node. */
         http_call_cancel(p->call);
         attempt_end(p);
+        proxy_free(p);
+    } else if (p->wait || p->waiting_load) {
+        /* waiting for a cold load or for capacity: the load goes on for the next client */
+        log_request(p, 499, "client_gone");
         proxy_free(p);
     }
     /* else: between attempts (a retry is being set up synchronously) — cannot happen, since
@@ -367,8 +423,8 @@ static void finish_success(struct proxy *p)
     p->node->requests_total++;
     if (p->head_sent) {
         log_request(p, p->status, "success");
-        if (p->req) (void)http_stream_end(p->req);
-        p->req = NULL;
+        struct http_request *req = take_req(p);
+        if (req) (void)http_stream_end(req);
         return;
     }
     if (!p->req) return;
@@ -377,8 +433,8 @@ static void finish_success(struct proxy *p)
     size_t n = answer_headers(p, h, att, sizeof att);
     metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
     log_request(p, p->status, "success");
-    (void)http_respond(p->req, p->status, h, n, p->body.p, p->body.len);
-    p->req = NULL;
+    struct http_request *req = take_req(p);
+    (void)http_respond(req, p->status, h, n, p->body.p, p->body.len);
 }
 
 static void on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
@@ -550,11 +606,152 @@ static void give_up(struct proxy *p, const struct route_result *r)
     }
 }
 
+/* ---- placement: on-disk nodes, cold loads, bounded waits (DESIGN §6) ------------------ */
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    struct proxy_wait *w = t->data;
+    struct proxy *p = w->p;
+    if (!p) return;
+    bool was_loading = p->waiting_load;
+    uint64_t now = gw_now_ms(p->g);
+    wait_cancel(p);
+    if (now >= p->wait_until_ms) {
+        if (was_loading) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "the model '%s' is loading; retry shortly", route_model(p));
+            answer_failure(p, ANSWER_MODEL_LOADING, 0, msg);
+        } else {
+            answer_failure(p, ANSWER_CAPACITY, 1,
+                           "every node that could serve this model is busy; retry shortly");
+        }
+        proxy_free(p);
+        return;
+    }
+    start_attempt(p);
+}
+
+/* Waits up to the request's wait budget (or poll_ms when polling for capacity). */
+static void arm_wait(struct proxy *p, uint64_t poll_ms)
+{
+    struct gw *g = p->g;
+    uint64_t now = gw_now_ms(g);
+    uint64_t left = p->wait_until_ms > now ? p->wait_until_ms - now : 0;
+    struct proxy_wait *w = xcalloc(1, sizeof *w);
+    w->p = p;
+    uv_timer_init(g->loop, &w->t);
+    w->t.data = w;
+    p->wait = w;
+    uv_timer_start(&w->t, on_wait_timer, poll_ms && poll_ms < left ? poll_ms : left, 0);
+}
+
+static void on_load_done(void *ctx, bool ok, const char *why)
+{
+    struct proxy *p = ctx;
+    (void)ok;
+    (void)why;
+    p->waiting_load = false; /* the load already dropped this waiter */
+    wait_cancel(p);
+    start_attempt(p); /* loaded: the router finds it; failed: placement looks again */
+}
+
+static bool node_loading(const struct node *n, void *ctx)
+{
+    return loads_busy_node(ctx, n);
+}
+
+/* After the router found no loaded replica: returns true when it took the request over
+ * (waiting, or answered and freed); false to go on with *r (which may now be a node). */
+static bool placement_fallback(struct proxy *p, const struct cat_model *cm, struct route_result *r)
+{
+    struct gw *g = p->g;
+    uint64_t now = gw_now_ms(g);
+    if (!p->wait_until_ms) p->wait_until_ms = now + g->cfg.load_wait_ms;
+    bool can_wait = now < p->wait_until_ms;
+    if (r->status == ROUTE_CAPACITY) {
+        if (!can_wait) return false;
+        arm_wait(p, 100); /* poll: a replica frees up, or the reconciler adds one */
+        return true;
+    }
+    if (r->status != ROUTE_MODEL_NOT_FOUND && r->status != ROUTE_FEASIBLE_UNHEALTHY &&
+        r->status != ROUTE_NO_HEALTHY_NODES)
+        return false;
+    char msg[400];
+    if (p->loads_seen < 2 && loads_running(g, cm->id, NULL)) {
+        if (!can_wait) {
+            snprintf(msg, sizeof msg, "the model '%s' is loading; retry shortly", cm->id);
+            answer_failure(p, ANSWER_MODEL_LOADING, 0, msg);
+            proxy_free(p);
+            return true;
+        }
+        p->loads_seen++;
+        p->waiting_load = loads_wait(g, cm->id, on_load_done, p);
+        arm_wait(p, 0);
+        return true;
+    }
+    bool evict = false;
+    enum place_none why = PLACE_NONE_INFEASIBLE;
+    struct node *n = p->loads_seen < 2 ? placement_pick_cold(&g->cat, &g->reg, cm, now,
+                                                             node_loading, g, &evict, &why)
+                                       : NULL;
+    if (n) {
+        const char *plan[16];
+        size_t k = 0;
+        bool busy;
+        if (evict)
+            (void)placement_evict_plan(&g->cat, &g->reg, n, cm->min_vram_mb, now, plan, 16, &k,
+                                       &busy);
+        LOGI("cold_load", "model=%s node=%s evict=%zu", cm->id, n->name, k);
+        loads_start(g, n, cm->id, cm->load_options_json, plan, k);
+        if (!can_wait) {
+            snprintf(msg, sizeof msg, "the model '%s' is loading; retry shortly", cm->id);
+            answer_failure(p, ANSWER_MODEL_LOADING, 0, msg);
+            proxy_free(p);
+            return true;
+        }
+        p->loads_seen++;
+        p->waiting_load = loads_wait(g, cm->id, on_load_done, p);
+        arm_wait(p, 0);
+        return true;
+    }
+    if (p->loads_seen >= 2) {
+        snprintf(msg, sizeof msg, "loading the model '%s' failed", cm->id);
+        answer_failure(p, ANSWER_UPSTREAM_FAILED, 0, msg);
+        proxy_free(p);
+        return true;
+    }
+    switch (why) {
+    case PLACE_NONE_INFEASIBLE:
+        if (r->status == ROUTE_FEASIBLE_UNHEALTHY) return false; /* a non-agent node has it */
+        snprintf(msg, sizeof msg,
+                 "no node could ever serve '%s' (devices, VRAM, selector or engine)", cm->id);
+        answer_failure(p, ANSWER_NO_FEASIBLE_NODE, 0, msg);
+        break;
+    case PLACE_NONE_UNHEALTHY:
+        snprintf(msg, sizeof msg,
+                 "the nodes that could serve '%s' are unhealthy or excluded now; retry shortly",
+                 cm->id);
+        answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, 3, msg);
+        break;
+    case PLACE_NONE_FULL:
+        if (can_wait) {
+            arm_wait(p, 200); /* busy models may finish and become evictable */
+            return true;
+        }
+        answer_failure(p, ANSWER_CAPACITY, 1,
+                       "every node that could serve this model is busy; retry shortly");
+        break;
+    }
+    proxy_free(p);
+    return true;
+}
+
 static void start_attempt(struct proxy *p)
 {
     struct gw *g = p->g;
     uint64_t now = gw_now_ms(g);
     struct route_result r = {0};
+    struct cat_model *cm = NULL;
     /* A stale pooled connection is retried once on the same node over a fresh connection;
      * every other retry goes through the router, which skips the nodes already tried. */
     bool same_node = p->retry_same && p->node && p->n_tried < PROXY_MAX_ATTEMPTS;
@@ -566,8 +763,10 @@ static void start_attempt(struct proxy *p)
                (p->attempts > 0 && now > p->deadline_ms)) {
         r.status = ROUTE_EXHAUSTED;
     } else {
+        cm = p->cat_id[0] ? catalogue_find(&g->cat, strv_from_cstr(p->cat_id)) : NULL;
         struct route_query q = {
-            .model = strv_from_cstr(p->v.model),
+            .cat = cm,
+            .model = strv_from_cstr(route_model(p)),
             .cap = p->v.cap,
             .ollama_only = p->v.ollama,
             .tried = p->tried,
@@ -575,6 +774,7 @@ static void start_attempt(struct proxy *p)
             .now_ms = now,
         };
         router_pick(&g->reg, &q, &r);
+        if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) return;
     }
     if (r.status != ROUTE_OK) {
         give_up(p, &r);
@@ -615,7 +815,7 @@ static void start_attempt(struct proxy *p)
         .target = req->target,
         .headers = p->up_hdrs,
         .n_headers = nh,
-        .body = req->body,
+        .body = p->up_body.len ? (struct strv){p->up_body.p, p->up_body.len} : req->body,
         .connect_timeout_ms = g->cfg.connect_timeout_ms,
         .first_byte_timeout_ms = g->cfg.first_byte_timeout_ms,
         .idle_timeout_ms = g->cfg.upstream_idle_timeout_ms,
@@ -632,6 +832,20 @@ static void start_attempt(struct proxy *p)
         p->call = (struct http_call *)1; /* on_done's attempt_end clears it */
         on_done(NULL, &res, p);
     }
+}
+
+/* The client named the model by an alias: the node gets the same bytes with only the
+ * top-level "model" value replaced by the catalogue's id. */
+static int rewrite_model(struct proxy *p, const char *id)
+{
+    struct strv b = p->req->body;
+    size_t s, e;
+    if (json_top_string_span(b.p, b.len, "model", &s, &e)) return GW_E_INVALID;
+    buf_init(&p->up_body, b.len + strlen(id) * 2 + 16);
+    int rc = buf_append(&p->up_body, b.p, s);
+    if (!rc) rc = json_append_str(&p->up_body, id, strlen(id));
+    if (!rc) rc = buf_append(&p->up_body, b.p + e, b.len - e);
+    return rc;
 }
 
 void proxy_handle(struct gw *g, struct http_request *req)
@@ -674,6 +888,25 @@ void proxy_handle(struct gw *g, struct http_request *req)
         (void)gw_answer(req, ANSWER_INVALID_REQUEST, &ctx, verr.message);
         proxy_free(p);
         return;
+    }
+    struct cat_model *cm = catalogue_find(&g->cat, strv_from_cstr(p->v.model));
+    if (cm) {
+        snprintf(p->cat_id, sizeof p->cat_id, "%s", cm->id);
+        if (cm->caps && !(cm->caps & p->v.cap)) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "the model '%s' does not support %s", cm->id,
+                     p->v.cap == CAP_CHAT         ? "chat"
+                     : p->v.cap == CAP_EMBEDDINGS ? "embeddings"
+                                                  : "completions");
+            answer_failure(p, ANSWER_CAPABILITY_MISSING, 0, msg);
+            proxy_free(p);
+            return;
+        }
+        if (strcmp(cm->id, p->v.model) != 0 && rewrite_model(p, cm->id)) {
+            answer_failure(p, ANSWER_INVALID_REQUEST, 0, "could not resolve the model alias");
+            proxy_free(p);
+            return;
+        }
     }
     http_request_on_abort(req, on_abort, p);
     http_request_on_drain(req, on_drain, p);

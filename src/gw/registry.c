@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
 
@@ -39,9 +40,18 @@ static void free_models(struct node *n)
     n->n_models = 0;
 }
 
+static void free_disk(struct node *n)
+{
+    for (size_t i = 0; i < n->n_disk; i++) xfree(n->disk[i]);
+    xfree(n->disk);
+    n->disk = NULL;
+    n->n_disk = 0;
+}
+
 static void node_free(struct node *n)
 {
     free_models(n);
+    free_disk(n);
     for (size_t i = 0; i < n->n_labels; i++) {
         xfree(n->labels[i].key);
         xfree(n->labels[i].value);
@@ -50,6 +60,9 @@ static void node_free(struct node *n)
     xfree(n->name);
     xfree(n->url);
     xfree(n->api_key);
+    xfree(n->secret_hash);
+    xfree(n->discovery_json);
+    xfree(n->agent_version);
     xfree(n);
 }
 
@@ -147,6 +160,7 @@ int registry_add(struct registry *reg, const char *name, const char *url, enum n
 
 int registry_set_label(struct node *n, const char *key, const char *value)
 {
+    registry_generation++;
     for (size_t i = 0; i < n->n_labels; i++) {
         if (strcmp(n->labels[i].key, key) == 0) {
             xfree(n->labels[i].value);
@@ -159,6 +173,69 @@ int registry_set_label(struct node *n, const char *key, const char *value)
     n->labels[n->n_labels].value = xstrdup(value);
     n->n_labels++;
     return 0;
+}
+
+bool registry_del_label(struct node *n, const char *key)
+{
+    registry_generation++;
+    for (size_t i = 0; i < n->n_labels; i++) {
+        if (strcmp(n->labels[i].key, key) == 0) {
+            xfree(n->labels[i].key);
+            xfree(n->labels[i].value);
+            n->labels[i] = n->labels[--n->n_labels];
+            return true;
+        }
+    }
+    return false;
+}
+
+void registry_clear_labels(struct node *n)
+{
+    for (size_t i = 0; i < n->n_labels; i++) {
+        xfree(n->labels[i].key);
+        xfree(n->labels[i].value);
+    }
+    xfree(n->labels);
+    n->labels = NULL;
+    n->n_labels = 0;
+}
+
+int registry_set_url(struct node *n, const char *url)
+{
+    char host[sizeof n->host];
+    int port;
+    if (parse_url(url, host, sizeof host, &port)) return GW_E_INVALID;
+    memcpy(n->host, host, sizeof host);
+    n->port = port;
+    registry_set_str(&n->url, url);
+    return 0;
+}
+
+void registry_set_str(char **field, const char *value)
+{
+    if (*field && value && strcmp(*field, value) == 0) return;
+    xfree(*field);
+    *field = value && *value ? xstrdup(value) : NULL;
+}
+
+void registry_tombstone(struct node *n)
+{
+    n->admin = ADMIN_REMOVED;
+    registry_set_str(&n->secret_hash, NULL);
+    registry_set_str(&n->api_key, NULL);
+    registry_set_str(&n->discovery_json, NULL);
+    registry_clear_labels(n);
+    free_models(n);
+    free_disk(n);
+    n->facts_known = false;
+    n->inventory_known = false;
+    n->live = LIVE_UNKNOWN;
+    n->ever_healthy = false;
+    n->ok_streak = n->fail_streak = 0;
+    n->consecutive_faults = 0;
+    n->excluded = false;
+    n->ejections = 0;
+    n->dirty = true;
 }
 
 struct node *registry_find(const struct registry *reg, struct strv name)
@@ -196,6 +273,9 @@ struct node_model *node_model_find(const struct node *n, struct strv model)
 
 void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
 {
+    bool same = n->inventory_known;
+    for (size_t i = 0; i < n_ids && same; i++) same = node_model_find(n, ids[i]) != NULL;
+    size_t old_count = n->n_models;
     struct node_model *models = n_ids ? xcalloc(n_ids, sizeof *models) : NULL;
     size_t count = 0;
     for (size_t i = 0; i < n_ids; i++) {
@@ -211,10 +291,81 @@ void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
         }
         count++;
     }
+    same = same && count == old_count;
     free_models(n);
     n->models = models;
     n->n_models = count;
+    if (!same) registry_generation++;
     n->inventory_known = true;
+    if (!same) n->dirty = true;
+}
+
+uint64_t registry_generation;
+
+void registry_set_disk(struct node *n, const struct strv *ids, size_t n_ids)
+{
+    bool same = n_ids == n->n_disk;
+    for (size_t i = 0; i < n_ids && same; i++) same = node_has_on_disk(n, ids[i]);
+    if (same) return;
+    free_disk(n);
+    n->disk = n_ids ? xcalloc(n_ids, sizeof *n->disk) : NULL;
+    for (size_t i = 0; i < n_ids; i++) n->disk[n->n_disk++] = xstrndup(ids[i].p, ids[i].len);
+    registry_generation++;
+}
+
+bool node_has_on_disk(const struct node *n, struct strv model)
+{
+    for (size_t i = 0; i < n->n_disk; i++)
+        if (strv_eq_cstr(model, n->disk[i])) return true;
+    return false;
+}
+
+void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uint64_t now_ms)
+{
+    struct node_model *m = node_model_find(n, id);
+    if (!m) {
+        n->models = xrealloc(n->models, (n->n_models + 1) * sizeof *n->models);
+        m = &n->models[n->n_models++];
+        memset(m, 0, sizeof *m);
+        m->id = xstrndup(id.p, id.len);
+        n->dirty = true;
+    }
+    if (size_mb) m->size_mb = size_mb;
+    m->last_used_ms = now_ms;
+}
+
+void registry_model_unloaded(struct node *n, struct strv id)
+{
+    for (size_t i = 0; i < n->n_models; i++) {
+        if (!strv_eq_cstr(id, n->models[i].id)) continue;
+        xfree(n->models[i].id);
+        n->models[i] = n->models[--n->n_models];
+        n->dirty = true;
+        registry_generation++;
+        return;
+    }
+}
+
+void registry_set_facts_from_discovery(struct node *n, const char *json)
+{
+    n->devices = 0;
+    n->vram_total_mb = 0;
+    n->facts_known = false;
+    if (!json) return;
+    struct json_object *root = json_parse_strict(json, strlen(json), 16, NULL);
+    if (!root) return;
+    struct json_object *gpus = NULL;
+    if (json_get_arr(root, "gpus", &gpus) == 0) {
+        n->facts_known = true;
+        for (size_t i = 0; i < json_object_array_length(gpus); i++) {
+            int64_t mb = 0;
+            n->devices++;
+            if (json_get_int(json_object_array_get_idx(gpus, i), "vram_total_mb", &mb) == 0 &&
+                mb > 0)
+                n->vram_total_mb += (uint64_t)mb;
+        }
+    }
+    json_object_put(root);
 }
 
 bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms)
@@ -233,6 +384,7 @@ bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms)
     if (n->excluded && reg->cfg.auto_recover && now_ms >= n->eject_until_ms) {
         n->excluded = false;
         n->consecutive_faults = 0;
+        n->dirty = true;
         changed = true;
         LOGI("node_auto_recovered", "node=%s ejections=%u", n->name, n->ejections);
     }
@@ -267,6 +419,7 @@ bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms
 void registry_record_success(struct registry *reg, struct node *n)
 {
     (void)reg;
+    if (n->consecutive_faults) n->dirty = true;
     n->consecutive_faults = 0;
 }
 
@@ -301,6 +454,7 @@ bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms
 {
     n->consecutive_faults++;
     n->faults_total++;
+    n->dirty = true;
     if (n->excluded || n->consecutive_faults < reg->cfg.fault_threshold) return false;
     if (!exclusion_allowed(reg, n)) {
         LOGW("node_exclusion_refused", "node=%s faults=%u reason=max_excluded_percent", n->name,
@@ -327,6 +481,7 @@ void registry_recover(struct registry *reg, struct node *n)
     n->ejections = 0;
     n->eject_until_ms = 0;
     n->cooled_until_ms = 0;
+    n->dirty = true;
 }
 
 void registry_cool(struct node *n, uint64_t until_ms)

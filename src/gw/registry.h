@@ -25,6 +25,7 @@ struct node_model {
     unsigned caps_absent; /* CAP_* bits the node proved it lacks for this model */
     unsigned inflight;
     uint64_t last_used_ms;
+    uint64_t size_mb; /* what the node says the model takes, 0 when unknown */
 };
 
 struct node_label {
@@ -37,9 +38,17 @@ struct node {
     char host[64]; /* numeric address or "localhost" */
     int port;
     enum node_kind kind;
-    char *api_key; /* owned, may be NULL */
+    char *api_key; /* owned, may be NULL; for agents the gateway key H (docs/node_api.md) */
     struct node_label *labels;
     size_t n_labels;
+
+    bool from_config;              /* listed in the config file (not joined): the file owns it */
+    bool via_agent;                /* joined through `drover agent`; kind is the engine behind it */
+    char *secret_hash;             /* owned, agents only: hex SHA-256 of the node secret, or NULL */
+    char *discovery_json;          /* owned, agents only: what the agent reported, or NULL */
+    char *agent_version;           /* owned, may be NULL */
+    int64_t created_ms, joined_ms; /* unix ms: first seen, last join (0: never) */
+    bool dirty;                    /* live state changed since it was last written to the store */
 
     enum node_admin admin;
 
@@ -60,9 +69,15 @@ struct node {
     unsigned streams_active;
     uint64_t last_stream_byte_ms;
 
-    struct node_model *models;
+    struct node_model *models; /* loaded: servable now */
     size_t n_models;
     bool inventory_known;
+    char **disk; /* owned ids the node has on disk but not loaded (agents) */
+    size_t n_disk;
+    /* hardware facts for placement, from the agent's discovery */
+    unsigned devices;
+    uint64_t vram_total_mb;
+    bool facts_known;
 
     uint64_t requests_total, faults_total;
     void *health; /* owned by the health module */
@@ -96,6 +111,16 @@ void registry_free(struct registry *reg);
 int registry_add(struct registry *reg, const char *name, const char *url, enum node_kind kind,
                  const char *api_key, struct node **out, struct gw_error *err) WUR;
 int registry_set_label(struct node *n, const char *key, const char *value);
+/* Removes the label; returns false when there was none. */
+bool registry_del_label(struct node *n, const char *key);
+void registry_clear_labels(struct node *n);
+/* Changes the node's URL (an agent that moved); GW_E_INVALID on a bad URL, node unchanged. */
+int registry_set_url(struct node *n, const char *url) WUR;
+/* Replaces an owned string field (NULL or "" clears it). */
+void registry_set_str(char **field, const char *value);
+/* A node taken out by the admin: removed, its secret, labels and inventory dropped, its fault
+ * record cleared. The struct stays (a tombstone), so names stay stable for the admin API. */
+void registry_tombstone(struct node *n);
 struct node *registry_find(const struct registry *reg, struct strv name);
 
 /* Parses "openai", "llamacpp", "ollama", "vllm". */
@@ -114,6 +139,16 @@ bool node_is_cooled(const struct node *n, uint64_t now_ms);
  * with ids (copied), keeping what was learned about models that stay. */
 struct node_model *node_model_find(const struct node *n, struct strv model);
 void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids);
+/* Replaces the on-disk list (copied). */
+void registry_set_disk(struct node *n, const struct strv *ids, size_t n_ids);
+bool node_has_on_disk(const struct node *n, struct strv model);
+/* Adds one loaded model (a cold load finished) or removes it (unloaded). */
+void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uint64_t now_ms);
+void registry_model_unloaded(struct node *n, struct strv id);
+/* Reads devices and VRAM from a discovery object's JSON (docs/node_api.md). */
+void registry_set_facts_from_discovery(struct node *n, const char *discovery_json);
+/* Bumped on every change that can make an infeasible model feasible (join, labels, unload). */
+extern uint64_t registry_generation;
 
 /* Probe results with rise/fall debounce. Returns true when liveness changed. */
 bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms);

@@ -2,6 +2,8 @@
  * failure are collected on the way so the caller gets the most useful answer of §5. */
 #include "gw/router.h"
 
+#include "gw/placement.h"
+
 const char *route_status_name(enum route_status s)
 {
     static const char *const names[] = {
@@ -32,6 +34,7 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         struct node *nd = reg->nodes[(start + k) % n];
         if (nd->admin == ADMIN_REMOVED) continue;
         if (q->ollama_only && nd->kind != NODE_KIND_OLLAMA) continue;
+        if (q->cat && (placement_infeasible(q->cat, nd) & ~(unsigned)PLACE_REMOVED)) continue;
         bool routable = node_is_routable(reg, nd, q->now_ms);
         any_routable |= routable;
         struct node_model *m = node_model_find(nd, q->model);

@@ -11,6 +11,8 @@
 #include "base/strv.h"
 #include "gw/registry.h"
 
+struct cat_model;
+
 enum route_status {
     ROUTE_OK = 0,
     ROUTE_MODEL_NOT_FOUND,    /* no node, in any state, lists the model */
@@ -23,9 +25,11 @@ enum route_status {
 
 struct route_query {
     struct strv model;
-    unsigned cap;              /* CAP_* the request needs */
-    bool ollama_only;          /* native Ollama API: only Ollama nodes */
-    struct node *const *tried; /* nodes this request already tried (not picked again) */
+    unsigned cap;                /* CAP_* the request needs */
+    bool ollama_only;            /* native Ollama API: only Ollama nodes */
+    const struct cat_model *cat; /* the catalogue entry, or NULL: its selector, engine and
+                                    hardware needs are honoured even for loaded replicas */
+    struct node *const *tried;   /* nodes this request already tried (not picked again) */
     size_t n_tried;
     uint64_t now_ms;
 };

@@ -97,12 +97,19 @@ static void add_nodes(struct gw *g, const struct gw_config *cfg)
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const struct gw_node_config *nc = &cfg->nodes[i];
         struct node *n = registry_find(&g->reg, strv_from_cstr(nc->name));
+        if (n && !n->from_config) {
+            LOGE("node_add_failed", "node=%s reason=\"the name belongs to a joined node\"",
+                 nc->name);
+            continue;
+        }
         if (!n) {
             struct gw_error err = {0};
             if (registry_add(&g->reg, nc->name, nc->url, nc->kind, nc->api_key, &n, &err)) {
                 LOGE("node_add_failed", "node=%s reason=\"%s\"", nc->name, err.msg);
                 continue;
             }
+            n->from_config = true;
+            n->dirty = true;
             LOGI("node_added", "node=%s url=%s kind=%s", n->name, n->url, node_kind_name(n->kind));
         } else {
             if (strcmp(n->url, nc->url) != 0) {
@@ -129,6 +136,7 @@ static void add_nodes(struct gw *g, const struct gw_config *cfg)
                 LOGI("node_readded", "node=%s", n->name);
             }
         }
+        registry_clear_labels(n); /* the file owns a static node's labels */
         for (size_t l = 0; l < nc->n_labels; l++)
             registry_set_label(n, nc->labels[l].key, nc->labels[l].value);
         health_attach(g, n);
@@ -151,11 +159,14 @@ static void reload(struct serve *s)
     /* nodes that left the file are removed (their in-flight requests finish) */
     for (size_t i = 0; i < g->reg.n; i++) {
         struct node *n = g->reg.nodes[i];
+        if (!n->from_config) continue; /* joined nodes are not the file's */
         bool keep = false;
         for (size_t j = 0; j < next.n_nodes && !keep; j++)
             keep = strcmp(next.nodes[j].name, n->name) == 0;
         if (!keep && n->admin != ADMIN_REMOVED) {
-            n->admin = ADMIN_REMOVED;
+            registry_tombstone(n);
+            if (g->store) store_delete_node(g->store, n->name, NULL, NULL);
+            n->dirty = false;
             LOGI("node_removed", "node=%s by=reload", n->name);
         }
     }
@@ -176,13 +187,17 @@ static void reload(struct serve *s)
     g->reg.cfg = g->cfg.reg;
     log_set_level(g->cfg.log_level);
     add_nodes(g, &g->cfg);
-    LOGI("config_reloaded", "nodes=%zu", g->cfg.n_nodes);
+    models_apply_config(g);
+    LOGI("config_reloaded", "nodes=%zu models=%zu", g->cfg.n_nodes, g->cfg.n_models);
 }
 
 static void close_all(struct serve *s)
 {
     struct gw *g = &s->g;
     health_stop(g);
+    ops_stop(g);
+    models_stop(g);
+    nodes_flush_stop(g);
     if (g->api_srv) http_server_close(g->api_srv, NULL, NULL);
     if (g->admin_srv) http_server_close(g->admin_srv, NULL, NULL);
     g->api_srv = g->admin_srv = NULL;
@@ -355,16 +370,32 @@ int serve_main(int argc, char **argv)
                        sizeof admin_addr)) {
         return 1;
     }
-    for (size_t i = 0; i < g->cfg.n_nodes; i++) {
-        const struct gw_node_config *nc = &g->cfg.nodes[i];
-        struct node *n;
-        if (registry_add(&g->reg, nc->name, nc->url, nc->kind, nc->api_key, &n, &err)) {
-            fprintf(stderr, "drover serve: %s\n", err.msg);
-            return 2;
-        }
-        for (size_t l = 0; l < nc->n_labels; l++)
-            registry_set_label(n, nc->labels[l].key, nc->labels[l].value);
+    struct store_config sc = {
+        .path = g->cfg.store_path ? g->cfg.store_path : ":memory:",
+        .busy_timeout_ms = 5000,
+    };
+    if (store_open(g->loop, &sc, &g->store, &err)) {
+        fprintf(stderr, "drover serve: store: %s\n", err.msg);
+        return 1;
     }
+    if (nodes_load(g, &err)) {
+        fprintf(stderr, "drover serve: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    if (models_load(g, &err)) {
+        fprintf(stderr, "drover serve: catalogue: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    models_start(g);
+    if (ops_start(g, &err)) {
+        fprintf(stderr, "drover serve: operations: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    nodes_flush_dirty(g); /* static nodes' rows before serving */
+    nodes_flush_start(g);
     health_start(g);
 
     uv_signal_init(g->loop, &s.sigterm);
@@ -379,14 +410,18 @@ int serve_main(int argc, char **argv)
     uv_check_init(g->loop, &s.drain_check);
     s.drain_check.data = &s;
 
-    LOGI("start", "listen=%s admin=%s nodes=%zu config=%s", api_addr, admin_addr, g->reg.n,
-         s.config_path ? s.config_path : "-");
+    LOGI("start", "listen=%s admin=%s nodes=%zu config=%s store=%s", api_addr, admin_addr, g->reg.n,
+         s.config_path ? s.config_path : "-", sc.path);
     printf("drover-serve ready listen=%s admin=%s\n", api_addr, admin_addr);
     fflush(stdout);
 
     uv_run(g->loop, UV_RUN_DEFAULT);
+    store_close(g->store); /* runs every queued write and its completion */
+    g->store = NULL;
+    uv_run(g->loop, UV_RUN_NOWAIT);
     uv_loop_close(g->loop);
     registry_free(&g->reg);
+    catalogue_free(&g->cat);
     metrics_free(&g->metrics);
     gw_config_free(&g->cfg);
     for (size_t i = 0; i < s.n_sets; i++) xfree(s.owned_sets[i]);

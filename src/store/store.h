@@ -23,14 +23,19 @@ struct store_config {
     unsigned busy_timeout_ms; /* default 5000 */
 };
 
-/* Opens (creating the file and its directory's file if missing), sets WAL and
- * synchronous=FULL, applies migrations, starts the thread. On failure returns GW_E_* with a
- * one-line reason in err ("PATH: …") and *out NULL. */
+/* Opens (creating the file if missing; its directory must exist and be writable), sets WAL,
+ * synchronous=FULL and foreign_keys=ON, applies migrations, starts the thread. Refuses an
+ * existing file that is not a SQLite database without modifying it. On failure returns GW_E_*
+ * (GW_E_IO, or GW_E_INVALID for a foreign file or a schema newer than this build) with a
+ * one-line reason in err ("PATH: …") and *out NULL. Loop thread. */
 int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **out,
                struct gw_error *err) WUR;
-/* Runs every job already submitted (their completions too), stops the thread, closes the
- * database. Call from the loop thread while the loop can still run its async handles: it
- * drives uv_run itself until the queue is empty. NULL is fine. */
+/* Runs every job already submitted and calls their completions (in order, on the calling
+ * thread, before returning; jobs those completions submit run too), stops the thread, closes
+ * the database. It never re-enters uv_run, so it is safe inside any loop callback (the SIGTERM
+ * handler, a store completion). Call from the loop thread. The struct itself is freed in the
+ * close callback of its async handle: the loop must run once more afterwards (as every
+ * uv_run + uv_loop_close shutdown does). NULL is fine; s is invalid after the call. */
 void store_close(struct store *s);
 
 /* The schema version after open (number of migrations applied). */
@@ -59,7 +64,7 @@ struct store_node {
     char *url;         /* agent or engine base URL */
     char *kind;        /* "agent", "openai", "llamacpp", "ollama", "vllm" */
     char *engine;      /* for agents: the engine kind behind it; else NULL */
-    char *admin;       /* "pending", "approved", "draining" */
+    char *admin;       /* "pending", "approved", "draining", "removed" (a tombstone) */
     char *secret_hash; /* hex SHA-256 of the node secret, or NULL */
     struct store_label *labels;
     size_t n_labels;
@@ -72,14 +77,13 @@ struct store_node {
     int64_t created_ms, updated_ms; /* unix ms */
 };
 
-/* Deep copy and free (all strings owned). */
+/* Deep copy, and release of every string and the labels (all owned). */
 void store_node_copy(struct store_node *dst, const struct store_node *src);
 void store_node_clear(struct store_node *n);
 
 /* All nodes, by name. Start-up only (synchronous). *out is an array to free with
  * store_nodes_free. */
-int store_load_nodes(struct store *s, struct store_node **out, size_t *n,
-                     struct gw_error *err) WUR;
+int store_load_nodes(struct store *s, struct store_node **out, size_t *n, struct gw_error *err) WUR;
 void store_nodes_free(struct store_node *v, size_t n);
 
 /* Asynchronous upsert of the whole row, labels included (replaced), in one transaction. The

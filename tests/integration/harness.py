@@ -34,6 +34,19 @@ def _cleanup():
                 pass
 
 
+_dbs = []
+
+
+def _remove_dbs():
+    for path in _dbs:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(path + suffix)
+            except OSError:
+                pass
+
+
+atexit.register(_remove_dbs)
 atexit.register(_cleanup)
 
 
@@ -46,6 +59,10 @@ class Proc:
         self.log = open(self.log_path, "wb")
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        if args and args[0] == "serve":
+            # each gateway gets its own store unless the test names one
+            e["DROVER_STORE_PATH"] = "/tmp/drover-test-%d-%d.db" % (os.getpid(), len(_procs))
+            _dbs.append(e["DROVER_STORE_PATH"])
         if env:
             e.update(env)
         self.p = subprocess.Popen([DROVER] + list(args), stdout=subprocess.PIPE,

@@ -1,0 +1,26 @@
+/* admin_client — blocking calls to the gateway's admin API for the CLI commands. The process's
+ * main thread only (each call runs a private loop). */
+#ifndef DROVER_CLI_ADMIN_CLIENT_H
+#define DROVER_CLI_ADMIN_CLIENT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+
+struct admin_target {
+    const char *url;   /* "http://127.0.0.1:8081" (DROVER_ADMIN_URL, --admin) */
+    const char *token; /* admin token or NULL (DROVER_ADMIN_TOKEN, --token) */
+    uint64_t timeout_ms;
+};
+
+/* Splits "http://host:port" (scheme optional). */
+int admin_url_parse(const char *url, char *host, size_t host_cap, int *port) WUR;
+
+/* Sends method path with an optional JSON body and collects the answer into out (which the
+ * caller initialised with its cap). Returns 0 with *status set when an answer came (any
+ * status), else an error with err filled (connection refused, timeout, …). */
+int admin_request(const struct admin_target *t, const char *method, const char *path,
+                  const char *body, int *status, struct buf *out, struct gw_error *err) WUR;
+
+#endif

@@ -1,0 +1,284 @@
+/* ops_cmd — `drover ops …`: durable fleet operations through the admin API (docs/ops.md).
+ * Tables by default, the server's JSON with --json; a refused call exits 1 with the server's
+ * status, code and reason, bad usage exits 2. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "cli/admin_client.h"
+#include "cli/commands.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: drover ops [--admin URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
+            "\n"
+            "  install|upgrade|delete TARGET [--nodes A,B] [--selector K=V,...] [--param K=V]...\n"
+            "  load|unload model:NAME --nodes A[,B]\n"
+            "                          TARGET is model:NAME or backend:NAME; without --nodes\n"
+            "                          and --selector the op goes to every joined node\n"
+            "  ls [--all]              pending operations (--all: done ones too)\n"
+            "  dead                    dead letters (failed 10 times)\n"
+            "  retry ID                move a dead letter back to the queue\n"
+            "  inventory               models and backends of every node, with digests\n"
+            "  upgrades TARGET         which nodes have an outdated digest of TARGET\n"
+            "\n"
+            "  --admin URL    admin API (default $DROVER_ADMIN_URL or http://127.0.0.1:8081)\n"
+            "  --token TOKEN  admin token (default $DROVER_ADMIN_TOKEN)\n"
+            "  --json         print the server's JSON\n");
+}
+
+static const char *jstr(struct json_object *o, const char *key, const char *dflt)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !v || json_object_is_type(v, json_type_null))
+        return dflt;
+    return json_object_get_string(v);
+}
+
+static int refused(int status, const struct buf *b)
+{
+    struct json_object *root = json_parse_strict(b->p ? b->p : "", b->len, 16, NULL);
+    struct json_object *e = NULL;
+    if (root && json_object_object_get_ex(root, "error", &e) && e)
+        fprintf(stderr, "drover ops: %d %s: %s\n", status, jstr(e, "code", "error"),
+                jstr(e, "message", ""));
+    else
+        fprintf(stderr, "drover ops: %d %.*s\n", status, (int)(b->len > 200 ? 200 : b->len),
+                b->p ? b->p : "");
+    if (root) json_object_put(root);
+    return 1;
+}
+
+/* Appends "a,b" as a JSON array of strings, or "k=v,k2=v2" as an object. */
+static int csv_json(struct buf *b, const char *csv, bool object)
+{
+    int rc = buf_append_cstr(b, object ? "{" : "[");
+    const char *p = csv;
+    bool first = true;
+    while (*p && !rc) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len) {
+            if (!first) rc = buf_append_cstr(b, ",");
+            first = false;
+            if (object) {
+                const char *eq = memchr(p, '=', len);
+                if (!eq || eq == p) return GW_E_INVALID;
+                if (!rc) rc = json_append_str(b, p, (size_t)(eq - p));
+                if (!rc) rc = buf_append_cstr(b, ":");
+                if (!rc) rc = json_append_str(b, eq + 1, len - (size_t)(eq - p) - 1);
+            } else if (!rc) {
+                rc = json_append_str(b, p, len);
+            }
+        }
+        p += len + (end ? 1 : 0);
+    }
+    if (!rc) rc = buf_append_cstr(b, object ? "}" : "]");
+    return rc;
+}
+
+static void print_rows(struct json_object *arr, bool dead)
+{
+    printf("%-6s %-16s %-32s %-8s %-8s %8s %-12s %s\n", "ID", "NODE", "TARGET", "OP",
+           dead ? "" : "STATE", "ATTEMPTS", "CLASS", "LAST ERROR");
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *o = json_object_array_get_idx(arr, i);
+        printf("%-6s %-16s %-32s %-8s %-8s %8s %-12s %s\n", jstr(o, "id", "?"),
+               jstr(o, "node", "?"), jstr(o, "target", "?"), jstr(o, "op", "?"),
+               dead ? "" : jstr(o, "state", "?"), jstr(o, "attempts", "?"),
+               jstr(o, "last_class", "-"), jstr(o, "last_error", "-"));
+    }
+}
+
+static void print_results(struct json_object *arr)
+{
+    printf("%-20s %-8s %s\n", "NODE", "RESULT", "REASON");
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *o = json_object_array_get_idx(arr, i);
+        printf("%-20s %-8s %s\n", jstr(o, "node", "?"), jstr(o, "result", "?"),
+               jstr(o, "reason", "-"));
+    }
+}
+
+static void print_inventory(struct json_object *nodes)
+{
+    printf("%-20s %-8s %-32s %-16s %s\n", "NODE", "KIND", "NAME", "VERSION", "DIGEST");
+    for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+        struct json_object *n = json_object_array_get_idx(nodes, i);
+        if (jstr(n, "error", NULL)) {
+            printf("%-20s %-8s %s\n", jstr(n, "name", "?"), "-", jstr(n, "error", ""));
+            continue;
+        }
+        static const char *const lists[] = {"models", "backends"};
+        for (int l = 0; l < 2; l++) {
+            struct json_object *arr = NULL;
+            if (json_get_arr(n, lists[l], &arr)) continue;
+            for (size_t k = 0; k < json_object_array_length(arr); k++) {
+                struct json_object *it = json_object_array_get_idx(arr, k);
+                printf("%-20s %-8s %-32s %-16s %s\n", jstr(n, "name", "?"), l ? "backend" : "model",
+                       jstr(it, "name", "?"), jstr(it, "version", "-"), jstr(it, "digest", "-"));
+            }
+        }
+    }
+}
+
+int ops_main(int argc, char **argv)
+{
+    struct admin_target t = {
+        .url = getenv("DROVER_ADMIN_URL") ? getenv("DROVER_ADMIN_URL") : "http://127.0.0.1:8081",
+        .token = getenv("DROVER_ADMIN_TOKEN"),
+        .timeout_ms = 15 * 60 * 1000,
+    };
+    bool json = false, all = false;
+    const char *nodes = NULL, *selector = NULL;
+    const char *params[32];
+    int n_params = 0;
+    char *args[8];
+    int nargs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_v = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--all")) {
+            all = true;
+        } else if (!strcmp(a, "--admin") && has_v) {
+            t.url = argv[++i];
+        } else if (!strcmp(a, "--token") && has_v) {
+            t.token = argv[++i];
+        } else if (!strcmp(a, "--nodes") && has_v) {
+            nodes = argv[++i];
+        } else if (!strcmp(a, "--selector") && has_v) {
+            selector = argv[++i];
+        } else if (!strcmp(a, "--param") && has_v && n_params < 32) {
+            params[n_params++] = argv[++i];
+        } else if (a[0] == '-') {
+            fprintf(stderr, "drover ops: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (nargs < 8) {
+            args[nargs++] = argv[i];
+        }
+    }
+    if (nargs == 0) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = args[0];
+    const char *method = "GET";
+    char path[400];
+    struct buf body;
+    buf_init(&body, 1u << 20);
+    enum { SHOW_ROWS, SHOW_DEAD, SHOW_RESULTS, SHOW_ROW, SHOW_INV, SHOW_RAW } show = SHOW_RAW;
+    static const char *const kinds[] = {"install", "upgrade", "delete", "load", "unload"};
+    bool is_op = false;
+    for (size_t k = 0; k < 5; k++) is_op = is_op || !strcmp(cmd, kinds[k]);
+    int rc = 0;
+    if (is_op) {
+        if (nargs != 2) {
+            fprintf(stderr, "drover ops: %s needs one TARGET (model:NAME or backend:NAME)\n", cmd);
+            buf_free(&body);
+            return 2;
+        }
+        if ((!strcmp(cmd, "load") || !strcmp(cmd, "unload")) && !nodes) {
+            fprintf(stderr, "drover ops: %s needs --nodes\n", cmd);
+            buf_free(&body);
+            return 2;
+        }
+        method = "POST";
+        snprintf(path, sizeof path, "/admin/v1/ops");
+        rc = buf_appendf(&body, "{\"op\":\"%s\",\"target\":", cmd);
+        if (!rc) rc = json_append_str(&body, args[1], strlen(args[1]));
+        if (!rc && nodes) rc = buf_append_cstr(&body, ",\"nodes\":");
+        if (!rc && nodes) rc = csv_json(&body, nodes, false);
+        if (!rc && selector) rc = buf_append_cstr(&body, ",\"selector\":");
+        if (!rc && selector) rc = csv_json(&body, selector, true);
+        if (!rc && n_params) {
+            rc = buf_append_cstr(&body, ",\"params\":{");
+            for (int k = 0; k < n_params && !rc; k++) {
+                const char *eq = strchr(params[k], '=');
+                if (!eq || eq == params[k]) {
+                    rc = GW_E_INVALID;
+                    break;
+                }
+                if (k) rc = buf_append_cstr(&body, ",");
+                if (!rc) rc = json_append_str(&body, params[k], (size_t)(eq - params[k]));
+                if (!rc) rc = buf_append_cstr(&body, ":");
+                if (!rc) rc = json_append_str(&body, eq + 1, strlen(eq + 1));
+            }
+            if (!rc) rc = buf_append_cstr(&body, "}");
+        }
+        if (!rc) rc = buf_append_cstr(&body, "}");
+        show = SHOW_RESULTS;
+    } else if (!strcmp(cmd, "ls") || !strcmp(cmd, "list")) {
+        snprintf(path, sizeof path, "/admin/v1/ops%s", all ? "?all=1" : "");
+        show = SHOW_ROWS;
+    } else if (!strcmp(cmd, "dead")) {
+        snprintf(path, sizeof path, "/admin/v1/ops/dead");
+        show = SHOW_DEAD;
+    } else if (!strcmp(cmd, "retry") && nargs == 2 &&
+               strspn(args[1], "0123456789") == strlen(args[1]) && *args[1]) {
+        snprintf(path, sizeof path, "/admin/v1/ops/dead/%s/retry", args[1]);
+        method = "POST";
+        show = SHOW_ROW;
+    } else if (!strcmp(cmd, "inventory")) {
+        snprintf(path, sizeof path, "/admin/v1/inventory");
+        show = SHOW_INV;
+    } else if (!strcmp(cmd, "upgrades") && nargs == 2 && strlen(args[1]) < 300) {
+        snprintf(path, sizeof path, "/admin/v1/inventory/upgrades?target=%s", args[1]);
+    } else {
+        fprintf(stderr, "drover ops: bad command '%s' (see --help)\n", cmd);
+        buf_free(&body);
+        return 2;
+    }
+    if (rc || (body.len && buf_append(&body, "", 1))) {
+        fprintf(stderr, "drover ops: bad --nodes, --selector or --param (expected K=V)\n");
+        buf_free(&body);
+        return 2;
+    }
+    struct buf out;
+    buf_init(&out, 256u << 20);
+    int status = 0;
+    struct gw_error err = {0};
+    if (admin_request(&t, method, path, body.len ? body.p : NULL, &status, &out, &err)) {
+        fprintf(stderr, "drover ops: %s\n", err.msg);
+        buf_free(&body);
+        buf_free(&out);
+        return 1;
+    }
+    buf_free(&body);
+    int code = 0;
+    if (status != 200) {
+        code = refused(status, &out);
+    } else if (json || show == SHOW_RAW) {
+        printf("%.*s\n", (int)out.len, out.p ? out.p : "");
+    } else {
+        struct json_object *root = json_parse_strict(out.p ? out.p : "", out.len, 64, NULL);
+        struct json_object *v = NULL;
+        if (!root) {
+            fprintf(stderr, "drover ops: the server's answer is not JSON\n");
+            code = 1;
+        } else if (show == SHOW_ROWS && json_get_arr(root, "ops", &v) == 0) {
+            print_rows(v, false);
+        } else if (show == SHOW_DEAD && json_get_arr(root, "dead", &v) == 0) {
+            print_rows(v, true);
+        } else if (show == SHOW_RESULTS && json_get_arr(root, "results", &v) == 0) {
+            print_results(v);
+            /* any per-node error makes the command fail, so scripts notice */
+            for (size_t i = 0; i < json_object_array_length(v); i++)
+                if (!strcmp(jstr(json_object_array_get_idx(v, i), "result", ""), "error")) code = 1;
+        } else if (show == SHOW_INV && json_get_arr(root, "nodes", &v) == 0) {
+            print_inventory(v);
+        } else {
+            printf("%.*s\n", (int)out.len, out.p);
+        }
+        if (root) json_object_put(root);
+    }
+    buf_free(&out);
+    return code;
+}

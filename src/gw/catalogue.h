@@ -1,0 +1,72 @@
+/* catalogue — the models the operator declares (DESIGN §6): id, aliases, engine,
+ * capabilities, min_devices, min_vram_mb, selector, replicas {min, max}, pinned and engine
+ * load options. Entries come from the config file (owned by it) or the admin API (persisted
+ * in the store). One validator serves both: the YAML entry is turned into JSON first, so the
+ * admin API and the file refuse exactly the same things, naming the field.
+ * The loop thread only. */
+#ifndef DROVER_GW_CATALOGUE_H
+#define DROVER_GW_CATALOGUE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/strv.h"
+#include "gw/registry.h"
+
+struct json_object;
+struct ynode;
+
+enum { CAT_MAX_ALIASES = 16, CAT_MAX_SELECTOR = 16, CAT_MAX_ID = 200 };
+
+struct cat_model {
+    char *id;       /* owned */
+    char **aliases; /* owned */
+    size_t n_aliases;
+    int engine;    /* -1: any; else enum node_kind */
+    unsigned caps; /* CAP_* the model has; 0 when not declared (assume all) */
+    unsigned min_devices;
+    uint64_t min_vram_mb;
+    struct node_label *selector; /* owned; every label must match */
+    size_t n_selector;
+    unsigned replicas_min, replicas_max; /* max 0: no upper bound */
+    bool pinned;                         /* never evicted */
+    char *load_options_json;             /* owned JSON object, or NULL */
+    bool from_config;
+
+    /* the reconciler's memory */
+    uint64_t backoff_until_ms;
+    unsigned backoff_failures;
+    uint64_t seen_generation;
+    char last_why[160];
+};
+
+struct catalogue {
+    struct cat_model **v; /* owned */
+    size_t n;
+};
+
+void cat_model_free(struct cat_model *m);
+void catalogue_free(struct catalogue *c);
+
+/* Validates and builds an entry from a JSON object. On error returns GW_E_INVALID with the
+ * field's name in field ("replicas.min") and the reason in why. */
+int cat_model_from_json(struct json_object *o, struct cat_model **out, char *field,
+                        size_t field_cap, char *why, size_t why_cap);
+/* The same from a YAML mapping of the config file's `models:` list. */
+int cat_model_from_yaml(const struct ynode *m, struct cat_model **out, char *field,
+                        size_t field_cap, int *line, char *why, size_t why_cap);
+int cat_model_to_json(const struct cat_model *m, struct buf *b);
+
+/* By id or alias; NULL when unknown. */
+struct cat_model *catalogue_find(const struct catalogue *c, struct strv id_or_alias);
+/* Replaces or adds (takes m). */
+void catalogue_put(struct catalogue *c, struct cat_model *m);
+bool catalogue_remove(struct catalogue *c, const char *id);
+/* Does any other entry use one of m's names (id or alias)? Returns that name or NULL. */
+const char *catalogue_name_clash(const struct catalogue *c, const struct cat_model *m);
+
+/* True when the node's labels carry every label of the selector. */
+bool cat_selector_matches(const struct cat_model *m, const struct node *n);
+
+#endif

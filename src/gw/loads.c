@@ -1,0 +1,276 @@
+/* loads — cold loads and unloads through the agents (DESIGN §6). At most one load per model
+ * and node runs at a time; requests that arrive meanwhile wait on it (bounded by their own
+ * timers in the proxy). A load that needs room first unloads the eviction plan's models, one
+ * by one, then loads. Success marks the model loaded in the registry, so the router finds it.
+ * The loop thread only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "gw/gw.h"
+#include "gw/loads.h"
+
+enum { LOAD_MAX_ANSWER = 64 * 1024, LOAD_MAX_EVICT = 16 };
+
+struct load_waiter {
+    load_done_fn *fn;
+    void *ctx;
+    struct load_waiter *next;
+};
+
+struct load {
+    struct gw *g;
+    char *model;
+    struct node *node;
+    char *options_json;
+    char *evict[LOAD_MAX_EVICT];
+    size_t n_evict, i_evict;
+    bool unloading;    /* the current call is an unload of evict[i_evict] */
+    bool plain_unload; /* this job only unloads `model` (the reconciler's idle replicas) */
+    struct http_call *call;
+    int status;
+    struct buf answer;
+    struct load_waiter *waiters;
+    uint64_t started_ms;
+    struct load *next;
+};
+
+static struct load *loads_head(struct gw *g)
+{
+    return g->loads;
+}
+
+bool loads_running(struct gw *g, const char *model, const struct node *n)
+{
+    for (struct load *l = loads_head(g); l; l = l->next)
+        if (!l->plain_unload && !strcmp(l->model, model) && (!n || l->node == n)) return true;
+    return false;
+}
+
+bool loads_busy_node(struct gw *g, const struct node *n)
+{
+    for (struct load *l = loads_head(g); l; l = l->next)
+        if (l->node == n) return true;
+    return false;
+}
+
+unsigned loads_count(struct gw *g, const char *model)
+{
+    unsigned k = 0;
+    for (struct load *l = loads_head(g); l; l = l->next)
+        if (!l->plain_unload && !strcmp(l->model, model)) k++;
+    return k;
+}
+
+static void load_free(struct gw *g, struct load *l, bool ok, const char *why)
+{
+    for (struct load **pp = &g->loads; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    struct load_waiter *w = l->waiters;
+    l->waiters = NULL;
+    while (w) {
+        struct load_waiter *next = w->next;
+        w->fn(w->ctx, ok, why);
+        xfree(w);
+        w = next;
+    }
+    for (size_t i = 0; i < l->n_evict; i++) xfree(l->evict[i]);
+    buf_free(&l->answer);
+    xfree(l->options_json);
+    xfree(l->model);
+    xfree(l);
+}
+
+static void step(struct load *l);
+
+static void on_head(struct http_call *c, const struct http_response_head *h, void *ctx)
+{
+    (void)c;
+    ((struct load *)ctx)->status = h->status;
+}
+
+static void on_data(struct http_call *c, const char *p, size_t len, void *ctx)
+{
+    struct load *l = ctx;
+    (void)c;
+    if (buf_append(&l->answer, p, len)) buf_reset(&l->answer); /* keep the status only */
+}
+
+static void on_done(struct http_call *c, const struct http_call_result *res, void *ctx)
+{
+    (void)c;
+    struct load *l = ctx;
+    struct gw *g = l->g;
+    l->call = NULL;
+    bool ok = res->err == 0 && l->status == 200;
+    char why[200] = "";
+    if (!ok) {
+        if (res->err)
+            snprintf(why, sizeof why, "the agent did not answer: %s", gw_strerror(res->err));
+        else
+            snprintf(why, sizeof why, "the agent answered %d: %.*s", l->status,
+                     (int)(l->answer.len > 120 ? 120 : l->answer.len),
+                     l->answer.p ? l->answer.p : "");
+    }
+    if (l->unloading) {
+        const char *victim = l->plain_unload ? l->model : l->evict[l->i_evict];
+        if (ok) {
+            registry_model_unloaded(l->node, strv_from_cstr(victim));
+            LOGI("model_unloaded", "node=%s model=%s reason=%s", l->node->name, victim,
+                 l->plain_unload ? "idle_replica" : "evicted");
+        } else {
+            LOGW("model_unload_failed", "node=%s model=%s reason=\"%s\"", l->node->name, victim,
+                 why);
+        }
+        if (l->plain_unload || !ok) {
+            load_free(g, l, ok, ok ? NULL : why);
+            return;
+        }
+        l->i_evict++;
+        buf_reset(&l->answer);
+        step(l);
+        return;
+    }
+    if (ok) {
+        int64_t size = 0;
+        struct json_object *root =
+            json_parse_strict(l->answer.p ? l->answer.p : "", l->answer.len, 8, NULL);
+        if (!root || json_get_int(root, "size_mb", &size) || size < 0) size = 0;
+        if (root) json_object_put(root);
+        registry_model_loaded(l->node, strv_from_cstr(l->model), (uint64_t)size, gw_now_ms(g));
+        LOGI("model_loaded", "node=%s model=%s ms=%llu", l->node->name, l->model,
+             (unsigned long long)(gw_now_ms(g) - l->started_ms));
+    } else {
+        LOGW("model_load_failed", "node=%s model=%s reason=\"%s\"", l->node->name, l->model, why);
+    }
+    load_free(g, l, ok, ok ? NULL : why);
+}
+
+/* The next call of the job: unload the next victim, or load. */
+static void step(struct load *l)
+{
+    struct gw *g = l->g;
+    struct node *n = l->node;
+    const char *model = l->model;
+    const char *path = "/drover/v1/models/load";
+    l->unloading = false;
+    if (l->plain_unload || l->i_evict < l->n_evict) {
+        l->unloading = true;
+        path = "/drover/v1/models/unload";
+        if (!l->plain_unload) model = l->evict[l->i_evict];
+    }
+    if (!n->api_key || n->admin == ADMIN_REMOVED) {
+        load_free(g, l, false, "the node cannot be reached through an agent");
+        return;
+    }
+    struct buf body;
+    buf_init(&body, 64 * 1024);
+    int rc = buf_append_cstr(&body, "{\"model\":");
+    if (!rc) rc = json_append_str(&body, model, strlen(model));
+    if (!rc && !l->unloading && l->options_json)
+        rc = buf_appendf(&body, ",\"options\":%s", l->options_json);
+    if (!rc) rc = buf_append_cstr(&body, "}");
+    char auth[512];
+    snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
+    struct http_header hdrs[2] = {
+        {STRV_LIT("Authorization"), strv_from_cstr(auth)},
+        {STRV_LIT("Content-Type"), STRV_LIT("application/json")},
+    };
+    struct http_client_request rq = {
+        .host = n->host,
+        .port = n->port,
+        .method = STRV_LIT("POST"),
+        .target = strv_from_cstr(path),
+        .headers = hdrs,
+        .n_headers = 2,
+        .body = {body.p, body.len},
+        .connect_timeout_ms = g->cfg.connect_timeout_ms,
+        .total_timeout_ms = g->cfg.load_timeout_ms,
+    };
+    l->status = 0;
+    static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
+    LOGI(l->unloading ? "model_unload" : "model_load", "node=%s model=%s", n->name, model);
+    if (rc || http_client_request(g->client, &rq, &cbs, l, &l->call)) {
+        l->call = NULL;
+        buf_free(&body);
+        load_free(g, l, false, "could not reach the agent");
+        return;
+    }
+    buf_free(&body);
+}
+
+static struct load *job_new(struct gw *g, struct node *n, const char *model)
+{
+    struct load *l = xcalloc(1, sizeof *l);
+    l->g = g;
+    l->node = n;
+    l->model = xstrdup(model);
+    l->started_ms = gw_now_ms(g);
+    buf_init(&l->answer, LOAD_MAX_ANSWER);
+    l->next = g->loads;
+    g->loads = l;
+    return l;
+}
+
+void loads_start(struct gw *g, struct node *n, const char *model, const char *options_json,
+                 const char *const *evict, size_t n_evict)
+{
+    if (loads_running(g, model, n)) return;
+    struct load *l = job_new(g, n, model);
+    l->options_json = options_json ? xstrdup(options_json) : NULL;
+    for (size_t i = 0; i < n_evict && i < LOAD_MAX_EVICT; i++)
+        l->evict[l->n_evict++] = xstrdup(evict[i]);
+    step(l);
+}
+
+void loads_unload(struct gw *g, struct node *n, const char *model)
+{
+    struct load *l = job_new(g, n, model);
+    l->plain_unload = true;
+    step(l);
+}
+
+bool loads_wait(struct gw *g, const char *model, load_done_fn *fn, void *ctx)
+{
+    for (struct load *l = loads_head(g); l; l = l->next) {
+        if (l->plain_unload || strcmp(l->model, model) != 0) continue;
+        struct load_waiter *w = xcalloc(1, sizeof *w);
+        w->fn = fn;
+        w->ctx = ctx;
+        w->next = l->waiters;
+        l->waiters = w;
+        return true;
+    }
+    return false;
+}
+
+void loads_unwait(struct gw *g, void *ctx)
+{
+    for (struct load *l = loads_head(g); l; l = l->next) {
+        for (struct load_waiter **pp = &l->waiters; *pp;) {
+            if ((*pp)->ctx == ctx) {
+                struct load_waiter *w = *pp;
+                *pp = w->next;
+                xfree(w);
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+}
+
+void loads_stop(struct gw *g)
+{
+    while (g->loads) {
+        struct load *l = g->loads;
+        if (l->call) http_call_cancel(l->call);
+        l->call = NULL;
+        load_free(g, l, false, "the gateway is stopping");
+    }
+}

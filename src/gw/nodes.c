@@ -1,0 +1,279 @@
+/* nodes — the durable side of the registry. Every node (static or joined) has a row in the
+ * store; admin changes are written at once and acknowledged only after the commit (see
+ * nodes_persist), live state that changes often (fault record, inventory) is marked dirty by
+ * the registry and written by a flush timer. At start-up the stored rows are loaded before the
+ * config's static nodes are applied: the file owns a static node's address, kind, key and
+ * labels; the store owns its admin intent and fault record. A stored static node that left the
+ * file is deleted. The loop thread only. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "gw/errors_http.h"
+#include "gw/gw.h"
+#include "store/store.h"
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int admin_parse(const char *s, enum node_admin *out)
+{
+    static const char *const names[] = {"pending", "approved", "draining", "removed"};
+    for (int i = 0; i < 4; i++) {
+        if (s && strcmp(s, names[i]) == 0) {
+            *out = (enum node_admin)i;
+            return 0;
+        }
+    }
+    return GW_E_INVALID;
+}
+
+/* The row for n. Strings are borrowed from n except *inventory (owned by the caller). */
+static void snapshot(const struct node *n, struct store_node *r, struct store_label *labels,
+                     char **inventory)
+{
+    memset(r, 0, sizeof *r);
+    r->name = n->name;
+    r->url = n->url;
+    r->kind = n->via_agent ? "agent" : (char *)node_kind_name(n->kind);
+    r->engine = n->via_agent ? (char *)node_kind_name(n->kind) : NULL;
+    r->admin = (char *)node_admin_name(n->admin);
+    r->secret_hash = n->secret_hash;
+    for (size_t i = 0; i < n->n_labels; i++)
+        labels[i] = (struct store_label){n->labels[i].key, n->labels[i].value};
+    r->labels = labels;
+    r->n_labels = n->from_config ? 0 : n->n_labels; /* the file owns static nodes' labels */
+    r->discovery_json = n->discovery_json;
+    struct buf b;
+    buf_init(&b, 1u << 20);
+    int rc = buf_append_cstr(&b, "[");
+    for (size_t i = 0; i < n->n_models && !rc; i++) {
+        if (i) rc = buf_append_cstr(&b, ",");
+        if (!rc) rc = json_append_str(&b, n->models[i].id, strlen(n->models[i].id));
+    }
+    if (!rc) rc = buf_append_cstr(&b, "]");
+    size_t len;
+    *inventory = rc || !n->inventory_known ? (buf_free(&b), NULL) : buf_take(&b, &len);
+    r->inventory_json = *inventory;
+    r->excluded = n->excluded;
+    r->consecutive_faults = n->consecutive_faults;
+    r->ejections = n->ejections;
+    r->faults_total = n->faults_total;
+    r->created_ms = n->created_ms;
+    r->updated_ms = wall_ms();
+}
+
+void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx)
+{
+    n->dirty = false;
+    if (!g->store) {
+        if (done) done(ctx, 0, NULL);
+        return;
+    }
+    struct store_label *labels = xcalloc(n->n_labels ? n->n_labels : 1, sizeof *labels);
+    struct store_node row;
+    char *inv = NULL;
+    snapshot(n, &row, labels, &inv);
+    store_put_node(g->store, &row, done, ctx); /* copies the row */
+    xfree(inv);
+    xfree(labels);
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    struct gw *g = t->data;
+    nodes_flush_dirty(g);
+}
+
+void nodes_flush_dirty(struct gw *g)
+{
+    for (size_t i = 0; i < g->reg.n; i++)
+        if (g->reg.nodes[i]->dirty) nodes_persist(g, g->reg.nodes[i], NULL, NULL);
+}
+
+void nodes_flush_start(struct gw *g)
+{
+    uv_timer_init(g->loop, &g->flush_timer);
+    g->flush_timer.data = g;
+    uv_timer_start(&g->flush_timer, on_flush, g->cfg.store_flush_ms, g->cfg.store_flush_ms);
+}
+
+void nodes_flush_stop(struct gw *g)
+{
+    uv_timer_stop(&g->flush_timer);
+    uv_close((uv_handle_t *)&g->flush_timer, NULL);
+    nodes_flush_dirty(g);
+}
+
+static void load_inventory(struct node *n, const char *json)
+{
+    if (!json) return;
+    struct json_object *root = json_parse_strict(json, strlen(json), 4, NULL);
+    if (!root) return;
+    if (json_object_is_type(root, json_type_array)) {
+        size_t k = json_object_array_length(root);
+        struct strv *ids = xcalloc(k ? k : 1, sizeof *ids);
+        size_t m = 0;
+        for (size_t i = 0; i < k; i++) {
+            struct json_object *e = json_object_array_get_idx(root, i);
+            if (json_object_is_type(e, json_type_string))
+                ids[m++] =
+                    (struct strv){json_object_get_string(e), (size_t)json_object_get_string_len(e)};
+        }
+        registry_set_models(n, ids, m);
+        xfree(ids);
+    }
+    json_object_put(root);
+}
+
+/* Applies a stored row to a fresh registry node. */
+static void apply_row(struct gw *g, struct node *n, const struct store_node *r)
+{
+    enum node_admin a = ADMIN_APPROVED;
+    if (admin_parse(r->admin, &a) == 0) n->admin = a;
+    n->excluded = r->excluded;
+    n->consecutive_faults = r->consecutive_faults;
+    n->ejections = r->ejections;
+    n->faults_total = r->faults_total;
+    n->created_ms = r->created_ms;
+    if (n->excluded) {
+        /* the ejection time starts again from now: the node has been out at least that long */
+        uint64_t eject = g->reg.cfg.ejection_base_ms;
+        for (unsigned k = 1; k < n->ejections && eject < g->reg.cfg.ejection_max_ms; k++)
+            eject *= 2;
+        if (eject > g->reg.cfg.ejection_max_ms) eject = g->reg.cfg.ejection_max_ms;
+        n->excluded_at_ms = gw_now_ms(g);
+        n->eject_until_ms = gw_now_ms(g) + eject;
+    }
+    load_inventory(n, r->inventory_json);
+    n->inventory_known = false; /* until a probe says so; the list is kept for placement */
+}
+
+static bool in_config(const struct gw_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (strcmp(cfg->nodes[i].name, name) == 0) return true;
+    return false;
+}
+
+int nodes_load(struct gw *g, struct gw_error *err)
+{
+    struct store_node *rows = NULL;
+    size_t n_rows = 0;
+    if (g->store) {
+        int rc = store_load_nodes(g->store, &rows, &n_rows, err);
+        if (rc) return rc;
+    }
+    int64_t now = wall_ms();
+    for (size_t i = 0; i < n_rows; i++) {
+        const struct store_node *r = &rows[i];
+        bool agent = r->kind && strcmp(r->kind, "agent") == 0;
+        if (agent && in_config(&g->cfg, r->name)) {
+            /* the file took the name over: its row replaces the agent's at the first flush */
+            LOGW("node_config_overrides_agent", "node=%s", r->name);
+            continue;
+        }
+        if (!agent) {
+            if (!in_config(&g->cfg, r->name)) {
+                LOGI("node_forgotten", "node=%s reason=\"no longer in the config file\"", r->name);
+                store_delete_node(g->store, r->name, NULL, NULL);
+            }
+            continue; /* applied below, with the file's address */
+        }
+        enum node_kind kind = NODE_KIND_OPENAI;
+        if (!r->engine || node_kind_parse(r->engine, &kind))
+            LOGW("node_row_engine", "node=%s engine=%s using=openai", r->name,
+                 r->engine ? r->engine : "-");
+        struct node *n = NULL;
+        if (registry_add(&g->reg, r->name, r->url, kind, r->secret_hash, &n, err)) {
+            LOGW("node_row_skipped", "node=%s reason=\"%s\"", r->name, err ? err->msg : "bad");
+            continue;
+        }
+        n->via_agent = true;
+        registry_set_str(&n->secret_hash, r->secret_hash);
+        registry_set_str(&n->discovery_json, r->discovery_json);
+        registry_set_facts_from_discovery(n, n->discovery_json);
+        for (size_t l = 0; l < r->n_labels; l++)
+            registry_set_label(n, r->labels[l].key, r->labels[l].value);
+        apply_row(g, n, r);
+        n->dirty = false;
+    }
+    for (size_t i = 0; i < g->cfg.n_nodes; i++) {
+        const struct gw_node_config *nc = &g->cfg.nodes[i];
+        struct node *n = NULL;
+        if (registry_add(&g->reg, nc->name, nc->url, nc->kind, nc->api_key, &n, err)) return -1;
+        n->from_config = true;
+        n->created_ms = now;
+        for (size_t l = 0; l < nc->n_labels; l++)
+            registry_set_label(n, nc->labels[l].key, nc->labels[l].value);
+        for (size_t j = 0; j < n_rows; j++)
+            if (strcmp(rows[j].name, nc->name) == 0 &&
+                !(rows[j].kind && strcmp(rows[j].kind, "agent") == 0))
+                apply_row(g, n, &rows[j]);
+        if (n->admin == ADMIN_PENDING || n->admin == ADMIN_REMOVED) n->admin = ADMIN_APPROVED;
+        n->dirty = true; /* written by the first flush */
+    }
+    if (g->store) store_nodes_free(rows, n_rows);
+    return 0;
+}
+
+/* ---- answers that wait for the commit --------------------------------------------------- */
+
+struct reply {
+    struct gw *g;
+    struct node *node;
+    struct http_request *req; /* NULL once the client went away */
+    int status;
+    struct buf body;
+};
+
+static void reply_abort(struct http_request *req, void *ctx)
+{
+    struct reply *r = ctx;
+    (void)req;
+    r->req = NULL;
+}
+
+static void reply_done(void *ctx, int rc, const char *msg)
+{
+    struct reply *r = ctx;
+    if (rc) {
+        /* Memory already holds the change; the flush timer writes it again. The client is
+         * told it is not durable yet. */
+        r->node->dirty = true;
+        LOGE("store_write_failed", "node=%s reason=\"%s\"", r->node->name, msg ? msg : "?");
+    }
+    if (r->req) {
+        if (rc) {
+            buf_reset(&r->body);
+            if (gw_error_json(&r->body, "the change could not be stored; retry", "server_error",
+                              NULL, "store_error"))
+                buf_reset(&r->body);
+        }
+        http_request_on_abort(r->req, NULL, NULL);
+        (void)http_respond_json(r->req, rc ? 500 : r->status, NULL, 0, r->body.p, r->body.len);
+    }
+    buf_free(&r->body);
+    xfree(r);
+}
+
+void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req, int status,
+                         struct buf *body)
+{
+    struct reply *r = xcalloc(1, sizeof *r);
+    r->g = g;
+    r->node = n;
+    r->req = req;
+    r->status = status;
+    r->body = *body;
+    memset(body, 0, sizeof *body);
+    http_request_on_abort(req, reply_abort, r);
+    nodes_persist(g, n, reply_done, r);
+}

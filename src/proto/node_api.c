@@ -1,0 +1,611 @@
+/* node_api — the shapes of docs/node_api.md. Emitters build JSON by hand into a capped buf
+ * (strings through json_append_str); parsers go through json_parse_strict and copy into fixed
+ * fields, so a parsed struct never borrows from the json-c tree. Any thread. */
+#include "proto/node_api.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/mem.h"
+
+static const char *const engine_names[] = {"llamacpp", "ollama", "vllm", "openai"};
+static const char *const status_names[] = {"loaded", "loading", "on_disk"};
+static const char *const cap_names[] = {"chat", "completions", "embeddings"};
+
+const char *node_api_engine_name(enum node_api_engine e)
+{
+    return (unsigned)e < 4 ? engine_names[e] : "unknown";
+}
+
+int node_api_engine_parse(struct strv s, enum node_api_engine *out)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (strv_eq_cstr(s, engine_names[i])) {
+            *out = (enum node_api_engine)i;
+            return 0;
+        }
+    return GW_E_INVALID;
+}
+
+const char *node_api_model_status_name(enum node_api_model_status s)
+{
+    return (unsigned)s < 3 ? status_names[s] : "unknown";
+}
+
+int node_api_model_status_parse(struct strv s, enum node_api_model_status *out)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (strv_eq_cstr(s, status_names[i])) {
+            *out = (enum node_api_model_status)i;
+            return 0;
+        }
+    return GW_E_INVALID;
+}
+
+const char *node_api_cap_name(unsigned bit)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (bit == 1u << i) return cap_names[i];
+    return NULL;
+}
+
+int node_api_cap_parse(struct strv s, unsigned *bit)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (strv_eq_cstr(s, cap_names[i])) {
+            *bit = 1u << i;
+            return 0;
+        }
+    return GW_E_INVALID;
+}
+
+static bool contains_ci(struct strv s, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= s.len; i++)
+        if (strv_eq_ci(strv_make(s.p + i, k), strv_make(needle, k))) return true;
+    return false;
+}
+
+unsigned node_api_caps_guess(struct strv name, struct strv family)
+{
+    if (contains_ci(name, "embed") || contains_ci(family, "embed") || contains_ci(family, "bert"))
+        return NODE_API_CAP_EMBEDDINGS;
+    return NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS;
+}
+
+bool node_api_name_is_valid(struct strv s)
+{
+    if (s.len == 0 || s.len >= NODE_API_MAX_NAME) return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+    }
+    return true;
+}
+
+bool node_api_secret_is_valid(struct strv s)
+{
+    if (s.len != NODE_API_SECRET_HEX) return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (!isxdigit((unsigned char)s.p[i])) return false;
+    return true;
+}
+
+static void copy_strv(char *dst, size_t cap, struct strv v)
+{
+    size_t n = v.len < cap - 1 ? v.len : cap - 1;
+    if (n) memcpy(dst, v.p, n);
+    dst[n] = '\0';
+}
+
+/* --- models ---------------------------------------------------------------------------- */
+
+struct node_api_model *node_api_models_add(struct node_api_models *l, struct strv id)
+{
+    if (l->n >= NODE_API_MAX_MODELS) return NULL;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    struct node_api_model *m = &l->v[l->n++];
+    memset(m, 0, sizeof *m);
+    copy_strv(m->id, sizeof m->id, id);
+    m->size_mb = -1;
+    return m;
+}
+
+struct node_api_model *node_api_models_find(struct node_api_models *l, struct strv id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strv_eq_cstr(id, l->v[i].id)) return &l->v[i];
+    return NULL;
+}
+
+void node_api_models_free(struct node_api_models *l)
+{
+    xfree(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int append_kv_str(struct buf *out, const char *key, const char *val, bool comma)
+{
+    int rc = comma ? buf_append_cstr(out, ",") : 0;
+    if (!rc) rc = json_append_str(out, key, strlen(key));
+    if (!rc) rc = buf_append_cstr(out, ":");
+    if (!rc) rc = json_append_str(out, val, strlen(val));
+    return rc;
+}
+
+static int append_kv_int(struct buf *out, const char *key, int64_t v, bool comma)
+{
+    return buf_appendf(out, "%s\"%s\":%" PRId64, comma ? "," : "", key, v);
+}
+
+static int model_emit(struct buf *out, const struct node_api_model *m)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "id", m->id, false);
+    if (!rc) rc = append_kv_str(out, "status", node_api_model_status_name(m->status), true);
+    if (!rc) rc = buf_append_cstr(out, ",\"capabilities\":[");
+    bool first = true;
+    for (unsigned i = 0; i < 3 && !rc; i++) {
+        if (!(m->caps & (1u << i))) continue;
+        if (!first) rc = buf_append_cstr(out, ",");
+        first = false;
+        if (!rc) rc = json_append_str(out, cap_names[i], strlen(cap_names[i]));
+    }
+    if (!rc) rc = buf_append_cstr(out, "]");
+    if (!rc) rc = append_kv_int(out, "in_flight", m->in_flight, true);
+    if (!rc && m->size_mb >= 0) rc = append_kv_int(out, "size_mb", m->size_mb, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_models_emit(struct buf *out, const struct node_api_models *l)
+{
+    int rc = buf_append_cstr(out, "[");
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        if (i) rc = buf_append_cstr(out, ",");
+        if (!rc) rc = model_emit(out, &l->v[i]);
+    }
+    if (!rc) rc = buf_append_cstr(out, "]");
+    return rc;
+}
+
+/* Optional integer member: absent keeps *out; wrong type is GW_E_INVALID naming the key. */
+static int opt_int(struct json_object *o, const char *key, int64_t *out, struct gw_error *err)
+{
+    int rc = json_get_int(o, key, out);
+    if (rc == GW_E_NOTFOUND || rc == 0) return 0;
+    return gw_error_set(err, GW_E_INVALID, "%s: expected an integer", key);
+}
+
+static int opt_str(struct json_object *o, const char *key, char *dst, size_t cap,
+                   struct gw_error *err)
+{
+    struct strv v;
+    int rc = json_get_str(o, key, &v);
+    if (rc == GW_E_NOTFOUND) return 0;
+    if (rc) return gw_error_set(err, GW_E_INVALID, "%s: expected a string", key);
+    copy_strv(dst, cap, v);
+    return 0;
+}
+
+static int model_parse(struct json_object *o, struct node_api_models *l, struct gw_error *err)
+{
+    if (!json_object_is_type(o, json_type_object))
+        return gw_error_set(err, GW_E_INVALID, "models: expected objects");
+    struct strv id, st;
+    if (json_get_str(o, "id", &id) || id.len == 0)
+        return gw_error_set(err, GW_E_INVALID, "models.id: expected a non-empty string");
+    if (json_get_str(o, "status", &st))
+        return gw_error_set(err, GW_E_INVALID, "models.status: expected a string");
+    enum node_api_model_status status;
+    if (node_api_model_status_parse(st, &status))
+        return gw_error_set(err, GW_E_INVALID, "models.status: unknown '%.*s'", STRV_FMT(st));
+    struct node_api_model *m = node_api_models_add(l, id);
+    if (!m) return gw_error_set(err, GW_E_LIMIT, "models: more than %d", NODE_API_MAX_MODELS);
+    m->status = status;
+    struct json_object *caps = NULL;
+    int rc = json_get_arr(o, "capabilities", &caps);
+    if (rc == 0) {
+        size_t n = json_object_array_length(caps);
+        for (size_t i = 0; i < n; i++) {
+            struct json_object *c = json_object_array_get_idx(caps, i);
+            if (!json_object_is_type(c, json_type_string))
+                return gw_error_set(err, GW_E_INVALID, "models.capabilities: expected strings");
+            unsigned bit;
+            if (node_api_cap_parse(
+                    strv_make(json_object_get_string(c), (size_t)json_object_get_string_len(c)),
+                    &bit) == 0)
+                m->caps |= bit;
+        }
+    } else if (rc != GW_E_NOTFOUND) {
+        return gw_error_set(err, GW_E_INVALID, "models.capabilities: expected an array");
+    }
+    int64_t v = 0;
+    if ((rc = opt_int(o, "in_flight", &v, err))) return rc;
+    m->in_flight = v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    if ((rc = opt_int(o, "size_mb", &m->size_mb, err))) return rc;
+    return 0;
+}
+
+int node_api_models_parse_json(struct json_object *arr, struct node_api_models *l,
+                               struct gw_error *err)
+{
+    if (!arr || !json_object_is_type(arr, json_type_array))
+        return gw_error_set(err, GW_E_INVALID, "models: expected an array");
+    size_t n = json_object_array_length(arr);
+    for (size_t i = 0; i < n; i++) {
+        int rc = model_parse(json_object_array_get_idx(arr, i), l, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* --- discovery ------------------------------------------------------------------------- */
+
+void node_api_discovery_init(struct node_api_discovery *d)
+{
+    memset(d, 0, sizeof *d);
+    d->cpus = -1;
+    d->ram_mb = -1;
+}
+
+static int gpu_emit(struct buf *out, const struct node_api_gpu *g)
+{
+    int rc = buf_appendf(out, "{\"index\":%d", g->index);
+    if (!rc) rc = append_kv_str(out, "name", g->name, true);
+    if (!rc && g->vram_total_mb >= 0) rc = append_kv_int(out, "vram_total_mb", g->vram_total_mb, 1);
+    if (!rc && g->vram_free_mb >= 0) rc = append_kv_int(out, "vram_free_mb", g->vram_free_mb, 1);
+    if (!rc) rc = append_kv_str(out, "compute_capability", g->compute_capability, true);
+    if (!rc) rc = append_kv_str(out, "driver_version", g->driver_version, true);
+    if (!rc) rc = append_kv_str(out, "cuda_version", g->cuda_version, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "hostname", d->hostname, false);
+    if (!rc) rc = append_kv_str(out, "os", d->os, true);
+    if (!rc) rc = append_kv_str(out, "kernel", d->kernel, true);
+    if (!rc && d->cpus >= 0) rc = append_kv_int(out, "cpus", d->cpus, true);
+    if (!rc && d->ram_mb >= 0) rc = append_kv_int(out, "ram_mb", d->ram_mb, true);
+    if (!rc) rc = buf_append_cstr(out, ",\"gpus\":[");
+    for (size_t i = 0; i < d->n_gpus && !rc; i++) {
+        if (i) rc = buf_append_cstr(out, ",");
+        if (!rc) rc = gpu_emit(out, &d->gpus[i]);
+    }
+    if (!rc) rc = buf_append_cstr(out, "]}");
+    return rc;
+}
+
+static int gpu_parse(struct json_object *o, struct node_api_gpu *g, struct gw_error *err)
+{
+    if (!json_object_is_type(o, json_type_object))
+        return gw_error_set(err, GW_E_INVALID, "gpus: expected objects");
+    memset(g, 0, sizeof *g);
+    g->vram_total_mb = g->vram_free_mb = -1;
+    int64_t idx = 0;
+    int rc = opt_int(o, "index", &idx, err);
+    if (!rc) g->index = (int)idx;
+    if (!rc) rc = opt_str(o, "name", g->name, sizeof g->name, err);
+    if (!rc) rc = opt_int(o, "vram_total_mb", &g->vram_total_mb, err);
+    if (!rc) rc = opt_int(o, "vram_free_mb", &g->vram_free_mb, err);
+    if (!rc)
+        rc = opt_str(o, "compute_capability", g->compute_capability, sizeof g->compute_capability,
+                     err);
+    if (!rc) rc = opt_str(o, "driver_version", g->driver_version, sizeof g->driver_version, err);
+    if (!rc) rc = opt_str(o, "cuda_version", g->cuda_version, sizeof g->cuda_version, err);
+    return rc;
+}
+
+int node_api_discovery_parse_json(struct json_object *o, struct node_api_discovery *d,
+                                  struct gw_error *err)
+{
+    if (!o || !json_object_is_type(o, json_type_object))
+        return gw_error_set(err, GW_E_INVALID, "discovery: expected an object");
+    int rc = opt_str(o, "hostname", d->hostname, sizeof d->hostname, err);
+    if (!rc) rc = opt_str(o, "os", d->os, sizeof d->os, err);
+    if (!rc) rc = opt_str(o, "kernel", d->kernel, sizeof d->kernel, err);
+    if (!rc) rc = opt_int(o, "cpus", &d->cpus, err);
+    if (!rc) rc = opt_int(o, "ram_mb", &d->ram_mb, err);
+    if (rc) return rc;
+    struct json_object *gpus = NULL;
+    rc = json_get_arr(o, "gpus", &gpus);
+    if (rc == GW_E_NOTFOUND) return 0;
+    if (rc) return gw_error_set(err, GW_E_INVALID, "gpus: expected an array");
+    size_t n = json_object_array_length(gpus);
+    if (n > NODE_API_MAX_GPUS)
+        return gw_error_set(err, GW_E_LIMIT, "gpus: more than %d", NODE_API_MAX_GPUS);
+    d->n_gpus = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = gpu_parse(json_object_array_get_idx(gpus, i), &d->gpus[i], err))) return rc;
+        d->n_gpus = i + 1;
+    }
+    return 0;
+}
+
+/* --- health ---------------------------------------------------------------------------- */
+
+int node_api_health_emit(struct buf *out, const struct node_api_health *h)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "status", h->ok ? "ok" : "engine_down", false);
+    if (!rc) rc = buf_append_cstr(out, ",\"engine\":{");
+    if (!rc) rc = append_kv_str(out, "kind", node_api_engine_name(h->engine), false);
+    if (!rc) rc = append_kv_str(out, "url", h->engine_url, true);
+    if (!rc) rc = buf_appendf(out, ",\"reachable\":%s}", h->engine_reachable ? "true" : "false");
+    if (!rc) rc = append_kv_int(out, "in_flight", h->in_flight, true);
+    if (!rc) rc = append_kv_int(out, "queued", h->queued, true);
+    if (!rc) rc = buf_append_cstr(out, ",\"models\":");
+    if (!rc) rc = node_api_models_emit(out, &h->models);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+static struct json_object *parse_root(const char *p, size_t len, struct gw_error *err)
+{
+    if (len > NODE_API_MAX_BODY_BYTES) {
+        gw_error_set(err, GW_E_LIMIT, "body larger than %d bytes", NODE_API_MAX_BODY_BYTES);
+        return NULL;
+    }
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_MAX_DEPTH, err);
+    if (root && !json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        gw_error_set(err, GW_E_INVALID, "expected a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
+                          struct gw_error *err)
+{
+    memset(h, 0, sizeof *h);
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    int rc = 0;
+    struct strv st;
+    if (json_get_str(root, "status", &st)) {
+        rc = gw_error_set(err, GW_E_INVALID, "status: expected a string");
+        goto out;
+    }
+    h->ok = strv_eq_cstr(st, "ok");
+    struct json_object *eng = NULL;
+    rc = json_get_obj(root, "engine", &eng);
+    if (rc == 0) {
+        struct strv kind;
+        if (json_get_str(eng, "kind", &kind) == 0 && node_api_engine_parse(kind, &h->engine)) {
+            rc = gw_error_set(err, GW_E_INVALID, "engine.kind: unknown '%.*s'", STRV_FMT(kind));
+            goto out;
+        }
+        if ((rc = opt_str(eng, "url", h->engine_url, sizeof h->engine_url, err))) goto out;
+        bool r = h->ok;
+        int brc = json_get_bool(eng, "reachable", &r);
+        if (brc && brc != GW_E_NOTFOUND) {
+            rc = gw_error_set(err, GW_E_INVALID, "engine.reachable: expected a boolean");
+            goto out;
+        }
+        h->engine_reachable = r;
+    } else if (rc != GW_E_NOTFOUND) {
+        rc = gw_error_set(err, GW_E_INVALID, "engine: expected an object");
+        goto out;
+    }
+    rc = opt_int(root, "in_flight", &h->in_flight, err);
+    if (!rc) rc = opt_int(root, "queued", &h->queued, err);
+    if (rc) goto out;
+    struct json_object *models = NULL;
+    rc = json_get_arr(root, "models", &models);
+    if (rc == GW_E_NOTFOUND) {
+        rc = 0;
+    } else if (rc) {
+        rc = gw_error_set(err, GW_E_INVALID, "models: expected an array");
+    } else {
+        rc = node_api_models_parse_json(models, &h->models, err);
+    }
+out:
+    json_object_put(root);
+    return rc;
+}
+
+void node_api_health_free(struct node_api_health *h)
+{
+    node_api_models_free(&h->models);
+}
+
+int node_api_models_answer_emit(struct buf *out, const struct node_api_models *l)
+{
+    int rc = buf_append_cstr(out, "{\"models\":");
+    if (!rc) rc = node_api_models_emit(out, l);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_models_answer_parse(const char *p, size_t len, struct node_api_models *l,
+                                 struct gw_error *err)
+{
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct json_object *arr = NULL;
+    int rc = json_get_arr(root, "models", &arr);
+    if (rc)
+        rc = gw_error_set(err, GW_E_INVALID, "models: expected an array");
+    else
+        rc = node_api_models_parse_json(arr, l, err);
+    json_object_put(root);
+    return rc;
+}
+
+/* --- join ------------------------------------------------------------------------------ */
+
+int node_api_join_emit(struct buf *out, const struct node_api_join *j)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "name", j->name, false);
+    if (!rc) rc = append_kv_str(out, "url", j->url, true);
+    if (!rc) rc = append_kv_str(out, "engine", node_api_engine_name(j->engine), true);
+    if (!rc) rc = buf_append_cstr(out, ",\"labels\":{");
+    for (size_t i = 0; i < j->n_labels && !rc; i++)
+        rc = append_kv_str(out, j->labels[i].key, j->labels[i].value, i > 0);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    if (!rc && j->secret[0]) rc = append_kv_str(out, "secret", j->secret, true);
+    if (!rc && j->has_discovery) {
+        rc = buf_append_cstr(out, ",\"discovery\":");
+        if (!rc) rc = node_api_discovery_emit(out, &j->discovery);
+    }
+    if (!rc && j->agent_version[0]) rc = append_kv_str(out, "agent_version", j->agent_version, 1);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+static int set_param(char param[32], const char *name, int code)
+{
+    if (param) snprintf(param, 32, "%s", name);
+    return code;
+}
+
+int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char param[32],
+                        struct gw_error *err)
+{
+    memset(j, 0, sizeof *j);
+    node_api_discovery_init(&j->discovery);
+    if (param) param[0] = '\0';
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    int rc = 0;
+    struct strv v;
+    if (json_get_str(root, "name", &v) || !node_api_name_is_valid(v)) {
+        rc = gw_error_set(err, GW_E_INVALID, "name: 1..63 of [A-Za-z0-9._-] required");
+        rc = set_param(param, "name", rc);
+        goto out;
+    }
+    copy_strv(j->name, sizeof j->name, v);
+    if (json_get_str(root, "url", &v) || v.len == 0 || v.len >= NODE_API_MAX_URL ||
+        !strv_starts_with(v, STRV_LIT("http://"))) {
+        rc = gw_error_set(err, GW_E_INVALID, "url: an http:// URL required");
+        rc = set_param(param, "url", rc);
+        goto out;
+    }
+    copy_strv(j->url, sizeof j->url, v);
+    if (json_get_str(root, "engine", &v) || node_api_engine_parse(v, &j->engine)) {
+        rc = gw_error_set(err, GW_E_INVALID, "engine: one of llamacpp, ollama, vllm, openai");
+        rc = set_param(param, "engine", rc);
+        goto out;
+    }
+    struct json_object *labels = NULL;
+    rc = json_get_obj(root, "labels", &labels);
+    if (rc == 0) {
+        json_object_object_foreach(labels, key, val)
+        {
+            if (j->n_labels >= NODE_API_MAX_LABELS) {
+                rc = gw_error_set(err, GW_E_INVALID, "labels: more than %d", NODE_API_MAX_LABELS);
+                rc = set_param(param, "labels", rc);
+                goto out;
+            }
+            if (!json_object_is_type(val, json_type_string) || strlen(key) == 0 ||
+                strlen(key) >= NODE_API_MAX_TEXT ||
+                (size_t)json_object_get_string_len(val) >= NODE_API_MAX_TEXT) {
+                rc = gw_error_set(err, GW_E_INVALID, "labels: string values under %d bytes",
+                                  NODE_API_MAX_TEXT);
+                rc = set_param(param, "labels", rc);
+                goto out;
+            }
+            struct node_api_label *l = &j->labels[j->n_labels++];
+            snprintf(l->key, sizeof l->key, "%s", key);
+            snprintf(l->value, sizeof l->value, "%s", json_object_get_string(val));
+        }
+    } else if (rc != GW_E_NOTFOUND) {
+        rc = set_param(param, "labels", gw_error_set(err, GW_E_INVALID, "labels: an object"));
+        goto out;
+    }
+    rc = json_get_str(root, "secret", &v);
+    if (rc == 0) {
+        if (!node_api_secret_is_valid(v)) {
+            rc = set_param(param, "secret",
+                           gw_error_set(err, GW_E_INVALID, "secret: 64 hex characters"));
+            goto out;
+        }
+        copy_strv(j->secret, sizeof j->secret, v);
+    } else if (rc != GW_E_NOTFOUND) {
+        rc = set_param(param, "secret", gw_error_set(err, GW_E_INVALID, "secret: a string"));
+        goto out;
+    }
+    struct json_object *disc = NULL;
+    rc = json_get_obj(root, "discovery", &disc);
+    if (rc == 0) {
+        j->has_discovery = true;
+        if ((rc = node_api_discovery_parse_json(disc, &j->discovery, err))) {
+            rc = set_param(param, "discovery", rc);
+            goto out;
+        }
+    } else if (rc != GW_E_NOTFOUND) {
+        rc = set_param(param, "discovery", gw_error_set(err, GW_E_INVALID, "discovery: object"));
+        goto out;
+    }
+    rc = opt_str(root, "agent_version", j->agent_version, sizeof j->agent_version, err);
+    if (rc) rc = set_param(param, "agent_version", rc);
+out:
+    json_object_put(root);
+    return rc;
+}
+
+int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer *a)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "name", a->name, false);
+    if (!rc)
+        rc = append_kv_str(out, "state",
+                           a->state == NODE_API_JOIN_APPROVED ? "approved" : "pending", true);
+    if (!rc && a->secret[0]) rc = append_kv_str(out, "secret", a->secret, true);
+    if (!rc && a->poll_ms) rc = append_kv_int(out, "poll_ms", (int64_t)a->poll_ms, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_answer *a,
+                               struct gw_error *err)
+{
+    memset(a, 0, sizeof *a);
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    int rc = 0;
+    struct strv v;
+    if (json_get_str(root, "state", &v)) {
+        rc = gw_error_set(err, GW_E_INVALID, "state: expected a string");
+        goto out;
+    }
+    if (strv_eq_cstr(v, "pending")) {
+        a->state = NODE_API_JOIN_PENDING;
+    } else if (strv_eq_cstr(v, "approved") || strv_eq_cstr(v, "draining")) {
+        a->state = NODE_API_JOIN_APPROVED;
+    } else {
+        rc = gw_error_set(err, GW_E_INVALID, "state: unknown '%.*s'", STRV_FMT(v));
+        goto out;
+    }
+    if ((rc = opt_str(root, "name", a->name, sizeof a->name, err))) goto out;
+    rc = json_get_str(root, "secret", &v);
+    if (rc == 0) {
+        if (!node_api_secret_is_valid(v)) {
+            rc = gw_error_set(err, GW_E_INVALID, "secret: 64 hex characters");
+            goto out;
+        }
+        copy_strv(a->secret, sizeof a->secret, v);
+    } else if (rc != GW_E_NOTFOUND) {
+        rc = gw_error_set(err, GW_E_INVALID, "secret: expected a string");
+        goto out;
+    }
+    int64_t poll = 0;
+    if ((rc = opt_int(root, "poll_ms", &poll, err))) goto out;
+    a->poll_ms = poll > 0 ? (uint64_t)poll : 0;
+    rc = 0;
+out:
+    json_object_put(root);
+    return rc;
+}

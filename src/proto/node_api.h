@@ -1,0 +1,213 @@
+/* node_api — the names and JSON shapes of docs/node_api.md, shared by the gateway (src/gw/)
+ * and the agent (src/agent/): paths, header names, engine kinds, model status and capability
+ * names, and emit/parse helpers for the MODEL list, the discovery object, the health answer
+ * and the join request and answer. Emitters append to a capped struct buf (GW_E_LIMIT past
+ * its cap). Parsers take the raw bytes (strict JSON, depth-capped), copy what they keep into
+ * fixed-size fields or owned arrays, refuse a known field of the wrong type (GW_E_INVALID with
+ * the field named in err) and ignore unknown fields. Any thread; no global state. */
+#ifndef DROVER_PROTO_NODE_API_H
+#define DROVER_PROTO_NODE_API_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/strv.h"
+
+struct json_object;
+
+/* Paths. */
+#define NODE_API_PATH_JOIN "/drover/v1/nodes/join" /* on the gateway's client listener */
+#define NODE_API_PATH_PING "/drover/v1/ping"       /* agent, no auth */
+#define NODE_API_PATH_HEALTH "/drover/v1/health"
+#define NODE_API_PATH_DISCOVERY "/drover/v1/discovery"
+#define NODE_API_PATH_MODELS "/drover/v1/models"
+#define NODE_API_PATH_LOAD "/drover/v1/models/load"
+#define NODE_API_PATH_UNLOAD "/drover/v1/models/unload"
+
+/* Headers. X-Drover-Engine marks an answer the agent made itself because of the engine:
+ * "unreachable" (could not connect or the connection broke before any byte), "timeout",
+ * "malformed". */
+#define NODE_API_HEADER_ENGINE "X-Drover-Engine"
+#define NODE_API_ENGINE_UNREACHABLE "unreachable"
+#define NODE_API_ENGINE_TIMEOUT "timeout"
+#define NODE_API_ENGINE_MALFORMED "malformed"
+
+/* Error codes in the agent's own OpenAI-shaped error bodies. */
+#define NODE_API_CODE_ENGINE_UNREACHABLE "engine_unreachable"
+#define NODE_API_CODE_ENGINE_TIMEOUT "engine_timeout"
+#define NODE_API_CODE_ENGINE_MALFORMED "engine_malformed"
+#define NODE_API_CODE_UNSUPPORTED "unsupported"
+#define NODE_API_CODE_UNAUTHORIZED "invalid_api_key"
+
+enum {
+    NODE_API_MAX_BODY_BYTES = 1024 * 1024,
+    NODE_API_MAX_DEPTH = 16,
+    NODE_API_MAX_NAME = 64, /* name: 1..63 of [A-Za-z0-9._-] plus NUL */
+    NODE_API_MAX_ID = 256,  /* model id plus NUL */
+    NODE_API_MAX_URL = 512,
+    NODE_API_MAX_TEXT = 256, /* hostname, os, kernel, gpu name, versions */
+    NODE_API_MAX_MODELS = 4096,
+    NODE_API_MAX_GPUS = 64,
+    NODE_API_MAX_LABELS = 32,
+    NODE_API_SECRET_HEX = 64,
+};
+
+enum node_api_engine {
+    NODE_API_ENGINE_LLAMACPP,
+    NODE_API_ENGINE_OLLAMA,
+    NODE_API_ENGINE_VLLM,
+    NODE_API_ENGINE_OPENAI,
+};
+const char *node_api_engine_name(enum node_api_engine e);                /* "llamacpp", ... */
+int node_api_engine_parse(struct strv s, enum node_api_engine *out) WUR; /* GW_E_INVALID */
+
+enum node_api_model_status {
+    NODE_API_MODEL_LOADED,
+    NODE_API_MODEL_LOADING,
+    NODE_API_MODEL_ON_DISK,
+};
+const char *node_api_model_status_name(enum node_api_model_status s); /* "loaded", ... */
+int node_api_model_status_parse(struct strv s, enum node_api_model_status *out) WUR;
+
+/* Capability bits and their names "chat", "completions", "embeddings". */
+enum {
+    NODE_API_CAP_CHAT = 1u << 0,
+    NODE_API_CAP_COMPLETIONS = 1u << 1,
+    NODE_API_CAP_EMBEDDINGS = 1u << 2,
+};
+const char *node_api_cap_name(unsigned bit); /* NULL for an unknown bit */
+int node_api_cap_parse(struct strv s, unsigned *bit) WUR;
+/* A guess from the model's name or family alone: "embed"/"bert" in it (any case) means
+ * embeddings only, else chat + completions. */
+unsigned node_api_caps_guess(struct strv name, struct strv family);
+/* True for a valid node name: 1..63 of [A-Za-z0-9._-]. */
+bool node_api_name_is_valid(struct strv s);
+/* True for 64 lowercase-or-uppercase hex digits. */
+bool node_api_secret_is_valid(struct strv s);
+
+/* --- MODEL --------------------------------------------------------------------------- */
+
+struct node_api_model {
+    char id[NODE_API_MAX_ID];
+    enum node_api_model_status status;
+    unsigned caps; /* NODE_API_CAP_* */
+    uint32_t in_flight;
+    int64_t size_mb; /* -1 when unknown (not emitted) */
+};
+
+/* A growable list; owned items. Zero-initialised is an empty list. */
+struct node_api_models {
+    struct node_api_model *v;
+    size_t n, cap;
+};
+/* Appends an entry and returns it (zeroed, size_mb -1, id copied and truncated to fit), or
+ * NULL past NODE_API_MAX_MODELS. */
+struct node_api_model *node_api_models_add(struct node_api_models *l, struct strv id);
+struct node_api_model *node_api_models_find(struct node_api_models *l, struct strv id);
+void node_api_models_free(struct node_api_models *l);
+
+/* Appends the JSON array [MODEL, ...]. */
+int node_api_models_emit(struct buf *out, const struct node_api_models *l) WUR;
+/* Parses a JSON array of MODEL objects (json-c value, borrowed) into l (appended). Entries
+ * need "id" (string) and "status" (a known name); "capabilities" names it does not know are
+ * skipped (a newer agent); "in_flight" and "size_mb" are optional integers. */
+int node_api_models_parse_json(struct json_object *arr, struct node_api_models *l,
+                               struct gw_error *err) WUR;
+
+/* --- discovery ----------------------------------------------------------------------- */
+
+struct node_api_gpu {
+    int index;
+    char name[NODE_API_MAX_TEXT];
+    int64_t vram_total_mb; /* -1 unknown */
+    int64_t vram_free_mb;  /* -1 unknown */
+    char compute_capability[16];
+    char driver_version[64];
+    char cuda_version[32];
+};
+
+struct node_api_discovery {
+    char hostname[NODE_API_MAX_TEXT];
+    char os[NODE_API_MAX_TEXT];
+    char kernel[NODE_API_MAX_TEXT];
+    int64_t cpus;   /* -1 unknown */
+    int64_t ram_mb; /* -1 unknown */
+    struct node_api_gpu gpus[NODE_API_MAX_GPUS];
+    size_t n_gpus;
+};
+
+void node_api_discovery_init(struct node_api_discovery *d); /* empty strings, -1 numbers */
+int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d) WUR;
+/* Parses a discovery object (json-c value, borrowed); absent fields keep d's values. More than
+ * NODE_API_MAX_GPUS gpus is GW_E_LIMIT. */
+int node_api_discovery_parse_json(struct json_object *o, struct node_api_discovery *d,
+                                  struct gw_error *err) WUR;
+
+/* --- health (GET /drover/v1/health) --------------------------------------------------- */
+
+struct node_api_health {
+    bool ok; /* "status":"ok"; false for "engine_down" */
+    enum node_api_engine engine;
+    char engine_url[NODE_API_MAX_URL];
+    bool engine_reachable;
+    int64_t in_flight;
+    int64_t queued;
+    struct node_api_models models; /* owned */
+};
+
+int node_api_health_emit(struct buf *out, const struct node_api_health *h) WUR;
+/* The gateway's parser of an agent's health answer. h is filled (models owned: free with
+ * node_api_health_free, also after an error). */
+int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
+                          struct gw_error *err) WUR;
+void node_api_health_free(struct node_api_health *h);
+
+/* --- models (GET /drover/v1/models) ---------------------------------------------------- */
+int node_api_models_answer_emit(struct buf *out, const struct node_api_models *l) WUR;
+int node_api_models_answer_parse(const char *p, size_t len, struct node_api_models *l,
+                                 struct gw_error *err) WUR;
+
+/* --- join (POST /drover/v1/nodes/join) ------------------------------------------------ */
+
+struct node_api_label {
+    char key[NODE_API_MAX_TEXT];
+    char value[NODE_API_MAX_TEXT];
+};
+
+struct node_api_join {
+    char name[NODE_API_MAX_NAME];
+    char url[NODE_API_MAX_URL];
+    enum node_api_engine engine;
+    struct node_api_label labels[NODE_API_MAX_LABELS];
+    size_t n_labels;
+    char secret[NODE_API_SECRET_HEX + 1]; /* empty: none */
+    bool has_discovery;
+    struct node_api_discovery discovery;
+    char agent_version[32];
+};
+
+int node_api_join_emit(struct buf *out, const struct node_api_join *j) WUR;
+/* Validates like the gateway must (docs/node_api.md): name, url, engine required; labels
+ * string → string, ≤ 32; secret 64 hex. On GW_E_INVALID/GW_E_PARSE, param (if not NULL, 32
+ * bytes) names the field. */
+int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char param[32],
+                        struct gw_error *err) WUR;
+
+enum node_api_join_state {
+    NODE_API_JOIN_PENDING,
+    NODE_API_JOIN_APPROVED,
+};
+struct node_api_join_answer {
+    char name[NODE_API_MAX_NAME];
+    enum node_api_join_state state;
+    char secret[NODE_API_SECRET_HEX + 1]; /* empty: keep the one you have */
+    uint64_t poll_ms;                     /* 0 when absent */
+};
+int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer *a) WUR;
+/* "approved" and "draining" both read as approved (the agent keeps serving). */
+int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_answer *a,
+                               struct gw_error *err) WUR;
+
+#endif

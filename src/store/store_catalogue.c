@@ -1,0 +1,120 @@
+/* store_catalogue — SQL for the catalogue rows. Values are bound, never formatted. */
+#include "store/store_catalogue.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/mem.h"
+
+const char store_catalogue_schema_sql[] = "CREATE TABLE catalogue ("
+                                          " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) > 0),"
+                                          " body TEXT NOT NULL CHECK (json_valid(body)),"
+                                          " updated_ms INTEGER NOT NULL);";
+
+struct cat_load {
+    struct store_cat_row *v;
+    size_t n, cap;
+};
+
+static int run_load(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    struct cat_load *l = ctx;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT id, body FROM catalogue ORDER BY id", -1, &st, NULL))
+        return gw_error_set(err, GW_E_IO, "load catalogue: %s", sqlite3_errmsg(db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (l->n == l->cap) {
+            l->cap = l->cap ? 2 * l->cap : 16;
+            l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+        }
+        l->v[l->n].id = xstrdup((const char *)sqlite3_column_text(st, 0));
+        l->v[l->n].json = xstrdup((const char *)sqlite3_column_text(st, 1));
+        l->n++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return gw_error_set(err, GW_E_IO, "load catalogue: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+void store_catalogue_free(struct store_cat_row *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        xfree(v[i].id);
+        xfree(v[i].json);
+    }
+    xfree(v);
+}
+
+int store_load_catalogue(struct store *s, struct store_cat_row **out, size_t *n,
+                         struct gw_error *err)
+{
+    struct cat_load l = {0};
+    int rc = store_sync(s, run_load, &l, err);
+    if (rc) {
+        store_catalogue_free(l.v, l.n);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
+}
+
+struct cat_job {
+    char *id, *json; /* json NULL: delete */
+    store_done_fn done;
+    void *ctx;
+};
+
+static int run_write(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    struct cat_job *j = ctx;
+    sqlite3_stmt *st = NULL;
+    const char *sql = j->json ? "INSERT INTO catalogue(id, body, updated_ms) VALUES(?1, ?2, ?3) "
+                                "ON CONFLICT(id) DO UPDATE SET body = ?2, updated_ms = ?3"
+                              : "DELETE FROM catalogue WHERE id = ?1";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL))
+        return gw_error_set(err, GW_E_IO, "write catalogue: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_TRANSIENT);
+    if (j->json) {
+        sqlite3_bind_text(st, 2, j->json, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)clock_wall_ms());
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return gw_error_set(err, GW_E_IO, "write catalogue: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+static void write_done(void *ctx, int rc, const char *msg)
+{
+    struct cat_job *j = ctx;
+    if (j->done) j->done(j->ctx, rc, msg);
+    xfree(j->id);
+    xfree(j->json);
+    xfree(j);
+}
+
+static void submit(struct store *s, const char *id, const char *json, store_done_fn done, void *ctx)
+{
+    struct cat_job *j = xcalloc(1, sizeof *j);
+    j->id = xstrdup(id);
+    j->json = json ? xstrdup(json) : NULL;
+    j->done = done;
+    j->ctx = ctx;
+    store_submit(s, run_write, write_done, j);
+}
+
+void store_put_catalogue(struct store *s, const char *id, const char *json, store_done_fn done,
+                         void *ctx)
+{
+    submit(s, id, json, done, ctx);
+}
+
+void store_delete_catalogue(struct store *s, const char *id, store_done_fn done, void *ctx)
+{
+    submit(s, id, NULL, done, ctx);
+}

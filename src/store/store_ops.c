@@ -1,0 +1,272 @@
+/* store_ops — SQL for the operation rows and dead letters, run on the store thread through
+ * store_submit/store_sync. Values are always bound, never formatted into SQL. */
+#include "store/store_ops.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+const char store_ops_schema_sql[] =
+    "CREATE TABLE ops ("
+    " id INTEGER PRIMARY KEY,"
+    " node TEXT NOT NULL,"
+    " target TEXT NOT NULL,"
+    " op TEXT NOT NULL CHECK (op IN ('install','upgrade','delete','load','unload')),"
+    " params TEXT,"
+    " state TEXT NOT NULL CHECK (state IN ('pending','running','done')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_try_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT, last_class TEXT,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " UNIQUE (node, target, op));"
+    "CREATE TABLE ops_dead ("
+    " id INTEGER PRIMARY KEY,"
+    " node TEXT NOT NULL, target TEXT NOT NULL, op TEXT NOT NULL, params TEXT,"
+    " attempts INTEGER NOT NULL, last_error TEXT, last_class TEXT,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, dead_ms INTEGER NOT NULL);";
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void store_op_copy(struct store_op *dst, const struct store_op *src)
+{
+    *dst = *src;
+    dst->node = dup_or_null(src->node);
+    dst->target = dup_or_null(src->target);
+    dst->op = dup_or_null(src->op);
+    dst->params_json = dup_or_null(src->params_json);
+    dst->state = dup_or_null(src->state);
+    dst->last_error = dup_or_null(src->last_error);
+    dst->last_class = dup_or_null(src->last_class);
+}
+
+void store_op_clear(struct store_op *o)
+{
+    xfree(o->node);
+    xfree(o->target);
+    xfree(o->op);
+    xfree(o->params_json);
+    xfree(o->state);
+    xfree(o->last_error);
+    xfree(o->last_class);
+    memset(o, 0, sizeof *o);
+}
+
+void store_ops_free(struct store_op *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) store_op_clear(&v[i]);
+    xfree(v);
+}
+
+static int sql_fail(sqlite3 *db, struct gw_error *err, const char *what)
+{
+    return gw_error_set(err, GW_E_STATE, "%s: %s", what, sqlite3_errmsg(db));
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* ---- load ------------------------------------------------------------------------------ */
+
+struct load_job {
+    bool dead;
+    struct store_op *v;
+    size_t n, cap;
+};
+
+static int run_load(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    struct load_job *j = ctx;
+    const char *sql = j->dead
+                          ? "SELECT id,node,target,op,params,NULL,attempts,0,last_error,last_class,"
+                            "created_ms,updated_ms,dead_ms FROM ops_dead ORDER BY id"
+                          : "SELECT id,node,target,op,params,state,attempts,next_try_ms,last_error,"
+                            "last_class,created_ms,updated_ms,0 FROM ops ORDER BY id";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(db, err, "load ops");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (j->n == j->cap) {
+            j->cap = j->cap ? j->cap * 2 : 16;
+            j->v = xrealloc(j->v, j->cap * sizeof *j->v);
+        }
+        struct store_op *o = &j->v[j->n++];
+        memset(o, 0, sizeof *o);
+        o->id = sqlite3_column_int64(st, 0);
+        o->node = dup_or_null(col_text(st, 1));
+        o->target = dup_or_null(col_text(st, 2));
+        o->op = dup_or_null(col_text(st, 3));
+        o->params_json = dup_or_null(col_text(st, 4));
+        o->state = dup_or_null(col_text(st, 5));
+        o->attempts = (unsigned)sqlite3_column_int64(st, 6);
+        o->next_try_ms = sqlite3_column_int64(st, 7);
+        o->last_error = dup_or_null(col_text(st, 8));
+        o->last_class = dup_or_null(col_text(st, 9));
+        o->created_ms = sqlite3_column_int64(st, 10);
+        o->updated_ms = sqlite3_column_int64(st, 11);
+        o->dead_ms = sqlite3_column_int64(st, 12);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_fail(db, err, "load ops");
+    return 0;
+}
+
+int store_load_ops(struct store *s, bool dead, struct store_op **out, size_t *n,
+                   struct gw_error *err)
+{
+    struct load_job j = {.dead = dead};
+    int rc = store_sync(s, run_load, &j, err);
+    if (rc) {
+        store_ops_free(j.v, j.n);
+        return rc;
+    }
+    *out = j.v;
+    *n = j.n;
+    return 0;
+}
+
+/* ---- writes ---------------------------------------------------------------------------- */
+
+struct write_job {
+    struct store_op op;
+    int64_t other_id;
+    store_done_fn done;
+    void *ctx;
+};
+
+static int put_row(sqlite3 *db, const struct store_op *o, struct gw_error *err)
+{
+    static const char sql[] =
+        "INSERT INTO ops(id,node,target,op,params,state,attempts,next_try_ms,last_error,"
+        "last_class,created_ms,updated_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12) "
+        "ON CONFLICT(id) DO UPDATE SET node=?2,target=?3,op=?4,params=?5,state=?6,"
+        "attempts=?7,next_try_ms=?8,last_error=?9,last_class=?10,updated_ms=?12";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, err, "put op");
+    sqlite3_bind_int64(st, 1, o->id);
+    bind_text(st, 2, o->node);
+    bind_text(st, 3, o->target);
+    bind_text(st, 4, o->op);
+    bind_text(st, 5, o->params_json);
+    bind_text(st, 6, o->state ? o->state : "pending");
+    sqlite3_bind_int64(st, 7, o->attempts);
+    sqlite3_bind_int64(st, 8, o->next_try_ms);
+    bind_text(st, 9, o->last_error);
+    bind_text(st, 10, o->last_class);
+    sqlite3_bind_int64(st, 11, o->created_ms);
+    sqlite3_bind_int64(st, 12, o->updated_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(db, err, "put op");
+}
+
+static int delete_row(sqlite3 *db, const char *table, int64_t id, struct gw_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = strcmp(table, "ops") == 0 ? "DELETE FROM ops WHERE id=?1"
+                                                : "DELETE FROM ops_dead WHERE id=?1";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(db, err, "delete op");
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(db, err, "delete op");
+}
+
+static int run_put(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    return put_row(db, &((struct write_job *)ctx)->op, err);
+}
+
+static int run_delete(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    return delete_row(db, "ops", ((struct write_job *)ctx)->op.id, err);
+}
+
+static int run_bury(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    const struct store_op *o = &((struct write_job *)ctx)->op;
+    static const char sql[] =
+        "INSERT OR REPLACE INTO ops_dead(id,node,target,op,params,attempts,last_error,"
+        "last_class,created_ms,updated_ms,dead_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(db, err, "bury op");
+    sqlite3_bind_int64(st, 1, o->id);
+    bind_text(st, 2, o->node);
+    bind_text(st, 3, o->target);
+    bind_text(st, 4, o->op);
+    bind_text(st, 5, o->params_json);
+    sqlite3_bind_int64(st, 6, o->attempts);
+    bind_text(st, 7, o->last_error);
+    bind_text(st, 8, o->last_class);
+    sqlite3_bind_int64(st, 9, o->created_ms);
+    sqlite3_bind_int64(st, 10, o->updated_ms);
+    sqlite3_bind_int64(st, 11, o->dead_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_fail(db, err, "bury op");
+    return delete_row(db, "ops", o->id, err);
+}
+
+static int run_raise(sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    struct write_job *j = ctx;
+    int rc = delete_row(db, "ops_dead", j->other_id, err);
+    return rc ? rc : put_row(db, &j->op, err);
+}
+
+static void write_done(void *ctx, int rc, const char *msg)
+{
+    struct write_job *j = ctx;
+    if (j->done) j->done(j->ctx, rc, msg);
+    store_op_clear(&j->op);
+    xfree(j);
+}
+
+static void submit(struct store *s, store_run_fn run, const struct store_op *o, int64_t other,
+                   store_done_fn done, void *ctx)
+{
+    struct write_job *j = xcalloc(1, sizeof *j);
+    store_op_copy(&j->op, o);
+    j->other_id = other;
+    j->done = done;
+    j->ctx = ctx;
+    store_submit(s, run, write_done, j);
+}
+
+void store_put_op(struct store *s, const struct store_op *o, store_done_fn done, void *ctx)
+{
+    submit(s, run_put, o, 0, done, ctx);
+}
+
+void store_delete_op(struct store *s, int64_t id, store_done_fn done, void *ctx)
+{
+    struct store_op o = {.id = id};
+    submit(s, run_delete, &o, 0, done, ctx);
+}
+
+void store_bury_op(struct store *s, const struct store_op *o, store_done_fn done, void *ctx)
+{
+    submit(s, run_bury, o, 0, done, ctx);
+}
+
+void store_raise_op(struct store *s, int64_t dead_id, const struct store_op *o, store_done_fn done,
+                    void *ctx)
+{
+    submit(s, run_raise, o, dead_id, done, ctx);
+}

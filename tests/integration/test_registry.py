@@ -1,0 +1,334 @@
+"""test_registry — joining, approval, the admin API and CLI, and the registry's durability,
+driven against `drover serve` with a small fake agent written here (docs/node_api.md), so the
+gateway side is tested on its own. The real `drover agent` is exercised in test_agent_join.py.
+
+Everything runs on loopback; every wait is bounded; every process is ended by its pid.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fake_agent import MODEL, FakeAgent  # noqa: E402
+from harness import DROVER, Check, Proc, request  # noqa: E402
+
+check = Check("registry")
+JOIN = "join-token-1"
+ADMIN = "admin-token-1"
+
+
+def start_gw(db, extra=(), env=None):
+    e = {"DROVER_STORE_PATH": db}
+    if env:
+        e.update(env)
+    return Proc(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                 "--set", "join.token=" + JOIN, "--set", "admin_token=" + ADMIN,
+                 "--set", "health.interval=100ms", "--set", "health.timeout=1s",
+                 "--set", "health.rise=1", "--set", "store.flush_interval=50ms",
+                 "--set", "join.poll_interval=1s"] + list(extra),
+                "drover-serve ready", env=e)
+
+
+def ports(gw):
+    return int(gw.fields["listen"].rsplit(":", 1)[1]), int(gw.fields["admin"].rsplit(":", 1)[1])
+
+
+def join(gw, body, token=JOIN, raw=None):
+    api, _ = ports(gw)
+    h = {"Authorization": "Bearer " + token} if token else {}
+    st, _, data = request(api, "POST", "/drover/v1/nodes/join",
+                          body=raw if raw is not None else body, headers=h)
+    try:
+        return st, json.loads(data)
+    except ValueError:
+        return st, {"raw": data}
+
+
+def admin(gw, method, path, body=None, token=ADMIN):
+    _, adm = ports(gw)
+    h = {"Authorization": "Bearer " + token} if token else {}
+    st, _, data = request(adm, method, path, body=body, headers=h)
+    try:
+        return st, json.loads(data)
+    except ValueError:
+        return st, {"raw": data}
+
+
+def nodes(gw, all_=False):
+    st, b = admin(gw, "GET", "/admin/v1/nodes" + ("?all=1" if all_ else ""))
+    return {n["name"]: n for n in b.get("nodes", [])} if st == 200 else {}
+
+
+def wait_for(what, fn, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    check.ok(False, "timed out waiting for " + what)
+    return None
+
+
+def chat(gw, model=MODEL):
+    api, _ = ports(gw)
+    return request(api, "POST", "/v1/chat/completions",
+                   body={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def cli(gw, *args, token=ADMIN):
+    _, adm = ports(gw)
+    p = subprocess.run([DROVER, "nodes", "--admin", "http://127.0.0.1:%d" % adm,
+                        "--token", token] + list(args), capture_output=True, timeout=20)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def test_bad_joins(gw):
+    st, _ = join(gw, {"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai"},
+                 token="wrong")
+    check.eq(st, 401, "wrong join token")
+    st, _ = join(gw, {"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai"}, token=None)
+    check.eq(st, 401, "missing join token")
+    cases = [
+        ("malformed JSON", None, b'{"name": "x",', None),
+        ("not an object", None, b'[1,2]', None),
+        ("name missing", {"url": "http://127.0.0.1:1", "engine": "openai"}, None, "name"),
+        ("bad name", {"name": "a b", "url": "http://127.0.0.1:1", "engine": "openai"}, None,
+         "name"),
+        ("url of the wrong type", {"name": "n1", "url": 5, "engine": "openai"}, None, "url"),
+        ("url not http", {"name": "n1", "url": "ftp://x:1", "engine": "openai"}, None, "url"),
+        ("unknown engine", {"name": "n1", "url": "http://127.0.0.1:1", "engine": "tgi"}, None,
+         "engine"),
+        ("labels of the wrong type", {"name": "n1", "url": "http://127.0.0.1:1",
+                                      "engine": "openai", "labels": ["a"]}, None, "labels"),
+        ("label value not a string", {"name": "n1", "url": "http://127.0.0.1:1",
+                                      "engine": "openai", "labels": {"a": 1}}, None, "labels"),
+        ("secret not hex", {"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai",
+                            "secret": "zz"}, None, "secret"),
+        ("unknown field", {"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai",
+                           "gpu_count": "two"}, None, "gpu_count"),
+        ("discovery of the wrong type", {"name": "n1", "url": "http://127.0.0.1:1",
+                                         "engine": "openai", "discovery": "big"}, None,
+         "discovery"),
+    ]
+    for what, body, raw, param in cases:
+        st, b = join(gw, body, raw=raw)
+        check.eq(st, 400, "bad join: " + what)
+        if param:
+            check.eq(b.get("error", {}).get("param"), param, "bad join names the field: " + what)
+    api, _ = ports(gw)
+    big = json.dumps({"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai",
+                      "discovery": {"blob": "x" * 70000}})
+    st, _, _ = request(api, "POST", "/drover/v1/nodes/join", body=big,
+                       headers={"Authorization": "Bearer " + JOIN})
+    check.eq(st, 400, "oversized discovery is refused")
+    check.eq(nodes(gw, all_=True), {}, "no bad join stored anything")
+
+
+def test_lifecycle(db):
+    a = FakeAgent("agent-a")
+    gw = start_gw(db)
+    test_bad_joins(gw)
+
+    st, b = join(gw, a.join_body())
+    check.ok(st == 200 and b.get("state") == "pending" and "secret" not in b,
+             "first join is pending, no secret: %r" % b)
+    check.ok(b.get("poll_ms") == 1000, "join answer carries poll_ms")
+    n = nodes(gw).get("agent-a", {})
+    check.ok(n.get("admin") == "pending" and not n.get("routable"), "pending node listed")
+    check.eq(n.get("labels"), {"zone": "a"}, "agent labels seed a new node")
+    check.eq(n.get("discovery", {}).get("cpus"), 2, "discovery kept")
+    st, _, _ = chat(gw)
+    check.eq(a.chats, 0, "a pending node gets no traffic")
+    check.ok(not any(x for x in a.auth_seen), "a pending node is not even probed")
+    st, b = join(gw, a.join_body())
+    check.eq(b.get("state"), "pending", "a pending node stays pending when it rejoins")
+
+    st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve", token="nope")
+    check.eq(st, 401, "admin call with a wrong token")
+    st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve", token=None)
+    check.eq(st, 401, "admin call without a token")
+    st, _ = admin(gw, "POST", "/admin/v1/nodes/ghost/approve")
+    check.eq(st, 404, "approve an unknown node")
+    st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-a/drain")
+    check.eq(st, 409, "drain a pending node is illegal")
+    st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve")
+    check.ok(st == 200 and b.get("admin") == "approved", "approve: %r" % b)
+
+    st, b = join(gw, a.join_body())
+    check.ok(st == 200 and b.get("state") == "approved" and len(b.get("secret", "")) == 64,
+             "join after approval issues a secret")
+    a.secret = b.get("secret")
+    check.ok(wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")),
+             "approved agent becomes routable")
+    st, h, body = chat(gw)
+    check.ok(st == 200 and h.get("x-drover-node") == "agent-a", "chat served by the agent")
+    check.ok(a.chats >= 1, "the agent saw the chat")
+    check.ok(("Bearer " + a.key()) in a.auth_seen, "the gateway calls the agent with H")
+    check.ok(not any(a.secret in x for x in a.auth_seen), "the secret itself never travels back")
+    st, b = join(gw, a.join_body())
+    check.ok(st == 200 and "secret" not in b, "rejoin with the right secret keeps it")
+
+    # labels
+    st, b = admin(gw, "PUT", "/admin/v1/nodes/agent-a/labels/gpu", body={"value": "a10"})
+    check.ok(st == 200 and b.get("labels", {}).get("gpu") == "a10", "label set")
+    st, b = admin(gw, "PATCH", "/admin/v1/nodes/agent-a/labels",
+                  body={"rack": "r1", "zone": None})
+    check.eq(b.get("labels"), {"gpu": "a10", "rack": "r1"}, "labels patched (set and delete)")
+    st, _ = admin(gw, "PATCH", "/admin/v1/nodes/agent-a/labels", body={"ok": "1", "b a d": "x"})
+    check.eq(st, 400, "a bad label key is refused")
+    check.eq(nodes(gw)["agent-a"]["labels"], {"gpu": "a10", "rack": "r1"},
+             "a refused patch changes nothing")
+    st, _ = admin(gw, "DELETE", "/admin/v1/nodes/agent-a/labels/rack")
+    st, b = admin(gw, "GET", "/admin/v1/nodes/agent-a/labels")
+    check.eq(b.get("labels"), {"gpu": "a10"}, "label deleted")
+    join(gw, a.join_body(labels={"zone": "b"}))
+    check.eq(nodes(gw)["agent-a"]["labels"], {"gpu": "a10"},
+             "after the first join the operator owns the labels")
+
+    # a second node stays pending across a restart
+    b_agent = FakeAgent("agent-b")
+    st, b = join(gw, b_agent.join_body())
+    check.eq(b.get("state"), "pending", "agent-b pending")
+
+    # CLI
+    code, out, err = cli(gw, "ls")
+    check.ok(code == 0 and "agent-a" in out and "agent-b" in out and "NAME" in out,
+             "drover nodes ls: %r %r" % (out, err))
+    code, out, err = cli(gw, "--json", "ls")
+    check.ok(code == 0 and {n["name"] for n in json.loads(out)["nodes"]} >= {"agent-a",
+                                                                             "agent-b"},
+             "drover nodes --json ls")
+    code, out, err = cli(gw, "approve", "ghost")
+    check.ok(code == 1 and "404" in err and "node_not_found" in err,
+             "CLI error carries the server's reason: %r" % err)
+    code, out, err = cli(gw, "ls", token="bad")
+    check.ok(code == 1 and "401" in err, "CLI with a wrong token")
+    code, out, err = cli(gw, "label", "agent-a", "tier=gold")
+    check.ok(code == 0, "CLI label set")
+    code, out, err = cli(gw, "label", "agent-a")
+    check.ok(code == 0 and "tier=gold" in out and "gpu=a10" in out, "CLI label list: %r" % out)
+    code, out, err = cli(gw, "frobnicate", "agent-a")
+    check.eq(code, 2, "CLI unknown command")
+
+    # graceful restart keeps everything
+    check.eq(gw.stop(), 0, "gateway exits 0 on SIGTERM")
+    gw = start_gw(db)
+    ns = nodes(gw)
+    check.ok(ns.get("agent-a", {}).get("admin") == "approved", "approval survives a restart")
+    check.eq(ns.get("agent-a", {}).get("labels"), {"gpu": "a10", "tier": "gold"},
+             "labels survive a restart")
+    check.eq(ns.get("agent-b", {}).get("admin"), "pending", "pending survives a restart")
+    st, b = join(gw, a.join_body())
+    check.ok(st == 200 and "secret" not in b, "the secret hash survives a restart")
+    check.ok(wait_for("agent-a routable after restart",
+                      lambda: nodes(gw).get("agent-a", {}).get("routable")),
+             "routable again after restart")
+    st, b = join(gw, b_agent.join_body())
+    check.eq(b.get("state"), "pending", "a pending node that went quiet is still pending")
+
+    # kill -9 right after an acknowledged change
+    st, _ = admin(gw, "PUT", "/admin/v1/nodes/agent-a/labels/acked", body={"value": "yes"})
+    check.eq(st, 200, "label acknowledged")
+    st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-b/reject")
+    check.eq(st, 200, "reject a pending node")
+    gw.kill9()
+    gw = start_gw(db)
+    ns = nodes(gw, all_=True)
+    check.eq(ns.get("agent-a", {}).get("labels", {}).get("acked"), "yes",
+             "an acknowledged label survives kill -9")
+    check.eq(ns.get("agent-b", {}).get("admin"), "removed", "a rejection survives kill -9")
+
+    # drain, resume, remove
+    check.ok(wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")),
+             "routable after kill -9 restart")
+    st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/drain")
+    check.ok(st == 200 and b["admin"] == "draining" and not b["routable"], "drain")
+    check.ok(b.get("drained") is True, "an idle draining node reports drained")
+    before = a.chats
+    st, _, _ = chat(gw)
+    check.ok(st != 200 and a.chats == before, "a draining node takes no new requests")
+    st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/resume")
+    check.eq(b.get("admin"), "approved", "resume")
+    st, _ = admin(gw, "DELETE", "/admin/v1/nodes/agent-a")
+    check.eq(st, 200, "remove")
+    check.ok("agent-a" not in nodes(gw), "a removed node leaves the list")
+    st, b = admin(gw, "GET", "/admin/v1/nodes/agent-a")
+    check.ok(b.get("admin") == "removed" and b.get("has_secret") is False,
+             "a removed node keeps no secret")
+    st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve")
+    check.ok(st == 409 and "removed" in b.get("error", {}).get("message", ""),
+             "approving a removed node is a 409 with the reason")
+    before = a.chats
+    chat(gw)
+    check.eq(a.chats, before, "a removed node gets no traffic")
+    st, b = join(gw, a.join_body())
+    check.ok(st == 200 and b.get("state") == "pending" and "secret" not in b,
+             "a removed node that joins again starts over as pending")
+    gw.stop()
+    a.close()
+    b_agent.close()
+
+
+def test_auto_approve_and_static(db):
+    gw = start_gw(db, extra=["--set", "join.auto_approve=true", "--node",
+                             "static1=http://127.0.0.1:9"])
+    a = FakeAgent("agent-c")
+    st, b = join(gw, a.join_body())
+    check.ok(st == 200 and b.get("state") == "approved" and len(b.get("secret", "")) == 64,
+             "auto-approve: approved with a secret at once")
+    st, b = join(gw, {"name": "static1", "url": a.url, "engine": "openai"})
+    check.eq(st, 409, "a join cannot take a static node's name")
+    st, b = admin(gw, "DELETE", "/admin/v1/nodes/static1")
+    check.eq(st, 409, "a static node is removed in the file, not the API")
+    st, b = admin(gw, "PUT", "/admin/v1/nodes/static1/labels/x", body={"value": "y"})
+    check.eq(st, 409, "a static node's labels belong to the file")
+    st, b = admin(gw, "POST", "/admin/v1/nodes/static1/drain")
+    check.eq(st, 200, "a static node can be drained")
+    gw.stop()
+    gw = start_gw(db)  # static1 no longer in the flags: forgotten
+    ns = nodes(gw, all_=True)
+    check.ok("static1" not in ns, "a static node that left the config is forgotten")
+    check.eq(ns.get("agent-c", {}).get("admin"), "approved", "auto-approved node persisted")
+    gw.stop()
+    gw = start_gw(db, extra=["--node", "static1=http://127.0.0.1:9"])
+    check.eq(nodes(gw).get("static1", {}).get("admin"), "approved",
+             "a static node that comes back starts approved")
+    gw.stop()
+    a.close()
+
+
+def test_bad_store(tmp):
+    p = subprocess.run([DROVER, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
+                        "127.0.0.1:0"], env=dict(os.environ,
+                                                 DROVER_STORE_PATH=tmp + "/no/such/dir/x.db"),
+                       capture_output=True, timeout=20)
+    err = p.stderr.decode()
+    check.ok(p.returncode != 0 and "store" in err, "an unusable store stops start-up: %r" % err)
+    junk = tmp + "/junk.db"
+    with open(junk, "wb") as f:
+        f.write(b"this is not a database" * 100)
+    p = subprocess.run([DROVER, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
+                        "127.0.0.1:0"], env=dict(os.environ, DROVER_STORE_PATH=junk),
+                       capture_output=True, timeout=20)
+    check.ok(p.returncode != 0, "a file that is not a database stops start-up")
+    with open(junk, "rb") as f:
+        check.eq(f.read(), b"this is not a database" * 100, "and is left untouched")
+
+
+def main():
+    tmp = "/tmp/drover-registry-%d" % os.getpid()
+    os.makedirs(tmp, exist_ok=True)
+    try:
+        test_lifecycle(tmp + "/a.db")
+        test_auto_approve_and_static(tmp + "/b.db")
+        test_bad_store(tmp)
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
+    check.done()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+/* test_node_api — the shapes of docs/node_api.md: MODEL list, discovery, health, models answer,
+ * join body and join answer each emitted and parsed back to the same values; the parsers'
+ * refusals (wrong types, unknown status, bad names and secrets); the name tables. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "proto/node_api.h"
+
+#define LIT(s) (s), sizeof(s) - 1
+
+static const char *S64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+static void fill_models(struct node_api_models *l)
+{
+    struct node_api_model *m = node_api_models_add(l, STRV_LIT("llama3.2:1b"));
+    m->status = NODE_API_MODEL_LOADED;
+    m->caps = NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS;
+    m->in_flight = 3;
+    m->size_mb = 1234;
+    m = node_api_models_add(l, STRV_LIT("nomic-embed-text"));
+    m->status = NODE_API_MODEL_ON_DISK;
+    m->caps = NODE_API_CAP_EMBEDDINGS;
+    m = node_api_models_add(l, STRV_LIT("qwen \"quoted\""));
+    m->status = NODE_API_MODEL_LOADING;
+    m->caps = NODE_API_CAP_CHAT;
+}
+
+static void assert_models_equal(const struct node_api_models *a, const struct node_api_models *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        assert_string_equal(a->v[i].id, b->v[i].id);
+        assert_int_equal(a->v[i].status, b->v[i].status);
+        assert_int_equal(a->v[i].caps, b->v[i].caps);
+        assert_int_equal(a->v[i].in_flight, b->v[i].in_flight);
+        assert_int_equal(a->v[i].size_mb, b->v[i].size_mb);
+    }
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    enum node_api_engine e;
+    assert_int_equal(node_api_engine_parse(STRV_LIT("ollama"), &e), 0);
+    assert_int_equal(e, NODE_API_ENGINE_OLLAMA);
+    assert_string_equal(node_api_engine_name(NODE_API_ENGINE_VLLM), "vllm");
+    assert_int_equal(node_api_engine_parse(STRV_LIT("tgi"), &e), GW_E_INVALID);
+    enum node_api_model_status s;
+    assert_int_equal(node_api_model_status_parse(STRV_LIT("on_disk"), &s), 0);
+    assert_int_equal(s, NODE_API_MODEL_ON_DISK);
+    assert_int_equal(node_api_model_status_parse(STRV_LIT("gone"), &s), GW_E_INVALID);
+    assert_string_equal(node_api_cap_name(NODE_API_CAP_EMBEDDINGS), "embeddings");
+    assert_null(node_api_cap_name(8));
+    assert_int_equal(node_api_caps_guess(STRV_LIT("nomic-embed-text"), STRV_NULL),
+                     NODE_API_CAP_EMBEDDINGS);
+    assert_int_equal(node_api_caps_guess(STRV_LIT("all-minilm"), STRV_LIT("bert")),
+                     NODE_API_CAP_EMBEDDINGS);
+    assert_int_equal(node_api_caps_guess(STRV_LIT("llama3"), STRV_LIT("llama")),
+                     NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS);
+    assert_true(node_api_name_is_valid(STRV_LIT("gpu-01.a_b")));
+    assert_false(node_api_name_is_valid(STRV_LIT("")));
+    assert_false(node_api_name_is_valid(STRV_LIT("a b")));
+    assert_false(node_api_name_is_valid(strv_from_cstr(S64))); /* 64 chars: too long */
+    assert_true(node_api_secret_is_valid(strv_from_cstr(S64)));
+    assert_false(node_api_secret_is_valid(STRV_LIT("abc")));
+}
+
+static void test_health_roundtrip(void **state)
+{
+    (void)state;
+    struct node_api_health h = {.ok = true,
+                                .engine = NODE_API_ENGINE_LLAMACPP,
+                                .engine_reachable = true,
+                                .in_flight = 2,
+                                .queued = 5};
+    snprintf(h.engine_url, sizeof h.engine_url, "http://127.0.0.1:8080");
+    fill_models(&h.models);
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(node_api_health_emit(&b, &h), 0);
+    struct node_api_health g;
+    struct gw_error err = {0};
+    assert_int_equal(node_api_health_parse(b.p, b.len, &g, &err), 0);
+    assert_true(g.ok);
+    assert_int_equal(g.engine, NODE_API_ENGINE_LLAMACPP);
+    assert_string_equal(g.engine_url, "http://127.0.0.1:8080");
+    assert_true(g.engine_reachable);
+    assert_int_equal(g.in_flight, 2);
+    assert_int_equal(g.queued, 5);
+    assert_models_equal(&h.models, &g.models);
+    node_api_health_free(&g);
+
+    /* engine down */
+    h.ok = false;
+    h.engine_reachable = false;
+    buf_reset(&b);
+    assert_int_equal(node_api_health_emit(&b, &h), 0);
+    assert_non_null(strstr(b.p, "\"status\":\"engine_down\""));
+    assert_int_equal(node_api_health_parse(b.p, b.len, &g, &err), 0);
+    assert_false(g.ok);
+    assert_false(g.engine_reachable);
+    node_api_health_free(&g);
+    node_api_health_free(&h);
+    buf_free(&b);
+}
+
+static void test_health_refusals(void **state)
+{
+    (void)state;
+    struct node_api_health g;
+    struct gw_error err = {0};
+    /* unknown fields are ignored, unknown capabilities skipped */
+    assert_int_equal(node_api_health_parse(LIT("{\"status\":\"ok\",\"new\":1,\"models\":[{\"id\":"
+                                               "\"m\",\"status\":\"loaded\",\"capabilities\":["
+                                               "\"chat\",\"vision\"]}]}"),
+                                           &g, &err),
+                     0);
+    assert_int_equal(g.models.n, 1);
+    assert_int_equal(g.models.v[0].caps, NODE_API_CAP_CHAT);
+    assert_int_equal(g.models.v[0].size_mb, -1);
+    node_api_health_free(&g);
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{\"models\":[]}",
+        "{\"status\":1}",
+        "{\"status\":\"ok\",\"in_flight\":\"2\"}",
+        "{\"status\":\"ok\",\"models\":{}}",
+        "{\"status\":\"ok\",\"models\":[{\"status\":\"loaded\"}]}",
+        "{\"status\":\"ok\",\"models\":[{\"id\":\"m\",\"status\":\"hot\"}]}",
+        "{\"status\":\"ok\",\"models\":[{\"id\":\"m\",\"status\":\"loaded\",\"in_flight\":1.5}]}",
+        "{\"status\":\"ok\",\"engine\":{\"kind\":\"tgi\"}}",
+        "{\"status\":\"ok\",\"engine\":{\"reachable\":\"yes\"}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        int rc = node_api_health_parse(bad[i], strlen(bad[i]), &g, &err);
+        if (rc == 0) fail_msg("accepted: %s", bad[i]);
+        assert_true(err.msg[0] != '\0');
+        node_api_health_free(&g);
+    }
+}
+
+static void test_models_answer_roundtrip(void **state)
+{
+    (void)state;
+    struct node_api_models l = {0}, r = {0};
+    fill_models(&l);
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(node_api_models_answer_emit(&b, &l), 0);
+    assert_int_equal(node_api_models_answer_parse(b.p, b.len, &r, NULL), 0);
+    assert_models_equal(&l, &r);
+    assert_non_null(node_api_models_find(&r, STRV_LIT("nomic-embed-text")));
+    assert_null(node_api_models_find(&r, STRV_LIT("nomic")));
+    node_api_models_free(&l);
+    node_api_models_free(&r);
+    buf_free(&b);
+}
+
+static void fill_discovery(struct node_api_discovery *d)
+{
+    node_api_discovery_init(d);
+    snprintf(d->hostname, sizeof d->hostname, "gpu-01");
+    snprintf(d->os, sizeof d->os, "Debian GNU/Linux 12 (bookworm)");
+    snprintf(d->kernel, sizeof d->kernel, "6.1.0-18-amd64");
+    d->cpus = 16;
+    d->ram_mb = 64000;
+    d->n_gpus = 2;
+    for (int i = 0; i < 2; i++) {
+        struct node_api_gpu *g = &d->gpus[i];
+        g->index = i;
+        snprintf(g->name, sizeof g->name, "NVIDIA A10");
+        g->vram_total_mb = 23028;
+        g->vram_free_mb = i ? -1 : 22000;
+        snprintf(g->compute_capability, sizeof g->compute_capability, "8.6");
+        snprintf(g->driver_version, sizeof g->driver_version, "550.54.15");
+        snprintf(g->cuda_version, sizeof g->cuda_version, "12.4");
+    }
+}
+
+static void assert_discovery_equal(const struct node_api_discovery *a,
+                                   const struct node_api_discovery *b)
+{
+    assert_string_equal(a->hostname, b->hostname);
+    assert_string_equal(a->os, b->os);
+    assert_string_equal(a->kernel, b->kernel);
+    assert_int_equal(a->cpus, b->cpus);
+    assert_int_equal(a->ram_mb, b->ram_mb);
+    assert_int_equal(a->n_gpus, b->n_gpus);
+    for (size_t i = 0; i < a->n_gpus; i++) {
+        assert_int_equal(a->gpus[i].index, b->gpus[i].index);
+        assert_string_equal(a->gpus[i].name, b->gpus[i].name);
+        assert_int_equal(a->gpus[i].vram_total_mb, b->gpus[i].vram_total_mb);
+        assert_int_equal(a->gpus[i].vram_free_mb, b->gpus[i].vram_free_mb);
+        assert_string_equal(a->gpus[i].compute_capability, b->gpus[i].compute_capability);
+        assert_string_equal(a->gpus[i].driver_version, b->gpus[i].driver_version);
+        assert_string_equal(a->gpus[i].cuda_version, b->gpus[i].cuda_version);
+    }
+}
+
+static void test_join_roundtrip(void **state)
+{
+    (void)state;
+    struct node_api_join j;
+    memset(&j, 0, sizeof j);
+    snprintf(j.name, sizeof j.name, "gpu-01");
+    snprintf(j.url, sizeof j.url, "http://10.0.0.5:9300");
+    j.engine = NODE_API_ENGINE_OLLAMA;
+    j.n_labels = 2;
+    snprintf(j.labels[0].key, NODE_API_MAX_TEXT, "zone");
+    snprintf(j.labels[0].value, NODE_API_MAX_TEXT, "a");
+    snprintf(j.labels[1].key, NODE_API_MAX_TEXT, "gpu");
+    snprintf(j.labels[1].value, NODE_API_MAX_TEXT, "a10 \"x\"");
+    snprintf(j.secret, sizeof j.secret, "%s", S64);
+    j.has_discovery = true;
+    fill_discovery(&j.discovery);
+    snprintf(j.agent_version, sizeof j.agent_version, "0.1.0");
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(node_api_join_emit(&b, &j), 0);
+    /* the documented shape */
+    assert_non_null(strstr(b.p, "\"name\":\"gpu-01\""));
+    assert_non_null(strstr(b.p, "\"engine\":\"ollama\""));
+    assert_non_null(strstr(b.p, "\"labels\":{\"zone\":\"a\",\"gpu\":\"a10 \\\"x\\\"\"}"));
+    assert_non_null(strstr(b.p, "\"vram_total_mb\":23028"));
+    struct node_api_join r;
+    char param[32];
+    struct gw_error err = {0};
+    assert_int_equal(node_api_join_parse(b.p, b.len, &r, param, &err), 0);
+    assert_string_equal(r.name, j.name);
+    assert_string_equal(r.url, j.url);
+    assert_int_equal(r.engine, j.engine);
+    assert_int_equal(r.n_labels, 2);
+    assert_string_equal(r.labels[1].value, "a10 \"x\"");
+    assert_string_equal(r.secret, S64);
+    assert_true(r.has_discovery);
+    assert_discovery_equal(&j.discovery, &r.discovery);
+    assert_string_equal(r.agent_version, "0.1.0");
+
+    /* without the optional parts */
+    j.secret[0] = '\0';
+    j.has_discovery = false;
+    j.n_labels = 0;
+    buf_reset(&b);
+    assert_int_equal(node_api_join_emit(&b, &j), 0);
+    assert_null(strstr(b.p, "secret"));
+    assert_int_equal(node_api_join_parse(b.p, b.len, &r, param, &err), 0);
+    assert_false(r.has_discovery);
+    assert_int_equal(r.secret[0], '\0');
+    buf_free(&b);
+}
+
+static void test_join_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *param;
+    } bad[] = {
+        {"{\"url\":\"http://a:1\",\"engine\":\"ollama\"}", "name"},
+        {"{\"name\":\"a b\",\"url\":\"http://a:1\",\"engine\":\"ollama\"}", "name"},
+        {"{\"name\":\"n\",\"engine\":\"ollama\"}", "url"},
+        {"{\"name\":\"n\",\"url\":\"ftp://a\",\"engine\":\"ollama\"}", "url"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"tgi\"}", "engine"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"labels\":{\"a\":1}}",
+         "labels"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"labels\":[]}", "labels"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"secret\":\"xyz\"}",
+         "secret"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"discovery\":{\"cpus\":"
+         "\"many\"}}",
+         "discovery"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct node_api_join r;
+        char param[32];
+        struct gw_error err = {0};
+        int rc = node_api_join_parse(bad[i].body, strlen(bad[i].body), &r, param, &err);
+        if (rc == 0) fail_msg("accepted: %s", bad[i].body);
+        assert_string_equal(param, bad[i].param);
+    }
+    struct node_api_join r;
+    assert_int_not_equal(node_api_join_parse(LIT("{not json"), &r, NULL, NULL), 0);
+}
+
+static void test_join_answer(void **state)
+{
+    (void)state;
+    struct node_api_join_answer a = {.state = NODE_API_JOIN_APPROVED, .poll_ms = 10000};
+    snprintf(a.name, sizeof a.name, "gpu-01");
+    snprintf(a.secret, sizeof a.secret, "%s", S64);
+    struct buf b;
+    buf_init(&b, 4096);
+    assert_int_equal(node_api_join_answer_emit(&b, &a), 0);
+    struct node_api_join_answer r;
+    assert_int_equal(node_api_join_answer_parse(b.p, b.len, &r, NULL), 0);
+    assert_int_equal(r.state, NODE_API_JOIN_APPROVED);
+    assert_string_equal(r.secret, S64);
+    assert_int_equal(r.poll_ms, 10000);
+    assert_string_equal(r.name, "gpu-01");
+    buf_free(&b);
+    assert_int_equal(node_api_join_answer_parse(
+                         LIT("{\"name\":\"n\",\"state\":\"pending\",\"poll_ms\":500}"), &r, NULL),
+                     0);
+    assert_int_equal(r.state, NODE_API_JOIN_PENDING);
+    assert_int_equal(r.secret[0], '\0');
+    assert_int_equal(r.poll_ms, 500);
+    assert_int_equal(node_api_join_answer_parse(LIT("{\"state\":\"draining\"}"), &r, NULL), 0);
+    assert_int_equal(r.state, NODE_API_JOIN_APPROVED);
+    assert_int_not_equal(node_api_join_answer_parse(LIT("{\"state\":\"weird\"}"), &r, NULL), 0);
+    assert_int_not_equal(
+        node_api_join_answer_parse(LIT("{\"state\":\"approved\",\"secret\":\"short\"}"), &r, NULL),
+        0);
+}
+
+static void test_discovery(void **state)
+{
+    (void)state;
+    struct node_api_discovery d, r;
+    fill_discovery(&d);
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(node_api_discovery_emit(&b, &d), 0);
+    struct json_object *o = json_parse_strict(b.p, b.len, 16, NULL);
+    assert_non_null(o);
+    node_api_discovery_init(&r);
+    assert_int_equal(node_api_discovery_parse_json(o, &r, NULL), 0);
+    json_object_put(o);
+    assert_discovery_equal(&d, &r);
+
+    /* a partial object (the config override) replaces only what it names */
+    o = json_parse_strict(LIT("{\"hostname\":\"fixed\",\"gpus\":[]}"), 16, NULL);
+    assert_int_equal(node_api_discovery_parse_json(o, &r, NULL), 0);
+    json_object_put(o);
+    assert_string_equal(r.hostname, "fixed");
+    assert_string_equal(r.os, d.os);
+    assert_int_equal(r.cpus, 16);
+    assert_int_equal(r.n_gpus, 0);
+    o = json_parse_strict(LIT("{\"ram_mb\":\"lots\"}"), 16, NULL);
+    struct gw_error err = {0};
+    assert_int_equal(node_api_discovery_parse_json(o, &r, &err), GW_E_INVALID);
+    assert_non_null(strstr(err.msg, "ram_mb"));
+    json_object_put(o);
+    buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),           cmocka_unit_test(test_health_roundtrip),
+        cmocka_unit_test(test_health_refusals), cmocka_unit_test(test_models_answer_roundtrip),
+        cmocka_unit_test(test_join_roundtrip),  cmocka_unit_test(test_join_refusals),
+        cmocka_unit_test(test_join_answer),     cmocka_unit_test(test_discovery),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,736 @@
+/* test_store — the SQLite store on its own thread: open (:memory: and files), migrations
+ * recorded once, every node field round-tripped, labels replaced and cascaded, completions on
+ * the loop thread after commit and in order, rollback of a failing job, store_close flushing
+ * what is queued, refusal of foreign files (left byte for byte) and of bad directories, and
+ * durability of an acknowledged write across kill -9 of the writing process. Every loop run is
+ * bounded by a watchdog timer; every child process is killed and reaped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/sha256.h"
+#include "store/store.h"
+
+enum { WATCHDOG_MS = 10000, N_MIGRATIONS = 3 }; /* nodes, ops, catalogue */
+
+/* ---- fixture -------------------------------------------------------------------------- */
+
+struct fx {
+    uv_loop_t loop;
+    char dir[64];
+    char path[128];
+    uv_thread_t loop_thread;
+};
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    chmod(p, 0700); /* a read-only directory left by a test */
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = xcalloc(1, sizeof *f);
+    log_set_level(LOG_ERROR);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    snprintf(f->dir, sizeof f->dir, "/tmp/drover-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/drover.db", f->dir);
+    f->loop_thread = uv_thread_self();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* close callbacks of closed stores */
+    int rc = uv_loop_close(&f->loop);
+    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS); /* before any assertion can skip it */
+    xfree(f);
+    assert_int_equal(rc, 0);
+    return 0;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Runs the loop until *flag or the watchdog fires; fails the test on the latter. */
+static void run_until(uv_loop_t *loop, const bool *flag)
+{
+    bool expired = false;
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    t.data = &expired;
+    uv_timer_start(&t, on_watchdog, WATCHDOG_MS, 0);
+    while (!*flag && !expired) uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    assert_false(expired);
+}
+
+static struct store *open_ok(struct fx *f, const char *path)
+{
+    struct store_config cfg = {.path = path, .busy_timeout_ms = 2000};
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    int rc = store_open(&f->loop, &cfg, &s, &err);
+    if (rc) fail_msg("store_open %s: %s", path, err.msg);
+    assert_non_null(s);
+    return s;
+}
+
+static void close_store(struct fx *f, struct store *s)
+{
+    store_close(s);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the async handle's close callback frees s */
+}
+
+/* A node with every field set, labels sorted by key (as loaded). */
+static void make_node(struct store_node *n, const char *name, char *hash)
+{
+    static struct store_label labels[] = {{"gpu", "a10"}, {"zone", "eu-west \"1\""}};
+    memset(n, 0, sizeof *n);
+    n->name = (char *)name;
+    n->url = "http://10.0.0.5:9300";
+    n->kind = "agent";
+    n->engine = "llamacpp";
+    n->admin = "approved";
+    sha256_hex("secret", 6, hash);
+    n->secret_hash = hash;
+    n->labels = labels;
+    n->n_labels = 2;
+    n->discovery_json = "{\"hostname\":\"gpu-01\",\"gpus\":[]}";
+    n->inventory_json = "[\"llama3.2:1b\"]";
+    n->excluded = true;
+    n->consecutive_faults = UINT_MAX;
+    n->ejections = 7;
+    n->faults_total = (uint64_t)INT64_MAX;
+    n->created_ms = 1763856000123;
+    n->updated_ms = -1; /* any int64 survives */
+}
+
+static void assert_str_or_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+static void assert_node_equal(const struct store_node *a, const struct store_node *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_str_or_null(a->url, b->url);
+    assert_str_or_null(a->kind, b->kind);
+    assert_str_or_null(a->engine, b->engine);
+    assert_str_or_null(a->admin, b->admin);
+    assert_str_or_null(a->secret_hash, b->secret_hash);
+    assert_str_or_null(a->discovery_json, b->discovery_json);
+    assert_str_or_null(a->inventory_json, b->inventory_json);
+    assert_int_equal(a->excluded, b->excluded);
+    assert_int_equal(a->consecutive_faults, b->consecutive_faults);
+    assert_int_equal(a->ejections, b->ejections);
+    assert_true(a->faults_total == b->faults_total);
+    assert_true(a->created_ms == b->created_ms);
+    assert_true(a->updated_ms == b->updated_ms);
+    assert_int_equal(a->n_labels, b->n_labels);
+    for (size_t i = 0; i < a->n_labels; i++) {
+        assert_string_equal(a->labels[i].key, b->labels[i].key);
+        assert_string_equal(a->labels[i].value, b->labels[i].value);
+    }
+}
+
+struct done_rec {
+    struct fx *f;
+    int calls;
+    int rc;
+    char msg[GW_ERROR_MSG_BYTES];
+    bool is_done;
+    bool on_loop_thread;
+    int order[64];
+    int n_order;
+    bool committed[64];
+};
+
+static void on_done(void *ctx, int rc, const char *errmsg)
+{
+    struct done_rec *d = ctx;
+    d->calls++;
+    d->rc = rc;
+    snprintf(d->msg, sizeof d->msg, "%s", errmsg ? errmsg : "");
+    d->on_loop_thread = uv_thread_equal(&(uv_thread_t){uv_thread_self()}, &d->f->loop_thread);
+    d->is_done = true;
+}
+
+static void put_wait(struct fx *f, struct store *s, const struct store_node *n, int want_rc)
+{
+    struct done_rec d = {.f = f};
+    store_put_node(s, n, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.calls, 1);
+    if (d.rc != want_rc) fail_msg("put: rc %d (%s), want %d", d.rc, d.msg, want_rc);
+    assert_true(d.on_loop_thread);
+}
+
+static int count_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    /* ctx: in "SQL", out the count (a constant statement, no values). */
+    struct {
+        const char *sql;
+        long long n;
+    } *c = ctx;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, c->sql, -1, &st, NULL) != SQLITE_OK)
+        return gw_error_set(err, GW_E_IO, "%s", sqlite3_errmsg(db));
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : GW_E_IO;
+    c->n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static long long count(struct store *s, const char *sql)
+{
+    struct {
+        const char *sql;
+        long long n;
+    } c = {sql, -1};
+    struct gw_error err = {0};
+    if (store_sync(s, count_run, &c, &err)) fail_msg("%s: %s", sql, err.msg);
+    return c.n;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_memory_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, ":memory:");
+    assert_int_equal(store_schema_version(s), N_MIGRATIONS);
+
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "gpu-01", hash);
+    put_wait(f, s, &n, 0);
+    /* A second node with every optional field NULL and zero counters. */
+    struct store_node m = {.name = "a-static",
+                           .url = "http://127.0.0.1:8081",
+                           .kind = "openai",
+                           .admin = "pending",
+                           .created_ms = 1,
+                           .updated_ms = 2};
+    put_wait(f, s, &m, 0);
+
+    struct store_node *v = NULL;
+    size_t nv = 0;
+    struct gw_error err = {0};
+    assert_int_equal(store_load_nodes(s, &v, &nv, &err), 0);
+    assert_int_equal(nv, 2);
+    assert_node_equal(&v[0], &m); /* by name */
+    assert_node_equal(&v[1], &n);
+    assert_null(v[0].labels);
+
+    struct store_node c;
+    store_node_copy(&c, &v[1]);
+    store_nodes_free(v, nv);
+    assert_node_equal(&c, &n);
+    store_node_clear(&c);
+    assert_null(c.name);
+    close_store(f, s);
+    store_close(NULL);
+}
+
+static void test_migrations_recorded_once(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    assert_int_equal(store_schema_version(s), N_MIGRATIONS);
+    assert_int_equal(count(s, "SELECT count(*) FROM schema_migrations"), N_MIGRATIONS);
+    assert_int_equal(count(s, "SELECT max(version) FROM schema_migrations"), N_MIGRATIONS);
+    long long applied = count(s, "SELECT applied_ms FROM schema_migrations WHERE version = 1");
+    assert_true(applied > 1600000000000LL);
+    assert_int_equal(count(s, "SELECT count(*) FROM pragma_table_info('nodes')"), 14);
+    close_store(f, s);
+
+    s = open_ok(f, f->path);
+    assert_int_equal(store_schema_version(s), N_MIGRATIONS);
+    assert_int_equal(count(s, "SELECT count(*) FROM schema_migrations"), N_MIGRATIONS);
+    assert_int_equal(count(s, "SELECT applied_ms FROM schema_migrations WHERE version = 1"),
+                     applied);
+    /* The pragmas hold on the store's connection. */
+    assert_int_equal(count(s, "SELECT foreign_keys FROM pragma_foreign_keys"), 1);
+    assert_int_equal(count(s, "SELECT synchronous FROM pragma_synchronous"), 2); /* FULL */
+    assert_int_equal(count(s, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+    close_store(f, s);
+}
+
+static int bump_version_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    (void)ctx;
+    if (sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (999, 0)", NULL, NULL, NULL))
+        return gw_error_set(err, GW_E_IO, "%s", sqlite3_errmsg(db));
+    return 0;
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    struct gw_error err = {0};
+    assert_int_equal(store_sync(s, bump_version_run, NULL, &err), 0);
+    close_store(f, s);
+
+    struct store_config cfg = {.path = f->path};
+    s = (struct store *)&err; /* must come back NULL */
+    assert_int_equal(store_open(&f->loop, &cfg, &s, &err), GW_E_INVALID);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "schema version 999 is newer"));
+    assert_int_equal(strncmp(err.msg, f->path, strlen(f->path)), 0);
+}
+
+static void test_labels_replaced_and_cascaded(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "gpu-01", hash);
+    put_wait(f, s, &n, 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM node_labels"), 2);
+
+    struct store_label one[] = {{"rack", "7"}};
+    n.labels = one;
+    n.n_labels = 1;
+    n.admin = "draining";
+    put_wait(f, s, &n, 0);
+    struct store_node *v = NULL;
+    size_t nv = 0;
+    assert_int_equal(store_load_nodes(s, &v, &nv, NULL), 0);
+    assert_int_equal(nv, 1);
+    assert_node_equal(&v[0], &n);
+    store_nodes_free(v, nv);
+    assert_int_equal(count(s, "SELECT count(*) FROM node_labels"), 1);
+
+    struct done_rec d = {.f = f};
+    store_delete_node(s, "gpu-01", on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM node_labels"), 0);
+
+    /* Deleting a missing name is fine; so is a NULL done. */
+    d = (struct done_rec){.f = f};
+    store_delete_node(s, "nobody", on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    store_delete_node(s, "nobody", NULL, NULL);
+    close_store(f, s);
+}
+
+struct order_ctx {
+    struct done_rec *d;
+    int i;
+    const char *path;
+};
+
+static bool row_visible_elsewhere(const char *path, const char *name)
+{
+    sqlite3 *db = NULL;
+    bool found = false;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM nodes WHERE name = ?1", -1, &st, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return found;
+}
+
+static void on_ordered_done(void *ctx, int rc, const char *errmsg)
+{
+    struct order_ctx *o = ctx;
+    struct done_rec *d = o->d;
+    assert_int_equal(rc, 0);
+    assert_null(errmsg);
+    d->order[d->n_order++] = o->i;
+    if (!uv_thread_equal(&(uv_thread_t){uv_thread_self()}, &d->f->loop_thread))
+        d->on_loop_thread = false;
+    if (o->path) {
+        char name[16];
+        snprintf(name, sizeof name, "n%02d", o->i);
+        d->committed[o->i] = row_visible_elsewhere(o->path, name);
+    }
+}
+
+static void put_many(struct store *s, struct done_rec *d, struct order_ctx *o, int n,
+                     const char *path)
+{
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%02d", i);
+        struct store_node node = {.name = name,
+                                  .url = "http://x",
+                                  .kind = "vllm",
+                                  .admin = "approved",
+                                  .created_ms = i,
+                                  .updated_ms = i};
+        o[i] = (struct order_ctx){.d = d, .i = i, .path = path};
+        store_put_node(s, &node, on_ordered_done, &o[i]); /* node is copied: name may change */
+    }
+}
+
+static void test_completions_ordered_after_commit(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    enum { N = 40 };
+    struct done_rec d = {.f = f, .on_loop_thread = true};
+    struct order_ctx o[N];
+    put_many(s, &d, o, N, f->path);
+    assert_int_equal(d.n_order, 0); /* never synchronously */
+
+    bool idle = false;
+    uv_timer_t t;
+    uv_timer_init(&f->loop, &t);
+    t.data = &idle;
+    uv_timer_start(&t, on_watchdog, WATCHDOG_MS, 0);
+    uv_unref((uv_handle_t *)&t);
+    /* The store keeps the loop alive exactly while completions are pending. */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    assert_false(idle);
+    assert_int_equal(d.n_order, N);
+    assert_true(d.on_loop_thread);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(d.order[i], i);
+        assert_true(d.committed[i]);
+    }
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), N);
+    close_store(f, s);
+}
+
+static int failing_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    (void)ctx;
+    int rc = sqlite3_exec(db,
+                          "INSERT INTO nodes (name, url, kind, admin, created_ms, updated_ms)"
+                          " VALUES ('ghost', 'http://g', 'openai', 'approved', 0, 0)",
+                          NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return gw_error_set(err, GW_E_IO, "setup: %s", sqlite3_errmsg(db));
+    return gw_error_set(err, GW_E_STATE, "refused after writing");
+}
+
+static int silent_failing_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+{
+    (void)db, (void)ctx, (void)err;
+    return GW_E_NOTFOUND; /* no message: the store supplies one */
+}
+
+static void test_failing_job_rolls_back(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    struct done_rec d = {.f = f};
+    store_submit(s, failing_run, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, GW_E_STATE);
+    assert_string_equal(d.msg, "refused after writing");
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), 0);
+
+    d = (struct done_rec){.f = f};
+    store_submit(s, silent_failing_run, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, GW_E_NOTFOUND);
+    assert_string_equal(d.msg, gw_strerror(GW_E_NOTFOUND));
+
+    struct gw_error err = {0};
+    assert_int_equal(store_sync(s, failing_run, NULL, &err), GW_E_STATE);
+    assert_string_equal(err.msg, "refused after writing");
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), 0);
+
+    /* A put the schema refuses (bad admin value, duplicate label key) writes nothing, not
+     * even the row that came before the failing label. */
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "bad", hash);
+    n.admin = "removed-ish";
+    put_wait(f, s, &n, GW_E_INVALID);
+    make_node(&n, "dup", hash);
+    struct store_label dup[] = {{"k", "1"}, {"k", "2"}};
+    n.labels = dup;
+    n.n_labels = 2;
+    put_wait(f, s, &n, GW_E_INVALID);
+    make_node(&n, "raw-secret", hash);
+    n.secret_hash = "not-a-hash";
+    put_wait(f, s, &n, GW_E_INVALID);
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM node_labels"), 0);
+    close_store(f, s);
+}
+
+static void test_close_flushes_pending(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    enum { N = 25 };
+    struct done_rec d = {.f = f, .on_loop_thread = true};
+    struct order_ctx o[N];
+    put_many(s, &d, o, N, NULL);
+    store_close(s); /* the loop never ran: close must run jobs and completions itself */
+    assert_int_equal(d.n_order, N);
+    for (int i = 0; i < N; i++) assert_int_equal(d.order[i], i);
+    assert_true(d.on_loop_thread);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+
+    s = open_ok(f, f->path);
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), N);
+    close_store(f, s);
+}
+
+/* A completion that closes the store while other completions are pending (the SIGTERM path
+ * can look like this): the rest still run, once each. */
+struct reentrant {
+    struct store *s;
+    int calls;
+};
+
+static void on_done_close(void *ctx, int rc, const char *errmsg)
+{
+    (void)rc, (void)errmsg;
+    struct reentrant *r = ctx;
+    if (r->calls++ == 0) store_close(r->s);
+}
+
+static void test_close_from_completion(void **state)
+{
+    struct fx *f = *state;
+    struct reentrant r = {0};
+    r.s = open_ok(f, ":memory:");
+    for (int i = 0; i < 5; i++) store_submit(r.s, silent_failing_run, on_done_close, &r);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.calls, 5);
+}
+
+static void assert_open_fails(struct fx *f, const char *path, int want, const char *needle)
+{
+    struct store_config cfg = {.path = path};
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    int rc = store_open(&f->loop, &cfg, &s, &err);
+    assert_null(s);
+    if (rc != want || !strstr(err.msg, needle))
+        fail_msg("open %s: rc %d msg \"%s\", want %d and \"%s\"", path, rc, err.msg, want, needle);
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_equal(strncmp(err.msg, path, strlen(path)), 0); /* "PATH: reason" */
+    assert_int_equal(err.msg[strlen(path)], ':');
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(p, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void assert_file_is(const char *path, const void *p, size_t n)
+{
+    char got[8192];
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t len = fread(got, 1, sizeof got, fp);
+    fclose(fp);
+    assert_int_equal(len, n);
+    assert_memory_equal(got, p, n);
+}
+
+static void test_foreign_file_untouched(void **state)
+{
+    struct fx *f = *state;
+    char text[4096];
+    for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + i % 26);
+    write_file(f->path, text, sizeof text);
+    assert_open_fails(f, f->path, GW_E_INVALID, "not a SQLite database");
+    assert_file_is(f->path, text, sizeof text);
+
+    write_file(f->path, "tiny", 4);
+    assert_open_fails(f, f->path, GW_E_INVALID, "not a SQLite database");
+    assert_file_is(f->path, "tiny", 4);
+
+    /* The right magic followed by garbage: SQLite itself must refuse it, before any write. */
+    char fake[1024];
+    memset(fake, 0x5a, sizeof fake);
+    memcpy(fake, "SQLite format 3", 16);
+    write_file(f->path, fake, sizeof fake);
+    struct store_config cfg = {.path = f->path};
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    assert_true(store_open(&f->loop, &cfg, &s, &err) != 0);
+    assert_null(s);
+    assert_int_equal(strncmp(err.msg, f->path, strlen(f->path)), 0);
+    assert_file_is(f->path, fake, sizeof fake);
+
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    assert_int_equal(access(wal, F_OK), -1);
+}
+
+static void test_bad_directory(void **state)
+{
+    struct fx *f = *state;
+    char path[200];
+    snprintf(path, sizeof path, "%s/missing/drover.db", f->dir);
+    assert_open_fails(f, path, GW_E_IO, "No such file or directory");
+
+    snprintf(path, sizeof path, "%s/drover.db/x.db", f->dir); /* parent is a file */
+    write_file(f->path, "", 0);
+    assert_open_fails(f, path, GW_E_IO, "is not a directory");
+
+    char ro[160];
+    snprintf(ro, sizeof ro, "%s/ro", f->dir);
+    assert_int_equal(mkdir(ro, 0555), 0);
+    assert_int_equal(chmod(f->dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/drover.db", ro);
+    if (geteuid() != 0) {
+        assert_open_fails(f, path, GW_E_IO, "is not writable");
+    } else {
+        /* root ignores permissions: ask as nobody, in a child. */
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            alarm(20);
+            if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+            uv_loop_t loop;
+            uv_loop_init(&loop);
+            struct store_config cfg = {.path = path};
+            struct store *s = NULL;
+            struct gw_error err = {0};
+            int rc = store_open(&loop, &cfg, &s, &err);
+            _exit(rc == GW_E_IO && !s && strstr(err.msg, "is not writable") ? 0 : 1);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+/* ---- kill -9 -------------------------------------------------------------------------- */
+
+struct child_ack {
+    int fd;
+};
+
+static void child_on_done(void *ctx, int rc, const char *errmsg)
+{
+    (void)errmsg;
+    struct child_ack *a = ctx;
+    char c = rc == 0 ? 'A' : 'E';
+    if (write(a->fd, &c, 1) != 1) _exit(4);
+}
+
+static void child_main(const char *path, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    alarm(30); /* never outlive the test, whatever happens */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct store_config cfg = {.path = path};
+    struct store *s = NULL;
+    if (store_open(&loop, &cfg, &s, NULL) != 0) _exit(2);
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "survivor", hash);
+    struct child_ack a = {fd};
+    store_put_node(s, &n, child_on_done, &a);
+    uv_run(&loop, UV_RUN_DEFAULT); /* returns once the completion ran */
+    for (;;) pause();              /* never closes the store: no checkpoint, no clean exit */
+}
+
+static void test_kill9_durability(void **state)
+{
+    struct fx *f = *state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        child_main(f->path, fds[1]);
+        _exit(5);
+    }
+    close(fds[1]);
+    struct pollfd p = {.fd = fds[0], .events = POLLIN};
+    int pr = poll(&p, 1, WATCHDOG_MS);
+    char ack = 0;
+    ssize_t nr = pr == 1 ? read(fds[0], &ack, 1) : -1;
+    /* Kill and reap before any assertion can leave the child behind. */
+    kill(pid, SIGKILL);
+    int status = 0;
+    pid_t w = waitpid(pid, &status, 0);
+    close(fds[0]);
+    assert_int_equal(w, pid);
+    assert_int_equal(pr, 1);
+    assert_int_equal(nr, 1);
+    assert_int_equal(ack, 'A');
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+
+    struct store *s = open_ok(f, f->path);
+    struct store_node *v = NULL;
+    size_t nv = 0;
+    assert_int_equal(store_load_nodes(s, &v, &nv, NULL), 0);
+    assert_int_equal(nv, 1);
+    char hash[65];
+    struct store_node want;
+    make_node(&want, "survivor", hash);
+    assert_node_equal(&v[0], &want);
+    store_nodes_free(v, nv);
+    close_store(f, s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_memory_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrations_recorded_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_labels_replaced_and_cascaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_completions_ordered_after_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_job_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_flushes_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_completion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_durability, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
