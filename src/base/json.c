@@ -330,8 +330,7 @@ static size_t skip_string(const char *p, size_t len, size_t i)
     return len;
 }
 
-int json_top_string_span(const char *p, size_t len, const char *key, size_t *start,
-                         size_t *end)
+int json_top_string_span(const char *p, size_t len, const char *key, size_t *start, size_t *end)
 {
     size_t klen = strlen(key);
     int depth = 0;
@@ -354,8 +353,8 @@ int json_top_string_span(const char *p, size_t len, const char *key, size_t *sta
                 expect_key = false;
                 bool match = e - s - 2 == klen && memcmp(p + s + 1, key, klen) == 0;
                 i = e;
-                while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r' ||
-                                   p[i] == ':'))
+                while (i < len &&
+                       (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r' || p[i] == ':'))
                     i++;
                 if (match) {
                     if (i >= len || p[i] != '"') return GW_E_INVALID;

@@ -310,15 +310,19 @@ int cat_model_to_json(const struct cat_model *m, struct buf *b)
     if (!rc) rc = buf_append_cstr(b, ",\"aliases\":");
     if (!rc) rc = str_list(b, m->aliases, m->n_aliases);
     if (!rc)
-        rc = buf_appendf(b, ",\"engine\":\"%s\",\"capabilities\":[",
+        rc = buf_appendf(b, ",\"engine\":\"%s\"",
                          m->engine < 0 ? "any" : node_kind_name((enum node_kind)m->engine));
-    const char *sep = "";
-    if (!rc && (m->caps & CAP_CHAT)) rc = buf_appendf(b, "%s\"chat\"", sep), sep = ",";
-    if (!rc && (m->caps & CAP_COMPLETIONS))
-        rc = buf_appendf(b, "%s\"completions\"", sep), sep = ",";
-    if (!rc && (m->caps & CAP_EMBEDDINGS)) rc = buf_appendf(b, "%s\"embeddings\"", sep);
+    if (!rc && m->caps) { /* absent: not declared (every capability assumed) */
+        const char *sep = "";
+        rc = buf_append_cstr(b, ",\"capabilities\":[");
+        if (!rc && (m->caps & CAP_CHAT)) rc = buf_appendf(b, "%s\"chat\"", sep), sep = ",";
+        if (!rc && (m->caps & CAP_COMPLETIONS))
+            rc = buf_appendf(b, "%s\"completions\"", sep), sep = ",";
+        if (!rc && (m->caps & CAP_EMBEDDINGS)) rc = buf_appendf(b, "%s\"embeddings\"", sep);
+        if (!rc) rc = buf_append_cstr(b, "]");
+    }
     if (!rc)
-        rc = buf_appendf(b, "],\"min_devices\":%u,\"min_vram_mb\":%llu,\"selector\":{",
+        rc = buf_appendf(b, ",\"min_devices\":%u,\"min_vram_mb\":%llu,\"selector\":{",
                          m->min_devices, (unsigned long long)m->min_vram_mb);
     for (size_t i = 0; i < m->n_selector && !rc; i++) {
         if (i) rc = buf_append_cstr(b, ",");

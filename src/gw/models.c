@@ -47,7 +47,7 @@ void models_apply_config(struct gw *g)
         struct buf b;
         buf_init(&b, 1u << 20);
         struct cat_model *m = NULL;
-        char field[64], why[200];
+        char field[64] = "", why[200] = "";
         if (cat_model_to_json(src, &b) == 0) {
             struct json_object *o = json_parse_strict(b.p, b.len, 16, NULL);
             if (o) {
@@ -57,7 +57,10 @@ void models_apply_config(struct gw *g)
             }
         }
         buf_free(&b);
-        if (!m) continue;
+        if (!m) {
+            LOGE("catalogue_copy_failed", "model=%s field=%s reason=\"%s\"", src->id, field, why);
+            continue;
+        }
         m->from_config = true;
         if (catalogue_find(&g->cat, strv_from_cstr(m->id)))
             LOGW("model_config_overrides_api", "model=%s", m->id);
@@ -313,6 +316,8 @@ static void add_replica(struct gw *g, struct cat_model *m, uint64_t now, const c
         say_why(m, why == PLACE_NONE_INFEASIBLE  ? "no node could ever hold it (devices, VRAM, "
                                                    "selector, engine, or no agent to load it)"
                    : why == PLACE_NONE_UNHEALTHY ? "the nodes that could hold it are down"
+                   : why == PLACE_NONE_HELD      ? "every node that could hold it already holds a "
+                                                   "replica"
                                                  : "the nodes that could hold it are full of "
                                                    "busy or protected models");
         back_off(g, m, now);

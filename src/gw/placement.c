@@ -103,7 +103,7 @@ struct node *placement_pick_cold(const struct catalogue *c, const struct registr
      * with room loads without evicting; most free VRAM breaks ties */
     struct node *best[2][2] = {{NULL, NULL}, {NULL, NULL}};
     uint64_t best_free[2][2] = {{0, 0}, {0, 0}};
-    bool any_feasible = false, any_routable_feasible = false;
+    bool any_feasible = false, any_routable_feasible = false, any_candidate = false;
     *needs_evict = false;
     for (size_t i = 0; i < reg->n; i++) {
         struct node *n = reg->nodes[i];
@@ -113,6 +113,7 @@ struct node *placement_pick_cold(const struct catalogue *c, const struct registr
         any_routable_feasible = true;
         if (node_model_find(n, strv_from_cstr(m->id))) continue; /* already there */
         if (skip && skip(n, skip_ctx)) continue;
+        any_candidate = true;
         uint64_t free_mb = placement_free_mb(c, n);
         bool fits = free_mb >= m->min_vram_mb;
         if (!fits) {
@@ -135,6 +136,7 @@ struct node *placement_pick_cold(const struct catalogue *c, const struct registr
     }
     *why = !any_feasible            ? PLACE_NONE_INFEASIBLE
            : !any_routable_feasible ? PLACE_NONE_UNHEALTHY
+           : !any_candidate         ? PLACE_NONE_HELD
                                     : PLACE_NONE_FULL;
     return NULL;
 }

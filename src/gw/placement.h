@@ -47,7 +47,12 @@ bool placement_evict_plan(const struct catalogue *c, const struct registry *reg,
  * have it on disk and room now, then room now, then on disk after evicting idle models, then
  * after evicting; most free VRAM first within each.
  * NULL when none; *why then says whether any feasible node exists at all. */
-enum place_none { PLACE_NONE_INFEASIBLE, PLACE_NONE_UNHEALTHY, PLACE_NONE_FULL };
+enum place_none {
+    PLACE_NONE_INFEASIBLE, /* no node could ever hold it */
+    PLACE_NONE_UNHEALTHY,  /* some could, none is routable now */
+    PLACE_NONE_HELD,       /* every routable feasible node already holds it (or is loading) */
+    PLACE_NONE_FULL,       /* the others are full of busy or protected models */
+};
 struct node *placement_pick_cold(const struct catalogue *c, const struct registry *reg,
                                  const struct cat_model *m, uint64_t now_ms,
                                  bool (*skip)(const struct node *n, void *ctx), void *skip_ctx,

@@ -733,6 +733,7 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
                  cm->id);
         answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, 3, msg);
         break;
+    case PLACE_NONE_HELD: /* its replicas are loading or busy elsewhere: wait for them */
     case PLACE_NONE_FULL:
         if (can_wait) {
             arm_wait(p, 200); /* busy models may finish and become evictable */

@@ -1,0 +1,275 @@
+"""test_placement — issue 5's proof: the catalogue and placement of DESIGN §6 with real
+`drover agent`s in front of `drover sim` nodes (Ollama engine) of different sizes, told their
+GPUs through the agents' discovery override.
+
+Fleet: A (1 device, 4000 MiB, zone a), B (2 devices, 8000 MiB, zone b), C (1 device,
+4000 MiB, zone c). Loopback only; every wait bounded; every process ended by its pid.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import DROVER, Check, Proc, request, sse_events, start_sim  # noqa: E402
+
+check = Check("placement")
+JOIN = "jt"
+TMP = "/tmp/drover-placement-%d" % os.getpid()
+MODELS = ["big", "small", "emb", "f1", "f2", "f3", "rep", "once"]
+
+CATALOGUE = """
+models:
+  - id: big
+    min_devices: 2
+    min_vram_mb: 2000
+    capabilities: [chat, completions]
+  - id: small
+    aliases: [tiny]
+    min_vram_mb: 1000
+    selector: {zone: a}
+    pinned: true
+  - id: emb
+    capabilities: [embeddings]
+  - {id: f1, min_vram_mb: 1500, selector: {zone: a}}
+  - {id: f2, min_vram_mb: 1500, selector: {zone: a}}
+  - {id: f3, min_vram_mb: 1500, selector: {zone: a}}
+  - {id: rep, min_vram_mb: 500, replicas: {min: 2, max: 3}, selector: {pool: rep}}
+  - {id: once, min_vram_mb: 500, selector: {zone: c}}
+  - {id: huge, min_devices: 4}
+"""
+
+
+def start_gw(db, cfg):
+    return Proc(["serve", "--config", cfg, "--listen", "127.0.0.1:0",
+                 "--admin-listen", "127.0.0.1:0", "--set", "join.token=" + JOIN,
+                 "--set", "join.auto_approve=true", "--set", "health.interval=100ms",
+                 "--set", "health.rise=1", "--set", "health.fall=2",
+                 "--set", "health.timeout=1s", "--set", "join.poll_interval=200ms",
+                 "--set", "placement.reconcile_interval=200ms",
+                 "--set", "placement.load_wait=5s", "--set", "placement.replica_idle=0"],
+                "drover-serve ready", env={"DROVER_STORE_PATH": db})
+
+
+def ports(gw):
+    return int(gw.fields["listen"].rsplit(":", 1)[1]), int(gw.fields["admin"].rsplit(":", 1)[1])
+
+
+def start_agent(gw, name, sim_port, devices, vram, labels):
+    cfg = os.path.join(TMP, name + ".yaml")
+    gpus = "\n".join("    - {index: %d, name: sim, vram_total_mb: %d}" % (i, vram // devices)
+                     for i in range(devices))
+    with open(cfg, "w") as f:
+        f.write("discovery:\n  gpus:\n%s\n" % gpus)
+    args = ["agent", "--config", cfg, "--gateway", "http://127.0.0.1:%d" % ports(gw)[0],
+            "--join-token", JOIN, "--engine", "ollama",
+            "--engine-url", "http://127.0.0.1:%d" % sim_port, "--listen", "127.0.0.1:0",
+            "--state-file", os.path.join(TMP, name + ".state"), "--nvidia-smi", "off",
+            "--name", name]
+    for k, v in labels.items():
+        args += ["--label", "%s=%s" % (k, v)]
+    return Proc(args, "drover-agent ready")
+
+
+def admin(gw, method, path, body=None):
+    st, _, data = request(ports(gw)[1], method, path, body=body)
+    try:
+        return st, json.loads(data)
+    except ValueError:
+        return st, {}
+
+
+def nodes(gw):
+    return {n["name"]: n for n in admin(gw, "GET", "/admin/v1/nodes")[1].get("nodes", [])}
+
+
+def loaded(gw, name):
+    return {m["id"] for m in nodes(gw).get(name, {}).get("models", [])}
+
+
+def wait_for(what, fn, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+        except (OSError, ValueError, KeyError):
+            v = None
+        if v:
+            return v
+        time.sleep(0.05)
+    check.ok(False, "timed out waiting for " + what)
+    return None
+
+
+def chat(gw, model, stream=False, max_tokens=4, path="/v1/chat/completions"):
+    body = {"model": model, "stream": stream, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "hi"}]}
+    st, h, data = request(ports(gw)[0], "POST", path, body=body, timeout=30)
+    return st, h, data
+
+
+def err_code(data):
+    try:
+        return json.loads(data)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def main():
+    os.makedirs(TMP, exist_ok=True)
+    cfg = os.path.join(TMP, "gw.yaml")
+    with open(cfg, "w") as f:
+        f.write(CATALOGUE)
+    margs = []
+    for m in MODELS:
+        margs += ["--model", m + (":embedding" if m == "emb" else "")]
+    sims = start_sim(*margs, "--tokens-per-second", "50", "--load-ms", "300", nodes=3)
+    gw = start_gw(TMP + "/gw.db", cfg)
+    agents = {}
+    try:
+        agents["A"] = start_agent(gw, "A", sims.ports[0], 1, 4000, {"zone": "a"})
+        agents["B"] = start_agent(gw, "B", sims.ports[1], 2, 8000, {"zone": "b", "pool": "rep"})
+        agents["C"] = start_agent(gw, "C", sims.ports[2], 1, 4000, {"zone": "c"})
+        for n in "ABC":
+            wait_for(n + " routable", lambda n=n: nodes(gw).get(n, {}).get("routable"))
+
+        # catalogue validation, through the API (the file's entries are checked the same way)
+        st, b = admin(gw, "POST", "/admin/v1/models", body={"id": "x", "replicas": {"min": 3,
+                                                                                   "max": 1}})
+        check.ok(st == 400 and b["error"]["param"] == "replicas.max", "bad replicas refused")
+        st, b = admin(gw, "POST", "/admin/v1/models", body={"id": "x", "min_devices": "two"})
+        check.ok(st == 400 and b["error"]["param"] == "min_devices", "bad min_devices refused")
+        st, b = admin(gw, "PUT", "/admin/v1/models/big", body={"id": "big"})
+        check.eq(st, 409, "the file's entries are not edited through the API")
+        st, b = admin(gw, "POST", "/admin/v1/models", body={"id": "x2", "aliases": ["tiny"]})
+        check.eq(st, 409, "an alias cannot be taken twice")
+
+        # /v1/models shows catalogued models and where they could run
+        st, _, data = request(ports(gw)[0], "GET", "/v1/models")
+        ms = {m["id"]: m for m in json.loads(data)["data"]}
+        check.ok("big" in ms and ms["big"].get("could_load_on") == ["B"],
+                 "big could only load on B: %r" % ms.get("big"))
+        check.ok(set(ms.get("small", {}).get("could_load_on", [])) == {"A"},
+                 "small only where the selector allows")
+
+        # capability: no node is touched
+        before = {n: v["requests_total"] for n, v in nodes(gw).items()}
+        st, _, data = chat(gw, "emb")
+        check.ok(st == 400 and err_code(data) == "model_capability_missing",
+                 "chat to an embeddings-only model is a 400: %r" % data[:120])
+        check.eq({n: v["requests_total"] for n, v in nodes(gw).items()}, before,
+                 "and no node saw it")
+
+        # a 2-device model goes only to the 2-device node, through a cold load
+        st, h, data = chat(gw, "big")
+        check.ok(st == 200 and h.get("x-drover-node") == "B",
+                 "big is cold-loaded on the 2-device node: %d %r" % (st, h.get("x-drover-node")))
+        check.ok("big" in loaded(gw, "B") and "big" not in loaded(gw, "A"),
+                 "the registry shows big loaded on B only")
+
+        # selector honoured on the cached path: small loaded on B (by hand, behind the
+        # gateway's back) never serves
+        request(sims.ports[1], "POST", "/api/generate", body={"model": "small", "prompt": ""})
+        wait_for("small seen loaded on B", lambda: "small" in loaded(gw, "B"))
+        served = set()
+        for _ in range(6):
+            st, h, data = chat(gw, "small")
+            served.add(h.get("x-drover-node") if st == 200 else st)
+        check.eq(served, {"A"}, "a selector-excluded node never serves, even with it loaded")
+        st, h, data = chat(gw, "tiny")
+        check.ok(st == 200 and h.get("x-drover-node") == "A" and
+                 json.loads(data).get("model") == "small",
+                 "an alias is served as its model: %r" % data[:100])
+
+        # no feasible node at all: 404
+        st, _, data = chat(gw, "huge")
+        check.ok(st == 404 and err_code(data) == "no_feasible_node",
+                 "no node with 4 devices: 404 no_feasible_node")
+        st, _, data = chat(gw, "nothing-like-it")
+        check.ok(st == 404 and err_code(data) == "model_not_found", "unknown model: 404")
+
+        # the only 2-device node down: 503 + Retry-After 3, served once it is back
+        agents["B"].stop()
+        wait_for("B down", lambda: not nodes(gw)["B"]["routable"])
+        st, h, data = chat(gw, "big")
+        check.ok(st == 503 and err_code(data) == "feasible_node_unhealthy" and
+                 h.get("retry-after") == "3", "2-device node down: 503 RA 3 (%d %r)" %
+                 (st, data[:100]))
+        agents["B"] = start_agent(gw, "B", sims.ports[1], 2, 8000, {"zone": "b", "pool": "rep"})
+        wait_for("B back", lambda: nodes(gw)["B"]["routable"])
+        st, h, data = chat(gw, "big")
+        check.ok(st == 200 and h.get("x-drover-node") == "B", "served once it is back")
+
+        # eviction on a full node: A holds small (pinned, 1000) + f1 + f2 (1500 each) = 4000;
+        # f3 needs room: f1 is busy, small pinned, so f2 goes
+        for m in ("f1", "f2"):
+            st, h, _ = chat(gw, m)
+            check.ok(st == 200 and h.get("x-drover-node") == "A", m + " loaded on A")
+        res = {}
+
+        def busy_f1():
+            res["f1"] = chat(gw, "f1", stream=True, max_tokens=150)  # 3 s at 50 tokens/s
+
+        t = threading.Thread(target=busy_f1)
+        t.start()
+        wait_for("f1 busy", lambda: any(m["id"] == "f1" and m["in_flight"] > 0
+                                        for m in nodes(gw)["A"]["models"]))
+        st, h, _ = chat(gw, "f3")
+        check.ok(st == 200 and h.get("x-drover-node") == "A", "f3 loaded on the full node")
+        have = loaded(gw, "A")
+        check.ok({"small", "f1", "f3"} <= have and "f2" not in have,
+                 "the idle LRU model was evicted, never the busy or the pinned one: %r" % have)
+        t.join(timeout=20)
+        st, _, body = res.get("f1", (0, {}, b""))
+        check.ok(st == 200 and sse_events(body)[-1:] == ["[DONE]"],
+                 "the busy model's stream finished")
+
+        # min replicas kept by the reconciler, restored after a node dies
+        check.ok(wait_for("rep on B", lambda: "rep" in loaded(gw, "B")),
+                 "the reconciler loads rep on the only node its selector allows")
+        st, m = admin(gw, "GET", "/admin/v1/models/rep")
+        check.ok("already holds" in m.get("reconciler", ""),
+                 "it says why it cannot reach min: %r" % m.get("reconciler"))
+        code_c = subprocess.run([DROVER, "nodes", "--admin",
+                                 "http://127.0.0.1:%d" % ports(gw)[1], "label", "C",
+                                 "pool=rep"], capture_output=True, timeout=20).returncode
+        check.eq(code_c, 0, "label C into the pool")
+        check.ok(wait_for("rep on C", lambda: "rep" in loaded(gw, "C")),
+                 "a label change lets the reconciler reach min replicas")
+        admin(gw, "PATCH", "/admin/v1/nodes/A/labels", body={"pool": "rep"})
+        agents["C"].stop()
+        wait_for("C down", lambda: not nodes(gw)["C"]["routable"])
+        check.ok(wait_for("rep restored on A", lambda: "rep" in loaded(gw, "A")),
+                 "min replicas restored after a node died")
+
+        # concurrent first requests trigger exactly one load
+        agents["C"] = start_agent(gw, "C", sims.ports[2], 1, 4000, {"zone": "c"})
+        wait_for("C back", lambda: nodes(gw)["C"]["routable"])
+        results = []
+
+        def first():
+            results.append(chat(gw, "once"))
+
+        ts = [threading.Thread(target=first) for _ in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=30)
+        check.ok(len(results) == 6 and all(r[0] == 200 for r in results),
+                 "six concurrent first requests all served: %r" % [r[0] for r in results])
+        with open(gw.log_path, errors="replace") as f:
+            loads = f.read().count("event=model_load node=C model=once")
+        check.eq(loads, 1, "exactly one load for six concurrent first requests")
+    finally:
+        for a in agents.values():
+            a.stop()
+        gw.stop()
+        sims.stop()
+        subprocess.run(["rm", "-rf", TMP])
+    check.done()
+
+
+if __name__ == "__main__":
+    main()
