@@ -169,12 +169,17 @@ def main():
             # the same state file (it keeps its secret; the gateway keeps its hash)
             a1.stop()
             a1 = start_agent(api_port(gw), sim.ports[0], "gpu-1", TMP + "/a1.state")
+            # routable at the new agent's address (until its join, the gateway still knows the
+            # old one, whose last probes were good)
+            url = "http://" + a1.fields["listen"]
             check.ok(wait_for("gpu-1 routable after " + how,
-                              lambda: node(gw, "gpu-1").get("routable")),
+                              lambda: node(gw, "gpu-1").get("url") == url and
+                              node(gw, "gpu-1").get("routable")),
                      "the node serves again after " + how)
-            st, h, _ = chat(gw)
+            st, h, body = chat(gw)
             check.ok(st == 200 and h.get("x-drover-node") == "gpu-1",
-                     "chat after the gateway's " + how)
+                     "chat after the gateway's %s: %d %r %r" % (how, st, h.get("x-drover-node"),
+                                                                 body[:200]))
 
         a2 = start_agent(api_port(gw), sim.ports[1], "gpu-2", TMP + "/a2.state")
         time.sleep(1.0)  # several joins at 200 ms
