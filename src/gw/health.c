@@ -78,6 +78,8 @@ static void parse_agent_health(struct probe *pr, struct json_object *root)
     for (size_t i = 0; i < k; i++) {
         struct node_model *nm = node_model_find(pr->node, ids[i]);
         if (nm && sizes[i]) nm->size_mb = (uint64_t)sizes[i];
+        /* a replica that just appeared has not been idle: its idle time starts now */
+        if (nm && nm->last_used_ms == 0) nm->last_used_ms = gw_now_ms(g);
     }
     registry_set_disk(pr->node, disk, d);
     xfree(sizes);

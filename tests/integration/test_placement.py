@@ -18,7 +18,7 @@ from harness import DROVER, Check, Proc, request, sse_events, start_sim  # noqa:
 check = Check("placement")
 JOIN = "jt"
 TMP = "/tmp/drover-placement-%d" % os.getpid()
-MODELS = ["big", "small", "emb", "f1", "f2", "f3", "rep", "once"]
+MODELS = ["big", "small", "emb", "f1", "f2", "f3", "rep", "once", "api-model"]
 
 CATALOGUE = """
 models:
@@ -262,13 +262,79 @@ def main():
         with open(gw.log_path, errors="replace") as f:
             loads = f.read().count("event=model_load node=C model=once")
         check.eq(loads, 1, "exactly one load for six concurrent first requests")
+        # a catalogue change through the API applies at once and survives a restart
+        st, b = admin(gw, "PUT", "/admin/v1/models/f2", body={"min_vram_mb": 9000})
+        check.eq(st, 409, "a file entry is not replaced through the API")
+        st, b = admin(gw, "POST", "/admin/v1/models",
+                      body={"id": "api-model", "aliases": ["apim"], "selector": {"zone": "c"}})
+        check.eq(st, 201, "catalogue entry added through the API")
+        st, h, data = chat(gw, "apim")
+        check.ok(st == 200 and h.get("x-drover-node") == "C",
+                 "applied without a restart: %d %r" % (st, data[:100]))
+        check.eq(gw.stop(), 0, "gateway stops")
+        gw = start_gw(TMP + "/gw.db", cfg)
+        st, m = admin(gw, "GET", "/admin/v1/models/api-model")
+        check.ok(st == 200 and m.get("aliases") == ["apim"] and m.get("source") == "api",
+                 "the API's entry survived the restart")
+        st, _ = admin(gw, "DELETE", "/admin/v1/models/api-model")
+        check.eq(st, 200, "entry deleted")
+        st, _ = admin(gw, "GET", "/admin/v1/models/api-model")
+        check.eq(st, 404, "and gone")
     finally:
         for a in agents.values():
             a.stop()
         gw.stop()
         sims.stop()
-        subprocess.run(["rm", "-rf", TMP])
+    slow_loads_and_idle_replicas()
+    subprocess.run(["rm", "-rf", TMP])
     check.done()
+
+
+def slow_loads_and_idle_replicas():
+    """A load longer than the request may wait: 503 model_loading + Retry-After 2, then
+    served. An idle extra replica is unloaded after placement.replica_idle, never below min."""
+    cfg = os.path.join(TMP, "gw2.yaml")
+    with open(cfg, "w") as f:
+        f.write("models:\n  - {id: slow, min_vram_mb: 100}\n"
+                "  - {id: pair, min_vram_mb: 100, replicas: {min: 1, max: 2}}\n")
+    sims = start_sim("--model", "slow", "--model", "pair", "--load-ms", "1500", nodes=2)
+    gw = Proc(["serve", "--config", cfg, "--listen", "127.0.0.1:0",
+               "--admin-listen", "127.0.0.1:0", "--set", "join.token=" + JOIN,
+               "--set", "join.auto_approve=true", "--set", "health.interval=100ms",
+               "--set", "health.rise=1", "--set", "join.poll_interval=200ms",
+               "--set", "placement.reconcile_interval=100ms",
+               "--set", "placement.load_wait=300ms", "--set", "placement.replica_idle=1s"],
+              "drover-serve ready", env={"DROVER_STORE_PATH": TMP + "/gw2.db"})
+    agents = [start_agent(gw, "S%d" % i, sims.ports[i], 1, 4000, {}) for i in range(2)]
+    try:
+        for i in range(2):
+            wait_for("S%d routable" % i, lambda i=i: nodes(gw).get("S%d" % i, {}).get("routable"))
+        st, h, data = chat(gw, "slow")
+        check.ok(st == 503 and err_code(data) == "model_loading" and h.get("retry-after") == "2",
+                 "a load longer than the wait: 503 model_loading RA 2 (%d %r)" % (st, data[:80]))
+        where = wait_for("slow loaded", lambda: [n for n in ("S0", "S1") if "slow" in loaded(gw, n)])
+        st, h, _ = chat(gw, "slow")
+        check.ok(st == 200 and where and h.get("x-drover-node") == where[0],
+                 "served once loaded")
+        # pair: min 1 kept by the reconciler; a second replica loaded behind the gateway's back
+        first = wait_for("pair min replica", lambda: [n for n in ("S0", "S1")
+                                                      if "pair" in loaded(gw, n)])
+        other = "S1" if first and first[0] == "S0" else "S0"
+        request(sims.ports[int(other[1])], "POST", "/api/generate",
+                body={"model": "pair", "prompt": ""}, timeout=10)
+        wait_for("two replicas", lambda: "pair" in loaded(gw, "S0") and "pair" in loaded(gw, "S1"))
+        check.ok(wait_for("an idle extra replica unloaded",
+                          lambda: ("pair" in loaded(gw, "S0")) != ("pair" in loaded(gw, "S1")),
+                          timeout=10),
+                 "the idle extra replica is unloaded, one stays (min 1)")
+        time.sleep(1.5)
+        check.ok(("pair" in loaded(gw, "S0")) or ("pair" in loaded(gw, "S1")),
+                 "never below min")
+    finally:
+        for a in agents:
+            a.stop()
+        gw.stop()
+        sims.stop()
 
 
 if __name__ == "__main__":
