@@ -27,7 +27,7 @@ def start_gw(db):
     return Proc(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
                  "--set", "join.token=" + JOIN, "--set", "admin_token=" + ADMIN,
                  "--set", "health.interval=100ms", "--set", "health.rise=1",
-                 "--set", "health.timeout=1s", "--set", "join.poll_interval=200ms",
+                 "--set", "health.timeout=3s", "--set", "join.poll_interval=200ms",
                  "--set", "store.flush_interval=50ms"],
                 "drover-serve ready", env={"DROVER_STORE_PATH": db})
 

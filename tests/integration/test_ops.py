@@ -27,8 +27,8 @@ def start_gw(db, extra=()):
                  "--set", "join.token=" + JOIN, "--set", "join.auto_approve=true",
                  "--set", "testing.clock_control=true", "--set", "ops.interval=100ms",
                  "--set", "ops.answer_wait=3s", "--set", "ops.timeout=2s",
-                 "--set", "health.interval=100ms", "--set", "health.timeout=500ms",
-                 "--set", "health.rise=1", "--set", "health.fall=1",
+                 "--set", "health.interval=100ms", "--set", "health.timeout=3s",
+                 "--set", "health.rise=1", "--set", "health.fall=2",
                  "--set", "store.flush_interval=50ms",
                  "--node", "static1=http://127.0.0.1:9"] + list(extra),
                 "drover-serve ready", env={"DROVER_STORE_PATH": db})

@@ -47,7 +47,7 @@ def start_gw(db, cfg):
                  "--admin-listen", "127.0.0.1:0", "--set", "join.token=" + JOIN,
                  "--set", "join.auto_approve=true", "--set", "health.interval=100ms",
                  "--set", "health.rise=1", "--set", "health.fall=2",
-                 "--set", "health.timeout=1s", "--set", "join.poll_interval=200ms",
+                 "--set", "health.timeout=3s", "--set", "join.poll_interval=200ms",
                  "--set", "placement.reconcile_interval=200ms",
                  "--set", "placement.load_wait=5s", "--set", "placement.replica_idle=0"],
                 "drover-serve ready", env={"DROVER_STORE_PATH": db})
