@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/mem.h"
 #include "net/http_client.h"
 
@@ -113,4 +114,26 @@ int admin_request(const struct admin_target *t, const char *method, const char *
     if (st.err) return gw_error_set(err, st.err, "%s %s: %s", method, t->url, gw_strerror(st.err));
     *status = st.status;
     return 0;
+}
+
+const char *admin_json_str(struct json_object *o, const char *key, const char *dflt)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !v || json_object_is_type(v, json_type_null))
+        return dflt;
+    return json_object_get_string(v);
+}
+
+int admin_print_refusal(const char *prog, int status, const struct buf *b)
+{
+    struct json_object *root = json_parse_strict(b->p ? b->p : "", b->len, 16, NULL);
+    struct json_object *e = NULL;
+    if (root && json_object_object_get_ex(root, "error", &e) && e)
+        fprintf(stderr, "%s: %d %s: %s\n", prog, status, admin_json_str(e, "code", "error"),
+                admin_json_str(e, "message", ""));
+    else
+        fprintf(stderr, "%s: %d %.*s\n", prog, status, (int)(b->len > 200 ? 200 : b->len),
+                b->p ? b->p : "");
+    if (root) json_object_put(root);
+    return 1;
 }

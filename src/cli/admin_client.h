@@ -23,4 +23,11 @@ int admin_url_parse(const char *url, char *host, size_t host_cap, int *port) WUR
 int admin_request(const struct admin_target *t, const char *method, const char *path,
                   const char *body, int *status, struct buf *out, struct gw_error *err) WUR;
 
+struct json_object;
+/* The string value of key in o (any JSON type printed as JSON), or dflt when absent or null. */
+const char *admin_json_str(struct json_object *o, const char *key, const char *dflt);
+/* Prints the server's refusal on stderr as "PROG: STATUS code: reason"; returns 1 (the exit
+ * code of a refused call). */
+int admin_print_refusal(const char *prog, int status, const struct buf *body);
+
 #endif

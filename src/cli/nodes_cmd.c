@@ -30,29 +30,6 @@ static void usage(FILE *f)
                "  --json         print the server's JSON instead of a table\n");
 }
 
-static const char *jstr(struct json_object *o, const char *key, const char *dflt)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(o, key, &v) || !v || json_object_is_type(v, json_type_null))
-        return dflt;
-    return json_object_get_string(v);
-}
-
-/* Prints the server's refusal: "drover nodes: 409 illegal_transition: reason". */
-static int refused(int status, const struct buf *b)
-{
-    struct json_object *root = json_parse_strict(b->p ? b->p : "", b->len, 16, NULL);
-    struct json_object *e = NULL;
-    if (root && json_object_object_get_ex(root, "error", &e) && e)
-        fprintf(stderr, "drover nodes: %d %s: %s\n", status, jstr(e, "code", "error"),
-                jstr(e, "message", ""));
-    else
-        fprintf(stderr, "drover nodes: %d %.*s\n", status, (int)(b->len > 200 ? 200 : b->len),
-                b->p ? b->p : "");
-    if (root) json_object_put(root);
-    return 1;
-}
-
 static void print_table(struct json_object *nodes)
 {
     printf("%-20s %-9s %-9s %-8s %-8s %6s %8s %-8s %-6s %-24s %s\n", "NAME", "ADMIN", "LIVE",
@@ -76,16 +53,17 @@ static void print_table(struct json_object *nodes)
         if (json_object_object_get_ex(o, "models", &v) && json_object_is_type(v, json_type_array)) {
             for (size_t m = 0; m < json_object_array_length(v); m++) {
                 int w = snprintf(models + mu, sizeof models - mu, "%s%s", mu ? "," : "",
-                                 jstr(json_object_array_get_idx(v, m), "id", "?"));
+                                 admin_json_str(json_object_array_get_idx(v, m), "id", "?"));
                 if (w < 0 || (size_t)w >= sizeof models - mu) break;
                 mu += (size_t)w;
             }
         }
-        printf("%-20s %-9s %-9s %-8s %-8s %6s %8s %-8s %-6s %-24s %s\n", jstr(o, "name", "?"),
-               jstr(o, "admin", "?"), jstr(o, "liveness", "?"), jstr(o, "routable", "?"),
-               jstr(o, "excluded", "?"), jstr(o, "consecutive_faults", "?"),
-               jstr(o, "in_flight", "?"), jstr(o, "kind", "?"), jstr(o, "source", "?"),
-               lu ? labels : "-", mu ? models : "-");
+        printf("%-20s %-9s %-9s %-8s %-8s %6s %8s %-8s %-6s %-24s %s\n",
+               admin_json_str(o, "name", "?"), admin_json_str(o, "admin", "?"),
+               admin_json_str(o, "liveness", "?"), admin_json_str(o, "routable", "?"),
+               admin_json_str(o, "excluded", "?"), admin_json_str(o, "consecutive_faults", "?"),
+               admin_json_str(o, "in_flight", "?"), admin_json_str(o, "kind", "?"),
+               admin_json_str(o, "source", "?"), lu ? labels : "-", mu ? models : "-");
     }
 }
 
@@ -237,7 +215,7 @@ int nodes_main(int argc, char **argv)
     buf_free(&body);
     int code = 0;
     if (status != 200) {
-        code = refused(status, &out);
+        code = admin_print_refusal("drover nodes", status, &out);
     } else if (json) {
         printf("%.*s\n", (int)out.len, out.p ? out.p : "");
     } else {

@@ -30,28 +30,6 @@ static void usage(FILE *f)
             "  --json         print the server's JSON\n");
 }
 
-static const char *jstr(struct json_object *o, const char *key, const char *dflt)
-{
-    struct json_object *v = NULL;
-    if (!json_object_object_get_ex(o, key, &v) || !v || json_object_is_type(v, json_type_null))
-        return dflt;
-    return json_object_get_string(v);
-}
-
-static int refused(int status, const struct buf *b)
-{
-    struct json_object *root = json_parse_strict(b->p ? b->p : "", b->len, 16, NULL);
-    struct json_object *e = NULL;
-    if (root && json_object_object_get_ex(root, "error", &e) && e)
-        fprintf(stderr, "drover ops: %d %s: %s\n", status, jstr(e, "code", "error"),
-                jstr(e, "message", ""));
-    else
-        fprintf(stderr, "drover ops: %d %.*s\n", status, (int)(b->len > 200 ? 200 : b->len),
-                b->p ? b->p : "");
-    if (root) json_object_put(root);
-    return 1;
-}
-
 /* Appends "a,b" as a JSON array of strings, or "k=v,k2=v2" as an object. */
 static int csv_json(struct buf *b, const char *csv, bool object)
 {
@@ -86,10 +64,11 @@ static void print_rows(struct json_object *arr, bool dead)
            dead ? "" : "STATE", "ATTEMPTS", "CLASS", "LAST ERROR");
     for (size_t i = 0; i < json_object_array_length(arr); i++) {
         struct json_object *o = json_object_array_get_idx(arr, i);
-        printf("%-6s %-16s %-32s %-8s %-8s %8s %-12s %s\n", jstr(o, "id", "?"),
-               jstr(o, "node", "?"), jstr(o, "target", "?"), jstr(o, "op", "?"),
-               dead ? "" : jstr(o, "state", "?"), jstr(o, "attempts", "?"),
-               jstr(o, "last_class", "-"), jstr(o, "last_error", "-"));
+        printf("%-6s %-16s %-32s %-8s %-8s %8s %-12s %s\n", admin_json_str(o, "id", "?"),
+               admin_json_str(o, "node", "?"), admin_json_str(o, "target", "?"),
+               admin_json_str(o, "op", "?"), dead ? "" : admin_json_str(o, "state", "?"),
+               admin_json_str(o, "attempts", "?"), admin_json_str(o, "last_class", "-"),
+               admin_json_str(o, "last_error", "-"));
     }
 }
 
@@ -98,8 +77,8 @@ static void print_results(struct json_object *arr)
     printf("%-20s %-8s %s\n", "NODE", "RESULT", "REASON");
     for (size_t i = 0; i < json_object_array_length(arr); i++) {
         struct json_object *o = json_object_array_get_idx(arr, i);
-        printf("%-20s %-8s %s\n", jstr(o, "node", "?"), jstr(o, "result", "?"),
-               jstr(o, "reason", "-"));
+        printf("%-20s %-8s %s\n", admin_json_str(o, "node", "?"), admin_json_str(o, "result", "?"),
+               admin_json_str(o, "reason", "-"));
     }
 }
 
@@ -108,8 +87,9 @@ static void print_inventory(struct json_object *nodes)
     printf("%-20s %-8s %-32s %-16s %s\n", "NODE", "KIND", "NAME", "VERSION", "DIGEST");
     for (size_t i = 0; i < json_object_array_length(nodes); i++) {
         struct json_object *n = json_object_array_get_idx(nodes, i);
-        if (jstr(n, "error", NULL)) {
-            printf("%-20s %-8s %s\n", jstr(n, "name", "?"), "-", jstr(n, "error", ""));
+        if (admin_json_str(n, "error", NULL)) {
+            printf("%-20s %-8s %s\n", admin_json_str(n, "name", "?"), "-",
+                   admin_json_str(n, "error", ""));
             continue;
         }
         static const char *const lists[] = {"models", "backends"};
@@ -118,8 +98,9 @@ static void print_inventory(struct json_object *nodes)
             if (json_get_arr(n, lists[l], &arr)) continue;
             for (size_t k = 0; k < json_object_array_length(arr); k++) {
                 struct json_object *it = json_object_array_get_idx(arr, k);
-                printf("%-20s %-8s %-32s %-16s %s\n", jstr(n, "name", "?"), l ? "backend" : "model",
-                       jstr(it, "name", "?"), jstr(it, "version", "-"), jstr(it, "digest", "-"));
+                printf("%-20s %-8s %-32s %-16s %s\n", admin_json_str(n, "name", "?"),
+                       l ? "backend" : "model", admin_json_str(it, "name", "?"),
+                       admin_json_str(it, "version", "-"), admin_json_str(it, "digest", "-"));
             }
         }
     }
@@ -254,7 +235,7 @@ int ops_main(int argc, char **argv)
     buf_free(&body);
     int code = 0;
     if (status != 200) {
-        code = refused(status, &out);
+        code = admin_print_refusal("drover ops", status, &out);
     } else if (json || show == SHOW_RAW) {
         printf("%.*s\n", (int)out.len, out.p ? out.p : "");
     } else {
@@ -271,7 +252,8 @@ int ops_main(int argc, char **argv)
             print_results(v);
             /* any per-node error makes the command fail, so scripts notice */
             for (size_t i = 0; i < json_object_array_length(v); i++)
-                if (!strcmp(jstr(json_object_array_get_idx(v, i), "result", ""), "error")) code = 1;
+                if (!strcmp(admin_json_str(json_object_array_get_idx(v, i), "result", ""), "error"))
+                    code = 1;
         } else if (show == SHOW_INV && json_get_arr(root, "nodes", &v) == 0) {
             print_inventory(v);
         } else {

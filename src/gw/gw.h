@@ -69,6 +69,11 @@ void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx);
 void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req, int status,
                          struct buf *body);
 void nodes_flush_dirty(struct gw *g);
+/* A call to a node's agent with the gateway key (Bearer H) and, with a body, a JSON content
+ * type; the http_client_request contract (callbacks only when it returns 0). */
+int gw_agent_call(struct gw *g, const struct node *n, const char *method, const char *path,
+                  struct strv body, uint64_t timeout_ms, const struct http_client_callbacks *cbs,
+                  void *ctx, struct http_call **out) WUR;
 void nodes_flush_start(struct gw *g);
 void nodes_flush_stop(struct gw *g);
 

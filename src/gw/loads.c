@@ -176,27 +176,11 @@ static void step(struct load *l)
     if (!rc && !l->unloading && l->options_json)
         rc = buf_appendf(&body, ",\"options\":%s", l->options_json);
     if (!rc) rc = buf_append_cstr(&body, "}");
-    char auth[512];
-    snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
-    struct http_header hdrs[2] = {
-        {STRV_LIT("Authorization"), strv_from_cstr(auth)},
-        {STRV_LIT("Content-Type"), STRV_LIT("application/json")},
-    };
-    struct http_client_request rq = {
-        .host = n->host,
-        .port = n->port,
-        .method = STRV_LIT("POST"),
-        .target = strv_from_cstr(path),
-        .headers = hdrs,
-        .n_headers = 2,
-        .body = {body.p, body.len},
-        .connect_timeout_ms = g->cfg.connect_timeout_ms,
-        .total_timeout_ms = g->cfg.load_timeout_ms,
-    };
     l->status = 0;
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     LOGI(l->unloading ? "model_unload" : "model_load", "node=%s model=%s", n->name, model);
-    if (rc || http_client_request(g->client, &rq, &cbs, l, &l->call)) {
+    if (rc || gw_agent_call(g, n, "POST", path, (struct strv){body.p, body.len},
+                            g->cfg.load_timeout_ms, &cbs, l, &l->call)) {
         l->call = NULL;
         buf_free(&body);
         load_free(g, l, false, "could not reach the agent");

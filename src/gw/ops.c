@@ -620,29 +620,13 @@ static void attempt_start(struct gw *g, struct op_row *r)
         rc = buf_appendf(&body, "},\"params\":%s,\"timeout_ms\":%llu,\"op_id\":%lld}",
                          r->s.params_json ? r->s.params_json : "{}",
                          (unsigned long long)g->cfg.ops_timeout_ms, (long long)r->s.id);
-    char auth[512];
-    snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
-    struct http_header hdrs[2] = {
-        {STRV_LIT("Authorization"), strv_from_cstr(auth)},
-        {STRV_LIT("Content-Type"), STRV_LIT("application/json")},
-    };
-    struct http_client_request rq = {
-        .host = n->host,
-        .port = n->port,
-        .method = STRV_LIT("POST"),
-        .target = STRV_LIT("/drover/v1/ops"),
-        .headers = hdrs,
-        .n_headers = 2,
-        .body = {body.p, body.len},
-        .connect_timeout_ms = g->cfg.connect_timeout_ms,
-        .total_timeout_ms = g->cfg.ops_timeout_ms + OPS_ATTEMPT_MARGIN_MS,
-    };
     buf_init(&r->answer, OPS_MAX_ANSWER_BYTES);
     r->status = 0;
     static const struct http_client_callbacks cbs = {on_att_head, on_att_data, on_att_done};
     LOGI("op_attempt", "op=%lld node=%s target=%s kind=%s attempt=%u", (long long)r->s.id,
          r->s.node, r->s.target, r->s.op, r->s.attempts + 1);
-    if (rc || http_client_request(g->client, &rq, &cbs, r, &r->call)) {
+    if (rc || gw_agent_call(g, n, "POST", "/drover/v1/ops", (struct strv){body.p, body.len},
+                            g->cfg.ops_timeout_ms + OPS_ATTEMPT_MARGIN_MS, &cbs, r, &r->call)) {
         r->call = NULL;
         buf_free(&r->answer);
         finish_attempt(g, r, false, OP_CLASS_ERROR, false, "could not start the request");
@@ -1146,22 +1130,10 @@ void ops_inventory(struct gw *g, struct http_request *req, const char *target)
     inv->pending = 1;
     for (size_t i = 0; i < inv->n; i++) {
         struct inv_node *in = &inv->nodes[i];
-        char auth[512];
-        snprintf(auth, sizeof auth, "Bearer %s", in->node->api_key);
-        struct http_header h = {STRV_LIT("Authorization"), strv_from_cstr(auth)};
-        struct http_client_request rq = {
-            .host = in->node->host,
-            .port = in->node->port,
-            .method = STRV_LIT("GET"),
-            .target = STRV_LIT("/drover/v1/inventory"),
-            .headers = &h,
-            .n_headers = 1,
-            .connect_timeout_ms = g->cfg.connect_timeout_ms,
-            .total_timeout_ms = g->cfg.probe_timeout_ms,
-        };
         static const struct http_client_callbacks cbs = {inv_head, inv_data, inv_done};
         inv->pending++;
-        if (http_client_request(g->client, &rq, &cbs, in, &in->call)) {
+        if (gw_agent_call(g, in->node, "GET", "/drover/v1/inventory", STRV_NULL,
+                          g->cfg.probe_timeout_ms, &cbs, in, &in->call)) {
             in->call = NULL;
             in->error = "could not ask the agent";
             inv->pending--;

@@ -660,6 +660,22 @@ static bool node_loading(const struct node *n, void *ctx)
     return loads_busy_node(ctx, n);
 }
 
+/* A load of the model runs: wait for it within the budget, or say it is loading. */
+static bool wait_for_load(struct proxy *p, const struct cat_model *cm, bool can_wait)
+{
+    if (!can_wait) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the model '%s' is loading; retry shortly", cm->id);
+        answer_failure(p, ANSWER_MODEL_LOADING, 0, msg);
+        proxy_free(p);
+        return true;
+    }
+    p->loads_seen++;
+    p->waiting_load = loads_wait(p->g, cm->id, on_load_done, p);
+    arm_wait(p, 0);
+    return true;
+}
+
 /* After the router found no loaded replica: returns true when it took the request over
  * (waiting, or answered and freed); false to go on with *r (which may now be a node). */
 static bool placement_fallback(struct proxy *p, const struct cat_model *cm, struct route_result *r)
@@ -678,16 +694,7 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
         return false;
     char msg[400];
     if (p->loads_seen < 2 && loads_running(g, cm->id, NULL)) {
-        if (!can_wait) {
-            snprintf(msg, sizeof msg, "the model '%s' is loading; retry shortly", cm->id);
-            answer_failure(p, ANSWER_MODEL_LOADING, 0, msg);
-            proxy_free(p);
-            return true;
-        }
-        p->loads_seen++;
-        p->waiting_load = loads_wait(g, cm->id, on_load_done, p);
-        arm_wait(p, 0);
-        return true;
+        return wait_for_load(p, cm, can_wait);
     }
     bool evict = false;
     enum place_none why = PLACE_NONE_INFEASIBLE;
@@ -703,16 +710,7 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
                                        &busy);
         LOGI("cold_load", "model=%s node=%s evict=%zu", cm->id, n->name, k);
         loads_start(g, n, cm->id, cm->load_options_json, plan, k);
-        if (!can_wait) {
-            snprintf(msg, sizeof msg, "the model '%s' is loading; retry shortly", cm->id);
-            answer_failure(p, ANSWER_MODEL_LOADING, 0, msg);
-            proxy_free(p);
-            return true;
-        }
-        p->loads_seen++;
-        p->waiting_load = loads_wait(g, cm->id, on_load_done, p);
-        arm_wait(p, 0);
-        return true;
+        return wait_for_load(p, cm, can_wait);
     }
     if (p->loads_seen >= 2) {
         snprintf(msg, sizeof msg, "loading the model '%s' failed", cm->id);

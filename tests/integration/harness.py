@@ -202,6 +202,23 @@ def sse_events(body):
     return out
 
 
+def wait_until(check, what, fn, timeout=15.0):
+    """Polls fn (every 50 ms, at most timeout seconds) until it returns something true and
+    returns that; on timeout records a failed check naming what. Connection errors and
+    missing keys while the system settles count as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+        except (OSError, ValueError, KeyError):
+            v = None
+        if v:
+            return v
+        time.sleep(0.05)
+    check.ok(False, "timed out waiting for " + what)
+    return None
+
+
 class Check:
     """Tiny assertion collector: each failed check is reported, and the process exits 1."""
 

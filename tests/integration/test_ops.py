@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_agent import FakeAgent  # noqa: E402
-from harness import DROVER, Check, Proc, request  # noqa: E402
+from harness import DROVER, Check, Proc, request, wait_until  # noqa: E402
 
 check = Check("ops")
 JOIN = "jt"
@@ -60,14 +60,7 @@ def node(gw, name):
 
 
 def wait_for(what, fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    check.ok(False, "timed out waiting for " + what)
-    return None
+    return wait_until(check, what, fn, timeout)
 
 
 def issue(gw, op, target, nodes=None, params=None):

@@ -13,7 +13,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import DROVER, Check, Proc, request, sse_events, start_sim  # noqa: E402
+from harness import DROVER, Check, Proc, request, sse_events, start_sim, wait_until  # noqa: E402
 
 check = Check("placement")
 JOIN = "jt"
@@ -90,17 +90,7 @@ def loaded(gw, name):
 
 
 def wait_for(what, fn, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = fn()
-        except (OSError, ValueError, KeyError):
-            v = None
-        if v:
-            return v
-        time.sleep(0.05)
-    check.ok(False, "timed out waiting for " + what)
-    return None
+    return wait_until(check, what, fn, timeout)
 
 
 def chat(gw, model, stream=False, max_tokens=4, path="/v1/chat/completions"):

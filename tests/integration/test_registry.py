@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_agent import MODEL, FakeAgent  # noqa: E402
-from harness import DROVER, Check, Proc, request  # noqa: E402
+from harness import DROVER, Check, Proc, request, wait_until  # noqa: E402
 
 check = Check("registry")
 JOIN = "join-token-1"
@@ -62,14 +62,7 @@ def nodes(gw, all_=False):
 
 
 def wait_for(what, fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    check.ok(False, "timed out waiting for " + what)
-    return None
+    return wait_until(check, what, fn, timeout)
 
 
 def chat(gw, model=MODEL):
