@@ -19,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Check, Proc, request, sse_events, start_sim  # noqa: E402
+from harness import Check, Proc, request, sse_events, start_sim, wait_until  # noqa: E402
 
 CHAT = "llama3.2:1b"
 EMB = "nomic-embed-text"
@@ -90,17 +90,7 @@ def start_agent(engine, engine_port, state, *extra, config=True):
 
 
 def wait_for(pred, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-        except (OSError, ValueError, KeyError):
-            v = None
-        if v:
-            return v
-        time.sleep(0.05)
-    check.ok(False, "timed out waiting for " + what)
-    return None
+    return wait_until(check, what, pred, timeout)
 
 
 def chat_body(stream, max_tokens=8):
