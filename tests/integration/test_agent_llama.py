@@ -20,6 +20,12 @@ check = Check("agent_llama")
 
 
 def skip(why):
+    # scripts/test.sh builds the chroot first and sets DROVER_E2E_LLAMA=1: then a missing
+    # llama-server is a failure, never a silent pass
+    if os.environ.get("DROVER_E2E_LLAMA") == "1":
+        print("FAIL agent_llama: llama-server required (DROVER_E2E_LLAMA=1): %s" % why,
+              flush=True)
+        sys.exit(1)
     print("SKIP agent_llama: %s" % why, flush=True)
     sys.exit(0)
 
