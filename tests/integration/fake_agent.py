@@ -41,7 +41,10 @@ class FakeAgent:
             def finish(self):
                 with agent.lock:
                     agent.conns.discard(self.connection)
-                super().finish()
+                try:
+                    super().finish()
+                except OSError:
+                    pass  # the connection was cut on purpose
 
             def log_message(self, *a):
                 pass
@@ -88,6 +91,12 @@ class FakeAgent:
                     with agent.lock:
                         agent.op_calls.append(body)
                         ans = dict(agent.op_answer)
+                    if ans.get("drop"):
+                        # an agent that does not answer at all: the connection just closes
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    with agent.lock:
                         if ans["class"] == "ok" and body["op"] in ("install", "upgrade"):
                             agent.installed[body["target"]["name"]] = "sha256:" + "1" * 8
                     return self._send(200, ans)

@@ -206,6 +206,22 @@ def main():
         check.ok(res["a2"]["result"] == "skipped", "an op the agent does not take is skipped")
         agents["a2"].op_answer = {"class": "ok", "message": "", "listed": True}
 
+        # an agent that does not answer at all: the node is marked unhealthy, then the failure
+        # is recorded (and the op stays queued for when it is back)
+        agents["a1"].op_answer = {"drop": True}
+        st, res = issue(gw, "install", "model:silent", nodes=["a1"])
+        check.ok(res["a1"]["result"] == "queued" and "did not answer" in res["a1"]["reason"],
+                 "no answer: queued, with the reason: %r" % res["a1"])
+        r = row(gw, "a1", "model:silent", "install")
+        check.ok(r and r["attempts"] == 1 and r["last_class"] == "unreachable",
+                 "the failure is recorded as unreachable: %r" % r)
+        with open(gw.log_path, errors="replace") as f:
+            log = f.read()
+        i_unhealthy = log.find('node_unhealthy node=a1 reason="no answer to an operation"')
+        i_failed = log.find("event=op_failed op=%d" % r["id"]) if r else -1
+        check.ok(0 <= i_unhealthy < i_failed, "marked unhealthy before the failure is recorded")
+        agents["a1"].op_answer = {"class": "ok", "message": "", "listed": True}
+
         # kill -9 between accepting and applying: nothing lost, nothing applied twice
         a2_port, a2_secret = agents["a2"].port, agents["a2"].secret
         agents["a2"].close()
