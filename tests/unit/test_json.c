@@ -317,6 +317,33 @@ static void test_append_str_cap(void **state)
     buf_free(&b);
 }
 
+/* json_top_string_span: the top-level "model" value only, whatever surrounds it. */
+static void test_top_string_span(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *want; /* want NULL: not found or not a string */
+        int rc;
+    } rows[] = {
+        {"{\"model\":\"a\"}", "\"a\"", 0},
+        {"{ \"messages\": [{\"model\": \"inner\"}], \"model\" : \"outer\" }", "\"outer\"", 0},
+        {"{\"x\":{\"model\":\"deep\"},\"model\":\"m\\\"q\"}", "\"m\\\"q\"", 0},
+        {"{\"note\":\"\\\"model\\\": \\\"no\\\"\",\"model\":\"yes\"}", "\"yes\"", 0},
+        {"{\"models\":\"b\"}", NULL, GW_E_NOTFOUND},
+        {"{\"model\":5}", NULL, GW_E_INVALID},
+        {"[\"model\",\"x\"]", NULL, GW_E_NOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t s = 0, e = 0;
+        int rc = json_top_string_span(rows[i].json, strlen(rows[i].json), "model", &s, &e);
+        assert_int_equal(rc, rows[i].rc);
+        if (rows[i].want) {
+            assert_int_equal(e - s, strlen(rows[i].want));
+            assert_memory_equal(rows[i].json + s, rows[i].want, e - s);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_append_str_roundtrip),
         cmocka_unit_test(test_append_str_escapes),
         cmocka_unit_test(test_append_str_cap),
+        cmocka_unit_test(test_top_string_span),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
