@@ -78,6 +78,12 @@ void agent_count_model(struct agent *a, const char *id, int delta);
 int agent_answer_error(struct http_request *req, int status, const char *type, const char *code,
                        const char *message, const char *hname, const char *hvalue);
 
+/* agent_ops.c: POST /drover/v1/ops, GET /drover/v1/inventory (docs/node_api.md), and the
+ * ops this agent takes, put into its discovery. */
+void agent_ops_handle(struct agent *a, struct http_request *req);
+void agent_inventory_handle(struct agent *a, struct http_request *req);
+void agent_ops_fill_discovery(struct agent *a);
+
 /* agent_proxy.c */
 void agent_proxy_handle(struct agent *a, struct http_request *req);
 

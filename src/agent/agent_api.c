@@ -311,6 +311,18 @@ void agent_api_handle(struct http_request *req, void *ctx)
         buf_free(&b);
         return;
     }
+    if (strv_eq_cstr(p, "/drover/v1/ops")) {
+        if (!strv_eq_cstr(m, "POST"))
+            (void)agent_answer_error(req, 405, "invalid_request_error", "method_not_allowed",
+                                     "use POST", NULL, NULL);
+        else
+            agent_ops_handle(a, req);
+        return;
+    }
+    if (strv_eq_cstr(p, "/drover/v1/inventory")) {
+        agent_inventory_handle(a, req);
+        return;
+    }
     if (strv_eq_cstr(p, NODE_API_PATH_LOAD) || strv_eq_cstr(p, NODE_API_PATH_UNLOAD)) {
         if (!post) goto method;
         handle_load(a, req, strv_eq_cstr(p, NODE_API_PATH_UNLOAD));

@@ -40,6 +40,12 @@ static const struct key_def keys[] = {
     {"shutdown_grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
     {"discovery_interval", K_DURATION, OFF(discovery_interval_ms), 100, 86400000},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0},
+    {"ops_timeout", K_DURATION, OFF(ops_timeout_ms), 100, 86400000},
+};
+
+const char *const agent_ops_templates[AGENT_OPS_N_TEMPLATES] = {
+    "model.install",   "model.upgrade",  "model.delete", "backend.install",
+    "backend.upgrade", "backend.delete", "backend.list",
 };
 #undef OFF
 enum { N_KEYS = sizeof keys / sizeof keys[0], AGENT_CONFIG_MAX_BYTES = 1024 * 1024 };
@@ -57,6 +63,7 @@ static void defaults(struct agent_config *c)
     c->load_timeout_ms = 600000;
     c->shutdown_grace_ms = 30000;
     c->discovery_interval_ms = 60000;
+    c->ops_timeout_ms = 600000;
     c->log_level = LOG_INFO;
 }
 
@@ -174,6 +181,31 @@ static int load_file(struct agent_config *c, const char *path, struct gw_error *
             }
             continue;
         }
+        if (strcmp(key, "ops_commands") == 0) {
+            if (v->type != YNODE_MAP) {
+                rc = gw_error_set(err, GW_E_INVALID, "%sops_commands: expected a map", where);
+                break;
+            }
+            for (size_t t = 0; t < v->n && !rc; t++) {
+                snprintf(where, sizeof where, "%s:%d: ", path, v->key_lines[t]);
+                size_t k = 0;
+                while (k < AGENT_OPS_N_TEMPLATES && strcmp(agent_ops_templates[k], v->keys[t])) k++;
+                if (k == AGENT_OPS_N_TEMPLATES)
+                    rc = gw_error_set(err, GW_E_INVALID,
+                                      "%sops_commands.%s: not one of model.install, "
+                                      "model.upgrade, model.delete, backend.install, "
+                                      "backend.upgrade, backend.delete, backend.list",
+                                      where, v->keys[t]);
+                else if (v->kids[t]->type != YNODE_SCALAR || !*v->kids[t]->scalar)
+                    rc = gw_error_set(err, GW_E_INVALID, "%sops_commands.%s: expected a command",
+                                      where, v->keys[t]);
+                else {
+                    xfree(c->ops_commands[k]);
+                    c->ops_commands[k] = xstrdup(v->kids[t]->scalar);
+                }
+            }
+            continue;
+        }
         if (strcmp(key, "discovery") == 0) {
             if (v->type != YNODE_MAP) {
                 rc = gw_error_set(err, GW_E_INVALID, "%sdiscovery: expected a map", where);
@@ -279,6 +311,7 @@ void agent_config_free(struct agent_config *c)
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].type == K_STR) xfree(*(char **)(void *)((char *)c + keys[i].off));
     xfree(c->discovery_json);
+    for (size_t i = 0; i < AGENT_OPS_N_TEMPLATES; i++) xfree(c->ops_commands[i]);
     memset(c, 0, sizeof *c);
 }
 

@@ -11,6 +11,11 @@
 #include "base/log.h"
 #include "proto/node_api.h"
 
+enum { AGENT_OPS_N_TEMPLATES = 7 };
+/* "model.install", "model.upgrade", "model.delete", "backend.install", "backend.upgrade",
+ * "backend.delete", "backend.list" */
+extern const char *const agent_ops_templates[AGENT_OPS_N_TEMPLATES];
+
 struct agent_config {
     char *gateway;    /* base URL of the gateway's client listener; NULL: do not join */
     char *join_token; /* needed with gateway */
@@ -31,6 +36,9 @@ struct agent_config {
     uint64_t shutdown_grace_ms;     /* 30 s */
     uint64_t discovery_interval_ms; /* GPU refresh; 60 s */
     enum log_level log_level;
+    uint64_t ops_timeout_ms; /* fleet operations: the longest one may run; 10 min */
+    /* command templates of fleet operations (docs/node_api.md), by agent_ops_templates[] */
+    char *ops_commands[AGENT_OPS_N_TEMPLATES];
     /* discovery override: fields present here replace detected ones */
     char *discovery_json; /* the override as JSON text (from YAML), NULL for none */
 };

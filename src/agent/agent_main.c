@@ -278,6 +278,7 @@ int agent_main(int argc, char **argv)
         fprintf(stderr, "drover agent: discovery: %s\n", err.msg);
         goto out_cfg;
     }
+    agent_ops_fill_discovery(a);
 
     signal(SIGPIPE, SIG_IGN);
     a->loop = uv_default_loop();

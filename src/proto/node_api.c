@@ -282,7 +282,16 @@ int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
         if (i) rc = buf_append_cstr(out, ",");
         if (!rc) rc = gpu_emit(out, &d->gpus[i]);
     }
-    if (!rc) rc = buf_append_cstr(out, "]}");
+    if (!rc) rc = buf_append_cstr(out, "]");
+    if (!rc && d->n_ops) {
+        rc = buf_append_cstr(out, ",\"ops\":[");
+        for (size_t i = 0; i < d->n_ops && !rc; i++) {
+            if (i) rc = buf_append_cstr(out, ",");
+            if (!rc) rc = json_append_str(out, d->ops[i], strlen(d->ops[i]));
+        }
+        if (!rc) rc = buf_append_cstr(out, "]");
+    }
+    if (!rc) rc = buf_append_cstr(out, "}");
     return rc;
 }
 

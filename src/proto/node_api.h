@@ -136,6 +136,9 @@ struct node_api_discovery {
     int64_t ram_mb; /* -1 unknown */
     struct node_api_gpu gpus[NODE_API_MAX_GPUS];
     size_t n_gpus;
+    /* the fleet operations this agent takes, "model.install" … (docs/node_api.md) */
+    char ops[16][32];
+    size_t n_ops;
 };
 
 void node_api_discovery_init(struct node_api_discovery *d); /* empty strings, -1 numbers */

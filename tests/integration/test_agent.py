@@ -450,7 +450,11 @@ def test_join(sim):
         check.eq(j["url"], "http://127.0.0.1:%d" % agent.port, "join url is the advertised one")
         check.eq(j["engine"], "ollama", "join engine")
         check.eq(j["labels"], {"zone": "test"}, "join labels")
-        check.eq(j["discovery"], DISCOVERY, "join carries discovery")
+        disc = dict(j["discovery"])
+        ops = disc.pop("ops", None)
+        check.eq(disc, DISCOVERY, "join carries discovery")
+        check.eq(ops, ["model.install", "model.upgrade", "model.delete", "model.load",
+                       "model.unload"], "an Ollama agent takes the adapter's model ops")
         check.ok("secret" not in j, "no secret before approval")
         check.ok(not os.path.exists(state), "no state file while pending")
         st, _, _ = request(agent.port, "GET", "/drover/v1/health", headers=auth(gw.secret))

@@ -1,0 +1,762 @@
+/* agent_ops — fleet operations on the node (docs/node_api.md, docs/ops.md): POST
+ * /drover/v1/ops carried out through the engine adapter (Ollama pull and delete, load and
+ * unload) or a command template of the config, run as `/bin/sh -c` in its own process group
+ * and killed after the timeout; the exit decides the outcome class. After the attempt the
+ * agent says whether the target is listed (engine model list, or the backend.list template),
+ * so the gateway can check a generic error. One operation per target at a time.
+ * GET /drover/v1/inventory lists models (with Ollama's digests) and backends.
+ * The loop thread only. */
+#include "agent/agent_ops.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "proto/op_result.h"
+
+enum { OPS_MAX_OUTPUT = 64 * 1024, OPS_MAX_RUNNING = 16, OPS_LIST_TIMEOUT_MS = 30000 };
+
+struct aop;
+typedef void aop_step_fn(struct aop *o);
+
+struct aop {
+    struct agent *a;
+    struct http_request *req; /* NULL once the gateway left */
+    enum op_kind kind;
+    bool is_model;
+    char name[256];
+    char key[300]; /* "model:NAME", the one-at-a-time key */
+    char *params_json;
+    uint64_t timeout_ms;
+    /* the running command */
+    uv_process_t proc;
+    uv_pipe_t out;
+    uv_timer_t timer;
+    int open_handles;
+    bool timed_out, exited;
+    int64_t exit_status;
+    int term_signal;
+    struct buf output;
+    aop_step_fn *after; /* what runs once the command and its handles are done */
+    /* an engine call */
+    struct http_call *call;
+    int status;
+    struct buf body;
+    /* the outcome */
+    enum op_class cls;
+    char message[256];
+    bool listed;
+    struct aop *next;
+};
+
+static struct aop *running_ops;
+
+/* ---- templates --------------------------------------------------------------------------- */
+
+/* Appends s single-quoted for sh: ' becomes '\''. */
+static int sh_quote(struct buf *b, const char *s, size_t len)
+{
+    int rc = buf_append_cstr(b, "'");
+    for (size_t i = 0; i < len && !rc; i++)
+        rc = s[i] == '\'' ? buf_append_cstr(b, "'\\''") : buf_append(b, &s[i], 1);
+    return rc ? rc : buf_append_cstr(b, "'");
+}
+
+int agent_ops_expand(const char *tmpl, const char *name, const char *params_json, struct buf *out,
+                     char *why, size_t why_cap)
+{
+    struct json_object *params =
+        params_json ? json_parse_strict(params_json, strlen(params_json), 4, NULL) : NULL;
+    int rc = 0;
+    for (const char *p = tmpl; *p && !rc; p++) {
+        if (*p != '{') {
+            rc = buf_append(out, p, 1);
+            continue;
+        }
+        const char *end = strchr(p, '}');
+        if (!end || end == p + 1 || end - p > 64) {
+            snprintf(why, why_cap, "bad placeholder in template: %.40s", p);
+            rc = GW_E_INVALID;
+            break;
+        }
+        char key[64];
+        memcpy(key, p + 1, (size_t)(end - p - 1));
+        key[end - p - 1] = '\0';
+        struct json_object *v = NULL;
+        if (strcmp(key, "name") == 0) {
+            rc = sh_quote(out, name, strlen(name));
+        } else if (params && json_object_object_get_ex(params, key, &v) && v &&
+                   (json_object_is_type(v, json_type_string) ||
+                    json_object_is_type(v, json_type_int))) {
+            const char *s = json_object_get_string(v);
+            size_t len = json_object_is_type(v, json_type_string)
+                             ? (size_t)json_object_get_string_len(v)
+                             : strlen(s);
+            if (memchr(s, '\0', len)) {
+                snprintf(why, why_cap, "parameter '%s' holds a NUL byte", key);
+                rc = GW_E_INVALID;
+                break;
+            }
+            rc = sh_quote(out, s, len);
+        } else {
+            snprintf(why, why_cap, "no value for placeholder {%s}", key);
+            rc = GW_E_INVALID;
+            break;
+        }
+        p = end;
+    }
+    if (params) json_object_put(params);
+    if (!rc) rc = buf_append(out, "", 1);
+    return rc;
+}
+
+enum op_class agent_ops_exit_class(bool timed_out, int term_signal, int64_t exit_status)
+{
+    if (timed_out) return OP_CLASS_ABORTED;
+    if (term_signal) return OP_CLASS_EXCEPTION;
+    switch (exit_status) {
+    case 0:
+        return OP_CLASS_OK;
+    case 70:
+        return OP_CLASS_EXCEPTION; /* EX_SOFTWARE */
+    case 77:
+        return OP_CLASS_UNSAFE; /* EX_NOPERM */
+    case 78:
+        return OP_CLASS_CONFIG_ERROR; /* EX_CONFIG */
+    case 124:
+        return OP_CLASS_ABORTED; /* timeout(1) */
+    default:
+        return OP_CLASS_ERROR;
+    }
+}
+
+bool agent_ops_list_has(const char *text, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        const char *q = p;
+        while (q < eol && (*q == ' ' || *q == '\t')) q++;
+        const char *w = q;
+        while (w < eol && *w != ' ' && *w != '\t' && *w != '\r') w++;
+        if ((size_t)(w - q) == nl && memcmp(q, name, nl) == 0) return true;
+        p = eol + 1;
+    }
+    return false;
+}
+
+/* ---- the answer --------------------------------------------------------------------------- */
+
+static void aop_free(struct aop *o)
+{
+    for (struct aop **pp = &running_ops; *pp; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    if (o->a->pending) o->a->pending--;
+    buf_free(&o->output);
+    buf_free(&o->body);
+    xfree(o->params_json);
+    xfree(o);
+}
+
+static void aop_abort(struct http_request *req, void *ctx)
+{
+    (void)req;
+    ((struct aop *)ctx)->req = NULL;
+}
+
+static void finish(struct aop *o)
+{
+    LOGI("op_result", "kind=%s target=%s class=%s listed=%d message=\"%s\"", op_kind_name(o->kind),
+         o->key, op_class_name(o->cls), o->listed, o->message);
+    if (o->req) {
+        struct buf b;
+        buf_init(&b, 4096);
+        int rc = buf_appendf(&b, "{\"class\":\"%s\",\"message\":", op_class_name(o->cls));
+        if (!rc) rc = json_append_str(&b, o->message, strlen(o->message));
+        if (!rc) rc = buf_appendf(&b, ",\"listed\":%s}", o->listed ? "true" : "false");
+        http_request_on_abort(o->req, NULL, NULL);
+        (void)http_respond_json(o->req, rc ? 500 : 200, NULL, 0, b.p, b.len);
+        buf_free(&b);
+    }
+    aop_free(o);
+}
+
+static void set_outcome(struct aop *o, enum op_class cls, const char *msg)
+{
+    o->cls = cls;
+    snprintf(o->message, sizeof o->message, "%s", msg ? msg : "");
+}
+
+/* ---- running a command ---------------------------------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct aop *o = h->data;
+    if (--o->open_handles == 0 && o->after) {
+        aop_step_fn *next = o->after;
+        o->after = NULL;
+        next(o);
+    }
+}
+
+static void maybe_close(struct aop *o)
+{
+    /* once the process exited and its output ended, close everything */
+    if (!o->exited) return;
+    if (!uv_is_closing((uv_handle_t *)&o->out)) uv_close((uv_handle_t *)&o->out, handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&o->timer)) {
+        uv_timer_stop(&o->timer);
+        uv_close((uv_handle_t *)&o->timer, handle_closed);
+    }
+    if (!uv_is_closing((uv_handle_t *)&o->proc)) uv_close((uv_handle_t *)&o->proc, handle_closed);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+    struct aop *o = p->data;
+    o->exited = true;
+    o->exit_status = status;
+    o->term_signal = sig;
+    maybe_close(o);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    static char chunk[4096];
+    (void)h;
+    (void)hint;
+    b->base = chunk;
+    b->len = sizeof chunk;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct aop *o = s->data;
+    if (n > 0 && o->output.len + (size_t)n <= OPS_MAX_OUTPUT)
+        if (buf_append(&o->output, b->base, (size_t)n)) buf_reset(&o->output);
+    if (n < 0) uv_read_stop(s);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct aop *o = t->data;
+    o->timed_out = true;
+    /* the whole process group: the shell and whatever it started */
+    if (o->proc.pid > 0) (void)uv_kill(-o->proc.pid, SIGKILL);
+}
+
+/* Runs cmd; then `after` with exit data in o. False (and o->message) when it cannot start. */
+static bool run_command(struct aop *o, const char *cmd, uint64_t timeout_ms, aop_step_fn *after)
+{
+    struct agent *a = o->a;
+    char *script = NULL;
+    size_t slen = strlen(cmd) + 32;
+    script = xmalloc(slen);
+    snprintf(script, slen, "exec 2>&1; %s", cmd);
+    char *args[] = {"sh", "-c", script, NULL};
+    o->exited = o->timed_out = false;
+    o->exit_status = 0;
+    o->term_signal = 0;
+    buf_reset(&o->output);
+    uv_pipe_init(a->loop, &o->out, 0);
+    o->out.data = o;
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&o->out},
+        {.flags = UV_IGNORE},
+    };
+    uv_process_options_t opt = {
+        .exit_cb = on_exit_cb,
+        .file = "/bin/sh",
+        .args = args,
+        .stdio_count = 3,
+        .stdio = stdio,
+        .flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
+    };
+    o->proc.data = o;
+    int rc = uv_spawn(a->loop, &o->proc, &opt);
+    xfree(script);
+    if (rc) {
+        snprintf(o->message, sizeof o->message, "could not start the command: %s", uv_strerror(rc));
+        o->open_handles = 2;
+        o->after = NULL;
+        uv_close((uv_handle_t *)&o->out, handle_closed);
+        uv_close((uv_handle_t *)&o->proc, handle_closed);
+        return false;
+    }
+    uv_read_start((uv_stream_t *)&o->out, on_alloc, on_read);
+    uv_timer_init(a->loop, &o->timer);
+    o->timer.data = o;
+    uv_timer_start(&o->timer, on_timeout, timeout_ms, 0);
+    o->open_handles = 3;
+    o->after = after;
+    return true;
+}
+
+static const char *template_for(const struct agent *a, const char *name)
+{
+    for (size_t i = 0; i < AGENT_OPS_N_TEMPLATES; i++)
+        if (!strcmp(agent_ops_templates[i], name)) return a->cfg.ops_commands[i];
+    return NULL;
+}
+
+/* ---- listed? ------------------------------------------------------------------------------- */
+
+static void after_list_command(struct aop *o)
+{
+    o->listed = !o->timed_out && !o->term_signal && o->exit_status == 0 &&
+                agent_ops_list_has(o->output.p ? o->output.p : "", o->output.len, o->name);
+    finish(o);
+}
+
+static void on_list_view(struct agent_engine_view *v, void *ctx)
+{
+    struct aop *o = ctx;
+    o->listed = node_api_models_find(&v->models, strv_from_cstr(o->name)) != NULL;
+    finish(o);
+}
+
+/* Checks whether the target is listed now, then answers. */
+static void check_listed(struct aop *o)
+{
+    if (o->is_model) {
+        agent_engine_inventory(&o->a->engine, on_list_view, o);
+        return;
+    }
+    const char *list = template_for(o->a, "backend.list");
+    if (!list) {
+        o->listed = false;
+        finish(o);
+        return;
+    }
+    struct aop_keep {
+        enum op_class cls;
+        char message[256];
+    } keep;
+    keep.cls = o->cls;
+    memcpy(keep.message, o->message, sizeof keep.message);
+    if (!run_command(o, list, OPS_LIST_TIMEOUT_MS, after_list_command)) {
+        o->listed = false;
+        o->cls = keep.cls;
+        memcpy(o->message, keep.message, sizeof keep.message);
+        o->after = finish; /* once the handles closed */
+    }
+}
+
+/* ---- carrying the op out ------------------------------------------------------------------- */
+
+static void after_op_command(struct aop *o)
+{
+    enum op_class cls = agent_ops_exit_class(o->timed_out, o->term_signal, o->exit_status);
+    char msg[256] = "";
+    /* the last line of the output says the most */
+    if (o->output.len) {
+        size_t end = o->output.len;
+        while (end && (o->output.p[end - 1] == '\n' || o->output.p[end - 1] == '\r')) end--;
+        size_t start = end;
+        while (start && o->output.p[start - 1] != '\n') start--;
+        snprintf(msg, sizeof msg, "%.*s", (int)(end - start), o->output.p + start);
+    }
+    if (o->timed_out)
+        snprintf(msg, sizeof msg, "timed out after %llu ms", (unsigned long long)o->timeout_ms);
+    else if (o->term_signal)
+        snprintf(msg, sizeof msg, "killed by signal %d", o->term_signal);
+    else if (!msg[0] && o->exit_status)
+        snprintf(msg, sizeof msg, "exit %lld", (long long)o->exit_status);
+    set_outcome(o, cls, msg);
+    check_listed(o);
+}
+
+static void on_load_result(const struct agent_engine_op_result *r, void *ctx)
+{
+    struct aop *o = ctx;
+    if (r->status == 200)
+        set_outcome(o, OP_CLASS_OK, "");
+    else if (r->status == 501)
+        set_outcome(o, OP_CLASS_CONFIG_ERROR, r->message);
+    else if (r->status == 504)
+        set_outcome(o, OP_CLASS_ABORTED, r->message);
+    else
+        set_outcome(o, OP_CLASS_ERROR, r->message);
+    check_listed(o);
+}
+
+static void on_eng_head(struct http_call *c, const struct http_response_head *h, void *ctx)
+{
+    (void)c;
+    ((struct aop *)ctx)->status = h->status;
+}
+
+static void on_eng_data(struct http_call *c, const char *p, size_t len, void *ctx)
+{
+    (void)c;
+    struct aop *o = ctx;
+    if (o->body.len + len <= OPS_MAX_OUTPUT && buf_append(&o->body, p, len)) buf_reset(&o->body);
+}
+
+static void on_eng_done(struct http_call *c, const struct http_call_result *res, void *ctx)
+{
+    (void)c;
+    struct aop *o = ctx;
+    o->call = NULL;
+    if (res->err == GW_E_TOTAL_TIMEOUT) {
+        set_outcome(o, OP_CLASS_ABORTED, "the engine did not finish in time");
+    } else if (res->err) {
+        char m[200];
+        snprintf(m, sizeof m, "engine unreachable: %s", gw_strerror(res->err));
+        set_outcome(o, OP_CLASS_ERROR, m);
+    } else if (o->status >= 200 && o->status < 300) {
+        set_outcome(o, OP_CLASS_OK, "");
+    } else {
+        char m[256];
+        snprintf(m, sizeof m, "engine answered %d: %.*s", o->status,
+                 (int)(o->body.len > 180 ? 180 : o->body.len), o->body.p ? o->body.p : "");
+        set_outcome(o, OP_CLASS_ERROR, m);
+    }
+    check_listed(o);
+}
+
+/* Ollama: POST /api/pull (install, upgrade) or DELETE /api/delete. */
+static void ollama_model_op(struct aop *o)
+{
+    struct agent *a = o->a;
+    bool del = o->kind == OP_DELETE;
+    buf_init(&o->body, OPS_MAX_OUTPUT);
+    struct buf req;
+    buf_init(&req, 4096);
+    int rc = buf_append_cstr(&req, "{\"model\":");
+    if (!rc) rc = json_append_str(&req, o->name, strlen(o->name));
+    if (!rc) rc = buf_append_cstr(&req, del ? "}" : ",\"stream\":false}");
+    struct http_header h[2];
+    size_t nh = 0;
+    h[nh++] = (struct http_header){STRV_LIT("Content-Type"), STRV_LIT("application/json")};
+    struct http_client_request rq = {
+        .host = a->engine.host,
+        .port = a->engine.port,
+        .method = del ? STRV_LIT("DELETE") : STRV_LIT("POST"),
+        .target = del ? STRV_LIT("/api/delete") : STRV_LIT("/api/pull"),
+        .headers = h,
+        .n_headers = nh,
+        .body = {req.p, req.len},
+        .connect_timeout_ms = 5000,
+        .total_timeout_ms = o->timeout_ms,
+    };
+    static const struct http_client_callbacks cbs = {on_eng_head, on_eng_data, on_eng_done};
+    if (rc || http_client_request(a->client, &rq, &cbs, o, &o->call)) {
+        o->call = NULL;
+        set_outcome(o, OP_CLASS_ERROR, "could not reach the engine");
+        buf_free(&req);
+        check_listed(o);
+        return;
+    }
+    buf_free(&req);
+}
+
+static void start(struct aop *o)
+{
+    struct agent *a = o->a;
+    if (o->is_model && (o->kind == OP_LOAD || o->kind == OP_UNLOAD)) {
+        agent_engine_load(&a->engine, o->name, o->kind == OP_UNLOAD, on_load_result, o);
+        return;
+    }
+    char tname[32];
+    snprintf(tname, sizeof tname, "%s.%s", o->is_model ? "model" : "backend",
+             op_kind_name(o->kind));
+    const char *tmpl = template_for(a, tname);
+    if (!tmpl && o->is_model && a->cfg.engine == NODE_API_ENGINE_OLLAMA) {
+        ollama_model_op(o);
+        return;
+    }
+    if (!tmpl) {
+        char m[128];
+        snprintf(m, sizeof m, "no template for %s", tname);
+        set_outcome(o, OP_CLASS_CONFIG_ERROR, m);
+        check_listed(o);
+        return;
+    }
+    struct buf cmd;
+    buf_init(&cmd, 64 * 1024);
+    char why[160] = "";
+    if (agent_ops_expand(tmpl, o->name, o->params_json, &cmd, why, sizeof why)) {
+        buf_free(&cmd);
+        set_outcome(o, OP_CLASS_CONFIG_ERROR, why[0] ? why : "the command is too long");
+        check_listed(o);
+        return;
+    }
+    LOGI("op_run", "kind=%s target=%s", op_kind_name(o->kind), o->key);
+    if (!run_command(o, cmd.p, o->timeout_ms, after_op_command)) {
+        o->cls = OP_CLASS_EXCEPTION;
+        o->after = check_listed;
+    }
+    buf_free(&cmd);
+}
+
+static int bad(struct http_request *req, const char *msg)
+{
+    return agent_answer_error(req, 400, "invalid_request_error", "invalid_op", msg, NULL, NULL);
+}
+
+void agent_ops_handle(struct agent *a, struct http_request *req)
+{
+    struct json_object *root =
+        json_parse_strict(req->body.p ? req->body.p : "", req->body.len, 8, NULL);
+    struct json_object *target = NULL, *params = NULL;
+    struct strv opv, kind, name;
+    enum op_kind k;
+    int64_t timeout_ms = 0;
+    if (!root || json_get_str(root, "op", &opv) || op_kind_parse(opv, &k) ||
+        json_get_obj(root, "target", &target) || json_get_str(target, "kind", &kind) ||
+        json_get_str(target, "name", &name) || name.len == 0 || name.len >= 256 ||
+        memchr(name.p, '\0', name.len) ||
+        (!strv_eq_cstr(kind, "model") && !strv_eq_cstr(kind, "backend"))) {
+        if (root) json_object_put(root);
+        (void)bad(req, "expected {\"op\",\"target\":{\"kind\":\"model|backend\",\"name\"},"
+                       "\"params\",\"timeout_ms\"}");
+        return;
+    }
+    struct aop *o = xcalloc(1, sizeof *o);
+    o->a = a;
+    o->req = req;
+    o->kind = k;
+    o->is_model = strv_eq_cstr(kind, "model");
+    snprintf(o->name, sizeof o->name, "%.*s", (int)name.len, name.p);
+    snprintf(o->key, sizeof o->key, "%s:%s", o->is_model ? "model" : "backend", o->name);
+    if (json_get_obj(root, "params", &params) == 0)
+        o->params_json = xstrdup(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+    o->timeout_ms = a->cfg.ops_timeout_ms;
+    if (json_get_int(root, "timeout_ms", &timeout_ms) == 0 && timeout_ms > 0 &&
+        (uint64_t)timeout_ms < o->timeout_ms)
+        o->timeout_ms = (uint64_t)timeout_ms;
+    json_object_put(root);
+    buf_init(&o->output, OPS_MAX_OUTPUT + 1);
+    a->pending++;
+    http_request_on_abort(req, aop_abort, o);
+    unsigned n_running = 0;
+    for (struct aop *r = running_ops; r; r = r->next) {
+        n_running++;
+        if (!strcmp(r->key, o->key)) {
+            set_outcome(o, OP_CLASS_ABORTED, "another operation on this target is running");
+            o->next = NULL;
+        finish_standalone:
+            LOGI("op_result", "kind=%s target=%s class=%s listed=0 message=\"%s\"",
+                 op_kind_name(o->kind), o->key, op_class_name(o->cls), o->message);
+            if (o->req) {
+                http_request_on_abort(o->req, NULL, NULL);
+                char out[400];
+                int len = snprintf(out, sizeof out,
+                                   "{\"class\":\"%s\",\"message\":\"%s\",\"listed\":false}",
+                                   op_class_name(o->cls), o->message);
+                (void)http_respond_json(o->req, 200, NULL, 0, out, (size_t)len);
+            }
+            if (a->pending) a->pending--;
+            buf_free(&o->output);
+            xfree(o->params_json);
+            xfree(o);
+            return;
+        }
+    }
+    if (n_running >= OPS_MAX_RUNNING) {
+        set_outcome(o, OP_CLASS_ABORTED, "too many operations running on this node");
+        goto finish_standalone;
+    }
+    o->next = running_ops;
+    running_ops = o;
+    start(o);
+}
+
+/* ---- inventory ------------------------------------------------------------------------------ */
+
+struct inv {
+    struct agent *a;
+    struct http_request *req;
+    struct http_call *call;
+    int status;
+    struct buf tags;
+    struct aop *list; /* backend.list run */
+};
+
+void agent_ops_fill_discovery(struct agent *a)
+{
+    struct node_api_discovery *d = &a->disc;
+    d->n_ops = 0;
+    bool ollama = a->cfg.engine == NODE_API_ENGINE_OLLAMA;
+    static const char *const adapter[] = {"model.install", "model.upgrade", "model.delete",
+                                          "model.load", "model.unload"};
+    for (size_t i = 0; i < 5 && d->n_ops < 16; i++)
+        if (ollama) snprintf(d->ops[d->n_ops++], sizeof d->ops[0], "%s", adapter[i]);
+    for (size_t i = 0; i < AGENT_OPS_N_TEMPLATES && d->n_ops < 16; i++) {
+        if (!a->cfg.ops_commands[i] || !strcmp(agent_ops_templates[i], "backend.list")) continue;
+        bool dup = false;
+        for (size_t j = 0; j < d->n_ops && !dup; j++)
+            dup = !strcmp(d->ops[j], agent_ops_templates[i]);
+        if (!dup) snprintf(d->ops[d->n_ops++], sizeof d->ops[0], "%s", agent_ops_templates[i]);
+    }
+}
+
+static void inv_free(struct inv *v)
+{
+    if (v->a->pending) v->a->pending--;
+    buf_free(&v->tags);
+    xfree(v);
+}
+
+static void inv_abort(struct http_request *req, void *ctx)
+{
+    (void)req;
+    ((struct inv *)ctx)->req = NULL;
+}
+
+/* Appends ITEMs from backend.list output: NAME [VERSION [DIGEST]] per line. */
+static int backends_json(struct buf *b, const char *text, size_t len)
+{
+    int rc = buf_append_cstr(b, "[");
+    size_t k = 0;
+    const char *p = text, *end = text + len;
+    while (p < end && !rc) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        struct strv f[3];
+        size_t nf = 0;
+        const char *q = p;
+        while (q < eol && nf < 3) {
+            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+            const char *w = q;
+            while (w < eol && *w != ' ' && *w != '\t' && *w != '\r') w++;
+            if (w > q) f[nf++] = (struct strv){q, (size_t)(w - q)};
+            q = w;
+        }
+        if (nf) {
+            if (k++) rc = buf_append_cstr(b, ",");
+            if (!rc) rc = buf_append_cstr(b, "{\"name\":");
+            if (!rc) rc = json_append_str(b, f[0].p, f[0].len);
+            if (!rc && nf > 1) rc = buf_append_cstr(b, ",\"version\":");
+            if (!rc && nf > 1) rc = json_append_str(b, f[1].p, f[1].len);
+            if (!rc && nf > 2) rc = buf_append_cstr(b, ",\"digest\":");
+            if (!rc && nf > 2) rc = json_append_str(b, f[2].p, f[2].len);
+            if (!rc) rc = buf_append_cstr(b, "}");
+        }
+        p = eol + 1;
+    }
+    return rc ? rc : buf_append_cstr(b, "]");
+}
+
+/* Appends ITEMs from an Ollama /api/tags body (name, digest) or an OpenAI /v1/models list. */
+static int models_json(struct buf *b, const struct buf *tags, bool ollama)
+{
+    int rc = buf_append_cstr(b, "[");
+    struct json_object *root =
+        json_parse_strict(tags->p ? tags->p : "", tags->len, NODE_API_MAX_DEPTH, NULL);
+    struct json_object *arr = NULL;
+    if (root && json_get_arr(root, ollama ? "models" : "data", &arr) == 0) {
+        size_t k = 0;
+        for (size_t i = 0; i < json_object_array_length(arr) && !rc; i++) {
+            struct json_object *m = json_object_array_get_idx(arr, i);
+            struct strv name, digest;
+            if (json_get_str(m, ollama ? "name" : "id", &name)) continue;
+            if (k++) rc = buf_append_cstr(b, ",");
+            if (!rc) rc = buf_append_cstr(b, "{\"name\":");
+            if (!rc) rc = json_append_str(b, name.p, name.len);
+            if (!rc && ollama && json_get_str(m, "digest", &digest) == 0) {
+                rc = buf_append_cstr(b, ",\"digest\":");
+                if (!rc) rc = json_append_str(b, digest.p, digest.len);
+            }
+            if (!rc) rc = buf_append_cstr(b, "}");
+        }
+    }
+    if (root) json_object_put(root);
+    return rc ? rc : buf_append_cstr(b, "]");
+}
+
+static void inv_answer(struct inv *v, const char *backends, size_t blen)
+{
+    if (v->req) {
+        struct buf b;
+        buf_init(&b, 4u << 20);
+        int rc = buf_append_cstr(&b, "{\"models\":");
+        if (!rc) rc = models_json(&b, &v->tags, v->a->cfg.engine == NODE_API_ENGINE_OLLAMA);
+        if (!rc) rc = buf_append_cstr(&b, ",\"backends\":");
+        if (!rc) rc = backends_json(&b, backends ? backends : "", blen);
+        if (!rc) rc = buf_append_cstr(&b, "}");
+        http_request_on_abort(v->req, NULL, NULL);
+        (void)http_respond_json(v->req, rc ? 500 : 200, NULL, 0, b.p, b.len);
+        buf_free(&b);
+    }
+}
+
+static void after_inv_list(struct aop *o)
+{
+    struct inv *v = (struct inv *)o->params_json; /* borrowed slot: see inv_tags_done */
+    o->params_json = NULL;
+    bool ok = !o->timed_out && !o->term_signal && o->exit_status == 0;
+    inv_answer(v, ok ? o->output.p : NULL, ok ? o->output.len : 0);
+    inv_free(v);
+    buf_free(&o->output);
+    xfree(o);
+}
+
+static void inv_head(struct http_call *c, const struct http_response_head *h, void *ctx)
+{
+    (void)c;
+    ((struct inv *)ctx)->status = h->status;
+}
+
+static void inv_data(struct http_call *c, const char *p, size_t len, void *ctx)
+{
+    (void)c;
+    struct inv *v = ctx;
+    if (buf_append(&v->tags, p, len)) buf_reset(&v->tags);
+}
+
+static void inv_done(struct http_call *c, const struct http_call_result *res, void *ctx)
+{
+    (void)c;
+    struct inv *v = ctx;
+    v->call = NULL;
+    if (res->err || v->status != 200) buf_reset(&v->tags);
+    const char *list = template_for(v->a, "backend.list");
+    if (list) {
+        struct aop *o = xcalloc(1, sizeof *o);
+        o->a = v->a;
+        buf_init(&o->output, OPS_MAX_OUTPUT + 1);
+        o->params_json = (char *)v; /* carried to after_inv_list */
+        if (run_command(o, list, OPS_LIST_TIMEOUT_MS, after_inv_list)) return;
+        o->after = after_inv_list; /* runs once the handles closed, with no output */
+        o->exit_status = 1;
+        return;
+    }
+    inv_answer(v, NULL, 0);
+    inv_free(v);
+}
+
+void agent_inventory_handle(struct agent *a, struct http_request *req)
+{
+    struct inv *v = xcalloc(1, sizeof *v);
+    v->a = a;
+    v->req = req;
+    buf_init(&v->tags, 4u << 20);
+    a->pending++;
+    http_request_on_abort(req, inv_abort, v);
+    bool ollama = a->cfg.engine == NODE_API_ENGINE_OLLAMA;
+    struct http_client_request rq = {
+        .host = a->engine.host,
+        .port = a->engine.port,
+        .method = STRV_LIT("GET"),
+        .target = ollama ? STRV_LIT("/api/tags") : STRV_LIT("/v1/models"),
+        .connect_timeout_ms = 5000,
+        .total_timeout_ms = a->cfg.engine_timeout_ms,
+    };
+    static const struct http_client_callbacks cbs = {inv_head, inv_data, inv_done};
+    if (http_client_request(a->client, &rq, &cbs, v, &v->call)) {
+        struct http_call_result res = {.err = GW_E_CLOSED};
+        inv_done(NULL, &res, v);
+    }
+}
