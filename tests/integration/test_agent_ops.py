@@ -1,0 +1,152 @@
+"""test_agent_ops — issue 6 with the real parts: `drover serve` and three `drover agent`s in
+front of `drover sim` (Ollama API). An install across the three with one agent stopped: two
+succeed at once, one is queued and applied when its agent returns (the sim behind it then has
+the model). Backend operations through the agents' command templates: a success that the
+backend list shows, a refusal (exit 77: unsafe), a command that outlives its timeout
+(aborted). The inventory lists models with digests and backends with versions.
+
+Loopback only; every wait bounded; every process ended by its pid.
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Check, Proc, request, start_sim, wait_until  # noqa: E402
+
+check = Check("agent_ops")
+JOIN = "jt-ops"
+TMP = "/tmp/drover-agent-ops-%d" % os.getpid()
+
+
+def wait_for(what, fn, timeout=20.0):
+    return wait_until(check, what, fn, timeout)
+
+
+def start_gw():
+    return Proc(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                 "--set", "join.token=" + JOIN, "--set", "join.auto_approve=true",
+                 "--set", "ops.interval=100ms", "--set", "ops.timeout=2s",
+                 "--set", "ops.answer_wait=8s", "--set", "health.interval=100ms",
+                 "--set", "health.rise=1", "--set", "health.fall=2",
+                 "--set", "health.timeout=3s", "--set", "join.poll_interval=200ms"],
+                "drover-serve ready", env={"DROVER_STORE_PATH": TMP + "/gw.db"})
+
+
+def ports(gw):
+    return int(gw.fields["listen"].rsplit(":", 1)[1]), int(gw.fields["admin"].rsplit(":", 1)[1])
+
+
+def start_agent(gw, name, sim_port):
+    cfg = os.path.join(TMP, name + ".yaml")
+    marks = os.path.join(TMP, name + "-backends.txt")
+    with open(cfg, "w") as f:
+        f.write("ops_commands:\n"
+                "  backend.install: 'printf \"%%s 1.0 sha256:b4ck\\n\" {name} >> %s'\n"
+                "  backend.upgrade: 'echo refusing to upgrade a busy backend; exit 77'\n"
+                "  backend.delete: 'sleep 30'\n"
+                "  backend.list: 'cat %s 2>/dev/null || true'\n" % (marks, marks))
+    return Proc(["agent", "--config", cfg, "--gateway", "http://127.0.0.1:%d" % ports(gw)[0],
+                 "--join-token", JOIN, "--engine", "ollama",
+                 "--engine-url", "http://127.0.0.1:%d" % sim_port, "--listen", "127.0.0.1:0",
+                 "--state-file", os.path.join(TMP, name + ".state"), "--nvidia-smi", "off",
+                 "--name", name], "drover-agent ready")
+
+
+def admin(gw, method, path, body=None):
+    st, _, data = request(ports(gw)[1], method, path, body=body, timeout=30)
+    try:
+        return st, json.loads(data)
+    except ValueError:
+        return st, {}
+
+
+def node(gw, name):
+    return admin(gw, "GET", "/admin/v1/nodes/" + name)[1]
+
+
+def issue(gw, op, target, nodes=None):
+    body = {"op": op, "target": target}
+    if nodes:
+        body["nodes"] = nodes
+    st, b = admin(gw, "POST", "/admin/v1/ops", body=body)
+    return {r["node"]: r for r in b.get("results", [])}
+
+
+def row(gw, name, target, op):
+    for r in admin(gw, "GET", "/admin/v1/ops?all=1")[1].get("ops", []):
+        if r["node"] == name and r["target"] == target and r["op"] == op:
+            return r
+    return None
+
+
+def sim_has(port, model):
+    st, _, data = request(port, "GET", "/api/tags")
+    return any(m.get("name", "").split(":")[0] == model for m in json.loads(data)["models"])
+
+
+def main():
+    os.makedirs(TMP, exist_ok=True)
+    sims = start_sim("--model", "m0", "--load-ms", "200", nodes=3)
+    gw = start_gw()
+    agents = {}
+    try:
+        for i, n in enumerate(("A1", "A2", "A3")):
+            agents[n] = start_agent(gw, n, sims.ports[i])
+        for n in agents:
+            wait_for(n + " healthy", lambda n=n: node(gw, n).get("liveness") == "healthy")
+        check.ok("model.install" in node(gw, "A1").get("discovery", {}).get("ops", []),
+                 "the agent says which ops it takes")
+
+        agents["A3"].stop()
+        wait_for("A3 unhealthy", lambda: node(gw, "A3").get("liveness") == "unhealthy")
+        res = issue(gw, "install", "model:newm")
+        check.eq({n: r["result"] for n, r in res.items()},
+                 {"A1": "success", "A2": "success", "A3": "queued"},
+                 "install: two at once, the offline one queued")
+        check.ok(sim_has(sims.ports[0], "newm") and sim_has(sims.ports[1], "newm") and
+                 not sim_has(sims.ports[2], "newm"), "the engines behind A1 and A2 have it")
+        agents["A3"] = start_agent(gw, "A3", sims.ports[2])
+        wait_for("A3's queued install applied",
+                 lambda: (row(gw, "A3", "model:newm", "install") or {}).get("state") == "done")
+        check.ok(sim_has(sims.ports[2], "newm"), "the returning node's engine got it")
+
+        res = issue(gw, "install", "backend:cuda12", nodes=["A1"])
+        check.eq(res["A1"]["result"], "success", "backend install through a template")
+        with open(os.path.join(TMP, "A1-backends.txt")) as f:
+            check.eq(f.read(), "cuda12 1.0 sha256:b4ck\n", "the template ran with the name")
+        res = issue(gw, "upgrade", "backend:cuda12", nodes=["A1"])
+        r = row(gw, "A1", "backend:cuda12", "upgrade")
+        check.ok(res["A1"]["result"] == "error" and r and r["last_class"] == "unsafe" and
+                 "refusing" in (r["last_error"] or ""),
+                 "exit 77 is unsafe, with the command's last line: %r" % r)
+        res = issue(gw, "delete", "backend:cuda12", nodes=["A1"])
+        r = row(gw, "A1", "backend:cuda12", "delete")
+        check.ok(res["A1"]["result"] == "error" and r and r["last_class"] == "aborted",
+                 "a command past its timeout is aborted: %r" % r)
+        res = issue(gw, "install", "backend:rocm", nodes=["A2"])
+        check.eq(res["A2"]["result"], "success", "A2 installs its own backend")
+
+        st, inv = admin(gw, "GET", "/admin/v1/inventory")
+        nodes = {n["name"]: n for n in inv.get("nodes", [])}
+        a1 = nodes.get("A1", {})
+        check.ok(any(m["name"].split(":")[0] == "newm" and m.get("digest")
+                     for m in a1.get("models", [])), "inventory: models with digests")
+        check.eq(a1.get("backends"), [{"name": "cuda12", "version": "1.0",
+                                       "digest": "sha256:b4ck"}],
+                 "inventory: backends with version and digest")
+        st, up = admin(gw, "GET", "/admin/v1/inventory/upgrades?target=backend:cuda12")
+        check.ok(st == 200 and up.get("nodes") and up["nodes"][0]["digest"] == "sha256:b4ck",
+                 "upgrade check over the agents' inventory: %r" % up)
+    finally:
+        for a in agents.values():
+            a.stop()
+        gw.stop()
+        sims.stop()
+        subprocess.run(["rm", "-rf", TMP])
+    check.done()
+
+
+if __name__ == "__main__":
+    main()
