@@ -6,7 +6,8 @@
  *
  * Output (stdout, one line each, flushed):
  *   tick t_ms=… open=… opened=… events=… done=… error_event=… eof=… failed=…
- *   end id=… node=… kind=done|error|eof|http|connect t_ms=<CLOCK_REALTIME ms>   (--events)
+ *   end id=… node=… kind=done|error|eof|http|connect t_ms=<CLOCK_REALTIME ms>   (--events;
+ *       kind=open for streams still open when the run ends)
  *   summary … ttft_p50_ms=… ttft_p99_ms=…
  * `events` counts `data: ` events (token chunks; [DONE] and error events excluded). TTFT is
  * measured from the connect() call to the first `data: ` byte. `node` is X-Drover-Node when
@@ -340,7 +341,12 @@ int main(int argc, char **argv)
     size_t nt = 0;
     for (size_t i = 0; i < started; i++) {
         if (conns[i].t_first_us) ttft[nt++] = conns[i].t_first_us - conns[i].t_start_us;
-        if (conns[i].fd >= 0) close(conns[i].fd);
+        if (conns[i].fd >= 0) {
+            if (print_events)
+                printf("end id=%zu node=%s kind=open t_ms=%llu\n", i,
+                       conns[i].node[0] ? conns[i].node : "-", (unsigned long long)real_ms());
+            close(conns[i].fd);
+        }
     }
     qsort(ttft, nt, sizeof *ttft, cmp_u64);
     double p50 = nt ? ttft[nt / 2] / 1000.0 : 0, p99 = nt ? ttft[nt * 99 / 100] / 1000.0 : 0;
