@@ -350,10 +350,14 @@ int main(int argc, char **argv)
     }
     qsort(ttft, nt, sizeof *ttft, cmp_u64);
     double p50 = nt ? ttft[nt / 2] / 1000.0 : 0, p99 = nt ? ttft[nt * 99 / 100] / 1000.0 : 0;
+    double p90 = nt ? ttft[nt * 90 / 100] / 1000.0 : 0;
+    size_t over_1s = 0; /* a TTFT past 1 s is usually a SYN retransmit (a full accept queue) */
+    for (size_t i = 0; i < nt; i++) over_1s += ttft[i] >= 1000000;
     printf("summary streams=%zu opened=%zu open_at_end=%zu events=%llu done=%zu error_event=%zu "
-           "eof=%zu failed=%zu ttft_n=%zu ttft_p50_ms=%.2f ttft_p99_ms=%.2f\n",
+           "eof=%zu failed=%zu ttft_n=%zu ttft_p50_ms=%.2f ttft_p90_ms=%.2f ttft_p99_ms=%.2f "
+           "ttft_over_1s=%zu\n",
            streams, n_opened, still_open, (unsigned long long)n_events, n_done, n_error, n_eof,
-           n_failed, nt, p50, p99);
+           n_failed, nt, p50, p90, p99, over_1s);
     fflush(stdout);
     return 0;
 }
