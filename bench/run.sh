@@ -21,8 +21,8 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    : "${ROUNDS:=3}" "${S1_DURATION:=2}" "${S3_DURATION:=2}" "${STREAMS:=1000}" \
-        "${S2_WINDOW:=4}" "${S2_ROUNDS:=1}" "${S4_DURATION:=8}" "${S5_IDLE:=8}" "${ROUTER_PICKS:=100000}"
+    : "${ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
+        "${S2_WINDOW:=2}" "${S2_ROUNDS:=1}" "${S4_DURATION:=6}" "${S5_IDLE:=4}" "${ROUTER_PICKS:=50000}"
 fi
 ROUNDS=${ROUNDS:-3}
 S1_DURATION=${S1_DURATION:-8}
@@ -362,6 +362,7 @@ col_median() { awk -v c="$1" 'NF { print $c }' | median; }
 col_sum() { awk -v c="$1" '{ s += $c } END { print s + 0 }'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
 
 OUT=$TMP/report.txt
@@ -657,7 +658,7 @@ s5() {
     local dpid=$PEER_PID aport=$ADMIN_PORT
     # Default probe interval (10 s ± 1 s): let the first round of probes start, then measure.
     say "s5: $S5_NODES nodes, default probes; measuring idle CPU over ${S5_IDLE}s"
-    sleep 3
+    sleep 2
     local c0 c1
     c0=$(cpu_ticks "$dpid")
     sleep "$S5_IDLE"
@@ -703,8 +704,8 @@ report ""
 report "Targets (issue 7)"
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 if has s1; then
-    verdict "S1 throughput >= 1.0x nginx" "${R[s1.drover.rps]} >= ${R[s1.nginx.rps]}" "drover/nginx $(ratio "${R[s1.drover.rps]}" "${R[s1.nginx.rps]}")"
-    verdict "S1 throughput >= 1.0x HAProxy" "${R[s1.drover.rps]} >= ${R[s1.haproxy.rps]}" "drover/haproxy $(ratio "${R[s1.drover.rps]}" "${R[s1.haproxy.rps]}")"
+    verdict "S1 throughput >= 1.0x nginx" "${R[s1.drover.rps]} >= ${R[s1.nginx.rps]}" "drover/nginx $(ratio3 "${R[s1.drover.rps]}" "${R[s1.nginx.rps]}")"
+    verdict "S1 throughput >= 1.0x HAProxy" "${R[s1.drover.rps]} >= ${R[s1.haproxy.rps]}" "drover/haproxy $(ratio3 "${R[s1.drover.rps]}" "${R[s1.haproxy.rps]}")"
     verdict "S1 added p99 no worse than nginx" "${R[s1.drover.p99]} <= ${R[s1.nginx.p99]}" "p99 drover ${R[s1.drover.p99]} ms, nginx ${R[s1.nginx.p99]} ms"
     verdict "S1 added p99 no worse than HAProxy" "${R[s1.drover.p99]} <= ${R[s1.haproxy.p99]}" "p99 drover ${R[s1.drover.p99]} ms, haproxy ${R[s1.haproxy.p99]} ms"
     if [ "$PORTKEY" = on ]; then
