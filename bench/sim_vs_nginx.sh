@@ -128,7 +128,7 @@ fi
 SIM_PORT=$(free_port)
 SIM_OK=0
 "${SRV_PIN[@]}" "$DROVER" sim --port "$SIM_PORT" --nodes 1 --model "$MODEL" \
-    --tokens-per-second "$SIM_TPS" --ttft-base-ms 0 >"$TMP/sim.out" 2>"$TMP/sim.err" &
+    --tokens-per-second "$SIM_TPS" --ttft-ms 0 >"$TMP/sim.out" 2>"$TMP/sim.err" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
 deadline=$((SECONDS + 15))
@@ -223,7 +223,7 @@ echo "  nginx    $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
 echo "  wrk      $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
 echo "  kernel   $(uname -srm)"
 echo "  cpus     $(nproc)${SRV_PIN[*]:+ (servers pinned to cpu 0, wrk to the rest)}"
-echo "  load     wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, medians; sim --tokens-per-second $SIM_TPS --ttft-base-ms 0, max_tokens $MAX_TOKENS"
+echo "  load     wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, medians; sim --tokens-per-second $SIM_TPS --ttft-ms 0, max_tokens $MAX_TOKENS"
 echo
 printf '%-12s %-34s %12s %9s %9s %8s %7s %9s\n' target what req/s p50_ms p99_ms non2xx errors "vs nginx"
 for t in "${TARGETS[@]}"; do

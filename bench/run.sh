@@ -1,0 +1,758 @@
+#!/usr/bin/env bash
+# run.sh — the issue 7 harness: drover against its peers, same machine, same run.
+#
+# Peers: direct to the `drover sim` node (the floor), nginx and HAProxy as keep-alive reverse
+# proxies (configured here, in a temp dir), and the Portkey gateway (npm, non-stream only).
+# Scenarios: S1 non-stream small bodies, S2 thousands of SSE streams (memory, CPU per token,
+# TTFT), S3 large prompts, S4 failover (SIGKILL a node under load), S5 control plane (1,000
+# nodes: idle CPU, RSS, router decision time). Medians of ROUNDS rounds (rounds interleave the
+# targets so drift hits all of them alike); the table ends with the issue's targets, met or
+# missed.
+#
+#   bench/run.sh               # ~10 min
+#   QUICK=1 bench/run.sh       # ~2 min, smaller and shorter
+#   SCENARIOS="s1 s5" bench/run.sh
+# Loopback only. Installs what is missing (wrk, nginx-light, haproxy, node, npm through
+# scripts/deps.sh; Portkey into PORTKEY_DIR), builds the release preset, and stops every
+# process it started (by pid) on exit. See bench/README.md for every knob.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    : "${ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
+        "${S2_WINDOW:=2}" "${S2_ROUNDS:=1}" "${S4_DURATION:=6}" "${S5_IDLE:=4}" "${ROUTER_PICKS:=50000}"
+fi
+ROUNDS=${ROUNDS:-3}
+S1_DURATION=${S1_DURATION:-8}
+S1_CONNS=${S1_CONNS:-64}
+S3_DURATION=${S3_DURATION:-6}
+S3_CONNS=${S3_CONNS:-4}
+S3_KB=${S3_KB:-128}
+STREAMS=${STREAMS:-5000}
+STREAM_RATE=${STREAM_RATE:-2000}
+STREAM_TPS=${STREAM_TPS:-10}
+S2_WINDOW=${S2_WINDOW:-10}
+S2_ROUNDS=${S2_ROUNDS:-$ROUNDS}
+S2_NODES=${S2_NODES:-4}
+S4_DURATION=${S4_DURATION:-12}
+S4_STREAMS=${S4_STREAMS:-30}
+S5_NODES=${S5_NODES:-1000}
+S5_IDLE=${S5_IDLE:-30}
+ROUTER_PICKS=${ROUTER_PICKS:-200000}
+SCENARIOS=${SCENARIOS:-"s5 s2 s1 s3 s4"}
+PIN=${PIN:-auto}
+PORTKEY=${PORTKEY:-on}
+PORTKEY_VERSION=${PORTKEY_VERSION:-1.15.2}
+PORTKEY_DIR=${PORTKEY_DIR:-/var/cache/drover/bench-npm}
+MODEL=bench-model
+T_START=$SECONDS
+
+say() { echo "bench: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# ---- dependencies (idempotent) ---------------------------------------------------------------
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+if [ "$PORTKEY" = on ]; then
+    command -v node >/dev/null 2>&1 || need+=(nodejs)
+    command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
+scripts/deps.sh "${need[@]}"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+PORTKEY_JS=$PORTKEY_DIR/node_modules/@portkey-ai/gateway/build/start-server.js
+if [ "$PORTKEY" = on ] && ! grep -qs "\"version\": \"$PORTKEY_VERSION\"" \
+    "$PORTKEY_DIR/node_modules/@portkey-ai/gateway/package.json"; then
+    say "installing @portkey-ai/gateway@$PORTKEY_VERSION into $PORTKEY_DIR"
+    mkdir -p "$PORTKEY_DIR"
+    [ -f "$PORTKEY_DIR/package.json" ] || echo '{"name":"drover-bench-peers","private":true}' >"$PORTKEY_DIR/package.json"
+    (cd "$PORTKEY_DIR" && timeout 300 npm install --no-audit --no-fund --loglevel=error \
+        "@portkey-ai/gateway@$PORTKEY_VERSION" >/dev/null) || { say "npm install failed: Portkey rows skipped"; PORTKEY=off; }
+fi
+
+# ---- build -----------------------------------------------------------------------------------
+if [ -n "${DROVER_BIN:-}" ]; then
+    DROVER=$DROVER_BIN
+    CORE_DIR=$(dirname "$DROVER_BIN")
+else
+    cmake --preset release >/dev/null
+    cmake --build --preset release >/dev/null
+    DROVER=build/release/drover
+    CORE_DIR=build/release
+fi
+DROVER=$(realpath "$DROVER")
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/drover-run.XXXXXX")
+cc -O2 -Wall -o "$TMP/sse_load" bench/sse_load.c
+if [ -f "$CORE_DIR/libdrover_core.a" ]; then
+    # shellcheck disable=SC2046
+    cc -O2 -Wall -Isrc -o "$TMP/bench_router" bench/bench_router.c "$CORE_DIR/libdrover_core.a" \
+        "$CORE_DIR/libllhttp.a" $(pkg-config --libs libuv json-c yaml-0.1 sqlite3) -lm
+fi
+
+# Thousands of streams: every process here needs fds (client + upstream side of each stream).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((STREAMS * 2 + 512)) ] || say "warning: ulimit -n $(ulimit -n) is low for $STREAMS streams"
+
+# ---- processes we own ------------------------------------------------------------------------
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop() { # pid...: TERM, wait up to 3 s, KILL; forget them
+    local pid keep=() p
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        local drop=0
+        for pid in "$@"; do [ "$p" = "$pid" ] && drop=1; done
+        [ $drop = 1 ] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Proxies under test on cpu 0; the sim nodes and the load generators share the other cpus.
+# A proxy then never competes with its own load, and the floor (direct) is the sim + client
+# on the same cpus as in every other row.
+SRV_PIN=()
+LOAD_PIN=()
+if [ "$PIN" = auto ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    SRV_PIN=(taskset -c 0)
+    LOAD_PIN=(taskset -c "1-$(($(nproc) - 1))")
+fi
+
+wait_line() { # file, regex, seconds, pid
+    local deadline=$((SECONDS + $3))
+    while [ $SECONDS -lt $deadline ]; do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+wait_http() { # url, seconds, pid [curl args...]: until it answers 2xx
+    local url=$1 deadline=$((SECONDS + $2)) pid=$3
+    shift 3
+    while [ $SECONDS -lt $deadline ]; do
+        curl -fs -o /dev/null -m 2 "$@" "$url" && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime+stime
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---- sims ------------------------------------------------------------------------------------
+start_sim() { # name nodes tps [extra flags...] -> SIM_PORT, SIM_PID
+    local name=$1 nodes=$2 tps=$3
+    shift 3
+    "${LOAD_PIN[@]}" "$DROVER" sim --port 0 --nodes "$nodes" --model "$MODEL" --preload \
+        --tokens-per-second "$tps" --ttft-ms 0 --log-level warn --max-connections 30000 \
+        --port-file "$TMP/$name.ports" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    SIM_PID=$!
+    PIDS+=("$SIM_PID")
+    wait_line "$TMP/$name.out" '^drover-sim ready' 30 "$SIM_PID" || {
+        tail -n 5 "$TMP/$name.err" >&2
+        die "drover sim $name did not start"
+    }
+    SIM_PORT=$(awk '{ sub(/.*port=/, ""); print $1 + 0; exit }' "$TMP/$name.out")
+}
+
+# ---- peers -----------------------------------------------------------------------------------
+# Each start_* takes a name, a mode (plain | stream) and the upstream ports, and sets
+# PEER_PORT and PEER_PID (the one process doing the work: all are single-threaded here).
+start_drover() { # name mode ports...
+    local name=$1 mode=$2 p i=0
+    shift 2
+    {
+        echo "listen: 127.0.0.1:0"
+        echo "admin_listen: 127.0.0.1:0"
+        echo "log_level: warn"
+        echo "limits:"
+        echo "  max_connections: 30000"
+        if [ "${DROVER_HEALTH_DEFAULTS:-0}" = 0 ]; then
+            echo "health:"
+            echo "  interval: 1s"
+            echo "  rise: 1"
+        fi
+        if [ $# -eq 0 ]; then echo "nodes: []"; else echo "nodes:"; fi
+        for p in "$@"; do
+            i=$((i + 1))
+            echo "  - name: sim-$i"
+            echo "    url: http://127.0.0.1:$p"
+            echo "    kind: openai"
+        done
+    } >"$TMP/$name.yaml"
+    "${SRV_PIN[@]}" "$DROVER" serve --config "$TMP/$name.yaml" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    wait_line "$TMP/$name.out" '^drover-serve ready' 30 "$PEER_PID" || {
+        tail -n 5 "$TMP/$name.err" >&2
+        die "drover serve $name did not start"
+    }
+    PEER_PORT=$(sed -n 's/.*listen=[^ ]*:\([0-9]*\) .*/\1/p' "$TMP/$name.out" | head -1)
+    ADMIN_PORT=$(sed -n 's/.*admin=[^ ]*:\([0-9]*\).*/\1/p' "$TMP/$name.out" | head -1)
+    # Routable once every node passed its first probe.
+    if [ $# -gt 0 ]; then
+        local deadline=$((SECONDS + 30))
+        while [ $SECONDS -lt $deadline ]; do
+            local ok
+            ok=$(curl -fs -m 2 "http://127.0.0.1:$ADMIN_PORT/admin/v1/nodes" | grep -o '"routable":true' | wc -l || true)
+            [ "$ok" -ge $# ] && break
+            sleep 0.2
+        done
+    fi
+}
+
+start_nginx() { # name mode ports...
+    local name=$1 mode=$2 p t
+    shift 2
+    PEER_PORT=$(free_port)
+    mkdir -p "$TMP/$name/logs"
+    {
+        echo "worker_processes 1; daemon off; master_process off; worker_rlimit_nofile $(ulimit -n);"
+        echo "pid $TMP/$name/nginx.pid; error_log $TMP/$name/logs/error.log error;"
+        echo "events { worker_connections $(($(ulimit -n) - 100)); }"
+        echo "http {"
+        echo "  access_log off;"
+        for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $TMP/$name/$t;"; done
+        echo "  keepalive_timeout 75s; keepalive_requests 100000000;"
+        echo "  client_max_body_size 16m; client_body_buffer_size 256k;"
+        echo "  upstream nodes {"
+        [ $# -gt 1 ] && echo "    least_conn;"
+        for p in "$@"; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=10s;"; done
+        echo "    keepalive 64;"
+        echo "    keepalive_requests 100000000;"
+        echo "  }"
+        echo "  server {"
+        echo "    listen 127.0.0.1:$PEER_PORT;"
+        echo "    location / {"
+        echo "      proxy_pass http://nodes;"
+        echo "      proxy_http_version 1.1;"
+        echo "      proxy_set_header Connection \"\";"
+        echo "      proxy_read_timeout 300s;"
+        [ "$mode" = stream ] && echo "      proxy_buffering off;"
+        echo "    }"
+        echo "  }"
+        echo "}"
+    } >"$TMP/$name/nginx.conf"
+    "${SRV_PIN[@]}" "$NGINX" -p "$TMP/$name" -e "$TMP/$name/logs/error.log" -c "$TMP/$name/nginx.conf" \
+        >"$TMP/$name/stdout" 2>&1 &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    wait_http "http://127.0.0.1:$PEER_PORT/v1/models" 15 "$PEER_PID" || {
+        cat "$TMP/$name/stdout" "$TMP/$name/logs/error.log" >&2 || true
+        die "nginx $name did not start"
+    }
+}
+
+start_haproxy() { # name mode ports...
+    local name=$1 mode=$2 p i=0
+    shift 2
+    PEER_PORT=$(free_port)
+    {
+        echo "global"
+        echo "  maxconn 9000"
+        echo "  nbthread 1"
+        echo "defaults"
+        echo "  mode http"
+        echo "  timeout connect 2s"
+        echo "  timeout client 300s"
+        echo "  timeout server 300s"
+        echo "  option http-keep-alive"
+        echo "  http-reuse always"
+        # Streams: send each event at once (HAProxy otherwise waits for more data, ~200 ms).
+        [ "$mode" = stream ] && echo "  option http-no-delay"
+        echo "frontend fe"
+        echo "  bind 127.0.0.1:$PEER_PORT"
+        echo "  default_backend nodes"
+        echo "backend nodes"
+        echo "  balance leastconn"
+        for p in "$@"; do
+            i=$((i + 1))
+            echo "  server sim-$i 127.0.0.1:$p"
+        done
+    } >"$TMP/$name.cfg"
+    "${SRV_PIN[@]}" "$HAPROXY" -db -f "$TMP/$name.cfg" >"$TMP/$name.out" 2>&1 &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    wait_http "http://127.0.0.1:$PEER_PORT/v1/models" 15 "$PEER_PID" || {
+        cat "$TMP/$name.out" >&2
+        die "haproxy $name did not start"
+    }
+}
+
+start_portkey() { # name mode port (one node: Portkey's custom host is one URL)
+    local name=$1
+    PEER_PORT=$(free_port)
+    PORTKEY_NODE=$3
+    (cd "$TMP" && NODE_ENV=production exec "${SRV_PIN[@]}" node "$PORTKEY_JS" --port="$PEER_PORT" --headless \
+        >"$TMP/$name.out" 2>&1) &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    wait_http "http://127.0.0.1:$PEER_PORT/" 30 "$PEER_PID" || {
+        tail -n 20 "$TMP/$name.out" >&2
+        die "portkey did not start"
+    }
+}
+portkey_headers() { # for wrk lua / curl
+    echo "x-portkey-provider: openai"
+    echo "x-portkey-custom-host: http://127.0.0.1:$PORTKEY_NODE/v1"
+    echo "Authorization: Bearer sk-bench"
+}
+
+# ---- wrk -------------------------------------------------------------------------------------
+lua() { # file body-file [header lines on stdin]
+    {
+        echo 'wrk.method = "POST"'
+        echo 'wrk.headers["Content-Type"] = "application/json"'
+        while IFS= read -r h; do
+            [ -n "$h" ] || continue
+            echo "wrk.headers[\"${h%%: *}\"] = \"${h#*: }\""
+        done
+        echo "local f = assert(io.open(\"$2\", \"rb\"))"
+        echo 'wrk.body = f:read("*a")'
+        echo 'f:close()'
+    } >"$1"
+}
+run_wrk() { # url lua conns duration -> "rps p50_ms p99_ms non2xx errors"
+    local out
+    out=$(timeout $(($4 + 30)) "${LOAD_PIN[@]}" wrk -t1 -c"$3" -d"$4s" --timeout 10s --latency -s "$2" "$1" 2>&1) || true
+    echo "$out" >>"$TMP/wrk.log"
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+            if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v
+        }
+        /Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx or 3xx responses:/ { bad = $NF }
+        /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+        END { printf "%s %.3f %.3f %d %d\n", rps + 0, p50 + 0, p99 + 0, bad + 0, err + 0 }
+    ' <<<"$out"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col_median() { awk -v c="$1" 'NF { print $c }' | median; }
+col_sum() { awk -v c="$1" '{ s += $c } END { print s + 0 }'; }
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
+
+OUT=$TMP/report.txt
+: >"$OUT"
+report() { echo "$*" >>"$OUT"; }
+declare -A R # results for the verdicts
+
+# ---- S1 / S3: non-streaming, wrk, all five targets -------------------------------------------
+wrk_scenario() { # tag body-file conns duration
+    local tag=$1 body=$2 conns=$3 dur=$4 t r
+    start_sim "${tag}_sim" 1 0 --slots 1024 --queue 4096 --max-tokens-cap 4096
+    local node=$SIM_PORT
+    local -A port pid
+    port[direct]=$node
+    start_drover "${tag}_drover" plain "$node"
+    port[drover]=$PEER_PORT pid[drover]=$PEER_PID
+    start_nginx "${tag}_nginx" plain "$node"
+    port[nginx]=$PEER_PORT pid[nginx]=$PEER_PID
+    start_haproxy "${tag}_haproxy" plain "$node"
+    port[haproxy]=$PEER_PORT pid[haproxy]=$PEER_PID
+    local targets=(direct drover nginx haproxy)
+    if [ "$PORTKEY" = on ]; then
+        start_portkey "${tag}_portkey" plain "$node"
+        port[portkey]=$PEER_PORT pid[portkey]=$PEER_PID
+        targets+=(portkey)
+    fi
+    for t in "${targets[@]}"; do
+        if [ "$t" = portkey ]; then portkey_headers; fi | lua "$TMP/${tag}_$t.lua" "$body"
+        # One request each first: an erroring target would look fast.
+        local hdr=()
+        if [ "$t" = portkey ]; then
+            while IFS= read -r h; do hdr+=(-H "$h"); done < <(portkey_headers)
+        fi
+        curl -fs -m 20 "${hdr[@]}" -H 'Content-Type: application/json' --data-binary "@$body" \
+            "http://127.0.0.1:${port[$t]}/v1/chat/completions" | grep -q '"choices"' ||
+            say "warning: $tag $t: the first answer has no \"choices\""
+    done
+    local -A rows crashes
+    for r in $(seq "$ROUNDS"); do
+        for t in "${targets[@]}"; do
+            say "$tag: round $r/$ROUNDS $t (${dur}s, $conns connections)"
+            rows[$t]+="$(run_wrk "http://127.0.0.1:${port[$t]}/v1/chat/completions" "$TMP/${tag}_$t.lua" "$conns" "$dur")"$'\n'
+            sleep 0.3
+            # A peer that died (crash) is counted, reported, and restarted for the next round.
+            if [ "$t" != direct ] && ! kill -0 "${pid[$t]}" 2>/dev/null; then
+                wait "${pid[$t]}" 2>/dev/null || crashes[$t]=$((${crashes[$t]:-0} + 1))
+                say "$tag: $t DIED after round $r (see its stderr); restarting it"
+                cp "$TMP/${tag}_$t.err" "$TMP/${tag}_${t}_crash$r.err" 2>/dev/null || true
+                stop "${pid[$t]}"
+                "start_$t" "${tag}_$t" plain "$node"
+                port[$t]=$PEER_PORT pid[$t]=$PEER_PID
+                if [ "$t" = portkey ]; then portkey_headers; fi | lua "$TMP/${tag}_$t.lua" "$body"
+            fi
+        done
+    done
+    for t in "${targets[@]}"; do R[$tag.$t.crashes]=${crashes[$t]:-0}; done
+    for t in "${targets[@]}"; do
+        R[$tag.$t.rps]=$(col_median 1 <<<"${rows[$t]}")
+        R[$tag.$t.p50]=$(col_median 2 <<<"${rows[$t]}")
+        R[$tag.$t.p99]=$(col_median 3 <<<"${rows[$t]}")
+        R[$tag.$t.bad]=$(($(col_sum 4 <<<"${rows[$t]}") + $(col_sum 5 <<<"${rows[$t]}")))
+    done
+    R[$tag.targets]="${targets[*]}"
+    stop "${pid[@]}" "$SIM_PID"
+}
+print_wrk_table() { # tag title
+    local tag=$1 t
+    report ""
+    report "$2"
+    report "$(printf '%-8s %10s %9s %9s %10s %10s %7s %7s %9s' target req/s p50_ms p99_ms +p50_ms +p99_ms failed crashes drover/x)"
+    for t in ${R[$tag.targets]}; do
+        report "$(printf '%-8s %10.0f %9.3f %9.3f %10s %10s %7d %7s %9s' "$t" "${R[$tag.$t.rps]}" "${R[$tag.$t.p50]}" \
+            "${R[$tag.$t.p99]}" "$(minus "${R[$tag.$t.p50]}" "${R[$tag.direct.p50]}")" \
+            "$(minus "${R[$tag.$t.p99]}" "${R[$tag.direct.p99]}")" "${R[$tag.$t.bad]}" "${R[$tag.$t.crashes]:-0}" \
+            "$(ratio "${R[$tag.drover.rps]}" "${R[$tag.$t.rps]}")")"
+    done
+}
+
+s1() {
+    printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}' "$MODEL" >"$TMP/s1.json"
+    wrk_scenario s1 "$TMP/s1.json" "$S1_CONNS" "$S1_DURATION"
+    print_wrk_table s1 "S1 non-stream chat, ~100 B body, wrk -t1 -c$S1_CONNS -d${S1_DURATION}s, $ROUNDS rounds (median); + = added over direct"
+}
+s3() {
+    python3 - "$S3_KB" "$MODEL" >"$TMP/s3.json" <<'EOF'
+import json, sys
+kb, model = int(sys.argv[1]), sys.argv[2]
+words = ("the quick brown fox jumps over the lazy dog while a prompt grows large " * 20000)
+content = words[: kb * 1024]
+print(json.dumps({"model": model, "max_tokens": 16,
+                  "messages": [{"role": "system", "content": "You summarise documents."},
+                               {"role": "user", "content": content}]}), end="")
+EOF
+    wrk_scenario s3 "$TMP/s3.json" "$S3_CONNS" "$S3_DURATION"
+    print_wrk_table s3 "S3 large prompt, $(($(stat -c %s "$TMP/s3.json") / 1024)) KiB body, wrk -t1 -c$S3_CONNS -d${S3_DURATION}s, $ROUNDS rounds (median)"
+}
+
+# ---- S2: thousands of SSE streams ------------------------------------------------------------
+s2_round() { # target round -> appends "rss_per_stream_B cpu_s_per_Mtok ttft_p50 ttft_p99 open events" to S2ROWS[target]
+    local t=$1 ports=("${S2_PORTS[@]}") ppid="" port
+    case $t in
+    direct) port=${ports[0]} ;;
+    drover) start_drover "s2_drover_$2" stream "${ports[@]}"; port=$PEER_PORT ppid=$PEER_PID ;;
+    nginx) start_nginx "s2_nginx_$2" stream "${ports[@]}"; port=$PEER_PORT ppid=$PEER_PID ;;
+    haproxy) start_haproxy "s2_haproxy_$2" stream "${ports[@]}"; port=$PEER_PORT ppid=$PEER_PID ;;
+    esac
+    # Warm: one short stream, then the idle RSS.
+    printf '{"model":"%s","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"stream":true}' "$MODEL" >"$TMP/s2_warm.json"
+    curl -fsN -m 10 -H 'Content-Type: application/json' --data-binary "@$TMP/s2_warm.json" \
+        "http://127.0.0.1:$port/v1/chat/completions" | grep -q '^data: \[DONE\]' || say "warning: s2 $t: warm-up stream did not end with [DONE]"
+    sleep 0.5
+    local idle_kb=0
+    [ -n "$ppid" ] && idle_kb=$(rss_kb "$ppid")
+    local ramp_s=$(((STREAMS + STREAM_RATE - 1) / STREAM_RATE))
+    local settle=2 total=$((ramp_s + 2 + S2_WINDOW + 2))
+    local log="$TMP/s2_${t}_$2.log"
+    "${LOAD_PIN[@]}" "$TMP/sse_load" --port "$port" --body-file "$TMP/s2.json" --streams "$STREAMS" \
+        --rate "$STREAM_RATE" --duration "$total" --tick-ms 500 >"$log" 2>&1 &
+    local cpid=$!
+    PIDS+=("$cpid")
+    # Window start: first tick at or after ramp + settle.
+    local start_ms=$(((ramp_s + settle) * 1000)) line n0 c0 ev0 ms0
+    while :; do
+        line=$(grep '^tick' "$log" 2>/dev/null | tail -1 || true)
+        ms0=$(sed -n 's/.*t_ms=\([0-9]*\).*/\1/p' <<<"$line")
+        [ -n "$ms0" ] && [ "$ms0" -ge "$start_ms" ] && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.02
+    done
+    [ -n "$ppid" ] && c0=$(cpu_ticks "$ppid") || c0=0
+    ev0=$(sed -n 's/.* events=\([0-9]*\).*/\1/p' <<<"$line")
+    n0=$(grep -c '^tick' "$log")
+    local want=$((n0 + S2_WINDOW * 2)) open rss_kb_now=0 c1=0 ev1 ms1
+    while [ "$(grep -c '^tick' "$log")" -lt "$want" ]; do
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.02
+    done
+    [ -n "$ppid" ] && { c1=$(cpu_ticks "$ppid"); rss_kb_now=$(rss_kb "$ppid"); }
+    line=$(grep '^tick' "$log" | tail -1)
+    ev1=$(sed -n 's/.* events=\([0-9]*\).*/\1/p' <<<"$line")
+    ms1=$(sed -n 's/.*t_ms=\([0-9]*\).*/\1/p' <<<"$line")
+    open=$(sed -n 's/.* open=\([0-9]*\).*/\1/p' <<<"$line")
+    wait "$cpid" 2>/dev/null || true
+    local summary
+    summary=$(grep '^summary' "$log" || echo "summary ttft_p50_ms=0 ttft_p99_ms=0 failed=? eof=?")
+    local p50 p99 failed
+    p50=$(sed -n 's/.*ttft_p50_ms=\([0-9.]*\).*/\1/p' <<<"$summary")
+    p99=$(sed -n 's/.*ttft_p99_ms=\([0-9.]*\).*/\1/p' <<<"$summary")
+    failed=$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$summary")
+    local slow
+    slow=$(sed -n 's/.*ttft_over_1s=\([0-9]*\).*/\1/p' <<<"$summary")
+    local per_stream cpu_mtok tok_s
+    per_stream=$(awk -v r="$rss_kb_now" -v i="$idle_kb" -v n="$open" -v p="$ppid" 'BEGIN { if (p == "" || n == 0) print "-"; else printf "%.0f", (r - i) * 1024 / n }')
+    cpu_mtok=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v e="$((ev1 - ev0))" -v p="$ppid" 'BEGIN { if (p == "" || e <= 0) print "-"; else printf "%.2f", c / hz / e * 1e6 }')
+    tok_s=$(awk -v e="$((ev1 - ev0))" -v a="$ms0" -v b="$ms1" 'BEGIN { if (b > a) printf "%.0f", e * 1000 / (b - a); else print 0 }')
+    S2ROWS[$t]+="$per_stream $cpu_mtok $p50 $p99 $open $tok_s $failed ${slow:-0} $idle_kb $rss_kb_now"$'\n'
+    [ -n "$ppid" ] && stop "$ppid"
+    stop "$cpid"
+    sleep 1 # let the sim close the upstream side
+}
+s2() {
+    local maxtok=$(((STREAMS / STREAM_RATE + S2_WINDOW + 10) * STREAM_TPS * 2))
+    printf '{"model":"%s","messages":[{"role":"user","content":"Tell me a long story."}],"max_tokens":%d,"stream":true}' \
+        "$MODEL" "$maxtok" >"$TMP/s2.json"
+    start_sim s2_sim "$S2_NODES" "$STREAM_TPS" --slots $((STREAMS + 64)) --queue 1024 \
+        --max-tokens-cap $((maxtok + 1))
+    local s2_sim_pid=$SIM_PID
+    S2_PORTS=()
+    mapfile -t S2_PORTS <"$TMP/s2_sim.ports"
+    declare -gA S2ROWS=()
+    local targets=(${S2_TARGETS:-direct drover nginx haproxy}) t r
+    for r in $(seq "$S2_ROUNDS"); do
+        for t in "${targets[@]}"; do
+            say "s2: round $r/$S2_ROUNDS $t ($STREAMS streams at $STREAM_TPS tok/s, window ${S2_WINDOW}s)"
+            s2_round "$t" "$r"
+        done
+    done
+    stop "$s2_sim_pid"
+    report ""
+    report "S2 $STREAMS concurrent SSE streams, $STREAM_TPS tok/s each, $S2_NODES sim nodes, window ${S2_WINDOW}s, $S2_ROUNDS round(s) (median)"
+    report "$(printf '%-8s %7s %12s %12s %11s %11s %12s %9s %9s %7s' target open B/stream cpu_s/Mtok ttft_p50 ttft_p99 +ttft_p50ms ttft\>1s tok/s failed)"
+    for t in "${targets[@]}"; do
+        local rows=${S2ROWS[$t]}
+        R[s2.$t.bps]=$(col_median 1 <<<"$rows")
+        R[s2.$t.cpu]=$(col_median 2 <<<"$rows")
+        R[s2.$t.p50]=$(col_median 3 <<<"$rows")
+        R[s2.$t.p99]=$(col_median 4 <<<"$rows")
+        R[s2.$t.open]=$(col_median 5 <<<"$rows")
+        R[s2.$t.toks]=$(col_median 6 <<<"$rows")
+        R[s2.$t.failed]=$(col_sum 7 <<<"$rows")
+        R[s2.$t.slow]=$(col_median 8 <<<"$rows")
+        [ "$t" = direct ] && R[s2.$t.bps]=- R[s2.$t.cpu]=-
+        report "$(printf '%-8s %7s %12s %12s %11s %11s %12s %9s %9s %7s' "$t" "${R[s2.$t.open]}" "${R[s2.$t.bps]}" "${R[s2.$t.cpu]}" \
+            "${R[s2.$t.p50]}" "${R[s2.$t.p99]}" "$(minus "${R[s2.$t.p50]}" "${R[s2.direct.p50]}")" "${R[s2.$t.slow]}" "${R[s2.$t.toks]}" "${R[s2.$t.failed]}")"
+    done
+}
+
+# ---- S4: failover ----------------------------------------------------------------------------
+s4() {
+    local i ports=() sims=()
+    for i in 1 2 3; do
+        start_sim "s4_sim$i" 1 50 --slots 512 --queue 1024
+        ports+=("$SIM_PORT")
+        sims+=("$SIM_PID")
+    done
+    DROVER_HEALTH_DEFAULTS=1 start_drover s4_drover plain "${ports[@]}"
+    local dpid=$PEER_PID dport=$PEER_PORT aport=$ADMIN_PORT
+    printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":8}' "$MODEL" >"$TMP/s4.json"
+    printf '{"model":"%s","messages":[{"role":"user","content":"A long story."}],"max_tokens":%d,"stream":true}' \
+        "$MODEL" $(((S4_DURATION + 5) * 50)) >"$TMP/s4s.json"
+    lua "$TMP/s4.lua" "$TMP/s4.json" </dev/null
+    say "s4: failover, ${S4_DURATION}s of non-stream load (wrk -c16) + $S4_STREAMS streams; SIGKILL sim-2 at $((S4_DURATION / 2))s"
+    "${LOAD_PIN[@]}" "$TMP/sse_load" --port "$dport" --body-file "$TMP/s4s.json" --streams "$S4_STREAMS" \
+        --rate 200 --duration $((S4_DURATION + 2)) --events --tick-ms 1000 >"$TMP/s4_streams.log" 2>&1 &
+    local spid=$!
+    PIDS+=("$spid")
+    (timeout $((S4_DURATION + 30)) "${LOAD_PIN[@]}" wrk -t1 -c16 -d"${S4_DURATION}s" --timeout 10s --latency \
+        -s "$TMP/s4.lua" "http://127.0.0.1:$dport/v1/chat/completions" >"$TMP/s4_wrk.log" 2>&1 || true) &
+    local wpid=$!
+    PIDS+=("$wpid")
+    # Admin poller: every 50 ms, the dead node's routable flag, faults_total, in_flight.
+    python3 - "$aport" $((S4_DURATION + 3)) >"$TMP/s4_admin.log" 2>/dev/null <<'EOF' &
+import json, sys, time, urllib.request
+port, dur = int(sys.argv[1]), float(sys.argv[2])
+end = time.time() + dur
+while time.time() < end:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/v1/nodes", timeout=1) as r:
+            nodes = json.load(r)["nodes"]
+        for n in nodes:
+            if n["name"] == "sim-2":
+                print(int(time.time() * 1000), n["routable"], n["faults_total"], n["in_flight"],
+                      n["requests_total"], n["liveness"], n["excluded"], flush=True)
+    except Exception as e:
+        print(int(time.time() * 1000), "error", str(e).replace(" ", "_"), flush=True)
+    time.sleep(0.05)
+EOF
+    local ppid=$!
+    PIDS+=("$ppid")
+    sleep $((S4_DURATION / 2))
+    local kill_ms
+    kill_ms=$(date +%s%3N)
+    kill -KILL "${sims[1]}"
+    wait "${sims[1]}" 2>/dev/null || true
+    wait "$wpid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+    local wrk_ok bad errs
+    wrk_ok=$(awk '/requests in/ { print $1 }' "$TMP/s4_wrk.log")
+    bad=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$TMP/s4_wrk.log")
+    errs=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$TMP/s4_wrk.log")
+    R[s4.requests]=${wrk_ok:-0}
+    R[s4.failed]=$((${bad:-0} + ${errs:-0}))
+    # Streams on the dead node: X-Drover-Node sim-2.
+    R[s4.on_dead]=$(grep -c '^end .*node=sim-2 ' "$TMP/s4_streams.log" || true)
+    R[s4.err_events]=$(grep '^end .*node=sim-2 kind=error' "$TMP/s4_streams.log" | wc -l)
+    R[s4.err_max_ms]=$(awk -v k="$kill_ms" '/^end .*node=sim-2 kind=error/ { sub(/.*t_ms=/, ""); d = $1 - k; if (d > m) m = d } END { print m + 0 }' "$TMP/s4_streams.log")
+    R[s4.other_bad]=$(grep '^end ' "$TMP/s4_streams.log" | grep -v 'node=sim-2 ' | grep -Evc 'kind=(done|open)' || true)
+    local streams_total
+    streams_total=$(grep -c '^end ' "$TMP/s4_streams.log" || true)
+    # Not routable from; last fault (last attempt that reached the dead node).
+    R[s4.unroutable_ms]=$(awk -v k="$kill_ms" '$1 >= k && $2 == "False" { print $1 - k; exit }' "$TMP/s4_admin.log")
+    R[s4.last_attempt_ms]=$(awk -v k="$kill_ms" '$1 >= k && $2 != "error" { if ($3 != last) { t = $1 - k; last = $3 } } END { print t + 0 }' "$TMP/s4_admin.log")
+    local f0 f1
+    f0=$(awk -v k="$kill_ms" '$1 < k && $2 != "error" { f = $3 } END { print f + 0 }' "$TMP/s4_admin.log")
+    f1=$(awk '$2 != "error" { f = $3 } END { print f + 0 }' "$TMP/s4_admin.log")
+    R[s4.faults]=$((f1 - f0))
+    R[s4.state]=$(awk '$2 != "error" { s = $6 " excluded=" $7 } END { print s }' "$TMP/s4_admin.log")
+    stop "$dpid" "${sims[0]}" "${sims[2]}"
+    report ""
+    report "S4 failover: 3 sim nodes (50 tok/s), drover with the example health settings (2 s, fall 3, faults.threshold 3);"
+    report "   wrk -c16 non-stream for ${S4_DURATION}s + $S4_STREAMS streams; SIGKILL sim-2 at $((S4_DURATION / 2))s"
+    report "$(printf '  non-stream requests %s, failed %s (non-2xx + socket errors)' "${R[s4.requests]}" "${R[s4.failed]}")"
+    report "$(printf '  streams %s, on the dead node %s, ended with an error event %s, latest error event %s ms after the kill; other streams that failed %s' \
+        "$streams_total" "${R[s4.on_dead]}" "${R[s4.err_events]}" "${R[s4.err_max_ms]}" "${R[s4.other_bad]}")"
+    report "$(printf '  dead node: not routable %s ms after the kill; last attempt counted on it %s ms after; %s faults counted; state at the end %s' \
+        "${R[s4.unroutable_ms]:-never}" "${R[s4.last_attempt_ms]}" "${R[s4.faults]}" "${R[s4.state]}")"
+}
+
+# ---- S5: control plane -----------------------------------------------------------------------
+s5() {
+    local r
+    # RSS with no nodes.
+    start_drover s5_empty plain
+    sleep 2
+    R[s5.rss0_kb]=$(rss_kb "$PEER_PID")
+    stop "$PEER_PID"
+    start_sim s5_sim "$S5_NODES" 0 --slots 4 --queue 16
+    local spid=$SIM_PID ports=()
+    mapfile -t ports <"$TMP/s5_sim.ports"
+    R[s5.sim_rss_kb]=$(rss_kb "$spid")
+    DROVER_HEALTH_DEFAULTS=1 start_drover s5_drover plain "${ports[@]}"
+    local dpid=$PEER_PID aport=$ADMIN_PORT
+    # Default probe interval (10 s ± 1 s): let the first round of probes start, then measure.
+    say "s5: $S5_NODES nodes, default probes; measuring idle CPU over ${S5_IDLE}s"
+    sleep 2
+    local c0 c1
+    c0=$(cpu_ticks "$dpid")
+    sleep "$S5_IDLE"
+    c1=$(cpu_ticks "$dpid")
+    R[s5.cpu_pct]=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v s="$S5_IDLE" 'BEGIN { printf "%.2f", c / hz / s * 100 }')
+    R[s5.rss_kb]=$(rss_kb "$dpid")
+    R[s5.healthy]=$(curl -fs -m 5 "http://127.0.0.1:$aport/admin/v1/nodes" | grep -o '"liveness":"healthy"' | wc -l || true)
+    stop "$dpid" "$spid"
+    # Router decision time.
+    local rows=""
+    if [ -x "$TMP/bench_router" ]; then
+        for r in $(seq "$ROUNDS"); do
+            rows+="$("${SRV_PIN[@]}" "$TMP/bench_router" "$S5_NODES" "$ROUTER_PICKS")"$'\n'
+        done
+        echo "$rows" >"$TMP/router.log"
+        R[s5.pick_p50]=$(sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
+        R[s5.pick_p99]=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
+    fi
+    report ""
+    report "S5 control plane: drover serve with $S5_NODES static nodes (one drover sim --nodes $S5_NODES), default health settings"
+    report "$(printf '  idle RSS, no nodes            %8.1f MB' "$(awk -v k="${R[s5.rss0_kb]}" 'BEGIN { print k / 1024 }')")"
+    report "$(printf '  idle RSS, %4d nodes          %8.1f MB (%s healthy at the end)' "$S5_NODES" "$(awk -v k="${R[s5.rss_kb]}" 'BEGIN { print k / 1024 }')" "${R[s5.healthy]}")"
+    report "$(printf '  CPU probing them, %ds window  %8s %% of one core' "$S5_IDLE" "${R[s5.cpu_pct]}")"
+    report "$(printf '  router_pick, %d nodes, %d picks x %d: p50 %s us, p99 %s us (medians)' "$S5_NODES" "$ROUTER_PICKS" "$ROUNDS" "${R[s5.pick_p50]:-n/a}" "${R[s5.pick_p99]:-n/a}")"
+}
+
+# ---- run -------------------------------------------------------------------------------------
+for s in $SCENARIOS; do
+    case $s in
+    s1 | s2 | s3 | s4 | s5) "$s" ;;
+    *) die "unknown scenario $s (s1..s5)" ;;
+    esac
+done
+
+# ---- verdicts --------------------------------------------------------------------------------
+verdict() { # name condition-awk-expr text
+    local ok
+    ok=$(awk "BEGIN { print ($2) ? \"met   \" : \"MISSED\" }" 2>/dev/null || echo "n/a   ")
+    report "  [$ok] $1: $3"
+}
+set +u # a subset run (SCENARIOS, S2_TARGETS, PORTKEY=off) leaves some results unset: n/a
+report ""
+report "Targets (issue 7)"
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+if has s1; then
+    verdict "S1 throughput >= 1.0x nginx" "${R[s1.drover.rps]} >= ${R[s1.nginx.rps]}" "drover/nginx $(ratio3 "${R[s1.drover.rps]}" "${R[s1.nginx.rps]}")"
+    verdict "S1 throughput >= 1.0x HAProxy" "${R[s1.drover.rps]} >= ${R[s1.haproxy.rps]}" "drover/haproxy $(ratio3 "${R[s1.drover.rps]}" "${R[s1.haproxy.rps]}")"
+    verdict "S1 added p99 no worse than nginx" "${R[s1.drover.p99]} <= ${R[s1.nginx.p99]}" "p99 drover ${R[s1.drover.p99]} ms, nginx ${R[s1.nginx.p99]} ms"
+    verdict "S1 added p99 no worse than HAProxy" "${R[s1.drover.p99]} <= ${R[s1.haproxy.p99]}" "p99 drover ${R[s1.drover.p99]} ms, haproxy ${R[s1.haproxy.p99]} ms"
+    if [ "$PORTKEY" = on ]; then
+        verdict "S1 throughput >= 5x Portkey" "${R[s1.drover.rps]} >= 5 * ${R[s1.portkey.rps]}" "drover/portkey $(ratio "${R[s1.drover.rps]}" "${R[s1.portkey.rps]}")"
+    fi
+fi
+for tag in s1 s3; do
+    has $tag && verdict "$tag drover stays up" "${R[$tag.drover.crashes]:-0} == 0" "${R[$tag.drover.crashes]:-0} crash(es) in $ROUNDS rounds"
+done
+if has s2; then
+    verdict "S2 <= 8 KB gateway memory per open stream" "\"${R[s2.drover.bps]}\" != \"-\" && ${R[s2.drover.bps]} <= 8192" "${R[s2.drover.bps]} B/stream (nginx ${R[s2.nginx.bps]}, haproxy ${R[s2.haproxy.bps]})"
+    verdict "S2 CPU per token <= nginx" "${R[s2.drover.cpu]} <= ${R[s2.nginx.cpu]}" "drover ${R[s2.drover.cpu]} s/Mtok, nginx ${R[s2.nginx.cpu]} (haproxy ${R[s2.haproxy.cpu]})"
+fi
+# S3 has no target in the issue: its table is the result.
+if has s4; then
+    verdict "S4 zero failed non-stream requests" "${R[s4.failed]} == 0" "${R[s4.failed]} of ${R[s4.requests]}"
+    verdict "S4 dead node's streams end with an error event within 1 s" "${R[s4.on_dead]} > 0 && ${R[s4.err_events]} == ${R[s4.on_dead]} && ${R[s4.err_max_ms]} <= 1000" "${R[s4.err_events]}/${R[s4.on_dead]} within ${R[s4.err_max_ms]} ms"
+    verdict "S4 node takes no new traffic within 2 s" "\"${R[s4.unroutable_ms]:-}\" != \"\" && ${R[s4.unroutable_ms]:-99999} <= 2000 && ${R[s4.last_attempt_ms]} <= 2000" "not routable after ${R[s4.unroutable_ms]:-never} ms, last attempt ${R[s4.last_attempt_ms]} ms"
+fi
+if has s5; then
+    verdict "S5 idle RSS < 10 MB with no nodes" "${R[s5.rss0_kb]} < 10240" "$(awk -v k="${R[s5.rss0_kb]}" 'BEGIN { printf "%.1f MB", k / 1024 }')"
+    verdict "S5 idle RSS < 64 MB with $S5_NODES nodes" "${R[s5.rss_kb]} < 65536" "$(awk -v k="${R[s5.rss_kb]}" 'BEGIN { printf "%.1f MB", k / 1024 }')"
+    verdict "S5 < 5% of one core to probe $S5_NODES nodes" "${R[s5.cpu_pct]} < 5" "${R[s5.cpu_pct]} %"
+    verdict "S5 route decision p99 < 20 us" "${R[s5.pick_p99]:-999} < 20" "p99 ${R[s5.pick_p99]:-n/a} us (p50 ${R[s5.pick_p50]:-n/a})"
+fi
+
+# ---- header: versions and machine ------------------------------------------------------------
+{
+    echo "drover bench/run.sh — $(date -u +%Y-%m-%dT%H:%M:%SZ), $((SECONDS - T_START)) s"
+    echo "  drover   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)') (release preset)"
+    echo "  nginx    $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+    echo "  haproxy  $("$HAPROXY" -v 2>&1 | head -1 | awk '{ print $3 }')"
+    if [ "$PORTKEY" = on ]; then
+        echo "  portkey  @portkey-ai/gateway $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$PORTKEY_DIR/node_modules/@portkey-ai/gateway/package.json" | head -1) on node $(node --version)"
+    fi
+    echo "  wrk      $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+    echo "  kernel   $(uname -srm)"
+    echo "  cpu      $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    echo "  memory   $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    if [ ${#SRV_PIN[@]} -gt 0 ]; then
+        echo "  pinning  gateways/proxies on cpu 0; sims and load generators on cpu 1-$(($(nproc) - 1))"
+    else
+        echo "  pinning  off"
+    fi
+    echo "  loadavg  $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine makes absolute numbers noisy; compare ratios)"
+} >"$TMP/header.txt"
+echo
+cat "$TMP/header.txt"
+cat "$OUT"
+if [ -n "${RESULTS_OUT:-}" ]; then cat "$TMP/header.txt" "$OUT" >"$RESULTS_OUT"; fi
