@@ -266,8 +266,12 @@ bool node_is_cooled(const struct node *n, uint64_t now_ms)
 
 struct node_model *node_model_find(const struct node *n, struct strv model)
 {
-    for (size_t i = 0; i < n->n_models; i++)
-        if (strv_eq_cstr(model, n->models[i].id)) return &n->models[i];
+    /* the router's inner loop: lengths first, no strlen */
+    for (size_t i = 0; i < n->n_models; i++) {
+        const struct node_model *m = &n->models[i];
+        if (m->id_len == model.len && m->id && memcmp(m->id, model.p, model.len) == 0)
+            return &n->models[i];
+    }
     return NULL;
 }
 
@@ -286,8 +290,10 @@ void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
         if (old) {
             models[count] = *old;
             old->id = NULL; /* moved */
+            old->id_len = 0;
         } else {
             models[count].id = xstrndup(ids[i].p, ids[i].len);
+            models[count].id_len = ids[i].len;
         }
         count++;
     }
@@ -328,6 +334,7 @@ void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uin
         m = &n->models[n->n_models++];
         memset(m, 0, sizeof *m);
         m->id = xstrndup(id.p, id.len);
+        m->id_len = id.len;
         n->dirty = true;
     }
     if (size_mb) m->size_mb = size_mb;

@@ -22,6 +22,7 @@ enum { CAP_CHAT = 1, CAP_COMPLETIONS = 2, CAP_EMBEDDINGS = 4 };
 
 struct node_model {
     char *id;             /* owned */
+    size_t id_len;        /* strlen(id): the router compares lengths first */
     unsigned caps_absent; /* CAP_* bits the node proved it lacks for this model */
     unsigned inflight;
     uint64_t last_used_ms;

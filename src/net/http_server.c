@@ -22,7 +22,7 @@ enum {
     PENDING_MAX_BYTES = 2 * READ_BUF_BYTES, /* bytes buffered while a request is handled */
     LINGER_MS = 1000,
     LINGER_MAX_BYTES = 1024 * 1024,
-    ARENA_CHUNK_BYTES = 4096,
+    ARENA_CHUNK_BYTES = 1024, /* per request; most heads fit; held for a whole stream */
     LISTEN_BACKLOG = 511,
 };
 
