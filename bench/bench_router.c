@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/mem.h"
+
 #include "base/log.h"
 #include "gw/registry.h"
 #include "gw/router.h"
@@ -66,7 +68,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    uint64_t *lat = malloc(picks * sizeof *lat);
+    uint64_t *lat = xmalloc(picks * sizeof *lat);
     if (!lat) return 1;
     struct route_query q = {.model = STRV_LIT("bench-model"), .cap = CAP_CHAT, .now_ms = 2000};
     struct route_result res;
@@ -93,7 +95,7 @@ int main(int argc, char **argv)
     printf("nodes=%zu picks=%zu ok=%zu p50_us=%.2f p90_us=%.2f p99_us=%.2f max_us=%.2f "
            "mean_us=%.2f\n",
            n_nodes, picks, ok, p50, p90, p99, mx, t_all / 1000.0 / (double)picks);
-    free(lat);
+    xfree(lat);
     registry_free(&reg);
     return ok == picks ? 0 : 1;
 }

@@ -87,7 +87,7 @@ fi
 DROVER=$(realpath "$DROVER")
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/drover-run.XXXXXX")
-cc -O2 -Wall -o "$TMP/sse_load" bench/sse_load.c
+cc -O2 -Wall -Isrc -o "$TMP/sse_load" bench/sse_load.c src/base/mem.c
 if [ -f "$CORE_DIR/libdrover_core.a" ]; then
     # shellcheck disable=SC2046
     cc -O2 -Wall -Isrc -o "$TMP/bench_router" bench/bench_router.c "$CORE_DIR/libdrover_core.a" \

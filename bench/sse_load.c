@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/mem.h"
+
 enum st { ST_NEW, ST_CONNECTING, ST_HEAD, ST_BODY, ST_END };
 enum end_kind { END_NONE, END_DONE, END_ERROR, END_EOF, END_HTTP, END_CONNECT };
 static const char *const end_names[] = {"none", "done", "error", "eof", "http", "connect"};
@@ -82,10 +84,18 @@ static void finish(struct conn *c, enum end_kind k)
     c->st = ST_END;
     c->end = k;
     switch (k) {
-    case END_DONE: n_done++; break;
-    case END_ERROR: n_error++; break;
-    case END_EOF: n_eof++; break;
-    default: n_failed++; break;
+    case END_DONE:
+        n_done++;
+        break;
+    case END_ERROR:
+        n_error++;
+        break;
+    case END_EOF:
+        n_eof++;
+        break;
+    default:
+        n_failed++;
+        break;
     }
     if (c->fd >= 0) {
         epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -93,8 +103,8 @@ static void finish(struct conn *c, enum end_kind k)
         c->fd = -1;
     }
     if (print_events)
-        printf("end id=%ld node=%s kind=%s t_ms=%llu\n", (long)(c - conns_base), c->node[0] ? c->node : "-",
-               end_names[k], (unsigned long long)real_ms());
+        printf("end id=%ld node=%s kind=%s t_ms=%llu\n", (long)(c - conns_base),
+               c->node[0] ? c->node : "-", end_names[k], (unsigned long long)real_ms());
 }
 
 static void start(struct conn *c)
@@ -269,34 +279,56 @@ int main(int argc, char **argv)
     size_t hl = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--events")) { print_events = true; continue; }
-        if (!v) { fprintf(stderr, "sse_load: %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--events")) {
+            print_events = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "sse_load: %s needs a value\n", a);
+            return 2;
+        }
         i++;
-        if (!strcmp(a, "--host")) host = v;
-        else if (!strcmp(a, "--port")) port = atoi(v);
-        else if (!strcmp(a, "--path")) path = v;
-        else if (!strcmp(a, "--body-file")) body_file = v;
-        else if (!strcmp(a, "--streams")) streams = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--rate")) rate = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--duration")) duration = strtod(v, NULL);
-        else if (!strcmp(a, "--tick-ms")) tick_ms = (unsigned)strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--header")) hl += (size_t)snprintf(headers + hl, sizeof headers - hl, "%s\r\n", v);
-        else { fprintf(stderr, "sse_load: unknown option %s\n", a); return 2; }
+        if (!strcmp(a, "--host"))
+            host = v;
+        else if (!strcmp(a, "--port"))
+            port = (int)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--path"))
+            path = v;
+        else if (!strcmp(a, "--body-file"))
+            body_file = v;
+        else if (!strcmp(a, "--streams"))
+            streams = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--rate"))
+            rate = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--duration"))
+            duration = strtod(v, NULL);
+        else if (!strcmp(a, "--tick-ms"))
+            tick_ms = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--header"))
+            hl += (size_t)snprintf(headers + hl, sizeof headers - hl, "%s\r\n", v);
+        else {
+            fprintf(stderr, "sse_load: unknown option %s\n", a);
+            return 2;
+        }
     }
     if (!port || !body_file || !streams || !rate) {
         fprintf(stderr, "usage: sse_load --port P --body-file F [--streams N] [--rate R] ...\n");
         return 2;
     }
     FILE *f = fopen(body_file, "rb");
-    if (!f) { perror(body_file); return 2; }
-    char *body = malloc(1 << 22);
+    if (!f) {
+        perror(body_file);
+        return 2;
+    }
+    char *body = xmalloc(1 << 22);
     size_t blen = fread(body, 1, (1 << 22) - 1, f);
     fclose(f);
-    req = malloc(blen + 8192);
-    req_len = (size_t)snprintf(req, 8192,
-                               "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                               "Accept: text/event-stream\r\n%sContent-Length: %zu\r\n\r\n",
-                               path, host, port, headers, blen);
+    req = xmalloc(blen + 8192);
+    req_len =
+        (size_t)snprintf(req, 8192,
+                         "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                         "Accept: text/event-stream\r\n%sContent-Length: %zu\r\n\r\n",
+                         path, host, port, headers, blen);
     memcpy(req + req_len, body, blen);
     req_len += blen;
 
@@ -309,7 +341,7 @@ int main(int argc, char **argv)
     addr.sin_port = htons((uint16_t)port);
     inet_pton(AF_INET, host, &addr.sin_addr);
     ep = epoll_create1(EPOLL_CLOEXEC);
-    struct conn *conns = calloc(streams, sizeof *conns);
+    struct conn *conns = xcalloc(streams, sizeof *conns);
     for (size_t i = 0; i < streams; i++) conns[i].fd = -1;
     conns_base = conns;
 
@@ -323,10 +355,11 @@ int main(int argc, char **argv)
         if (want > streams) want = streams;
         while (started < want) start(&conns[started++]);
         if (now >= next_tick) {
-            printf("tick t_ms=%llu open=%zu opened=%zu events=%llu done=%zu error_event=%zu eof=%zu "
-                   "failed=%zu\n",
-                   (unsigned long long)((now - t0) / 1000), n_open, n_opened,
-                   (unsigned long long)n_events, n_done, n_error, n_eof, n_failed);
+            printf(
+                "tick t_ms=%llu open=%zu opened=%zu events=%llu done=%zu error_event=%zu eof=%zu "
+                "failed=%zu\n",
+                (unsigned long long)((now - t0) / 1000), n_open, n_opened,
+                (unsigned long long)n_events, n_done, n_error, n_eof, n_failed);
             fflush(stdout);
             next_tick += tick_ms * 1000ull;
         }
@@ -337,7 +370,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     size_t still_open = n_open;
-    uint64_t *ttft = calloc(streams + 1, sizeof *ttft);
+    uint64_t *ttft = xcalloc(streams + 1, sizeof *ttft);
     size_t nt = 0;
     for (size_t i = 0; i < started; i++) {
         if (conns[i].t_first_us) ttft[nt++] = conns[i].t_first_us - conns[i].t_start_us;
