@@ -17,6 +17,8 @@
 # process it started (by pid) on exit. See bench/README.md for every knob.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 ROOT=$PWD
 
 QUICK=${QUICK:-0}
@@ -344,20 +346,8 @@ run_wrk() { # url lua conns duration -> "rps p50_ms p99_ms non2xx errors"
     local out
     out=$(timeout $(($4 + 30)) "${LOAD_PIN[@]}" wrk -t1 -c"$3" -d"$4s" --timeout 10s --latency -s "$2" "$1" 2>&1) || true
     echo "$out" >>"$TMP/wrk.log"
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
-            if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v
-        }
-        /Requests\/sec:/ { rps = $2 }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /Non-2xx or 3xx responses:/ { bad = $NF }
-        /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-        END { printf "%s %.3f %.3f %d %d\n", rps + 0, p50 + 0, p99 + 0, bad + 0, err + 0 }
-    ' <<<"$out"
+    wrk_summary <<<"$out"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col_median() { awk -v c="$1" 'NF { print $c }' | median; }
 col_sum() { awk -v c="$1" '{ s += $c } END { print s + 0 }'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }

@@ -13,6 +13,8 @@
 # processes it started (by pid) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
@@ -177,21 +179,9 @@ run_wrk() { # url, lua
     out=$(timeout "$WRK_TIMEOUT" "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
         --latency -s "$2" "$1" 2>&1) || true
     echo "$out" >>"$TMP/wrk.log"
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
-            if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v
-        }
-        /Requests\/sec:/ { rps = $2 }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /Non-2xx or 3xx responses:/ { bad = $NF }
-        /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-        END { printf "%s %.3f %.3f %d %d\n", rps + 0, p50 + 0, p99 + 0, bad + 0, err + 0 }
-    ' <<<"$out"
+    wrk_summary <<<"$out"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A RPS P50 P99 BAD ERR
 measure() { # name, url, lua
