@@ -270,12 +270,26 @@ static void on_row_stored(void *ctx, int rc, const char *msg)
         LOGE("op_store_failed", "op=%lld reason=\"%s\"", (long long)sc->row_id, msg ? msg : "?");
         is->res[sc->slot].result = "error";
         set_str(&is->res[sc->slot].reason, "the operation could not be stored");
-    } else if (r && sc->row && !r->running) {
-        /* the node is healthy: try at once; the answer waits for it (bounded) */
-        r->waiter = is;
-        r->waiter_slot = sc->slot;
-        is->pending++;
-        attempt_start(g, r);
+    } else if (r && sc->row) {
+        /* the node is healthy: try at once; the answer waits for it (bounded). The reconciler
+         * may have started the attempt already (the row was due the moment it was issued):
+         * then this answer waits for that attempt. An older request waiting on the same row
+         * is answered by its own timer. */
+        if (r->running) {
+            r->waiter = is;
+            r->waiter_slot = sc->slot;
+            is->pending++;
+        } else if (r->s.state && strcmp(r->s.state, "done") == 0) {
+            is->res[sc->slot].result = "success"; /* the reconciler was quicker */
+        } else if (r->s.attempts > 0) {
+            is->res[sc->slot].result = "error";
+            set_str(&is->res[sc->slot].reason, r->s.last_error);
+        } else {
+            r->waiter = is;
+            r->waiter_slot = sc->slot;
+            is->pending++;
+            attempt_start(g, r);
+        }
     }
     xfree(sc);
     issue_step(is);
