@@ -646,9 +646,24 @@ static int conn_start_exchange(struct conn *c)
     unsigned n = 0;
     bufs[n++] = uv_buf_init(c->req_head.p, (unsigned)c->req_head.len);
     if (c->req_body_len) bufs[n++] = uv_buf_init(c->req_body, (unsigned)c->req_body_len);
-    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
-    if (rc < 0) return rc;
-    c->write_pending = true;
+    /* Try the write at once: a request that fits the socket buffer (nearly all) then costs
+     * no write request and no POLLOUT round trip (libuv re-arms epoll after a queued write
+     * completes: one epoll_ctl per request). What is left goes through uv_write. */
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) return w;
+    size_t done = w > 0 ? (size_t)w : 0;
+    unsigned first = 0;
+    while (first < n && done >= bufs[first].len) done -= bufs[first++].len;
+    int rc = 0;
+    if (first < n) {
+        bufs[first].base += done;
+        bufs[first].len -= done;
+        rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs + first, n - first, on_write);
+        if (rc < 0) return rc;
+        c->write_pending = true;
+    } else {
+        c->write_done = true;
+    }
     if (!c->call->is_paused) {
         rc = conn_set_reading(c, true);
         if (rc < 0) return rc;
