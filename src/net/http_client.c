@@ -100,6 +100,8 @@ struct conn {
     size_t status_bytes;
     struct buf held; /* decoded body received while paused */
     bool got_first_byte, is_interim, msg_done, keep_alive, saw_eof, stray_bytes;
+    bool idle_armed;       /* the phase timer runs for the idle timeout (see on_read) */
+    uint64_t last_read_ms; /* loop time of the last read while idle_armed */
     int cb_err;
 };
 
@@ -300,6 +302,8 @@ static void conn_arm_phase(struct conn *c)
         else if (c->write_done)
             ms = call->first_byte_timeout_ms;
     }
+    c->idle_armed = ms && c->got_first_byte && c->state == CONN_ACTIVE;
+    c->last_read_ms = uv_now(c->tcp.loop);
     if (ms)
         (void)uv_timer_start(&c->phase_timer, on_phase_timer, ms, 0);
     else
@@ -316,6 +320,7 @@ static void reset_response(struct conn *c)
     c->hdr_state = HDR_NONE;
     c->status_bytes = 0;
     c->got_first_byte = c->is_interim = c->msg_done = c->keep_alive = false;
+    c->idle_armed = false;
     c->saw_eof = c->stray_bytes = false;
     c->write_done = false;
     c->cb_err = 0;
@@ -600,8 +605,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         call_finish(c, (int)nread);
         return;
     }
-    c->got_first_byte = true;
-    conn_arm_phase(c);
+    if (c->idle_armed) {
+        /* streaming: note the time; the timer, when it fires, re-arms itself for what is
+         * left instead of being restarted on every chunk */
+        c->last_read_ms = uv_now(c->tcp.loop);
+    } else {
+        c->got_first_byte = true;
+        conn_arm_phase(c);
+    }
     feed(c, b->base, (size_t)nread);
 }
 
@@ -611,6 +622,14 @@ static void on_phase_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
     if (!c->call) return;
+    if (c->state == CONN_ACTIVE && c->idle_armed && c->call->idle_timeout_ms) {
+        uint64_t now = uv_now(c->tcp.loop), quiet = now - c->last_read_ms;
+        if (quiet < c->call->idle_timeout_ms) {
+            (void)uv_timer_start(&c->phase_timer, on_phase_timer, c->call->idle_timeout_ms - quiet,
+                                 0);
+            return;
+        }
+    }
     if (c->state == CONN_CONNECTING)
         call_finish(c, GW_E_CONNECT_TIMEOUT);
     else if (c->state == CONN_ACTIVE)
