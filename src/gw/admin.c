@@ -97,16 +97,6 @@ static void respond_buf(struct http_request *req, int status, struct buf *b)
     buf_free(b);
 }
 
-static void error(struct http_request *req, int status, const char *code, const char *msg)
-{
-    struct buf b;
-    buf_init(&b, 4096);
-    if (gw_error_json(&b, msg, status == 401 ? "authentication_error" : "invalid_request_error",
-                      NULL, code))
-        buf_reset(&b);
-    respond_buf(req, status, &b);
-}
-
 /* Admin transitions of DESIGN §3. Returns NULL when allowed, else the 409 reason. */
 static const char *transition(struct node *n, struct strv action, enum node_admin *to)
 {
@@ -142,7 +132,7 @@ static void node_answer(struct gw *g, struct http_request *req, struct node *n, 
     buf_init(&b, 1u << 20);
     if (node_json(g, n, &b)) {
         buf_free(&b);
-        return error(req, 500, "internal_error", "node too large to show");
+        return gw_reply_error(req, 500, "internal_error", NULL, "node too large to show");
     }
     if (persist) return nodes_persist_reply(g, n, req, 200, &b);
     respond_buf(req, 200, &b);
@@ -170,38 +160,40 @@ static void labels_route(struct gw *g, struct http_request *req, struct node *n,
     bool is_get = strv_eq_cstr(req->method, "GET");
     if (is_get && key.len == 0) return labels_answer(req, n);
     if (n->from_config)
-        return error(req, 409, "illegal_transition",
-                     "labels of a node from the config file are set in the file");
+        return gw_reply_error(req, 409, "illegal_transition", NULL,
+                              "labels of a node from the config file are set in the file");
     char k[64];
     if (key.len) {
         if (!gw_label_key_is_valid(key))
-            return error(req, 400, "invalid_label", "label keys are 1-63 of A-Z a-z 0-9 . _ - /");
+            return gw_reply_error(req, 400, "invalid_label", NULL,
+                                  "label keys are 1-63 of A-Z a-z 0-9 . _ - /");
         memcpy(k, key.p, key.len);
         k[key.len] = '\0';
     }
     if (strv_eq_cstr(req->method, "DELETE") && key.len) {
-        if (!registry_del_label(n, k)) return error(req, 404, "label_not_found", "no such label");
+        if (!registry_del_label(n, k))
+            return gw_reply_error(req, 404, "label_not_found", NULL, "no such label");
         LOGI("node_label_deleted", "node=%s key=%s", n->name, k);
         return node_answer(g, req, n, true);
     }
     bool put = strv_eq_cstr(req->method, "PUT") && key.len;
     bool patch = strv_eq_cstr(req->method, "PATCH") && key.len == 0;
     if (!put && !patch)
-        return error(req, 405, "method_not_allowed",
-                     "GET labels, PUT or DELETE labels/KEY, PATCH labels");
+        return gw_reply_error(req, 405, "method_not_allowed", NULL,
+                              "GET labels, PUT or DELETE labels/KEY, PATCH labels");
     struct gw_error jerr = {0};
     struct json_object *root = json_parse_strict(req->body.p, req->body.len, 4, &jerr);
     if (!root || !json_object_is_type(root, json_type_object)) {
         if (root) json_object_put(root);
-        return error(req, 400, "invalid_json", "the body must be a JSON object");
+        return gw_reply_error(req, 400, "invalid_json", NULL, "the body must be a JSON object");
     }
     if (put) {
         struct strv v;
         if (json_get_str(root, "value", &v) || !gw_label_value_is_valid(v) ||
             json_object_object_length(root) != 1) {
             json_object_put(root);
-            return error(req, 400, "invalid_label",
-                         "expected {\"value\": \"...\"} with at most 255 printable bytes");
+            return gw_reply_error(req, 400, "invalid_label", NULL,
+                                  "expected {\"value\": \"...\"} with at most 255 printable bytes");
         }
         char *val = xstrndup(v.p, v.len);
         registry_set_label(n, k, val);
@@ -220,13 +212,13 @@ static void labels_route(struct gw *g, struct http_request *req, struct node *n,
                         json_object_get_string(pv), (size_t)json_object_get_string_len(pv)})));
         if (!ok) {
             json_object_put(root);
-            return error(req, 400, "invalid_label",
-                         "expected {\"key\": \"value\" or null, ...} with valid keys");
+            return gw_reply_error(req, 400, "invalid_label", NULL,
+                                  "expected {\"key\": \"value\" or null, ...} with valid keys");
         }
     }
     if (n->n_labels + (size_t)json_object_object_length(root) > 64) {
         json_object_put(root);
-        return error(req, 400, "invalid_label", "at most 64 labels per node");
+        return gw_reply_error(req, 400, "invalid_label", NULL, "at most 64 labels per node");
     }
     json_object_object_foreach(root, ak, av)
     {
@@ -245,7 +237,7 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
     bool is_get = strv_eq_cstr(req->method, "GET");
     bool is_post = strv_eq_cstr(req->method, "POST");
     if (rest.len == 0) {
-        if (!is_get) return error(req, 405, "method_not_allowed", "use GET");
+        if (!is_get) return gw_reply_error(req, 405, "method_not_allowed", NULL, "use GET");
         bool all = strv_eq_cstr(req->query, "all=1") || strv_eq_cstr(req->query, "all=true");
         struct buf b;
         buf_init(&b, 256u << 20);
@@ -271,32 +263,32 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
             key = strv_sub(action, (size_t)s2 + 1, action.len);
             action = strv_sub(action, 0, (size_t)s2);
             if (!strv_eq_cstr(action, "labels") || key.len == 0)
-                return error(req, 404, "unknown_url", "unknown path");
+                return gw_reply_error(req, 404, "unknown_url", NULL, "unknown path");
         }
     }
     struct node *n = registry_find(&g->reg, name);
-    if (!n) return error(req, 404, "node_not_found", "no such node");
+    if (!n) return gw_reply_error(req, 404, "node_not_found", NULL, "no such node");
     if (action.len == 0) {
         if (is_get) return node_answer(g, req, n, false);
         if (!strv_eq_cstr(req->method, "DELETE"))
-            return error(req, 405, "method_not_allowed", "use GET or DELETE");
+            return gw_reply_error(req, 405, "method_not_allowed", NULL, "use GET or DELETE");
         action = STRV_LIT("remove");
     } else if (strv_eq_cstr(action, "labels")) {
         if (n->admin == ADMIN_REMOVED && !is_get)
-            return error(req, 409, "illegal_transition", "the node was removed");
+            return gw_reply_error(req, 409, "illegal_transition", NULL, "the node was removed");
         return labels_route(g, req, n, key);
     } else if (!is_post) {
-        return error(req, 405, "method_not_allowed", "use POST");
+        return gw_reply_error(req, 405, "method_not_allowed", NULL, "use POST");
     }
     static const char *const actions[] = {"approve", "reject", "drain",
                                           "resume",  "remove", "recover"};
     bool known = false;
     for (size_t i = 0; i < sizeof actions / sizeof actions[0] && !known; i++)
         known = strv_eq_cstr(action, actions[i]);
-    if (!known) return error(req, 404, "unknown_action", "unknown node action");
+    if (!known) return gw_reply_error(req, 404, "unknown_action", NULL, "unknown node action");
     enum node_admin to;
     const char *why = transition(n, action, &to);
-    if (why) return error(req, 409, "illegal_transition", why);
+    if (why) return gw_reply_error(req, 409, "illegal_transition", NULL, why);
     if (strv_eq_cstr(action, "recover")) {
         registry_recover(&g->reg, n);
         LOGI("node_recovered", "node=%s by=admin", n->name);
@@ -326,7 +318,8 @@ void admin_handle(struct http_request *req, void *ctx)
         return;
     }
     if (!authorized(g, req))
-        return error(req, 401, "invalid_admin_token", "missing or wrong admin token");
+        return gw_reply_error(req, 401, "invalid_admin_token", NULL,
+                              "missing or wrong admin token");
     if (strv_eq_cstr(path, "/metrics")) {
         struct buf b;
         buf_init(&b, 256u << 20);
@@ -384,5 +377,5 @@ void admin_handle(struct http_request *req, void *ctx)
             return;
         }
     }
-    error(req, 404, "unknown_url", "unknown path");
+    gw_reply_error(req, 404, "unknown_url", NULL, "unknown path");
 }

@@ -1,6 +1,11 @@
 /* errors_http — status, code and Retry-After for every answer the gateway gives itself. */
 #include "gw/errors_http.h"
 
+#include <string.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -82,4 +87,59 @@ int gw_answer(struct http_request *req, enum gw_answer a, const struct gw_answer
     rc = http_respond_json(req, info->status, hdrs, n, body.p, body.len);
     buf_free(&body);
     return rc;
+}
+
+void gw_reply_error(struct http_request *req, int status, const char *code, const char *param,
+                    const char *msg)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    const char *type = status == 401   ? "authentication_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    if (gw_error_json(&b, msg, type, param, code)) buf_reset(&b);
+    (void)http_respond_json(req, status, NULL, 0, b.p, b.len);
+    buf_free(&b);
+}
+
+struct gw_reply {
+    struct http_request *req; /* NULL once the client went away */
+    int status;
+    struct buf body;
+    bool *failed;
+};
+
+static void reply_abort(struct http_request *req, void *ctx)
+{
+    (void)req;
+    ((struct gw_reply *)ctx)->req = NULL;
+}
+
+struct gw_reply *gw_reply_new(struct http_request *req, int status, struct buf *body, bool *failed)
+{
+    struct gw_reply *r = xcalloc(1, sizeof *r);
+    r->req = req;
+    r->status = status;
+    r->body = *body;
+    r->failed = failed;
+    memset(body, 0, sizeof *body);
+    http_request_on_abort(req, reply_abort, r);
+    return r;
+}
+
+void gw_reply_done(void *ctx, int rc, const char *msg)
+{
+    struct gw_reply *r = ctx;
+    if (rc) LOGE("store_write_failed", "status=%d reason=\"%s\"", r->status, msg ? msg : "?");
+    if (rc && r->failed) *r->failed = true;
+    if (r->req) {
+        http_request_on_abort(r->req, NULL, NULL);
+        if (rc)
+            gw_reply_error(r->req, 500, "store_error", NULL,
+                           msg ? msg : "the change could not be stored; retry");
+        else
+            (void)http_respond_json(r->req, r->status, NULL, 0, r->body.p, r->body.len);
+    }
+    buf_free(&r->body);
+    xfree(r);
 }

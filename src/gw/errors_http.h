@@ -53,4 +53,17 @@ int gw_answer(struct http_request *req, enum gw_answer a, const struct gw_answer
 int gw_error_json(struct buf *out, const char *message, const char *type, const char *param,
                   const char *code) WUR;
 
+/* Answers an OpenAI-shaped error {"error":{message,type,param,code}}: type is
+ * authentication_error for 401, server_error for 5xx, invalid_request_error otherwise. Used by
+ * the admin API, joining, the catalogue and operations. */
+void gw_reply_error(struct http_request *req, int status, const char *code, const char *param,
+                    const char *msg);
+
+/* A JSON answer that waits for a store commit: gw_reply_new takes body and watches the
+ * request (a client that leaves is fine); gw_reply_done, a store_done_fn, sends it, or 500
+ * store_error when the write failed. If failed is given, *failed is set on a failed write. */
+struct gw_reply;
+struct gw_reply *gw_reply_new(struct http_request *req, int status, struct buf *body, bool *failed);
+void gw_reply_done(void *ctx, int rc, const char *msg);
+
 #endif

@@ -34,18 +34,6 @@ struct join_req {
     struct json_object *discovery; /* borrowed, may be NULL */
 };
 
-static void answer_error(struct http_request *req, int status, const char *code, const char *param,
-                         const char *msg)
-{
-    struct buf b;
-    buf_init(&b, 4096);
-    if (gw_error_json(&b, msg, status == 401 ? "authentication_error" : "invalid_request_error",
-                      param, code))
-        buf_reset(&b);
-    (void)http_respond_json(req, status, NULL, 0, b.p, b.len);
-    buf_free(&b);
-}
-
 bool gw_name_is_valid(struct strv s)
 {
     if (s.len == 0 || s.len > JOIN_MAX_NAME) return false;
@@ -216,26 +204,26 @@ static void fresh_agent_state(struct node *n)
 void join_handle(struct gw *g, struct http_request *req)
 {
     if (!strv_eq_cstr(req->method, "POST"))
-        return answer_error(req, 405, "method_not_allowed", NULL, "use POST");
+        return gw_reply_error(req, 405, "method_not_allowed", NULL, "use POST");
     if (!g->cfg.join_token)
-        return answer_error(req, 403, "joining_disabled", NULL,
-                            "joining is off: the gateway has no join.token");
+        return gw_reply_error(req, 403, "joining_disabled", NULL,
+                              "joining is off: the gateway has no join.token");
     if (!gw_bearer_matches(req, g->cfg.join_token)) {
         LOGW("join_refused", "peer=%s reason=\"wrong or missing join token\"", req->peer);
-        return answer_error(req, 401, "invalid_join_token", NULL, "missing or wrong join token");
+        return gw_reply_error(req, 401, "invalid_join_token", NULL, "missing or wrong join token");
     }
     struct gw_error jerr = {0};
     struct json_object *root = json_parse_strict(req->body.p, req->body.len, JOIN_MAX_DEPTH, &jerr);
     if (!root) {
         char msg[300];
         snprintf(msg, sizeof msg, "the body is not valid JSON: %s", jerr.msg);
-        return answer_error(req, 400, "invalid_json", NULL, msg);
+        return gw_reply_error(req, 400, "invalid_json", NULL, msg);
     }
     struct join_req jr;
     const char *param = NULL, *why = NULL;
     char url[JOIN_MAX_URL + 1], name[JOIN_MAX_NAME + 1];
     if (parse_join(root, &jr, &param, &why)) {
-        answer_error(req, 400, "invalid_join", param, why);
+        gw_reply_error(req, 400, "invalid_join", param, why);
         json_object_put(root);
         return;
     }
@@ -247,8 +235,8 @@ void join_handle(struct gw *g, struct http_request *req)
     struct node *n = registry_find(&g->reg, jr.name);
     if (n && n->from_config) {
         json_object_put(root);
-        return answer_error(req, 409, "name_taken", "name",
-                            "the name belongs to a node of the config file");
+        return gw_reply_error(req, 409, "name_taken", "name",
+                              "the name belongs to a node of the config file");
     }
     /* Validate the URL before touching anything. */
     {
@@ -259,15 +247,15 @@ void join_handle(struct gw *g, struct http_request *req)
         registry_free(&scratch);
         if (bad) {
             json_object_put(root);
-            return answer_error(req, 400, "invalid_join", "url",
-                                "'url' must look like http://10.0.0.5:9300");
+            return gw_reply_error(req, 400, "invalid_join", "url",
+                                  "'url' must look like http://10.0.0.5:9300");
         }
     }
     bool created = false;
     if (!n) {
         if (registry_add(&g->reg, name, url, jr.kind, NULL, &n, NULL)) {
             json_object_put(root);
-            return answer_error(req, 500, "internal_error", NULL, "could not add the node");
+            return gw_reply_error(req, 500, "internal_error", NULL, "could not add the node");
         }
         n->via_agent = true;
         n->created_ms = wall_ms();
@@ -322,8 +310,8 @@ void join_handle(struct gw *g, struct http_request *req)
         memset(presented, 0, sizeof presented);
         if (!n->secret_hash || !secret_equal(h, n->secret_hash)) {
             if (issue_secret(n, secret)) {
-                return answer_error(req, 500, "internal_error", NULL,
-                                    "could not make a node secret");
+                return gw_reply_error(req, 500, "internal_error", NULL,
+                                      "could not make a node secret");
             }
             issued = true;
             LOGI("node_secret_issued", "node=%s", n->name);
@@ -342,7 +330,7 @@ void join_handle(struct gw *g, struct http_request *req)
     memset(secret, 0, sizeof secret);
     if (rc) {
         buf_free(&b);
-        return answer_error(req, 500, "internal_error", NULL, "answer too large");
+        return gw_reply_error(req, 500, "internal_error", NULL, "answer too large");
     }
     health_attach(g, n);
     if (n->admin == ADMIN_APPROVED && (issued || created)) health_probe_now(g, n);

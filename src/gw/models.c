@@ -18,16 +18,6 @@
 
 enum { MODELS_BACKOFF_MAX_MS = 5 * 60 * 1000 };
 
-static void answer_error(struct http_request *req, int status, const char *code, const char *param,
-                         const char *msg)
-{
-    struct buf b;
-    buf_init(&b, 4096);
-    if (gw_error_json(&b, msg, "invalid_request_error", param, code)) buf_reset(&b);
-    (void)http_respond_json(req, status, NULL, 0, b.p, b.len);
-    buf_free(&b);
-}
-
 /* ---- start-up and reload ------------------------------------------------------------- */
 
 /* The file's entries replace the file's previous ones; API entries stay unless the file now
@@ -140,56 +130,23 @@ static int entry_json(struct gw *g, const struct cat_model *m, struct buf *b)
     return rc;
 }
 
-struct put_ctx {
-    struct gw *g;
-    struct http_request *req;
-    int status;
-    struct buf body;
-};
-
-static void put_abort(struct http_request *req, void *ctx)
-{
-    (void)req;
-    ((struct put_ctx *)ctx)->req = NULL;
-}
-
-static void put_done(void *ctx, int rc, const char *msg)
-{
-    struct put_ctx *c = ctx;
-    if (c->req) {
-        http_request_on_abort(c->req, NULL, NULL);
-        if (rc)
-            answer_error(c->req, 500, "store_error", NULL, msg ? msg : "not stored");
-        else
-            (void)http_respond_json(c->req, c->status, NULL, 0, c->body.p, c->body.len);
-    }
-    buf_free(&c->body);
-    xfree(c);
-}
-
 static void persist_then_answer(struct gw *g, struct http_request *req, const char *id,
                                 const char *json, int status, struct buf *body)
 {
-    struct put_ctx *c = xcalloc(1, sizeof *c);
-    c->g = g;
-    c->req = req;
-    c->status = status;
-    c->body = *body;
-    memset(body, 0, sizeof *body);
-    http_request_on_abort(req, put_abort, c);
+    struct gw_reply *r = gw_reply_new(req, status, body, NULL);
     if (!g->store)
-        put_done(c, 0, NULL);
+        gw_reply_done(r, 0, NULL);
     else if (json)
-        store_put_catalogue(g->store, id, json, put_done, c);
+        store_put_catalogue(g->store, id, json, gw_reply_done, r);
     else
-        store_delete_catalogue(g->store, id, put_done, c);
+        store_delete_catalogue(g->store, id, gw_reply_done, r);
 }
 
 static void put_model(struct gw *g, struct http_request *req, struct strv path_id)
 {
     struct gw_error jerr = {0};
     struct json_object *o = json_parse_strict(req->body.p, req->body.len, 16, &jerr);
-    if (!o) return answer_error(req, 400, "invalid_json", NULL, "the body must be JSON");
+    if (!o) return gw_reply_error(req, 400, "invalid_json", NULL, "the body must be JSON");
     if (path_id.len && json_object_is_type(o, json_type_object) &&
         !json_object_object_get_ex(o, "id", NULL))
         json_object_object_add(o, "id", json_object_new_string_len(path_id.p, (int)path_id.len));
@@ -197,33 +154,33 @@ static void put_model(struct gw *g, struct http_request *req, struct strv path_i
     char field[64] = "", why[200] = "";
     if (cat_model_from_json(o, &m, field, sizeof field, why, sizeof why)) {
         json_object_put(o);
-        return answer_error(req, 400, "invalid_model", field[0] ? field : NULL, why);
+        return gw_reply_error(req, 400, "invalid_model", field[0] ? field : NULL, why);
     }
     json_object_put(o);
     if (path_id.len && !strv_eq_cstr(path_id, m->id)) {
         cat_model_free(m);
-        return answer_error(req, 400, "invalid_model", "id", "the id differs from the path's");
+        return gw_reply_error(req, 400, "invalid_model", "id", "the id differs from the path's");
     }
     struct cat_model *old = catalogue_find(&g->cat, strv_from_cstr(m->id));
     if ((old && old->from_config) || (old && strcmp(old->id, m->id) != 0)) {
         const char *why2 = old->from_config ? "the model is defined in the config file"
                                             : "the id is an alias of another model";
         cat_model_free(m);
-        return answer_error(req, 409, "illegal_transition", "id", why2);
+        return gw_reply_error(req, 409, "illegal_transition", "id", why2);
     }
     const char *clash = catalogue_name_clash(&g->cat, m);
     if (clash) {
         char msg[300];
         snprintf(msg, sizeof msg, "the name '%s' is used by another model", clash);
         cat_model_free(m);
-        return answer_error(req, 409, "name_taken", "aliases", msg);
+        return gw_reply_error(req, 409, "name_taken", "aliases", msg);
     }
     struct buf stored;
     buf_init(&stored, 1u << 20);
     if (cat_model_to_json(m, &stored)) {
         cat_model_free(m);
         buf_free(&stored);
-        return answer_error(req, 500, "internal_error", NULL, "entry too large");
+        return gw_reply_error(req, 500, "internal_error", NULL, "entry too large");
     }
     char *json = buf_take(&stored, &(size_t){0});
     bool created = old == NULL;
@@ -242,7 +199,7 @@ void models_admin(struct gw *g, struct http_request *req, struct strv rest)
     bool get = strv_eq_cstr(req->method, "GET");
     if (rest.len == 0) {
         if (strv_eq_cstr(req->method, "POST")) return put_model(g, req, STRV_NULL);
-        if (!get) return answer_error(req, 405, "method_not_allowed", NULL, "GET or POST");
+        if (!get) return gw_reply_error(req, 405, "method_not_allowed", NULL, "GET or POST");
         struct buf b;
         buf_init(&b, 64u << 20);
         int rc = buf_append_cstr(&b, "{\"models\":[");
@@ -259,7 +216,7 @@ void models_admin(struct gw *g, struct http_request *req, struct strv rest)
     if (strv_eq_cstr(req->method, "PUT")) return put_model(g, req, id);
     struct cat_model *m = catalogue_find(&g->cat, id);
     if (!m || !strv_eq_cstr(id, m->id))
-        return answer_error(req, 404, "model_not_found", NULL, "no such catalogue entry");
+        return gw_reply_error(req, 404, "model_not_found", NULL, "no such catalogue entry");
     if (get) {
         struct buf b;
         buf_init(&b, 1u << 20);
@@ -269,10 +226,10 @@ void models_admin(struct gw *g, struct http_request *req, struct strv rest)
         return;
     }
     if (!strv_eq_cstr(req->method, "DELETE"))
-        return answer_error(req, 405, "method_not_allowed", NULL, "GET, PUT or DELETE");
+        return gw_reply_error(req, 405, "method_not_allowed", NULL, "GET, PUT or DELETE");
     if (m->from_config)
-        return answer_error(req, 409, "illegal_transition", NULL,
-                            "the model is defined in the config file; remove it there");
+        return gw_reply_error(req, 409, "illegal_transition", NULL,
+                              "the model is defined in the config file; remove it there");
     char idc[CAT_MAX_ID];
     snprintf(idc, sizeof idc, "%s", m->id);
     catalogue_remove(&g->cat, idc);

@@ -226,56 +226,11 @@ int nodes_load(struct gw *g, struct gw_error *err)
 
 /* ---- answers that wait for the commit --------------------------------------------------- */
 
-struct reply {
-    struct gw *g;
-    struct node *node;
-    struct http_request *req; /* NULL once the client went away */
-    int status;
-    struct buf body;
-};
-
-static void reply_abort(struct http_request *req, void *ctx)
-{
-    struct reply *r = ctx;
-    (void)req;
-    r->req = NULL;
-}
-
-static void reply_done(void *ctx, int rc, const char *msg)
-{
-    struct reply *r = ctx;
-    if (rc) {
-        /* Memory already holds the change; the flush timer writes it again. The client is
-         * told it is not durable yet. */
-        r->node->dirty = true;
-        LOGE("store_write_failed", "node=%s reason=\"%s\"", r->node->name, msg ? msg : "?");
-    }
-    if (r->req) {
-        if (rc) {
-            buf_reset(&r->body);
-            if (gw_error_json(&r->body, "the change could not be stored; retry", "server_error",
-                              NULL, "store_error"))
-                buf_reset(&r->body);
-        }
-        http_request_on_abort(r->req, NULL, NULL);
-        (void)http_respond_json(r->req, rc ? 500 : r->status, NULL, 0, r->body.p, r->body.len);
-    }
-    buf_free(&r->body);
-    xfree(r);
-}
-
 void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req, int status,
                          struct buf *body)
 {
-    struct reply *r = xcalloc(1, sizeof *r);
-    r->g = g;
-    r->node = n;
-    r->req = req;
-    r->status = status;
-    r->body = *body;
-    memset(body, 0, sizeof *body);
-    http_request_on_abort(req, reply_abort, r);
-    nodes_persist(g, n, reply_done, r);
+    /* a failed write leaves the change in memory: the flush timer writes it again */
+    nodes_persist(g, n, gw_reply_done, gw_reply_new(req, status, body, &n->dirty));
 }
 
 /* ---- calls to agents ---------------------------------------------------------------------- */

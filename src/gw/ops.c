@@ -168,16 +168,6 @@ static int row_json(struct buf *b, const struct store_op *s, bool dead, int64_t 
     return rc;
 }
 
-static void answer_error(struct http_request *req, int status, const char *code, const char *param,
-                         const char *msg)
-{
-    struct buf b;
-    buf_init(&b, 4096);
-    if (gw_error_json(&b, msg, "invalid_request_error", param, code)) buf_reset(&b);
-    (void)http_respond_json(req, status, NULL, 0, b.p, b.len);
-    buf_free(&b);
-}
-
 /* ---- issuing ------------------------------------------------------------------------------- */
 
 static void issue_free(uv_handle_t *h)
@@ -412,7 +402,7 @@ static void ops_issue(struct gw *g, struct http_request *req)
     struct json_object *root = json_parse_strict(req->body.p, req->body.len, 8, &jerr);
     if (!root || !json_object_is_type(root, json_type_object)) {
         if (root) json_object_put(root);
-        return answer_error(req, 400, "invalid_json", NULL, "the body must be a JSON object");
+        return gw_reply_error(req, 400, "invalid_json", NULL, "the body must be a JSON object");
     }
     json_object_object_foreach(root, key, val)
     {
@@ -420,33 +410,33 @@ static void ops_issue(struct gw *g, struct http_request *req)
         if (strcmp(key, "op") && strcmp(key, "target") && strcmp(key, "nodes") &&
             strcmp(key, "selector") && strcmp(key, "params")) {
             json_object_put(root);
-            return answer_error(req, 400, "invalid_op", key, "unknown field");
+            return gw_reply_error(req, 400, "invalid_op", key, "unknown field");
         }
     }
     struct strv opv, tv;
     enum op_kind kind;
     if (json_get_str(root, "op", &opv) || op_kind_parse(opv, &kind)) {
         json_object_put(root);
-        return answer_error(req, 400, "invalid_op", "op",
-                            "'op' must be install, upgrade, delete, load or unload");
+        return gw_reply_error(req, 400, "invalid_op", "op",
+                              "'op' must be install, upgrade, delete, load or unload");
     }
     char target[300];
     bool is_model = false;
     if (json_get_str(root, "target", &tv) || tv.len >= sizeof target) {
         json_object_put(root);
-        return answer_error(req, 400, "invalid_op", "target",
-                            "'target' must be \"model:NAME\" or \"backend:NAME\"");
+        return gw_reply_error(req, 400, "invalid_op", "target",
+                              "'target' must be \"model:NAME\" or \"backend:NAME\"");
     }
     memcpy(target, tv.p, tv.len);
     target[tv.len] = '\0';
     if (!target_is_valid(target, &is_model)) {
         json_object_put(root);
-        return answer_error(req, 400, "invalid_op", "target",
-                            "'target' must be \"model:NAME\" or \"backend:NAME\"");
+        return gw_reply_error(req, 400, "invalid_op", "target",
+                              "'target' must be \"model:NAME\" or \"backend:NAME\"");
     }
     if (!is_model && (kind == OP_LOAD || kind == OP_UNLOAD)) {
         json_object_put(root);
-        return answer_error(req, 400, "invalid_op", "op", "only models are loaded and unloaded");
+        return gw_reply_error(req, 400, "invalid_op", "op", "only models are loaded and unloaded");
     }
     struct json_object *nodes = NULL, *selector = NULL, *params = NULL;
     if (json_object_object_get_ex(root, "nodes", &nodes) && nodes) {
@@ -456,8 +446,8 @@ static void ops_issue(struct gw *g, struct http_request *req)
             ok = json_object_is_type(json_object_array_get_idx(nodes, i), json_type_string);
         if (!ok) {
             json_object_put(root);
-            return answer_error(req, 400, "invalid_op", "nodes",
-                                "'nodes' must be a non-empty array of node names");
+            return gw_reply_error(req, 400, "invalid_op", "nodes",
+                                  "'nodes' must be a non-empty array of node names");
         }
     }
     if (json_object_object_get_ex(root, "selector", &selector) && selector) {
@@ -469,8 +459,8 @@ static void ops_issue(struct gw *g, struct http_request *req)
         }
         if (!ok) {
             json_object_put(root);
-            return answer_error(req, 400, "invalid_op", "selector",
-                                "'selector' must be an object of label values");
+            return gw_reply_error(req, 400, "invalid_op", "selector",
+                                  "'selector' must be an object of label values");
         }
     }
     const char *params_s = NULL;
@@ -478,7 +468,7 @@ static void ops_issue(struct gw *g, struct http_request *req)
         !json_object_is_type(params, json_type_null)) {
         if (!json_object_is_type(params, json_type_object)) {
             json_object_put(root);
-            return answer_error(req, 400, "invalid_op", "params", "'params' must be an object");
+            return gw_reply_error(req, 400, "invalid_op", "params", "'params' must be an object");
         }
         params_s = json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN);
     }
@@ -815,51 +805,20 @@ static void list_dead(struct gw *g, struct http_request *req)
     buf_free(&b);
 }
 
-struct raise_ctx {
-    struct gw *g;
-    struct http_request *req;
-    int64_t id;
-};
-
-static void raise_abort(struct http_request *req, void *ctx)
-{
-    (void)req;
-    ((struct raise_ctx *)ctx)->req = NULL;
-}
-
-static void on_raised(void *ctx, int rc, const char *msg)
-{
-    struct raise_ctx *rc_ = ctx;
-    if (rc_->req) {
-        http_request_on_abort(rc_->req, NULL, NULL);
-        struct op_row *r = rc_->g->ops ? row_by_id(rc_->g->ops, rc_->id) : NULL;
-        if (rc || !r) {
-            answer_error(rc_->req, 500, "store_error", NULL,
-                         msg ? msg : "the retry could not be stored");
-        } else {
-            struct buf b;
-            buf_init(&b, 1u << 20);
-            int e = row_json(&b, &r->s, false, ops_now_ms(rc_->g));
-            (void)http_respond_json(rc_->req, e ? 500 : 200, NULL, 0, b.p, b.len);
-            buf_free(&b);
-        }
-    }
-    xfree(rc_);
-}
-
 static void retry_dead(struct gw *g, struct http_request *req, int64_t id)
 {
     struct ops *o = g->ops;
     size_t i = 0;
     while (i < o->n_dead && o->dead[i].id != id) i++;
-    if (i == o->n_dead) return answer_error(req, 404, "op_not_found", NULL, "no such dead letter");
+    if (i == o->n_dead)
+        return gw_reply_error(req, 404, "op_not_found", NULL, "no such dead letter");
     struct store_op *d = &o->dead[i];
     struct node *n = registry_find(&g->reg, strv_from_cstr(d->node));
     if (!n || n->admin == ADMIN_REMOVED)
-        return answer_error(req, 409, "illegal_transition", NULL, "the node is gone");
+        return gw_reply_error(req, 409, "illegal_transition", NULL, "the node is gone");
     if (row_find(o, d->node, d->target, d->op))
-        return answer_error(req, 409, "illegal_transition", NULL,
-                            "the same operation was issued again since; it is already queued");
+        return gw_reply_error(req, 409, "illegal_transition", NULL,
+                              "the same operation was issued again since; it is already queued");
     struct op_row *r = xcalloc(1, sizeof *r);
     r->g = g;
     store_op_copy(&r->s, d);
@@ -876,42 +835,42 @@ static void retry_dead(struct gw *g, struct http_request *req, int64_t id)
     o->dead[i] = o->dead[--o->n_dead];
     LOGI("op_raised", "op=%lld node=%s target=%s kind=%s", (long long)r->s.id, r->s.node,
          r->s.target, r->s.op);
-    struct raise_ctx *c = xcalloc(1, sizeof *c);
-    c->g = g;
-    c->req = req;
-    c->id = r->s.id;
-    http_request_on_abort(req, raise_abort, c);
+    /* the answer is the row as it now stands, sent once the move is committed */
+    struct buf b;
+    buf_init(&b, 1u << 20);
+    if (row_json(&b, &r->s, false, ops_now_ms(g))) buf_reset(&b);
+    struct gw_reply *reply = gw_reply_new(req, 200, &b, NULL);
     if (g->store)
-        store_raise_op(g->store, r->s.id, &r->s, on_raised, c);
+        store_raise_op(g->store, r->s.id, &r->s, gw_reply_done, reply);
     else
-        on_raised(c, 0, NULL);
+        gw_reply_done(reply, 0, NULL);
 }
 
 void ops_admin(struct gw *g, struct http_request *req, struct strv rest)
 {
     bool get = strv_eq_cstr(req->method, "GET"), post = strv_eq_cstr(req->method, "POST");
-    if (!g->ops) return answer_error(req, 503, "not_ready", NULL, "operations are not loaded");
+    if (!g->ops) return gw_reply_error(req, 503, "not_ready", NULL, "operations are not loaded");
     if (rest.len == 0) {
         if (post) return ops_issue(g, req);
         if (get)
             return list_rows(
                 g, req, strv_eq_cstr(req->query, "all=1") || strv_eq_cstr(req->query, "all=true"));
-        return answer_error(req, 405, "method_not_allowed", NULL, "GET or POST");
+        return gw_reply_error(req, 405, "method_not_allowed", NULL, "GET or POST");
     }
     if (strv_eq_cstr(rest, "/dead")) {
-        if (!get) return answer_error(req, 405, "method_not_allowed", NULL, "use GET");
+        if (!get) return gw_reply_error(req, 405, "method_not_allowed", NULL, "use GET");
         return list_dead(g, req);
     }
     struct strv pre = STRV_LIT("/dead/"), suf = STRV_LIT("/retry");
     if (strv_starts_with(rest, pre) && rest.len > pre.len + suf.len &&
         strv_eq(strv_sub(rest, rest.len - suf.len, rest.len), suf)) {
-        if (!post) return answer_error(req, 405, "method_not_allowed", NULL, "use POST");
+        if (!post) return gw_reply_error(req, 405, "method_not_allowed", NULL, "use POST");
         uint64_t id;
         if (strv_to_u64(strv_sub(rest, pre.len, rest.len - suf.len - pre.len), &id))
-            return answer_error(req, 404, "op_not_found", NULL, "no such dead letter");
+            return gw_reply_error(req, 404, "op_not_found", NULL, "no such dead letter");
         return retry_dead(g, req, (int64_t)id);
     }
-    answer_error(req, 404, "unknown_url", NULL, "unknown path");
+    gw_reply_error(req, 404, "unknown_url", NULL, "unknown path");
 }
 
 /* POST /admin/v1/testing/clock {"advance_ms": N}: moves the operations' clock forward, for
@@ -919,13 +878,13 @@ void ops_admin(struct gw *g, struct http_request *req, struct strv rest)
 void ops_testing_clock(struct gw *g, struct http_request *req)
 {
     if (!g->cfg.testing_clock_control)
-        return answer_error(req, 404, "unknown_url", NULL, "unknown path");
+        return gw_reply_error(req, 404, "unknown_url", NULL, "unknown path");
     int64_t adv = 0;
     struct json_object *root = json_parse_strict(req->body.p, req->body.len, 4, NULL);
     if (!root || json_get_int(root, "advance_ms", &adv) || adv < 0) {
         if (root) json_object_put(root);
-        return answer_error(req, 400, "invalid_json", "advance_ms",
-                            "expected {\"advance_ms\": N} with N >= 0");
+        return gw_reply_error(req, 400, "invalid_json", "advance_ms",
+                              "expected {\"advance_ms\": N} with N >= 0");
     }
     json_object_put(root);
     if (g->ops) g->ops->clock_offset_ms += adv;
@@ -1122,8 +1081,8 @@ void ops_inventory(struct gw *g, struct http_request *req, const char *target)
     if (target) {
         bool is_model;
         if (!target_is_valid(target, &is_model))
-            return answer_error(req, 400, "invalid_target", "target",
-                                "'target' must be model:NAME or backend:NAME");
+            return gw_reply_error(req, 400, "invalid_target", "target",
+                                  "'target' must be model:NAME or backend:NAME");
     }
     struct inv *inv = xcalloc(1, sizeof *inv);
     inv->g = g;

@@ -5,6 +5,7 @@ gateway side is tested on its own. The real `drover agent` is exercised in test_
 Everything runs on loopback; every wait is bounded; every process is ended by its pid.
 """
 import json
+import sqlite3
 import os
 import subprocess
 import sys
@@ -156,6 +157,19 @@ def test_lifecycle(db):
     a.secret = b.get("secret")
     check.ok(wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")),
              "approved agent becomes routable")
+
+    # the flush timer (a periodic job of drover serve) writes live state: only it writes the
+    # inventory the first probe learned, since no admin change happened after it
+    def stored_inventory():
+        con = sqlite3.connect(db)
+        try:
+            row = con.execute("SELECT inventory_json FROM nodes WHERE name='agent-a'").fetchone()
+        finally:
+            con.close()
+        return row and row[0] and MODEL in row[0]
+
+    check.ok(wait_for("inventory flushed", stored_inventory),
+             "the flush timer stores the probed inventory")
     st, h, body = chat(gw)
     check.ok(st == 200 and h.get("x-drover-node") == "agent-a", "chat served by the agent")
     check.ok(a.chats >= 1, "the agent saw the chat")
