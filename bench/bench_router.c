@@ -4,8 +4,12 @@
  * for PICKS picks (default 200,000) with the monotonic clock around each call, and prints
  * p50/p90/p99/max and the mean. In-flight counts are varied between picks the way the proxy
  * would (the picked node gets +1 and some other node -1) so the scan does not see one fixed
- * winner. Built by bench/run.sh against build/release/libdrover_core.a; not part of CMake.
- * Usage: bench_router [NODES] [PICKS] */
+ * winner. MODE "busy" keeps every node at one request or more, so no pick can stop early at
+ * an idle node and each one scans every candidate (the worst case); "mixed" (the default)
+ * starts nodes at 0..6 in flight. Built by bench/run.sh against build/release/libdrover_core.a;
+ * not part of CMake.
+ * Usage: bench_router [NODES] [PICKS] [mixed|busy] */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +38,10 @@ int main(int argc, char **argv)
 {
     size_t n_nodes = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
     size_t picks = argc > 2 ? strtoul(argv[2], NULL, 10) : 200000;
-    if (n_nodes == 0 || picks == 0) {
-        fprintf(stderr, "usage: bench_router [NODES] [PICKS]\n");
+    const char *mode = argc > 3 ? argv[3] : "mixed";
+    bool busy = strcmp(mode, "busy") == 0;
+    if (n_nodes == 0 || picks == 0 || (!busy && strcmp(mode, "mixed") != 0)) {
+        fprintf(stderr, "usage: bench_router [NODES] [PICKS] [mixed|busy]\n");
         return 2;
     }
     log_set_level(LOG_ERROR); /* no node_healthy line per node */
@@ -60,7 +66,7 @@ int main(int argc, char **argv)
         }
         registry_set_models(nd, models, 4);
         for (unsigned k = 0; k < cfg.rise + 1; k++) (void)registry_probe_ok(&reg, nd, 1000);
-        nd->inflight = (unsigned)(i % 7);
+        nd->inflight = (unsigned)(i % 7) + busy;
     }
     size_t routable = registry_count_routable(&reg, 1000);
     if (routable != n_nodes) {
@@ -85,16 +91,16 @@ int main(int argc, char **argv)
             ok++;
             res.node->inflight++;
             struct node *other = reg.nodes[(i * 7919) % n_nodes];
-            if (other->inflight) other->inflight--;
+            if (other->inflight > (unsigned)busy) other->inflight--;
         }
     }
     t_all = now_ns() - t_all;
     qsort(lat, picks, sizeof *lat, cmp_u64);
     double p50 = lat[picks / 2] / 1000.0, p90 = lat[picks * 90 / 100] / 1000.0;
     double p99 = lat[picks * 99 / 100] / 1000.0, mx = lat[picks - 1] / 1000.0;
-    printf("nodes=%zu picks=%zu ok=%zu p50_us=%.2f p90_us=%.2f p99_us=%.2f max_us=%.2f "
+    printf("mode=%s nodes=%zu picks=%zu ok=%zu p50_us=%.2f p90_us=%.2f p99_us=%.2f max_us=%.2f "
            "mean_us=%.2f\n",
-           n_nodes, picks, ok, p50, p90, p99, mx, t_all / 1000.0 / (double)picks);
+           mode, n_nodes, picks, ok, p50, p90, p99, mx, t_all / 1000.0 / (double)picks);
     xfree(lat);
     registry_free(&reg);
     return ok == picks ? 0 : 1;

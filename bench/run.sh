@@ -658,21 +658,31 @@ s5() {
     R[s5.healthy]=$(curl -fs -m 5 "http://127.0.0.1:$aport/admin/v1/nodes" | grep -o '"liveness":"healthy"' | wc -l || true)
     stop "$dpid" "$spid"
     # Router decision time.
-    local rows=""
+    # Router decision time: "mixed" (nodes at 0..6 in flight) and "busy" (none idle, so every
+    # pick scans all candidates); the verdict takes the busy one, the worst case.
     if [ -x "$TMP/bench_router" ]; then
-        for r in $(seq "$ROUNDS"); do
-            rows+="$("${SRV_PIN[@]}" "$TMP/bench_router" "$S5_NODES" "$ROUTER_PICKS")"$'\n'
+        local mode rows
+        for mode in mixed busy; do
+            rows=""
+            for r in $(seq "$ROUNDS"); do
+                rows+="$("${SRV_PIN[@]}" "$TMP/bench_router" "$S5_NODES" "$ROUTER_PICKS" "$mode")"$'\n'
+            done
+            echo "$rows" >>"$TMP/router.log"
+            R[s5.$mode.p50]=$(sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
+            R[s5.$mode.p99]=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
         done
-        echo "$rows" >"$TMP/router.log"
-        R[s5.pick_p50]=$(sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
-        R[s5.pick_p99]=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
+        R[s5.pick_p50]=${R[s5.busy.p50]}
+        R[s5.pick_p99]=${R[s5.busy.p99]}
     fi
     report ""
     report "S5 control plane: drover serve with $S5_NODES static nodes (one drover sim --nodes $S5_NODES), default health settings"
     report "$(printf '  idle RSS, no nodes            %8.1f MB' "$(awk -v k="${R[s5.rss0_kb]}" 'BEGIN { print k / 1024 }')")"
     report "$(printf '  idle RSS, %4d nodes          %8.1f MB (%s healthy at the end)' "$S5_NODES" "$(awk -v k="${R[s5.rss_kb]}" 'BEGIN { print k / 1024 }')" "${R[s5.healthy]}")"
     report "$(printf '  CPU probing them, %ds window  %8s %% of one core' "$S5_IDLE" "${R[s5.cpu_pct]}")"
-    report "$(printf '  router_pick, %d nodes, %d picks x %d: p50 %s us, p99 %s us (medians)' "$S5_NODES" "$ROUTER_PICKS" "$ROUNDS" "${R[s5.pick_p50]:-n/a}" "${R[s5.pick_p99]:-n/a}")"
+    local mode
+    for mode in mixed busy; do
+        report "$(printf '  router_pick %-5s %d nodes, %d picks x %d: p50 %s us, p99 %s us (medians)' "$mode" "$S5_NODES" "$ROUTER_PICKS" "$ROUNDS" "${R[s5.$mode.p50]:-n/a}" "${R[s5.$mode.p99]:-n/a}")"
+    done
 }
 
 # ---- run -------------------------------------------------------------------------------------
@@ -719,7 +729,7 @@ if has s5; then
     verdict "S5 idle RSS < 10 MB with no nodes" "${R[s5.rss0_kb]} < 10240" "$(awk -v k="${R[s5.rss0_kb]}" 'BEGIN { printf "%.1f MB", k / 1024 }')"
     verdict "S5 idle RSS < 64 MB with $S5_NODES nodes" "${R[s5.rss_kb]} < 65536" "$(awk -v k="${R[s5.rss_kb]}" 'BEGIN { printf "%.1f MB", k / 1024 }')"
     verdict "S5 < 5% of one core to probe $S5_NODES nodes" "${R[s5.cpu_pct]} < 5" "${R[s5.cpu_pct]} %"
-    verdict "S5 route decision p99 < 20 us" "${R[s5.pick_p99]:-999} < 20" "p99 ${R[s5.pick_p99]:-n/a} us (p50 ${R[s5.pick_p50]:-n/a})"
+    verdict "S5 route decision p99 < 20 us" "${R[s5.pick_p99]:-999} < 20" "p99 ${R[s5.pick_p99]:-n/a} us (p50 ${R[s5.pick_p50]:-n/a}), busy fleet: every pick scans all 1000 candidates"
 fi
 
 # ---- header: versions and machine ------------------------------------------------------------

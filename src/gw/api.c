@@ -1,11 +1,13 @@
 /* api — the client listener: the OpenAI and Ollama endpoints. Inference requests go to the
  * proxy; the model lists are answered from the registry (what the fleet can serve now).
  * The loop thread only. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 
@@ -28,6 +30,15 @@ static bool authorized(const struct gw *g, const struct http_request *req)
 }
 
 /* Distinct model ids served by routable nodes (optionally Ollama nodes only). */
+static int cmp_model_nodes(const void *a, const void *b)
+{
+    const struct model_nodes *x = *(const struct model_nodes *const *)a;
+    const struct model_nodes *y = *(const struct model_nodes *const *)b;
+    size_t n = x->id_len < y->id_len ? x->id_len : y->id_len;
+    int c = memcmp(x->id, y->id, n);
+    return c ? c : (x->id_len > y->id_len) - (x->id_len < y->id_len);
+}
+
 static void list_models(struct gw *g, struct http_request *req, bool ollama)
 {
     struct buf out;
@@ -52,45 +63,51 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
         if (!rc) rc = models_where_json(g, m, &out);
         if (!rc) rc = buf_append_cstr(&out, "}");
     }
-    for (size_t i = 0; i < g->reg.n && !rc; i++) {
-        const struct node *n = g->reg.nodes[i];
-        if (!node_is_routable(&g->reg, n, now) || (ollama && n->kind != NODE_KIND_OLLAMA)) continue;
-        for (size_t m = 0; m < n->n_models && !rc; m++) {
-            const char *id = n->models[m].id;
-            /* skip ids an earlier routable node already listed */
-            bool dup = false;
-            for (size_t j = 0; j < i && !dup; j++) {
-                const struct node *o = g->reg.nodes[j];
-                if (!node_is_routable(&g->reg, o, now) || (ollama && o->kind != NODE_KIND_OLLAMA))
-                    continue;
-                dup = node_model_find(o, strv_from_cstr(id)) != NULL;
+    /* Served models from the model index, each once, sorted by id, with the routable nodes
+     * serving it in registry order: one pass over each model's replicas, not nodes^2. */
+    (void)registry_model_nodes(&g->reg, STRV_LIT("")); /* brings the index up to date */
+    const struct model_index *ix = &g->reg.index;
+    const struct model_nodes **served = ix->n ? xcalloc(ix->n, sizeof *served) : NULL;
+    size_t n_served = 0;
+    for (size_t t = 0; t < ix->cap; t++) {
+        const struct model_nodes *e = &ix->tab[t];
+        if (!e->id || (!ollama && catalogue_find(&g->cat, (struct strv){e->id, e->id_len})))
+            continue;
+        for (size_t i = 0; i < e->n; i++) {
+            const struct node *o = e->slots[i].node;
+            if (node_is_routable(&g->reg, o, now) && (!ollama || o->kind == NODE_KIND_OLLAMA)) {
+                served[n_served++] = e;
+                break;
             }
-            if (dup || (!ollama && catalogue_find(&g->cat, strv_from_cstr(id)))) continue;
-            if (emitted++) rc = buf_append_cstr(&out, ",");
-            if (ollama) {
-                if (!rc) rc = buf_append_cstr(&out, "{\"name\":");
-                if (!rc) rc = json_append_str(&out, id, strlen(id));
-                if (!rc) rc = buf_append_cstr(&out, ",\"model\":");
-                if (!rc) rc = json_append_str(&out, id, strlen(id));
-                if (!rc) rc = buf_append_cstr(&out, "}");
-                continue;
-            }
-            if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
-            if (!rc) rc = json_append_str(&out, id, strlen(id));
-            if (!rc)
-                rc = buf_append_cstr(&out, ",\"object\":\"model\",\"created\":0,"
-                                           "\"owned_by\":\"drover\",\"nodes\":[");
-            size_t k = 0;
-            for (size_t j = i; j < g->reg.n && !rc; j++) {
-                const struct node *o = g->reg.nodes[j];
-                if (!node_is_routable(&g->reg, o, now) || !node_model_find(o, strv_from_cstr(id)))
-                    continue;
-                if (k++) rc = buf_append_cstr(&out, ",");
-                if (!rc) rc = json_append_str(&out, o->name, strlen(o->name));
-            }
-            if (!rc) rc = buf_append_cstr(&out, "]}");
         }
     }
+    if (n_served) qsort(served, n_served, sizeof *served, cmp_model_nodes);
+    for (size_t s = 0; s < n_served && !rc; s++) {
+        const struct model_nodes *e = served[s];
+        if (emitted++) rc = buf_append_cstr(&out, ",");
+        if (ollama) {
+            if (!rc) rc = buf_append_cstr(&out, "{\"name\":");
+            if (!rc) rc = json_append_str(&out, e->id, e->id_len);
+            if (!rc) rc = buf_append_cstr(&out, ",\"model\":");
+            if (!rc) rc = json_append_str(&out, e->id, e->id_len);
+            if (!rc) rc = buf_append_cstr(&out, "}");
+            continue;
+        }
+        if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
+        if (!rc) rc = json_append_str(&out, e->id, e->id_len);
+        if (!rc)
+            rc = buf_append_cstr(&out, ",\"object\":\"model\",\"created\":0,"
+                                       "\"owned_by\":\"drover\",\"nodes\":[");
+        size_t k = 0;
+        for (size_t i = 0; i < e->n && !rc; i++) {
+            const struct node *o = e->slots[i].node;
+            if (!node_is_routable(&g->reg, o, now)) continue;
+            if (k++) rc = buf_append_cstr(&out, ",");
+            if (!rc) rc = json_append_str(&out, o->name, strlen(o->name));
+        }
+        if (!rc) rc = buf_append_cstr(&out, "]}");
+    }
+    xfree(served);
     if (!rc) rc = buf_append_cstr(&out, "]}");
     if (rc) {
         buf_free(&out);

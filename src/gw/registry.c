@@ -32,8 +32,13 @@ void registry_init(struct registry *reg, const struct registry_config *cfg)
     }
 }
 
+/* Bumped whenever a node's model array is replaced, grown, shrunk or freed: the model index
+ * (below) holds pointers into those arrays and rebuilds when this moves. */
+uint64_t registry_models_epoch = 1;
+
 static void free_models(struct node *n)
 {
+    registry_models_epoch++;
     for (size_t i = 0; i < n->n_models; i++) xfree(n->models[i].id);
     xfree(n->models);
     n->models = NULL;
@@ -66,8 +71,16 @@ static void node_free(struct node *n)
     xfree(n);
 }
 
+static void index_clear(struct model_index *ix)
+{
+    for (size_t i = 0; i < ix->cap; i++) xfree(ix->tab[i].slots);
+    xfree(ix->tab);
+    memset(ix, 0, sizeof *ix);
+}
+
 void registry_free(struct registry *reg)
 {
+    index_clear(&reg->index);
     for (size_t i = 0; i < reg->n; i++) node_free(reg->nodes[i]);
     xfree(reg->nodes);
     reg->nodes = NULL;
@@ -275,8 +288,23 @@ struct node_model *node_model_find(const struct node *n, struct strv model)
     return NULL;
 }
 
+/* True when ids (which may repeat) name exactly the node's current models. */
+static bool models_same(const struct node *n, const struct strv *ids, size_t n_ids)
+{
+    if (!n->inventory_known || n_ids != n->n_models) return false;
+    for (size_t i = 0; i < n_ids; i++) {
+        if (!node_model_find(n, ids[i])) return false;
+        for (size_t j = 0; j < i; j++)
+            if (strv_eq(ids[i], ids[j])) return false; /* a repeat: some model is not listed */
+    }
+    return true;
+}
+
 void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
 {
+    /* Every probe reports the inventory; an unchanged one keeps the array (and the model
+     * index that points into it) as it is. */
+    if (models_same(n, ids, n_ids)) return;
     bool same = n->inventory_known;
     for (size_t i = 0; i < n_ids && same; i++) same = node_model_find(n, ids[i]) != NULL;
     size_t old_count = n->n_models;
@@ -336,6 +364,7 @@ void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uin
         m->id = xstrndup(id.p, id.len);
         m->id_len = id.len;
         n->dirty = true;
+        registry_models_epoch++;
     }
     if (size_mb) m->size_mb = size_mb;
     m->last_used_ms = now_ms;
@@ -348,6 +377,7 @@ void registry_model_unloaded(struct node *n, struct strv id)
         xfree(n->models[i].id);
         n->models[i] = n->models[--n->n_models];
         n->dirty = true;
+        registry_models_epoch++;
         registry_generation++;
         return;
     }
@@ -501,4 +531,67 @@ size_t registry_count_routable(const struct registry *reg, uint64_t now_ms)
     size_t c = 0;
     for (size_t i = 0; i < reg->n; i++) c += node_is_routable(reg, reg->nodes[i], now_ms);
     return c;
+}
+
+/* The model index: model id -> the nodes listing it, with a pointer to each node's entry.
+ * Open addressing, power-of-two table, FNV-1a; rebuilt from scratch when the models epoch
+ * moved (inventories change rarely: a probe that reports the same list changes nothing). */
+static uint64_t hash_id(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static struct model_nodes *index_slot(struct model_index *ix, const char *id, size_t len,
+                                      uint64_t h)
+{
+    size_t mask = ix->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        struct model_nodes *e = &ix->tab[i];
+        if (!e->id || (e->hash == h && e->id_len == len && memcmp(e->id, id, len) == 0)) return e;
+    }
+}
+
+static void index_build(struct registry *reg)
+{
+    struct model_index *ix = &reg->index;
+    index_clear(ix);
+    size_t total = 0;
+    for (size_t i = 0; i < reg->n; i++) total += reg->nodes[i]->n_models;
+    size_t cap = 8;
+    while (cap < total * 2) cap *= 2; /* load factor at most 1/2 (distinct ids <= total) */
+    ix->tab = xcalloc(cap, sizeof *ix->tab);
+    ix->cap = cap;
+    for (size_t i = 0; i < reg->n; i++) {
+        struct node *nd = reg->nodes[i];
+        for (size_t k = 0; k < nd->n_models; k++) {
+            struct node_model *m = &nd->models[k];
+            if (!m->id) continue;
+            uint64_t h = hash_id(m->id, m->id_len);
+            struct model_nodes *e = index_slot(ix, m->id, m->id_len, h);
+            if (!e->id) {
+                e->id = m->id;
+                e->id_len = m->id_len;
+                e->hash = h;
+                ix->n++;
+            }
+            if (e->n == e->cap) {
+                e->cap = e->cap ? e->cap * 2 : 4;
+                e->slots = xrealloc(e->slots, e->cap * sizeof *e->slots);
+            }
+            e->slots[e->n++] = (struct model_slot){nd, m};
+        }
+    }
+    ix->epoch = registry_models_epoch;
+    ix->nodes_seen = reg->n;
+}
+
+const struct model_nodes *registry_model_nodes(struct registry *reg, struct strv model)
+{
+    struct model_index *ix = &reg->index;
+    if (!ix->tab || ix->epoch != registry_models_epoch || ix->nodes_seen != reg->n)
+        index_build(reg);
+    struct model_nodes *e = index_slot(ix, model.p, model.len, hash_id(model.p, model.len));
+    return e->id ? e : NULL;
 }

@@ -34,11 +34,21 @@ struct node_label {
 };
 
 struct node {
+    /* What the router reads for every candidate, together at the front (one cache line). */
+    enum node_admin admin;
+    enum node_kind kind;
+    enum node_live live;
+    bool ever_healthy;
+    bool excluded;
+    unsigned inflight;
+    unsigned streams_active;
+    uint64_t last_stream_byte_ms;
+    uint64_t cooled_until_ms; /* busy: no new requests before this */
+
     char *name;    /* owned, unique */
     char *url;     /* owned: "http://127.0.0.1:9101" */
     char host[64]; /* numeric address or "localhost" */
     int port;
-    enum node_kind kind;
     char *api_key; /* owned, may be NULL; for agents the gateway key H (docs/node_api.md) */
     struct node_label *labels;
     size_t n_labels;
@@ -51,24 +61,14 @@ struct node {
     int64_t created_ms, joined_ms; /* unix ms: first seen, last join (0: never) */
     bool dirty;                    /* live state changed since it was last written to the store */
 
-    enum node_admin admin;
-
-    enum node_live live;
-    bool ever_healthy;
     unsigned ok_streak, fail_streak;
     uint64_t last_probe_ms;
     char last_probe_error[96];
 
     unsigned consecutive_faults;
-    bool excluded;
     unsigned ejections; /* how many times it was excluded since the last recover */
     uint64_t excluded_at_ms;
-    uint64_t eject_until_ms;  /* auto-recover not before this */
-    uint64_t cooled_until_ms; /* busy: no new requests before this */
-
-    unsigned inflight;
-    unsigned streams_active;
-    uint64_t last_stream_byte_ms;
+    uint64_t eject_until_ms; /* auto-recover not before this */
 
     struct node_model *models; /* loaded: servable now */
     size_t n_models;
@@ -96,11 +96,31 @@ struct registry_config {
 };
 void registry_config_defaults(struct registry_config *cfg);
 
+/* One model's entry in the model index: every node listing it, with its entry there. */
+struct model_slot {
+    struct node *node;
+    struct node_model *model;
+};
+struct model_nodes {
+    const char *id; /* borrowed from a node's model entry; NULL: an empty table slot */
+    size_t id_len;
+    uint64_t hash;
+    struct model_slot *slots; /* owned */
+    size_t n, cap;
+};
+struct model_index {
+    struct model_nodes *tab; /* owned, cap entries (a power of two) */
+    size_t cap, n;
+    uint64_t epoch;    /* registry_models_epoch it was built at */
+    size_t nodes_seen; /* reg->n it was built with */
+};
+
 struct registry {
     struct node **nodes; /* owned */
     size_t n;
     uint64_t rr; /* round-robin cursor for ties */
     struct registry_config cfg;
+    struct model_index index; /* lazily rebuilt; see registry_model_nodes */
 };
 
 void registry_init(struct registry *reg, const struct registry_config *cfg);
@@ -148,6 +168,12 @@ void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uin
 void registry_model_unloaded(struct node *n, struct strv id);
 /* Reads devices and VRAM from a discovery object's JSON (docs/node_api.md). */
 void registry_set_facts_from_discovery(struct node *n, const char *discovery_json);
+/* The nodes listing a model (in registry order), or NULL when none does. Rebuilds the index
+ * first when any node's model list changed since it was built. The result is valid until the
+ * next change to any inventory. */
+const struct model_nodes *registry_model_nodes(struct registry *reg, struct strv model);
+/* Bumped whenever any node's model array changes (the index above follows it). */
+extern uint64_t registry_models_epoch;
 /* Bumped on every change that can make an infeasible model feasible (join, labels, unload). */
 extern uint64_t registry_generation;
 

@@ -1,5 +1,7 @@
-/* router — least in-flight with round-robin ties. One pass over the nodes; the reasons for
- * failure are collected on the way so the caller gets the most useful answer of §5. */
+/* router — least in-flight with round-robin ties. One pass over the nodes that list the model
+ * (the registry's model index, so the cost follows the model's replicas, not the fleet); the
+ * reasons for failure are collected on the way so the caller gets the most useful answer of
+ * §5. Only a failure looks at the rest of the fleet (404 against 503). */
 #include "gw/router.h"
 
 #include "gw/placement.h"
@@ -19,30 +21,47 @@ static bool was_tried(const struct route_query *q, const struct node *n)
     return false;
 }
 
+/* Skips what the query rules out before liveness is even looked at. */
+static bool filtered_out(const struct route_query *q, const struct node *nd)
+{
+    if (nd->admin == ADMIN_REMOVED) return true;
+    if (q->ollama_only && nd->kind != NODE_KIND_OLLAMA) return true;
+    return q->cat && (placement_infeasible(q->cat, nd) & ~(unsigned)PLACE_REMOVED);
+}
+
+/* Whether any node the query may use is routable at all: only the failure answers need it
+ * (404 "no such model" against 503 "no healthy node"), so it is a scan of its own. */
+static bool any_node_routable(struct registry *reg, const struct route_query *q)
+{
+    for (size_t i = 0; i < reg->n; i++) {
+        const struct node *nd = reg->nodes[i];
+        if (!filtered_out(q, nd) && node_is_routable(reg, nd, q->now_ms)) return true;
+    }
+    return false;
+}
+
 void router_pick(struct registry *reg, const struct route_query *q, struct route_result *out)
 {
     out->node = NULL;
     out->retry_after_s = 0;
-    size_t n = reg->n;
-    bool any_routable = false, any_has_model = false, any_has_model_routable = false;
+    /* Only the nodes that list the model are candidates (the model index); among them the
+     * least in-flight wins, ties broken by a round-robin start. */
+    const struct model_nodes *mn = registry_model_nodes(reg, q->model);
+    size_t n = mn ? mn->n : 0;
+    bool any_has_model = false, any_has_model_routable = false;
     bool any_capable = false, any_untried = false;
     uint64_t min_cool_ms = UINT64_MAX;
     struct node *best = NULL;
     size_t start = n ? (size_t)(reg->rr % n) : 0;
 
-    for (size_t k = 0; k < n; k++) {
-        struct node *nd = reg->nodes[(start + k) % n];
-        if (nd->admin == ADMIN_REMOVED) continue;
-        if (q->ollama_only && nd->kind != NODE_KIND_OLLAMA) continue;
-        if (q->cat && (placement_infeasible(q->cat, nd) & ~(unsigned)PLACE_REMOVED)) continue;
-        bool routable = node_is_routable(reg, nd, q->now_ms);
-        any_routable |= routable;
-        struct node_model *m = node_model_find(nd, q->model);
-        if (!m) continue;
+    for (size_t k = 0, i = start; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
+        const struct model_slot *sl = &mn->slots[i];
+        struct node *nd = sl->node;
+        if (filtered_out(q, nd)) continue;
         any_has_model = true;
-        if (!routable) continue;
+        if (!node_is_routable(reg, nd, q->now_ms)) continue;
         any_has_model_routable = true;
-        if (m->caps_absent & q->cap) continue;
+        if (sl->model->caps_absent & q->cap) continue;
         any_capable = true;
         if (was_tried(q, nd)) continue;
         any_untried = true;
@@ -51,7 +70,10 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
             if (left < min_cool_ms) min_cool_ms = left;
             continue;
         }
-        if (!best || nd->inflight < best->inflight) best = nd;
+        if (!best || nd->inflight < best->inflight) {
+            best = nd;
+            if (nd->inflight == 0) break; /* nothing beats an idle node; later ties lose */
+        }
     }
     if (best) {
         reg->rr++;
@@ -60,11 +82,13 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         return;
     }
     if (!any_has_model) {
+        bool any_routable = any_node_routable(reg, q);
         out->status = any_routable ? ROUTE_MODEL_NOT_FOUND : ROUTE_NO_HEALTHY_NODES;
         if (!any_routable) out->retry_after_s = 5;
         return;
     }
     if (!any_has_model_routable) {
+        bool any_routable = any_node_routable(reg, q);
         out->status = any_routable ? ROUTE_FEASIBLE_UNHEALTHY : ROUTE_NO_HEALTHY_NODES;
         out->retry_after_s = any_routable ? 3 : 5;
         return;

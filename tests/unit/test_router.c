@@ -115,6 +115,80 @@ static void test_reasons(void **state)
     registry_free(&reg);
 }
 
+/* The model index follows every inventory change: a probe with a new list, a cold load, an
+ * unload, a tombstone, a node added after the index was built; an unchanged list keeps the
+ * model array; and over a larger fleet it lists exactly the nodes a scan would find. */
+static void test_model_index(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    make_healthy(&reg, a);
+    assert_ptr_equal(pick(&reg, "m", CAP_CHAT).node, a);
+    assert_int_equal(pick(&reg, "x", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
+    /* the same list again (as every probe reports it) keeps the array */
+    struct node_model *before = a->models;
+    uint64_t epoch = registry_models_epoch;
+    struct strv same = STRV_LIT("m");
+    registry_set_models(a, &same, 1);
+    assert_ptr_equal(a->models, before);
+    assert_true(registry_models_epoch == epoch);
+    /* a list with a repeat is not "the same" as a longer one */
+    struct strv two[2] = {STRV_LIT("m"), STRV_LIT("x")};
+    registry_set_models(a, two, 2);
+    assert_ptr_equal(pick(&reg, "x", CAP_CHAT).node, a);
+    struct strv rep[2] = {STRV_LIT("m"), STRV_LIT("m")};
+    registry_set_models(a, rep, 2);
+    assert_int_equal(a->n_models, 1);
+    assert_int_equal(pick(&reg, "x", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
+    /* a cold load and an unload */
+    registry_model_loaded(a, STRV_LIT("y"), 100, 5000);
+    assert_ptr_equal(pick(&reg, "y", CAP_CHAT).node, a);
+    registry_model_unloaded(a, STRV_LIT("y"));
+    assert_int_equal(pick(&reg, "y", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
+    /* a node added after the index was built */
+    struct node *b = add(&reg, "b", 9002, "z");
+    make_healthy(&reg, b);
+    assert_ptr_equal(pick(&reg, "z", CAP_CHAT).node, b);
+    /* a tombstone drops the node's models */
+    registry_tombstone(b);
+    assert_null(registry_model_nodes(&reg, STRV_LIT("z")));
+    assert_int_equal(pick(&reg, "z", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
+    registry_free(&reg);
+
+    /* 300 nodes, each listing 2 of 13 models: the index agrees with a scan */
+    registry_init(&reg, NULL);
+    char name[24], model[24], model2[24];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "n%d", i);
+        snprintf(model, sizeof model, "model-%d", i % 13);
+        snprintf(model2, sizeof model2, "model-%d", (i * 7 + 3) % 13);
+        struct node *n = add(&reg, name, 10000 + i, model);
+        struct strv ids[2] = {strv_from_cstr(model), strv_from_cstr(model2)};
+        registry_set_models(n, ids, 2);
+        make_healthy(&reg, n);
+    }
+    for (int k = 0; k < 13; k++) {
+        snprintf(model, sizeof model, "model-%d", k);
+        size_t want = 0;
+        for (size_t i = 0; i < reg.n; i++)
+            want += node_model_find(reg.nodes[i], strv_from_cstr(model)) != NULL;
+        const struct model_nodes *mn = registry_model_nodes(&reg, strv_from_cstr(model));
+        assert_non_null(mn);
+        assert_int_equal(mn->n, want);
+        for (size_t i = 0; i < mn->n; i++) {
+            assert_ptr_equal(node_model_find(mn->slots[i].node, strv_from_cstr(model)),
+                             mn->slots[i].model);
+        }
+        struct route_result r = pick(&reg, model, CAP_CHAT);
+        assert_int_equal(r.status, ROUTE_OK);
+        assert_non_null(node_model_find(r.node, strv_from_cstr(model)));
+    }
+    assert_null(registry_model_nodes(&reg, STRV_LIT("model-13")));
+    registry_free(&reg);
+}
+
 static void test_debounce_and_streaming(void **state)
 {
     (void)state;
@@ -222,6 +296,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_least_inflight_and_round_robin),
         cmocka_unit_test(test_reasons),
+        cmocka_unit_test(test_model_index),
         cmocka_unit_test(test_debounce_and_streaming),
         cmocka_unit_test(test_exclusion),
         cmocka_unit_test(test_bad_urls),
