@@ -103,3 +103,21 @@ char *buf_take(struct buf *b, size_t *len_out)
     b->len = b->cap = 0;
     return p;
 }
+
+size_t u64_to_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+int buf_append_u64(struct buf *b, uint64_t v)
+{
+    char d[20];
+    return buf_append(b, d, u64_to_dec(d, v));
+}

@@ -5,6 +5,7 @@
 #ifndef DROVER_BASE_BUF_H
 #define DROVER_BASE_BUF_H
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/err.h"
 #include "base/strv.h"
@@ -21,6 +22,10 @@ int buf_append(struct buf *b, const void *p, size_t n) WUR;
 int buf_append_strv(struct buf *b, struct strv v) WUR;
 int buf_append_cstr(struct buf *b, const char *s) WUR;
 int buf_appendf(struct buf *b, const char *fmt, ...) WUR PRINTF_LIKE(2, 3);
+/* v in decimal (hot paths: no printf). */
+int buf_append_u64(struct buf *b, uint64_t v) WUR;
+/* Writes v in decimal to out (at least 20 bytes, no NUL) and returns the digit count. */
+size_t u64_to_dec(char *out, uint64_t v);
 /* Drops the first n bytes (n > len drops all). */
 void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b); /* len = 0, keeps memory */

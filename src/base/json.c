@@ -371,3 +371,309 @@ int json_top_string_span(const char *p, size_t len, const char *key, size_t *sta
     }
     return GW_E_NOTFOUND;
 }
+
+/* ---- json_reader ---------------------------------------------------------------------------
+ * A pull reader over the bytes: each call checks exactly what it consumes with the lexical
+ * rules above (number_len, literal_len, utf8_len), so a caller that reads a body to its end
+ * (json_reader_end) has checked all of it, structure included, without building a tree. */
+
+void json_reader_init(struct json_reader *r, const char *p, size_t len, int max_depth,
+                      struct gw_error *err)
+{
+    r->p = p;
+    r->len = len;
+    r->pos = 0;
+    r->depth = 0;
+    r->max_depth = max_depth > 0 ? max_depth : 1;
+    r->fresh = false;
+    r->err = err;
+}
+
+static void jr_ws(struct json_reader *r)
+{
+    while (r->pos < r->len) {
+        char c = r->p[r->pos];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') break;
+        r->pos++;
+    }
+}
+
+static int jr_fail(struct json_reader *r)
+{
+    if (r->pos >= r->len) return gw_error_set(r->err, GW_E_PARSE, "JSON ends early");
+    if (r->p[r->pos] == '\0') return gw_error_set(r->err, GW_E_PARSE, "JSON contains a NUL byte");
+    return gw_error_set(r->err, GW_E_PARSE, "invalid JSON at byte %zu", r->pos);
+}
+
+int json_reader_peek(struct json_reader *r, enum json_kind *kind)
+{
+    jr_ws(r);
+    if (r->pos >= r->len) return jr_fail(r);
+    /* As json-c counts: a value inside d open containers is at level d + 1, scalars too. */
+    if (r->depth >= r->max_depth)
+        return gw_error_set(r->err, GW_E_DEPTH, "JSON nested deeper than %d", r->max_depth);
+    const char *p = r->p + r->pos;
+    size_t n = r->len - r->pos;
+    switch (*p) {
+    case '{':
+        *kind = JSON_K_OBJECT;
+        return 0;
+    case '[':
+        *kind = JSON_K_ARRAY;
+        return 0;
+    case '"':
+        *kind = JSON_K_STRING;
+        return 0;
+    case 't':
+    case 'f':
+    case 'n':
+        if (!literal_len(p, n)) return jr_fail(r);
+        *kind = *p == 'n' ? JSON_K_NULL : JSON_K_BOOL;
+        return 0;
+    default:
+        break;
+    }
+    size_t k = number_len(p, n);
+    if (!k) return jr_fail(r);
+    *kind = JSON_K_INT;
+    for (size_t i = 0; i < k; i++)
+        if (p[i] == '.' || p[i] == 'e' || p[i] == 'E') *kind = JSON_K_DOUBLE;
+    return 0;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return 0;
+}
+
+static void put_byte(char *dst, size_t cap, size_t *k, unsigned char b)
+{
+    if (dst && *k < cap) dst[*k] = (char)b;
+    (*k)++;
+}
+
+static void put_cp(char *dst, size_t cap, size_t *k, unsigned cp)
+{
+    if (cp < 0x80) {
+        put_byte(dst, cap, k, (unsigned char)cp);
+    } else if (cp < 0x800) {
+        put_byte(dst, cap, k, (unsigned char)(0xC0 | cp >> 6));
+        put_byte(dst, cap, k, (unsigned char)(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        put_byte(dst, cap, k, (unsigned char)(0xE0 | cp >> 12));
+        put_byte(dst, cap, k, (unsigned char)(0x80 | (cp >> 6 & 0x3F)));
+        put_byte(dst, cap, k, (unsigned char)(0x80 | (cp & 0x3F)));
+    } else {
+        put_byte(dst, cap, k, (unsigned char)(0xF0 | cp >> 18));
+        put_byte(dst, cap, k, (unsigned char)(0x80 | (cp >> 12 & 0x3F)));
+        put_byte(dst, cap, k, (unsigned char)(0x80 | (cp >> 6 & 0x3F)));
+        put_byte(dst, cap, k, (unsigned char)(0x80 | (cp & 0x3F)));
+    }
+}
+
+/* Reads the string at r->pos (its opening quote), decoding into dst; *nul is set when it
+ * held an escaped NUL. */
+static int jr_str(struct json_reader *r, char *dst, size_t cap, size_t *len, bool *nul)
+{
+    const char *p = r->p;
+    size_t n = r->len, i = r->pos + 1, k = 0;
+    *nul = false;
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"') {
+            r->pos = i + 1;
+            *len = k;
+            return 0;
+        }
+        if (c < 0x20) {
+            r->pos = i;
+            if (c == 0) return jr_fail(r);
+            return gw_error_set(r->err, GW_E_PARSE, "invalid JSON: control byte in string at %zu",
+                                i);
+        }
+        if (c >= 0x80) {
+            size_t u = utf8_len((const unsigned char *)p + i, n - i);
+            if (!u) return gw_error_set(r->err, GW_E_PARSE, "invalid UTF-8 at byte %zu", i);
+            for (size_t j = 0; j < u; j++) put_byte(dst, cap, &k, (unsigned char)p[i + j]);
+            i += u;
+            continue;
+        }
+        if (c != '\\') {
+            put_byte(dst, cap, &k, c);
+            i++;
+            continue;
+        }
+        if (i + 1 >= n) break;
+        char e = p[i + 1];
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *hit = e ? strchr(from, e) : NULL;
+        if (hit) {
+            put_byte(dst, cap, &k, (unsigned char)to[hit - from]);
+            i += 2;
+            continue;
+        }
+        unsigned cp;
+        if (e != 'u' || n - i < 6 || hex4(p + i + 2, &cp)) {
+            r->pos = i;
+            return jr_fail(r);
+        }
+        i += 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned lo;
+            if (n - i >= 6 && p[i] == '\\' && p[i + 1] == 'u' && hex4(p + i + 2, &lo) == 0 &&
+                lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
+            } else {
+                cp = 0xFFFD;
+            }
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            cp = 0xFFFD;
+        }
+        if (cp == 0) *nul = true;
+        put_cp(dst, cap, &k, cp);
+    }
+    r->pos = n;
+    return jr_fail(r);
+}
+
+int json_reader_string(struct json_reader *r, char *dst, size_t cap, size_t *len)
+{
+    int rc;
+    enum json_kind kind;
+    if ((rc = json_reader_peek(r, &kind))) return rc;
+    if (kind != JSON_K_STRING) return gw_error_set(r->err, GW_E_PARSE, "not a JSON string");
+    bool nul;
+    size_t dummy;
+    return jr_str(r, dst, cap, len ? len : &dummy, &nul);
+}
+
+int json_reader_bool(struct json_reader *r, bool *out)
+{
+    int rc;
+    enum json_kind kind;
+    if ((rc = json_reader_peek(r, &kind))) return rc;
+    if (kind != JSON_K_BOOL) return gw_error_set(r->err, GW_E_PARSE, "not a JSON boolean");
+    *out = r->p[r->pos] == 't';
+    r->pos += *out ? 4 : 5;
+    return 0;
+}
+
+int json_reader_enter(struct json_reader *r, enum json_kind kind)
+{
+    int rc;
+    enum json_kind got;
+    if ((rc = json_reader_peek(r, &got))) return rc;
+    if (got != kind || (kind != JSON_K_OBJECT && kind != JSON_K_ARRAY))
+        return gw_error_set(r->err, GW_E_PARSE, "not a JSON %s",
+                            kind == JSON_K_OBJECT ? "object" : "array");
+    r->depth++;
+    r->pos++;
+    r->fresh = true;
+    return 0;
+}
+
+/* Before a member or element: the container's end (left, *more false), or the separator. */
+static int jr_next(struct json_reader *r, char close, bool *more)
+{
+    jr_ws(r);
+    if (r->pos >= r->len) return jr_fail(r);
+    char c = r->p[r->pos];
+    if (c == close) {
+        r->pos++;
+        r->depth--;
+        r->fresh = false;
+        *more = false;
+        return 0;
+    }
+    if (!r->fresh) {
+        if (c != ',') return jr_fail(r);
+        r->pos++;
+        jr_ws(r);
+    }
+    r->fresh = false;
+    *more = true;
+    return 0;
+}
+
+int json_reader_member(struct json_reader *r, char *name, size_t cap, size_t *name_len, bool *more)
+{
+    int rc;
+    if ((rc = jr_next(r, '}', more))) return rc;
+    if (!*more) return 0;
+    if (r->pos >= r->len || r->p[r->pos] != '"') return jr_fail(r);
+    bool nul;
+    size_t dummy;
+    if ((rc = jr_str(r, name, cap, name_len ? name_len : &dummy, &nul))) return rc;
+    if (nul) return gw_error_set(r->err, GW_E_PARSE, "invalid JSON: NUL in member name");
+    jr_ws(r);
+    if (r->pos >= r->len || r->p[r->pos] != ':') return jr_fail(r);
+    r->pos++;
+    return 0;
+}
+
+int json_reader_element(struct json_reader *r, bool *more)
+{
+    return jr_next(r, ']', more);
+}
+
+int json_reader_skip(struct json_reader *r)
+{
+    int rc;
+    enum json_kind kind;
+    if ((rc = json_reader_peek(r, &kind))) return rc;
+    const char *p = r->p + r->pos;
+    size_t n = r->len - r->pos;
+    bool more = true;
+    size_t len;
+    switch (kind) {
+    case JSON_K_NULL:
+    case JSON_K_BOOL:
+        r->pos += literal_len(p, n);
+        return 0;
+    case JSON_K_INT:
+    case JSON_K_DOUBLE:
+        r->pos += number_len(p, n);
+        return 0;
+    case JSON_K_STRING:
+        return json_reader_string(r, NULL, 0, &len);
+    case JSON_K_ARRAY:
+        if ((rc = json_reader_enter(r, JSON_K_ARRAY))) return rc;
+        while (1) {
+            if ((rc = json_reader_element(r, &more))) return rc;
+            if (!more) return 0;
+            if ((rc = json_reader_skip(r))) return rc;
+        }
+    case JSON_K_OBJECT:
+        if ((rc = json_reader_enter(r, JSON_K_OBJECT))) return rc;
+        while (1) {
+            if ((rc = json_reader_member(r, NULL, 0, &len, &more))) return rc;
+            if (!more) return 0;
+            if ((rc = json_reader_skip(r))) return rc;
+        }
+    }
+    return jr_fail(r);
+}
+
+int json_reader_end(struct json_reader *r)
+{
+    jr_ws(r);
+    if (r->pos < r->len)
+        return gw_error_set(r->err, GW_E_PARSE, "invalid JSON: trailing bytes at %zu", r->pos);
+    return 0;
+}

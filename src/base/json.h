@@ -44,4 +44,47 @@ int json_append_str(struct buf *out, const char *s, size_t len) WUR;
 int json_top_string_span(const char *p, size_t len, const char *key, size_t *start,
                          size_t *end) WUR;
 
+/* json_reader — an allocation-free pull reader for hot paths that need a few members of a
+ * body, not a tree (request validation). Same rules as json_parse_strict: RFC 8259 only, UTF-8
+ * checked (no overlong forms, no surrogates), no raw control bytes or NUL in strings, no NUL
+ * in member names (\u0000), max_depth nesting levels, nothing but whitespace after the value.
+ * Every call validates what it passes over; an error (GW_E_PARSE, GW_E_DEPTH) is final and
+ * fills err. Strings come out decoded (escapes resolved, UTF-8; a lone \u surrogate becomes
+ * U+FFFD): dst gets at most cap bytes, *len the full decoded length. */
+enum json_kind {
+    JSON_K_NULL,
+    JSON_K_BOOL,
+    JSON_K_INT, /* a number without fraction or exponent */
+    JSON_K_DOUBLE,
+    JSON_K_STRING,
+    JSON_K_ARRAY,
+    JSON_K_OBJECT,
+};
+struct json_reader {
+    const char *p;
+    size_t len, pos;
+    int depth, max_depth;
+    bool fresh; /* just entered a container: no member or element read yet */
+    struct gw_error *err;
+};
+void json_reader_init(struct json_reader *r, const char *p, size_t len, int max_depth,
+                      struct gw_error *err);
+/* The kind of the next value (whitespace skipped), without consuming it. */
+int json_reader_peek(struct json_reader *r, enum json_kind *kind) WUR;
+/* Passes over one whole value, checking all of it. */
+int json_reader_skip(struct json_reader *r) WUR;
+/* Reads a string value (GW_E_PARSE "not a string" otherwise); dst may be NULL. */
+int json_reader_string(struct json_reader *r, char *dst, size_t cap, size_t *len) WUR;
+int json_reader_bool(struct json_reader *r, bool *out) WUR;
+/* Consumes the '{' or '[' of the next value (kind says which is expected). */
+int json_reader_enter(struct json_reader *r, enum json_kind kind) WUR;
+/* In the object entered last: *more false at its '}' (the object is left); otherwise the next
+ * member's name (decoded as above) and its ':' are consumed, and its value is next. */
+int json_reader_member(struct json_reader *r, char *name, size_t cap, size_t *name_len,
+                       bool *more) WUR;
+/* In the array entered last: *more false at its ']' (left); otherwise an element is next. */
+int json_reader_element(struct json_reader *r, bool *more) WUR;
+/* Only whitespace may be left. */
+int json_reader_end(struct json_reader *r) WUR;
+
 #endif

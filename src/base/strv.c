@@ -35,7 +35,10 @@ bool strv_eq_ci(struct strv a, struct strv b)
 
 bool strv_eq_cstr(struct strv a, const char *s)
 {
-    return strv_eq(a, strv_from_cstr(s));
+    /* no strlen: stops at the first difference (request paths are matched this way) */
+    for (size_t i = 0; i < a.len; i++)
+        if (s[i] == '\0' || s[i] != a.p[i]) return false;
+    return s[a.len] == '\0';
 }
 
 bool strv_starts_with(struct strv a, struct strv prefix)

@@ -188,8 +188,8 @@ static size_t answer_headers(struct proxy *p, struct http_header *h, char *att, 
     if (p->v.stream) h[n++] = (struct http_header){STRV_LIT("Cache-Control"), STRV_LIT("no-cache")};
     if (p->node)
         h[n++] = (struct http_header){STRV_LIT("X-Drover-Node"), strv_from_cstr(p->node->name)};
-    snprintf(att, att_cap, "%u", p->attempts);
-    h[n++] = (struct http_header){STRV_LIT("X-Drover-Attempts"), strv_from_cstr(att)};
+    size_t att_len = att_cap >= 20 ? u64_to_dec(att, p->attempts) : 0;
+    h[n++] = (struct http_header){STRV_LIT("X-Drover-Attempts"), (struct strv){att, att_len}};
     return n;
 }
 
@@ -261,7 +261,7 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
             buf_reset(&out);
     }
     struct http_header h[4];
-    char att[16];
+    char att[24];
     p->content_type[0] = '\0';
     bool stream = p->v.stream;
     p->v.stream = false;
@@ -403,7 +403,7 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
     if (!p->req) return;
     if (!p->head_sent) {
         struct http_header h[4];
-        char att[16];
+        char att[24];
         size_t nh = answer_headers(p, h, att, sizeof att);
         if (http_stream_start(p->req, p->status, h, nh, -1)) return;
         p->head_sent = true;
@@ -429,7 +429,7 @@ static void finish_success(struct proxy *p)
     }
     if (!p->req) return;
     struct http_header h[4];
-    char att[16];
+    char att[24];
     size_t n = answer_headers(p, h, att, sizeof att);
     metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
     log_request(p, p->status, "success");
@@ -540,17 +540,22 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     start_attempt(p);
 }
 
-static const char *const hop_by_hop[] = {
-    "connection",        "keep-alive", "proxy-connection",
-    "transfer-encoding", "te",         "trailer",
-    "upgrade",           "host",       "content-length",
-    "authorization",     "expect",     "proxy-authorization",
+#define HOP(s)                                                                                     \
+    {                                                                                              \
+        (s), sizeof(s) - 1                                                                         \
+    }
+static const struct strv hop_by_hop[] = {
+    HOP("connection"),        HOP("keep-alive"), HOP("proxy-connection"),
+    HOP("transfer-encoding"), HOP("te"),         HOP("trailer"),
+    HOP("upgrade"),           HOP("host"),       HOP("content-length"),
+    HOP("authorization"),     HOP("expect"),     HOP("proxy-authorization"),
 };
+#undef HOP
 
 static bool is_hop(struct strv name)
 {
     for (size_t i = 0; i < sizeof hop_by_hop / sizeof hop_by_hop[0]; i++)
-        if (strv_eq_ci(name, strv_from_cstr(hop_by_hop[i]))) return true;
+        if (strv_eq_ci(name, hop_by_hop[i])) return true;
     return false;
 }
 

@@ -821,30 +821,49 @@ static int build_head(struct http_conn *c, int status, const struct http_header 
         }
         need += hdrs[i].name.len + hdrs[i].value.len + 4;
     }
-    if (c->srv->server_name) need += strlen(c->srv->server_name) + 10;
+    const char *reason = http_status_reason(status);
+    size_t reason_len = strlen(reason);
+    size_t server_name_len = c->srv->server_name ? strlen(c->srv->server_name) : 0;
+    need += reason_len + server_name_len + 10;
     if (c->srv->is_draining) c->is_keep = false;
     char *p = arena_alloc(&c->req.arena, need);
     if (!p) return GW_E_LIMIT;
-    size_t o = (size_t)snprintf(p, need, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+    /* Pieces, not printf: this runs for every answer. */
+    size_t o = 0;
+#define PUT(src, n)                                                                                \
+    do {                                                                                           \
+        memcpy(p + o, (src), (n));                                                                 \
+        o += (n);                                                                                  \
+    } while (0)
+    PUT("HTTP/1.1 ", 9);
+    o += u64_to_dec(p + o, (uint64_t)status);
+    p[o++] = ' ';
+    PUT(reason, reason_len);
+    PUT("\r\n", 2);
     for (size_t i = 0; i < n; i++) {
         if (strv_eq_ci(hdrs[i].name, STRV_LIT("connection"))) continue;
-        memcpy(p + o, hdrs[i].name.p, hdrs[i].name.len);
-        o += hdrs[i].name.len;
-        p[o++] = ':';
-        p[o++] = ' ';
-        if (hdrs[i].value.len) memcpy(p + o, hdrs[i].value.p, hdrs[i].value.len);
-        o += hdrs[i].value.len;
-        p[o++] = '\r';
-        p[o++] = '\n';
+        PUT(hdrs[i].name.p, hdrs[i].name.len);
+        PUT(": ", 2);
+        if (hdrs[i].value.len) PUT(hdrs[i].value.p, hdrs[i].value.len);
+        PUT("\r\n", 2);
     }
-    if (c->srv->server_name)
-        o += (size_t)snprintf(p + o, need - o, "Server: %s\r\n", c->srv->server_name);
-    if (fr == FRAME_LENGTH)
-        o += (size_t)snprintf(p + o, need - o, "Content-Length: %llu\r\n", (unsigned long long)len);
-    else if (fr == FRAME_CHUNKED)
-        o += (size_t)snprintf(p + o, need - o, "Transfer-Encoding: chunked\r\n");
-    o += (size_t)snprintf(p + o, need - o, "Connection: %s\r\n\r\n",
-                          c->is_keep ? "keep-alive" : "close");
+    if (server_name_len) {
+        PUT("Server: ", 8);
+        PUT(c->srv->server_name, server_name_len);
+        PUT("\r\n", 2);
+    }
+    if (fr == FRAME_LENGTH) {
+        PUT("Content-Length: ", 16);
+        o += u64_to_dec(p + o, len);
+        PUT("\r\n", 2);
+    } else if (fr == FRAME_CHUNKED) {
+        PUT("Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (c->is_keep)
+        PUT("Connection: keep-alive\r\n\r\n", 26);
+    else
+        PUT("Connection: close\r\n\r\n", 21);
+#undef PUT
     *out = uv_buf_init(p, (unsigned)o);
     return 0;
 }

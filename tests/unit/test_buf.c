@@ -186,12 +186,36 @@ static void test_take(void **state)
     buf_free(&b);
 }
 
+static void test_append_u64(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 64);
+    assert_int_equal(buf_append_u64(&b, 0), 0);
+    assert_int_equal(buf_append(&b, " ", 1), 0);
+    assert_int_equal(buf_append_u64(&b, 1234567890), 0);
+    assert_int_equal(buf_append(&b, " ", 1), 0);
+    assert_int_equal(buf_append_u64(&b, UINT64_MAX), 0);
+    assert_string_equal(b.p, "0 1234567890 18446744073709551615");
+    buf_free(&b);
+    buf_init(&b, 3);
+    assert_int_equal(buf_append_u64(&b, 1000), GW_E_LIMIT); /* the cap holds */
+    buf_free(&b);
+    char d[20];
+    assert_int_equal(u64_to_dec(d, 7), 1);
+    assert_int_equal(d[0], '7');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty),        cmocka_unit_test(test_append_nul_terminated),
-        cmocka_unit_test(test_cap_enforced), cmocka_unit_test(test_appendf),
-        cmocka_unit_test(test_consume),      cmocka_unit_test(test_reset_keeps_memory),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_append_nul_terminated),
+        cmocka_unit_test(test_cap_enforced),
+        cmocka_unit_test(test_appendf),
+        cmocka_unit_test(test_consume),
+        cmocka_unit_test(test_append_u64),
+        cmocka_unit_test(test_reset_keeps_memory),
         cmocka_unit_test(test_take),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

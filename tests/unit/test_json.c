@@ -344,6 +344,85 @@ static void test_top_string_span(void **state)
     }
 }
 
+/* The pull reader: walking an object member by member, decoded names and strings (escapes,
+ * surrogate pairs, a lone surrogate, truncation to the caller's buffer), kinds, the depth cap
+ * counted as json-c counts it, and the refusals. */
+static void test_reader(void **state)
+{
+    (void)state;
+    const char *text = " {\"a\\u0062\":[1,2.5,-3e2],\"s\":\"x\\n\\ud83d\\ude00\\udc00\\u00e9\","
+                       "\"t\":true,\"n\":null,\"o\":{}} ";
+    struct gw_error err = {0};
+    struct json_reader r;
+    json_reader_init(&r, text, strlen(text), 8, &err);
+    assert_int_equal(json_reader_enter(&r, JSON_K_OBJECT), 0);
+    char name[8], str[8];
+    size_t len;
+    bool more, b;
+    enum json_kind k;
+    assert_int_equal(json_reader_member(&r, name, sizeof name, &len, &more), 0);
+    assert_true(more);
+    assert_int_equal(len, 2);
+    assert_memory_equal(name, "ab", 2);
+    assert_int_equal(json_reader_enter(&r, JSON_K_ARRAY), 0);
+    enum json_kind kinds[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(json_reader_element(&r, &more), 0);
+        assert_true(more);
+        assert_int_equal(json_reader_peek(&r, &kinds[i]), 0);
+        assert_int_equal(json_reader_skip(&r), 0);
+    }
+    assert_int_equal(kinds[0], JSON_K_INT);
+    assert_int_equal(kinds[1], JSON_K_DOUBLE);
+    assert_int_equal(kinds[2], JSON_K_DOUBLE);
+    assert_int_equal(json_reader_element(&r, &more), 0);
+    assert_false(more);
+    assert_int_equal(json_reader_member(&r, name, sizeof name, &len, &more), 0);
+    assert_int_equal(json_reader_string(&r, str, sizeof str, &len), 0);
+    /* "x\n" + U+1F600 (4 bytes) + U+FFFD (3) + U+00E9 (2) = 11 bytes, 8 kept */
+    assert_int_equal(len, 11);
+    assert_memory_equal(str, "x\n\xf0\x9f\x98\x80\xef\xbf", 8);
+    assert_int_equal(json_reader_member(&r, name, sizeof name, &len, &more), 0);
+    assert_int_equal(json_reader_bool(&r, &b), 0);
+    assert_true(b);
+    assert_int_equal(json_reader_member(&r, name, sizeof name, &len, &more), 0);
+    assert_int_equal(json_reader_peek(&r, &k), 0);
+    assert_int_equal(k, JSON_K_NULL);
+    assert_int_equal(json_reader_bool(&r, &b), GW_E_PARSE); /* null is not a boolean */
+    json_reader_init(&r, text, strlen(text), 8, &err);
+    assert_int_equal(json_reader_skip(&r), 0);
+    assert_int_equal(json_reader_end(&r), 0);
+
+    /* depth: "[[]]" needs 2, "[[1]]" needs 3 (the scalar counts), as in json-c */
+    json_reader_init(&r, "[[]]", 4, 2, &err);
+    assert_int_equal(json_reader_skip(&r), 0);
+    json_reader_init(&r, "[[1]]", 5, 2, &err);
+    assert_int_equal(json_reader_skip(&r), GW_E_DEPTH);
+    json_reader_init(&r, "[[1]]", 5, 3, &err);
+    assert_int_equal(json_reader_skip(&r), 0);
+
+    static const char *const bad[] = {
+        "",      "{",          "[1,]",  "{\"a\"}",  "{\"a\":}",         "[01]",
+        "[1.]",  "[-]",        "[NaN]", "['a']",    "\"\\u00\"",        "\"\\q\"",
+        "[nul]", "{\"a\":1,}", "{1:2}", "\"\x01\"", "\"\xed\xa0\x80\"", "\"\xc1\x81\"",
+        "[1 2]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_reader_init(&r, bad[i], strlen(bad[i]), 8, &err);
+        int rc = json_reader_skip(&r);
+        if (rc == 0) rc = json_reader_end(&r);
+        if (rc != GW_E_PARSE) {
+            print_error("case %zu '%s': rc %d\n", i, bad[i], rc);
+            fail();
+        }
+    }
+    json_reader_init(&r, "[1] x", 5, 8, &err);
+    assert_int_equal(json_reader_skip(&r), 0);
+    assert_int_equal(json_reader_end(&r), GW_E_PARSE);
+    json_reader_init(&r, "{\"a\\u0000\":1}", 13, 8, &err);
+    assert_int_equal(json_reader_skip(&r), GW_E_PARSE);
+    assert_non_null(strstr(err.msg, "NUL in member name"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_append_str_escapes),
         cmocka_unit_test(test_append_str_cap),
         cmocka_unit_test(test_top_string_span),
+        cmocka_unit_test(test_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

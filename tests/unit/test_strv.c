@@ -38,6 +38,13 @@ static void test_eq(void **state)
     assert_true(strv_eq(STRV_LIT("a\0b"), STRV_LIT("a\0b")));
     assert_false(strv_eq(STRV_LIT("a\0b"), STRV_LIT("a\0c")));
     assert_true(strv_eq(STRV_NULL, STRV_LIT("")));
+    /* strv_eq_cstr: prefixes either way, embedded NUL, empty */
+    assert_true(strv_eq_cstr(STRV_LIT("/v1/models"), "/v1/models"));
+    assert_false(strv_eq_cstr(STRV_LIT("/v1/model"), "/v1/models"));
+    assert_false(strv_eq_cstr(STRV_LIT("/v1/models/x"), "/v1/models"));
+    assert_false(strv_eq_cstr(STRV_LIT("a\0"), "a"));
+    assert_true(strv_eq_cstr(STRV_NULL, ""));
+    assert_false(strv_eq_cstr(STRV_NULL, "a"));
     assert_true(strv_eq_cstr(STRV_LIT("x"), "x"));
     assert_false(strv_eq_cstr(STRV_LIT("x"), "X"));
     assert_true(strv_eq_cstr(strv_from_cstr(NULL), ""));

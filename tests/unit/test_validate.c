@@ -119,12 +119,81 @@ static void test_good(void **state)
                      0);
 }
 
+/* What a node's own parser would see decides: escaped member names are the names they
+ * decode to, a repeated member's last value wins, escapes in the model are decoded, and the
+ * message rules look inside each message (the last "role" wins there too). */
+static void test_decoding_and_repeats(void **state)
+{
+    (void)state;
+    struct validated v;
+    struct validate_error e;
+    assert_int_equal(validate_request(API_CHAT,
+                                      STRV_LIT("{\"mod\\u0065l\":\"a\\/b\\u00e9\",\"messages\":"
+                                               "[{\"role\":\"user\"}]}"),
+                                      &v, &e),
+                     0);
+    assert_string_equal(v.model, "a/b\xc3\xa9");
+    assert_int_equal(validate_request(API_CHAT,
+                                      STRV_LIT("{\"model\":7,\"model\":\"second\",\"stream\":\"x\","
+                                               "\"stream\":true,\"messages\":[1],\"messages\":"
+                                               "[{\"role\":\"\",\"role\":\"user\"}]}"),
+                                      &v, &e),
+                     0);
+    assert_string_equal(v.model, "second");
+    assert_true(v.stream);
+    /* the last occurrence also decides a refusal */
+    assert_int_equal(validate_request(API_CHAT,
+                                      STRV_LIT("{\"model\":\"m\",\"messages\":[{\"role\":\"u\"}],"
+                                               "\"messages\":[{\"role\":\"u\"},{\"role\":1}]}"),
+                                      &v, &e),
+                     -1);
+    assert_string_equal(e.param, "messages[1].role");
+    /* null is "absent" for optional knobs, present for stream (no Ollama default) */
+    assert_int_equal(validate_request(API_OLLAMA_GENERATE,
+                                      STRV_LIT("{\"model\":\"m\",\"stream\":null,\"temperature\":"
+                                               "null}"),
+                                      &v, &e),
+                     0);
+    assert_false(v.stream);
+    /* a model name of 255 bytes fits, 256 does not */
+    char body[400];
+    char name[257];
+    memset(name, 'x', 256);
+    name[256] = '\0';
+    snprintf(body, sizeof body, "{\"model\":\"%s\",\"messages\":[{\"role\":\"u\"}]}", name);
+    assert_int_equal(validate_request(API_CHAT, strv_from_cstr(body), &v, &e), -1);
+    assert_string_equal(e.param, "model");
+    name[255] = '\0';
+    snprintf(body, sizeof body, "{\"model\":\"%s\",\"messages\":[{\"role\":\"u\"}]}", name);
+    assert_int_equal(validate_request(API_CHAT, strv_from_cstr(body), &v, &e), 0);
+    assert_int_equal(strlen(v.model), 255);
+    /* a NUL in a member name, raw control bytes, bad escapes and a bare top level */
+    static const char *const bad_json[] = {"{\"mo\\u0000del\":\"m\"}",
+                                           "{\"model\":\"a\tb\"}",
+                                           "{\"model\":\"\\x\"}",
+                                           "{\"model\":\"\\u12\"}",
+                                           "{\"model\":\"m\",}",
+                                           "{\"model\" \"m\"}",
+                                           "{\"a\":[1,]}",
+                                           "{\"a\":01}",
+                                           "{\"a\":tru}",
+                                           "{\"a\":1} {}",
+                                           "{\"a\":\"\xc0\xaf\"}"};
+    for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
+        assert_int_equal(validate_request(API_CHAT, strv_from_cstr(bad_json[i]), &v, &e), -1);
+        assert_string_equal(e.code, "invalid_json");
+    }
+    assert_int_equal(validate_request(API_CHAT, STRV_LIT("\"m\""), &v, &e), -1);
+    assert_non_null(strstr(e.message, "must be a JSON object"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_deep_json_refused),
         cmocka_unit_test(test_good),
+        cmocka_unit_test(test_decoding_and_repeats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
