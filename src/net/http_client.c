@@ -21,7 +21,7 @@ enum {
     HC_MAX_HEADERS = 256,
     HC_MAX_REQUEST_HEAD_BYTES = 256 * 1024,
     HC_MAX_HELD_BYTES = 4 * HC_READ_BUF_BYTES, /* held bytes come from one read buffer */
-    HC_CONN_HANDLES = 4,
+    HC_CONN_HANDLES = 3,
 };
 
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -72,8 +72,14 @@ struct hdr_ent {
 
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t phase_timer;
-    uv_timer_t total_timer;
+    /* One timer per connection for every deadline (connect, first byte, idle, total, pool
+     * expiry), set lazily: moving a deadline later only stores it, and the timer, when it
+     * fires, re-arms itself for what is due then (see timer_sync). That is no timer-heap work
+     * per request or per streamed chunk. */
+    uv_timer_t timer;
+    uint64_t phase_at; /* loop ms: the current phase (or the pooled conn) times out; 0 none */
+    uint64_t total_at; /* loop ms: the call's total time is up; 0 none */
+    uint64_t due_at;   /* loop ms the uv timer is set for; 0 when it is not running */
     uv_idle_t drain;
     uv_connect_t connect_req;
     uv_write_t write_req;
@@ -100,8 +106,7 @@ struct conn {
     size_t status_bytes;
     struct buf held; /* decoded body received while paused */
     bool got_first_byte, is_interim, msg_done, keep_alive, saw_eof, stray_bytes;
-    bool idle_armed;       /* the phase timer runs for the idle timeout (see on_read) */
-    uint64_t last_read_ms; /* loop time of the last read while idle_armed */
+    bool idle_armed; /* the phase is the idle timeout: each read moves phase_at (on_read) */
     int cb_err;
 };
 
@@ -231,10 +236,9 @@ static struct conn *conn_new(struct http_client *cl, struct origin *o)
     cl->n_conns++;
     /* uv_tcp_init without flags and uv_timer_init / uv_idle_init cannot fail. */
     (void)uv_tcp_init(cl->loop, &c->tcp);
-    (void)uv_timer_init(cl->loop, &c->phase_timer);
-    (void)uv_timer_init(cl->loop, &c->total_timer);
+    (void)uv_timer_init(cl->loop, &c->timer);
     (void)uv_idle_init(cl->loop, &c->drain);
-    c->tcp.data = c->phase_timer.data = c->total_timer.data = c->drain.data = c;
+    c->tcp.data = c->timer.data = c->drain.data = c;
     c->connect_req.data = c->write_req.data = c;
     c->open_handles = HC_CONN_HANDLES;
     buf_init(&c->req_head, HC_MAX_REQUEST_HEAD_BYTES);
@@ -259,8 +263,7 @@ static void conn_close(struct conn *c)
     c->state = CONN_CLOSING;
     c->is_reading = false;
     uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
-    uv_close((uv_handle_t *)&c->phase_timer, conn_close_cb);
-    uv_close((uv_handle_t *)&c->total_timer, conn_close_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_close_cb);
     uv_close((uv_handle_t *)&c->drain, conn_close_cb);
 }
 
@@ -287,9 +290,22 @@ static int conn_set_reading(struct conn *c, bool want)
     return 0;
 }
 
-static void on_phase_timer(uv_timer_t *t);
+static void on_conn_timer(uv_timer_t *t);
 
-/* Arms the phase timer for what the conn waits for now (or stops it). */
+/* Makes sure the timer fires no later than the earliest deadline. A timer already due
+ * earlier is left alone (it re-syncs when it fires); no deadline at all leaves it to fire
+ * once and find nothing to do. */
+static void timer_sync(struct conn *c)
+{
+    uint64_t want = c->phase_at;
+    if (c->total_at && (!want || c->total_at < want)) want = c->total_at;
+    if (!want || (c->due_at && c->due_at <= want)) return;
+    uint64_t now = uv_now(c->tcp.loop);
+    (void)uv_timer_start(&c->timer, on_conn_timer, want > now ? want - now : 0, 0);
+    c->due_at = want;
+}
+
+/* Sets the phase deadline for what the conn waits for now (or clears it). */
 static void conn_arm_phase(struct conn *c)
 {
     uint64_t ms = 0;
@@ -303,11 +319,8 @@ static void conn_arm_phase(struct conn *c)
             ms = call->first_byte_timeout_ms;
     }
     c->idle_armed = ms && c->got_first_byte && c->state == CONN_ACTIVE;
-    c->last_read_ms = uv_now(c->tcp.loop);
-    if (ms)
-        (void)uv_timer_start(&c->phase_timer, on_phase_timer, ms, 0);
-    else
-        (void)uv_timer_stop(&c->phase_timer);
+    c->phase_at = ms ? uv_now(c->tcp.loop) + ms : 0;
+    timer_sync(c);
 }
 
 static void reset_response(struct conn *c)
@@ -324,11 +337,6 @@ static void reset_response(struct conn *c)
     c->saw_eof = c->stray_bytes = false;
     c->write_done = false;
     c->cb_err = 0;
-}
-
-static void on_pool_expire(uv_timer_t *t)
-{
-    conn_close(t->data);
 }
 
 static void pool_put(struct conn *c)
@@ -350,10 +358,11 @@ static void pool_put(struct conn *c)
     link_insert_head(&o->idle, &c->idle_link);
     o->n_idle++;
     cl->stats.idle++;
-    if (cl->cfg.pool_idle_timeout_ms)
-        (void)uv_timer_start(&c->phase_timer, on_pool_expire, cl->cfg.pool_idle_timeout_ms, 0);
-    else
-        (void)uv_timer_stop(&c->phase_timer);
+    c->total_at = 0;
+    c->phase_at = cl->cfg.pool_idle_timeout_ms
+                      ? uv_now(c->tcp.loop) + cl->cfg.pool_idle_timeout_ms
+                      : 0; /* in CONN_IDLE the phase deadline is the pool expiry */
+    timer_sync(c);
 }
 
 static struct conn *pool_take(struct origin *o)
@@ -361,7 +370,7 @@ static struct conn *pool_take(struct origin *o)
     if (link_is_empty(&o->idle)) return NULL;
     struct conn *c = CONTAINER_OF(o->idle.next, struct conn, idle_link);
     pool_unlink(c);
-    (void)uv_timer_stop(&c->phase_timer);
+    c->phase_at = 0;
     c->state = CONN_ACTIVE;
     return c;
 }
@@ -383,7 +392,7 @@ static void call_finish(struct conn *c, int err)
     call->is_done = true;
     call->res.err = err;
     c->cl->stats.active--;
-    (void)uv_timer_stop(&c->total_timer);
+    c->total_at = c->phase_at = 0;
     (void)uv_idle_stop(&c->drain);
     if (err == 0 && conn_is_poolable(c, call))
         pool_put(c);
@@ -397,8 +406,7 @@ static void call_finish(struct conn *c, int err)
  * bytes still held for it (then the drain handle finishes after resume). */
 static void response_complete(struct conn *c)
 {
-    (void)uv_timer_stop(&c->phase_timer);
-    (void)uv_timer_stop(&c->total_timer); /* completion is authoritative */
+    c->phase_at = c->total_at = 0; /* completion is authoritative */
     if (c->call->is_paused || c->held.len > 0) {
         (void)conn_set_reading(c, false);
         return;
@@ -606,9 +614,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     if (c->idle_armed) {
-        /* streaming: note the time; the timer, when it fires, re-arms itself for what is
-         * left instead of being restarted on every chunk */
-        c->last_read_ms = uv_now(c->tcp.loop);
+        /* streaming: a later deadline is only stored; the timer, when it fires, re-arms
+         * itself for what is left instead of being restarted on every chunk */
+        c->phase_at = uv_now(c->tcp.loop) + c->call->idle_timeout_ms;
     } else {
         c->got_first_byte = true;
         conn_arm_phase(c);
@@ -618,29 +626,29 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ---- timers, connect, write ------------------------------------------------------------ */
 
-static void on_phase_timer(uv_timer_t *t)
+static void on_conn_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    if (!c->call) return;
-    if (c->state == CONN_ACTIVE && c->idle_armed && c->call->idle_timeout_ms) {
-        uint64_t now = uv_now(c->tcp.loop), quiet = now - c->last_read_ms;
-        if (quiet < c->call->idle_timeout_ms) {
-            (void)uv_timer_start(&c->phase_timer, on_phase_timer, c->call->idle_timeout_ms - quiet,
-                                 0);
-            return;
-        }
+    c->due_at = 0;
+    uint64_t now = uv_now(c->tcp.loop);
+    if (c->state == CONN_IDLE) {
+        if (c->phase_at && now >= c->phase_at)
+            conn_close(c); /* pooled too long */
+        else
+            timer_sync(c);
+        return;
     }
-    if (c->state == CONN_CONNECTING)
-        call_finish(c, GW_E_CONNECT_TIMEOUT);
-    else if (c->state == CONN_ACTIVE)
-        call_finish(c, c->got_first_byte ? GW_E_IDLE_TIMEOUT : GW_E_FIRST_BYTE_TIMEOUT);
-}
-
-static void on_total_timer(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    if (c->call && (c->state == CONN_CONNECTING || c->state == CONN_ACTIVE))
+    if (!c->call || (c->state != CONN_CONNECTING && c->state != CONN_ACTIVE)) return;
+    if (c->total_at && now >= c->total_at) {
         call_finish(c, GW_E_TOTAL_TIMEOUT);
+    } else if (c->phase_at && now >= c->phase_at) {
+        if (c->state == CONN_CONNECTING)
+            call_finish(c, GW_E_CONNECT_TIMEOUT);
+        else
+            call_finish(c, c->got_first_byte ? GW_E_IDLE_TIMEOUT : GW_E_FIRST_BYTE_TIMEOUT);
+    } else {
+        timer_sync(c); /* a deadline moved later since the timer was set */
+    }
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -908,8 +916,8 @@ int http_client_request(struct http_client *cl, const struct http_client_request
 started:
     call->conn = c;
     cl->stats.active++;
-    if (call->total_timeout_ms)
-        (void)uv_timer_start(&c->total_timer, on_total_timer, call->total_timeout_ms, 0);
+    c->total_at = call->total_timeout_ms ? uv_now(cl->loop) + call->total_timeout_ms : 0;
+    timer_sync(c);
     *out = call;
     return 0;
 }

@@ -963,6 +963,23 @@ static void test_idle_timeout(void **state)
     expect_error_then_fresh(fx, M_STALL, &req, GW_E_IDLE_TIMEOUT, true, "partial");
 }
 
+/* A stream whose chunks come more often than the idle timeout, for several idle windows, is
+ * never cut: each read moves the deadline and the timer re-arms itself for what is left. */
+static void test_idle_deadline_moves_with_reads(void **state)
+{
+    struct fx *fx = *state;
+    fx->srv.mode = M_TRICKLE;
+    fx->srv.trickle_chunks = 12;
+    fx->srv.trickle_ms = 20;
+    struct http_client_request req = get_req(fx);
+    req.first_byte_timeout_ms = 200;
+    req.idle_timeout_ms = 60; /* four windows pass during the 240 ms of chunks */
+    struct rec r = {0};
+    call_and_wait(fx, &r, &req);
+    assert_int_equal(r.res.err, 0);
+    assert_true(r.res.body_bytes > 0);
+}
+
 static void test_total_timeout(void **state)
 {
     struct fx *fx = *state;
@@ -1237,6 +1254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_byte_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_deadline_moves_with_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_on_head_until_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_stops_reading, setup, teardown),
