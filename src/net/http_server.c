@@ -949,8 +949,15 @@ int http_stream_write(struct http_request *req, const void *p, size_t len)
         uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
         return conn_write(c, &b, 1);
     }
+    /* the chunk-size line in hex, without printf (this runs per streamed event) */
     char line[24];
-    int ln = snprintf(line, sizeof line, "%zx\r\n", len);
+    int ln = 0;
+    for (int shift = (int)(sizeof len * 8) - 4; shift >= 0; shift -= 4) {
+        unsigned d = (unsigned)(len >> shift) & 0xF;
+        if (d || ln || shift == 0) line[ln++] = "0123456789abcdef"[d];
+    }
+    line[ln++] = '\r';
+    line[ln++] = '\n';
     uv_buf_t bufs[3] = {uv_buf_init(line, (unsigned)ln), uv_buf_init((char *)p, (unsigned)len),
                         uv_buf_init("\r\n", 2)};
     return conn_write(c, bufs, 3);

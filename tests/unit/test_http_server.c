@@ -62,6 +62,7 @@ static void handler(struct http_request *req, void *ctx)
         assert_int_equal(http_stream_start(req, 200, &h, 1, -1), 0);
         assert_int_equal(http_stream_write(req, "abc", 3), 0);
         assert_int_equal(http_stream_write(req, "defgh", 5), 0);
+        assert_int_equal(http_stream_write(req, "abcdefghijklmnopqrstuvwxyz", 26), 0);
         assert_int_equal(http_stream_end(req), 0);
     } else if (strv_eq_cstr(req->path, "/stream")) {
         http_request_on_abort(req, on_stream_abort, f);
@@ -411,7 +412,8 @@ static void test_chunked_framing(void **state)
     assert_null(strstr(buf, "Content-Length"));
     const char *body = strstr(buf, "\r\n\r\n");
     assert_non_null(body);
-    assert_string_equal(body + 4, "3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n");
+    assert_string_equal(body + 4, "3\r\nabc\r\n5\r\ndefgh\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+                                  "0\r\n\r\n");
     close(fd);
 
     /* HTTP/1.0 gets the body unframed, ended by close. */
@@ -422,7 +424,7 @@ static void test_chunked_framing(void **state)
     assert_null(strstr(buf, "chunked"));
     body = strstr(buf, "\r\n\r\n");
     assert_non_null(body);
-    assert_string_equal(body + 4, "abcdefgh");
+    assert_string_equal(body + 4, "abcdefghabcdefghijklmnopqrstuvwxyz");
     close(fd);
     fx_stop(f);
 }
