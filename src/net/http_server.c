@@ -31,6 +31,8 @@ enum conn_state { CS_HEAD, CS_BODY, CS_HANDLING, CS_IDLE, CS_LINGER, CS_CLOSED }
 struct http_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
+    uint64_t deadline_at; /* loop ms the current state times out (0: none); see timer_arm */
+    uint64_t due_at;      /* loop ms the uv timer is set for (0: not running) */
     uv_shutdown_t shutdown_req;
     struct http_server *srv;
     struct http_conn *prev, *next; /* server's list */
@@ -161,10 +163,16 @@ void http_server_config_defaults(struct http_server_config *cfg)
 
 static void on_timer(uv_timer_t *t);
 
+/* Sets the connection's one deadline (0 ms clears it), lazily: a deadline later than the
+ * running timer is only stored and the timer re-arms itself for it when it fires; a cleared
+ * one leaves the timer to fire once and find nothing. No timer-heap work per request. */
 static void timer_arm(struct http_conn *c, uint64_t ms)
 {
-    uv_timer_stop(&c->timer);
-    if (ms) uv_timer_start(&c->timer, on_timer, ms, 0);
+    uint64_t now = uv_now(c->tcp.loop);
+    c->deadline_at = ms ? now + ms : 0;
+    if (!c->deadline_at || (c->due_at && c->due_at <= c->deadline_at)) return;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+    c->due_at = c->deadline_at;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
@@ -443,7 +451,7 @@ static void conn_dispatch(struct http_conn *c)
 {
     struct http_server *s = c->srv;
     c->state = CS_HANDLING;
-    uv_timer_stop(&c->timer);
+    c->deadline_at = 0;
     c->is_req_held = true;
     s->n_active++;
     c->req.conn = c;
@@ -553,6 +561,15 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 static void on_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
+    c->due_at = 0;
+    uint64_t now = uv_now(c->tcp.loop);
+    if (!c->deadline_at) return; /* cleared since the timer was set */
+    if (now < c->deadline_at) {  /* moved later since: wait for what is left */
+        uv_timer_start(&c->timer, on_timer, c->deadline_at - now, 0);
+        c->due_at = c->deadline_at;
+        return;
+    }
+    c->deadline_at = 0;
     switch (c->state) {
     case CS_HEAD:
         if (http_parser_is_started(&c->parser))

@@ -329,6 +329,33 @@ static void test_idle_close(void **state)
     fx_stop(f);
 }
 
+/* Requests 150 ms apart on one keep-alive connection with a 250 ms idle timeout: each answer
+ * moves the idle deadline later, so the timer set after the first answer must re-arm itself
+ * instead of closing the connection; after the last answer it closes on time. */
+static void test_idle_deadline_moves(void **state)
+{
+    struct fx *f = fx_start(tune_slow);
+    int fd = cl_connect(f->port);
+    char buf[4096];
+    bool eof = false;
+    for (int i = 0; i < 4; i++) {
+        cl_send_str(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        memset(buf, 0, sizeof buf);
+        cl_read(fd, buf, sizeof buf, "id=", 3000, &eof);
+        assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
+        assert_false(eof);
+        struct timespec ts = {0, 150 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    uint64_t t0 = now_ms();
+    size_t n = cl_read(fd, buf, sizeof buf, NULL, 3000, &eof);
+    assert_true(eof);
+    assert_int_equal(n, 0);
+    assert_true(now_ms() - t0 < 2000);
+    close(fd);
+    fx_stop(f);
+}
+
 static void tune_two_conns(struct http_server_config *c)
 {
     c->max_connections = 2;
@@ -519,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_bad_header_name),
         cmocka_unit_test(test_slowloris_408),
         cmocka_unit_test(test_idle_close),
+        cmocka_unit_test(test_idle_deadline_moves),
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_keep_alive_reuse),
         cmocka_unit_test(test_chunked_framing),
