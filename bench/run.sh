@@ -5,9 +5,9 @@
 # proxies (configured here, in a temp dir), and the Portkey gateway (npm, non-stream only).
 # Scenarios: S1 non-stream small bodies, S2 thousands of SSE streams (memory, CPU per token,
 # TTFT), S3 large prompts, S4 failover (SIGKILL a node under load), S5 control plane (1,000
-# nodes: idle CPU, RSS, router decision time). Medians of ROUNDS rounds (rounds interleave the
-# targets so drift hits all of them alike); the table ends with the issue's targets, met or
-# missed.
+# nodes: idle CPU, RSS, router decision time). Medians of ROUNDS rounds (S1: S1_ROUNDS); the
+# rounds interleave the targets and rotate their order, so the machine's slow and fast phases
+# hit all of them alike; the table ends with the issue's targets, met or missed.
 #
 #   bench/run.sh               # ~10 min
 #   QUICK=1 bench/run.sh       # ~2 min, smaller and shorter
@@ -23,11 +23,12 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    : "${ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
+    : "${ROUNDS:=3}" "${S1_ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
         "${S2_WINDOW:=2}" "${S2_ROUNDS:=1}" "${S4_DURATION:=6}" "${S5_IDLE:=4}" "${ROUTER_PICKS:=50000}"
 fi
 ROUNDS=${ROUNDS:-3}
-S1_DURATION=${S1_DURATION:-8}
+S1_ROUNDS=${S1_ROUNDS:-6}
+S1_DURATION=${S1_DURATION:-5}
 S1_CONNS=${S1_CONNS:-64}
 S3_DURATION=${S3_DURATION:-6}
 S3_CONNS=${S3_CONNS:-4}
@@ -361,8 +362,8 @@ report() { echo "$*" >>"$OUT"; }
 declare -A R # results for the verdicts
 
 # ---- S1 / S3: non-streaming, wrk, all five targets -------------------------------------------
-wrk_scenario() { # tag body-file conns duration
-    local tag=$1 body=$2 conns=$3 dur=$4 t r
+wrk_scenario() { # tag body-file conns duration rounds
+    local tag=$1 body=$2 conns=$3 dur=$4 rounds=$5 t r
     start_sim "${tag}_sim" 1 0 --slots 1024 --queue 4096 --max-tokens-cap 4096
     local node=$SIM_PORT
     local -A port pid
@@ -391,10 +392,21 @@ wrk_scenario() { # tag body-file conns duration
             say "warning: $tag $t: the first answer has no \"choices\""
     done
     local -A rows crashes
-    for r in $(seq "$ROUNDS"); do
-        for t in "${targets[@]}"; do
-            say "$tag: round $r/$ROUNDS $t (${dur}s, $conns connections)"
-            rows[$t]+="$(run_wrk "http://127.0.0.1:${port[$t]}/v1/chat/completions" "$TMP/${tag}_$t.lua" "$conns" "$dur")"$'\n'
+    local order k
+    for r in $(seq "$rounds"); do
+        # Each round starts one target later, so no target always follows the same one.
+        order=()
+        for k in "${!targets[@]}"; do order+=("${targets[$(((k + r - 1) % ${#targets[@]}))]}"); done
+        for t in "${order[@]}"; do
+            say "$tag: round $r/$rounds $t (${dur}s, $conns connections)"
+            # The peer's CPU (utime+stime) over the run, per request it answered.
+            local c0=0 c1=0 line cpu
+            [ "$t" != direct ] && c0=$(cpu_ticks "${pid[$t]}")
+            line=$(run_wrk "http://127.0.0.1:${port[$t]}/v1/chat/completions" "$TMP/${tag}_$t.lua" "$conns" "$dur")
+            [ "$t" != direct ] && c1=$(cpu_ticks "${pid[$t]}")
+            cpu=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v rps="${line%% *}" -v d="$dur" \
+                'BEGIN { if (rps > 0 && c > 0) printf "%.2f", c / hz * 1e6 / (rps * d); else print 0 }')
+            rows[$t]+="$line $cpu"$'\n'
             sleep 0.3
             # A peer that died (crash) is counted, reported, and restarted for the next round.
             if [ "$t" != direct ] && ! kill -0 "${pid[$t]}" 2>/dev/null; then
@@ -414,6 +426,7 @@ wrk_scenario() { # tag body-file conns duration
         R[$tag.$t.p50]=$(col_median 2 <<<"${rows[$t]}")
         R[$tag.$t.p99]=$(col_median 3 <<<"${rows[$t]}")
         R[$tag.$t.bad]=$(($(col_sum 4 <<<"${rows[$t]}") + $(col_sum 5 <<<"${rows[$t]}")))
+        R[$tag.$t.cpu]=$(col_median 6 <<<"${rows[$t]}")
     done
     R[$tag.targets]="${targets[*]}"
     stop "${pid[@]}" "$SIM_PID"
@@ -422,19 +435,21 @@ print_wrk_table() { # tag title
     local tag=$1 t
     report ""
     report "$2"
-    report "$(printf '%-8s %10s %9s %9s %10s %10s %7s %7s %9s' target req/s p50_ms p99_ms +p50_ms +p99_ms failed crashes drover/x)"
+    report "$(printf '%-8s %10s %9s %9s %10s %10s %7s %7s %9s %11s' target req/s p50_ms p99_ms +p50_ms +p99_ms failed crashes drover/x cpu_us/req)"
     for t in ${R[$tag.targets]}; do
-        report "$(printf '%-8s %10.0f %9.3f %9.3f %10s %10s %7d %7s %9s' "$t" "${R[$tag.$t.rps]}" "${R[$tag.$t.p50]}" \
+        local cpu=${R[$tag.$t.cpu]:-0}
+        [ "$t" = direct ] && cpu=-
+        report "$(printf '%-8s %10.0f %9.3f %9.3f %10s %10s %7d %7s %9s %11s' "$t" "${R[$tag.$t.rps]}" "${R[$tag.$t.p50]}" \
             "${R[$tag.$t.p99]}" "$(minus "${R[$tag.$t.p50]}" "${R[$tag.direct.p50]}")" \
             "$(minus "${R[$tag.$t.p99]}" "${R[$tag.direct.p99]}")" "${R[$tag.$t.bad]}" "${R[$tag.$t.crashes]:-0}" \
-            "$(ratio "${R[$tag.drover.rps]}" "${R[$tag.$t.rps]}")")"
+            "$(ratio "${R[$tag.drover.rps]}" "${R[$tag.$t.rps]}")" "$cpu")"
     done
 }
 
 s1() {
     printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}' "$MODEL" >"$TMP/s1.json"
-    wrk_scenario s1 "$TMP/s1.json" "$S1_CONNS" "$S1_DURATION"
-    print_wrk_table s1 "S1 non-stream chat, ~100 B body, wrk -t1 -c$S1_CONNS -d${S1_DURATION}s, $ROUNDS rounds (median); + = added over direct"
+    wrk_scenario s1 "$TMP/s1.json" "$S1_CONNS" "$S1_DURATION" "$S1_ROUNDS"
+    print_wrk_table s1 "S1 non-stream chat, ~100 B body, wrk -t1 -c$S1_CONNS -d${S1_DURATION}s, $S1_ROUNDS rounds (median); + = added over direct"
 }
 s3() {
     python3 - "$S3_KB" "$MODEL" >"$TMP/s3.json" <<'EOF'
@@ -446,7 +461,7 @@ print(json.dumps({"model": model, "max_tokens": 16,
                   "messages": [{"role": "system", "content": "You summarise documents."},
                                {"role": "user", "content": content}]}), end="")
 EOF
-    wrk_scenario s3 "$TMP/s3.json" "$S3_CONNS" "$S3_DURATION"
+    wrk_scenario s3 "$TMP/s3.json" "$S3_CONNS" "$S3_DURATION" "$ROUNDS"
     print_wrk_table s3 "S3 large prompt, $(($(stat -c %s "$TMP/s3.json") / 1024)) KiB body, wrk -t1 -c$S3_CONNS -d${S3_DURATION}s, $ROUNDS rounds (median)"
 }
 
@@ -713,7 +728,7 @@ if has s1; then
     fi
 fi
 for tag in s1 s3; do
-    has $tag && verdict "$tag drover stays up" "${R[$tag.drover.crashes]:-0} == 0" "${R[$tag.drover.crashes]:-0} crash(es) in $ROUNDS rounds"
+    has $tag && verdict "$tag drover stays up" "${R[$tag.drover.crashes]:-0} == 0" "${R[$tag.drover.crashes]:-0} crash(es)"
 done
 if has s2; then
     verdict "S2 <= 8 KB gateway memory per open stream" "\"${R[s2.drover.bps]}\" != \"-\" && ${R[s2.drover.bps]} <= 8192" "${R[s2.drover.bps]} B/stream (nginx ${R[s2.nginx.bps]}, haproxy ${R[s2.haproxy.bps]})"
