@@ -415,6 +415,42 @@ static void test_reader(void **state)
             fail();
         }
     }
+    /* the 8-bytes-at-a-time scan: a special byte at every offset of a long string is seen */
+    for (size_t at = 0; at < 24; at++) {
+        char doc[40], out[40];
+        size_t n = 0, got = 0;
+        doc[n++] = '"';
+        for (size_t i = 0; i < 24; i++) {
+            if (i == at) {
+                doc[n++] = '\\';
+                doc[n++] = 'n';
+            } else {
+                doc[n++] = (char)('a' + i % 26);
+            }
+        }
+        doc[n++] = '"';
+        json_reader_init(&r, doc, n, 8, &err);
+        assert_int_equal(json_reader_string(&r, out, sizeof out, &got), 0);
+        assert_int_equal(got, 24);
+        assert_int_equal(out[at], '\n');
+        for (int kind = 0; kind < 3; kind++) {
+            static const char bad_byte[3] = {0x01, (char)0xff, 0x1f};
+            memset(doc, 'a', 30);
+            doc[0] = '"';
+            doc[29] = '"';
+            doc[1 + at] = bad_byte[kind];
+            json_reader_init(&r, doc, 30, 8, &err);
+            assert_int_equal(json_reader_string(&r, out, sizeof out, &got), GW_E_PARSE);
+        }
+        memset(doc, 'a', 30);
+        doc[0] = '"';
+        doc[29] = '"';
+        doc[1 + at] = '"'; /* ends the string early: what follows is not JSON */
+        json_reader_init(&r, doc, 30, 8, &err);
+        assert_int_equal(json_reader_string(&r, out, sizeof out, &got), 0);
+        assert_int_equal(got, at);
+        assert_int_equal(json_reader_end(&r), GW_E_PARSE);
+    }
     json_reader_init(&r, "[1] x", 5, 8, &err);
     assert_int_equal(json_reader_skip(&r), 0);
     assert_int_equal(json_reader_end(&r), GW_E_PARSE);
