@@ -27,6 +27,17 @@ static int reserve(struct buf *b, size_t n)
     return 0;
 }
 
+int buf_reserve(struct buf *b, size_t n)
+{
+    if (n > b->max - b->len) return GW_E_LIMIT;
+    size_t need = b->len + n;
+    if (need <= b->cap && b->p) return 0;
+    b->p = xrealloc(b->p, need + 1);
+    if (b->len == 0) b->p[0] = '\0';
+    b->cap = need;
+    return 0;
+}
+
 int buf_append(struct buf *b, const void *p, size_t n)
 {
     int rc = reserve(b, n);

@@ -19,6 +19,9 @@ struct buf {
 
 void buf_init(struct buf *b, size_t max);
 int buf_append(struct buf *b, const void *p, size_t n) WUR;
+/* Room for n more bytes in one allocation (a known Content-Length). A hint: past max it does
+ * nothing and returns GW_E_LIMIT, and the append that would pass max reports it again. */
+int buf_reserve(struct buf *b, size_t n);
 int buf_append_strv(struct buf *b, struct strv v) WUR;
 int buf_append_cstr(struct buf *b, const char *s) WUR;
 int buf_appendf(struct buf *b, const char *fmt, ...) WUR PRINTF_LIKE(2, 3);

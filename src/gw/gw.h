@@ -22,6 +22,8 @@ struct gw {
     struct http_client *client;
     struct http_server *api_srv, *admin_srv;
     unsigned active_requests; /* client requests being proxied */
+    void *proxy_spares;       /* proxy.c: freed request states kept for reuse (no malloc) */
+    unsigned n_proxy_spares;
     bool stopping;
     uint64_t started_ms;
     struct store *store;    /* NULL: nothing is persisted */
@@ -41,6 +43,7 @@ static inline uint64_t gw_now_ms(const struct gw *g)
 
 /* proxy.c: the client API's data path. */
 void proxy_handle(struct gw *g, struct http_request *req);
+void proxy_free_spares(struct gw *g);
 /* api.c: the client listener's handler (routes to proxy or answers itself). */
 void api_handle(struct http_request *req, void *ctx);
 /* admin.c: the admin listener's handler. */

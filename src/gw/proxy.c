@@ -27,6 +27,7 @@ enum {
     PROXY_MAX_ERROR_BODY = 64 * 1024,
     PROXY_MAX_BUFFERED_BODY = 256 * 1024 * 1024,
     PROXY_MARKER_TAIL = 16,
+    PROXY_SPARES = 64, /* freed request states kept for reuse */
 };
 
 struct proxy {
@@ -49,7 +50,6 @@ struct proxy {
     /* the current attempt */
     struct node *node;
     struct http_call *call;
-    struct http_header *up_hdrs;
     int status;
     bool has_retry_after;
     uint64_t retry_after_s;
@@ -123,8 +123,6 @@ static void attempt_end(struct proxy *p)
     if (p->stream_counted && p->node->streams_active > 0) p->node->streams_active--;
     p->stream_counted = false;
     p->call = NULL;
-    xfree(p->up_hdrs);
-    p->up_hdrs = NULL;
 }
 
 static void wait_close_cb(uv_handle_t *h)
@@ -149,9 +147,36 @@ static void proxy_free(struct proxy *p)
     buf_free(&p->up_body);
     buf_free(&p->body);
     buf_free(&p->last_error);
-    xfree(p->up_hdrs);
-    if (p->g->active_requests > 0) p->g->active_requests--;
+    struct gw *g = p->g;
+    if (g->active_requests > 0) g->active_requests--;
+    /* The state is larger than malloc's per-thread cache takes: keep a few for reuse. */
+    if (g->n_proxy_spares < PROXY_SPARES) {
+        *(void **)p = g->proxy_spares;
+        g->proxy_spares = p;
+        g->n_proxy_spares++;
+        return;
+    }
     xfree(p);
+}
+
+static struct proxy *proxy_alloc(struct gw *g)
+{
+    struct proxy *p = g->proxy_spares;
+    if (!p) return xcalloc(1, sizeof *p);
+    g->proxy_spares = *(void **)p;
+    g->n_proxy_spares--;
+    memset(p, 0, sizeof *p);
+    return p;
+}
+
+void proxy_free_spares(struct gw *g)
+{
+    while (g->proxy_spares) {
+        void *p = g->proxy_spares;
+        g->proxy_spares = *(void **)p;
+        xfree(p);
+    }
+    g->n_proxy_spares = 0;
 }
 
 /* The request, for its final answer: the abort callback is cleared first, because a client
@@ -379,6 +404,10 @@ static void on_head(struct http_call *call, const struct http_response_head *hea
     }
     if (p->status >= 200 && p->status < 300) {
         buf_init(&p->body, PROXY_MAX_BUFFERED_BODY);
+        /* A buffered answer of known length: one allocation, not a doubling series. */
+        if (!p->v.stream && head->content_length > 0 &&
+            head->content_length <= PROXY_MAX_BUFFERED_BODY)
+            buf_reserve(&p->body, (size_t)head->content_length);
     } else {
         buf_init(&p->body, PROXY_MAX_ERROR_BODY);
     }
@@ -803,21 +832,26 @@ static void start_attempt(struct proxy *p)
     buf_init(&p->body, PROXY_MAX_ERROR_BODY);
 
     struct http_request *req = p->req;
-    p->up_hdrs = xcalloc(req->n_headers + 2, sizeof *p->up_hdrs);
+    /* The client copies the head before http_client_request returns: the list can live on
+     * the stack unless the client sent very many headers. */
+    struct http_header small[32];
+    struct http_header *up = req->n_headers + 2 <= sizeof small / sizeof small[0]
+                                 ? small
+                                 : xcalloc(req->n_headers + 2, sizeof *up);
     size_t nh = 0;
     for (size_t i = 0; i < req->n_headers; i++)
-        if (!is_hop(req->headers[i].name)) p->up_hdrs[nh++] = req->headers[i];
+        if (!is_hop(req->headers[i].name)) up[nh++] = req->headers[i];
     char auth[512];
     if (node->api_key) {
         snprintf(auth, sizeof auth, "Bearer %s", node->api_key);
-        p->up_hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
+        up[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
     }
     struct http_client_request creq = {
         .host = node->host,
         .port = node->port,
         .method = req->method,
         .target = req->target,
-        .headers = p->up_hdrs,
+        .headers = up,
         .n_headers = nh,
         .body = p->up_body.len ? (struct strv){p->up_body.p, p->up_body.len} : req->body,
         .connect_timeout_ms = g->cfg.connect_timeout_ms,
@@ -830,6 +864,7 @@ static void start_attempt(struct proxy *p)
     node->inflight++;
     model_inflight(p, +1);
     int rc = http_client_request(g->client, &creq, &cbs, p, &p->call);
+    if (up != small) xfree(up);
     if (rc) {
         /* Could not even start (out of sockets): a transport failure of this node. */
         struct http_call_result res = {.err = rc};
@@ -872,7 +907,7 @@ void proxy_handle(struct gw *g, struct http_request *req)
         (void)gw_answer(req, ANSWER_NOT_FOUND_ROUTE, NULL, "unknown path");
         return;
     }
-    struct proxy *p = xcalloc(1, sizeof *p);
+    struct proxy *p = proxy_alloc(g);
     p->g = g;
     p->req = req;
     p->kind = kind;

@@ -422,6 +422,7 @@ int serve_main(int argc, char **argv)
     uv_loop_close(g->loop);
     registry_free(&g->reg);
     catalogue_free(&g->cat);
+    proxy_free_spares(g);
     metrics_free(&g->metrics);
     gw_config_free(&g->cfg);
     for (size_t i = 0; i < s.n_sets; i++) xfree(s.owned_sets[i]);

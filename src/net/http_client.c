@@ -22,6 +22,7 @@ enum {
     HC_MAX_REQUEST_HEAD_BYTES = 256 * 1024,
     HC_MAX_HELD_BYTES = 4 * HC_READ_BUF_BYTES, /* held bytes come from one read buffer */
     HC_CONN_HANDLES = 3,
+    HC_KEEP_BODY_BYTES = 16 * 1024, /* an idle conn keeps request buffers up to this */
 };
 
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -58,9 +59,8 @@ struct origin {
     struct link link; /* in client->origins */
     struct link idle; /* pooled conns, most recently pooled first */
     unsigned n_idle;
-    unsigned refs; /* conns that point here */
-    struct sockaddr_storage addr;
-    char key[INET6_ADDRSTRLEN + 16]; /* "127.0.0.1:8080", "[::1]:8080" */
+    unsigned refs;                /* conns that point here */
+    struct sockaddr_storage addr; /* the key: family, address and port */
 };
 
 enum conn_state { CONN_CONNECTING, CONN_ACTIVE, CONN_IDLE, CONN_CLOSING };
@@ -95,7 +95,7 @@ struct conn {
     /* request bytes: owned by the conn so they outlive any call while the write is queued */
     struct buf req_head;
     char *req_body;
-    size_t req_body_len;
+    size_t req_body_len, req_body_cap; /* kept across requests up to HC_KEEP_BODY_BYTES */
     bool write_pending, write_done;
     /* response */
     struct buf hdr; /* header names and values, referenced by ents */
@@ -130,6 +130,7 @@ struct http_client {
     unsigned n_conns;
     bool is_freeing;
     struct http_client_stats stats;
+    struct buf head; /* the next request's head; swapped with the conn's, so no malloc */
     char read_buf[HC_READ_BUF_BYTES]; /* shared: every read is consumed before returning */
 };
 
@@ -163,26 +164,28 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss)
     return GW_E_INVALID;
 }
 
-static struct origin *origin_get(struct http_client *cl, int port,
-                                 const struct sockaddr_storage *ss)
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-    char ip[INET6_ADDRSTRLEN] = "";
-    char key[sizeof((struct origin *)0)->key];
-    if (ss->ss_family == AF_INET6) {
-        (void)uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
-        snprintf(key, sizeof key, "[%s]:%d", ip, port);
-    } else {
-        (void)uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
-        snprintf(key, sizeof key, "%s:%d", ip, port);
+    if (a->ss_family != b->ss_family) return false;
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
     }
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+}
+
+/* Compared as socket addresses, not formatted: this runs for every request. */
+static struct origin *origin_get(struct http_client *cl, const struct sockaddr_storage *ss)
+{
     for (struct link *l = cl->origins.next; l != &cl->origins; l = l->next) {
         struct origin *o = CONTAINER_OF(l, struct origin, link);
-        if (strcmp(o->key, key) == 0) return o;
+        if (same_addr(&o->addr, ss)) return o;
     }
     struct origin *o = xcalloc(1, sizeof *o);
     link_init(&o->idle);
     o->addr = *ss;
-    snprintf(o->key, sizeof o->key, "%s", key);
     link_insert_head(&cl->origins, &o->link);
     return o;
 }
@@ -198,6 +201,7 @@ static void origin_unref(struct origin *o)
 
 static void client_destroy(struct http_client *cl)
 {
+    buf_free(&cl->head);
     while (!link_is_empty(&cl->origins)) {
         struct origin *o = CONTAINER_OF(cl->origins.next, struct origin, link);
         link_remove(&o->link);
@@ -350,6 +354,12 @@ static void pool_put(struct conn *c)
     if (o->n_idle >= cl->cfg.max_idle_per_origin) /* evict the least recently used */
         conn_close(CONTAINER_OF(o->idle.prev, struct conn, idle_link));
     reset_response(c);
+    if (c->req_body_cap > HC_KEEP_BODY_BYTES) { /* a big prompt's copy is not kept idle */
+        xfree(c->req_body);
+        c->req_body = NULL;
+        c->req_body_cap = c->req_body_len = 0;
+    }
+    if (c->req_head.cap > HC_KEEP_BODY_BYTES) buf_free(&c->req_head);
     if (conn_set_reading(c, true) < 0) {
         conn_close(c);
         return;
@@ -482,6 +492,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         if (c->n_ents == c->cap_ents) {
             c->cap_ents = c->cap_ents ? c->cap_ents * 2 : 16;
             c->ents = xrealloc(c->ents, c->cap_ents * sizeof *c->ents);
+            c->hdr_out = xrealloc(c->hdr_out, c->cap_ents * sizeof *c->hdr_out);
         }
         c->ents[c->n_ents++] = (struct hdr_ent){c->hdr.len, 0, c->hdr.len, 0};
         c->hdr_state = HDR_FIELD;
@@ -517,7 +528,7 @@ static int on_headers_complete(llhttp_t *p)
         c->is_interim = true;
         return 1;
     }
-    if (c->n_ents > 0) c->hdr_out = xrealloc(c->hdr_out, c->n_ents * sizeof *c->hdr_out);
+    /* hdr_out grows with ents (on_header_field): no allocation per response */
     for (size_t i = 0; i < c->n_ents; i++) {
         const struct hdr_ent *e = &c->ents[i];
         c->hdr_out[i].name = strv_make(c->hdr.p + e->name_off, e->name_len);
@@ -792,12 +803,26 @@ static int build_head(struct buf *b, const struct http_client_request *req, bool
     return rc;
 }
 
-static char *dup_bytes(struct strv v)
+/* The conn keeps its own copy of the body, so the caller's bytes need not outlive the write;
+ * the allocation is reused by the next request on the conn. */
+static void conn_set_body(struct conn *c, struct strv v)
 {
-    if (v.len == 0) return NULL;
-    char *p = xmalloc(v.len);
-    memcpy(p, v.p, v.len);
-    return p;
+    if (v.len > c->req_body_cap) {
+        size_t cap = (v.len + 511) & ~(size_t)511;
+        xfree(c->req_body);
+        c->req_body = xmalloc(cap);
+        c->req_body_cap = cap;
+    }
+    if (v.len) memcpy(c->req_body, v.p, v.len);
+    c->req_body_len = v.len;
+}
+
+static void swap_head(struct conn *c)
+{
+    struct buf t = c->req_head;
+    c->req_head = c->cl->head;
+    c->cl->head = t;
+    buf_reset(&c->cl->head);
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
@@ -821,6 +846,7 @@ int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg, struc
     cl->settings.on_message_complete = on_message_complete;
     link_init(&cl->origins);
     link_init(&cl->conns);
+    buf_init(&cl->head, HC_MAX_REQUEST_HEAD_BYTES);
     *out = cl;
     return 0;
 }
@@ -852,14 +878,13 @@ int http_client_request(struct http_client *cl, const struct http_client_request
     struct sockaddr_storage ss;
     int rc = resolve(req->host, req->port, &ss);
     if (rc < 0) return rc;
-    struct origin *o = origin_get(cl, req->port, &ss);
+    struct origin *o = origin_get(cl, &ss);
 
-    struct buf head;
     bool wants_close;
-    buf_init(&head, HC_MAX_REQUEST_HEAD_BYTES);
-    rc = build_head(&head, req, &wants_close);
+    buf_reset(&cl->head);
+    rc = build_head(&cl->head, req, &wants_close);
     if (rc < 0) {
-        buf_free(&head);
+        buf_reset(&cl->head);
         if (o->refs == 0 && o->n_idle == 0) {
             o->refs = 1;
             origin_unref(o);
@@ -880,28 +905,25 @@ int http_client_request(struct http_client *cl, const struct http_client_request
 
     struct conn *c;
     while (!req->no_reuse && (c = pool_take(o)) != NULL) {
-        buf_free(&c->req_head);
-        c->req_head = head;
-        xfree(c->req_body);
-        c->req_body = dup_bytes(req->body);
-        c->req_body_len = req->body.len;
+        swap_head(c);
+        conn_set_body(c, req->body);
         c->call = call;
         if (conn_start_exchange(c) == 0) {
             call->res.reused_conn = true;
             cl->stats.reuses++;
             goto started;
         }
-        /* The pooled conn is unusable: drop it, its request bytes too, and try the next. */
+        /* The pooled conn is unusable: drop it (the head goes back for the next) and retry. */
         c->call = NULL;
-        head = c->req_head;
-        buf_init(&c->req_head, HC_MAX_REQUEST_HEAD_BYTES);
+        struct buf t = c->req_head;
+        c->req_head = cl->head;
+        cl->head = t;
         conn_close(c);
     }
 
     c = conn_new(cl, o);
-    c->req_head = head;
-    c->req_body = dup_bytes(req->body);
-    c->req_body_len = req->body.len;
+    swap_head(c);
+    conn_set_body(c, req->body);
     c->state = CONN_CONNECTING;
     rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&o->addr, on_connect);
     if (rc < 0) {

@@ -216,7 +216,7 @@ static void release_request(struct http_conn *c)
     c->abort_fn = NULL;
     c->drain_fn = NULL;
     c->req.conn = NULL;
-    arena_free(&c->req.arena);
+    arena_reset(&c->req.arena); /* keeps one chunk for the next request on this conn */
 }
 
 static void conn_maybe_free(struct http_conn *c)
@@ -441,9 +441,7 @@ static void conn_fail_parse(struct http_conn *c, int err)
 
 static void conn_begin_request(struct http_conn *c)
 {
-    struct http_server_config *cfg = &c->srv->cfg;
-    arena_init(&c->req.arena, ARENA_CHUNK_BYTES,
-               cfg->max_header_bytes * 2 + cfg->max_body_bytes + ARENA_CHUNK_BYTES);
+    arena_reset(&c->req.arena);
     http_parser_begin(&c->parser, &c->req);
 }
 
@@ -654,6 +652,8 @@ static void on_connection(uv_stream_t *l, int status)
     s->conns = c;
     buf_init(&c->pending, PENDING_MAX_BYTES);
     http_parser_init(&c->parser, s->cfg.max_header_bytes, s->cfg.max_body_bytes);
+    arena_init(&c->req.arena, ARENA_CHUNK_BYTES,
+               s->cfg.max_header_bytes * 2 + s->cfg.max_body_bytes + ARENA_CHUNK_BYTES);
     c->remaining = -1;
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c);

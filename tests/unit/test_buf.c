@@ -137,6 +137,32 @@ static void test_consume(void **state)
     buf_free(&b);
 }
 
+/* One allocation for a known length: the appends after it do not move the bytes; past the
+ * max it does nothing and says so, and the buffer stays usable. */
+static void test_reserve(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 1000);
+    assert_int_equal(buf_reserve(&b, 600), 0);
+    assert_non_null(b.p);
+    assert_int_equal(b.cap, 600);
+    assert_string_equal(b.p, "");
+    char *p = b.p;
+    for (int i = 0; i < 60; i++) assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+    assert_ptr_equal(b.p, p);
+    assert_int_equal(b.len, 600);
+    assert_int_equal(b.p[600], '\0');
+    assert_int_equal(buf_reserve(&b, 401), GW_E_LIMIT);
+    assert_int_equal(b.cap, 600);
+    assert_int_equal(buf_reserve(&b, 400), 0);
+    assert_int_equal(b.cap, 1000);
+    assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_int_equal(b.len, 601);
+    assert_memory_equal(b.p + 590, "0123456789x", 12);
+    buf_free(&b);
+}
+
 static void test_reset_keeps_memory(void **state)
 {
     (void)state;
@@ -216,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_consume),
         cmocka_unit_test(test_append_u64),
         cmocka_unit_test(test_reset_keeps_memory),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_take),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -698,6 +698,36 @@ static void test_reuse(void **state)
     assert_int_equal(st.idle, 1);
 }
 
+/* A pooled conn keeps its copy of the request body for the next request: each request on it
+ * still carries exactly its own bytes, whether the next body is smaller or larger. */
+static void test_reuse_body_sizes(void **state)
+{
+    struct fx *fx = *state;
+    static char big[20000], mid[3000];
+    memset(big, 'a', sizeof big);
+    for (size_t i = 0; i < sizeof mid; i++) mid[i] = (char)('0' + i % 10);
+    struct strv bodies[] = {{big, sizeof big}, STRV_LIT("{\"b\":2}"), {mid, sizeof mid}};
+    for (size_t i = 0; i < 3; i++) {
+        struct http_client_request req = get_req(fx);
+        req.method = STRV_LIT("POST");
+        req.body = bodies[i];
+        struct rec r = {0};
+        call_and_wait(fx, &r, &req);
+        assert_int_equal(r.res.err, 0);
+        assert_int_equal(r.res.reused_conn, i > 0);
+        char cl[48];
+        snprintf(cl, sizeof cl, "\r\nContent-Length: %zu\r\n", bodies[i].len);
+        assert_non_null(strstr(fx->srv.last_request, cl));
+        if (i == 0) continue; /* the record holds the first 4 KiB only */
+        size_t n = fx->srv.last_request_len;
+        assert_true(n > bodies[i].len);
+        assert_memory_equal(fx->srv.last_request + n - bodies[i].len, bodies[i].p, bodies[i].len);
+        assert_memory_equal(fx->srv.last_request + n - bodies[i].len - 4, "\r\n\r\n", 4);
+    }
+    assert_int_equal(fx->srv.accepted, 1);
+    assert_int_equal(fx->srv.requests, 3);
+}
+
 static void test_reuse_from_on_done(void **state)
 {
     struct fx *fx = *state;
@@ -1236,6 +1266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_body_for_head_204_304, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reuse_body_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_from_on_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_close_not_pooled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_connection_close_not_pooled, setup, teardown),
