@@ -808,7 +808,7 @@ static int build_head(struct buf *b, const struct http_client_request *req, bool
 static void conn_set_body(struct conn *c, struct strv v)
 {
     if (v.len > c->req_body_cap) {
-        size_t cap = (v.len + 511) & ~(size_t)511;
+        size_t cap = (v.len + 63) & ~(size_t)63;
         xfree(c->req_body);
         c->req_body = xmalloc(cap);
         c->req_body_cap = cap;
