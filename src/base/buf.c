@@ -2,6 +2,7 @@
 #include "base/buf.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,33 +15,29 @@ void buf_init(struct buf *b, size_t max)
     b->max = max;
 }
 
-static int reserve(struct buf *b, size_t n)
+/* Room for n more bytes: doubling for appends, exactly n for a known length. */
+static int reserve(struct buf *b, size_t n, bool exact)
 {
     if (n > b->max - b->len) return GW_E_LIMIT;
     size_t need = b->len + n;
     if (need <= b->cap && b->p) return 0;
-    size_t cap = b->cap ? b->cap : 64;
+    size_t cap = exact ? need : b->cap ? b->cap : 64;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (cap > b->max) cap = b->max;
     b->p = xrealloc(b->p, cap + 1);
+    b->p[b->len] = '\0';
     b->cap = cap;
     return 0;
 }
 
 int buf_reserve(struct buf *b, size_t n)
 {
-    if (n > b->max - b->len) return GW_E_LIMIT;
-    size_t need = b->len + n;
-    if (need <= b->cap && b->p) return 0;
-    b->p = xrealloc(b->p, need + 1);
-    if (b->len == 0) b->p[0] = '\0';
-    b->cap = need;
-    return 0;
+    return reserve(b, n, true);
 }
 
 int buf_append(struct buf *b, const void *p, size_t n)
 {
-    int rc = reserve(b, n);
+    int rc = reserve(b, n, false);
     if (rc) return rc;
     if (n) memcpy(b->p + b->len, p, n);
     b->len += n;
@@ -67,7 +64,7 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0) return GW_E_INVALID;
     if ((size_t)n < sizeof small) return buf_append(b, small, (size_t)n);
-    int rc = reserve(b, (size_t)n);
+    int rc = reserve(b, (size_t)n, false);
     if (rc) return rc;
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);

@@ -14,6 +14,8 @@
 #include "net/http_server.h"
 #include "store/store.h"
 
+struct proxy;
+
 struct gw {
     uv_loop_t *loop;
     struct gw_config cfg;
@@ -21,8 +23,8 @@ struct gw {
     struct metrics metrics;
     struct http_client *client;
     struct http_server *api_srv, *admin_srv;
-    unsigned active_requests; /* client requests being proxied */
-    void *proxy_spares;       /* proxy.c: freed request states kept for reuse (no malloc) */
+    unsigned active_requests;   /* client requests being proxied */
+    struct proxy *proxy_spares; /* proxy.c: freed request states kept for reuse (no malloc) */
     unsigned n_proxy_spares;
     bool stopping;
     uint64_t started_ms;

@@ -6,6 +6,7 @@
  * event. Non-streaming answers are buffered until complete so a node that dies mid-body costs
  * the client nothing. A client that leaves cancels the upstream at once, at no cost to the
  * node. The loop thread only. */
+#include <sanitizer/asan_interface.h> /* no-op macros outside ASan builds */
 #include <stdio.h>
 #include <string.h>
 
@@ -149,9 +150,12 @@ static void proxy_free(struct proxy *p)
     buf_free(&p->last_error);
     struct gw *g = p->g;
     if (g->active_requests > 0) g->active_requests--;
-    /* The state is larger than malloc's per-thread cache takes: keep a few for reuse. */
+    /* The state is larger than malloc's per-thread cache takes: keep a few for reuse. The
+     * first word links the spares; the rest is poisoned so ASan still reports a use after
+     * free. */
     if (g->n_proxy_spares < PROXY_SPARES) {
-        *(void **)p = g->proxy_spares;
+        *(struct proxy **)p = g->proxy_spares;
+        ASAN_POISON_MEMORY_REGION((char *)p + sizeof(void *), sizeof *p - sizeof(void *));
         g->proxy_spares = p;
         g->n_proxy_spares++;
         return;
@@ -163,8 +167,9 @@ static struct proxy *proxy_alloc(struct gw *g)
 {
     struct proxy *p = g->proxy_spares;
     if (!p) return xcalloc(1, sizeof *p);
-    g->proxy_spares = *(void **)p;
+    g->proxy_spares = *(struct proxy **)p;
     g->n_proxy_spares--;
+    ASAN_UNPOISON_MEMORY_REGION(p, sizeof *p);
     memset(p, 0, sizeof *p);
     return p;
 }
@@ -172,8 +177,9 @@ static struct proxy *proxy_alloc(struct gw *g)
 void proxy_free_spares(struct gw *g)
 {
     while (g->proxy_spares) {
-        void *p = g->proxy_spares;
-        g->proxy_spares = *(void **)p;
+        struct proxy *p = g->proxy_spares;
+        g->proxy_spares = *(struct proxy **)p;
+        ASAN_UNPOISON_MEMORY_REGION(p, sizeof *p);
         xfree(p);
     }
     g->n_proxy_spares = 0;

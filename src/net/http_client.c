@@ -22,7 +22,7 @@ enum {
     HC_MAX_REQUEST_HEAD_BYTES = 256 * 1024,
     HC_MAX_HELD_BYTES = 4 * HC_READ_BUF_BYTES, /* held bytes come from one read buffer */
     HC_CONN_HANDLES = 3,
-    HC_KEEP_BODY_BYTES = 16 * 1024, /* an idle conn keeps request buffers up to this */
+    HC_KEEP_REQUEST_BYTES = 16 * 1024, /* an idle conn keeps request buffers up to this */
 };
 
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -95,7 +95,7 @@ struct conn {
     /* request bytes: owned by the conn so they outlive any call while the write is queued */
     struct buf req_head;
     char *req_body;
-    size_t req_body_len, req_body_cap; /* kept across requests up to HC_KEEP_BODY_BYTES */
+    size_t req_body_len, req_body_cap; /* kept across requests up to HC_KEEP_REQUEST_BYTES */
     bool write_pending, write_done;
     /* response */
     struct buf hdr; /* header names and values, referenced by ents */
@@ -354,12 +354,12 @@ static void pool_put(struct conn *c)
     if (o->n_idle >= cl->cfg.max_idle_per_origin) /* evict the least recently used */
         conn_close(CONTAINER_OF(o->idle.prev, struct conn, idle_link));
     reset_response(c);
-    if (c->req_body_cap > HC_KEEP_BODY_BYTES) { /* a big prompt's copy is not kept idle */
+    if (c->req_body_cap > HC_KEEP_REQUEST_BYTES) { /* a big prompt's copy is not kept idle */
         xfree(c->req_body);
         c->req_body = NULL;
         c->req_body_cap = c->req_body_len = 0;
     }
-    if (c->req_head.cap > HC_KEEP_BODY_BYTES) buf_free(&c->req_head);
+    if (c->req_head.cap > HC_KEEP_REQUEST_BYTES) buf_free(&c->req_head);
     if (conn_set_reading(c, true) < 0) {
         conn_close(c);
         return;
@@ -817,12 +817,12 @@ static void conn_set_body(struct conn *c, struct strv v)
     c->req_body_len = v.len;
 }
 
+/* Hands the head built in cl->head to the conn; cl->head takes the conn's old buffer. */
 static void swap_head(struct conn *c)
 {
     struct buf t = c->req_head;
     c->req_head = c->cl->head;
     c->cl->head = t;
-    buf_reset(&c->cl->head);
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
@@ -884,7 +884,6 @@ int http_client_request(struct http_client *cl, const struct http_client_request
     buf_reset(&cl->head);
     rc = build_head(&cl->head, req, &wants_close);
     if (rc < 0) {
-        buf_reset(&cl->head);
         if (o->refs == 0 && o->n_idle == 0) {
             o->refs = 1;
             origin_unref(o);
@@ -913,11 +912,9 @@ int http_client_request(struct http_client *cl, const struct http_client_request
             cl->stats.reuses++;
             goto started;
         }
-        /* The pooled conn is unusable: drop it (the head goes back for the next) and retry. */
+        /* The pooled conn is unusable: the head goes back for the next; drop it and retry. */
         c->call = NULL;
-        struct buf t = c->req_head;
-        c->req_head = cl->head;
-        cl->head = t;
+        swap_head(c);
         conn_close(c);
     }
 

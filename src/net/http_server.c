@@ -441,7 +441,6 @@ static void conn_fail_parse(struct http_conn *c, int err)
 
 static void conn_begin_request(struct http_conn *c)
 {
-    arena_reset(&c->req.arena);
     http_parser_begin(&c->parser, &c->req);
 }
 
