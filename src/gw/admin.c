@@ -290,21 +290,17 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
     const char *why = transition(n, action, &to);
     if (why) return gw_reply_error(req, 409, "illegal_transition", NULL, why);
     if (strv_eq_cstr(action, "recover")) {
-        registry_recover(&g->reg, n);
-        LOGI("node_recovered", "node=%s by=admin", n->name);
+        registry_recover(&g->reg, n, "admin");
         health_probe_now(g, n);
     } else if (to == ADMIN_REMOVED && n->admin != ADMIN_REMOVED) {
         LOGI(strv_eq_cstr(action, "reject") ? "node_rejected" : "node_removed",
              "node=%s in_flight=%u", n->name, n->inflight);
         registry_tombstone(n);
     } else if (to != n->admin) {
-        n->admin = to;
-        if (to == ADMIN_DRAINING)
-            LOGI("node_draining", "node=%s in_flight=%u", n->name, n->inflight);
-        else if (strv_eq_cstr(action, "resume"))
-            LOGI("node_resumed", "node=%s", n->name);
-        else
-            LOGI("node_approved", "node=%s", n->name);
+        char cause[48];
+        snprintf(cause, sizeof cause, "admin %.*s", (int)(action.len > 20 ? 20 : action.len),
+                 action.p);
+        registry_set_admin(&g->reg, n, to, cause);
     }
     node_answer(g, req, n, true);
 }
@@ -325,7 +321,8 @@ void admin_handle(struct http_request *req, void *ctx)
         buf_init(&b, 256u << 20);
         struct http_client_stats st;
         http_client_get_stats(g->client, &st);
-        metrics_render(&g->metrics, &g->reg, &st, g->active_requests, gw_now_ms(g), &b);
+        metrics_render(&g->metrics, &g->reg, &g->admission, &st, g->active_requests, gw_now_ms(g),
+                       &b);
         struct http_header h = {STRV_LIT("Content-Type"), STRV_LIT("text/plain; version=0.0.4")};
         (void)http_respond(req, 200, &h, 1, b.p, b.len);
         buf_free(&b);

@@ -71,7 +71,8 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
     size_t n_served = 0;
     for (size_t t = 0; t < ix->cap; t++) {
         const struct model_nodes *e = &ix->tab[t];
-        if (!e->id || (!ollama && catalogue_find(&g->cat, (struct strv){e->id, e->id_len})))
+        if (!e->id || e->alias ||
+            (!ollama && catalogue_find(&g->cat, (struct strv){e->id, e->id_len})))
             continue;
         for (size_t i = 0; i < e->n; i++) {
             const struct node *o = e->slots[i].node;

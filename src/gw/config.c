@@ -40,7 +40,7 @@ static const struct key_def keys[] = {
     {"upstream.max_idle_per_node", K_U64, OFF(max_idle_per_node), 0, 100000},
     {"retry.max_attempts", K_U64, OFF(max_attempts), 1, 16},
     {"retry.deadline", K_DURATION, OFF(request_deadline_ms), 1, 86400000},
-    {"health.interval", K_DURATION, OFF(probe_interval_ms), 10, 86400000},
+    {"health.interval", K_DURATION, OFF(reg.probe_interval_ms), 10, 86400000},
     {"health.jitter", K_DURATION, OFF(probe_jitter_ms), 0, 3600000},
     {"health.timeout", K_DURATION, OFF(probe_timeout_ms), 10, 600000},
     {"health.rise", K_U32, OFF(reg.rise), 1, 100},
@@ -51,6 +51,13 @@ static const struct key_def keys[] = {
     {"faults.ejection_base", K_DURATION, OFF(reg.ejection_base_ms), 1, 86400000},
     {"faults.ejection_max", K_DURATION, OFF(reg.ejection_max_ms), 1, 86400000},
     {"faults.max_excluded_percent", K_PERCENT, OFF(reg.max_excluded_percent), 0, 100},
+    {"routing.panic_threshold", K_PERCENT, OFF(reg.panic_percent), 0, 100},
+    {"busy.cool_after", K_U32, OFF(reg.busy_cool_after), 1, 1000},
+    {"busy.max_retry_after", K_DURATION, OFF(reg.busy_max_cool_ms), 0, 3600000},
+    {"busy.max_limit", K_U32, OFF(reg.max_conc_limit), 1, 1000000},
+    {"queue.max", K_U64, OFF(queue_max), 0, 1000000},
+    {"queue.max_wait", K_DURATION, OFF(queue_wait_ms), 0, 3600000},
+    {"proxy.trust_forwarded", K_BOOL, OFF(trust_forwarded), 0, 0},
     {"shutdown.grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
     {"store.path", K_STR, OFF(store_path), 0, 0},
     {"store.flush_interval", K_DURATION, OFF(store_flush_ms), 10, 3600000},
@@ -87,8 +94,9 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->total_timeout_ms = 0;
     cfg->max_idle_per_node = 64;
     cfg->max_attempts = 3;
+    cfg->queue_max = 1024;
+    cfg->queue_wait_ms = 10000;
     cfg->request_deadline_ms = 30000;
-    cfg->probe_interval_ms = 10000;
     cfg->probe_jitter_ms = 1000;
     cfg->probe_timeout_ms = 5000;
     registry_config_defaults(&cfg->reg);

@@ -40,10 +40,13 @@ struct gw_config {
     uint64_t total_timeout_ms, max_idle_per_node;
 
     uint64_t max_attempts;        /* attempts per request across nodes */
+    uint64_t queue_max;           /* requests waiting for capacity at most (admission queue) */
+    uint64_t queue_wait_ms;       /* how long one waits for capacity before 503 capacity */
+    bool trust_forwarded;         /* keep the client's X-Forwarded-For/Forwarded (behind a LB) */
     uint64_t request_deadline_ms; /* no new attempt after this since arrival */
 
-    uint64_t probe_interval_ms, probe_jitter_ms, probe_timeout_ms;
-    struct registry_config reg; /* rise, fall, faults, ejection */
+    uint64_t probe_jitter_ms, probe_timeout_ms; /* the interval is reg.probe_interval_ms */
+    struct registry_config reg;                 /* rise, fall, faults, ejection */
 
     uint64_t shutdown_grace_ms;
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gw/admission.h"
 #include "gw/catalogue.h"
 #include "gw/config.h"
 #include "gw/metrics.h"
@@ -26,6 +27,7 @@ struct gw {
     unsigned active_requests;   /* client requests being proxied */
     struct proxy *proxy_spares; /* proxy.c: freed request states kept for reuse (no malloc) */
     unsigned n_proxy_spares;
+    struct admission admission; /* proxy.c: requests waiting for capacity */
     bool stopping;
     uint64_t started_ms;
     struct store *store;    /* NULL: nothing is persisted */
@@ -46,6 +48,9 @@ static inline uint64_t gw_now_ms(const struct gw *g)
 /* proxy.c: the client API's data path. */
 void proxy_handle(struct gw *g, struct http_request *req);
 void proxy_free_spares(struct gw *g);
+/* Starts (idempotent) and stops the admission queue; stop before the loop ends. */
+void proxy_start(struct gw *g);
+void proxy_stop(struct gw *g);
 /* api.c: the client listener's handler (routes to proxy or answers itself). */
 void api_handle(struct http_request *req, void *ctx);
 /* admin.c: the admin listener's handler. */

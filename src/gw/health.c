@@ -142,7 +142,7 @@ static void on_data(struct http_call *call, const char *p, size_t len, void *ctx
         pr->call = NULL;
         buf_free(&pr->body);
         registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g), "model list too large");
-        schedule(pr, pr->g->cfg.probe_interval_ms);
+        schedule(pr, pr->g->cfg.reg.probe_interval_ms);
     }
 }
 
@@ -168,11 +168,19 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
             snprintf(why, sizeof why, "%s", gw_strerror(res->err));
         else
             snprintf(why, sizeof why, "status %d", pr->status);
-        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), why);
+        /* Busy is not dead: a probe that timed out (or found no free slot) while the node's
+         * requests progress lost a race to real work; it counts neither way. */
+        bool timed_out = res->err == GW_E_TOTAL_TIMEOUT || res->err == GW_E_FIRST_BYTE_TIMEOUT ||
+                         res->err == GW_E_IDLE_TIMEOUT || pr->status == 503 || pr->status == 429;
+        uint64_t now = gw_now_ms(g);
+        if (timed_out && registry_probe_is_busy(&g->reg, pr->node, now))
+            registry_probe_busy(&g->reg, pr->node, now, why);
+        else
+            registry_probe_failed(&g->reg, pr->node, now, why);
     }
     buf_free(&pr->body);
     pr->again_fresh = false;
-    schedule(pr, g->cfg.probe_interval_ms);
+    schedule(pr, g->cfg.reg.probe_interval_ms);
 }
 
 static void start_probe(struct probe *pr, bool fresh)
@@ -183,7 +191,7 @@ static void start_probe(struct probe *pr, bool fresh)
     if (n->admin == ADMIN_PENDING || (n->via_agent && !n->api_key)) {
         /* nothing to ask yet: a pending node gets no traffic, an agent without its key
          * would answer 401 */
-        schedule(pr, g->cfg.probe_interval_ms);
+        schedule(pr, g->cfg.reg.probe_interval_ms);
         return;
     }
     buf_init(&pr->body, PROBE_MAX_BODY);
@@ -216,7 +224,7 @@ static void start_probe(struct probe *pr, bool fresh)
         pr->call = NULL;
         buf_free(&pr->body);
         registry_probe_failed(&g->reg, n, gw_now_ms(g), gw_strerror(rc));
-        schedule(pr, g->cfg.probe_interval_ms);
+        schedule(pr, g->cfg.reg.probe_interval_ms);
     }
 }
 
@@ -232,7 +240,7 @@ static void schedule(struct probe *pr, uint64_t delay_ms)
     /* Jitter spreads probes of many nodes; it never exceeds a quarter of the interval, so a
      * short interval (tests, small fleets) keeps its meaning. */
     uint64_t j = pr->g->cfg.probe_jitter_ms;
-    if (j > pr->g->cfg.probe_interval_ms / 4) j = pr->g->cfg.probe_interval_ms / 4;
+    if (j > pr->g->cfg.reg.probe_interval_ms / 4) j = pr->g->cfg.reg.probe_interval_ms / 4;
     uint64_t d = delay_ms + jitter(j);
     d = d > j ? d - j : 1;
     uv_timer_start(&pr->timer, on_timer, d, 0);
@@ -248,8 +256,9 @@ void health_attach(struct gw *g, struct node *n)
     pr->timer.data = pr;
     n->health = pr;
     /* spread the first probes over the jitter window (at most one interval) */
-    uint64_t spread = g->cfg.probe_jitter_ms < g->cfg.probe_interval_ms ? g->cfg.probe_jitter_ms
-                                                                        : g->cfg.probe_interval_ms;
+    uint64_t spread = g->cfg.probe_jitter_ms < g->cfg.reg.probe_interval_ms
+                          ? g->cfg.probe_jitter_ms
+                          : g->cfg.reg.probe_interval_ms;
     uv_timer_start(&pr->timer, on_timer, spread ? (uint64_t)rand() % spread : 0, 0);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "gw/admission.h"
 
 static const double bucket_s[METRICS_N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                    1,     2.5,  5,     10,   30,  60,   120};
@@ -86,9 +87,26 @@ static int histo(struct buf *out, const char *name, const char *help, const stru
     return rc;
 }
 
+static uint64_t g_inflight(const struct node *n)
+{
+    return n->inflight;
+}
+static uint64_t g_faults(const struct node *n)
+{
+    return n->consecutive_faults;
+}
+static uint64_t g_limit(const struct node *n)
+{
+    return n->conc_limit;
+}
+static uint64_t g_busy(const struct node *n)
+{
+    return n->busy_total;
+}
+
 void metrics_render(const struct metrics *m, const struct registry *reg,
-                    const struct http_client_stats *pool, unsigned active_requests, uint64_t now_ms,
-                    struct buf *out)
+                    const struct admission *adm, const struct http_client_stats *pool,
+                    unsigned active_requests, uint64_t now_ms, struct buf *out)
 {
     int rc =
         buf_append_cstr(out, "# HELP drover_requests_total Client requests answered, by "
@@ -154,26 +172,51 @@ void metrics_render(const struct metrics *m, const struct registry *reg,
                              node_admin_name(n->admin), node_live_name(n->live),
                              n->excluded ? "true" : "false");
     }
-    if (!rc)
-        rc = buf_append_cstr(out, "# HELP drover_node_in_flight Requests in flight per node.\n"
-                                  "# TYPE drover_node_in_flight gauge\n");
-    for (size_t i = 0; i < reg->n && !rc; i++) {
-        const struct node *n = reg->nodes[i];
-        if (n->admin == ADMIN_REMOVED) continue;
-        rc = buf_append_cstr(out, "drover_node_in_flight{node=\"");
-        if (!rc) rc = label(out, n->name);
-        if (!rc) rc = buf_appendf(out, "\"} %u\n", n->inflight);
+    static const struct {
+        const char *name, *help, *type;
+        uint64_t (*get)(const struct node *n);
+    } gauges[] = {
+        {"drover_node_in_flight", "Requests in flight per node.", "gauge", g_inflight},
+        {"drover_node_consecutive_faults", "Node faults in a row.", "gauge", g_faults},
+        {"drover_node_concurrency_limit",
+         "Adaptive concurrency limit per node (0: none learned; lowered by busy answers).", "gauge",
+         g_limit},
+        {"drover_node_busy_total", "Busy answers (429, 503 with Retry-After) per node.", "counter",
+         g_busy},
+        {"drover_node_cooled", "Node answering busy to everything, cooled now (1) or not (0).",
+         "gauge", NULL},
+    };
+    for (size_t k = 0; k < sizeof gauges / sizeof gauges[0] && !rc; k++) {
+        rc = buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", gauges[k].name, gauges[k].help,
+                         gauges[k].name, gauges[k].type);
+        for (size_t i = 0; i < reg->n && !rc; i++) {
+            const struct node *n = reg->nodes[i];
+            if (n->admin == ADMIN_REMOVED) continue;
+            uint64_t v = gauges[k].get ? gauges[k].get(n) : node_is_cooled(n, now_ms);
+            rc = buf_appendf(out, "%s{node=\"", gauges[k].name);
+            if (!rc) rc = label(out, n->name);
+            if (!rc) rc = buf_appendf(out, "\"} %llu\n", (unsigned long long)v);
+        }
     }
-    if (!rc)
-        rc = buf_append_cstr(out, "# HELP drover_node_consecutive_faults Node faults in a row.\n"
-                                  "# TYPE drover_node_consecutive_faults gauge\n");
-    for (size_t i = 0; i < reg->n && !rc; i++) {
-        const struct node *n = reg->nodes[i];
-        if (n->admin == ADMIN_REMOVED) continue;
-        rc = buf_append_cstr(out, "drover_node_consecutive_faults{node=\"");
-        if (!rc) rc = label(out, n->name);
-        if (!rc) rc = buf_appendf(out, "\"} %u\n", n->consecutive_faults);
-    }
+    if (!rc && adm)
+        rc = buf_appendf(
+            out,
+            "# HELP drover_queue_waiting Requests waiting for capacity now.\n"
+            "# TYPE drover_queue_waiting gauge\ndrover_queue_waiting %zu\n"
+            "# HELP drover_queue_entered_total Requests that waited for capacity.\n"
+            "# TYPE drover_queue_entered_total counter\ndrover_queue_entered_total %llu\n"
+            "# HELP drover_queue_served_total Waiting requests that got a node.\n"
+            "# TYPE drover_queue_served_total counter\ndrover_queue_served_total %llu\n"
+            "# HELP drover_queue_timeouts_total Waits that ran out (503 capacity).\n"
+            "# TYPE drover_queue_timeouts_total counter\ndrover_queue_timeouts_total %llu\n"
+            "# HELP drover_queue_rejected_total Requests refused because the queue was full.\n"
+            "# TYPE drover_queue_rejected_total counter\ndrover_queue_rejected_total %llu\n"
+            "# HELP drover_queue_wait_seconds_total Time served requests spent waiting.\n"
+            "# TYPE drover_queue_wait_seconds_total counter\n"
+            "drover_queue_wait_seconds_total %.3f\n",
+            adm->n, (unsigned long long)adm->entered_total, (unsigned long long)adm->served_total,
+            (unsigned long long)adm->timeouts_total, (unsigned long long)adm->rejected_total,
+            (double)adm->wait_ms_sum / 1000.0);
     if (!rc)
         rc = buf_appendf(out,
                          "# HELP drover_in_flight Client requests in flight.\n"

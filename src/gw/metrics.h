@@ -34,6 +34,7 @@ struct metrics {
     uint64_t outcomes[OUTCOME__COUNT];
     uint64_t stream_errors_total; /* streams ended with an error event */
     uint64_t client_disconnects_total;
+    uint64_t busy_total; /* busy answers from nodes */
     struct histogram ttfb, total;
 };
 
@@ -41,8 +42,9 @@ void metrics_init(struct metrics *m);
 void metrics_free(struct metrics *m);
 void metrics_count_request(struct metrics *m, const char *model, const char *node, int status);
 void metrics_observe(struct histogram *h, uint64_t us);
+struct admission;
 void metrics_render(const struct metrics *m, const struct registry *reg,
-                    const struct http_client_stats *pool, unsigned active_requests, uint64_t now_ms,
-                    struct buf *out);
+                    const struct admission *adm, const struct http_client_stats *pool,
+                    unsigned active_requests, uint64_t now_ms, struct buf *out);
 
 #endif

@@ -137,21 +137,10 @@ static void load_inventory(struct node *n, const char *json)
 static void apply_row(struct gw *g, struct node *n, const struct store_node *r)
 {
     enum node_admin a = ADMIN_APPROVED;
-    if (admin_parse(r->admin, &a) == 0) n->admin = a;
-    n->excluded = r->excluded;
-    n->consecutive_faults = r->consecutive_faults;
-    n->ejections = r->ejections;
+    if (admin_parse(r->admin, &a)) a = n->admin;
+    registry_restore(&g->reg, n, a, r->excluded, r->consecutive_faults, r->ejections, gw_now_ms(g));
     n->faults_total = r->faults_total;
     n->created_ms = r->created_ms;
-    if (n->excluded) {
-        /* the ejection time starts again from now: the node has been out at least that long */
-        uint64_t eject = g->reg.cfg.ejection_base_ms;
-        for (unsigned k = 1; k < n->ejections && eject < g->reg.cfg.ejection_max_ms; k++)
-            eject *= 2;
-        if (eject > g->reg.cfg.ejection_max_ms) eject = g->reg.cfg.ejection_max_ms;
-        n->excluded_at_ms = gw_now_ms(g);
-        n->eject_until_ms = gw_now_ms(g) + eject;
-    }
     load_inventory(n, r->inventory_json);
     n->inventory_known = false; /* until a probe says so; the list is kept for placement */
 }
@@ -217,7 +206,8 @@ int nodes_load(struct gw *g, struct gw_error *err)
             if (strcmp(rows[j].name, nc->name) == 0 &&
                 !(rows[j].kind && strcmp(rows[j].kind, "agent") == 0))
                 apply_row(g, n, &rows[j]);
-        if (n->admin == ADMIN_PENDING || n->admin == ADMIN_REMOVED) n->admin = ADMIN_APPROVED;
+        if (n->admin == ADMIN_PENDING || n->admin == ADMIN_REMOVED)
+            registry_set_admin(&g->reg, n, ADMIN_APPROVED, "listed in the config file");
         n->dirty = true; /* written by the first flush */
     }
     if (g->store) store_nodes_free(rows, n_rows);

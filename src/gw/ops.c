@@ -557,10 +557,7 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
     struct node *n = registry_find(&g->reg, strv_from_cstr(r->s.node));
     if (!answered && n && n->live != LIVE_UNHEALTHY) {
         /* a node that does not answer at all is marked unhealthy before the failure counts */
-        n->live = LIVE_UNHEALTHY;
-        n->ok_streak = 0;
-        n->fail_streak = g->reg.cfg.fall;
-        LOGW("node_unhealthy", "node=%s reason=\"no answer to an operation\"", n->name);
+        registry_set_unhealthy(&g->reg, n, "no answer to an operation");
     }
     enum ops_verdict v = ops_judge(r->kind, answered, cls, listed);
     struct issue *is = r->waiter;

@@ -85,6 +85,10 @@ struct outcome outcome_classify(const struct attempt_obs *obs)
     }
     if (s == 400 && obs->body_says_unsupported) return make(OUTCOME_CAPABILITY_MISS);
     if (s >= 400 && s < 500) return make(OUTCOME_CLIENT_ERROR);
+    if (s >= 500 && obs->body_says_unsupported) {
+        /* the node is talking, and it names a feature the request used: not a fault */
+        return make(OUTCOME_CAPABILITY_MISS);
+    }
     if (s >= 500) {
         struct outcome o = make(OUTCOME_NODE_FAULT);
         o.is_5xx_response = true;
@@ -120,6 +124,33 @@ void outcome_scan_error_body(const char *p, uint64_t len, struct attempt_obs *ob
         (contains_ci(p, n, "model") &&
          (contains_ci(p, n, "not found") || contains_ci(p, n, "does not exist"))))
         obs->body_says_model_missing = true;
-    if (contains_ci(p, n, "does not support") || contains_ci(p, n, "not supported"))
+    if (contains_ci(p, n, "does not support") || contains_ci(p, n, "not supported") ||
+        contains_ci(p, n, "unsupported"))
         obs->body_says_unsupported = true;
+}
+
+unsigned outcome_named_capability(const char *p, uint64_t len, unsigned used)
+{
+    size_t n = len > 4096 ? 4096 : (size_t)len;
+    unsigned primary = used & CAP_PRIMARY_BITS;
+    unsigned features = used & ~CAP_PRIMARY_BITS;
+    if (p && n) {
+        /* optional features first: "does not support tools" marks tools, never chat */
+        static const struct {
+            const char *word;
+            unsigned bit;
+        } words[] = {
+            {"tool", 8},         {"function", 8},    {"vision", 16},
+            {"image", 16},       {"multimodal", 16}, {"response_format", 32},
+            {"json_schema", 32}, {"grammar", 32},    {"embedding", 4},
+            {"chat", 1},         {"completion", 2},
+        };
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if ((words[i].bit & features) && contains_ci(p, n, words[i].word)) return words[i].bit;
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if ((words[i].bit & primary) && contains_ci(p, n, words[i].word)) return words[i].bit;
+    }
+    /* Named nothing we can place: the primary capability only when the request used nothing
+     * optional (then there is nothing else it could mean); otherwise mark nothing. */
+    return features ? 0 : primary;
 }

@@ -55,6 +55,13 @@ struct outcome outcome_classify(const struct attempt_obs *obs);
 
 const char *outcome_class_name(enum outcome_class c); /* "success", "node_fault", ... */
 
+/* The bits of registry.h's CAP_*: the primary capabilities are the low three. */
+enum { CAP_PRIMARY_BITS = 7 };
+/* Which one capability a capability-miss answer names, among the CAP_* bits `used` by the
+ * request: an optional feature it names first, then the primary one; with nothing named, the
+ * primary capability only when the request used no optional feature; else 0 (mark nothing). */
+unsigned outcome_named_capability(const char *p, uint64_t len, unsigned used);
+
 /* Reads an error body (OpenAI, Ollama or plain text) for the two hints above. Bounded scan. */
 void outcome_scan_error_body(const char *p, uint64_t len, struct attempt_obs *obs);
 

@@ -1,11 +1,12 @@
 /* proxy — the data path of one client request (DESIGN §2, §4): route, forward the client's
  * original bytes over a pooled upstream connection, stream the answer back with backpressure,
- * classify the attempt with outcome_classify() and act on the class exactly once: retry on
- * another node while nothing reached the client, count faults (with the poison rule for 5xx
- * responses), cool busy nodes, mark missing capabilities, end a broken stream with an error
- * event. Non-streaming answers are buffered until complete so a node that dies mid-body costs
- * the client nothing. A client that leaves cancels the upstream at once, at no cost to the
- * node. The loop thread only. */
+ * classify the attempt with outcome_classify() and hand the outcome to accounting (the one
+ * module that changes nodes), then decide what the client gets: a retry on another node while
+ * nothing reached the client, a wait in the admission queue when every node is busy, an error
+ * event that ends a broken stream. Completion of a stream is recognised only at event
+ * boundaries (the SSE/NDJSON splitters). Non-streaming answers are buffered until complete so
+ * a node that dies mid-body costs the client nothing. A client that leaves cancels the
+ * upstream at once, at no cost to the node. The loop thread only. */
 #include <sanitizer/asan_interface.h> /* no-op macros outside ASan builds */
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "gw/accounting.h"
+#include "gw/admission.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 #include "gw/loads.h"
@@ -21,14 +24,15 @@
 #include "gw/placement.h"
 #include "gw/router.h"
 #include "gw/validate.h"
+#include "net/splitter.h"
 
 enum {
     PROXY_MAX_ATTEMPTS = 16,
     PROXY_MAX_STALE_RETRIES = 2,
     PROXY_MAX_ERROR_BODY = 64 * 1024,
     PROXY_MAX_BUFFERED_BODY = 256 * 1024 * 1024,
-    PROXY_MARKER_TAIL = 16,
-    PROXY_SPARES = 64, /* freed request states kept for reuse */
+    PROXY_MAX_EVENT_BYTES = 4 * 1024 * 1024, /* one SSE event or NDJSON line of a stream */
+    PROXY_SPARES = 64,                       /* freed request states kept for reuse */
 };
 
 struct proxy {
@@ -36,11 +40,11 @@ struct proxy {
     struct http_request *req; /* NULL once the client is gone */
     enum api_kind kind;
     struct validated v;
+    struct strv model; /* the routed model, resolved once: the catalogue's id or the client's */
+    unsigned caps;     /* CAP_* the request uses (primary | features) */
     struct node *tried[PROXY_MAX_ATTEMPTS];
     size_t n_tried;
-    struct node *pending_5xx[PROXY_MAX_ATTEMPTS]; /* 5xx answers not yet counted (poison rule) */
-    size_t n_pending_5xx;
-    unsigned n_5xx;
+    struct acct_request acct; /* the poison rule and busy answers across attempts */
     unsigned attempts;
     unsigned stale_retries;
     bool fresh_only;
@@ -51,6 +55,8 @@ struct proxy {
     /* the current attempt */
     struct node *node;
     struct http_call *call;
+    enum route_tier tier;
+    uint64_t attempt_start_ms;
     int status;
     bool has_retry_after;
     uint64_t retry_after_s;
@@ -59,15 +65,15 @@ struct proxy {
     bool stream_counted; /* node->streams_active was raised */
     struct buf body;     /* buffered body (non-stream success, or any error) */
     bool body_overflow;
-    char tail[PROXY_MARKER_TAIL];
-    size_t tail_len;
-    bool marker_seen;
+    bool splitter_used; /* the splitter of this stream kind was initialised */
+    struct sse_splitter sse;
+    struct ndjson_splitter nd;
+    bool done_seen;  /* the terminal event ([DONE], or an NDJSON line with "done":true) */
+    int splitter_rc; /* GW_E_LIMIT once an event was over the cap (for the log) */
     bool paused;
 
     /* history for the final answer */
     enum outcome_class last_cls;
-    unsigned busy_count;
-    uint64_t busy_retry_s;
     int last_client_status;
     struct buf last_error; /* body of the last capability_miss, returned if nothing else works */
     int last_error_status;
@@ -80,6 +86,9 @@ struct proxy {
     uint64_t wait_until_ms;
     unsigned loads_seen; /* loads this request waited on (a failing load is not retried forever) */
     bool waiting_load;
+    struct admission_waiter queue; /* waiting for capacity (DESIGN §5 `capacity`) */
+    uint64_t queue_until_ms;       /* the wait budget for capacity, set at the first wait */
+    bool waking;                   /* start_attempt runs from the queue's wake */
 };
 
 /* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
@@ -101,29 +110,22 @@ static const char *route_model(const struct proxy *p)
     return p->cat_id[0] ? p->cat_id : p->v.model;
 }
 
-static void model_inflight(struct proxy *p, int delta)
-{
-    struct node_model *m = node_model_find(p->node, strv_from_cstr(route_model(p)));
-    if (!m) return;
-    if (delta > 0) {
-        m->inflight++;
-        m->last_used_ms = gw_now_ms(p->g);
-    } else if (m->inflight > 0) {
-        m->inflight--;
-    }
-}
-
 /* Ends the current attempt's accounting (in-flight counts, stream liveness). */
 static void attempt_end(struct proxy *p)
 {
     if (!p->node) return;
-    if (p->node->inflight > 0) p->node->inflight--;
-    if (p->node->inflight == 0 && p->node->admin == ADMIN_DRAINING)
-        LOGI("node_drained", "node=%s", p->node->name);
-    model_inflight(p, -1);
-    if (p->stream_counted && p->node->streams_active > 0) p->node->streams_active--;
-    p->stream_counted = false;
+    acct_end(p->g, p->node, p->model, &p->stream_counted);
     p->call = NULL;
+}
+
+static void splitter_free(struct proxy *p)
+{
+    if (!p->splitter_used) return;
+    if (p->v.ollama)
+        ndjson_free(&p->nd);
+    else
+        sse_free(&p->sse);
+    p->splitter_used = false;
 }
 
 static void wait_close_cb(uv_handle_t *h)
@@ -145,6 +147,8 @@ static void wait_cancel(struct proxy *p)
 static void proxy_free(struct proxy *p)
 {
     wait_cancel(p);
+    splitter_free(p);
+    if (p->queue.queued) admission_leave(&p->g->admission, &p->queue);
     buf_free(&p->up_body);
     buf_free(&p->body);
     buf_free(&p->last_error);
@@ -172,6 +176,18 @@ static struct proxy *proxy_alloc(struct gw *g)
     ASAN_UNPOISON_MEMORY_REGION(p, sizeof *p);
     memset(p, 0, sizeof *p);
     return p;
+}
+
+void proxy_start(struct gw *g)
+{
+    if (!g->admission.started)
+        admission_init(&g->admission, g->loop, (size_t)g->cfg.queue_max, 100);
+    g->admission.max = (size_t)g->cfg.queue_max; /* a reload may change it */
+}
+
+void proxy_stop(struct gw *g)
+{
+    admission_close(&g->admission);
 }
 
 void proxy_free_spares(struct gw *g)
@@ -238,15 +254,6 @@ static void answer_failure(struct proxy *p, enum gw_answer a, uint64_t retry_aft
     log_request(p, status, gw_answer_info(a)->code);
     struct http_request *req = take_req(p);
     if (req) (void)gw_answer(req, a, &ctx, msg);
-}
-
-/* Counts the 5xx answers we held back: the request did not turn out to be poison. */
-static void count_pending_5xx(struct proxy *p)
-{
-    uint64_t now = gw_now_ms(p->g);
-    for (size_t i = 0; i < p->n_pending_5xx; i++)
-        registry_record_fault(&p->g->reg, p->pending_5xx[i], now);
-    p->n_pending_5xx = 0;
 }
 
 /* Returns the node's client error to the client: as it is when it already has our shape,
@@ -352,7 +359,7 @@ static void on_abort(struct http_request *req, void *ctx)
         http_call_cancel(p->call);
         attempt_end(p);
         proxy_free(p);
-    } else if (p->wait || p->waiting_load) {
+    } else if (p->wait || p->waiting_load || p->queue.queued) {
         /* waiting for a cold load or for capacity: the load goes on for the next client */
         log_request(p, 499, "client_gone");
         proxy_free(p);
@@ -361,33 +368,57 @@ static void on_abort(struct http_request *req, void *ctx)
      * retries start from inside on_done before returning to the loop. */
 }
 
-static void scan_marker(struct proxy *p, const char *data, size_t len)
+/* An SSE event whose data is exactly [DONE] ends an OpenAI stream. */
+static int on_sse_event(void *ctx, struct strv event, struct strv data)
 {
-    if (p->marker_seen || len == 0) return;
-    static const char *const sse[] = {"data: [DONE]", "data:[DONE]"};
-    static const char *const nd[] = {"\"done\":true", "\"done\": true"};
-    const char *const *pats = p->v.ollama ? nd : sse;
-    char window[2 * PROXY_MARKER_TAIL];
-    size_t head = len < PROXY_MARKER_TAIL ? len : PROXY_MARKER_TAIL;
-    memcpy(window, p->tail, p->tail_len);
-    memcpy(window + p->tail_len, data, head);
-    size_t wlen = p->tail_len + head;
-    for (int i = 0; i < 2 && !p->marker_seen; i++) {
-        size_t pl = strlen(pats[i]);
-        if (memmem(window, wlen, pats[i], pl) || memmem(data, len, pats[i], pl))
-            p->marker_seen = true;
+    struct proxy *p = ctx;
+    (void)event;
+    if (strv_eq_cstr(data, "[DONE]")) p->done_seen = true;
+    return 0;
+}
+
+/* An NDJSON line that is an object with "done": true ends an Ollama stream. */
+static int on_ndjson_line(void *ctx, struct strv line)
+{
+    struct proxy *p = ctx;
+    if (!memmem(line.p, line.len, "\"done\"", 6)) return 0; /* most lines: no parse */
+    struct json_reader r;
+    json_reader_init(&r, line.p, line.len, 64, NULL);
+    bool more = false;
+    if (json_reader_enter(&r, JSON_K_OBJECT)) return 0;
+    for (;;) {
+        char name[8];
+        size_t nl;
+        if (json_reader_member(&r, name, sizeof name, &nl, &more) || !more) return 0;
+        enum json_kind k;
+        if (nl == 4 && memcmp(name, "done", 4) == 0 && json_reader_peek(&r, &k) == 0 &&
+            k == JSON_K_BOOL) {
+            bool v = false;
+            if (json_reader_bool(&r, &v)) return 0;
+            if (v) p->done_seen = true;
+            continue;
+        }
+        if (json_reader_skip(&r)) return 0;
     }
-    /* keep the last bytes for a marker split across reads */
-    if (len >= PROXY_MARKER_TAIL - 1) {
-        memcpy(p->tail, data + len - (PROXY_MARKER_TAIL - 1), PROXY_MARKER_TAIL - 1);
-        p->tail_len = PROXY_MARKER_TAIL - 1;
-    } else {
-        size_t keep = PROXY_MARKER_TAIL - 1 - len;
-        if (keep > p->tail_len) keep = p->tail_len;
-        memmove(p->tail, p->tail + p->tail_len - keep, keep);
-        memcpy(p->tail + keep, data, len);
-        p->tail_len = keep + len;
+}
+
+/* Feeds a streamed chunk to the splitter of its kind: completion is an event, never a byte
+ * pattern (the same text inside a JSON string is content). */
+static void scan_events(struct proxy *p, const char *data, size_t len)
+{
+    if (p->done_seen || len == 0) return;
+    if (!p->splitter_used) {
+        if (p->v.ollama)
+            ndjson_init(&p->nd, PROXY_MAX_EVENT_BYTES);
+        else
+            sse_init(&p->sse, PROXY_MAX_EVENT_BYTES);
+        p->splitter_used = true;
     }
+    /* a splitter that failed (an event over the cap) stays failed: no completion is seen */
+    if (p->v.ollama)
+        p->splitter_rc = ndjson_feed(&p->nd, data, len, on_ndjson_line, p);
+    else
+        p->splitter_rc = sse_feed(&p->sse, data, len, on_sse_event, p);
 }
 
 static void on_head(struct http_call *call, const struct http_response_head *head, void *ctx)
@@ -428,13 +459,8 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
         return;
     }
     /* A streaming 2xx: relay at once. */
-    struct node *n = p->node;
-    n->last_stream_byte_ms = gw_now_ms(p->g);
-    if (!p->stream_counted) {
-        p->stream_counted = true;
-        n->streams_active++;
-    }
-    scan_marker(p, data, len);
+    acct_progress(p->g, p->node, true, &p->stream_counted);
+    scan_events(p, data, len);
     if (!p->req) return;
     if (!p->head_sent) {
         struct http_header h[4];
@@ -453,9 +479,7 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
 
 static void finish_success(struct proxy *p)
 {
-    count_pending_5xx(p);
-    registry_record_success(&p->g->reg, p->node);
-    p->node->requests_total++;
+    acct_settle(p->g, &p->acct);
     if (p->head_sent) {
         log_request(p, p->status, "success");
         struct http_request *req = take_req(p);
@@ -477,43 +501,33 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     struct proxy *p = ctx;
     (void)call;
     struct gw *g = p->g;
+    if (p->splitter_used && p->v.ollama && res->err == 0)
+        p->splitter_rc = ndjson_finish(&p->nd, on_ndjson_line, p); /* a last line without LF */
+    bool streamed = p->v.stream && p->status >= 200 && p->status < 300;
     struct attempt_obs obs = {
         .transport_err = res->err,
         .status = res->got_head ? p->status : 0,
         .has_retry_after = p->has_retry_after,
-        .complete = (res->err == 0 && !p->body_overflow) || p->marker_seen,
+        /* a stream is complete only at its terminal event; a buffered answer at its end */
+        .complete = streamed ? p->done_seen : (res->err == 0 && !p->body_overflow),
         .reused_conn = res->reused_conn,
         .got_bytes = res->got_head,
     };
     if (obs.status >= 400) outcome_scan_error_body(p->body.p, p->body.len, &obs);
     struct outcome o = outcome_classify(&obs);
-    g->metrics.outcomes[o.cls]++;
     p->last_cls = o.cls;
     struct node *node = p->node;
     uint64_t now = gw_now_ms(g);
     if (o.cls != OUTCOME_SUCCESS && o.cls != OUTCOME_CLIENT_ERROR)
         LOGW("attempt_failed", "id=%llu node=%s model=%s class=%s status=%d err=%s reused=%d",
-             (unsigned long long)(p->req ? p->req->id : 0), node->name, p->v.model,
+             (unsigned long long)(p->req ? p->req->id : 0), node->name, route_model(p),
              outcome_class_name(o.cls), obs.status, gw_strerror(res->err), res->reused_conn);
-    attempt_end(p);
-
-    if (o.cls == OUTCOME_SUCCESS) {
-        finish_success(p);
-        proxy_free(p);
-        return;
-    }
-    if (o.cls == OUTCOME_CLIENT_ERROR) {
-        /* The engine rejected the request: the node did its job. */
-        registry_record_success(&g->reg, node);
-        answer_client_error(p, p->status, &p->body);
-        proxy_free(p);
-        return;
-    }
     if (o.cls == OUTCOME_STALE_CONN && p->stale_retries < PROXY_MAX_STALE_RETRIES) {
+        /* same node, fresh connection, not a new attempt: nothing to account */
+        attempt_end(p);
         p->stale_retries++;
         p->fresh_only = true;
         p->retry_same = true;
-        /* same node, fresh connection, not a new attempt */
         p->n_tried--;
         p->attempts--;
         buf_free(&p->body);
@@ -522,47 +536,51 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     }
     if (o.cls == OUTCOME_STALE_CONN)
         o = outcome_classify(&(struct attempt_obs){.transport_err = res->err});
+    struct acct_attempt a = {
+        .node = node,
+        .model = p->model,
+        .caps = p->caps,
+        .status = obs.status,
+        .transport_err = res->err,
+        .retry_after_s = p->has_retry_after ? p->retry_after_s : 0,
+        .body = p->body.p,
+        .body_len = p->body.len,
+        .dur_ms = now - p->attempt_start_ms,
+    };
+    /* accounting sees the node's in-flight count as it was when it answered */
+    acct_outcome(g, &p->acct, &a, &o);
+    attempt_end(p);
 
-    /* The node's part in what went wrong. */
-    if (o.cool_node) {
-        uint64_t s = p->retry_after_s ? p->retry_after_s : 1;
-        if (s > 60) s = 60;
-        registry_cool(node, now + s * 1000);
-        p->busy_count++;
-        if (!p->busy_retry_s || s < p->busy_retry_s) p->busy_retry_s = s;
+    if (o.cls == OUTCOME_SUCCESS) {
+        finish_success(p);
+        proxy_free(p);
+        return;
     }
-    if (o.mark_capability_absent) {
-        struct node_model *m = node_model_find(node, strv_from_cstr(p->v.model));
-        if (m) m->caps_absent |= p->v.cap;
+    if (o.cls == OUTCOME_CLIENT_ERROR) {
+        answer_client_error(p, p->status, &p->body);
+        proxy_free(p);
+        return;
+    }
+    if (o.cls == OUTCOME_CAPABILITY_MISS) {
+        /* kept: returned to the client if no node can do it */
         buf_free(&p->last_error);
         p->last_error = p->body;
         buf_init(&p->body, 0);
-        p->last_error_status = p->status == 501 ? 400 : p->status;
+        p->last_error_status = p->status == 501 || p->status >= 500 ? 400 : p->status;
     }
-    if (o.refresh_inventory) {
-        /* Forget the model on that node now; the probe brings the truth back. */
-        struct node_model *m = node_model_find(node, strv_from_cstr(p->v.model));
-        if (m) m->caps_absent = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS;
-        health_probe_now(g, node);
-    }
-    if (o.fault == FAULT_COUNT) registry_record_fault(&g->reg, node, now);
-    if (o.fault == FAULT_COUNT_UNLESS_POISON && p->n_pending_5xx < PROXY_MAX_ATTEMPTS)
-        p->pending_5xx[p->n_pending_5xx++] = node;
-    if (o.is_5xx_response) p->n_5xx++;
-
     if (p->head_sent) {
         /* Bytes reached the client: no retry. The node's fault counts even if it was a 5xx
          * status, since a stream that breaks is no poison request. */
-        count_pending_5xx(p);
+        acct_settle(g, &p->acct);
         end_stream_with_error(p, "the node failed in the middle of the response");
         proxy_free(p);
         return;
     }
     buf_free(&p->body);
-    if (p->n_5xx >= 2) {
+    if (acct_is_poison(&p->acct)) {
         /* The same request failed with 5xx on two nodes: a poison request. Count nothing. */
-        p->n_pending_5xx = 0;
-        LOGW("poison_request", "model=%s attempts=%u", p->v.model, p->attempts);
+        acct_forgive(&p->acct);
+        LOGW("poison_request", "model=%s attempts=%u", route_model(p), p->attempts);
         answer_failure(p, ANSWER_UPSTREAM_FAILED, 0,
                        "the request failed on two nodes with a server error; not retrying");
         proxy_free(p);
@@ -594,10 +612,60 @@ static bool is_hop(struct strv name)
     return false;
 }
 
+/* RFC 9110 §7.6.1: a header named in Connection is hop-by-hop too. */
+static bool named_in_connection(const struct http_request *req, struct strv name)
+{
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (!strv_eq_ci(req->headers[i].name, STRV_LIT("connection"))) continue;
+        struct strv v = req->headers[i].value;
+        while (v.len) {
+            long comma = strv_index(v, ',');
+            struct strv tok = strv_trim(comma < 0 ? v : strv_sub(v, 0, (size_t)comma));
+            if (tok.len && strv_eq_ci(tok, name)) return true;
+            v = comma < 0 ? STRV_NULL : strv_sub(v, (size_t)comma + 1, v.len);
+        }
+    }
+    return false;
+}
+
+/* Rebuilt for the node (X-Forwarded-For), or dropped when clients are not trusted. */
+static bool is_forwarded(const struct gw *g, struct strv name)
+{
+    return strv_eq_ci(name, STRV_LIT("x-forwarded-for")) ||
+           (!g->cfg.trust_forwarded && strv_eq_ci(name, STRV_LIT("forwarded")));
+}
+
+/* X-Forwarded-For for the node: the client's address, after the incoming list when the
+ * gateway trusts what its clients say (proxy.trust_forwarded) and alone otherwise. */
+static size_t forwarded_for(const struct gw *g, const struct http_request *req, char *out,
+                            size_t cap)
+{
+    struct strv peer = strv_from_cstr(req->peer);
+    size_t colon = peer.len;
+    while (colon > 0 && peer.p[colon - 1] != ':') colon--;
+    if (colon > 1) peer = strv_sub(peer, 0, colon - 1); /* "addr:port" without the port */
+    if (peer.len >= 2 && peer.p[0] == '[') peer = strv_sub(peer, 1, peer.len - 1);
+    size_t n = 0;
+    if (g->cfg.trust_forwarded) {
+        for (size_t i = 0; i < req->n_headers; i++) {
+            if (!strv_eq_ci(req->headers[i].name, STRV_LIT("x-forwarded-for"))) continue;
+            struct strv v = strv_trim(req->headers[i].value);
+            if (!v.len || n + v.len + 2 >= cap) continue;
+            memcpy(out + n, v.p, v.len);
+            n += v.len;
+            out[n++] = ',';
+            out[n++] = ' ';
+        }
+    }
+    if (n + peer.len >= cap) return 0;
+    memcpy(out + n, peer.p, peer.len);
+    return n + peer.len;
+}
+
 /* No node can take the next attempt: answer with what the history says. */
 static void give_up(struct proxy *p, const struct route_result *r)
 {
-    if (p->attempts == 1) count_pending_5xx(p); /* no other node was tried */
+    if (p->attempts == 1) acct_settle(p->g, &p->acct); /* no other node was tried */
     if (p->last_error.len || p->last_error_status) {
         if (r->status == ROUTE_CAPABILITY_MISSING || r->status == ROUTE_EXHAUSTED) {
             answer_client_error(p, p->last_error_status ? p->last_error_status : 400,
@@ -605,8 +673,8 @@ static void give_up(struct proxy *p, const struct route_result *r)
             return;
         }
     }
-    if (p->attempts > 0 && p->busy_count == p->attempts) {
-        answer_failure(p, ANSWER_CAPACITY, p->busy_retry_s,
+    if (p->attempts > 0 && p->acct.busy_count == p->attempts) {
+        answer_failure(p, ANSWER_CAPACITY, p->acct.busy_retry_s,
                        "every node that serves this model is busy; retry shortly");
         return;
     }
@@ -724,11 +792,6 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
     uint64_t now = gw_now_ms(g);
     if (!p->wait_until_ms) p->wait_until_ms = now + g->cfg.load_wait_ms;
     bool can_wait = now < p->wait_until_ms;
-    if (r->status == ROUTE_CAPACITY) {
-        if (!can_wait) return false;
-        arm_wait(p, 100); /* poll: a replica frees up, or the reconciler adds one */
-        return true;
-    }
     if (r->status != ROUTE_MODEL_NOT_FOUND && r->status != ROUTE_FEASIBLE_UNHEALTHY &&
         r->status != ROUTE_NO_HEALTHY_NODES)
         return false;
@@ -785,9 +848,40 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
     return true;
 }
 
+static void on_queue_wake(struct admission_waiter *w, bool timed_out)
+{
+    struct proxy *p = (struct proxy *)((char *)w - offsetof(struct proxy, queue));
+    if (timed_out) p->queue_until_ms = 1; /* the budget is spent: the next capacity answers */
+    p->waking = true;
+    start_attempt(p);
+}
+
+/* Every node that could serve is busy (cooled or at its limit): wait in the admission queue
+ * instead of an instant 503, within the budget. Returns false when the request cannot wait
+ * (budget spent, queue full): the caller answers 503 capacity. */
+static bool wait_capacity(struct proxy *p, bool waking)
+{
+    struct gw *g = p->g;
+    uint64_t now = gw_now_ms(g);
+    if (!p->queue_until_ms) {
+        p->queue_until_ms = now + g->cfg.queue_wait_ms;
+        if (p->queue_until_ms > p->deadline_ms) p->queue_until_ms = p->deadline_ms;
+    }
+    if (now >= p->queue_until_ms) return false;
+    if (waking) {
+        admission_requeue(&g->admission, &p->queue);
+        return true;
+    }
+    p->queue.wake = on_queue_wake;
+    if (admission_enter(&g->admission, &p->queue, now, p->queue_until_ms)) return false;
+    return true;
+}
+
 static void start_attempt(struct proxy *p)
 {
     struct gw *g = p->g;
+    bool waking = p->waking;
+    p->waking = false;
     uint64_t now = gw_now_ms(g);
     struct route_result r = {0};
     struct cat_model *cm = NULL;
@@ -805,22 +899,28 @@ static void start_attempt(struct proxy *p)
         cm = p->cat_id[0] ? catalogue_find(&g->cat, strv_from_cstr(p->cat_id)) : NULL;
         struct route_query q = {
             .cat = cm,
-            .model = strv_from_cstr(route_model(p)),
-            .cap = p->v.cap,
+            .model = p->model,
+            .cap = p->caps,
             .ollama_only = p->v.ollama,
             .tried = p->tried,
             .n_tried = p->n_tried,
             .now_ms = now,
         };
         router_pick(&g->reg, &q, &r);
-        if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) return;
+        if (r.status == ROUTE_CAPACITY) {
+            if (wait_capacity(p, waking)) return;
+        } else if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) {
+            return;
+        }
     }
     if (r.status != ROUTE_OK) {
         give_up(p, &r);
         proxy_free(p);
         return;
     }
+    if (waking) admission_served(&g->admission, &p->queue, now);
     p->fresh_only = same_node;
+    p->tier = r.tier;
     struct node *node = r.node;
     p->node = node;
     p->tried[p->n_tried++] = node;
@@ -832,21 +932,33 @@ static void start_attempt(struct proxy *p)
     p->retry_after_s = 0;
     p->content_type[0] = '\0';
     p->body_overflow = false;
-    p->marker_seen = false;
-    p->tail_len = 0;
+    splitter_free(p);
+    p->done_seen = false;
     p->paused = false;
+    p->attempt_start_ms = now;
     buf_init(&p->body, PROXY_MAX_ERROR_BODY);
 
     struct http_request *req = p->req;
     /* The client copies the head before http_client_request returns: the list can live on
      * the stack unless the client sent very many headers. */
     struct http_header small[32];
-    struct http_header *up = req->n_headers + 2 <= sizeof small / sizeof small[0]
+    struct http_header *up = req->n_headers + 3 <= sizeof small / sizeof small[0]
                                  ? small
-                                 : xcalloc(req->n_headers + 2, sizeof *up);
+                                 : xcalloc(req->n_headers + 3, sizeof *up);
     size_t nh = 0;
+    bool has_conn = false;
     for (size_t i = 0; i < req->n_headers; i++)
-        if (!is_hop(req->headers[i].name)) up[nh++] = req->headers[i];
+        has_conn |= strv_eq_ci(req->headers[i].name, STRV_LIT("connection"));
+    for (size_t i = 0; i < req->n_headers; i++) {
+        struct strv name = req->headers[i].name;
+        if (is_hop(name) || is_forwarded(g, name) || (has_conn && named_in_connection(req, name)))
+            continue;
+        up[nh++] = req->headers[i];
+    }
+    char xff[512];
+    size_t xff_len = forwarded_for(g, req, xff, sizeof xff);
+    if (xff_len)
+        up[nh++] = (struct http_header){STRV_LIT("X-Forwarded-For"), (struct strv){xff, xff_len}};
     char auth[512];
     if (node->api_key) {
         snprintf(auth, sizeof auth, "Bearer %s", node->api_key);
@@ -867,8 +979,7 @@ static void start_attempt(struct proxy *p)
         .no_reuse = p->fresh_only,
     };
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
-    node->inflight++;
-    model_inflight(p, +1);
+    acct_begin(g, node, p->model);
     int rc = http_client_request(g->client, &creq, &cbs, p, &p->call);
     if (up != small) xfree(up);
     if (rc) {
@@ -913,6 +1024,7 @@ void proxy_handle(struct gw *g, struct http_request *req)
         (void)gw_answer(req, ANSWER_NOT_FOUND_ROUTE, NULL, "unknown path");
         return;
     }
+    proxy_start(g);
     struct proxy *p = proxy_alloc(g);
     p->g = g;
     p->req = req;
@@ -953,6 +1065,9 @@ void proxy_handle(struct gw *g, struct http_request *req)
             return;
         }
     }
+    /* the routed model, resolved once and carried: every mark and count names it */
+    p->model = strv_from_cstr(route_model(p));
+    p->caps = p->v.cap | p->v.features;
     http_request_on_abort(req, on_abort, p);
     http_request_on_drain(req, on_drain, p);
     start_attempt(p);

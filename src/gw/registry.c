@@ -15,11 +15,27 @@ void registry_config_defaults(struct registry_config *cfg)
     cfg->rise = 2;
     cfg->fall = 3;
     cfg->fault_threshold = 3;
-    cfg->auto_recover = false;
+    /* A node restarted after a crash comes back without an admin; the exponential ejection
+     * keeps a flapping node out longer each time (docs/gateway.md). */
+    cfg->auto_recover = true;
     cfg->ejection_base_ms = 30000;
     cfg->ejection_max_ms = 300000;
     cfg->max_excluded_percent = 50;
     cfg->stream_alive_ms = 10000;
+    cfg->probe_interval_ms = 10000;
+    cfg->panic_percent = 50;
+    cfg->busy_cool_after = 3;
+    cfg->busy_max_cool_ms = 60000;
+    cfg->max_conc_limit = 4096;
+}
+
+const char *cap_name(unsigned cap_bit)
+{
+    static const char *const names[CAP_N] = {"chat",  "completions", "embeddings",
+                                             "tools", "vision",      "response_format"};
+    for (unsigned i = 0; i < CAP_N; i++)
+        if (cap_bit == 1u << i) return names[i];
+    return "?";
 }
 
 void registry_init(struct registry *reg, const struct registry_config *cfg)
@@ -39,7 +55,10 @@ uint64_t registry_models_epoch = 1;
 static void free_models(struct node *n)
 {
     registry_models_epoch++;
-    for (size_t i = 0; i < n->n_models; i++) xfree(n->models[i].id);
+    for (size_t i = 0; i < n->n_models; i++) {
+        xfree(n->models[i].id);
+        xfree(n->models[i].marks);
+    }
     xfree(n->models);
     n->models = NULL;
     n->n_models = 0;
@@ -261,10 +280,19 @@ struct node *registry_find(const struct registry *reg, struct strv name)
 bool node_is_alive(const struct registry *reg, const struct node *n, uint64_t now_ms)
 {
     if (n->live == LIVE_HEALTHY) return true;
-    /* A node streaming tokens right now is alive, whatever a probe says; but a node never
-     * seen healthy stays out until it rises. */
-    return n->ever_healthy && n->streams_active > 0 &&
-           now_ms - n->last_stream_byte_ms <= reg->cfg.stream_alive_ms;
+    /* Busy is not dead: a node streaming tokens right now, or one that completed a request
+     * within interval × fall, is alive whatever a probe says; but a node never seen healthy
+     * stays out until it rises. */
+    if (!n->ever_healthy) return false;
+    if (n->streams_active > 0 && now_ms - n->last_progress_ms <= reg->cfg.stream_alive_ms)
+        return true;
+    return n->last_success_ms &&
+           now_ms - n->last_success_ms <= reg->cfg.probe_interval_ms * reg->cfg.fall;
+}
+
+bool node_is_panic_candidate(const struct node *n)
+{
+    return n->admin == ADMIN_APPROVED && !n->excluded && n->ever_healthy;
 }
 
 bool node_is_routable(const struct registry *reg, const struct node *n, uint64_t now_ms)
@@ -277,6 +305,149 @@ bool node_is_cooled(const struct node *n, uint64_t now_ms)
     return now_ms < n->cooled_until_ms;
 }
 
+bool node_is_saturated(const struct node *n, uint64_t now_ms)
+{
+    return now_ms < n->cooled_until_ms || (n->conc_limit && n->inflight >= n->conc_limit);
+}
+
+void registry_set_admin(struct registry *reg, struct node *n, enum node_admin to, const char *cause)
+{
+    (void)reg;
+    if (n->admin == to) return;
+    enum node_admin from = n->admin;
+    n->admin = to;
+    n->dirty = true;
+    registry_generation++;
+    LOGI("node_admin", "node=%s from=%s to=%s cause=\"%s\" in_flight=%u", n->name,
+         node_admin_name(from), node_admin_name(to), cause, n->inflight);
+}
+
+void registry_reset_liveness(struct registry *reg, struct node *n, const char *cause)
+{
+    (void)reg;
+    n->live = LIVE_UNKNOWN;
+    n->ever_healthy = false;
+    n->ok_streak = n->fail_streak = 0;
+    n->last_success_ms = 0;
+    n->consecutive_faults = 0;
+    n->excluded = false;
+    n->ejections = 0;
+    n->dirty = true;
+    LOGI("node_liveness_reset", "node=%s cause=\"%s\"", n->name, cause);
+}
+
+void registry_set_unhealthy(struct registry *reg, struct node *n, const char *cause)
+{
+    snprintf(n->last_probe_error, sizeof n->last_probe_error, "%s", cause);
+    n->ok_streak = 0;
+    n->fail_streak = reg->cfg.fall;
+    n->last_success_ms = 0;
+    if (n->live == LIVE_UNHEALTHY) return;
+    n->live = LIVE_UNHEALTHY;
+    LOGW("node_unhealthy", "node=%s reason=\"%s\"", n->name, cause);
+}
+
+void registry_restore(struct registry *reg, struct node *n, enum node_admin admin, bool excluded,
+                      unsigned consecutive_faults, unsigned ejections, uint64_t now_ms)
+{
+    n->admin = admin;
+    n->excluded = excluded;
+    n->consecutive_faults = consecutive_faults;
+    n->ejections = ejections;
+    if (excluded) {
+        /* the ejection time starts again from now: the node has been out at least that long */
+        uint64_t eject = reg->cfg.ejection_base_ms;
+        for (unsigned k = 1; k < ejections && eject < reg->cfg.ejection_max_ms; k++) eject *= 2;
+        if (eject > reg->cfg.ejection_max_ms) eject = reg->cfg.ejection_max_ms;
+        n->excluded_at_ms = now_ms;
+        n->eject_until_ms = now_ms + eject;
+    }
+}
+
+static uint64_t backoff_ms(const struct registry *reg, unsigned k)
+{
+    uint64_t t = reg->cfg.ejection_base_ms;
+    for (unsigned i = 1; i < k && t < reg->cfg.ejection_max_ms; i++) t *= 2;
+    return t > reg->cfg.ejection_max_ms ? reg->cfg.ejection_max_ms : t;
+}
+
+static struct model_marks *marks_of(struct node_model *m)
+{
+    if (!m->marks) m->marks = xcalloc(1, sizeof *m->marks);
+    return m->marks;
+}
+
+static unsigned cap_index(unsigned cap_bit)
+{
+    for (unsigned i = 0; i < CAP_N; i++)
+        if (cap_bit == 1u << i) return i;
+    return CAP_N;
+}
+
+void registry_mark_capability(struct registry *reg, struct node *n, struct node_model *m,
+                              unsigned cap_bit, uint64_t now_ms, const char *cause)
+{
+    unsigned i = cap_index(cap_bit);
+    if (i >= CAP_N || !m) return;
+    struct mark *mk = &marks_of(m)->cap[i];
+    if (mk->at_ms && now_ms < mk->until_ms) return; /* already marked: the evidence stands */
+    mk->count++;
+    mk->at_ms = now_ms;
+    mk->until_ms = now_ms + backoff_ms(reg, mk->count);
+    snprintf(mk->cause, sizeof mk->cause, "%s", cause ? cause : "");
+    m->caps_absent |= cap_bit;
+    LOGW("mark_capability", "node=%s model=%s capability=%s count=%u for_ms=%llu cause=\"%s\"",
+         n->name, m->id, cap_name(cap_bit), mk->count, (unsigned long long)(mk->until_ms - now_ms),
+         mk->cause);
+}
+
+void registry_mark_inventory_miss(struct registry *reg, struct node *n, struct node_model *m,
+                                  uint64_t now_ms, const char *cause)
+{
+    (void)reg;
+    if (!m) return;
+    struct mark *mk = &marks_of(m)->inventory;
+    if (m->inventory_miss) return;
+    mk->count++;
+    mk->at_ms = now_ms;
+    mk->until_ms = 0;
+    snprintf(mk->cause, sizeof mk->cause, "%s", cause ? cause : "");
+    m->inventory_miss = true;
+    LOGW("mark_inventory", "node=%s model=%s cause=\"%s\"", n->name, m->id, mk->cause);
+}
+
+unsigned model_marks_block(const struct node_model *m, unsigned caps, uint64_t now_ms)
+{
+    if (m->inventory_miss) return caps ? caps : 1;
+    unsigned hit = m->caps_absent & caps;
+    if (!hit) return 0;
+    unsigned live = 0;
+    for (unsigned i = 0; i < CAP_N; i++)
+        if ((hit & (1u << i)) && now_ms < m->marks->cap[i].until_ms) live |= 1u << i;
+    return live;
+}
+
+static void clear_marks(struct node *n)
+{
+    for (size_t i = 0; i < n->n_models; i++) {
+        struct node_model *m = &n->models[i];
+        xfree(m->marks);
+        m->marks = NULL;
+        m->caps_absent = 0;
+        m->inventory_miss = false;
+    }
+}
+
+/* Ollama names "llama3" and "llama3:latest" the same model; the bare name is an alias there. */
+static const struct strv latest_tag = STRV_LIT(":latest");
+
+static bool is_latest_of(const struct node_model *m, struct strv bare)
+{
+    return m->id && m->id_len == bare.len + latest_tag.len &&
+           memcmp(m->id, bare.p, bare.len) == 0 &&
+           memcmp(m->id + bare.len, latest_tag.p, latest_tag.len) == 0;
+}
+
 struct node_model *node_model_find(const struct node *n, struct strv model)
 {
     /* the router's inner loop: lengths first, no strlen */
@@ -285,6 +456,9 @@ struct node_model *node_model_find(const struct node *n, struct strv model)
         if (m->id_len == model.len && m->id && memcmp(m->id, model.p, model.len) == 0)
             return &n->models[i];
     }
+    if (n->kind == NODE_KIND_OLLAMA)
+        for (size_t i = 0; i < n->n_models; i++)
+            if (is_latest_of(&n->models[i], model)) return &n->models[i];
     return NULL;
 }
 
@@ -304,7 +478,17 @@ void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
 {
     /* Every probe reports the inventory; an unchanged one keeps the array (and the model
      * index that points into it) as it is. */
-    if (models_same(n, ids, n_ids)) return;
+    if (models_same(n, ids, n_ids)) {
+        /* the probe still lists them: inventory marks were wrong (or the model is back) */
+        for (size_t i = 0; i < n->n_models; i++) {
+            struct node_model *m = &n->models[i];
+            if (!m->inventory_miss) continue;
+            m->inventory_miss = false;
+            LOGI("mark_cleared", "node=%s model=%s mark=inventory cause=\"listed by probe\"",
+                 n->name, m->id);
+        }
+        return;
+    }
     bool same = n->inventory_known;
     for (size_t i = 0; i < n_ids && same; i++) same = node_model_find(n, ids[i]) != NULL;
     size_t old_count = n->n_models;
@@ -317,8 +501,10 @@ void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids)
         struct node_model *old = node_model_find(n, ids[i]);
         if (old) {
             models[count] = *old;
-            old->id = NULL; /* moved */
+            models[count].inventory_miss = false; /* listed again: the mark is contradicted */
+            old->id = NULL;                       /* moved */
             old->id_len = 0;
+            old->marks = NULL;
         } else {
             models[count].id = xstrndup(ids[i].p, ids[i].len);
             models[count].id_len = ids[i].len;
@@ -375,6 +561,7 @@ void registry_model_unloaded(struct node *n, struct strv id)
     for (size_t i = 0; i < n->n_models; i++) {
         if (!strv_eq_cstr(id, n->models[i].id)) continue;
         xfree(n->models[i].id);
+        xfree(n->models[i].marks);
         n->models[i] = n->models[--n->n_models];
         n->dirty = true;
         registry_models_epoch++;
@@ -434,7 +621,7 @@ bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms
     snprintf(n->last_probe_error, sizeof n->last_probe_error, "%s", why ? why : "failed");
     /* Tokens flowing right now prove the node alive; a probe that lost the race to a busy
      * engine does not count against it. */
-    if (n->streams_active > 0 && now_ms - n->last_stream_byte_ms <= reg->cfg.stream_alive_ms)
+    if (n->streams_active > 0 && now_ms - n->last_progress_ms <= reg->cfg.stream_alive_ms)
         return false;
     n->ok_streak = 0;
     n->fail_streak++;
@@ -453,11 +640,34 @@ bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms
     return false;
 }
 
-void registry_record_success(struct registry *reg, struct node *n)
+bool registry_probe_is_busy(const struct registry *reg, const struct node *n, uint64_t now_ms)
+{
+    if (n->inflight == 0) return false;
+    return (n->last_progress_ms && now_ms - n->last_progress_ms <= reg->cfg.stream_alive_ms) ||
+           (n->last_success_ms && now_ms - n->last_success_ms <= reg->cfg.stream_alive_ms);
+}
+
+void registry_probe_busy(struct registry *reg, struct node *n, uint64_t now_ms, const char *why)
+{
+    (void)reg;
+    n->last_probe_ms = now_ms;
+    snprintf(n->last_probe_error, sizeof n->last_probe_error, "busy: %s", why ? why : "timeout");
+    LOGI("probe_busy", "node=%s in_flight=%u reason=\"%s\"", n->name, n->inflight,
+         why ? why : "timeout");
+}
+
+void registry_note_alive(struct registry *reg, struct node *n, uint64_t now_ms)
+{
+    (void)reg;
+    n->last_success_ms = now_ms ? now_ms : 1;
+}
+
+void registry_record_success(struct registry *reg, struct node *n, uint64_t now_ms)
 {
     (void)reg;
     if (n->consecutive_faults) n->dirty = true;
     n->consecutive_faults = 0;
+    n->last_success_ms = now_ms ? now_ms : 1;
 }
 
 /* Would excluding n push some model past max_excluded_percent of the nodes serving it? */
@@ -487,7 +697,7 @@ static bool exclusion_allowed(const struct registry *reg, const struct node *n)
     return true;
 }
 
-bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms)
+bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms, const char *cause)
 {
     n->consecutive_faults++;
     n->faults_total++;
@@ -505,12 +715,12 @@ bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms
     for (unsigned k = 1; k < n->ejections && eject < reg->cfg.ejection_max_ms; k++) eject *= 2;
     if (eject > reg->cfg.ejection_max_ms) eject = reg->cfg.ejection_max_ms;
     n->eject_until_ms = now_ms + eject;
-    LOGW("node_excluded", "node=%s faults=%u ejections=%u eject_ms=%llu", n->name,
-         n->consecutive_faults, n->ejections, (unsigned long long)eject);
+    LOGW("node_excluded", "node=%s faults=%u ejections=%u eject_ms=%llu cause=\"%s\"", n->name,
+         n->consecutive_faults, n->ejections, (unsigned long long)eject, cause ? cause : "");
     return true;
 }
 
-void registry_recover(struct registry *reg, struct node *n)
+void registry_recover(struct registry *reg, struct node *n, const char *cause)
 {
     (void)reg;
     n->excluded = false;
@@ -518,12 +728,60 @@ void registry_recover(struct registry *reg, struct node *n)
     n->ejections = 0;
     n->eject_until_ms = 0;
     n->cooled_until_ms = 0;
+    n->conc_limit = 0;
+    n->consecutive_busy = 0;
+    clear_marks(n);
     n->dirty = true;
+    LOGI("node_recovered", "node=%s cause=\"%s\"", n->name, cause);
 }
 
-void registry_cool(struct node *n, uint64_t until_ms)
+void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight,
+                        uint64_t retry_after_s, uint64_t now_ms)
 {
-    if (until_ms > n->cooled_until_ms) n->cooled_until_ms = until_ms;
+    n->busy_total++;
+    n->consecutive_busy++;
+    if (n->consecutive_busy >= reg->cfg.busy_cool_after) {
+        /* busy to everything lately: out for what it asks (capped), then one at a time */
+        uint64_t ms = (retry_after_s ? retry_after_s : 1) * 1000;
+        if (ms > reg->cfg.busy_max_cool_ms) ms = reg->cfg.busy_max_cool_ms;
+        if (now_ms + ms > n->cooled_until_ms) n->cooled_until_ms = now_ms + ms;
+        n->conc_limit = 1;
+        n->limit_credit = 0;
+        n->last_decrease_ms = now_ms;
+        LOGW("node_cooled", "node=%s busy_in_a_row=%u for_ms=%llu", n->name, n->consecutive_busy,
+             (unsigned long long)ms);
+        return;
+    }
+    /* One decrease per latency: a burst of busy answers from one moment counts once. */
+    uint64_t hold = n->latency_ewma_ms ? n->latency_ewma_ms : 100;
+    if (n->last_decrease_ms && now_ms - n->last_decrease_ms < hold) return;
+    unsigned base = n->conc_limit && n->conc_limit < in_flight ? n->conc_limit : in_flight;
+    unsigned lim = base / 2;
+    if (lim < 1) lim = 1;
+    if (n->conc_limit == 0 || lim < n->conc_limit) n->conc_limit = lim;
+    n->limit_credit = 0;
+    n->last_decrease_ms = now_ms;
+    LOGI("node_limit", "node=%s limit=%u cause=busy in_flight=%u", n->name, n->conc_limit,
+         in_flight);
+}
+
+void registry_node_ok(struct registry *reg, struct node *n, unsigned in_flight, uint64_t dur_ms)
+{
+    n->consecutive_busy = 0;
+    n->latency_ewma_ms = n->latency_ewma_ms ? (n->latency_ewma_ms * 7 + dur_ms) / 8 : dur_ms + 1;
+    if (!n->conc_limit || in_flight < n->conc_limit) return; /* not limited by it: no growth */
+    /* additive increase: +1 per limit's worth of successes at the limit */
+    if (++n->limit_credit < n->conc_limit) return;
+    n->limit_credit = 0;
+    n->conc_limit++;
+    if (n->conc_limit > reg->cfg.max_conc_limit) n->conc_limit = 0;
+}
+
+uint64_t registry_expected_wait_ms(const struct node *n, uint64_t now_ms)
+{
+    if (now_ms < n->cooled_until_ms) return n->cooled_until_ms - now_ms;
+    uint64_t lat = n->latency_ewma_ms ? n->latency_ewma_ms : 1000;
+    return lat ? lat : 1;
 }
 
 size_t registry_count_routable(const struct registry *reg, uint64_t now_ms)
@@ -553,12 +811,35 @@ static struct model_nodes *index_slot(struct model_index *ix, const char *id, si
     }
 }
 
+static void index_put(struct model_index *ix, struct node *nd, struct node_model *m, size_t len,
+                      bool alias)
+{
+    uint64_t h = hash_id(m->id, len);
+    struct model_nodes *e = index_slot(ix, m->id, len, h);
+    if (!e->id) {
+        e->id = m->id;
+        e->id_len = len;
+        e->hash = h;
+        e->alias = alias;
+        ix->n++;
+    } else if (!alias) {
+        e->alias = false; /* some node lists the bare name itself */
+    }
+    for (size_t i = 0; i < e->n; i++)
+        if (e->slots[i].node == nd) return; /* "x" and "x:latest" both listed: one slot */
+    if (e->n == e->cap) {
+        e->cap = e->cap ? e->cap * 2 : 4;
+        e->slots = xrealloc(e->slots, e->cap * sizeof *e->slots);
+    }
+    e->slots[e->n++] = (struct model_slot){nd, m};
+}
+
 static void index_build(struct registry *reg)
 {
     struct model_index *ix = &reg->index;
     index_clear(ix);
     size_t total = 0;
-    for (size_t i = 0; i < reg->n; i++) total += reg->nodes[i]->n_models;
+    for (size_t i = 0; i < reg->n; i++) total += 2 * reg->nodes[i]->n_models;
     size_t cap = 8;
     while (cap < total * 2) cap *= 2; /* load factor at most 1/2 (distinct ids <= total) */
     ix->tab = xcalloc(cap, sizeof *ix->tab);
@@ -568,19 +849,11 @@ static void index_build(struct registry *reg)
         for (size_t k = 0; k < nd->n_models; k++) {
             struct node_model *m = &nd->models[k];
             if (!m->id) continue;
-            uint64_t h = hash_id(m->id, m->id_len);
-            struct model_nodes *e = index_slot(ix, m->id, m->id_len, h);
-            if (!e->id) {
-                e->id = m->id;
-                e->id_len = m->id_len;
-                e->hash = h;
-                ix->n++;
-            }
-            if (e->n == e->cap) {
-                e->cap = e->cap ? e->cap * 2 : 4;
-                e->slots = xrealloc(e->slots, e->cap * sizeof *e->slots);
-            }
-            e->slots[e->n++] = (struct model_slot){nd, m};
+            index_put(ix, nd, m, m->id_len, false);
+            /* Ollama: "x:latest" is also reachable as "x" (an alias entry, not listed) */
+            if (nd->kind == NODE_KIND_OLLAMA && m->id_len > latest_tag.len &&
+                memcmp(m->id + m->id_len - latest_tag.len, latest_tag.p, latest_tag.len) == 0)
+                index_put(ix, nd, m, m->id_len - latest_tag.len, true);
         }
     }
     ix->epoch = registry_models_epoch;

@@ -18,15 +18,46 @@ enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KI
 enum node_admin { ADMIN_PENDING, ADMIN_APPROVED, ADMIN_DRAINING, ADMIN_REMOVED };
 enum node_live { LIVE_UNKNOWN, LIVE_HEALTHY, LIVE_UNHEALTHY };
 
-enum { CAP_CHAT = 1, CAP_COMPLETIONS = 2, CAP_EMBEDDINGS = 4 };
+/* Capabilities a request uses: one primary (chat, completions, embeddings) and any optional
+ * features (tools, vision, a response format). A node's answer can prove one absent for one
+ * model: a mark (below). */
+enum {
+    CAP_CHAT = 1,
+    CAP_COMPLETIONS = 2,
+    CAP_EMBEDDINGS = 4,
+    CAP_TOOLS = 8,
+    CAP_VISION = 16,
+    CAP_RESPONSE_FORMAT = 32,
+    CAP_N = 6, /* bits above */
+    CAP_PRIMARY = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS,
+};
+const char *cap_name(unsigned cap_bit); /* "chat", "tools", ... for one bit */
+
+/* Marks are evidence, not verdicts (DESIGN §4): what one node's answer proved about one of its
+ * models, with the cause and the time, and a lifetime. A capability mark expires like an
+ * ejection (base × 2^(k−1), capped); an inventory mark lives until the next probe that still
+ * lists the model. `recover` clears both. A marked node is a last resort for requests that
+ * need what it lacks, never taken out of the fleet: no request can make another fail. */
+struct mark {
+    uint64_t at_ms;    /* 0: no mark */
+    uint64_t until_ms; /* capability marks: expiry (0 for inventory marks) */
+    unsigned count;    /* marks of this kind since the last recover (the lifetime doubles) */
+    char cause[96];
+};
+struct model_marks {
+    struct mark cap[CAP_N]; /* index: bit position of the CAP_* */
+    struct mark inventory;
+};
 
 struct node_model {
     char *id;             /* owned */
     size_t id_len;        /* strlen(id): the router compares lengths first */
-    unsigned caps_absent; /* CAP_* bits the node proved it lacks for this model */
+    unsigned caps_absent; /* CAP_* bits with a mark (may have expired: see model_marks_block) */
+    bool inventory_miss;  /* an inventory mark is set */
     unsigned inflight;
     uint64_t last_used_ms;
-    uint64_t size_mb; /* what the node says the model takes, 0 when unknown */
+    uint64_t size_mb;          /* what the node says the model takes, 0 when unknown */
+    struct model_marks *marks; /* owned, NULL until the first mark */
 };
 
 struct node_label {
@@ -41,9 +72,11 @@ struct node {
     bool ever_healthy;
     bool excluded;
     unsigned inflight;
+    unsigned conc_limit; /* adaptive concurrency limit (AIMD on busy answers); 0: none learned */
     unsigned streams_active;
-    uint64_t last_stream_byte_ms;
-    uint64_t cooled_until_ms; /* busy: no new requests before this */
+    uint64_t last_progress_ms; /* last response byte from the node on the data path */
+    uint64_t last_success_ms;  /* last attempt that completed without a node fault */
+    uint64_t cooled_until_ms;  /* busy to everything: no new requests before this */
 
     char *name;    /* owned, unique */
     char *url;     /* owned: "http://127.0.0.1:9101" */
@@ -80,6 +113,13 @@ struct node {
     uint64_t vram_total_mb;
     bool facts_known;
 
+    /* busy answers (DESIGN §4, docs/gateway.md "Busy answers"): AIMD state */
+    unsigned limit_credit;     /* successes at the limit toward the next +1 */
+    unsigned consecutive_busy; /* busy answers since the last success */
+    uint64_t last_decrease_ms;
+    uint64_t busy_total;
+    uint64_t latency_ewma_ms; /* completed attempts, for the expected wait */
+
     uint64_t requests_total, faults_total;
     void *health; /* owned by the health module */
 };
@@ -93,6 +133,11 @@ struct registry_config {
     uint64_t ejection_max_ms;      /* 5 min */
     unsigned max_excluded_percent; /* 50 */
     uint64_t stream_alive_ms;      /* a stream byte this recent keeps a node alive (10 s) */
+    uint64_t probe_interval_ms;    /* health.interval; × fall: how long a success proves life */
+    unsigned panic_percent;        /* below this share of healthy replicas, try unhealthy ones */
+    unsigned busy_cool_after;      /* busy answers in a row that cool the whole node (3) */
+    uint64_t busy_max_cool_ms;     /* cap on a node's Retry-After (60 s) */
+    unsigned max_conc_limit;       /* the AIMD limit never grows past this (then: none) */
 };
 void registry_config_defaults(struct registry_config *cfg);
 
@@ -105,6 +150,8 @@ struct model_nodes {
     const char *id; /* borrowed from a node's model entry; NULL: an empty table slot */
     size_t id_len;
     uint64_t hash;
+    bool alias;               /* only reachable by another name (Ollama's bare "x" for
+                                 "x:latest"): not listed by /v1/models */
     struct model_slot *slots; /* owned */
     size_t n, cap;
 };
@@ -151,10 +198,37 @@ const char *node_admin_name(enum node_admin a);
 const char *node_live_name(enum node_live l);
 
 /* True when the node is approved (not pending, draining or removed), alive, and not excluded.
- * Cooling (busy) is separate: see node_is_cooled. */
+ * Cooling (busy) is separate: see node_is_cooled. Alive: healthy by its probes, or proved
+ * alive by the data path (a stream byte within stream_alive_ms, or an attempt that completed
+ * without a node fault within probe_interval × fall) once it was ever healthy. */
 bool node_is_routable(const struct registry *reg, const struct node *n, uint64_t now_ms);
 bool node_is_alive(const struct registry *reg, const struct node *n, uint64_t now_ms);
+/* Approved, not excluded, once healthy, but not alive now: panic routing may try it. */
+bool node_is_panic_candidate(const struct node *n);
 bool node_is_cooled(const struct node *n, uint64_t now_ms);
+/* Cooled, or at its adaptive concurrency limit: it takes no new request now. */
+bool node_is_saturated(const struct node *n, uint64_t now_ms);
+
+/* Changes of admin intent, with the cause logged once (the admin API, joins, reloads). */
+void registry_set_admin(struct registry *reg, struct node *n, enum node_admin to,
+                        const char *cause);
+/* Forgets liveness (a new address or identity: a new node as far as probes go). */
+void registry_reset_liveness(struct registry *reg, struct node *n, const char *cause);
+/* Marks the node unhealthy at once (it did not answer an operation at all). */
+void registry_set_unhealthy(struct registry *reg, struct node *n, const char *cause);
+/* Restores admin intent and the fault record from a stored row at start-up (no log: nothing
+ * changed). An excluded node's ejection time starts again from now. */
+void registry_restore(struct registry *reg, struct node *n, enum node_admin admin, bool excluded,
+                      unsigned consecutive_faults, unsigned ejections, uint64_t now_ms);
+
+/* Marks (struct mark above). The capability is the one bit the node's answer named. */
+void registry_mark_capability(struct registry *reg, struct node *n, struct node_model *m,
+                              unsigned cap_bit, uint64_t now_ms, const char *cause);
+void registry_mark_inventory_miss(struct registry *reg, struct node *n, struct node_model *m,
+                                  uint64_t now_ms, const char *cause);
+/* The CAP_* bits of `caps` that an unexpired mark says m lacks, or an inventory mark (all of
+ * `caps`); 0 when nothing blocks. */
+unsigned model_marks_block(const struct node_model *m, unsigned caps, uint64_t now_ms);
 
 /* Inventory. node_model_find returns borrowed or NULL. registry_set_models replaces the list
  * with ids (copied), keeping what was learned about models that stay. */
@@ -181,12 +255,34 @@ extern uint64_t registry_generation;
 bool registry_probe_ok(struct registry *reg, struct node *n, uint64_t now_ms);
 bool registry_probe_failed(struct registry *reg, struct node *n, uint64_t now_ms, const char *why);
 
-/* Live-traffic fault record. record_fault returns true if the node became excluded now. */
-void registry_record_success(struct registry *reg, struct node *n);
-bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms);
-/* Ends exclusion and resets the fault record (the admin's recover). */
-void registry_recover(struct registry *reg, struct node *n);
-void registry_cool(struct node *n, uint64_t until_ms);
+/* A probe that timed out while the node's requests progress: busy, not a failure. */
+void registry_probe_busy(struct registry *reg, struct node *n, uint64_t now_ms, const char *why);
+/* True when a failed probe (timed out) should count as busy for n now. */
+bool registry_probe_is_busy(const struct registry *reg, const struct node *n, uint64_t now_ms);
+
+/* Live-traffic fault record. record_fault returns true if the node became excluded now. A
+ * success is any attempt the node completed without a node fault (client errors included):
+ * the data path's evidence that the node is alive. */
+void registry_record_success(struct registry *reg, struct node *n, uint64_t now_ms);
+/* The node answered (any class but a node fault): evidence of life, fault record unchanged. */
+void registry_note_alive(struct registry *reg, struct node *n, uint64_t now_ms);
+bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms,
+                           const char *cause);
+/* Ends exclusion, resets the fault record, the busy state and every mark (the admin's
+ * recover); the cause is logged. */
+void registry_recover(struct registry *reg, struct node *n, const char *cause);
+
+/* Busy answers (docs/gateway.md): one busy answer lowers the node's concurrency limit
+ * (multiplicative decrease, at most once per latency); busy_cool_after answers in a row with
+ * no success between cool the whole node for its Retry-After (capped), after which it gets one
+ * request at a time until it succeeds. in_flight is the node's count when it answered. */
+void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight,
+                        uint64_t retry_after_s, uint64_t now_ms);
+/* A completed attempt at this in-flight count: additive increase of the limit. */
+void registry_node_ok(struct registry *reg, struct node *n, unsigned in_flight, uint64_t dur_ms);
+/* Milliseconds until a saturated node can likely take a request (cool left, or its typical
+ * latency when at its limit); at least 1. */
+uint64_t registry_expected_wait_ms(const struct node *n, uint64_t now_ms);
 
 /* Counts for metrics. */
 size_t registry_count_routable(const struct registry *reg, uint64_t now_ms);

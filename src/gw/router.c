@@ -40,18 +40,29 @@ static bool any_node_routable(struct registry *reg, const struct route_query *q)
     return false;
 }
 
+struct pick {
+    struct node *best[3]; /* per tier */
+};
+
+static void consider(struct pick *pk, enum route_tier t, struct node *nd)
+{
+    if (!pk->best[t] || nd->inflight < pk->best[t]->inflight) pk->best[t] = nd;
+}
+
 void router_pick(struct registry *reg, const struct route_query *q, struct route_result *out)
 {
     out->node = NULL;
     out->retry_after_s = 0;
+    out->wait_ms = 0;
+    out->tier = TIER_NORMAL;
     /* Only the nodes that list the model are candidates (the model index); among them the
      * least in-flight wins, ties broken by a round-robin start. */
     const struct model_nodes *mn = registry_model_nodes(reg, q->model);
     size_t n = mn ? mn->n : 0;
-    bool any_has_model = false, any_has_model_routable = false;
-    bool any_capable = false, any_untried = false;
-    uint64_t min_cool_ms = UINT64_MAX;
-    struct node *best = NULL;
+    bool any_has_model = false, any_untried = false, any_busy = false;
+    size_t n_eligible = 0, n_alive = 0; /* replicas not excluded or drained; alive among them */
+    uint64_t min_wait_ms = UINT64_MAX;
+    struct pick pk = {{NULL, NULL, NULL}};
     size_t start = n ? (size_t)(reg->rr % n) : 0;
 
     for (size_t k = 0, i = start; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
@@ -59,26 +70,36 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         struct node *nd = sl->node;
         if (filtered_out(q, nd)) continue;
         any_has_model = true;
-        if (!node_is_routable(reg, nd, q->now_ms)) continue;
-        any_has_model_routable = true;
-        if (sl->model->caps_absent & q->cap) continue;
-        any_capable = true;
+        bool routable = node_is_routable(reg, nd, q->now_ms);
+        bool panic = !routable && node_is_panic_candidate(nd);
+        if (!routable && !panic) continue;
+        n_eligible++;
+        n_alive += routable;
         if (was_tried(q, nd)) continue;
         any_untried = true;
-        if (node_is_cooled(nd, q->now_ms)) {
-            uint64_t left = nd->cooled_until_ms - q->now_ms;
-            if (left < min_cool_ms) min_cool_ms = left;
+        if (node_is_saturated(nd, q->now_ms)) {
+            any_busy = true;
+            uint64_t w = registry_expected_wait_ms(nd, q->now_ms);
+            if (w < min_wait_ms) min_wait_ms = w;
             continue;
         }
-        if (!best || nd->inflight < best->inflight) {
-            best = nd;
-            if (nd->inflight == 0) break; /* nothing beats an idle node; later ties lose */
-        }
+        enum route_tier t = panic                                             ? TIER_PANIC
+                            : model_marks_block(sl->model, q->cap, q->now_ms) ? TIER_MARKED
+                                                                              : TIER_NORMAL;
+        consider(&pk, t, nd);
+        if (t == TIER_NORMAL && nd->inflight == 0) break; /* nothing beats an idle node */
     }
+    /* Panic routing: the unhealthy replicas are tried only when too few are healthy. */
+    bool panic_ok = n_eligible && n_alive * 100 < (size_t)reg->cfg.panic_percent * n_eligible;
+    struct node *best = pk.best[TIER_NORMAL];
+    enum route_tier tier = TIER_NORMAL;
+    if (!best && pk.best[TIER_MARKED]) best = pk.best[tier = TIER_MARKED];
+    if (!best && panic_ok && pk.best[TIER_PANIC]) best = pk.best[tier = TIER_PANIC];
     if (best) {
         reg->rr++;
         out->status = ROUTE_OK;
         out->node = best;
+        out->tier = tier;
         return;
     }
     if (!any_has_model) {
@@ -87,21 +108,18 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         if (!any_routable) out->retry_after_s = 5;
         return;
     }
-    if (!any_has_model_routable) {
+    if (n_alive == 0 && !(panic_ok && any_busy)) {
         bool any_routable = any_node_routable(reg, q);
         out->status = any_routable ? ROUTE_FEASIBLE_UNHEALTHY : ROUTE_NO_HEALTHY_NODES;
         out->retry_after_s = any_routable ? 3 : 5;
         return;
     }
-    if (!any_capable) {
-        out->status = ROUTE_CAPABILITY_MISSING;
-        return;
-    }
-    if (!any_untried) {
+    if (!any_untried || !any_busy) {
         out->status = ROUTE_EXHAUSTED;
         return;
     }
     out->status = ROUTE_CAPACITY;
-    out->retry_after_s = min_cool_ms == UINT64_MAX ? 1 : (min_cool_ms + 999) / 1000;
+    out->wait_ms = min_wait_ms == UINT64_MAX ? 1000 : min_wait_ms;
+    out->retry_after_s = (out->wait_ms + 999) / 1000;
     if (out->retry_after_s == 0) out->retry_after_s = 1;
 }

@@ -195,6 +195,7 @@ static void close_all(struct serve *s)
 {
     struct gw *g = &s->g;
     health_stop(g);
+    proxy_stop(g);
     ops_stop(g);
     models_stop(g);
     nodes_flush_stop(g);

@@ -20,10 +20,11 @@ enum api_kind {
 };
 
 struct validated {
-    char model[256]; /* copied out of the JSON */
-    bool stream;     /* the response will be streamed (SSE or NDJSON) */
-    bool ollama;     /* native Ollama API */
-    unsigned cap;    /* CAP_* needed */
+    char model[256];   /* copied out of the JSON */
+    bool stream;       /* the response will be streamed (SSE or NDJSON) */
+    bool ollama;       /* native Ollama API */
+    unsigned cap;      /* CAP_* needed */
+    unsigned features; /* optional CAP_* the request uses (tools, vision, response format) */
 };
 
 struct validate_error {

@@ -89,17 +89,21 @@ static void test_reasons(void **state)
     assert_int_equal(pick(&reg, "nope", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
     make_healthy(&reg, a);
     assert_ptr_equal(pick(&reg, "m", CAP_CHAT).node, a);
-    /* capability proven absent */
-    node_model_find(a, strv_from_cstr("m"))->caps_absent = CAP_CHAT;
-    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_CAPABILITY_MISSING);
-    assert_int_equal(pick(&reg, "m", CAP_EMBEDDINGS).status, ROUTE_OK);
-    node_model_find(a, strv_from_cstr("m"))->caps_absent = 0;
-    /* cooling: capacity with a computed Retry-After */
-    registry_cool(a, 5000 + 2500);
+    /* a capability mark makes the only node a last resort, never takes it away */
+    registry_mark_capability(&reg, a, node_model_find(a, strv_from_cstr("m")), CAP_CHAT, 4000,
+                             "test");
+    r = pick(&reg, "m", CAP_CHAT);
+    assert_int_equal(r.status, ROUTE_OK);
+    assert_int_equal(r.tier, TIER_MARKED);
+    assert_int_equal(pick(&reg, "m", CAP_EMBEDDINGS).tier, TIER_NORMAL);
+    registry_recover(&reg, a, "test");
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).tier, TIER_NORMAL);
+    /* busy to everything (busy_cool_after answers in a row): capacity, Retry-After computed */
+    for (unsigned i = 0; i < reg.cfg.busy_cool_after; i++) registry_node_busy(&reg, a, 1, 3, 4500);
     r = pick(&reg, "m", CAP_CHAT);
     assert_int_equal(r.status, ROUTE_CAPACITY);
     assert_int_equal(r.retry_after_s, 3);
-    a->cooled_until_ms = 0;
+    registry_recover(&reg, a, "test");
     /* draining and pending nodes take nothing new */
     a->admin = ADMIN_DRAINING;
     assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_FEASIBLE_UNHEALTHY);
@@ -217,7 +221,7 @@ static void test_debounce_and_streaming(void **state)
     assert_true(node_is_routable(&reg, a, 120));
     /* streaming tokens: probe failures do not count */
     a->streams_active = 1;
-    a->last_stream_byte_ms = 125;
+    a->last_progress_ms = 125;
     for (int i = 0; i < 5; i++) registry_probe_failed(&reg, a, 130, "busy");
     assert_int_equal(a->live, LIVE_HEALTHY);
     registry_free(&reg);
@@ -237,17 +241,17 @@ static void test_exclusion(void **state)
     make_healthy(&reg, a);
     make_healthy(&reg, b);
     make_healthy(&reg, c);
-    assert_false(registry_record_fault(&reg, a, 1000));
-    assert_false(registry_record_fault(&reg, a, 1000));
-    registry_record_success(&reg, a); /* a success resets the run */
-    assert_false(registry_record_fault(&reg, a, 1000));
-    assert_false(registry_record_fault(&reg, a, 1000));
-    assert_true(registry_record_fault(&reg, a, 1000));
+    assert_false(registry_record_fault(&reg, a, 1000, "test"));
+    assert_false(registry_record_fault(&reg, a, 1000, "test"));
+    registry_record_success(&reg, a, 1000); /* a success resets the run */
+    assert_false(registry_record_fault(&reg, a, 1000, "test"));
+    assert_false(registry_record_fault(&reg, a, 1000, "test"));
+    assert_true(registry_record_fault(&reg, a, 1000, "test"));
     assert_true(a->excluded);
     assert_int_equal(a->eject_until_ms, 1000 + 30000);
     assert_false(node_is_routable(&reg, a, 2000));
     /* with 3 nodes and 50%, a second exclusion is refused */
-    for (int i = 0; i < 5; i++) registry_record_fault(&reg, b, 1000);
+    for (int i = 0; i < 5; i++) registry_record_fault(&reg, b, 1000, "test");
     assert_false(b->excluded);
     /* auto recovery only after the ejection time */
     registry_probe_ok(&reg, a, 20000);
@@ -255,14 +259,153 @@ static void test_exclusion(void **state)
     registry_probe_ok(&reg, a, 31000);
     assert_false(a->excluded);
     /* the second ejection doubles */
-    for (int i = 0; i < 3; i++) registry_record_fault(&reg, a, 40000);
+    for (int i = 0; i < 3; i++) registry_record_fault(&reg, a, 40000, "test");
     assert_true(a->excluded);
     assert_int_equal(a->eject_until_ms, 40000 + 60000);
     /* admin recover clears everything */
-    registry_recover(&reg, a);
+    registry_recover(&reg, a, "test");
     assert_false(a->excluded);
     assert_int_equal(a->ejections, 0);
     assert_true(node_is_routable(&reg, a, 40000));
+    registry_free(&reg);
+}
+
+/* Marks are evidence with a scope and a lifetime (DESIGN §4): per node, model and capability;
+ * a marked node is a last resort; a capability mark expires like an ejection; the next probe
+ * that still lists the model clears an inventory mark. */
+static void test_marks(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "m");
+    make_healthy(&reg, a);
+    make_healthy(&reg, b);
+    struct node_model *ma = node_model_find(a, strv_from_cstr("m"));
+    /* "does not support tools" marks tools on a: plain chats still go anywhere */
+    registry_mark_capability(&reg, a, ma, CAP_TOOLS, 4000, "no tools");
+    for (int i = 0; i < 4; i++) {
+        struct route_result r = pick(&reg, "m", CAP_CHAT);
+        assert_int_equal(r.status, ROUTE_OK);
+        assert_int_equal(r.tier, TIER_NORMAL);
+    }
+    /* a chat with tools prefers b, and takes a only when b is already tried */
+    struct route_result r = pick(&reg, "m", CAP_CHAT | CAP_TOOLS);
+    assert_ptr_equal(r.node, b);
+    struct node *tried[] = {b};
+    struct route_query q = {.model = STRV_LIT("m"),
+                            .cap = CAP_CHAT | CAP_TOOLS,
+                            .tried = tried,
+                            .n_tried = 1,
+                            .now_ms = 5000};
+    router_pick(&reg, &q, &r);
+    assert_ptr_equal(r.node, a);
+    assert_int_equal(r.tier, TIER_MARKED);
+    /* the mark expires after the ejection base (30 s), then doubles on the next mark */
+    assert_int_equal(model_marks_block(ma, CAP_TOOLS, 4000 + 29999), CAP_TOOLS);
+    assert_int_equal(model_marks_block(ma, CAP_TOOLS, 4000 + 30000), 0);
+    registry_mark_capability(&reg, a, ma, CAP_TOOLS, 40000, "no tools");
+    assert_int_equal(ma->marks->cap[3].until_ms, 40000 + 60000);
+    assert_string_equal(ma->marks->cap[3].cause, "no tools");
+    /* an inventory mark: gone with the next probe that still lists the model */
+    registry_mark_inventory_miss(&reg, a, ma, 5000, "404");
+    assert_true(model_marks_block(ma, CAP_CHAT, 5000) != 0);
+    struct strv id = STRV_LIT("m");
+    registry_set_models(a, &id, 1);
+    ma = node_model_find(a, id);
+    assert_false(ma->inventory_miss);
+    assert_int_equal(model_marks_block(ma, CAP_CHAT, 5000), 0);
+    /* recover clears every mark */
+    registry_recover(&reg, a, "test");
+    assert_int_equal(model_marks_block(ma, CAP_TOOLS, 40001), 0);
+    registry_free(&reg);
+}
+
+/* Busy is not dead (issue 20): one busy answer lowers the node's limit, never switches it
+ * off; successes at the limit grow it back; only busy answers in a row cool the node. */
+static void test_busy_limits(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    make_healthy(&reg, a);
+    a->inflight = 8;
+    registry_node_busy(&reg, a, 8, 60, 5000);
+    assert_int_equal(a->conc_limit, 4);
+    assert_false(node_is_cooled(a, 5000));
+    /* a second busy answer from the same moment does not halve again */
+    registry_node_busy(&reg, a, 8, 60, 5001);
+    assert_int_equal(a->conc_limit, 4);
+    /* at its limit it takes nothing new; below it, it does */
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_CAPACITY);
+    a->inflight = 3;
+    assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_OK);
+    /* a success resets the busy run; 4 successes at the limit add one */
+    for (int i = 0; i < 4; i++) registry_node_ok(&reg, a, 4, 10);
+    assert_int_equal(a->conc_limit, 5);
+    assert_int_equal(a->consecutive_busy, 0);
+    /* busy to everything: cooled for Retry-After capped at busy.max_retry_after, then one */
+    for (unsigned i = 0; i < reg.cfg.busy_cool_after; i++)
+        registry_node_busy(&reg, a, 1, 600, 6000);
+    assert_true(node_is_cooled(a, 6000 + 59999));
+    assert_false(node_is_cooled(a, 6000 + 60000));
+    assert_int_equal(a->conc_limit, 1);
+    registry_free(&reg);
+}
+
+/* Busy is not dead (issue 12 §3): a node whose probes fail while it completes requests stays
+ * routable; when no replica is healthy, panic routing tries the ones not excluded. */
+static void test_alive_by_traffic_and_panic(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "m");
+    make_healthy(&reg, a);
+    make_healthy(&reg, b);
+    for (int i = 0; i < 3; i++) registry_probe_failed(&reg, a, 2000, "timeout");
+    assert_int_equal(a->live, LIVE_UNHEALTHY);
+    registry_record_success(&reg, a, 4000);
+    assert_true(node_is_routable(&reg, a, 5000));
+    /* interval × fall later without another success, the probes' verdict stands */
+    assert_false(node_is_routable(&reg, a, 4000 + 30001));
+    /* both down: panic routing tries them rather than answering 503 untried */
+    for (int i = 0; i < 3; i++) registry_probe_failed(&reg, b, 2000, "timeout");
+    struct route_query q = {.model = STRV_LIT("m"), .cap = CAP_CHAT, .now_ms = 40000};
+    struct route_result r;
+    router_pick(&reg, &q, &r);
+    assert_int_equal(r.status, ROUTE_OK);
+    assert_int_equal(r.tier, TIER_PANIC);
+    /* excluded nodes are not panic candidates; with the threshold at 0, no panic at all */
+    reg.cfg.panic_percent = 0;
+    router_pick(&reg, &q, &r);
+    assert_int_equal(r.status, ROUTE_NO_HEALTHY_NODES);
+    registry_free(&reg);
+}
+
+/* Ollama names "x" and "x:latest" the same model; other engines do not. */
+static void test_ollama_latest(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *o = NULL;
+    assert_int_equal(
+        registry_add(&reg, "o", "http://127.0.0.1:9001", NODE_KIND_OLLAMA, NULL, &o, NULL), 0);
+    struct strv id = STRV_LIT("llama3:latest");
+    registry_set_models(o, &id, 1);
+    make_healthy(&reg, o);
+    struct node *v = add(&reg, "v", 9002, "qwen:latest");
+    make_healthy(&reg, v);
+    assert_ptr_equal(pick(&reg, "llama3", CAP_CHAT).node, o);
+    assert_ptr_equal(pick(&reg, "llama3:latest", CAP_CHAT).node, o);
+    assert_ptr_equal(node_model_find(o, STRV_LIT("llama3")), node_model_find(o, id));
+    assert_int_equal(pick(&reg, "qwen", CAP_CHAT).status, ROUTE_MODEL_NOT_FOUND);
+    const struct model_nodes *e = registry_model_nodes(&reg, STRV_LIT("llama3"));
+    assert_true(e->alias);
     registry_free(&reg);
 }
 
@@ -300,6 +443,10 @@ int main(void)
         cmocka_unit_test(test_debounce_and_streaming),
         cmocka_unit_test(test_exclusion),
         cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_marks),
+        cmocka_unit_test(test_busy_limits),
+        cmocka_unit_test(test_alive_by_traffic_and_panic),
+        cmocka_unit_test(test_ollama_latest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
