@@ -79,9 +79,10 @@ SIM_PID=$!
 SERVE_PID=$!
 printf 'run %s\nsim %s\nserve %s\n' "$$" "$SIM_PID" "$SERVE_PID" >"$PIDS"
 
-# Ready when the admin listener answers (bounded; the gateway's own log says why if not).
-for ((i = 0; i < 100; i++)); do
-    curl -sf -o /dev/null http://127.0.0.1:8081/health && break
+# Ready when the simulated nodes passed their probes and the gateway lists the model (bounded,
+# ~5 s with the example's health settings; the gateway's own log says why if it never is).
+for ((i = 0; i < 150; i++)); do
+    curl -sf http://127.0.0.1:8080/v1/models 2>/dev/null | grep -q '"llama3.2:1b"' && break
     kill -0 "$SERVE_PID" 2>/dev/null || break
     sleep 0.1
 done
