@@ -45,8 +45,16 @@ if [ ! -f tests/e2e/node_modules/.package-lock.json ] ||
 fi
 
 step "node --test"
-# One file at a time: each starts its own processes and the machine has 2 cores.
+# One file at a time: each starts its own processes and the machine has 2 cores. Every
+# process runs in a temp dir of its own and every gateway has its own store (tests/e2e/lib.mjs);
+# a store file that appears in the repo is a leak and fails the run.
+leaks_before=$(ls drover.db* 2>/dev/null || true)
 status=0
 node --test --test-concurrency=1 --test-reporter=spec "$@" tests/e2e/*.test.mjs || status=$?
+leaks_after=$(ls drover.db* 2>/dev/null || true)
+if [ "$leaks_after" != "$leaks_before" ]; then
+    echo "e2e: a test wrote a store into the repo: $leaks_after" >&2
+    [ "$status" != 0 ] || status=1
+fi
 step "done (exit $status)"
 exit "$status"

@@ -1,6 +1,10 @@
 // lib — shared helpers of the end-to-end tests: start real processes (drover, llama-server),
 // wait for their readiness line (never sleep), poll with a bound, and stop every process by
 // its pid. Every wait has a deadline; every process ends in the test file's `after` hook.
+// Isolation: every process runs in its own fresh temporary directory (its working directory,
+// so a relative default such as `drover.db` or `drover-agent.state` lands there, never in the
+// repo), every `drover serve` gets its own store file in that directory, and every listener
+// is on port 0 or a port just found free. A test never reads state it did not make.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -24,14 +28,23 @@ process.on('exit', (code) => {
   }
 });
 
+// A fresh directory for one process's state (store, agent state file), under the log dir: it
+// goes when the logs go and is kept beside them when a test fails.
+export function stateDir(name) {
+  return mkdtempSync(join(logDir, `${name}-state-`));
+}
+
 // A started process: stdout is read line by line (readiness), stderr goes to a log file that
-// a failing test prints. `exited` resolves with {code, signal} once it is gone.
+// a failing test prints. `exited` resolves with {code, signal} once it is gone. It runs in
+// `cwd` (default: a fresh stateDir of its own), never in the caller's working directory.
 export class Proc {
-  constructor(name, cmd, args, { env } = {}) {
+  constructor(name, cmd, args, { env, cwd } = {}) {
     this.name = name;
+    this.cwd = cwd || stateDir(name);
     this.logPath = join(logDir, `${String(nProcs++).padStart(2, '0')}-${name}.log`);
     const logFd = openSync(this.logPath, 'w');
     this.child = spawn(cmd, args, {
+      cwd: this.cwd,
       stdio: ['ignore', 'pipe', logFd],
       env: {
         ...process.env,
@@ -211,15 +224,19 @@ export async function gatewayModels(base) {
   return Object.fromEntries(body.data.map((m) => [m.id, m.nodes || []]));
 }
 
-// Starts `drover serve` with the given nodes and extra args; resolves {proc, base, admin}
-// once it printed its readiness line.
+// Starts `drover serve` with the given nodes and extra args; resolves {proc, base, admin,
+// store} once it printed its readiness line. Each call gets its own store file in a fresh
+// directory (`store`), so two gateways, or two runs, never share registry state.
 export async function startServe(nodes, extra = []) {
-  const args = ['serve', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'];
+  const dir = stateDir('serve');
+  const store = join(dir, 'drover.db');
+  const args = ['serve', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0',
+    '--set', `store.path=${store}`];
   for (const n of nodes) args.push('--node', n);
   args.push('--set', 'health.interval=200ms', '--set', 'health.rise=1', ...extra);
-  const proc = new Proc('serve', DROVER, args);
+  const proc = new Proc('serve', DROVER, args, { cwd: dir });
   const kv = parseKv(await proc.waitLine('drover-serve ready'));
-  return { proc, base: `http://${kv.listen}`, admin: `http://${kv.admin}` };
+  return { proc, base: `http://${kv.listen}`, admin: `http://${kv.admin}`, store };
 }
 
 // Stops every process (reverse order) and returns the sanitizer reports found in their logs.
