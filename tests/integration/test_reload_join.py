@@ -182,6 +182,22 @@ def test_sighup_explicit_opt_out_honoured(secured_gw):
     assert st == 200, "the operator asked for an open client API: %d" % st
 
 
+def test_sighup_keeps_flag_nodes(sim, tmp_path):
+    """--node flags outlive the file: a reload re-applies them (before, it dropped them)."""
+    path = str(tmp_path / "gw.yaml")
+    write(path, "health: {interval: 100ms, rise: 1}\n")
+    gw = Proc(["serve", "--config", path, "--listen", "127.0.0.1:0", "--admin-listen",
+               "127.0.0.1:0", "--node", "f0=http://127.0.0.1:%d" % sim.port], "drover-serve ready")
+    gw.config_path = path
+    try:
+        wait_for("f0 routable", lambda: nodes(gw, token=None)["f0"]["routable"])
+        reload_and_wait(gw, "health: {interval: 200ms, rise: 1}\n", "config_reloaded")
+        assert not has_event(gw, "config_reload_refused")
+        assert nodes(gw, token=None)["f0"]["admin"] == "approved", "the flag's node stays"
+    finally:
+        gw.stop()
+
+
 def test_non_loopback_listener_needs_tokens():
     p = subprocess.run([DROVER, "serve", "--listen", "0.0.0.0:0", "--admin-listen",
                         "127.0.0.1:0", "--set", "store.path="],
