@@ -2,9 +2,12 @@
  * three can never disagree on names, types or validation. Nodes are a list in the file. */
 #include "gw/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/mem.h"
 #include "base/strv.h"
@@ -27,6 +30,8 @@ static const struct key_def keys[] = {
     {"admin_token", K_STR, OFF(admin_token), 0, 0},
     {"api_key", K_STR, OFF(api_key), 0, 0},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0},
+    {"allow_no_auth", K_BOOL, OFF(allow_no_auth), 0, 0},
+    {"allow_empty_fleet", K_BOOL, OFF(allow_empty_fleet), 0, 0},
     {"limits.max_header_bytes", K_SIZE, OFF(max_header_bytes), 1024, 1 << 20},
     {"limits.max_body_bytes", K_SIZE, OFF(max_body_bytes), 1024, 1ull << 31},
     {"limits.max_connections", K_U64, OFF(max_connections), 1, 1000000},
@@ -391,6 +396,26 @@ static int apply_map(struct gw_config *cfg, const char *file, const struct ynode
     return 0;
 }
 
+enum { CONFIG_MAX_BYTES = 1 << 20 };
+
+static int apply_root(struct gw_config *cfg, const char *file, const struct ynode *root,
+                      struct gw_error *err)
+{
+    if (root->type != YNODE_MAP)
+        return gw_error_set(err, GW_E_INVALID, "%s:%d: the config must be a mapping", file,
+                            root->line);
+    return apply_map(cfg, file, root, "", err);
+}
+
+/* Rules across keys, after every source was applied. */
+static int check_whole(const struct gw_config *cfg, struct gw_error *err)
+{
+    if (cfg->reg.ejection_max_ms < cfg->reg.ejection_base_ms)
+        return gw_error_set(err, GW_E_INVALID,
+                            "faults.ejection_max must be >= faults.ejection_base");
+    return 0;
+}
+
 static void env_name(const char *path, char *out, size_t cap)
 {
     size_t o = (size_t)snprintf(out, cap, "DROVER_");
@@ -408,17 +433,12 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *const *envp,
     int rc = 0;
     if (path) {
         cfg->path = xstrdup(path);
-        struct ynode *root = yaml_load_file(path, 1 << 20, err);
+        struct ynode *root = yaml_load_file(path, CONFIG_MAX_BYTES, err);
         if (!root) {
             rc = GW_E_INVALID;
             goto fail;
         }
-        if (root->type != YNODE_MAP) {
-            rc = gw_error_set(err, GW_E_INVALID, "%s:%d: the config must be a mapping", path,
-                              root->line);
-        } else {
-            rc = apply_map(cfg, path, root, "", err);
-        }
+        rc = apply_root(cfg, path, root, err);
         ynode_free(root);
         if (rc) goto fail;
     }
@@ -459,15 +479,99 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *const *envp,
             goto fail;
         }
     }
-    if (cfg->reg.ejection_max_ms < cfg->reg.ejection_base_ms) {
-        rc = gw_error_set(err, GW_E_INVALID, "faults.ejection_max must be >= faults.ejection_base");
-        goto fail;
-    }
+    rc = check_whole(cfg, err);
+    if (rc) goto fail;
     return 0;
 fail:
     gw_config_free(cfg);
     gw_config_defaults(cfg);
     return rc;
+}
+
+int gw_config_parse(struct gw_config *cfg, const char *name, const char *text, size_t len,
+                    struct gw_error *err)
+{
+    gw_config_defaults(cfg);
+    int rc = 0;
+    if (len > CONFIG_MAX_BYTES) {
+        rc = gw_error_set(err, GW_E_LIMIT, "%s: larger than %d bytes", name, CONFIG_MAX_BYTES);
+        goto fail;
+    }
+    struct ynode *root = yaml_parse(text, len, err);
+    if (!root) {
+        rc = GW_E_INVALID;
+        goto fail;
+    }
+    rc = apply_root(cfg, name, root, err);
+    ynode_free(root);
+    if (!rc) rc = check_whole(cfg, err);
+    if (!rc) return 0;
+fail:
+    gw_config_free(cfg);
+    gw_config_defaults(cfg);
+    return rc;
+}
+
+bool gw_host_is_loopback(const char *host)
+{
+    if (strcasecmp(host, "localhost") == 0) return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+    }
+    return false; /* a name other than localhost, or 0.0.0.0 / :: (every interface) */
+}
+
+static bool addr_is_loopback(const char *addr)
+{
+    char host[128];
+    int port;
+    return addr && gw_parse_hostport(addr, host, sizeof host, &port) == 0 &&
+           gw_host_is_loopback(host);
+}
+
+int gw_config_exposure_check(const struct gw_config *cfg, const char *listen,
+                             const char *admin_listen, struct gw_error *err)
+{
+    if (cfg->allow_no_auth) return 0;
+    if (!listen) listen = cfg->listen;
+    if (!admin_listen) admin_listen = cfg->admin_listen;
+    if (!cfg->api_key && !addr_is_loopback(listen))
+        return gw_error_set(err, GW_E_INVALID,
+                            "the client API listens on %s (not loopback) without an api_key; set "
+                            "api_key, or allow_no_auth: true to run it open",
+                            listen);
+    if (!cfg->admin_token && !addr_is_loopback(admin_listen))
+        return gw_error_set(err, GW_E_INVALID,
+                            "the admin API listens on %s (not loopback) without an admin_token; "
+                            "set admin_token, or allow_no_auth: true to run it open",
+                            admin_listen);
+    return 0;
+}
+
+int gw_config_reload_check(const struct gw_config *cur, const struct gw_config *next,
+                           struct gw_error *err)
+{
+    if (!next->allow_no_auth) {
+        if (cur->admin_token && !next->admin_token)
+            return gw_error_set(err, GW_E_INVALID,
+                                "the new config has no admin_token: the admin API would be open; "
+                                "set allow_no_auth: true to drop it on purpose");
+        if (cur->api_key && !next->api_key)
+            return gw_error_set(err, GW_E_INVALID,
+                                "the new config has no api_key: the client API would be open; "
+                                "set allow_no_auth: true to drop it on purpose");
+    }
+    if (cur->n_nodes > 0 && next->n_nodes == 0 && !next->allow_empty_fleet)
+        return gw_error_set(err, GW_E_INVALID,
+                            "the new config has no nodes: all %zu static nodes would be removed; "
+                            "set allow_empty_fleet: true to remove them on purpose",
+                            cur->n_nodes);
+    /* the listeners keep their addresses across a reload */
+    return gw_config_exposure_check(next, cur->listen, cur->admin_listen, err);
 }
 
 void gw_config_dump(const struct gw_config *cfg, void (*line)(const char *s, void *ctx), void *ctx)

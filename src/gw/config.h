@@ -33,6 +33,11 @@ struct gw_config {
     char *api_key;      /* NULL: client API needs no key; else Bearer <api_key> */
     enum log_level log_level;
 
+    /* Explicit opt-outs of the fail-closed rules (DESIGN §3, §10); both false by default. */
+    bool allow_no_auth;     /* may run without admin_token/api_key on a non-loopback listener,
+                               and a reload may drop a token that was set */
+    bool allow_empty_fleet; /* a reload may drop every static node */
+
     uint64_t max_header_bytes, max_body_bytes, max_connections;
     uint64_t header_timeout_ms, body_timeout_ms, client_idle_timeout_ms;
 
@@ -81,6 +86,29 @@ void gw_config_free(struct gw_config *cfg);
  * is left freed-and-defaulted and err says "where: reason". */
 int gw_config_load(struct gw_config *cfg, const char *path, char *const *envp,
                    const char *const *sets, size_t n_sets, struct gw_error *err) WUR;
+
+/* Parses one YAML document from memory (name is used in "name:line: reason" messages) with
+ * no environment and no overrides: what the file alone says. Same contract as
+ * gw_config_load on error. Used by the fuzz target. */
+int gw_config_parse(struct gw_config *cfg, const char *name, const char *text, size_t len,
+                    struct gw_error *err) WUR;
+
+/* Would taking next in place of the running cur fail open? Refuses (GW_E_INVALID, err says
+ * why and which key opts out) a next that drops admin_token or api_key that cur had, unless
+ * next has allow_no_auth; that drops every static node when cur had some, unless next has
+ * allow_empty_fleet; or that fails gw_config_exposure_check on cur's listeners (they do not
+ * change on reload). Pure: reads both, changes nothing. */
+int gw_config_reload_check(const struct gw_config *cur, const struct gw_config *next,
+                           struct gw_error *err) WUR;
+
+/* Refuses (GW_E_INVALID) a client listener (listen) without api_key, or an admin listener
+ * (admin_listen) without admin_token, bound to anything but loopback, unless cfg has
+ * allow_no_auth. listen/admin_listen NULL: cfg's own. Pure. */
+int gw_config_exposure_check(const struct gw_config *cfg, const char *listen,
+                             const char *admin_listen, struct gw_error *err) WUR;
+
+/* True when host (no port, no brackets) is a loopback address or "localhost". */
+bool gw_host_is_loopback(const char *host);
 
 /* Splits "host:port" / "[v6]:port"; GW_E_INVALID otherwise. */
 int gw_parse_hostport(const char *s, char *host, size_t host_cap, int *port) WUR;

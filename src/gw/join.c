@@ -1,10 +1,10 @@
 /* join — `POST /drover/v1/nodes/join` on the client listener (docs/node_api.md). An agent
  * with the join token asks to join; a new node is pending (or approved at once with
  * join.auto_approve), a known one keeps its admin intent: a pending node never becomes
- * approved by rejoining, an approved one gets a fresh secret when it does not present the
- * right one. The secret is returned once; the gateway keeps only its SHA-256. The answer is
- * sent after the row is committed. Bad bodies get 400 with the field named and store nothing.
- * The loop thread only. */
+ * approved by rejoining, and a join for an approved (or draining) name without that node's
+ * secret is refused (403 node_identity_refused) and changes nothing. The secret is returned once;
+ * the gateway keeps only its SHA-256. The answer is sent after the row is committed. Bad bodies get
+ * 400 with the field named and store nothing. The loop thread only. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -249,6 +249,32 @@ void join_handle(struct gw *g, struct http_request *req)
             json_object_put(root);
             return gw_reply_error(req, 400, "invalid_join", "url",
                                   "'url' must look like http://10.0.0.5:9300");
+        }
+    }
+    /* An approved identity (name, URL, engine) changes only when the agent proves the node's
+     * secret; the join token alone never takes it over (DESIGN §3). Refusing, not sending the
+     * node back to pending, keeps the real node serving: a pending copy would take it out of
+     * service for anyone holding the join token. */
+    if (n && (n->admin == ADMIN_APPROVED || n->admin == ADMIN_DRAINING)) {
+        const char *refusal = NULL;
+        if (n->secret_hash) {
+            char h[65] = "";
+            if (jr.secret.len == 64) sha256_hex(jr.secret.p, 64, h);
+            if (!jr.secret.len)
+                refusal = "no secret for an approved node";
+            else if (!secret_equal(h, n->secret_hash))
+                refusal = "wrong secret for an approved node";
+        } else if (strcmp(n->url, url) != 0 || n->kind != jr.kind) {
+            /* approved, secret not issued yet: only the address the operator approved gets it */
+            refusal = "the node was approved at another url or engine and has no secret yet";
+        }
+        if (refusal) {
+            LOGW("node_identity_refused", "node=%s peer=%s url=%s known_url=%s reason=\"%s\"",
+                 n->name, req->peer, url, n->url, refusal);
+            json_object_put(root);
+            return gw_reply_error(req, 403, "node_identity_refused", "secret",
+                                  "this name belongs to an approved node: present its secret, or "
+                                  "have an admin remove the node so it can join again");
         }
     }
     bool created = false;

@@ -2,13 +2,15 @@
  * starts the client and admin listeners, the health probes and the signal handlers, and runs
  * the loop. SIGTERM stops accepting, lets in-flight requests finish within the grace period
  * and exits 0; a second SIGTERM exits at once. SIGHUP reloads the config file, keeping the old
- * one when the new one is invalid (and saying why). Readiness is one line on stdout:
- *   drover-serve ready listen=127.0.0.1:8080 admin=127.0.0.1:8081
- * The loop thread only. */
+ * one when the new one is invalid or would fail open (drop a token or every static node without
+ * the file's explicit opt-out; gw_config_reload_check), and saying why. Readiness is one line on
+ * stdout: drover-serve ready listen=127.0.0.1:8080 admin=127.0.0.1:8081 The loop thread only. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -18,10 +20,15 @@
 
 extern char **environ;
 
-enum { SERVE_MAX_SETS = 128 };
+enum {
+    SERVE_MAX_SETS = 128,
+    SERVE_FD_MARGIN = 128, /* listeners, store, signals, logs, health probes in flight */
+};
 
 struct serve {
     struct gw g;
+    int argc; /* the command line, for --node on every reload */
+    char **argv;
     const char *config_path;
     const char *sets[SERVE_MAX_SETS];
     char *owned_sets[SERVE_MAX_SETS];
@@ -92,6 +99,71 @@ static int start_listener(struct gw *g, const char *addr, http_handler_fn *fn,
     return 0;
 }
 
+/* Adds the --node NAME=URL[,KIND] flags to cfg as static nodes (at start and on every reload:
+ * flags outlive the file). Returns 0 or GW_E_INVALID with err saying which flag. */
+static int add_flag_nodes(struct gw_config *cfg, int argc, char **argv, struct gw_error *err)
+{
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--node") != 0) continue;
+        const char *spec = argv[++i];
+        const char *eq = strchr(spec, '=');
+        if (!eq || eq == spec)
+            return gw_error_set(err, GW_E_INVALID, "--node %s: expected NAME=URL[,KIND]", spec);
+        enum node_kind kind = NODE_KIND_OPENAI;
+        const char *comma = strchr(eq + 1, ',');
+        if (comma && node_kind_parse(comma + 1, &kind))
+            return gw_error_set(err, GW_E_INVALID, "--node %s: unknown kind '%s'", spec, comma + 1);
+        cfg->nodes = xrealloc(cfg->nodes, (cfg->n_nodes + 1) * sizeof *cfg->nodes);
+        struct gw_node_config *nc = &cfg->nodes[cfg->n_nodes++];
+        memset(nc, 0, sizeof *nc);
+        nc->name = xstrndup(spec, (size_t)(eq - spec));
+        nc->url = comma ? xstrndup(eq + 1, (size_t)(comma - eq - 1)) : xstrdup(eq + 1);
+        nc->kind = kind;
+    }
+    return 0;
+}
+
+/* Raises RLIMIT_NOFILE's soft limit to the hard one: every client and upstream connection is a
+ * descriptor, and the default soft limit (often 1024) is far below limits.max_connections. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur == rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        LOGW("nofile_limit", "soft=%llu hard=%llu reason=\"cannot raise the soft limit: %s\"",
+             (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+        return;
+    }
+    LOGI("nofile_limit", "soft=%llu raised_from=%llu", (unsigned long long)rl.rlim_cur,
+         (unsigned long long)was);
+}
+
+/* Warns when the descriptor limit is below what the config may need: every client connection
+ * (limits.max_connections), every pooled upstream connection (nodes x
+ * upstream.max_idle_per_node) and a margin. */
+static void check_nofile(const struct gw *g)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return;
+    size_t nodes = 0;
+    for (size_t i = 0; i < g->reg.n; i++)
+        if (g->reg.nodes[i]->admin != ADMIN_REMOVED) nodes++;
+    unsigned long long need = (unsigned long long)g->cfg.max_connections +
+                              (unsigned long long)nodes * g->cfg.max_idle_per_node +
+                              SERVE_FD_MARGIN;
+    if ((unsigned long long)rl.rlim_cur < need)
+        LOGW("nofile_limit",
+             "soft=%llu hard=%llu need=%llu max_connections=%llu nodes=%zu max_idle_per_node=%llu "
+             "reason=\"the descriptor limit is below what the config may need; raise the hard "
+             "limit (LimitNOFILE=, ulimit -Hn) or lower limits.max_connections\"",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, need,
+             (unsigned long long)g->cfg.max_connections, nodes,
+             (unsigned long long)g->cfg.max_idle_per_node);
+}
+
 static void add_nodes(struct gw *g, const struct gw_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -149,11 +221,25 @@ static void reload(struct serve *s)
     struct gw *g = &s->g;
     struct gw_config next;
     struct gw_error err = {0};
-    if (gw_config_load(&next, s->config_path, environ, s->sets, s->n_sets, &err)) {
+    if (gw_config_load(&next, s->config_path, environ, s->sets, s->n_sets, &err) ||
+        add_flag_nodes(&next, s->argc, s->argv, &err)) {
         LOGE("config_reload_failed", "reason=\"%s\" keeping=previous", err.msg);
         gw_config_free(&next);
         return;
     }
+    /* fail closed: a reload never drops auth or the whole fleet by accident (DESIGN §3) */
+    if (gw_config_reload_check(&g->cfg, &next, &err)) {
+        LOGE("config_reload_refused", "reason=\"%s\" keeping=previous", err.msg);
+        gw_config_free(&next);
+        return;
+    }
+    if (g->cfg.admin_token && !next.admin_token)
+        LOGW("config_reload",
+             "note=\"admin_token removed: the admin API is open (allow_no_auth)\"");
+    if (g->cfg.api_key && !next.api_key)
+        LOGW("config_reload", "note=\"api_key removed: the client API is open (allow_no_auth)\"");
+    if (g->cfg.n_nodes && !next.n_nodes)
+        LOGW("config_reload", "note=\"every static node removed (allow_empty_fleet)\"");
     if (strcmp(next.listen, g->cfg.listen) || strcmp(next.admin_listen, g->cfg.admin_listen))
         LOGW("config_reload", "note=\"listen addresses change only on restart\"");
     /* nodes that left the file are removed (their in-flight requests finish) */
@@ -189,6 +275,7 @@ static void reload(struct serve *s)
     add_nodes(g, &g->cfg);
     models_apply_config(g);
     LOGI("config_reloaded", "nodes=%zu models=%zu", g->cfg.n_nodes, g->cfg.n_models);
+    check_nofile(g);
 }
 
 static void close_all(struct serve *s)
@@ -319,28 +406,12 @@ int serve_main(int argc, char **argv)
         gw_config_free(&g->cfg);
         return 2;
     }
-    /* --node NAME=URL[,KIND] */
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--node") != 0) continue;
-        const char *spec = argv[++i];
-        const char *eq = strchr(spec, '=');
-        if (!eq || eq == spec) {
-            fprintf(stderr, "drover serve: --node %s: expected NAME=URL[,KIND]\n", spec);
-            gw_config_free(&g->cfg);
-            return 2;
-        }
-        g->cfg.nodes = xrealloc(g->cfg.nodes, (g->cfg.n_nodes + 1) * sizeof *g->cfg.nodes);
-        struct gw_node_config *nc = &g->cfg.nodes[g->cfg.n_nodes++];
-        memset(nc, 0, sizeof *nc);
-        nc->name = xstrndup(spec, (size_t)(eq - spec));
-        const char *comma = strchr(eq + 1, ',');
-        nc->url = comma ? xstrndup(eq + 1, (size_t)(comma - eq - 1)) : xstrdup(eq + 1);
-        nc->kind = NODE_KIND_OPENAI;
-        if (comma && node_kind_parse(comma + 1, &nc->kind)) {
-            fprintf(stderr, "drover serve: --node %s: unknown kind '%s'\n", spec, comma + 1);
-            gw_config_free(&g->cfg);
-            return 2;
-        }
+    s.argc = argc;
+    s.argv = argv;
+    if (add_flag_nodes(&g->cfg, argc, argv, &err)) {
+        fprintf(stderr, "drover serve: %s\n", err.msg);
+        gw_config_free(&g->cfg);
+        return 2;
     }
     if (print_config) {
         gw_config_dump(&g->cfg, print_line, NULL);
@@ -350,7 +421,13 @@ int serve_main(int argc, char **argv)
         gw_config_free(&g->cfg);
         return 0;
     }
+    if (gw_config_exposure_check(&g->cfg, NULL, NULL, &err)) {
+        fprintf(stderr, "drover serve: %s\n", err.msg);
+        gw_config_free(&g->cfg);
+        return 2;
+    }
     log_set_level(g->cfg.log_level);
+    raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)(uv_hrtime() ^ (uint64_t)getpid()));
 
@@ -395,6 +472,7 @@ int serve_main(int argc, char **argv)
         store_close(g->store);
         return 2;
     }
+    check_nofile(g);
     nodes_flush_dirty(g); /* static nodes' rows before serving */
     nodes_flush_start(g);
     health_start(g);

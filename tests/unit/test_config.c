@@ -117,12 +117,156 @@ static void test_env_and_set_errors(void **state)
     gw_config_free(&cfg);
 }
 
+/* Loads text as a whole config (no environment, no flags) into cfg; asserts it parses. */
+static void parse_ok(struct gw_config *cfg, const char *text)
+{
+    struct gw_error err = {0};
+    if (gw_config_parse(cfg, "t.yaml", text, strlen(text), &err)) {
+        print_error("'%s' did not parse: %s\n", text, err.msg);
+        fail();
+    }
+}
+
+static void expect_refused(const struct gw_config *cur, const char *next_text, const char *want)
+{
+    struct gw_config next;
+    struct gw_error err = {0};
+    parse_ok(&next, next_text);
+    assert_int_not_equal(gw_config_reload_check(cur, &next, &err), 0);
+    if (!strstr(err.msg, want)) {
+        print_error("refusal '%s' lacks '%s'\n", err.msg, want);
+        fail();
+    }
+    gw_config_free(&next);
+}
+
+static void expect_taken(const struct gw_config *cur, const char *next_text)
+{
+    struct gw_config next;
+    struct gw_error err = {0};
+    parse_ok(&next, next_text);
+    if (gw_config_reload_check(cur, &next, &err)) {
+        print_error("reload to '%s' refused: %s\n", next_text, err.msg);
+        fail();
+    }
+    gw_config_free(&next);
+}
+
+static const char secured[] = "admin_token: adm\n"
+                              "api_key: cli\n"
+                              "nodes:\n"
+                              "  - name: a\n"
+                              "    url: http://127.0.0.1:9101\n";
+
+static void test_reload_fails_closed(void **state)
+{
+    (void)state;
+    struct gw_config cur;
+    parse_ok(&cur, secured);
+    /* an empty file (an editor's truncated save) would drop both tokens and every node */
+    expect_refused(&cur, "", "admin_token");
+    expect_refused(&cur, "# nothing\n", "allow_no_auth");
+    expect_refused(&cur, "api_key: cli\nnodes: [{name: a, url: 'http://127.0.0.1:9101'}]\n",
+                   "no admin_token");
+    expect_refused(&cur, "admin_token: adm\nnodes: [{name: a, url: 'http://127.0.0.1:9101'}]\n",
+                   "no api_key");
+    expect_refused(&cur, "admin_token: adm\napi_key: ''\nnodes: [{url: 'http://127.0.0.1:1'}]\n",
+                   "no api_key"); /* empty is absent */
+    expect_refused(&cur, "admin_token: adm\napi_key: cli\n", "allow_empty_fleet");
+    expect_refused(&cur, "admin_token: adm\napi_key: cli\nnodes: []\n", "all 1 static nodes");
+    /* one opt-out does not cover the other */
+    expect_refused(&cur, "allow_no_auth: true\n", "allow_empty_fleet");
+    expect_refused(&cur, "allow_empty_fleet: true\n", "admin_token");
+    /* explicit opt-outs are honoured */
+    expect_taken(&cur, "allow_no_auth: true\nallow_empty_fleet: true\n");
+    expect_taken(&cur, "admin_token: adm\napi_key: cli\nallow_empty_fleet: true\n");
+    expect_taken(&cur, "allow_no_auth: true\nnodes: [{url: 'http://127.0.0.1:1'}]\n");
+    /* ordinary reloads: new tokens, other nodes, the same file */
+    expect_taken(&cur, secured);
+    expect_taken(&cur, "admin_token: new\napi_key: new\nnodes: [{url: 'http://127.0.0.1:2'}]\n");
+    gw_config_free(&cur);
+
+    /* nothing to lose: an open loopback gateway without nodes may reload to anything */
+    parse_ok(&cur, "");
+    expect_taken(&cur, "");
+    expect_taken(&cur, "api_key: k\n");
+    gw_config_free(&cur);
+}
+
+static void test_exposure(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    struct gw_error err = {0};
+    parse_ok(&cfg, ""); /* loopback defaults, no tokens */
+    assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    gw_config_free(&cfg);
+
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\n");
+    assert_int_not_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "client API listens on 0.0.0.0:8080"));
+    gw_config_free(&cfg);
+
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\napi_key: k\nadmin_listen: '[::]:8081'\n");
+    assert_int_not_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "admin API"));
+    gw_config_free(&cfg);
+
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\nadmin_listen: 10.0.0.1:8081\napi_key: k\n"
+                   "admin_token: t\n");
+    assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    gw_config_free(&cfg);
+
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\nallow_no_auth: true\n");
+    assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    gw_config_free(&cfg);
+
+    /* on reload the running listeners count, not the file's new (ignored) addresses */
+    struct gw_config cur, next;
+    parse_ok(&cur, "listen: 0.0.0.0:8080\nallow_no_auth: true\n");
+    parse_ok(&next, "listen: 127.0.0.1:8080\n");
+    assert_int_not_equal(gw_config_reload_check(&cur, &next, &err), 0);
+    assert_non_null(strstr(err.msg, "0.0.0.0:8080"));
+    gw_config_free(&cur);
+    gw_config_free(&next);
+
+    assert_true(gw_host_is_loopback("127.0.0.1"));
+    assert_true(gw_host_is_loopback("127.9.8.7"));
+    assert_true(gw_host_is_loopback("::1"));
+    assert_true(gw_host_is_loopback("::ffff:127.0.0.1"));
+    assert_true(gw_host_is_loopback("LocalHost"));
+    assert_false(gw_host_is_loopback("0.0.0.0"));
+    assert_false(gw_host_is_loopback("::"));
+    assert_false(gw_host_is_loopback("10.0.0.1"));
+    assert_false(gw_host_is_loopback("128.0.0.1"));
+    assert_false(gw_host_is_loopback("gateway.internal"));
+}
+
+static void test_parse_from_memory(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    struct gw_error err = {0};
+    parse_ok(&cfg, "allow_no_auth: yes\nallow_empty_fleet: false\n");
+    assert_true(cfg.allow_no_auth);
+    assert_false(cfg.allow_empty_fleet);
+    gw_config_free(&cfg);
+    const char bad[] = "health:\n  rise: 0\n";
+    assert_int_not_equal(gw_config_parse(&cfg, "mem.yaml", bad, strlen(bad), &err), 0);
+    assert_non_null(strstr(err.msg, "mem.yaml:2: health.rise"));
+    assert_string_equal(cfg.listen, "127.0.0.1:8080"); /* defaults after a failure */
+    gw_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_env_and_set_errors),
+        cmocka_unit_test(test_reload_fails_closed),
+        cmocka_unit_test(test_exposure),
+        cmocka_unit_test(test_parse_from_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
