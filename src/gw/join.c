@@ -191,14 +191,9 @@ static int issue_secret(struct node *n, char out[65])
     return 0;
 }
 
-static void fresh_agent_state(struct node *n)
+static void fresh_agent_state(struct gw *g, struct node *n)
 {
-    n->live = LIVE_UNKNOWN;
-    n->ever_healthy = false;
-    n->ok_streak = n->fail_streak = 0;
-    n->consecutive_faults = 0;
-    n->excluded = false;
-    n->ejections = 0;
+    registry_reset_liveness(&g->reg, n, "joined from scratch");
 }
 
 void join_handle(struct gw *g, struct http_request *req)
@@ -288,13 +283,14 @@ void join_handle(struct gw *g, struct http_request *req)
         created = true;
     } else if (n->admin == ADMIN_REMOVED) {
         /* A removed machine that comes back asks again, from scratch. */
-        fresh_agent_state(n);
+        fresh_agent_state(g, n);
         n->via_agent = true;
         n->created_ms = wall_ms();
         created = true;
     }
     if (created) {
-        n->admin = g->cfg.auto_approve ? ADMIN_APPROVED : ADMIN_PENDING;
+        registry_set_admin(&g->reg, n, g->cfg.auto_approve ? ADMIN_APPROVED : ADMIN_PENDING,
+                           g->cfg.auto_approve ? "joined (auto_approve)" : "joined");
         /* the agent's labels seed a new node; after that the operator owns them */
         registry_clear_labels(n);
         if (jr.labels) {
@@ -306,7 +302,7 @@ void join_handle(struct gw *g, struct http_request *req)
     }
     if (strcmp(n->url, url) != 0) {
         LOGI("node_moved", "node=%s from=%s to=%s", n->name, n->url, url);
-        if (registry_set_url(n, url) == 0) fresh_agent_state(n);
+        if (registry_set_url(n, url) == 0) fresh_agent_state(g, n);
     }
     n->kind = jr.kind;
     n->joined_ms = wall_ms();

@@ -186,27 +186,14 @@ static void add_nodes(struct gw *g, const struct gw_config *cfg)
         } else {
             if (strcmp(n->url, nc->url) != 0) {
                 /* A new address is a new node as far as liveness goes. */
-                struct registry tmp;
-                struct node *probe = NULL;
-                registry_init(&tmp, NULL);
-                if (registry_add(&tmp, nc->name, nc->url, nc->kind, NULL, &probe, NULL) == 0) {
-                    xfree(n->url);
-                    n->url = xstrdup(nc->url);
-                    memcpy(n->host, probe->host, sizeof n->host);
-                    n->port = probe->port;
-                    n->live = LIVE_UNKNOWN;
-                    n->ever_healthy = false;
-                    n->ok_streak = n->fail_streak = 0;
-                }
-                registry_free(&tmp);
+                if (registry_set_url(n, nc->url) == 0)
+                    registry_reset_liveness(&g->reg, n, "new url in the config file");
             }
             n->kind = nc->kind;
             xfree(n->api_key);
             n->api_key = nc->api_key ? xstrdup(nc->api_key) : NULL;
-            if (n->admin == ADMIN_REMOVED) {
-                n->admin = ADMIN_APPROVED;
-                LOGI("node_readded", "node=%s", n->name);
-            }
+            if (n->admin == ADMIN_REMOVED)
+                registry_set_admin(&g->reg, n, ADMIN_APPROVED, "listed in the config file again");
         }
         registry_clear_labels(n); /* the file owns a static node's labels */
         for (size_t l = 0; l < nc->n_labels; l++)
