@@ -23,6 +23,7 @@ static void model_count(struct gw *g, struct node *n, struct strv model, int del
 
 void acct_begin(struct gw *g, struct node *n, struct strv model)
 {
+    registry_node_sent(&g->reg, n, gw_now_ms(g));
     n->inflight++;
     model_count(g, n, model, +1);
 }
@@ -56,6 +57,7 @@ unsigned acct_outcome(struct gw *g, struct acct_request *r, const struct acct_at
     switch (o->cls) {
     case OUTCOME_SUCCESS:
         registry_record_success(&g->reg, n, now);
+        registry_marks_contradicted(&g->reg, n, node_model_find(n, a->model), a->caps);
         registry_node_ok(&g->reg, n, n->inflight + 1, a->dur_ms);
         n->requests_total++;
         break;

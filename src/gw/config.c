@@ -60,6 +60,7 @@ static const struct key_def keys[] = {
     {"busy.cool_after", K_U32, OFF(reg.busy_cool_after), 1, 1000},
     {"busy.max_retry_after", K_DURATION, OFF(reg.busy_max_cool_ms), 0, 3600000},
     {"busy.max_limit", K_U32, OFF(reg.max_conc_limit), 1, 1000000},
+    {"busy.trickle_interval", K_DURATION, OFF(reg.busy_trickle_ms), 1, 3600000},
     {"queue.max", K_U64, OFF(queue_max), 0, 1000000},
     {"queue.max_wait", K_DURATION, OFF(queue_wait_ms), 0, 3600000},
     {"proxy.trust_forwarded", K_BOOL, OFF(trust_forwarded), 0, 0},

@@ -27,6 +27,7 @@ void registry_config_defaults(struct registry_config *cfg)
     cfg->busy_cool_after = 3;
     cfg->busy_max_cool_ms = 60000;
     cfg->max_conc_limit = 4096;
+    cfg->busy_trickle_ms = 1000;
 }
 
 const char *cap_name(unsigned cap_bit)
@@ -307,7 +308,27 @@ bool node_is_cooled(const struct node *n, uint64_t now_ms)
 
 bool node_is_saturated(const struct node *n, uint64_t now_ms)
 {
-    return now_ms < n->cooled_until_ms || (n->conc_limit && n->inflight >= n->conc_limit);
+    if (n->conc_limit && n->inflight >= n->conc_limit) return true;
+    /* cooled: one request at a time, one per trickle interval, to learn when it recovers */
+    return now_ms < n->cooled_until_ms && (n->inflight > 0 || now_ms < n->next_trickle_ms);
+}
+
+void registry_node_sent(struct registry *reg, struct node *n, uint64_t now_ms)
+{
+    if (now_ms < n->cooled_until_ms) n->next_trickle_ms = now_ms + reg->cfg.busy_trickle_ms;
+}
+
+void registry_marks_contradicted(struct registry *reg, struct node *n, struct node_model *m,
+                                 unsigned caps)
+{
+    (void)reg;
+    if (!m || !(m->inventory_miss || (m->caps_absent & caps))) return;
+    unsigned cleared = m->caps_absent & caps;
+    m->caps_absent &= ~caps;
+    for (unsigned i = 0; i < CAP_N; i++)
+        if (cleared & (1u << i)) m->marks->cap[i].at_ms = m->marks->cap[i].until_ms = 0;
+    m->inventory_miss = false;
+    LOGI("mark_cleared", "node=%s model=%s cause=\"the node served it\"", n->name, m->id);
 }
 
 void registry_set_admin(struct registry *reg, struct node *n, enum node_admin to, const char *cause)
@@ -730,6 +751,7 @@ void registry_recover(struct registry *reg, struct node *n, const char *cause)
     n->cooled_until_ms = 0;
     n->conc_limit = 0;
     n->consecutive_busy = 0;
+    n->next_trickle_ms = 0;
     clear_marks(n);
     n->dirty = true;
     LOGI("node_recovered", "node=%s cause=\"%s\"", n->name, cause);
@@ -748,6 +770,7 @@ void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight
         n->conc_limit = 1;
         n->limit_credit = 0;
         n->last_decrease_ms = now_ms;
+        n->next_trickle_ms = now_ms + reg->cfg.busy_trickle_ms;
         LOGW("node_cooled", "node=%s busy_in_a_row=%u for_ms=%llu", n->name, n->consecutive_busy,
              (unsigned long long)ms);
         return;
@@ -768,6 +791,11 @@ void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight
 void registry_node_ok(struct registry *reg, struct node *n, unsigned in_flight, uint64_t dur_ms)
 {
     n->consecutive_busy = 0;
+    if (n->cooled_until_ms) {
+        /* never cooled longer than it keeps saying so */
+        n->cooled_until_ms = 0;
+        LOGI("node_uncooled", "node=%s", n->name);
+    }
     n->latency_ewma_ms = n->latency_ewma_ms ? (n->latency_ewma_ms * 7 + dur_ms) / 8 : dur_ms + 1;
     if (!n->conc_limit || in_flight < n->conc_limit) return; /* not limited by it: no growth */
     /* additive increase: +1 per limit's worth of successes at the limit */
@@ -779,7 +807,9 @@ void registry_node_ok(struct registry *reg, struct node *n, unsigned in_flight, 
 
 uint64_t registry_expected_wait_ms(const struct node *n, uint64_t now_ms)
 {
-    if (now_ms < n->cooled_until_ms) return n->cooled_until_ms - now_ms;
+    if (now_ms < n->cooled_until_ms && n->inflight == 0 && n->next_trickle_ms > now_ms)
+        return n->next_trickle_ms - now_ms;
+    if (now_ms < n->cooled_until_ms && n->inflight == 0) return 1;
     uint64_t lat = n->latency_ewma_ms ? n->latency_ewma_ms : 1000;
     return lat ? lat : 1;
 }

@@ -117,6 +117,7 @@ struct node {
     unsigned limit_credit;     /* successes at the limit toward the next +1 */
     unsigned consecutive_busy; /* busy answers since the last success */
     uint64_t last_decrease_ms;
+    uint64_t next_trickle_ms; /* cooled: the next single request it may get */
     uint64_t busy_total;
     uint64_t latency_ewma_ms; /* completed attempts, for the expected wait */
 
@@ -138,6 +139,7 @@ struct registry_config {
     unsigned busy_cool_after;      /* busy answers in a row that cool the whole node (3) */
     uint64_t busy_max_cool_ms;     /* cap on a node's Retry-After (60 s) */
     unsigned max_conc_limit;       /* the AIMD limit never grows past this (then: none) */
+    uint64_t busy_trickle_ms;      /* a cooled node still gets one request this often (1 s) */
 };
 void registry_config_defaults(struct registry_config *cfg);
 
@@ -206,8 +208,14 @@ bool node_is_alive(const struct registry *reg, const struct node *n, uint64_t no
 /* Approved, not excluded, once healthy, but not alive now: panic routing may try it. */
 bool node_is_panic_candidate(const struct node *n);
 bool node_is_cooled(const struct node *n, uint64_t now_ms);
-/* Cooled, or at its adaptive concurrency limit: it takes no new request now. */
+/* At its adaptive concurrency limit, or cooled and not due for its trickle request: it takes
+ * no new request now. */
 bool node_is_saturated(const struct node *n, uint64_t now_ms);
+/* A request goes to n now (the trickle of a cooled node is spent). */
+void registry_node_sent(struct registry *reg, struct node *n, uint64_t now_ms);
+/* A request with these CAP_* completed on m: marks for them are contradicted. */
+void registry_marks_contradicted(struct registry *reg, struct node *n, struct node_model *m,
+                                 unsigned caps);
 
 /* Changes of admin intent, with the cause logged once (the admin API, joins, reloads). */
 void registry_set_admin(struct registry *reg, struct node *n, enum node_admin to,

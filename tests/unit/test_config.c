@@ -48,7 +48,7 @@ static void test_good(void **state)
     assert_int_equal(gw_config_load(&cfg, p, envp, sets, 1, &err), 0);
     assert_string_equal(cfg.listen, "127.0.0.1:9000");
     assert_int_equal(cfg.reg.probe_interval_ms, 3000); /* env beats file */
-    assert_int_equal(cfg.reg.rise, 4);             /* flag beats file */
+    assert_int_equal(cfg.reg.rise, 4);                 /* flag beats file */
     assert_true(cfg.reg.auto_recover);
     assert_int_equal(cfg.max_body_bytes, 1 << 20);
     assert_int_equal(cfg.n_nodes, 2);

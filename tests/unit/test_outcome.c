@@ -10,6 +10,7 @@
 
 #include "base/err.h"
 #include "gw/outcome.h"
+#include "gw/registry.h"
 
 struct row {
     const char *what;
@@ -222,12 +223,38 @@ static void test_scan(void **state)
     assert_false(r.body_says_model_missing);
 }
 
+/* The capability a miss marks is the one the node's answer names (DESIGN §4): "does not support
+ * tools" marks tools, never chat; with nothing named and features used, nothing is marked. */
+static void test_named_capability(void **state)
+{
+    (void)state;
+    const char *tools = "{\"error\":\"llama3 does not support tools\"}";
+    assert_int_equal(outcome_named_capability(tools, strlen(tools), CAP_CHAT | CAP_TOOLS),
+                     CAP_TOOLS);
+    /* the request used no tools: the word names nothing it used; chat alone is marked */
+    assert_int_equal(outcome_named_capability(tools, strlen(tools), CAP_CHAT), CAP_CHAT);
+    const char *img = "image input is not supported by this model";
+    assert_int_equal(outcome_named_capability(img, strlen(img), CAP_CHAT | CAP_VISION), CAP_VISION);
+    const char *vague = "not implemented";
+    assert_int_equal(outcome_named_capability(vague, strlen(vague), CAP_CHAT | CAP_TOOLS), 0);
+    assert_int_equal(outcome_named_capability(vague, strlen(vague), CAP_EMBEDDINGS),
+                     CAP_EMBEDDINGS);
+    const char *emb = "This server does not support embeddings. Start it with `--embeddings`";
+    assert_int_equal(outcome_named_capability(emb, strlen(emb), CAP_EMBEDDINGS), CAP_EMBEDDINGS);
+    /* a 5xx that names an unsupported feature is a capability miss, not a fault */
+    struct attempt_obs o = {.status = 500};
+    const char *rf = "response_format json_schema is unsupported";
+    outcome_scan_error_body(rf, strlen(rf), &o);
+    assert_int_equal(outcome_classify(&o).cls, OUTCOME_CAPABILITY_MISS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_actions),
         cmocka_unit_test(test_scan),
+        cmocka_unit_test(test_named_capability),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

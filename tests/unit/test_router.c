@@ -102,7 +102,18 @@ static void test_reasons(void **state)
     for (unsigned i = 0; i < reg.cfg.busy_cool_after; i++) registry_node_busy(&reg, a, 1, 3, 4500);
     r = pick(&reg, "m", CAP_CHAT);
     assert_int_equal(r.status, ROUTE_CAPACITY);
-    assert_int_equal(r.retry_after_s, 3);
+    assert_int_equal(r.wait_ms, 500); /* its trickle request is due 1 s after it cooled */
+    assert_int_equal(r.retry_after_s, 1);
+    /* the trickle: one request, then none until the next interval */
+    struct route_query tq = {.model = STRV_LIT("m"), .cap = CAP_CHAT, .now_ms = 5600};
+    router_pick(&reg, &tq, &r);
+    assert_int_equal(r.status, ROUTE_OK);
+    registry_node_sent(&reg, a, 5600);
+    router_pick(&reg, &tq, &r);
+    assert_int_equal(r.status, ROUTE_CAPACITY);
+    /* one success ends the cooling at once */
+    registry_node_ok(&reg, a, 1, 10);
+    assert_false(node_is_cooled(a, 5600));
     registry_recover(&reg, a, "test");
     /* draining and pending nodes take nothing new */
     a->admin = ADMIN_DRAINING;
