@@ -29,6 +29,40 @@ static int str_field(struct buf *o, const char *key, const char *v)
     return rc;
 }
 
+/* A model's marks (DESIGN §4): "capabilities_absent" (the unexpired capability marks) and
+ * "marks", each with its kind, capability, cause, age and time left. */
+static int marks_json(const struct node_model *m, uint64_t now, struct buf *o)
+{
+    unsigned live = model_marks_block(m, CAP_ALL, now) & m->caps_absent;
+    int rc = buf_append_cstr(o, "\"capabilities_absent\":[");
+    const char *sep = "";
+    for (unsigned i = 0; i < CAP_N && !rc; i++)
+        if (live & (1u << i)) rc = buf_appendf(o, "%s\"%s\"", sep, cap_name(1u << i)), sep = ",";
+    if (!rc) rc = buf_append_cstr(o, "],\"marks\":[");
+    sep = "";
+    for (unsigned i = 0; i < CAP_N && !rc && m->marks; i++) {
+        const struct mark *mk = &m->marks->cap[i];
+        if (!(live & (1u << i))) continue;
+        rc = buf_appendf(o,
+                         "%s{\"kind\":\"capability\",\"capability\":\"%s\",\"age_ms\":%llu,"
+                         "\"expires_in_ms\":%llu,\"count\":%u,\"cause\":",
+                         sep, cap_name(1u << i), (unsigned long long)(now - mk->at_ms),
+                         (unsigned long long)(mk->until_ms - now), mk->count);
+        if (!rc) rc = json_append_str(o, mk->cause, strlen(mk->cause));
+        if (!rc) rc = buf_append_cstr(o, "}");
+        sep = ",";
+    }
+    if (!rc && m->inventory_miss && m->marks) {
+        const struct mark *mk = &m->marks->inventory;
+        rc = buf_appendf(o, "%s{\"kind\":\"inventory\",\"age_ms\":%llu,\"cause\":", sep,
+                         (unsigned long long)(now - mk->at_ms));
+        if (!rc) rc = json_append_str(o, mk->cause, strlen(mk->cause));
+        if (!rc) rc = buf_append_cstr(o, "}");
+    }
+    if (!rc) rc = buf_append_cstr(o, "]");
+    return rc;
+}
+
 static int node_json(const struct gw *g, const struct node *n, struct buf *o)
 {
     uint64_t now = gw_now_ms(g);
@@ -44,7 +78,8 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
             "\"consecutive_faults\":%u,\"faults_total\":%llu,\"ejections\":%u,"
             "\"eject_remaining_ms\":%llu,\"cooling_ms\":%llu,\"in_flight\":%u,"
             "\"streams\":%u,\"requests_total\":%llu,\"drained\":%s,"
-            "\"probe_ok_streak\":%u,\"probe_fail_streak\":%u,",
+            "\"probe_ok_streak\":%u,\"probe_fail_streak\":%u,\"concurrency_limit\":%u,"
+            "\"busy_total\":%llu,\"busy_in_a_row\":%u,",
             node_kind_name(n->kind), node_admin_name(n->admin), node_live_name(n->live),
             n->ever_healthy ? "true" : "false", n->excluded ? "true" : "false",
             node_is_routable(&g->reg, n, now) ? "true" : "false", n->consecutive_faults,
@@ -54,7 +89,8 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
             (unsigned long long)(n->cooled_until_ms > now ? n->cooled_until_ms - now : 0),
             n->inflight, n->streams_active, (unsigned long long)n->requests_total,
             n->admin == ADMIN_DRAINING && n->inflight == 0 ? "true" : "false", n->ok_streak,
-            n->fail_streak);
+            n->fail_streak, n->conc_limit, (unsigned long long)n->busy_total,
+            n->consecutive_busy);
     if (!rc)
         rc = str_field(o, "last_probe_error", n->last_probe_error[0] ? n->last_probe_error : NULL);
     if (!rc)
@@ -79,13 +115,9 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
         if (i) rc = buf_append_cstr(o, ",");
         if (!rc) rc = buf_append_cstr(o, "{");
         if (!rc) rc = str_field(o, "id", m->id);
-        if (!rc) rc = buf_appendf(o, ",\"in_flight\":%u,\"capabilities_absent\":[", m->inflight);
-        const char *sep = "";
-        if (!rc && (m->caps_absent & CAP_CHAT)) rc = buf_appendf(o, "%s\"chat\"", sep), sep = ",";
-        if (!rc && (m->caps_absent & CAP_COMPLETIONS))
-            rc = buf_appendf(o, "%s\"completions\"", sep), sep = ",";
-        if (!rc && (m->caps_absent & CAP_EMBEDDINGS)) rc = buf_appendf(o, "%s\"embeddings\"", sep);
-        if (!rc) rc = buf_append_cstr(o, "]}");
+        if (!rc) rc = buf_appendf(o, ",\"in_flight\":%u,", m->inflight);
+        if (!rc) rc = marks_json(m, now, o);
+        if (!rc) rc = buf_append_cstr(o, "}");
     }
     if (!rc) rc = buf_append_cstr(o, "]}");
     return rc;

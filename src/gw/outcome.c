@@ -145,8 +145,14 @@ unsigned outcome_named_capability(const char *p, uint64_t len, unsigned used)
             {"json_schema", 32}, {"grammar", 32},    {"embedding", 4},
             {"chat", 1},         {"completion", 2},
         };
-        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-            if ((words[i].bit & features) && contains_ci(p, n, words[i].word)) return words[i].bit;
+        bool names_feature = false;
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+            if (words[i].bit & CAP_PRIMARY_BITS || !contains_ci(p, n, words[i].word)) continue;
+            if (words[i].bit & features) return words[i].bit;
+            names_feature = true;
+        }
+        /* it names a feature the request did not use: nothing we can place */
+        if (names_feature) return 0;
         for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
             if ((words[i].bit & primary) && contains_ci(p, n, words[i].word)) return words[i].bit;
     }

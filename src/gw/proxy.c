@@ -29,6 +29,7 @@
 enum {
     PROXY_MAX_ATTEMPTS = 16,
     PROXY_MAX_STALE_RETRIES = 2,
+    PROXY_MAX_BUSY_RETRIES = 64, /* busy answers one request may see (the wait bounds it too) */
     PROXY_MAX_ERROR_BODY = 64 * 1024,
     PROXY_MAX_BUFFERED_BODY = 256 * 1024 * 1024,
     PROXY_MAX_EVENT_BYTES = 4 * 1024 * 1024, /* one SSE event or NDJSON line of a stream */
@@ -46,6 +47,7 @@ struct proxy {
     size_t n_tried;
     struct acct_request acct; /* the poison rule and busy answers across attempts */
     unsigned attempts;
+    unsigned busy_attempts; /* attempts answered busy (they do not count toward max_attempts) */
     unsigned stale_retries;
     bool fresh_only;
     bool retry_same; /* next attempt: the same node on a fresh connection */
@@ -561,6 +563,13 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
         proxy_free(p);
         return;
     }
+    if (o.cls == OUTCOME_NODE_BUSY && p->n_tried > 0 && p->tried[p->n_tried - 1] == node) {
+        /* A busy answer is about this moment: the node stays a candidate (the router sees it
+         * saturated at its lowered limit, so the request waits in the admission queue for it
+         * or takes another), and it costs no attempt; the wait budget bounds the retries. */
+        p->n_tried--;
+        p->busy_attempts++;
+    }
     if (o.cls == OUTCOME_CAPABILITY_MISS) {
         /* kept: returned to the client if no node can do it */
         buf_free(&p->last_error);
@@ -892,7 +901,8 @@ static void start_attempt(struct proxy *p)
     if (same_node) {
         r.status = ROUTE_OK;
         r.node = p->node;
-    } else if (p->attempts >= g->cfg.max_attempts || p->n_tried >= PROXY_MAX_ATTEMPTS ||
+    } else if (p->attempts - p->busy_attempts >= g->cfg.max_attempts ||
+               p->n_tried >= PROXY_MAX_ATTEMPTS || p->busy_attempts >= PROXY_MAX_BUSY_RETRIES ||
                (p->attempts > 0 && now > p->deadline_ms)) {
         r.status = ROUTE_EXHAUSTED;
     } else {

@@ -30,6 +30,7 @@ enum {
     CAP_RESPONSE_FORMAT = 32,
     CAP_N = 6, /* bits above */
     CAP_PRIMARY = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS,
+    CAP_ALL = (1 << CAP_N) - 1,
 };
 const char *cap_name(unsigned cap_bit); /* "chat", "tools", ... for one bit */
 

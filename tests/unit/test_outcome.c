@@ -231,8 +231,8 @@ static void test_named_capability(void **state)
     const char *tools = "{\"error\":\"llama3 does not support tools\"}";
     assert_int_equal(outcome_named_capability(tools, strlen(tools), CAP_CHAT | CAP_TOOLS),
                      CAP_TOOLS);
-    /* the request used no tools: the word names nothing it used; chat alone is marked */
-    assert_int_equal(outcome_named_capability(tools, strlen(tools), CAP_CHAT), CAP_CHAT);
+    /* the request used no tools: the answer names nothing it used, so nothing is marked */
+    assert_int_equal(outcome_named_capability(tools, strlen(tools), CAP_CHAT), 0);
     const char *img = "image input is not supported by this model";
     assert_int_equal(outcome_named_capability(img, strlen(img), CAP_CHAT | CAP_VISION), CAP_VISION);
     const char *vague = "not implemented";
