@@ -226,6 +226,18 @@ size_t placement_forget_node(struct catalogue *c, const char *node)
     return k;
 }
 
+/* Ollama lists a model pulled without a tag as NAME:latest. The gateway matches names
+ * exactly (the router too: a load of NAME would show up as NAME:latest and never count as a
+ * replica), so such a node stays "not on disk", but the words say what to rename. */
+static bool has_tagged_files(const struct node *n, const char *model)
+{
+    char tagged[CAT_MAX_ID + 8];
+    if (strchr(model, ':') || strlen(model) >= CAT_MAX_ID) return false;
+    snprintf(tagged, sizeof tagged, "%s:latest", model);
+    return node_has_on_disk(n, strv_from_cstr(tagged)) ||
+           node_model_find(n, strv_from_cstr(tagged)) != NULL;
+}
+
 void placement_assess(const struct catalogue *c, const struct registry *reg,
                       const struct cat_model *m, const struct node *n, uint64_t now_ms,
                       bool (*skip)(const struct node *n, void *ctx), void *skip_ctx,
@@ -313,7 +325,10 @@ const char *placement_describe(const struct cat_model *m, const struct node *n,
         snprintf(out, cap, "engine %s cannot load on request", node_kind_name(n->kind));
         break;
     case PST_NOT_ON_DISK:
-        snprintf(out, cap, "not on disk (install it first)");
+        if (has_tagged_files(n, m->id))
+            snprintf(out, cap, "not on disk by this name (the node has %s:latest)", m->id);
+        else
+            snprintf(out, cap, "not on disk (install it first)");
         break;
     case PST_INSTALLING:
         snprintf(out, cap, "install queued, waiting for it");

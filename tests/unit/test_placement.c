@@ -277,6 +277,12 @@ static void test_pick_only_nodes_that_can_load(void **state)
     placement_assess(&c, &reg, m, bare, NOW, NULL, NULL, &v);
     assert_int_equal(v.state, PST_INSTALLING);
     placement_set_install_probe(NULL, NULL);
+    /* only by another name (Ollama's tag): still not loaded there, and the words say so */
+    disk(bare, "m:latest");
+    placement_assess(&c, &reg, m, bare, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_NOT_ON_DISK);
+    assert_string_equal(placement_describe(m, bare, &v, out, sizeof out),
+                        "not on disk by this name (the node has m:latest)");
     /* the install landed: the probe's disk list names it, and now bare is the one */
     disk(bare, "m other");
     assert_ptr_equal(placement_pick_cold(&c, &reg, m, NOW, NULL, NULL, &evict, &why), bare);
