@@ -22,6 +22,8 @@ void cat_model_free(struct cat_model *m)
     }
     xfree(m->selector);
     xfree(m->load_options_json);
+    for (size_t i = 0; i < m->n_load_backoff; i++) xfree(m->load_backoff[i].node);
+    xfree(m->load_backoff);
     xfree(m);
 }
 

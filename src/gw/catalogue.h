@@ -19,6 +19,15 @@ struct ynode;
 
 enum { CAT_MAX_ALIASES = 16, CAT_MAX_SELECTOR = 16, CAT_MAX_ID = 200 };
 
+/* A failed load of the model on one node (placement.c keeps these). */
+struct cat_load_backoff {
+    char *node; /* owned name */
+    unsigned failures;
+    uint64_t until_ms;
+    uint64_t print; /* placement_inventory_print() of the node at the last failure */
+    char why[120];
+};
+
 struct cat_model {
     char *id;       /* owned */
     char **aliases; /* owned */
@@ -38,7 +47,9 @@ struct cat_model {
     uint64_t backoff_until_ms;
     unsigned backoff_failures;
     uint64_t seen_generation;
-    char last_why[160];
+    char last_why[512];
+    struct cat_load_backoff *load_backoff; /* owned; per node, placement.c */
+    size_t n_load_backoff;
 };
 
 struct catalogue {

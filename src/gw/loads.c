@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "gw/gw.h"
 #include "gw/loads.h"
+#include "gw/placement.h"
 
 enum { LOAD_MAX_ANSWER = 64 * 1024, LOAD_MAX_EVICT = 16 };
 
@@ -29,6 +30,7 @@ struct load {
     size_t n_evict, i_evict;
     bool unloading;    /* the current call is an unload of evict[i_evict] */
     bool plain_unload; /* this job only unloads `model` (the reconciler's idle replicas) */
+    bool cancelled;    /* ended by the gateway (stopping): says nothing about the node */
     struct http_call *call;
     int status;
     struct buf answer;
@@ -64,8 +66,26 @@ unsigned loads_count(struct gw *g, const char *model)
     return k;
 }
 
+/* The one place where a load's end is accounted (and a failure logged): a failure of
+ * (model, node) backs the pair off (placement keeps it in the catalogue entry), a success ends
+ * its backoff. */
+static void account_load(struct gw *g, struct load *l, bool ok, const char *why)
+{
+    if (l->plain_unload || l->cancelled) return;
+    struct cat_model *cm = catalogue_find(&g->cat, strv_from_cstr(l->model));
+    if (ok) {
+        if (cm) placement_load_ok(cm, l->node);
+        return;
+    }
+    /* a model the catalogue does not know (any more) has no backoff to keep */
+    uint64_t d = cm ? placement_load_failed(cm, l->node, gw_now_ms(g), why) : 0;
+    LOGW("model_load_failed", "node=%s model=%s retry_in_ms=%llu reason=\"%s\"", l->node->name,
+         l->model, (unsigned long long)d, why ? why : "");
+}
+
 static void load_free(struct gw *g, struct load *l, bool ok, const char *why)
 {
+    account_load(g, l, ok, why);
     for (struct load **pp = &g->loads; *pp; pp = &(*pp)->next) {
         if (*pp == l) {
             *pp = l->next;
@@ -146,10 +166,8 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
         registry_model_loaded(l->node, strv_from_cstr(l->model), (uint64_t)size, gw_now_ms(g));
         LOGI("model_loaded", "node=%s model=%s ms=%llu", l->node->name, l->model,
              (unsigned long long)(gw_now_ms(g) - l->started_ms));
-    } else {
-        LOGW("model_load_failed", "node=%s model=%s reason=\"%s\"", l->node->name, l->model, why);
     }
-    load_free(g, l, ok, ok ? NULL : why);
+    load_free(g, l, ok, ok ? NULL : why); /* a failure is logged there, once */
 }
 
 /* The next call of the job: unload the next victim, or load. */
@@ -253,6 +271,7 @@ void loads_stop(struct gw *g)
 {
     while (g->loads) {
         struct load *l = g->loads;
+        l->cancelled = true;
         if (l->call) http_call_cancel(l->call);
         l->call = NULL;
         load_free(g, l, false, "the gateway is stopping");

@@ -1,9 +1,10 @@
 /* models — the catalogue at run time: the file's entries and the admin API's (persisted in
  * the store), /admin/v1/models, and the replicas reconciler (DESIGN §6): keep replicas.min
  * loaded on feasible nodes, add one when every replica is busy and the entry allows more,
- * unload idle extras; never load without an agent to do it, say why once per tick, back off
- * while the fleet cannot satisfy a model and look again when the fleet changes.
- * The loop thread only. */
+ * unload idle extras; never send a load that cannot succeed (placement picks only nodes whose
+ * engine loads on request, with the files on disk and no backoff for the pair), say why once
+ * per change of reason, back off while the fleet cannot satisfy a model and look again when
+ * the fleet changes. The loop thread only. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,12 @@
 #include "store/store_catalogue.h"
 
 enum { MODELS_BACKOFF_MAX_MS = 5 * 60 * 1000 };
+
+static uint64_t reconcile_passes; /* shown in the admin API: tests count passes, not seconds */
+
+static bool skip_loading(const struct node *n, void *ctx);
+static void unmet_reason(struct gw *g, const struct cat_model *m, uint64_t now,
+                         const struct place_pick *pk, char *out, size_t cap);
 
 /* ---- start-up and reload ------------------------------------------------------------- */
 
@@ -115,6 +122,46 @@ int models_where_json(struct gw *g, const struct cat_model *m, struct buf *b)
     return rc;
 }
 
+/* "replicas_status": what min asks, what is there, why not more; "placement": per node, what
+ * it can do for the model (docs/placement.md). */
+static int status_json(struct gw *g, const struct cat_model *m, struct buf *b)
+{
+    uint64_t now = gw_now_ms(g);
+    unsigned present = placement_replicas(&g->reg, m->id, now);
+    unsigned loading = loads_count(g, m->id);
+    int rc = buf_appendf(b,
+                         ",\"replicas_status\":{\"wanted\":%u,\"present\":%u,\"loading\":%u,"
+                         "\"reconciler_passes\":%llu,\"unmet_reason\":",
+                         m->replicas_min, present, loading, (unsigned long long)reconcile_passes);
+    if (!rc && present + loading >= m->replicas_min) {
+        rc = buf_append_cstr(b, "null");
+    } else if (!rc) {
+        struct place_pick pk;
+        char why[sizeof m->last_why];
+        placement_pick(&g->cat, &g->reg, m, now, skip_loading, g, &pk);
+        if (pk.node)
+            snprintf(why, sizeof why, "a load on %s is due at the reconciler's next pass",
+                     pk.node->name);
+        else
+            unmet_reason(g, m, now, &pk, why, sizeof why);
+        rc = json_append_str(b, why, strlen(why));
+    }
+    if (!rc) rc = buf_append_cstr(b, "},\"placement\":{");
+    for (size_t i = 0; i < g->reg.n && !rc; i++) {
+        const struct node *n = g->reg.nodes[i];
+        struct place_verdict v;
+        char words[200];
+        placement_assess(&g->cat, &g->reg, m, n, now, skip_loading, g, &v);
+        placement_describe(m, n, &v, words, sizeof words);
+        if (i) rc = buf_append_cstr(b, ",");
+        if (!rc) rc = json_append_str(b, n->name, strlen(n->name));
+        if (!rc) rc = buf_append_cstr(b, ":");
+        if (!rc) rc = json_append_str(b, words, strlen(words));
+    }
+    if (!rc) rc = buf_append_cstr(b, "}");
+    return rc;
+}
+
 static int entry_json(struct gw *g, const struct cat_model *m, struct buf *b)
 {
     int rc = cat_model_to_json(m, b);
@@ -126,6 +173,7 @@ static int entry_json(struct gw *g, const struct cat_model *m, struct buf *b)
         rc = buf_append_cstr(b, ",\"reconciler\":");
         if (!rc) rc = json_append_str(b, m->last_why, strlen(m->last_why));
     }
+    if (!rc) rc = status_json(g, m, b);
     if (!rc) rc = buf_append_cstr(b, "}");
     return rc;
 }
@@ -244,18 +292,21 @@ void models_admin(struct gw *g, struct http_request *req, struct strv rest)
 
 static void say_why(struct cat_model *m, const char *why)
 {
+    /* once per change of reason, not once per pass */
     if (strcmp(m->last_why, why) != 0)
         LOGW("reconcile_blocked", "model=%s reason=\"%s\"", m->id, why);
     snprintf(m->last_why, sizeof m->last_why, "%s", why);
 }
 
-static void back_off(struct gw *g, struct cat_model *m, uint64_t now)
+/* retry_at_ms (0: none): a load backoff that ends sooner than the exponential delay. */
+static void back_off(struct gw *g, struct cat_model *m, uint64_t now, uint64_t retry_at_ms)
 {
     m->backoff_failures++;
     uint64_t d = g->cfg.reconcile_interval_ms;
     for (unsigned k = 1; k < m->backoff_failures && d < MODELS_BACKOFF_MAX_MS; k++) d *= 2;
     if (d > MODELS_BACKOFF_MAX_MS) d = MODELS_BACKOFF_MAX_MS;
     m->backoff_until_ms = now + d;
+    if (retry_at_ms && retry_at_ms < m->backoff_until_ms) m->backoff_until_ms = retry_at_ms;
     m->seen_generation = registry_generation;
 }
 
@@ -264,26 +315,38 @@ static bool skip_loading(const struct node *n, void *ctx)
     return loads_busy_node(ctx, n);
 }
 
+static void unmet_reason(struct gw *g, const struct cat_model *m, uint64_t now,
+                         const struct place_pick *pk, char *out, size_t cap)
+{
+    const char *kind = pk->waiting ? "waiting for an install or the end of a load backoff"
+                       : pk->why == PLACE_NONE_INFEASIBLE ? "no node can load it"
+                       : pk->why == PLACE_NONE_UNHEALTHY  ? "the nodes that could hold it are down"
+                       : pk->why == PLACE_NONE_HELD
+                           ? "every node that could hold it already holds a "
+                             "replica or is loading"
+                           : "the nodes that could hold it are full of busy or "
+                             "protected models";
+    char nodes[400];
+    size_t k = placement_explain(&g->cat, &g->reg, m, now, nodes, sizeof nodes);
+    snprintf(out, cap, "%s%s%s", kind, k ? ": " : "", k ? nodes : "");
+}
+
 static void add_replica(struct gw *g, struct cat_model *m, uint64_t now, const char *because)
 {
-    bool evict = false;
-    enum place_none why = PLACE_NONE_INFEASIBLE;
-    struct node *n = placement_pick_cold(&g->cat, &g->reg, m, now, skip_loading, g, &evict, &why);
+    struct place_pick pk;
+    placement_pick(&g->cat, &g->reg, m, now, skip_loading, g, &pk);
+    struct node *n = pk.node;
     if (!n) {
-        say_why(m, why == PLACE_NONE_INFEASIBLE  ? "no node could ever hold it (devices, VRAM, "
-                                                   "selector, engine, or no agent to load it)"
-                   : why == PLACE_NONE_UNHEALTHY ? "the nodes that could hold it are down"
-                   : why == PLACE_NONE_HELD      ? "every node that could hold it already holds a "
-                                                   "replica"
-                                                 : "the nodes that could hold it are full of "
-                                                   "busy or protected models");
-        back_off(g, m, now);
+        char why[sizeof m->last_why];
+        unmet_reason(g, m, now, &pk, why, sizeof why);
+        say_why(m, why);
+        back_off(g, m, now, pk.retry_at_ms);
         return;
     }
     const char *plan[16];
     size_t k = 0;
     bool busy;
-    if (evict)
+    if (pk.needs_evict)
         (void)placement_evict_plan(&g->cat, &g->reg, n, m->min_vram_mb, now, plan, 16, &k, &busy);
     LOGI("replica_load", "model=%s node=%s because=%s evict=%zu", m->id, n->name, because, k);
     m->last_why[0] = '\0';
@@ -294,6 +357,7 @@ static void add_replica(struct gw *g, struct cat_model *m, uint64_t now, const c
 void models_reconcile(struct gw *g)
 {
     uint64_t now = gw_now_ms(g);
+    reconcile_passes++;
     for (size_t i = 0; i < g->cat.n; i++) {
         struct cat_model *m = g->cat.v[i];
         if (m->backoff_until_ms > now && m->seen_generation == registry_generation) continue;

@@ -1,7 +1,9 @@
 /* placement — the pure decisions of DESIGN §6 over the registry and the catalogue: can a node
- * ever serve a model (devices, VRAM, selector, engine, an agent to load through), how much
- * VRAM a node has free, which idle models to evict to make room, and which node gets a cold
- * load. No I/O; the loop thread only (it reads registry state). */
+ * ever serve a model (devices, VRAM, selector, engine, an agent to load through), can it load
+ * it on request (an engine that loads, the files on disk, no recent failure), how much VRAM a
+ * node has free, which idle models to evict to make room, and which node gets a cold load.
+ * It also keeps the load backoff per (model, node) in the catalogue entry (docs/placement.md).
+ * No I/O; the loop thread only (it reads registry state). */
 #ifndef DROVER_GW_PLACEMENT_H
 #define DROVER_GW_PLACEMENT_H
 #include <stdbool.h>
@@ -42,10 +44,76 @@ bool placement_evict_plan(const struct catalogue *c, const struct registry *reg,
                           const struct node *n, uint64_t need_mb, uint64_t now_ms, const char **out,
                           size_t cap, size_t *n_out, bool *busy);
 
-/* The node for a cold load of m: among routable agent nodes where m is feasible and not
- * loaded (skip, when given, is excluded: nodes with a load running, say): first those that
- * have it on disk and room now, then room now, then on disk after evicting idle models, then
- * after evicting; most free VRAM first within each.
+/* Does the engine behind an agent load models on request? Only Ollama does (the agent
+ * answers 501 for llama.cpp, vLLM and OpenAI-compatible servers: they serve what they were
+ * started with). */
+bool placement_engine_loads(enum node_kind kind);
+
+/* What a node can do for a model, most permanent reason first. */
+enum place_state {
+    PST_CAN_LOAD,    /* a load can be sent now (maybe after evicting idle models) */
+    PST_LOADED,      /* the node holds it and is routable */
+    PST_INFEASIBLE,  /* placement_infeasible() bits: never */
+    PST_NO_AGENT,    /* a static node: nothing to load through */
+    PST_ENGINE,      /* its engine cannot load on request */
+    PST_NOT_ON_DISK, /* the engine loads only what is on its disk: install it first */
+    PST_INSTALLING,  /* an install operation for (node, model) is queued: wait for it */
+    PST_UNKNOWN,     /* the node's inventory is not known yet */
+    PST_DOWN,        /* could serve or load it, but is not routable now */
+    PST_BACKOFF,     /* a load there failed lately: not before the backoff ends */
+    PST_SKIPPED,     /* the caller's skip (a load or unload runs there) */
+    PST_FULL,        /* no room, even after evicting idle models */
+};
+struct place_verdict {
+    enum place_state state;
+    unsigned bits;                          /* PST_INFEASIBLE: placement_infeasible() */
+    bool needs_evict;                       /* PST_CAN_LOAD: only after evicting */
+    uint64_t free_mb;                       /* PST_CAN_LOAD: free VRAM now */
+    uint64_t retry_at_ms;                   /* PST_BACKOFF: when the backoff ends */
+    const struct cat_load_backoff *backoff; /* PST_BACKOFF: the record (borrowed) */
+};
+/* Is an install operation of model on the node queued or running? The ops module answers
+ * (placement_set_install_probe at start); without a probe no install is known, and a node
+ * without the files is "not on disk". Either way no load goes there before the files do. */
+typedef bool place_install_queued_fn(void *ctx, const char *node, const char *model);
+void placement_set_install_probe(place_install_queued_fn *fn, void *ctx);
+
+/* Judges one node for m. skip (may be NULL) rules out nodes the caller knows are busy. */
+void placement_assess(const struct catalogue *c, const struct registry *reg,
+                      const struct cat_model *m, const struct node *n, uint64_t now_ms,
+                      bool (*skip)(const struct node *n, void *ctx), void *skip_ctx,
+                      struct place_verdict *v);
+/* A short human reason for the verdict ("engine llamacpp cannot load on request", "needs 2
+ * devices, has 1", "can load"). Writes at most cap bytes (NUL included); returns out. */
+const char *placement_describe(const struct cat_model *m, const struct node *n,
+                               const struct place_verdict *v, char *out, size_t cap);
+/* Why no node takes a load of m, node by node: "gpu-1: engine llamacpp cannot load on
+ * request; gpu-2: needs 2 devices, has 1". Nodes that can load it or serve it now are left
+ * out; past cap the text ends in "...". Returns the length written ("" and 0: no node). The
+ * words carry no times, so the same situation gives the same text (logged once). */
+size_t placement_explain(const struct catalogue *c, const struct registry *reg,
+                         const struct cat_model *m, uint64_t now_ms, char *out, size_t cap);
+
+/* Load backoff per (model, node): a failed load keeps the pair out for 30 s, doubling to
+ * 15 min (as the ops queue, DESIGN §7), whatever other nodes are picked meanwhile. It ends
+ * early when the node's loaded or on-disk list changes, when a load of the pair succeeds, or
+ * by placement_forget_node (the admin's recover). placement_load_failed returns the delay. */
+uint64_t placement_load_failed(struct cat_model *m, const struct node *n, uint64_t now_ms,
+                               const char *why);
+void placement_load_ok(struct cat_model *m, const struct node *n);
+/* The pair's backoff when it is in force now, else NULL (borrowed). */
+const struct cat_load_backoff *placement_backoff(const struct cat_model *m, const struct node *n,
+                                                 uint64_t now_ms);
+/* Forgets every backoff of the node (any model) and lets the reconciler look again at once.
+ * For the admin's recover, a re-join, a removal. Returns how many records it dropped. */
+size_t placement_forget_node(struct catalogue *c, const char *node);
+/* A fingerprint of the node's loaded and on-disk lists (order does not matter). */
+uint64_t placement_inventory_print(const struct node *n);
+
+/* The node for a cold load of m: among nodes where placement_assess says PST_CAN_LOAD
+ * (skip, when given, is excluded: nodes with a load running, say): those with room now
+ * first, then those that need evicting; the files on disk are required (an engine that
+ * loads only what it has). Most free VRAM first within each.
  * NULL when none; *why then says whether any feasible node exists at all. */
 enum place_none {
     PLACE_NONE_INFEASIBLE, /* no node could ever hold it */
@@ -57,5 +125,17 @@ struct node *placement_pick_cold(const struct catalogue *c, const struct registr
                                  const struct cat_model *m, uint64_t now_ms,
                                  bool (*skip)(const struct node *n, void *ctx), void *skip_ctx,
                                  bool *needs_evict, enum place_none *why);
+/* The same with everything the reconciler wants to know when no node is found. */
+struct place_pick {
+    struct node *node; /* NULL when none */
+    bool needs_evict;
+    enum place_none why;  /* node NULL: as placement_pick_cold (waiting counts as unhealthy) */
+    bool waiting;         /* node NULL only because of installs queued or load backoffs */
+    uint64_t retry_at_ms; /* the earliest backoff end that stands in the way; 0: none */
+};
+void placement_pick(const struct catalogue *c, const struct registry *reg,
+                    const struct cat_model *m, uint64_t now_ms,
+                    bool (*skip)(const struct node *n, void *ctx), void *skip_ctx,
+                    struct place_pick *out);
 
 #endif

@@ -1,5 +1,6 @@
 /* Table-driven tests for placement (DESIGN §6): feasibility, VRAM accounting, the eviction
- * choice and the cold-load choice. */
+ * choice, the cold-load choice (only nodes that can load: engine, disk, backoff) and the load
+ * backoff per (model, node). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,7 +28,30 @@ static struct node *add_node(struct registry *reg, const char *name, unsigned de
     n->vram_total_mb = vram;
     n->live = healthy ? LIVE_HEALTHY : LIVE_UNHEALTHY;
     n->ever_healthy = healthy;
+    n->inventory_known = true; /* the agent's first probe came back */
     return n;
+}
+
+static struct node *add_kind(struct registry *reg, const char *name, enum node_kind kind,
+                             bool via_agent)
+{
+    struct node *n = add_node(reg, name, 1, 24000, true);
+    n->kind = kind;
+    n->via_agent = via_agent;
+    return n;
+}
+
+/* The node's on-disk list: ids separated by spaces. */
+static void disk(struct node *n, const char *ids)
+{
+    struct strv v[16];
+    size_t k = 0;
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", ids);
+    for (char *save = NULL, *t = strtok_r(copy, " ", &save); t && k < 16;
+         t = strtok_r(NULL, " ", &save))
+        v[k++] = strv_from_cstr(t);
+    registry_set_disk(n, v, k);
 }
 
 static void load(struct node *n, const char *id, uint64_t last_used, unsigned inflight)
@@ -156,6 +180,9 @@ static void test_pick_cold(void **state)
     struct node *bigger = add_node(&reg, "bigger", 2, 80000, false); /* down */
     struct cat_model *two = cat(&c, "two-dev", 2, 30000, 0, false);
     cat(&c, "filler", 0, 30000, 0, false);
+    disk(small, "two-dev one-dev");
+    disk(big, "two-dev one-dev");
+    disk(bigger, "two-dev one-dev");
     bool evict;
     enum place_none why;
     /* only 2-device nodes; the healthy one wins */
@@ -181,16 +208,170 @@ static void test_pick_cold(void **state)
     /* most free VRAM first among those that fit now */
     struct cat_model *one = cat(&c, "one-dev", 1, 1000, 0, false);
     struct node *roomy = add_node(&reg, "roomy", 1, 64000, true);
+    disk(roomy, "one-dev");
     assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, NULL, NULL, &evict, &why), roomy);
-    /* a node that has the files beats a roomier one that would have to fetch them */
-    struct node *has = add_node(&reg, "has", 1, 20000, true);
-    struct strv ids[1] = {STRV_LIT("one-dev")};
-    registry_set_disk(has, ids, 1);
-    assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, NULL, NULL, &evict, &why), has);
+    /* a roomier node without the files is never asked: an Ollama load of a model it does not
+     * have answers 404 "try pulling it first" */
+    struct node *roomiest = add_node(&reg, "roomiest", 1, 96000, true);
+    assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, NULL, NULL, &evict, &why), roomy);
     /* a skipped node (a load running there) is passed over */
-    assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, skip_named, "has", &evict, &why),
-                     roomy);
+    assert_ptr_equal(placement_pick_cold(&c, &reg, one, NOW, skip_named, "roomy", &evict, &why),
+                     small);
+    (void)roomiest;
     (void)small;
+    catalogue_free(&c);
+    registry_free(&reg);
+}
+
+static bool installing_on(void *ctx, const char *node, const char *model)
+{
+    (void)model;
+    return strcmp(node, ctx) == 0;
+}
+
+/* Issue 12 §4: only nodes whose engine loads on request and that have the files. */
+static void test_pick_only_nodes_that_can_load(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct catalogue c = {0};
+    struct cat_model *m = cat(&c, "m", 0, 0, 1, false); /* no engine constraint */
+    struct node *llama = add_kind(&reg, "llama", NODE_KIND_LLAMACPP, true);
+    struct node *vllm = add_kind(&reg, "vllm", NODE_KIND_VLLM, true);
+    struct node *bare = add_kind(&reg, "bare", NODE_KIND_OLLAMA, true);
+    struct node *stat = add_kind(&reg, "static", NODE_KIND_OLLAMA, false);
+    disk(llama, "m");
+    disk(vllm, "m");
+    disk(stat, "m");
+    bool evict;
+    enum place_none why;
+    /* llama.cpp and vLLM cannot load on request, Ollama only what is on its disk, a static
+     * node has no agent: nobody can, and it is for ever (404 no_feasible_node) */
+    assert_null(placement_pick_cold(&c, &reg, m, NOW, NULL, NULL, &evict, &why));
+    assert_int_equal(why, PLACE_NONE_INFEASIBLE);
+    struct place_verdict v;
+    placement_assess(&c, &reg, m, llama, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_ENGINE);
+    placement_assess(&c, &reg, m, vllm, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_ENGINE);
+    placement_assess(&c, &reg, m, bare, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_NOT_ON_DISK);
+    placement_assess(&c, &reg, m, stat, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_NO_AGENT);
+    /* the 404's words name every node and why */
+    char out[512];
+    size_t k = placement_explain(&c, &reg, m, NOW, out, sizeof out);
+    assert_int_equal(k, strlen(out));
+    assert_non_null(strstr(out, "llama: engine llamacpp cannot load on request"));
+    assert_non_null(strstr(out, "vllm: engine vllm cannot load on request"));
+    assert_non_null(strstr(out, "bare: not on disk"));
+    assert_non_null(strstr(out, "static: static node"));
+    /* an install queued for bare: wait for it (not infeasible), and still no load there */
+    placement_set_install_probe(installing_on, "bare");
+    struct place_pick pk;
+    placement_pick(&c, &reg, m, NOW, NULL, NULL, &pk);
+    assert_null(pk.node);
+    assert_true(pk.waiting);
+    assert_int_equal(pk.why, PLACE_NONE_UNHEALTHY);
+    placement_assess(&c, &reg, m, bare, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_INSTALLING);
+    placement_set_install_probe(NULL, NULL);
+    /* only by another name (Ollama's tag): still not loaded there, and the words say so */
+    disk(bare, "m:latest");
+    placement_assess(&c, &reg, m, bare, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_NOT_ON_DISK);
+    assert_string_equal(placement_describe(m, bare, &v, out, sizeof out),
+                        "not on disk by this name (the node has m:latest)");
+    /* the install landed: the probe's disk list names it, and now bare is the one */
+    disk(bare, "m other");
+    assert_ptr_equal(placement_pick_cold(&c, &reg, m, NOW, NULL, NULL, &evict, &why), bare);
+    /* an Ollama node whose inventory is not known yet is not called infeasible */
+    bare->inventory_known = false;
+    assert_null(placement_pick_cold(&c, &reg, m, NOW, NULL, NULL, &evict, &why));
+    assert_int_equal(why, PLACE_NONE_UNHEALTHY);
+    bare->inventory_known = true;
+    /* a llama.cpp node that holds it serves it: not infeasible, just held */
+    registry_model_loaded(llama, strv_from_cstr("m"), 0, NOW);
+    bare->live = LIVE_UNHEALTHY;
+    assert_null(placement_pick_cold(&c, &reg, m, NOW, NULL, NULL, &evict, &why));
+    assert_int_equal(why, PLACE_NONE_HELD);
+    /* devices: the words carry the numbers */
+    struct cat_model *two = cat(&c, "two", 2, 0, 0, false);
+    placement_assess(&c, &reg, two, bare, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_INFEASIBLE);
+    assert_string_equal(placement_describe(two, bare, &v, out, sizeof out),
+                        "needs 2 devices, has 1");
+    /* capped: the text ends in "..." and stays inside the buffer */
+    char small[40];
+    k = placement_explain(&c, &reg, m, NOW, small, sizeof small);
+    assert_true(k < sizeof small);
+    assert_int_equal(k, strlen(small));
+    assert_non_null(strstr(small, "..."));
+    assert_int_equal(placement_explain(&c, &reg, m, NOW, small, 0), 0);
+    catalogue_free(&c);
+    registry_free(&reg);
+}
+
+/* A failed load backs the (model, node) pair off; picking another node in between does not
+ * reset it; a change of the node's lists or the admin's recover does. */
+static void test_backoff_per_pair(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct catalogue c = {0};
+    struct cat_model *m = cat(&c, "m", 0, 1000, 1, false);
+    struct node *a = add_node(&reg, "a", 1, 48000, true); /* roomier: picked first */
+    struct node *b = add_node(&reg, "b", 1, 24000, true);
+    disk(a, "m");
+    disk(b, "m");
+    struct place_pick pk;
+    placement_pick(&c, &reg, m, NOW, NULL, NULL, &pk);
+    assert_ptr_equal(pk.node, a);
+    assert_int_equal(placement_load_failed(m, a, NOW, "the agent answered 502"), 30000);
+    /* a is out for 30 s: b is picked */
+    placement_pick(&c, &reg, m, NOW + 1, NULL, NULL, &pk);
+    assert_ptr_equal(pk.node, b);
+    assert_int_equal(placement_load_failed(m, b, NOW + 1, "the agent answered 502"), 30000);
+    /* both out: nobody, waiting, and when to look again */
+    placement_pick(&c, &reg, m, NOW + 2, NULL, NULL, &pk);
+    assert_null(pk.node);
+    assert_true(pk.waiting);
+    assert_int_equal(pk.retry_at_ms, NOW + 30000);
+    char out[256];
+    placement_explain(&c, &reg, m, NOW + 2, out, sizeof out);
+    assert_non_null(strstr(out, "a: load failed 1 time (the agent answered 502)"));
+    /* a's backoff ends first; its next failure doubles: b's pick did not reset it */
+    placement_pick(&c, &reg, m, NOW + 30000, NULL, NULL, &pk);
+    assert_ptr_equal(pk.node, a);
+    assert_int_equal(placement_load_failed(m, a, NOW + 30000, "again"), 60000);
+    assert_non_null(placement_backoff(m, a, NOW + 89999));
+    assert_null(placement_backoff(m, a, NOW + 90000));
+    /* doubling stops at 15 min */
+    uint64_t d = 0;
+    for (int i = 0; i < 12; i++) d = placement_load_failed(m, a, NOW + 30000, "again");
+    assert_int_equal(d, 15 * 60 * 1000);
+    /* the node's on-disk list changes (a pull, a delete): its backoff ends, and the next
+     * failure starts again at 30 s */
+    disk(a, "m other");
+    assert_null(placement_backoff(m, a, NOW + 30001));
+    assert_int_equal(placement_load_failed(m, a, NOW + 30001, "x"), 30000);
+    /* so does its loaded list */
+    registry_model_loaded(a, strv_from_cstr("other"), 0, NOW);
+    assert_null(placement_backoff(m, a, NOW + 30002));
+    assert_int_equal(placement_load_failed(m, a, NOW + 30002, "x"), 30000);
+    /* the admin's recover of b forgets b's backoff (and lets the reconciler look at once) */
+    m->backoff_until_ms = NOW + 99999;
+    assert_non_null(placement_backoff(m, b, NOW + 2));
+    assert_int_equal(placement_forget_node(&c, "b"), 1);
+    assert_null(placement_backoff(m, b, NOW + 2));
+    assert_int_equal(m->backoff_until_ms, 0);
+    assert_non_null(placement_backoff(m, a, NOW + 30003)); /* not a's */
+    /* a successful load of the pair ends it too */
+    placement_load_ok(m, a);
+    assert_null(placement_backoff(m, a, NOW + 30003));
+    assert_int_equal(placement_load_failed(m, a, NOW + 30003, "x"), 30000);
     catalogue_free(&c);
     registry_free(&reg);
 }
@@ -202,6 +383,8 @@ int main(void)
         cmocka_unit_test(test_evict_lru_idle_only),
         cmocka_unit_test(test_evict_never_pinned_or_min_replicas),
         cmocka_unit_test(test_pick_cold),
+        cmocka_unit_test(test_pick_only_nodes_that_can_load),
+        cmocka_unit_test(test_backoff_per_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
