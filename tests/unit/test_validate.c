@@ -371,6 +371,7 @@ static const struct {
     {API_OLLAMA_CHAT, OCHAT("\"num_predict\":1e3")},
     {API_OLLAMA_CHAT,
      "{\"model\":\"m\",\"options\":{\"num_predict\":-9},\"options\":{\"num_predict\":9}}"},
+    {API_OLLAMA_CHAT, "{\"model\":\"m\",\"options\":{\"num_predict\":-9},\"options\":{}}"},
     {API_OLLAMA_EMBED, "{\"model\":\"m\",\"input\":[\"a\"],\"options\":{\"num_ctx\":512}}"},
     {API_OLLAMA_EMBEDDINGS_LEGACY, "{\"model\":\"m\",\"prompt\":\"x\"}"},
     {API_OLLAMA_EMBEDDINGS_LEGACY, "{\"model\":\"m\",\"prompt\":\"\"}"},
