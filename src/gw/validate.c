@@ -204,8 +204,11 @@ static const char *kind_name(int k)
 
 static int lookup(const char *const *names, int n, const char *name, size_t len)
 {
+    /* the first byte first: most members of a request are not among the names */
     for (int k = 0; k < n; k++)
-        if (strlen(names[k]) == len && memcmp(names[k], name, len) == 0) return k;
+        if (len && names[k][0] == name[0] && strlen(names[k]) == len &&
+            memcmp(names[k], name, len) == 0)
+            return k;
     return -1;
 }
 
@@ -225,6 +228,35 @@ static int read_number(struct json_reader *r, struct strv *text)
  * allocating for 100,000 digits. */
 static double num_value(struct strv t)
 {
+    /* The common short forms ("256", "0.7", "-1.5e-3") exactly, without strtod (Clinger's fast
+     * path: a mantissa below 2^53 and a power of ten below 10^23 are exact doubles, and one
+     * IEEE multiplication or division of exact values rounds correctly). */
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    if (t.len <= 24) {
+        size_t i = t.p[0] == '-';
+        uint64_t mant = 0;
+        int digits = 0, exp10 = 0;
+        for (; i < t.len && t.p[i] >= '0' && t.p[i] <= '9'; i++, digits++)
+            mant = mant * 10 + (uint64_t)(t.p[i] - '0');
+        if (i < t.len && t.p[i] == '.')
+            for (i++; i < t.len && t.p[i] >= '0' && t.p[i] <= '9'; i++, digits++, exp10--)
+                mant = mant * 10 + (uint64_t)(t.p[i] - '0');
+        if (i < t.len) { /* an exponent: at most 2 digits here */
+            i++;
+            bool eneg = t.p[i] == '-';
+            if (t.p[i] == '-' || t.p[i] == '+') i++;
+            int e = 0, ed = 0;
+            for (; i < t.len; i++, ed++) e = e * 10 + (t.p[i] - '0');
+            exp10 = ed > 2 ? 999 : exp10 + (eneg ? -e : e);
+        }
+        if (digits <= 15 && exp10 >= -22 && exp10 <= 22) {
+            double v = (double)mant;
+            v = exp10 < 0 ? v / pow10[-exp10] : v * pow10[exp10];
+            return t.p[0] == '-' ? -v : v;
+        }
+    }
     char buf[80];
     if (t.len < 64) {
         memcpy(buf, t.p, t.len);
@@ -297,8 +329,9 @@ static int read_message(struct json_reader *r, int *why)
             size_t len = 0;
             if (json_reader_string(r, v, sizeof v, &len)) return -1;
             role = len == 0 ? BAD_ROLE : BAD_ROLE_VALUE;
-            for (size_t i = 0; len <= sizeof v && i < sizeof roles / sizeof roles[0]; i++)
-                if (strlen(roles[i]) == len && memcmp(roles[i], v, len) == 0) role = 0;
+            if (len <= sizeof v &&
+                lookup(roles, (int)(sizeof roles / sizeof roles[0]), v, len) >= 0)
+                role = 0;
         } else if (json_reader_skip(r)) {
             return -1;
         }
