@@ -11,17 +11,31 @@
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 
+/* Equal in time that depends only on the lengths, never on where the bytes differ: every
+ * byte of want is visited whatever tok holds. */
+static bool equal_ct(struct strv tok, struct strv want)
+{
+    unsigned diff = tok.len != want.len;
+    for (size_t i = 0; i < want.len; i++)
+        diff |= (unsigned)(unsigned char)want.p[i] ^
+                (unsigned)(unsigned char)(i < tok.len ? tok.p[i] : 0);
+    return diff == 0;
+}
+
+/* "Authorization: Bearer <token>": the scheme name is case-insensitive and followed by one
+ * or more spaces (RFC 7235 §2.1, credentials = auth-scheme 1*SP token68), so "bearer x" and
+ * "BEARER   x" are the same credentials; an empty token never matches a non-empty want. */
 bool gw_bearer_matches(const struct http_request *req, const char *want_s)
 {
     struct strv h = http_request_header(req, "Authorization");
-    if (!h.p || !strv_starts_with(h, STRV_LIT("Bearer "))) return false;
-    struct strv tok = strv_trim(strv_sub(h, 7, h.len));
-    struct strv want = strv_from_cstr(want_s);
-    /* constant time over the expected length */
-    unsigned diff = tok.len != want.len;
-    for (size_t i = 0; i < want.len; i++)
-        diff |= (unsigned)(want.p[i] ^ (i < tok.len ? tok.p[i] : 0));
-    return diff == 0;
+    const struct strv scheme = STRV_LIT("Bearer");
+    if (!h.p || h.len <= scheme.len || !strv_eq_ci(strv_sub(h, 0, scheme.len), scheme) ||
+        h.p[scheme.len] != ' ')
+        return false;
+    size_t i = scheme.len;
+    while (i < h.len && h.p[i] == ' ') i++;
+    struct strv tok = strv_trim(strv_sub(h, i, h.len - i));
+    return equal_ct(tok, strv_from_cstr(want_s));
 }
 
 static bool authorized(const struct gw *g, const struct http_request *req)

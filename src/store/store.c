@@ -234,7 +234,8 @@ void store_close(struct store *s)
 
 /* Refuses, before SQLite touches anything, a path whose directory is missing or not writable
  * (WAL needs to create PATH-wal and PATH-shm beside it), and an existing file that is not a
- * SQLite database (so it is never modified). */
+ * SQLite database (so it is never modified). A new file is created here with mode 0600; an
+ * existing file open to group or others keeps its mode and is logged (store_file_mode). */
 static int check_path(const char *path, struct gw_error *err)
 {
     const char *slash = strrchr(path, '/');
@@ -252,10 +253,27 @@ static int check_path(const char *path, struct gw_error *err)
     if (rc) return rc;
 
     if (stat(path, &st) != 0) {
-        if (errno == ENOENT) return 0; /* created by sqlite3_open_v2 */
-        return gw_error_set(err, GW_E_IO, "%s: %s", path, strerror(errno));
+        if (errno != ENOENT) return gw_error_set(err, GW_E_IO, "%s: %s", path, strerror(errno));
+        /* The store holds key hashes and node secrets: created owner-only here rather than by
+         * sqlite3_open_v2 (0644 less the umask). SQLite gives PATH-wal and PATH-shm the mode of
+         * the database file, so they are 0600 too. O_EXCL: a file that appeared meanwhile is
+         * someone else's and is checked below like any existing file. */
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            close(fd);
+            return 0; /* an empty file is an empty database */
+        }
+        if (errno != EEXIST) return gw_error_set(err, GW_E_IO, "%s: %s", path, strerror(errno));
+        if (stat(path, &st) != 0)
+            return gw_error_set(err, GW_E_IO, "%s: %s", path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode)) return gw_error_set(err, GW_E_IO, "%s: not a regular file", path);
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        /* the operator's file and the operator's choice: said once, never changed */
+        char q[256];
+        LOGW("store_file_mode", "path=%s mode=%04o: open to group or others; chmod 600 it",
+             qpath(q, sizeof q, path), (unsigned)(st.st_mode & 07777));
+    }
     if (access(path, R_OK | W_OK) != 0)
         return gw_error_set(err, GW_E_IO, "%s: not writable: %s", path, strerror(errno));
     if (st.st_size == 0) return 0; /* an empty file is an empty database */
