@@ -292,3 +292,48 @@ def test_healthz_and_readyz(empty_gw, sim):
     # neither needs a token, though both listeners are guarded
     st, _, _ = request(adm, "GET", "/admin/v1/nodes")
     assert st == 401, "the admin API itself still wants the token: %d" % st
+
+
+# ---- the agent's side of a refused identity -----------------------------------------------
+
+JOIN = "cli-join-token"
+
+
+def agent(gw, sim, state, name="gpu-1"):
+    api, _ = ports(gw)
+    return Proc(["agent", "--gateway", "http://127.0.0.1:%d" % api, "--join-token", JOIN,
+                 "--engine", "openai", "--engine-url", "http://127.0.0.1:%d" % sim.port,
+                 "--listen", "127.0.0.1:0", "--state-file", state, "--nvidia-smi", "off",
+                 "--name", name], "drover-agent ready")
+
+
+def test_agent_reports_refused_identity(sim, tmp_path):
+    """A second agent under an approved node's name, without its secret, gets 403
+    node_identity_refused and logs it as such (not as an unexpected answer)."""
+    path = str(tmp_path / "gw.yaml")
+    write(path, config() + "join: {token: %s, auto_approve: true}\n" % JOIN)
+    gw = Proc(["serve", "--config", path], "drover-serve ready")
+    first = second = None
+    try:
+        first = agent(gw, sim, str(tmp_path / "a.state"))
+        wait_for("gpu-1 approved with a secret",
+                 lambda: cli_json(gw, "nodes", "show", "gpu-1")["has_secret"])
+        url = cli_json(gw, "nodes", "show", "gpu-1")["url"]
+        second = agent(gw, sim, str(tmp_path / "b.state"))
+
+        def refused():
+            with open(second.log_path, "rb") as f:
+                lines = [l for l in f.read().decode(errors="replace").splitlines()
+                         if "join_refused" in l]
+            return lines and lines[-1]
+        line = wait_for("the second agent's join_refused line", refused)
+        assert "level=error" in line, line
+        assert "the gateway refused this node's identity: the secret was rejected; an operator " \
+               "must remove and re-approve the node" in line, line
+        assert "unexpected answer" not in line, line
+        node = cli_json(gw, "nodes", "show", "gpu-1")
+        assert node["url"] == url and node["admin"] == "approved", "nothing moved: %r" % node
+    finally:
+        for p in (second, first, gw):
+            if p:
+                p.stop()
