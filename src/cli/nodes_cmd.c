@@ -215,13 +215,12 @@ int nodes_main(int argc, char **argv)
         if (show == SHOW_LIST && json_get_arr(root, "nodes", &v) == 0) {
             print_nodes(v, all ? "no nodes" : "no nodes (removed ones are hidden; see --all)");
         } else if (show == SHOW_LABELS && json_get_obj(root, "labels", &v) == 0) {
+            /* KEY=VALUE, the form `label` takes, so a listing can be pasted back */
             struct table lt;
-            static const char *const lcols[] = {"KEY", "VALUE"};
-            table_init(&lt, lcols, 2);
+            table_init(&lt, NULL, 1);
             json_object_object_foreach(v, k, lv)
             {
-                table_add(&lt, k);
-                table_add(&lt, json_object_get_string(lv));
+                table_addf(&lt, "%s=%s", k, json_object_get_string(lv));
             }
             table_print(&lt, stdout, "no labels");
             table_free(&lt);
