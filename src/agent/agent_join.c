@@ -156,6 +156,18 @@ static void j_data(struct http_call *call, const char *p, size_t len, void *ctx)
     if (buf_append(&a->join_answer, p, len)) a->join_status = -1; /* too large */
 }
 
+/* Is body an OpenAI-shaped error {"error":{"code":CODE,…}}? */
+static bool error_code_is(struct strv body, const char *code)
+{
+    struct json_object *root = json_parse_strict(body.p ? body.p : "", body.len, 8, NULL);
+    struct json_object *e = NULL;
+    struct strv c;
+    bool is = root && json_get_obj(root, "error", &e) == 0 && json_get_str(e, "code", &c) == 0 &&
+              strv_eq_cstr(c, code);
+    if (root) json_object_put(root);
+    return is;
+}
+
 static void j_done(struct http_call *call, const struct http_call_result *res, void *ctx)
 {
     struct agent *a = ctx;
@@ -199,6 +211,16 @@ static void j_done(struct http_call *call, const struct http_call_result *res, v
                      (unsigned long long)(a->poll_ms ? a->poll_ms : a->cfg.poll_ms));
             set_state(a, now);
         }
+    } else if (st == 403 && error_code_is(body, "node_identity_refused")) {
+        /* the name is approved and this agent does not hold its secret: nothing it can do
+         * by retrying; say so plainly, once per change of state */
+        if (strcmp(prev, "refused_403") != 0)
+            LOGE("join_refused",
+                 "gateway=%s name=%s status=403 code=node_identity_refused reason=\"the gateway "
+                 "refused this node's identity: the secret was rejected; an operator must remove "
+                 "and re-approve the node\" has_secret=%d state_file=%s",
+                 a->cfg.gateway, a->cfg.name, a->secret[0] != 0, a->cfg.state_file);
+        set_state(a, "refused_403");
     } else {
         char snippet[200];
         size_t n = body.len < 150 ? body.len : 150;

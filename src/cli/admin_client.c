@@ -1,6 +1,8 @@
 /* admin_client — one blocking request to the gateway's admin API for the CLI (`drover nodes`,
- * later `models` and `ops`): a private libuv loop runs the project's HTTP client until the
- * answer is complete or the timeout passes. Single-threaded; the CLI makes a handful of calls. */
+ * `models` and `ops`): a private libuv loop runs the project's HTTP client until the answer is
+ * complete or the timeout passes. It also words every failure the same way for all commands:
+ * one line on stderr that says what went wrong and what to do about it.
+ * Single-threaded; the CLI makes a handful of calls. */
 #include "cli/admin_client.h"
 
 #include <stdio.h>
@@ -40,6 +42,14 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
     struct call_state *st = ctx;
     if (!st->err) st->err = res->err;
     st->done = true;
+}
+
+void admin_target_init(struct admin_target *t, uint64_t timeout_ms)
+{
+    const char *url = getenv("DROVER_ADMIN_URL");
+    t->url = url && *url ? url : "http://127.0.0.1:8081";
+    t->token = getenv("DROVER_ADMIN_TOKEN");
+    t->timeout_ms = timeout_ms;
 }
 
 int admin_url_parse(const char *url, char *host, size_t host_cap, int *port)
@@ -124,16 +134,82 @@ const char *admin_json_str(struct json_object *o, const char *key, const char *d
     return json_object_get_string(v);
 }
 
-int admin_print_refusal(const char *prog, int status, const struct buf *b)
+int admin_print_refusal(const char *prog, const struct admin_target *t, int status,
+                        const struct buf *b)
 {
     struct json_object *root = json_parse_strict(b->p ? b->p : "", b->len, 16, NULL);
     struct json_object *e = NULL;
-    if (root && json_object_object_get_ex(root, "error", &e) && e)
-        fprintf(stderr, "%s: %d %s: %s\n", prog, status, admin_json_str(e, "code", "error"),
-                admin_json_str(e, "message", ""));
-    else
+    const char *code = "error";
+    if (root && json_object_object_get_ex(root, "error", &e) && e &&
+        json_object_is_type(e, json_type_object)) {
+        code = admin_json_str(e, "code", "error");
+        const char *param = admin_json_str(e, "param", NULL);
+        fprintf(stderr, "%s: %d %s: %s%s%s%s\n", prog, status, code,
+                admin_json_str(e, "message", ""), param ? " (field '" : "", param ? param : "",
+                param ? "')" : "");
+    } else {
         fprintf(stderr, "%s: %d %.*s\n", prog, status, (int)(b->len > 200 ? 200 : b->len),
                 b->p ? b->p : "");
+    }
+    if (status == 401)
+        fprintf(stderr, "%s: the admin token was refused: set --token or DROVER_ADMIN_TOKEN\n",
+                prog);
+    else if (status == 404 && !strcmp(code, "op_not_found"))
+        fprintf(stderr, "%s: see 'drover ops dead' for the dead letters\n", prog);
+    else if (status == 404 && (!strcmp(code, "node_not_found") || !strcmp(code, "model_not_found")))
+        fprintf(stderr, "%s: see '%s ls'%s\n", prog, prog,
+                !strcmp(code, "node_not_found") ? " (--all: removed ones too)" : "");
+    else if (status == 404 && !strcmp(code, "unknown_url"))
+        fprintf(stderr,
+                "%s: the gateway at %s does not know this call (is it an older drover, "
+                "or is --admin the client listener?)\n",
+                prog, t->url);
     if (root) json_object_put(root);
     return 1;
+}
+
+int admin_call(const char *prog, const struct admin_target *t, const char *method, const char *path,
+               const char *body, int *status, struct buf *out, struct json_object **root)
+{
+    struct gw_error err = {0};
+    *status = 0;
+    if (root) *root = NULL;
+    char host[128];
+    int port;
+    if (admin_url_parse(t->url, host, sizeof host, &port)) {
+        fprintf(stderr,
+                "%s: the admin URL '%s' must look like http://HOST:PORT (set --admin or "
+                "DROVER_ADMIN_URL)\n",
+                prog, t->url);
+        return 2;
+    }
+    int rc = admin_request(t, method, path, body, status, out, &err);
+    if (rc == GW_E_LIMIT) {
+        fprintf(stderr, "%s: the answer of the admin API at %s is too large\n", prog, t->url);
+        return 1;
+    }
+    if (rc) {
+        fprintf(stderr,
+                "%s: cannot reach the admin API at %s: %s (is `drover serve` running? set "
+                "--admin or DROVER_ADMIN_URL)\n",
+                prog, t->url, rc > -4096 ? uv_strerror(rc) : gw_strerror(rc));
+        return 1;
+    }
+    if (*status < 200 || *status > 299) return admin_print_refusal(prog, t, *status, out);
+    if (root) {
+        *root = json_parse_strict(out->p ? out->p : "", out->len, 64, NULL);
+        if (!*root) {
+            fprintf(stderr, "%s: the answer of %s is not JSON (is --admin the admin listener?)\n",
+                    prog, t->url);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int admin_unknown_command(const char *prog, const char *cmd, const char *list)
+{
+    fprintf(stderr, "%s: unknown command '%s' (commands: %s; see '%s --help')\n", prog, cmd, list,
+            prog);
+    return 2;
 }

@@ -17,6 +17,7 @@ extern const struct drover_command drover_commands[]; /* ends with {NULL, NULL} 
 int sim_main(int argc, char **argv);
 int serve_main(int argc, char **argv);
 int nodes_main(int argc, char **argv);
+int models_main(int argc, char **argv);
 int ops_main(int argc, char **argv);
 int agent_main(int argc, char **argv);
 

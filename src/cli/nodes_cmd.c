@@ -1,6 +1,6 @@
-/* nodes_cmd — `drover nodes …`: the admin API's node calls as a command. Readable tables by
- * default, the server's JSON with --json; a refused call exits 1 with the server's status, code
- * and reason on one line, bad usage exits 2. */
+/* nodes_cmd — `drover nodes …`: the admin API's node calls as a command. Tables (cli/table.h)
+ * by default, the server's JSON with --json; a refused call exits 1 with the server's status,
+ * code and reason and what to do, bad usage (an unknown command or option) exits 2. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "base/mem.h"
 #include "cli/admin_client.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 
 static void usage(FILE *f)
 {
@@ -30,52 +31,49 @@ static void usage(FILE *f)
                "  --json         print the server's JSON instead of a table\n");
 }
 
-static void print_table(struct json_object *nodes)
+static const char *const node_cols[] = {"NAME",     "ADMIN",  "LIVE",     "ROUTABLE",
+                                        "EXCLUDED", "FAULTS", "INFLIGHT", "KIND",
+                                        "SOURCE",   "LABELS", "MODELS"};
+
+static void add_node_row(struct table *t, struct json_object *o)
 {
-    printf("%-20s %-9s %-9s %-8s %-8s %6s %8s %-8s %-6s %-24s %s\n", "NAME", "ADMIN", "LIVE",
-           "ROUTABLE", "EXCLUDED", "FAULTS", "INFLIGHT", "KIND", "SOURCE", "LABELS", "MODELS");
-    size_t n = json_object_array_length(nodes);
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *o = json_object_array_get_idx(nodes, i);
-        struct json_object *v = NULL;
-        char labels[256] = "", models[256] = "";
-        size_t lu = 0, mu = 0;
-        if (json_object_object_get_ex(o, "labels", &v) &&
-            json_object_is_type(v, json_type_object)) {
-            json_object_object_foreach(v, k, lv)
-            {
-                int w = snprintf(labels + lu, sizeof labels - lu, "%s%s=%s", lu ? "," : "", k,
-                                 json_object_get_string(lv));
-                if (w < 0 || (size_t)w >= sizeof labels - lu) break;
-                lu += (size_t)w;
-            }
-        }
-        if (json_object_object_get_ex(o, "models", &v) && json_object_is_type(v, json_type_array)) {
-            for (size_t m = 0; m < json_object_array_length(v); m++) {
-                int w = snprintf(models + mu, sizeof models - mu, "%s%s", mu ? "," : "",
-                                 admin_json_str(json_object_array_get_idx(v, m), "id", "?"));
-                if (w < 0 || (size_t)w >= sizeof models - mu) break;
-                mu += (size_t)w;
-            }
-        }
-        printf("%-20s %-9s %-9s %-8s %-8s %6s %8s %-8s %-6s %-24s %s\n",
-               admin_json_str(o, "name", "?"), admin_json_str(o, "admin", "?"),
-               admin_json_str(o, "liveness", "?"), admin_json_str(o, "routable", "?"),
-               admin_json_str(o, "excluded", "?"), admin_json_str(o, "consecutive_faults", "?"),
-               admin_json_str(o, "in_flight", "?"), admin_json_str(o, "kind", "?"),
-               admin_json_str(o, "source", "?"), lu ? labels : "-", mu ? models : "-");
-    }
+    char labels[512], models[512];
+    struct json_object *v = NULL;
+    table_add(t, admin_json_str(o, "name", "?"));
+    table_add(t, admin_json_str(o, "admin", "?"));
+    table_add(t, admin_json_str(o, "liveness", "?"));
+    table_add(t, admin_json_str(o, "routable", "?"));
+    table_add(t, admin_json_str(o, "excluded", "?"));
+    table_add(t, admin_json_str(o, "consecutive_faults", "?"));
+    table_add(t, admin_json_str(o, "in_flight", "?"));
+    table_add(t, admin_json_str(o, "kind", "?"));
+    table_add(t, admin_json_str(o, "source", "?"));
+    table_add(t, json_object_object_get_ex(o, "labels", &v)
+                     ? table_json_cell(v, labels, sizeof labels)
+                     : "-");
+    v = NULL;
+    table_add(t, json_object_object_get_ex(o, "models", &v)
+                     ? table_json_cell(v, models, sizeof models)
+                     : "-");
 }
 
-static void print_node(struct json_object *o)
+static void print_nodes(struct json_object *nodes, const char *empty)
 {
-    json_object_object_foreach(o, k, v)
-    {
-        const char *s = json_object_is_type(v, json_type_string)
-                            ? json_object_get_string(v)
-                            : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
-        printf("%-20s %s\n", k, s);
-    }
+    struct table t;
+    table_init(&t, node_cols, sizeof node_cols / sizeof node_cols[0]);
+    for (size_t i = 0; i < json_object_array_length(nodes); i++)
+        add_node_row(&t, json_object_array_get_idx(nodes, i));
+    table_print(&t, stdout, empty);
+    table_free(&t);
+}
+
+static void print_kv(struct json_object *o, const char *empty)
+{
+    struct table t;
+    table_init(&t, NULL, 2);
+    table_add_json_kv(&t, NULL, o);
+    table_print(&t, stdout, empty);
+    table_free(&t);
 }
 
 /* Builds {"k":"v","k2":null} from KEY=VALUE and KEY- arguments. */
@@ -113,90 +111,91 @@ static bool valid_name(const char *s)
     return true;
 }
 
+static const char commands_list[] = "ls, show, approve, reject, drain, resume, recover, rm, label";
+
 int nodes_main(int argc, char **argv)
 {
-    struct admin_target t = {
-        .url = getenv("DROVER_ADMIN_URL") ? getenv("DROVER_ADMIN_URL") : "http://127.0.0.1:8081",
-        .token = getenv("DROVER_ADMIN_TOKEN"),
-    };
+    struct admin_target t;
+    admin_target_init(&t, 0);
     bool json = false, all = false;
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
+    char *args[64];
+    int nargs = 0;
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             json = true;
+        } else if (strcmp(a, "--all") == 0) {
+            all = true;
         } else if (strcmp(a, "--admin") == 0 && i + 1 < argc) {
             t.url = argv[++i];
         } else if (strcmp(a, "--token") == 0 && i + 1 < argc) {
             t.token = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "drover nodes: unknown option '%s' (see 'drover nodes --help')\n", a);
+            return 2;
+        } else if (nargs < 64) {
+            args[nargs++] = argv[i];
         } else {
-            fprintf(stderr, "drover nodes: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "drover nodes: too many arguments\n");
             return 2;
         }
     }
-    if (i >= argc) {
+    if (nargs == 0) {
         usage(stderr);
         return 2;
     }
-    const char *cmd = argv[i++];
-    /* options after the command: --json and --all */
-    char *args[64];
-    int nargs = 0;
-    for (; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (strcmp(argv[i], "--all") == 0)
-            all = true;
-        else if (nargs < 64)
-            args[nargs++] = argv[i];
-    }
+    const char *cmd = args[0];
     char path[256];
     const char *method = "GET";
     struct buf body;
     buf_init(&body, 64 * 1024);
-    bool want_list = false, want_labels = false;
+    enum { SHOW_LIST, SHOW_NODE, SHOW_ROW, SHOW_LABELS } show = SHOW_NODE;
     static const struct {
-        const char *cmd, *action;
-    } actions[] = {{"approve", "approve"}, {"reject", "reject"},   {"drain", "drain"},
-                   {"resume", "resume"},   {"recover", "recover"}, {"rm", "remove"}};
-    const char *action = NULL;
+        const char *cmd, *action, *done;
+    } actions[] = {{"approve", "approve", "approved"},  {"reject", "reject", "rejected"},
+                   {"drain", "drain", "draining"},      {"resume", "resume", "resumed"},
+                   {"recover", "recover", "recovered"}, {"rm", "remove", "removed"}};
+    const char *action = NULL, *done = NULL;
     for (size_t k = 0; k < sizeof actions / sizeof actions[0]; k++)
-        if (strcmp(cmd, actions[k].cmd) == 0) action = actions[k].action;
+        if (strcmp(cmd, actions[k].cmd) == 0) action = actions[k].action, done = actions[k].done;
+    bool known = action || !strcmp(cmd, "ls") || !strcmp(cmd, "list") || !strcmp(cmd, "show") ||
+                 !strcmp(cmd, "label") || !strcmp(cmd, "labels");
+    if (!known) {
+        buf_free(&body);
+        return admin_unknown_command("drover nodes", cmd, commands_list);
+    }
     if (strcmp(cmd, "ls") == 0 || strcmp(cmd, "list") == 0) {
         snprintf(path, sizeof path, "/admin/v1/nodes%s", all ? "?all=1" : "");
-        want_list = true;
-    } else if (nargs < 1) {
-        fprintf(stderr, "drover nodes: %s needs a node name (see --help)\n", cmd);
+        show = SHOW_LIST;
+    } else if (nargs < 2) {
+        fprintf(stderr, "drover nodes: %s needs a node name (see 'drover nodes --help')\n", cmd);
         buf_free(&body);
         return 2;
-    } else if (!valid_name(args[0])) {
-        fprintf(stderr, "drover nodes: '%s' is not a node name\n", args[0]);
+    } else if (!valid_name(args[1])) {
+        fprintf(stderr, "drover nodes: '%s' is not a node name (1-63 of A-Z a-z 0-9 . _ -)\n",
+                args[1]);
         buf_free(&body);
         return 2;
     } else if (strcmp(cmd, "show") == 0) {
-        snprintf(path, sizeof path, "/admin/v1/nodes/%s", args[0]);
+        snprintf(path, sizeof path, "/admin/v1/nodes/%s", args[1]);
     } else if (action) {
-        snprintf(path, sizeof path, "/admin/v1/nodes/%s/%s", args[0], action);
+        snprintf(path, sizeof path, "/admin/v1/nodes/%s/%s", args[1], action);
         method = "POST";
-    } else if (strcmp(cmd, "label") == 0 || strcmp(cmd, "labels") == 0) {
-        snprintf(path, sizeof path, "/admin/v1/nodes/%s/labels", args[0]);
-        want_labels = true;
-        if (nargs > 1) {
-            int rc = label_body(nargs - 1, args + 1, &body);
+        show = SHOW_ROW;
+    } else {
+        snprintf(path, sizeof path, "/admin/v1/nodes/%s/labels", args[1]);
+        show = SHOW_LABELS;
+        if (nargs > 2) {
+            int rc = label_body(nargs - 2, args + 2, &body);
             if (rc) {
                 buf_free(&body);
                 return rc;
             }
             method = "PATCH";
-            want_labels = false;
         }
-    } else {
-        fprintf(stderr, "drover nodes: unknown command '%s' (see --help)\n", cmd);
-        buf_free(&body);
-        return 2;
     }
     if (body.len && buf_append(&body, "", 1)) { /* NUL for the request */
         buf_free(&body);
@@ -205,34 +204,37 @@ int nodes_main(int argc, char **argv)
     struct buf out;
     buf_init(&out, 256u << 20);
     int status = 0;
-    struct gw_error err = {0};
-    if (admin_request(&t, method, path, body.len ? body.p : NULL, &status, &out, &err)) {
-        fprintf(stderr, "drover nodes: %s\n", err.msg);
-        buf_free(&body);
-        buf_free(&out);
-        return 1;
-    }
+    struct json_object *root = NULL;
+    int code = admin_call("drover nodes", &t, method, path, body.len ? body.p : NULL, &status, &out,
+                          json ? NULL : &root);
     buf_free(&body);
-    int code = 0;
-    if (status != 200) {
-        code = admin_print_refusal("drover nodes", status, &out);
-    } else if (json) {
+    if (code == 0 && json) {
         printf("%.*s\n", (int)out.len, out.p ? out.p : "");
-    } else {
-        struct json_object *root = json_parse_strict(out.p ? out.p : "", out.len, 64, NULL);
+    } else if (code == 0) {
         struct json_object *v = NULL;
-        if (!root) {
-            fprintf(stderr, "drover nodes: the server's answer is not JSON\n");
-            code = 1;
-        } else if (want_list && json_get_arr(root, "nodes", &v) == 0) {
-            print_table(v);
-        } else if (want_labels && json_get_obj(root, "labels", &v) == 0) {
-            json_object_object_foreach(v, k, lv) printf("%s=%s\n", k, json_object_get_string(lv));
+        if (show == SHOW_LIST && json_get_arr(root, "nodes", &v) == 0) {
+            print_nodes(v, all ? "no nodes" : "no nodes (removed ones are hidden; see --all)");
+        } else if (show == SHOW_LABELS && json_get_obj(root, "labels", &v) == 0) {
+            /* KEY=VALUE, the form `label` takes, so a listing can be pasted back */
+            struct table lt;
+            table_init(&lt, NULL, 1);
+            json_object_object_foreach(v, k, lv)
+            {
+                table_addf(&lt, "%s=%s", k, json_object_get_string(lv));
+            }
+            table_print(&lt, stdout, "no labels");
+            table_free(&lt);
+        } else if (show == SHOW_ROW) {
+            printf("node %s %s\n", args[1], done);
+            struct json_object *one = json_object_new_array();
+            json_object_array_add(one, json_object_get(root));
+            print_nodes(one, NULL);
+            json_object_put(one);
         } else {
-            print_node(root);
+            print_kv(root, "the gateway answered an empty object");
         }
-        if (root) json_object_put(root);
     }
+    if (root) json_object_put(root);
     buf_free(&out);
     return code;
 }

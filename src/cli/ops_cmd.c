@@ -1,6 +1,6 @@
 /* ops_cmd — `drover ops …`: durable fleet operations through the admin API (docs/ops.md).
- * Tables by default, the server's JSON with --json; a refused call exits 1 with the server's
- * status, code and reason, bad usage exits 2. */
+ * Tables (cli/table.h) by default, the server's JSON with --json; a refused call exits 1 with
+ * the server's status, code and reason and what to do, bad usage exits 2. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "cli/admin_client.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 
 static void usage(FILE *f)
 {
@@ -58,38 +59,57 @@ static int csv_json(struct buf *b, const char *csv, bool object)
     return rc;
 }
 
-static void print_rows(struct json_object *arr, bool dead)
+static void print_rows(struct json_object *arr, bool dead, const char *empty)
 {
-    printf("%-6s %-16s %-32s %-8s %-8s %8s %-12s %s\n", "ID", "NODE", "TARGET", "OP",
-           dead ? "" : "STATE", "ATTEMPTS", "CLASS", "LAST ERROR");
+    static const char *const cols[] = {"ID",    "NODE",     "TARGET", "OP",
+                                       "STATE", "ATTEMPTS", "CLASS",  "LAST ERROR"};
+    static const char *const dead_cols[] = {"ID",       "NODE",  "TARGET",    "OP",
+                                            "ATTEMPTS", "CLASS", "LAST ERROR"};
+    struct table t;
+    table_init(&t, dead ? dead_cols : cols, dead ? 7 : 8);
     for (size_t i = 0; i < json_object_array_length(arr); i++) {
         struct json_object *o = json_object_array_get_idx(arr, i);
-        printf("%-6s %-16s %-32s %-8s %-8s %8s %-12s %s\n", admin_json_str(o, "id", "?"),
-               admin_json_str(o, "node", "?"), admin_json_str(o, "target", "?"),
-               admin_json_str(o, "op", "?"), dead ? "" : admin_json_str(o, "state", "?"),
-               admin_json_str(o, "attempts", "?"), admin_json_str(o, "last_class", "-"),
-               admin_json_str(o, "last_error", "-"));
+        table_add(&t, admin_json_str(o, "id", "?"));
+        table_add(&t, admin_json_str(o, "node", "?"));
+        table_add(&t, admin_json_str(o, "target", "?"));
+        table_add(&t, admin_json_str(o, "op", "?"));
+        if (!dead) table_add(&t, admin_json_str(o, "state", "?"));
+        table_add(&t, admin_json_str(o, "attempts", "?"));
+        table_add(&t, admin_json_str(o, "last_class", "-"));
+        table_add(&t, admin_json_str(o, "last_error", "-"));
     }
+    table_print(&t, stdout, empty);
+    table_free(&t);
 }
 
 static void print_results(struct json_object *arr)
 {
-    printf("%-20s %-8s %s\n", "NODE", "RESULT", "REASON");
+    static const char *const cols[] = {"NODE", "RESULT", "REASON"};
+    struct table t;
+    table_init(&t, cols, 3);
     for (size_t i = 0; i < json_object_array_length(arr); i++) {
         struct json_object *o = json_object_array_get_idx(arr, i);
-        printf("%-20s %-8s %s\n", admin_json_str(o, "node", "?"), admin_json_str(o, "result", "?"),
-               admin_json_str(o, "reason", "-"));
+        table_add(&t, admin_json_str(o, "node", "?"));
+        table_add(&t, admin_json_str(o, "result", "?"));
+        table_add(&t, admin_json_str(o, "reason", "-"));
     }
+    table_print(&t, stdout, "no node was targeted");
+    table_free(&t);
 }
 
 static void print_inventory(struct json_object *nodes)
 {
-    printf("%-20s %-8s %-32s %-16s %s\n", "NODE", "KIND", "NAME", "VERSION", "DIGEST");
+    static const char *const cols[] = {"NODE", "KIND", "NAME", "VERSION", "DIGEST"};
+    struct table t;
+    table_init(&t, cols, 5);
     for (size_t i = 0; i < json_object_array_length(nodes); i++) {
         struct json_object *n = json_object_array_get_idx(nodes, i);
         if (admin_json_str(n, "error", NULL)) {
-            printf("%-20s %-8s %s\n", admin_json_str(n, "name", "?"), "-",
-                   admin_json_str(n, "error", ""));
+            table_add(&t, admin_json_str(n, "name", "?"));
+            table_add(&t, "-");
+            table_addf(&t, "(%s)", admin_json_str(n, "error", ""));
+            table_add(&t, "-");
+            table_add(&t, "-");
             continue;
         }
         static const char *const lists[] = {"models", "backends"};
@@ -98,21 +118,46 @@ static void print_inventory(struct json_object *nodes)
             if (json_get_arr(n, lists[l], &arr)) continue;
             for (size_t k = 0; k < json_object_array_length(arr); k++) {
                 struct json_object *it = json_object_array_get_idx(arr, k);
-                printf("%-20s %-8s %-32s %-16s %s\n", admin_json_str(n, "name", "?"),
-                       l ? "backend" : "model", admin_json_str(it, "name", "?"),
-                       admin_json_str(it, "version", "-"), admin_json_str(it, "digest", "-"));
+                table_add(&t, admin_json_str(n, "name", "?"));
+                table_add(&t, l ? "backend" : "model");
+                table_add(&t, admin_json_str(it, "name", "?"));
+                table_add(&t, admin_json_str(it, "version", "-"));
+                table_add(&t, admin_json_str(it, "digest", "-"));
             }
         }
     }
+    table_print(&t, stdout, "no inventory (no approved agent node to ask)");
+    table_free(&t);
 }
+
+static void print_upgrades(struct json_object *root)
+{
+    static const char *const cols[] = {"NODE", "OUTDATED", "DIGEST", "LATEST", "BASIS"};
+    struct json_object *nodes = NULL;
+    printf("target %s, fleet digest %s\n", admin_json_str(root, "target", "?"),
+           admin_json_str(root, "fleet_digest", "unknown"));
+    struct table t;
+    table_init(&t, cols, 5);
+    for (size_t i = 0;
+         json_get_arr(root, "nodes", &nodes) == 0 && i < json_object_array_length(nodes); i++) {
+        struct json_object *o = json_object_array_get_idx(nodes, i);
+        table_add(&t, admin_json_str(o, "node", "?"));
+        table_add(&t, admin_json_str(o, "outdated", "?"));
+        table_add(&t, admin_json_str(o, "digest", "-"));
+        table_add(&t, admin_json_str(o, "latest_digest", "-"));
+        table_add(&t, admin_json_str(o, "basis", "-"));
+    }
+    table_print(&t, stdout, "no node has it");
+    table_free(&t);
+}
+
+static const char commands_list[] =
+    "install, upgrade, delete, load, unload, ls, dead, retry, inventory, upgrades";
 
 int ops_main(int argc, char **argv)
 {
-    struct admin_target t = {
-        .url = getenv("DROVER_ADMIN_URL") ? getenv("DROVER_ADMIN_URL") : "http://127.0.0.1:8081",
-        .token = getenv("DROVER_ADMIN_TOKEN"),
-        .timeout_ms = 15 * 60 * 1000,
-    };
+    struct admin_target t;
+    admin_target_init(&t, 15 * 60 * 1000);
     bool json = false, all = false;
     const char *nodes = NULL, *selector = NULL;
     const char *params[32];
@@ -140,10 +185,13 @@ int ops_main(int argc, char **argv)
         } else if (!strcmp(a, "--param") && has_v && n_params < 32) {
             params[n_params++] = argv[++i];
         } else if (a[0] == '-') {
-            fprintf(stderr, "drover ops: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "drover ops: unknown option '%s' (see 'drover ops --help')\n", a);
             return 2;
         } else if (nargs < 8) {
             args[nargs++] = argv[i];
+        } else {
+            fprintf(stderr, "drover ops: too many arguments\n");
+            return 2;
         }
     }
     if (nargs == 0) {
@@ -155,7 +203,7 @@ int ops_main(int argc, char **argv)
     char path[400];
     struct buf body;
     buf_init(&body, 1u << 20);
-    enum { SHOW_ROWS, SHOW_DEAD, SHOW_RESULTS, SHOW_ROW, SHOW_INV, SHOW_RAW } show = SHOW_RAW;
+    enum { SHOW_ROWS, SHOW_DEAD, SHOW_RESULTS, SHOW_ROW, SHOW_INV, SHOW_UPGRADES } show = SHOW_ROWS;
     static const char *const kinds[] = {"install", "upgrade", "delete", "load", "unload"};
     bool is_op = false;
     for (size_t k = 0; k < 5; k++) is_op = is_op || !strcmp(cmd, kinds[k]);
@@ -202,20 +250,32 @@ int ops_main(int argc, char **argv)
     } else if (!strcmp(cmd, "dead")) {
         snprintf(path, sizeof path, "/admin/v1/ops/dead");
         show = SHOW_DEAD;
-    } else if (!strcmp(cmd, "retry") && nargs == 2 &&
-               strspn(args[1], "0123456789") == strlen(args[1]) && *args[1]) {
+    } else if (!strcmp(cmd, "retry")) {
+        if (nargs != 2 || !*args[1] || strspn(args[1], "0123456789") != strlen(args[1]) ||
+            strlen(args[1]) > 18) {
+            fprintf(stderr, "drover ops: retry needs the ID of a dead letter (see 'drover ops "
+                            "dead')\n");
+            buf_free(&body);
+            return 2;
+        }
         snprintf(path, sizeof path, "/admin/v1/ops/dead/%s/retry", args[1]);
         method = "POST";
         show = SHOW_ROW;
     } else if (!strcmp(cmd, "inventory")) {
         snprintf(path, sizeof path, "/admin/v1/inventory");
         show = SHOW_INV;
-    } else if (!strcmp(cmd, "upgrades") && nargs == 2 && strlen(args[1]) < 300) {
+    } else if (!strcmp(cmd, "upgrades")) {
+        if (nargs != 2 || strlen(args[1]) >= 300 || strpbrk(args[1], " &#%?")) {
+            fprintf(stderr, "drover ops: upgrades needs one TARGET (model:NAME or "
+                            "backend:NAME)\n");
+            buf_free(&body);
+            return 2;
+        }
         snprintf(path, sizeof path, "/admin/v1/inventory/upgrades?target=%s", args[1]);
+        show = SHOW_UPGRADES;
     } else {
-        fprintf(stderr, "drover ops: bad command '%s' (see --help)\n", cmd);
         buf_free(&body);
-        return 2;
+        return admin_unknown_command("drover ops", cmd, commands_list);
     }
     if (rc || (body.len && buf_append(&body, "", 1))) {
         fprintf(stderr, "drover ops: bad --nodes, --selector or --param (expected K=V)\n");
@@ -225,42 +285,41 @@ int ops_main(int argc, char **argv)
     struct buf out;
     buf_init(&out, 256u << 20);
     int status = 0;
-    struct gw_error err = {0};
-    if (admin_request(&t, method, path, body.len ? body.p : NULL, &status, &out, &err)) {
-        fprintf(stderr, "drover ops: %s\n", err.msg);
-        buf_free(&body);
-        buf_free(&out);
-        return 1;
-    }
+    struct json_object *root = NULL;
+    int code = admin_call("drover ops", &t, method, path, body.len ? body.p : NULL, &status, &out,
+                          json ? NULL : &root);
     buf_free(&body);
-    int code = 0;
-    if (status != 200) {
-        code = admin_print_refusal("drover ops", status, &out);
-    } else if (json || show == SHOW_RAW) {
+    struct json_object *v = NULL;
+    if (code == 0 && json) {
         printf("%.*s\n", (int)out.len, out.p ? out.p : "");
+    } else if (code != 0) {
+        /* printed by admin_call */
+    } else if (show == SHOW_ROWS && json_get_arr(root, "ops", &v) == 0) {
+        print_rows(v, false,
+                   all ? "no operations" : "no operations (done ones are hidden; see --all)");
+    } else if (show == SHOW_DEAD && json_get_arr(root, "dead", &v) == 0) {
+        print_rows(v, true, "no dead letters");
+    } else if (show == SHOW_RESULTS && json_get_arr(root, "results", &v) == 0) {
+        print_results(v);
+        /* any per-node error makes the command fail, so scripts notice */
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+            if (!strcmp(admin_json_str(json_object_array_get_idx(v, i), "result", ""), "error"))
+                code = 1;
+    } else if (show == SHOW_ROW) {
+        printf("operation %s is back in the queue\n", args[1]);
+        struct json_object *one = json_object_new_array();
+        json_object_array_add(one, json_object_get(root));
+        print_rows(one, false, NULL);
+        json_object_put(one);
+    } else if (show == SHOW_INV && json_get_arr(root, "nodes", &v) == 0) {
+        print_inventory(v);
+    } else if (show == SHOW_UPGRADES) {
+        print_upgrades(root);
     } else {
-        struct json_object *root = json_parse_strict(out.p ? out.p : "", out.len, 64, NULL);
-        struct json_object *v = NULL;
-        if (!root) {
-            fprintf(stderr, "drover ops: the server's answer is not JSON\n");
-            code = 1;
-        } else if (show == SHOW_ROWS && json_get_arr(root, "ops", &v) == 0) {
-            print_rows(v, false);
-        } else if (show == SHOW_DEAD && json_get_arr(root, "dead", &v) == 0) {
-            print_rows(v, true);
-        } else if (show == SHOW_RESULTS && json_get_arr(root, "results", &v) == 0) {
-            print_results(v);
-            /* any per-node error makes the command fail, so scripts notice */
-            for (size_t i = 0; i < json_object_array_length(v); i++)
-                if (!strcmp(admin_json_str(json_object_array_get_idx(v, i), "result", ""), "error"))
-                    code = 1;
-        } else if (show == SHOW_INV && json_get_arr(root, "nodes", &v) == 0) {
-            print_inventory(v);
-        } else {
-            printf("%.*s\n", (int)out.len, out.p);
-        }
-        if (root) json_object_put(root);
+        fprintf(stderr, "drover ops: the gateway's answer has an unexpected shape (see --json)\n");
+        code = 1;
     }
+    if (root) json_object_put(root);
     buf_free(&out);
     return code;
 }

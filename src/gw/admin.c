@@ -1,6 +1,7 @@
 /* admin — the admin listener: node list and actions (recover, drain, resume) over every axis
- * of DESIGN §3, /metrics in Prometheus text format, and the gateway's own /health. Guarded by
- * admin_token when one is set. The loop thread only. */
+ * of DESIGN §3, /metrics in Prometheus text format, and the gateway's own /health, /healthz and
+ * /readyz (open); the rest is guarded by admin_token when one is set. The loop thread only. */
+#include <stdio.h>
 #include <string.h>
 
 #include "base/buf.h"
@@ -337,6 +338,32 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
     node_answer(g, req, n, true);
 }
 
+/* /healthz: the process is alive. /readyz: it can serve, i.e. at least one node is routable
+ * and the gateway is not shutting down; else 503 with Retry-After, so a load balancer or a
+ * Kubernetes readiness probe keeps traffic away. Neither needs a token: they tell nothing but
+ * a count. The same answers on both listeners (see the twin in src/gw/api.c). */
+static bool probe_route(struct gw *g, struct http_request *req)
+{
+    if (strv_eq_cstr(req->path, "/healthz")) {
+        (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        return true;
+    }
+    if (!strv_eq_cstr(req->path, "/readyz")) return false;
+    if (g->stopping) {
+        (void)gw_answer(req, ANSWER_SHUTTING_DOWN, NULL, "not ready: the gateway is shutting down");
+        return true;
+    }
+    size_t n = registry_count_routable(&g->reg, gw_now_ms(g));
+    if (n == 0) {
+        (void)gw_answer(req, ANSWER_NO_HEALTHY_NODES, NULL, "not ready: no node is routable yet");
+        return true;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"status\":\"ready\",\"routable_nodes\":%zu}", n);
+    (void)http_respond_json(req, 200, NULL, 0, body, (size_t)len);
+    return true;
+}
+
 void admin_handle(struct http_request *req, void *ctx)
 {
     struct gw *g = ctx;
@@ -345,6 +372,7 @@ void admin_handle(struct http_request *req, void *ctx)
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
         return;
     }
+    if (probe_route(g, req)) return;
     if (!authorized(g, req))
         return gw_reply_error(req, 401, "invalid_admin_token", NULL,
                               "missing or wrong admin token");

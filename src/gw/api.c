@@ -1,6 +1,7 @@
 /* api — the client listener: the OpenAI and Ollama endpoints. Inference requests go to the
- * proxy; the model lists are answered from the registry (what the fleet can serve now).
- * The loop thread only. */
+ * proxy; the model lists are answered from the registry (what the fleet can serve now);
+ * /healthz and /readyz answer probes without a key. The loop thread only. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,32 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
     buf_free(&out);
 }
 
+/* /healthz: the process is alive. /readyz: it can serve, i.e. at least one node is routable
+ * and the gateway is not shutting down; else 503 with Retry-After, so a load balancer or a
+ * Kubernetes readiness probe keeps traffic away. Neither needs a token: they tell nothing but
+ * a count. The same answers on both listeners (see the twin in src/gw/admin.c). */
+static bool probe_route(struct gw *g, struct http_request *req)
+{
+    if (strv_eq_cstr(req->path, "/healthz")) {
+        (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        return true;
+    }
+    if (!strv_eq_cstr(req->path, "/readyz")) return false;
+    if (g->stopping) {
+        (void)gw_answer(req, ANSWER_SHUTTING_DOWN, NULL, "not ready: the gateway is shutting down");
+        return true;
+    }
+    size_t n = registry_count_routable(&g->reg, gw_now_ms(g));
+    if (n == 0) {
+        (void)gw_answer(req, ANSWER_NO_HEALTHY_NODES, NULL, "not ready: no node is routable yet");
+        return true;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"status\":\"ready\",\"routable_nodes\":%zu}", n);
+    (void)http_respond_json(req, 200, NULL, 0, body, (size_t)len);
+    return true;
+}
+
 void api_handle(struct http_request *req, void *ctx)
 {
     struct gw *g = ctx;
@@ -143,6 +170,7 @@ void api_handle(struct http_request *req, void *ctx)
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
         return;
     }
+    if (probe_route(g, req)) return;
     if (strv_eq_cstr(path, "/drover/v1/nodes/join")) {
         join_handle(g, req); /* its own token, not the client API key */
         return;
