@@ -10,6 +10,7 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/placement.h"
 
 static bool authorized(const struct gw *g, const struct http_request *req)
 {
@@ -90,8 +91,7 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
             (unsigned long long)(n->cooled_until_ms > now ? n->cooled_until_ms - now : 0),
             n->inflight, n->streams_active, (unsigned long long)n->requests_total,
             n->admin == ADMIN_DRAINING && n->inflight == 0 ? "true" : "false", n->ok_streak,
-            n->fail_streak, n->conc_limit, (unsigned long long)n->busy_total,
-            n->consecutive_busy);
+            n->fail_streak, n->conc_limit, (unsigned long long)n->busy_total, n->consecutive_busy);
     if (!rc)
         rc = str_field(o, "last_probe_error", n->last_probe_error[0] ? n->last_probe_error : NULL);
     if (!rc)
@@ -324,6 +324,7 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
     if (why) return gw_reply_error(req, 409, "illegal_transition", NULL, why);
     if (strv_eq_cstr(action, "recover")) {
         registry_recover(&g->reg, n, "admin");
+        placement_forget_node(&g->cat, n->name); /* its load backoffs end too */
         health_probe_now(g, n);
     } else if (to == ADMIN_REMOVED && n->admin != ADMIN_REMOVED) {
         LOGI(strv_eq_cstr(action, "reject") ? "node_rejected" : "node_removed",

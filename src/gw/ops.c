@@ -16,6 +16,7 @@
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 #include "gw/ops_policy.h"
+#include "gw/placement.h"
 #include "store/store_ops.h"
 
 enum {
@@ -131,6 +132,17 @@ static void row_remove(struct ops *o, struct op_row *r)
     buf_free(&r->answer);
     store_op_clear(&r->s);
     xfree(r);
+}
+
+/* placement's question (docs/placement.md): is an install of model on node queued or running?
+ * Then no load goes there; the reconciler waits for the files. */
+static bool install_queued(void *ctx, const char *node, const char *model)
+{
+    struct gw *g = ctx;
+    char target[320];
+    snprintf(target, sizeof target, "model:%s", model);
+    struct op_row *r = g->ops ? row_find(g->ops, node, target, "install") : NULL;
+    return r && r->s.state && strcmp(r->s.state, "done") != 0;
 }
 
 /* ---- the JSON of rows ---------------------------------------------------------------------- */
@@ -683,6 +695,7 @@ int ops_start(struct gw *g, struct gw_error *err)
     struct ops *o = xcalloc(1, sizeof *o);
     g->ops = o;
     o->next_id = 1;
+    placement_set_install_probe(install_queued, g);
     struct store_op *rows = NULL, *dead = NULL;
     size_t n_rows = 0, n_dead = 0;
     if (g->store) {

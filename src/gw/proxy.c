@@ -804,7 +804,7 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
     if (r->status != ROUTE_MODEL_NOT_FOUND && r->status != ROUTE_FEASIBLE_UNHEALTHY &&
         r->status != ROUTE_NO_HEALTHY_NODES)
         return false;
-    char msg[400];
+    char msg[600];
     if (p->loads_seen < 2 && loads_running(g, cm->id, NULL)) {
         return wait_for_load(p, cm, can_wait);
     }
@@ -831,12 +831,15 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
         return true;
     }
     switch (why) {
-    case PLACE_NONE_INFEASIBLE:
+    case PLACE_NONE_INFEASIBLE: {
         if (r->status == ROUTE_FEASIBLE_UNHEALTHY) return false; /* a non-agent node has it */
-        snprintf(msg, sizeof msg,
-                 "no node could ever serve '%s' (devices, VRAM, selector or engine)", cm->id);
+        char nodes[360]; /* per node, why not: "gpu-1: engine llamacpp cannot load on request" */
+        size_t k = placement_explain(&g->cat, &g->reg, cm, now, nodes, sizeof nodes);
+        snprintf(msg, sizeof msg, "no node could ever serve '%s'%s%s", cm->id,
+                 k ? ": " : " (no nodes)", k ? nodes : "");
         answer_failure(p, ANSWER_NO_FEASIBLE_NODE, 0, msg);
         break;
+    }
     case PLACE_NONE_UNHEALTHY:
         snprintf(msg, sizeof msg,
                  "the nodes that could serve '%s' are unhealthy or excluded now; retry shortly",
@@ -1028,8 +1031,10 @@ void proxy_handle(struct gw *g, struct http_request *req)
         kind = API_OLLAMA_CHAT;
     else if (strv_eq_cstr(path, "/api/generate"))
         kind = API_OLLAMA_GENERATE;
-    else if (strv_eq_cstr(path, "/api/embed") || strv_eq_cstr(path, "/api/embeddings"))
+    else if (strv_eq_cstr(path, "/api/embed"))
         kind = API_OLLAMA_EMBED;
+    else if (strv_eq_cstr(path, "/api/embeddings"))
+        kind = API_OLLAMA_EMBEDDINGS_LEGACY;
     else {
         (void)gw_answer(req, ANSWER_NOT_FOUND_ROUTE, NULL, "unknown path");
         return;
@@ -1045,7 +1050,10 @@ void proxy_handle(struct gw *g, struct http_request *req)
     buf_init(&p->last_error, PROXY_MAX_ERROR_BODY);
     g->active_requests++;
     struct validate_error verr;
-    if (validate_request(kind, req->body, &p->v, &verr)) {
+    /* OpenAI reads a body only as application/json; Ollama reads any (docs/validation.md) */
+    if ((kind < API_OLLAMA_CHAT &&
+         validate_content_type(http_request_header(req, "Content-Type"), &verr)) ||
+        validate_request(kind, req->body, &p->v, &verr)) {
         g->metrics.validation_refusals++;
         struct gw_answer_ctx ctx = {.param = verr.param[0] ? verr.param : NULL,
                                     .code = verr.code,

@@ -55,6 +55,10 @@ enum key {
     K_STOP,
     K_RESPONSE_FORMAT,
     K_KEEP_ALIVE,
+    K_TOOLS,
+    K_FUNCTIONS,
+    K_FORMAT,
+    K_IMAGES,
     K_COUNT
 };
 static const char *const key_names[K_COUNT] = {"model",
@@ -74,7 +78,11 @@ static const char *const key_names[K_COUNT] = {"model",
                                                "options",
                                                "stop",
                                                "response_format",
-                                               "keep_alive"};
+                                               "keep_alive",
+                                               "tools",
+                                               "functions",
+                                               "format",
+                                               "images"};
 
 /* A number's rule: an integer (the JSON text has no fraction or exponent; for Ollama's
  * options, any integral value, as Go's float64 decoding takes 5.0) within [min, max]. */
@@ -178,6 +186,7 @@ struct facts {
     int messages_bad_why;
     int opt_kind[O_COUNT]; /* the last "options" object's members, as kind and num */
     struct strv opt_num[O_COUNT];
+    unsigned features; /* optional CAP_* the request uses (tools, vision, response format) */
 };
 
 static const char *kind_name(int k)
@@ -301,8 +310,81 @@ static double num_value(struct strv t)
     return strtod(buf, NULL);
 }
 
-/* One message: an object with a "role" that is one of roles[] (the last "role" wins). */
-static int read_message(struct json_reader *r, int *why)
+/* A message's "content" array: does a part carry an image? */
+static int read_content_parts(struct json_reader *r, unsigned *features)
+{
+    if (json_reader_enter(r, JSON_K_ARRAY)) return -1;
+    bool more;
+    while (1) {
+        if (json_reader_element(r, &more)) return -1;
+        if (!more) return 0;
+        enum json_kind kind;
+        if (json_reader_peek(r, &kind)) return -1;
+        if (kind != JSON_K_OBJECT) {
+            if (json_reader_skip(r)) return -1;
+            continue;
+        }
+        if (json_reader_enter(r, JSON_K_OBJECT)) return -1;
+        char name[8];
+        size_t nl;
+        while (1) {
+            if (json_reader_member(r, name, sizeof name, &nl, &more)) return -1;
+            if (!more) break;
+            if (nl == 4 && memcmp(name, "type", 4) == 0 && json_reader_peek(r, &kind) == 0 &&
+                kind == JSON_K_STRING) {
+                char v[16];
+                size_t len = 0;
+                if (json_reader_string(r, v, sizeof v, &len)) return -1;
+                if ((len == 9 && memcmp(v, "image_url", 9) == 0) ||
+                    (len == 11 && memcmp(v, "input_image", 11) == 0))
+                    *features |= CAP_VISION;
+            } else if (json_reader_skip(r)) {
+                return -1;
+            }
+        }
+    }
+}
+
+/* A non-empty array (tools, images) is a feature in use. */
+static int read_nonempty(struct json_reader *r, bool *nonempty)
+{
+    if (json_reader_enter(r, JSON_K_ARRAY)) return -1;
+    bool more;
+    *nonempty = false;
+    while (1) {
+        if (json_reader_element(r, &more)) return -1;
+        if (!more) return 0;
+        *nonempty = true;
+        if (json_reader_skip(r)) return -1;
+    }
+}
+
+/* "response_format": a structured format unless its type is "text". */
+static int read_response_format(struct json_reader *r, unsigned *features)
+{
+    if (json_reader_enter(r, JSON_K_OBJECT)) return -1;
+    bool more;
+    char name[8];
+    size_t nl;
+    while (1) {
+        if (json_reader_member(r, name, sizeof name, &nl, &more)) return -1;
+        if (!more) return 0;
+        enum json_kind kind;
+        if (nl == 4 && memcmp(name, "type", 4) == 0 && json_reader_peek(r, &kind) == 0 &&
+            kind == JSON_K_STRING) {
+            char v[8];
+            size_t len = 0;
+            if (json_reader_string(r, v, sizeof v, &len)) return -1;
+            if (!(len == 4 && memcmp(v, "text", 4) == 0)) *features |= CAP_RESPONSE_FORMAT;
+        } else if (json_reader_skip(r)) {
+            return -1;
+        }
+    }
+}
+
+/* One message: an object with a "role" that is one of roles[] (the last "role" wins). Image
+ * parts and Ollama's "images" mark the request as using vision. */
+static int read_message(struct json_reader *r, int *why, unsigned *features)
 {
     enum json_kind kind;
     if (json_reader_peek(r, &kind)) return -1;
@@ -332,6 +414,14 @@ static int read_message(struct json_reader *r, int *why)
             if (len <= sizeof v &&
                 lookup(roles, (int)(sizeof roles / sizeof roles[0]), v, len) >= 0)
                 role = 0;
+        } else if (name_len == 7 && memcmp(name, "content", 7) == 0 &&
+                   json_reader_peek(r, &kind) == 0 && kind == JSON_K_ARRAY) {
+            if (read_content_parts(r, features)) return -1;
+        } else if (name_len == 6 && memcmp(name, "images", 6) == 0 &&
+                   json_reader_peek(r, &kind) == 0 && kind == JSON_K_ARRAY) {
+            bool any;
+            if (read_nonempty(r, &any)) return -1;
+            if (any) *features |= CAP_VISION;
         } else if (json_reader_skip(r)) {
             return -1;
         }
@@ -352,7 +442,7 @@ static int read_array(struct json_reader *r, bool messages, struct facts *f, siz
         if (!more) return 0;
         if (messages) {
             int why = 0;
-            if (read_message(r, &why)) return -1;
+            if (read_message(r, &why, &f->features)) return -1;
             if (why && f->messages_bad_at == NO_BAD) {
                 f->messages_bad_at = (long)*n;
                 f->messages_bad_why = why;
@@ -392,6 +482,7 @@ static int read_facts(struct strv body, struct facts *f, struct gw_error *err)
 {
     for (int k = 0; k < K_COUNT; k++) f->kind[k] = -1;
     for (int o = 0; o < O_COUNT; o++) f->opt_kind[o] = -1;
+    f->features = 0;
     if (body.len == 0) return gw_error_set(err, GW_E_PARSE, "empty body, expected JSON");
     struct json_reader r;
     json_reader_init(&r, body.p, body.len, VALIDATE_MAX_DEPTH, err);
@@ -421,6 +512,15 @@ static int read_facts(struct strv body, struct facts *f, struct gw_error *err)
             rc = read_array(&r, false, f, &f->input_n);
         } else if (k == K_OPTIONS && kind == JSON_K_OBJECT) {
             rc = read_options(&r, f);
+        } else if ((k == K_TOOLS || k == K_FUNCTIONS || k == K_IMAGES) && kind == JSON_K_ARRAY) {
+            bool any = false;
+            rc = read_nonempty(&r, &any);
+            if (any) f->features |= k == K_IMAGES ? CAP_VISION : CAP_TOOLS;
+        } else if (k == K_RESPONSE_FORMAT && kind == JSON_K_OBJECT) {
+            rc = read_response_format(&r, &f->features);
+        } else if (k == K_FORMAT && (kind == JSON_K_STRING || kind == JSON_K_OBJECT)) {
+            f->features |= CAP_RESPONSE_FORMAT; /* Ollama: "json" or a JSON schema */
+            rc = json_reader_skip(&r);
         } else if (kind == JSON_K_INT || kind == JSON_K_DOUBLE) {
             rc = read_number(&r, &f->num[k]);
         } else {
@@ -656,6 +756,7 @@ static int check(enum api_kind kind, const struct facts *f, struct validated *ou
         return bad(e, "invalid_value", NULL, "unknown API");
     }
     out->ollama = kind >= API_OLLAMA_CHAT;
+    out->features = out->cap == CAP_EMBEDDINGS ? 0 : f->features;
     /* Ollama streams unless told otherwise (its embeddings never stream). */
     if ((kind == API_OLLAMA_CHAT || kind == API_OLLAMA_GENERATE) && f->kind[K_STREAM] < 0)
         stream = true;

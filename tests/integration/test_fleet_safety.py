@@ -185,7 +185,8 @@ def in_threads(n_threads, per_thread, fn):
 @pytest.fixture
 def two_nodes():
     a, b = ScriptedNode("a"), ScriptedNode("b")
-    gw = start_gateway([("a", a.port), ("b", b.port)], "busy.trickle_interval=100ms")
+    gw = start_gateway([("a", a.port), ("b", b.port)], "busy.trickle_interval=100ms",
+                       "queue.max_wait=500ms")
     try:
         wait_until(lambda: all(n["routable"] for n in admin_nodes(gw).values()), "both routable")
         yield gw, a, b

@@ -552,9 +552,54 @@ static void test_content_type(void **state)
     assert_int_equal(validate_content_type(strv_make("application/jsonXYZ", 16), &e), 0);
 }
 
+/* The optional features a request uses, for the capability a node's refusal marks. */
+static void test_features(void **state)
+{
+    (void)state;
+    struct {
+        enum api_kind kind;
+        const char *body;
+        unsigned features;
+    } cases[] = {
+        {API_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 0},
+        {API_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+         "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
+         CAP_TOOLS},
+        {API_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[]}", 0},
+        {API_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+         "\"text\":\"x\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:\"}}]}]}",
+         CAP_VISION},
+        {API_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+         "\"response_format\":{\"type\":\"json_object\"}}",
+         CAP_RESPONSE_FORMAT},
+        {API_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+         "\"response_format\":{\"type\":\"text\"}}",
+         0},
+        {API_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"images\":[\"aGk=\"]"
+         "}],"
+         "\"format\":\"json\"}",
+         CAP_VISION | CAP_RESPONSE_FORMAT},
+        {API_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"x\",\"images\":[\"aGk=\"]}",
+         CAP_VISION},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct validated v;
+        struct validate_error e;
+        assert_int_equal(validate_request(cases[i].kind, strv_from_cstr(cases[i].body), &v, &e), 0);
+        assert_int_equal(v.features, cases[i].features);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_features),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_deep_json_refused),
         cmocka_unit_test(test_good),
