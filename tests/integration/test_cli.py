@@ -169,8 +169,10 @@ def test_models_round_trip(gw, tmp_path):
         return rows and rows[0].get("WHY NOT PLACED", "-") != "-" and rows[0]
     row = wait_for("the reconciler's reason in models ls", why_listed)
     assert row["ID"] == "big" and row["REPLICAS"] == "0/1..2", row
-    assert "no node could ever hold it" in row["WHY NOT PLACED"], row
-    assert "no node could ever hold it" in kv(cli_ok(gw, "models", "show", "big"))["reconciler"]
+    # the reason names the node and what it fails (placement_explain)
+    assert "labels do not match the selector" in row["WHY NOT PLACED"], row
+    assert "n0" in row["WHY NOT PLACED"], row
+    assert "labels do not match" in kv(cli_ok(gw, "models", "show", "big"))["reconciler"]
 
     # put replaces the whole entry
     out = cli_ok(gw, "models", "put", "big", "--replicas", "0")
