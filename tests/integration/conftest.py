@@ -40,9 +40,21 @@ def _reap_processes(request):
     harness.stop_since(mark)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _reap_module_processes():
-    """The same for the processes of module-scoped fixtures."""
-    mark = harness.procs_started()
+_module_marks = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    _module_marks.setdefault(item.module.__name__, harness.procs_started())
     yield
-    harness.stop_since(mark)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test of a module (and its module-scoped fixtures' teardown), every
+    process the module started that is still running is killed by its pid."""
+    yield
+    if nextitem is None or nextitem.module is not item.module:
+        mark = _module_marks.pop(item.module.__name__, None)
+        if mark is not None:
+            harness.stop_since(mark)
