@@ -23,7 +23,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import DROVER, Proc, free_port, request, sse_events, start_sim, wait_until  # noqa: E402
+from harness import (DROVER, Proc, free_port, request, sse_events, start_sim,  # noqa: E402
+                     wait_until)
 
 CHAT = "llama3.2:1b"
 EMB = "nomic-embed-text"

@@ -29,7 +29,8 @@ MIN = 60 * 1000
 def start_gw(db, extra=()):
     return Proc(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
                  "--set", "join.token=" + JOIN, "--set", "join.auto_approve=true",
-                 "--set", "testing.clock_control=true", "--set", "ops.interval=" + os.environ.get("OPS_INTERVAL", "100ms"),
+                 "--set", "testing.clock_control=true",
+                 "--set", "ops.interval=" + os.environ.get("OPS_INTERVAL", "100ms"),
                  "--set", "ops.answer_wait=3s", "--set", "ops.timeout=2s",
                  "--set", "health.interval=100ms", "--set", "health.timeout=3s",
                  "--set", "health.rise=1", "--set", "health.fall=2",

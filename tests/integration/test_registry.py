@@ -289,7 +289,8 @@ def test_cli(gateway):
         "drover nodes ls: %r %r" % (out, err))
     code, out, err = cli(gw, "--json", "ls")
     assert (code == 0 and {n["name"] for n in json.loads(out)["nodes"]} >= {"agent-a",
-                                                                             "agent-b"}), "drover nodes --json ls"
+                                                                             "agent-b"}), (
+        "drover nodes --json ls")
     code, out, err = cli(gw, "approve", "ghost")
     assert code == 1 and "404" in err and "node_not_found" in err, (
         "CLI error carries the server's reason: %r" % err)
@@ -314,8 +315,9 @@ def test_graceful_restart_keeps_everything(gateway):
     assert ns.get("agent-b", {}).get("admin") == "pending", "pending survives a restart"
     st, b = join(gw, a.join_body())
     assert st == 200 and "secret" not in b, "the secret hash survives a restart"
-    assert (wait_for("agent-a routable after restart",
-                      lambda: nodes(gw).get("agent-a", {}).get("routable"))), "routable again after restart"
+    assert wait_for("agent-a routable after restart",
+                    lambda: nodes(gw).get("agent-a", {}).get("routable")), (
+        "routable again after restart")
     st, b = join(gw, b_agent.join_body())
     assert b.get("state") == "pending", "a pending node that went quiet is still pending"
 

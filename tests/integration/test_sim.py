@@ -148,7 +148,8 @@ def test_port_file_health_and_models(sim_a, pa):
 
 
 def test_openai_chat(pa):
-    st, _, data = post(pa, "/v1/chat/completions", chat_body("chat1", "tell me a story", max_tokens=5))
+    story = chat_body("chat1", "tell me a story", max_tokens=5)
+    st, _, data = post(pa, "/v1/chat/completions", story)
     full = jbody(data) or {}
     text = full.get("choices", [{}])[0].get("message", {}).get("content", "")
     assert st == 200, "chat non-stream status"
@@ -157,7 +158,7 @@ def test_openai_chat(pa):
     assert full.get("usage", {}).get("completion_tokens") == 5, "usage completion_tokens"
     assert full.get("usage", {}).get("prompt_tokens", 0) >= 1, "usage prompt_tokens"
     assert full["choices"][0].get("finish_reason") == "length", "finish_reason length"
-    st2, _, data2 = post(pa, "/v1/chat/completions", chat_body("chat1", "tell me a story", max_tokens=5))
+    st2, _, data2 = post(pa, "/v1/chat/completions", story)
     assert jbody(data2)["choices"][0]["message"]["content"] == text, "deterministic text"
 
     st, hdrs, data = post(pa, "/v1/chat/completions",
@@ -183,7 +184,8 @@ def test_openai_chat(pa):
 
 
 def test_openai_completions(pa):
-    st, _, data = post(pa, "/v1/completions", {"model": "chat1", "prompt": "once upon", "max_tokens": 4})
+    st, _, data = post(pa, "/v1/completions",
+                       {"model": "chat1", "prompt": "once upon", "max_tokens": 4})
     ctext = (jbody(data) or {}).get("choices", [{}])[0].get("text")
     assert st == 200 and ctext and len(ctext.split()) == 4, "completions non-stream: %r" % data
     st, _, data = post(pa, "/v1/completions",
@@ -215,7 +217,8 @@ def test_ollama_chat_and_generate(pa):
         "generate non-stream, default 16 tokens: %r" % data)
     st, _, data = post(pa, "/api/generate", {"model": "chat1", "prompt": "why"})
     lines = ndjson(data)
-    assert lines[-1].get("done") is True and "".join(l["response"] for l in lines) == g["response"], (
+    assert (lines[-1].get("done") is True and
+            "".join(l["response"] for l in lines) == g["response"]), (
         "generate stream matches")
 
 
@@ -278,8 +281,8 @@ def test_faults(pa):
     st, _, data = post(pa, "/v1/chat/completions", cb, headers={"X-Sim-Fault": "bogus"})
     assert st == 400, "bad fault header is a 400"
 
-    got = raw_exchange(pa, raw_request("POST", "/v1/chat/completions", cb, {"X-Sim-Fault": "reset"}),
-                       timeout=3.0)
+    got = raw_exchange(pa, raw_request("POST", "/v1/chat/completions", cb,
+                                       {"X-Sim-Fault": "reset"}), timeout=3.0)
     assert not got.startswith(b"HTTP/"), "reset: no status line (%r)" % got[:40]
     rst = False
     s = socket.create_connection(("127.0.0.1", pa), timeout=3)
@@ -323,7 +326,8 @@ def test_faults(pa):
 
     nb = json.dumps(chat_body("chat1", "complete me", max_tokens=6)).encode()
     s = socket.create_connection(("127.0.0.1", pa), timeout=3)
-    s.sendall(raw_request("POST", "/v1/chat/completions", nb, {"X-Sim-Fault": "reset_after_complete"}))
+    s.sendall(raw_request("POST", "/v1/chat/completions", nb,
+                          {"X-Sim-Fault": "reset_after_complete"}))
     got, reset_seen = b"", False
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
@@ -339,9 +343,11 @@ def test_faults(pa):
         got += c
     s.close()
     head, body = split_head(got)
-    clen = [l.split(":", 1)[1].strip() for l in head.split("\r\n") if l.lower().startswith("content-length")]
+    clen = [l.split(":", 1)[1].strip() for l in head.split("\r\n")
+            if l.lower().startswith("content-length")]
     assert (head.startswith("HTTP/1.1 200") and clen and len(body) == int(clen[0]) and
-             jbody(body) and jbody(body)["choices"][0]["message"]["content"]), "reset_after_complete: the full body arrived"
+            jbody(body) and jbody(body)["choices"][0]["message"]["content"]), (
+        "reset_after_complete: the full body arrived")
     assert reset_seen, "reset_after_complete: then the connection was reset"
     got = raw_exchange(pa, raw_request("POST", "/v1/chat/completions", cb,
                                        {"X-Sim-Fault": "reset_after_complete"}), timeout=3.0)
@@ -364,7 +370,8 @@ def test_yaml_config_fault_rate(tmp_path):
     B = start_sim("--config", yb)
     st, _, data = request(B.port, "GET", "/v1/models")
     assert [m["id"] for m in jbody(data)["data"]] == ["yamlm", "yamle"], "models from YAML"
-    codes = [post(B.port, "/v1/chat/completions", chat_body("yamlm", "x%d" % i))[0] for i in range(5)]
+    codes = [post(B.port, "/v1/chat/completions", chat_body("yamlm", "x%d" % i))[0]
+             for i in range(5)]
     codes.append(post(B.port, "/api/embed", {"model": "yamle", "input": "x"})[0])
     assert codes == [500] * 6, "fault rate 1.0 hits every model request"
     assert request(B.port, "GET", "/health")[0] == 200, "fault rate spares /health"
@@ -474,10 +481,12 @@ def test_pull_and_delete(sim_d):
     st, hdrs, data = post(p1, "/api/pull", {"model": "pulled:7b"})
     dt = time.monotonic() - t0
     lines = ndjson(data) if st == 200 else []
-    assert lines and lines[0]["status"] == "pulling manifest" and lines[-1] == {"status": "success"}, (
+    assert (lines and lines[0]["status"] == "pulling manifest" and
+            lines[-1] == {"status": "success"}), (
         "pull streams status lines ending in success")
     assert dt >= 0.25, "pull honours load latency (%.3f s)" % dt
-    tags = [[m["name"] for m in jbody(request(p, "GET", "/api/tags")[2])["models"]] for p in D.ports]
+    tags = [[m["name"] for m in jbody(request(p, "GET", "/api/tags")[2])["models"]]
+            for p in D.ports]
     assert "pulled:7b" in tags[1] and "pulled:7b" not in tags[0] and "pulled:7b" not in tags[2], (
         "pull adds the model on one node only: %r" % tags)
     st, _, data = post(p1, "/api/chat", chat_body("pulled:7b", "hey", stream=False))
