@@ -1,8 +1,9 @@
 """harness — shared helpers for integration tests: start real drover processes on loopback,
 wait for their readiness line (never sleep), talk raw HTTP, and always clean up.
 
-Every process started here is ended by its own pid at exit (atexit + the context manager),
-so no process outlives its test. Loops are bounded in count and time.
+Every process started here is ended by its own pid: by the fixture that started it, by
+conftest.py's per-test reaper (any process a test started and left running), and at exit
+(atexit), so no process outlives its test. Loops are bounded in count and time.
 """
 import atexit
 import http.client
@@ -19,10 +20,26 @@ DROVER = os.environ.get("DROVER_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "asan", "drover")
 
 _procs = []
+_logs = []  # the log path of each process in _procs, same order
 
 
 def _cleanup():
-    for p in _procs:
+    stop_since(0)
+
+
+def procs_started():
+    """A mark for stop_since: how many processes this harness has started so far."""
+    return len(_procs)
+
+
+def logs_since(mark):
+    """The log paths of the processes started after mark."""
+    return list(_logs[mark:])
+
+
+def stop_since(mark):
+    """Kills, by pid, every process started after mark that is still running."""
+    for p in _procs[mark:]:
         if p.poll() is None:
             try:
                 p.kill()
@@ -68,6 +85,7 @@ class Proc:
         self.p = subprocess.Popen([DROVER] + list(args), stdout=subprocess.PIPE,
                                   stderr=self.log, stdin=subprocess.DEVNULL, env=e)
         _procs.append(self.p)
+        _logs.append(self.log_path)
         self.ready_line = self._wait_line(ready_prefix, timeout)
         self.fields = parse_kv(self.ready_line)
 
@@ -202,10 +220,54 @@ def sse_events(body):
     return out
 
 
+def free_port():
+    """A loopback port that was free a moment ago (for processes that cannot take port 0)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def metric(port, name):
+    """The sum of every sample of a Prometheus metric (any labels) at port's /metrics."""
+    _, _, body = request(port, "GET", "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def log_text(proc):
+    """The whole stderr log of a Proc so far."""
+    with open(proc.log_path, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def wait_for(what, fn, timeout=15.0):
+    """Polls fn (every 50 ms, at most timeout seconds) until it returns something true and
+    returns that; on timeout the test fails (AssertionError) naming what. Connection errors
+    and missing keys while the system settles count as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+        except (OSError, ValueError, KeyError):
+            v = None
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def wait_until(check, what, fn, timeout=15.0):
     """Polls fn (every 50 ms, at most timeout seconds) until it returns something true and
-    returns that; on timeout records a failed check naming what. Connection errors and
-    missing keys while the system settles count as not yet."""
+    returns that; on timeout records a failed check naming what (or, with check None,
+    fails like wait_for). Connection errors and missing keys while the system settles count
+    as not yet."""
+    if check is None:
+        return wait_for(what, fn, timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -2,20 +2,22 @@
 driven against `drover serve` with a small fake agent written here (docs/node_api.md), so the
 gateway side is tested on its own. The real `drover agent` is exercised in test_agent_join.py.
 
-Everything runs on loopback; every wait is bounded; every process is ended by its pid.
+Everything runs on loopback; every wait is bounded; every process is ended by its pid. Each
+test starts its own gateway on its own store (restarting it on the same store where the test
+is about durability) and its own fake agents.
 """
 import json
 import sqlite3
 import os
 import subprocess
 import sys
-import time
+
+import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_agent import MODEL, FakeAgent  # noqa: E402
-from harness import DROVER, Check, Proc, request, wait_until  # noqa: E402
+from harness import DROVER, Proc, request, wait_until  # noqa: E402
 
-check = Check("registry")
 JOIN = "join-token-1"
 ADMIN = "admin-token-1"
 
@@ -63,7 +65,7 @@ def nodes(gw, all_=False):
 
 
 def wait_for(what, fn, timeout=10.0):
-    return wait_until(check, what, fn, timeout)
+    return wait_until(None, what, fn, timeout)
 
 
 def chat(gw, model=MODEL):
@@ -79,12 +81,83 @@ def cli(gw, *args, token=ADMIN):
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
-def test_bad_joins(gw):
+class Gateway:
+    """The test's gateway on its own store, restartable (SIGTERM or kill -9) on that store,
+    and the fake agents the test made; all stopped at teardown."""
+
+    def __init__(self, tmp):
+        self.db = os.path.join(tmp, "gw.db")
+        self.gw = None
+        self.agents = []
+
+    def start(self, extra=()):
+        if self.gw:
+            self.gw.stop()
+        self.gw = start_gw(self.db, extra=extra)
+        return self.gw
+
+    def restart(self, how="SIGTERM", extra=()):
+        if how == "SIGTERM":
+            assert self.gw.stop() == 0, "gateway exits 0 on SIGTERM"
+        else:
+            self.gw.kill9()
+        self.gw = None
+        return self.start(extra)
+
+    def agent(self, name):
+        a = FakeAgent(name)
+        self.agents.append(a)
+        return a
+
+    def close(self):
+        if self.gw:
+            self.gw.stop()
+        for a in self.agents:
+            a.close()
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    g = Gateway(str(tmp_path))
+    yield g
+    g.close()
+
+
+def approved_agent(gw, a):
+    """Joins a, approves it, joins again for the secret and waits until it is routable."""
+    st, b = join(gw, a.join_body())
+    assert st == 200 and b.get("state") == "pending", b
+    st, b = admin(gw, "POST", "/admin/v1/nodes/%s/approve" % a.name)
+    assert st == 200 and b.get("admin") == "approved", "approve: %r" % b
+    st, b = join(gw, a.join_body())
+    assert st == 200 and len(b.get("secret", "")) == 64, b
+    a.secret = b["secret"]
+    wait_for(a.name + " routable", lambda: nodes(gw).get(a.name, {}).get("routable"))
+    return a
+
+
+def labelled_fleet(g):
+    """agent-a approved with labels gpu=a10 and tier=gold; agent-b pending."""
+    gw = g.start()
+    a = approved_agent(gw, g.agent("agent-a"))
+    st, b = admin(gw, "PUT", "/admin/v1/nodes/agent-a/labels/gpu", body={"value": "a10"})
+    assert st == 200
+    st, b = admin(gw, "PATCH", "/admin/v1/nodes/agent-a/labels",
+                  body={"tier": "gold", "zone": None})
+    assert st == 200 and b.get("labels") == {"gpu": "a10", "tier": "gold"}, b
+    b_agent = g.agent("agent-b")
+    st, b = join(gw, b_agent.join_body())
+    assert b.get("state") == "pending", "agent-b pending"
+    return gw, a, b_agent
+
+
+def test_bad_joins(gateway):
+    gw = gateway.start()
     st, _ = join(gw, {"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai"},
                  token="wrong")
-    check.eq(st, 401, "wrong join token")
+    assert st == 401, "wrong join token"
     st, _ = join(gw, {"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai"}, token=None)
-    check.eq(st, 401, "missing join token")
+    assert st == 401, "missing join token"
     cases = [
         ("malformed JSON", None, b'{"name": "x",', None),
         ("not an object", None, b'[1,2]', None),
@@ -109,54 +182,54 @@ def test_bad_joins(gw):
     ]
     for what, body, raw, param in cases:
         st, b = join(gw, body, raw=raw)
-        check.eq(st, 400, "bad join: " + what)
+        assert st == 400, "bad join: " + what
         if param:
-            check.eq(b.get("error", {}).get("param"), param, "bad join names the field: " + what)
+            assert b.get("error", {}).get("param") == param, "bad join names the field: " + what
     api, _ = ports(gw)
     big = json.dumps({"name": "n1", "url": "http://127.0.0.1:1", "engine": "openai",
                       "discovery": {"blob": "x" * 70000}})
     st, _, _ = request(api, "POST", "/drover/v1/nodes/join", body=big,
                        headers={"Authorization": "Bearer " + JOIN})
-    check.eq(st, 400, "oversized discovery is refused")
-    check.eq(nodes(gw, all_=True), {}, "no bad join stored anything")
+    assert st == 400, "oversized discovery is refused"
+    assert nodes(gw, all_=True) == {}, "no bad join stored anything"
 
 
-def test_lifecycle(db):
-    a = FakeAgent("agent-a")
-    gw = start_gw(db)
-    test_bad_joins(gw)
+def test_join_approve_and_serve(gateway):
+    a = gateway.agent("agent-a")
+    gw = gateway.start()
+    db = gateway.db
 
     st, b = join(gw, a.join_body())
-    check.ok(st == 200 and b.get("state") == "pending" and "secret" not in b,
-             "first join is pending, no secret: %r" % b)
-    check.ok(b.get("poll_ms") == 1000, "join answer carries poll_ms")
+    assert st == 200 and b.get("state") == "pending" and "secret" not in b, (
+        "first join is pending, no secret: %r" % b)
+    assert b.get("poll_ms") == 1000, "join answer carries poll_ms"
     n = nodes(gw).get("agent-a", {})
-    check.ok(n.get("admin") == "pending" and not n.get("routable"), "pending node listed")
-    check.eq(n.get("labels"), {"zone": "a"}, "agent labels seed a new node")
-    check.eq(n.get("discovery", {}).get("cpus"), 2, "discovery kept")
+    assert n.get("admin") == "pending" and not n.get("routable"), "pending node listed"
+    assert n.get("labels") == {"zone": "a"}, "agent labels seed a new node"
+    assert n.get("discovery", {}).get("cpus") == 2, "discovery kept"
     st, _, _ = chat(gw)
-    check.eq(a.chats, 0, "a pending node gets no traffic")
-    check.ok(not any(x for x in a.auth_seen), "a pending node is not even probed")
+    assert a.chats == 0, "a pending node gets no traffic"
+    assert not any(x for x in a.auth_seen), "a pending node is not even probed"
     st, b = join(gw, a.join_body())
-    check.eq(b.get("state"), "pending", "a pending node stays pending when it rejoins")
+    assert b.get("state") == "pending", "a pending node stays pending when it rejoins"
 
     st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve", token="nope")
-    check.eq(st, 401, "admin call with a wrong token")
+    assert st == 401, "admin call with a wrong token"
     st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve", token=None)
-    check.eq(st, 401, "admin call without a token")
+    assert st == 401, "admin call without a token"
     st, _ = admin(gw, "POST", "/admin/v1/nodes/ghost/approve")
-    check.eq(st, 404, "approve an unknown node")
+    assert st == 404, "approve an unknown node"
     st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-a/drain")
-    check.eq(st, 409, "drain a pending node is illegal")
+    assert st == 409, "drain a pending node is illegal"
     st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve")
-    check.ok(st == 200 and b.get("admin") == "approved", "approve: %r" % b)
+    assert st == 200 and b.get("admin") == "approved", "approve: %r" % b
 
     st, b = join(gw, a.join_body())
-    check.ok(st == 200 and b.get("state") == "approved" and len(b.get("secret", "")) == 64,
-             "join after approval issues a secret")
+    assert st == 200 and b.get("state") == "approved" and len(b.get("secret", "")) == 64, (
+        "join after approval issues a secret")
     a.secret = b.get("secret")
-    check.ok(wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")),
-             "approved agent becomes routable")
+    assert wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")), (
+        "approved agent becomes routable")
 
     # the flush timer (a periodic job of drover serve) writes live state: only it writes the
     # inventory the first probe learned, since no admin change happened after it
@@ -168,174 +241,170 @@ def test_lifecycle(db):
             con.close()
         return row and row[0] and MODEL in row[0]
 
-    check.ok(wait_for("inventory flushed", stored_inventory),
-             "the flush timer stores the probed inventory")
+    assert wait_for("inventory flushed", stored_inventory), (
+        "the flush timer stores the probed inventory")
     st, h, body = chat(gw)
-    check.ok(st == 200 and h.get("x-drover-node") == "agent-a", "chat served by the agent")
-    check.ok(a.chats >= 1, "the agent saw the chat")
-    check.ok(("Bearer " + a.key()) in a.auth_seen, "the gateway calls the agent with H")
-    check.ok(not any(a.secret in x for x in a.auth_seen), "the secret itself never travels back")
+    assert st == 200 and h.get("x-drover-node") == "agent-a", "chat served by the agent"
+    assert a.chats >= 1, "the agent saw the chat"
+    assert ("Bearer " + a.key()) in a.auth_seen, "the gateway calls the agent with H"
+    assert not any(a.secret in x for x in a.auth_seen), "the secret itself never travels back"
     st, b = join(gw, a.join_body())
-    check.ok(st == 200 and "secret" not in b, "rejoin with the right secret keeps it")
+    assert st == 200 and "secret" not in b, "rejoin with the right secret keeps it"
 
+
+def test_labels(gateway):
+    gw = gateway.start()
+    a = approved_agent(gw, gateway.agent("agent-a"))
     # labels
     st, b = admin(gw, "PUT", "/admin/v1/nodes/agent-a/labels/gpu", body={"value": "a10"})
-    check.ok(st == 200 and b.get("labels", {}).get("gpu") == "a10", "label set")
+    assert st == 200 and b.get("labels", {}).get("gpu") == "a10", "label set"
     st, b = admin(gw, "PATCH", "/admin/v1/nodes/agent-a/labels",
                   body={"rack": "r1", "zone": None})
-    check.eq(b.get("labels"), {"gpu": "a10", "rack": "r1"}, "labels patched (set and delete)")
+    assert b.get("labels") == {"gpu": "a10", "rack": "r1"}, "labels patched (set and delete)"
     st, _ = admin(gw, "PATCH", "/admin/v1/nodes/agent-a/labels", body={"ok": "1", "b a d": "x"})
-    check.eq(st, 400, "a bad label key is refused")
-    check.eq(nodes(gw)["agent-a"]["labels"], {"gpu": "a10", "rack": "r1"},
-             "a refused patch changes nothing")
+    assert st == 400, "a bad label key is refused"
+    assert nodes(gw)["agent-a"]["labels"] == {"gpu": "a10", "rack": "r1"}, (
+        "a refused patch changes nothing")
     st, _ = admin(gw, "DELETE", "/admin/v1/nodes/agent-a/labels/rack")
     st, b = admin(gw, "GET", "/admin/v1/nodes/agent-a/labels")
-    check.eq(b.get("labels"), {"gpu": "a10"}, "label deleted")
+    assert b.get("labels") == {"gpu": "a10"}, "label deleted"
     join(gw, a.join_body(labels={"zone": "b"}))
-    check.eq(nodes(gw)["agent-a"]["labels"], {"gpu": "a10"},
-             "after the first join the operator owns the labels")
+    assert nodes(gw)["agent-a"]["labels"] == {"gpu": "a10"}, (
+        "after the first join the operator owns the labels")
 
+
+def test_cli(gateway):
+    gw = gateway.start()
+    approved_agent(gw, gateway.agent("agent-a"))
+    st, _ = admin(gw, "PUT", "/admin/v1/nodes/agent-a/labels/gpu", body={"value": "a10"})
+    assert st == 200
     # a second node stays pending across a restart
-    b_agent = FakeAgent("agent-b")
+    b_agent = gateway.agent("agent-b")
     st, b = join(gw, b_agent.join_body())
-    check.eq(b.get("state"), "pending", "agent-b pending")
+    assert b.get("state") == "pending", "agent-b pending"
 
     # CLI
     code, out, err = cli(gw, "ls")
-    check.ok(code == 0 and "agent-a" in out and "agent-b" in out and "NAME" in out,
-             "drover nodes ls: %r %r" % (out, err))
+    assert code == 0 and "agent-a" in out and "agent-b" in out and "NAME" in out, (
+        "drover nodes ls: %r %r" % (out, err))
     code, out, err = cli(gw, "--json", "ls")
-    check.ok(code == 0 and {n["name"] for n in json.loads(out)["nodes"]} >= {"agent-a",
-                                                                             "agent-b"},
-             "drover nodes --json ls")
+    assert (code == 0 and {n["name"] for n in json.loads(out)["nodes"]} >= {"agent-a",
+                                                                             "agent-b"}), (
+        "drover nodes --json ls")
     code, out, err = cli(gw, "approve", "ghost")
-    check.ok(code == 1 and "404" in err and "node_not_found" in err,
-             "CLI error carries the server's reason: %r" % err)
+    assert code == 1 and "404" in err and "node_not_found" in err, (
+        "CLI error carries the server's reason: %r" % err)
     code, out, err = cli(gw, "ls", token="bad")
-    check.ok(code == 1 and "401" in err, "CLI with a wrong token")
+    assert code == 1 and "401" in err, "CLI with a wrong token"
     code, out, err = cli(gw, "label", "agent-a", "tier=gold")
-    check.ok(code == 0, "CLI label set")
+    assert code == 0, "CLI label set"
     code, out, err = cli(gw, "label", "agent-a")
-    check.ok(code == 0 and "tier=gold" in out and "gpu=a10" in out, "CLI label list: %r" % out)
+    assert code == 0 and "tier=gold" in out and "gpu=a10" in out, "CLI label list: %r" % out
     code, out, err = cli(gw, "frobnicate", "agent-a")
-    check.eq(code, 2, "CLI unknown command")
+    assert code == 2, "CLI unknown command"
 
+
+def test_graceful_restart_keeps_everything(gateway):
+    gw, a, b_agent = labelled_fleet(gateway)
     # graceful restart keeps everything
-    check.eq(gw.stop(), 0, "gateway exits 0 on SIGTERM")
-    gw = start_gw(db)
+    gw = gateway.restart("SIGTERM")
     ns = nodes(gw)
-    check.ok(ns.get("agent-a", {}).get("admin") == "approved", "approval survives a restart")
-    check.eq(ns.get("agent-a", {}).get("labels"), {"gpu": "a10", "tier": "gold"},
-             "labels survive a restart")
-    check.eq(ns.get("agent-b", {}).get("admin"), "pending", "pending survives a restart")
+    assert ns.get("agent-a", {}).get("admin") == "approved", "approval survives a restart"
+    assert ns.get("agent-a", {}).get("labels") == {"gpu": "a10", "tier": "gold"}, (
+        "labels survive a restart")
+    assert ns.get("agent-b", {}).get("admin") == "pending", "pending survives a restart"
     st, b = join(gw, a.join_body())
-    check.ok(st == 200 and "secret" not in b, "the secret hash survives a restart")
-    check.ok(wait_for("agent-a routable after restart",
-                      lambda: nodes(gw).get("agent-a", {}).get("routable")),
-             "routable again after restart")
+    assert st == 200 and "secret" not in b, "the secret hash survives a restart"
+    assert wait_for("agent-a routable after restart",
+                    lambda: nodes(gw).get("agent-a", {}).get("routable")), (
+        "routable again after restart")
     st, b = join(gw, b_agent.join_body())
-    check.eq(b.get("state"), "pending", "a pending node that went quiet is still pending")
+    assert b.get("state") == "pending", "a pending node that went quiet is still pending"
 
+
+def test_kill9_after_acknowledged_change(gateway):
+    gw, a, b_agent = labelled_fleet(gateway)
     # kill -9 right after an acknowledged change
     st, _ = admin(gw, "PUT", "/admin/v1/nodes/agent-a/labels/acked", body={"value": "yes"})
-    check.eq(st, 200, "label acknowledged")
+    assert st == 200, "label acknowledged"
     st, _ = admin(gw, "POST", "/admin/v1/nodes/agent-b/reject")
-    check.eq(st, 200, "reject a pending node")
-    gw.kill9()
-    gw = start_gw(db)
+    assert st == 200, "reject a pending node"
+    gw = gateway.restart("kill -9")
     ns = nodes(gw, all_=True)
-    check.eq(ns.get("agent-a", {}).get("labels", {}).get("acked"), "yes",
-             "an acknowledged label survives kill -9")
-    check.eq(ns.get("agent-b", {}).get("admin"), "removed", "a rejection survives kill -9")
+    assert ns.get("agent-a", {}).get("labels", {}).get("acked") == "yes", (
+        "an acknowledged label survives kill -9")
+    assert ns.get("agent-b", {}).get("admin") == "removed", "a rejection survives kill -9"
 
+
+def test_drain_resume_remove(gateway):
+    gw = gateway.start()
+    a = approved_agent(gw, gateway.agent("agent-a"))
     # drain, resume, remove
-    check.ok(wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")),
-             "routable after kill -9 restart")
+    assert wait_for("agent-a routable", lambda: nodes(gw).get("agent-a", {}).get("routable")), (
+        "routable after kill -9 restart")
     st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/drain")
-    check.ok(st == 200 and b["admin"] == "draining" and not b["routable"], "drain")
-    check.ok(b.get("drained") is True, "an idle draining node reports drained")
+    assert st == 200 and b["admin"] == "draining" and not b["routable"], "drain"
+    assert b.get("drained") is True, "an idle draining node reports drained"
     before = a.chats
     st, _, _ = chat(gw)
-    check.ok(st != 200 and a.chats == before, "a draining node takes no new requests")
+    assert st != 200 and a.chats == before, "a draining node takes no new requests"
     st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/resume")
-    check.eq(b.get("admin"), "approved", "resume")
+    assert b.get("admin") == "approved", "resume"
     st, _ = admin(gw, "DELETE", "/admin/v1/nodes/agent-a")
-    check.eq(st, 200, "remove")
-    check.ok("agent-a" not in nodes(gw), "a removed node leaves the list")
+    assert st == 200, "remove"
+    assert "agent-a" not in nodes(gw), "a removed node leaves the list"
     st, b = admin(gw, "GET", "/admin/v1/nodes/agent-a")
-    check.ok(b.get("admin") == "removed" and b.get("has_secret") is False,
-             "a removed node keeps no secret")
+    assert b.get("admin") == "removed" and b.get("has_secret") is False, (
+        "a removed node keeps no secret")
     st, b = admin(gw, "POST", "/admin/v1/nodes/agent-a/approve")
-    check.ok(st == 409 and "removed" in b.get("error", {}).get("message", ""),
-             "approving a removed node is a 409 with the reason")
+    assert st == 409 and "removed" in b.get("error", {}).get("message", ""), (
+        "approving a removed node is a 409 with the reason")
     before = a.chats
     chat(gw)
-    check.eq(a.chats, before, "a removed node gets no traffic")
+    assert a.chats == before, "a removed node gets no traffic"
     st, b = join(gw, a.join_body())
-    check.ok(st == 200 and b.get("state") == "pending" and "secret" not in b,
-             "a removed node that joins again starts over as pending")
-    gw.stop()
-    a.close()
-    b_agent.close()
+    assert st == 200 and b.get("state") == "pending" and "secret" not in b, (
+        "a removed node that joins again starts over as pending")
 
 
-def test_auto_approve_and_static(db):
-    gw = start_gw(db, extra=["--set", "join.auto_approve=true", "--node",
-                             "static1=http://127.0.0.1:9"])
-    a = FakeAgent("agent-c")
+def test_auto_approve_and_static(gateway):
+    gw = gateway.start(extra=["--set", "join.auto_approve=true", "--node",
+                              "static1=http://127.0.0.1:9"])
+    a = gateway.agent("agent-c")
     st, b = join(gw, a.join_body())
-    check.ok(st == 200 and b.get("state") == "approved" and len(b.get("secret", "")) == 64,
-             "auto-approve: approved with a secret at once")
+    assert st == 200 and b.get("state") == "approved" and len(b.get("secret", "")) == 64, (
+        "auto-approve: approved with a secret at once")
     st, b = join(gw, {"name": "static1", "url": a.url, "engine": "openai"})
-    check.eq(st, 409, "a join cannot take a static node's name")
+    assert st == 409, "a join cannot take a static node's name"
     st, b = admin(gw, "DELETE", "/admin/v1/nodes/static1")
-    check.eq(st, 409, "a static node is removed in the file, not the API")
+    assert st == 409, "a static node is removed in the file, not the API"
     st, b = admin(gw, "PUT", "/admin/v1/nodes/static1/labels/x", body={"value": "y"})
-    check.eq(st, 409, "a static node's labels belong to the file")
+    assert st == 409, "a static node's labels belong to the file"
     st, b = admin(gw, "POST", "/admin/v1/nodes/static1/drain")
-    check.eq(st, 200, "a static node can be drained")
-    gw.stop()
-    gw = start_gw(db)  # static1 no longer in the flags: forgotten
+    assert st == 200, "a static node can be drained"
+    gw = gateway.restart()  # static1 no longer in the flags: forgotten
     ns = nodes(gw, all_=True)
-    check.ok("static1" not in ns, "a static node that left the config is forgotten")
-    check.eq(ns.get("agent-c", {}).get("admin"), "approved", "auto-approved node persisted")
-    gw.stop()
-    gw = start_gw(db, extra=["--node", "static1=http://127.0.0.1:9"])
-    check.eq(nodes(gw).get("static1", {}).get("admin"), "approved",
-             "a static node that comes back starts approved")
-    gw.stop()
-    a.close()
+    assert "static1" not in ns, "a static node that left the config is forgotten"
+    assert ns.get("agent-c", {}).get("admin") == "approved", "auto-approved node persisted"
+    gw = gateway.restart(extra=["--node", "static1=http://127.0.0.1:9"])
+    assert nodes(gw).get("static1", {}).get("admin") == "approved", (
+        "a static node that comes back starts approved")
 
 
-def test_bad_store(tmp):
+def test_bad_store(tmp_path):
+    tmp = str(tmp_path)
     p = subprocess.run([DROVER, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
                         "127.0.0.1:0"], env=dict(os.environ,
                                                  DROVER_STORE_PATH=tmp + "/no/such/dir/x.db"),
                        capture_output=True, timeout=20)
     err = p.stderr.decode()
-    check.ok(p.returncode != 0 and "store" in err, "an unusable store stops start-up: %r" % err)
+    assert p.returncode != 0 and "store" in err, "an unusable store stops start-up: %r" % err
     junk = tmp + "/junk.db"
     with open(junk, "wb") as f:
         f.write(b"this is not a database" * 100)
     p = subprocess.run([DROVER, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
                         "127.0.0.1:0"], env=dict(os.environ, DROVER_STORE_PATH=junk),
                        capture_output=True, timeout=20)
-    check.ok(p.returncode != 0, "a file that is not a database stops start-up")
+    assert p.returncode != 0, "a file that is not a database stops start-up"
     with open(junk, "rb") as f:
-        check.eq(f.read(), b"this is not a database" * 100, "and is left untouched")
-
-
-def main():
-    tmp = "/tmp/drover-registry-%d" % os.getpid()
-    os.makedirs(tmp, exist_ok=True)
-    try:
-        test_lifecycle(tmp + "/a.db")
-        test_auto_approve_and_static(tmp + "/b.db")
-        test_bad_store(tmp)
-    finally:
-        subprocess.run(["rm", "-rf", tmp])
-    check.done()
-
-
-if __name__ == "__main__":
-    main()
+        assert f.read() == b"this is not a database" * 100, "and is left untouched"
