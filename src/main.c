@@ -14,6 +14,7 @@ static void usage(FILE *f)
                "  sim      a simulated inference engine (OpenAI + Ollama wire formats)\n"
                "  nodes    list and manage nodes through the admin API\n"
                "  ops      durable fleet operations (install, upgrade, delete, load, unload)\n"
+               "  models   the model catalogue: list, show, put, rm (with placement)\n"
                "  version  print the version\n"
                "\n"
                "Run 'drover <command> --help' for a command's options.\n");
