@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "gw/admission.h"
 #include "gw/gw.h"
+#include "gw/health.h"
 
 static void model_count(struct gw *g, struct node *n, struct strv model, int delta)
 {

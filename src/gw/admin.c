@@ -10,6 +10,13 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/api.h"
+#include "gw/admin.h"
+#include "gw/health.h"
+#include "gw/join.h"
+#include "gw/nodes.h"
+#include "gw/models.h"
+#include "gw/ops.h"
 #include "gw/placement.h"
 
 static bool authorized(const struct gw *g, const struct http_request *req)

@@ -11,6 +11,10 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/proxy.h"
+#include "gw/api.h"
+#include "gw/join.h"
+#include "gw/models.h"
 
 /* Equal in time that depends only on the lengths, never on where the bytes differ: every
  * byte of want is visited whatever tok holds. */

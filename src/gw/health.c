@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "gw/gw.h"
+#include "gw/health.h"
 
 enum { PROBE_MAX_BODY = 4 * 1024 * 1024, PROBE_MAX_MODELS = 4096 };
 

@@ -15,6 +15,10 @@
 #include "base/sha256.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/api.h"
+#include "gw/health.h"
+#include "gw/join.h"
+#include "gw/nodes.h"
 
 enum {
     JOIN_MAX_NAME = 63,

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "gw/gw.h"
+#include "gw/nodes.h"
 #include "gw/loads.h"
 #include "gw/placement.h"
 

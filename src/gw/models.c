@@ -13,6 +13,7 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/models.h"
 #include "gw/loads.h"
 #include "gw/placement.h"
 #include "store/store_catalogue.h"

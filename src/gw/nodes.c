@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/nodes.h"
 #include "store/store.h"
 
 static int64_t wall_ms(void)

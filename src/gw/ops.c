@@ -15,6 +15,8 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/nodes.h"
+#include "gw/ops.h"
 #include "gw/ops_policy.h"
 #include "gw/placement.h"
 #include "store/store_ops.h"

@@ -19,6 +19,7 @@
 #include "gw/admission.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/proxy.h"
 #include "gw/loads.h"
 #include "gw/outcome.h"
 #include "gw/placement.h"

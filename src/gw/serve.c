@@ -17,6 +17,13 @@
 #include "base/mem.h"
 #include "cli/commands.h"
 #include "gw/gw.h"
+#include "gw/proxy.h"
+#include "gw/admin.h"
+#include "gw/api.h"
+#include "gw/health.h"
+#include "gw/nodes.h"
+#include "gw/models.h"
+#include "gw/ops.h"
 
 extern char **environ;
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "gw/gw.h"
+#include "gw/api.h"
 #include "net/http_server.h"
 
 static bool check(const char *authorization, const char *want)
