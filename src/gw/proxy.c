@@ -371,38 +371,19 @@ static void on_abort(struct http_request *req, void *ctx)
      * retries start from inside on_done before returning to the loop. */
 }
 
-/* An SSE event whose data is exactly [DONE] ends an OpenAI stream. */
 static int on_sse_event(void *ctx, struct strv event, struct strv data)
 {
     struct proxy *p = ctx;
     (void)event;
-    if (strv_eq_cstr(data, "[DONE]")) p->done_seen = true;
+    if (sse_data_is_done(data)) p->done_seen = true;
     return 0;
 }
 
-/* An NDJSON line that is an object with "done": true ends an Ollama stream. */
 static int on_ndjson_line(void *ctx, struct strv line)
 {
     struct proxy *p = ctx;
-    if (!memmem(line.p, line.len, "\"done\"", 6)) return 0; /* most lines: no parse */
-    struct json_reader r;
-    json_reader_init(&r, line.p, line.len, 64, NULL);
-    bool more = false;
-    if (json_reader_enter(&r, JSON_K_OBJECT)) return 0;
-    for (;;) {
-        char name[8];
-        size_t nl;
-        if (json_reader_member(&r, name, sizeof name, &nl, &more) || !more) return 0;
-        enum json_kind k;
-        if (nl == 4 && memcmp(name, "done", 4) == 0 && json_reader_peek(&r, &k) == 0 &&
-            k == JSON_K_BOOL) {
-            bool v = false;
-            if (json_reader_bool(&r, &v)) return 0;
-            if (v) p->done_seen = true;
-            continue;
-        }
-        if (json_reader_skip(&r)) return 0;
-    }
+    if (ndjson_line_is_done(line)) p->done_seen = true;
+    return 0;
 }
 
 /* Feeds a streamed chunk to the splitter of its kind: completion is an event, never a byte

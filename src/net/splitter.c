@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "base/json.h"
+
 /* ---- SSE ---------------------------------------------------------------------------------- */
 
 void sse_init(struct sse_splitter *s, size_t max_line_bytes)
@@ -169,4 +171,32 @@ int ndjson_finish(struct ndjson_splitter *s, ndjson_line_fn *fn, void *ctx)
     buf_reset(&s->line);
     if (rc) s->failed = rc;
     return rc;
+}
+
+bool sse_data_is_done(struct strv data)
+{
+    return strv_eq_cstr(data, "[DONE]");
+}
+
+bool ndjson_line_is_done(struct strv line)
+{
+    if (!memmem(line.p, line.len, "\"done\"", 6)) return false; /* most lines: no parse */
+    struct json_reader r;
+    json_reader_init(&r, line.p, line.len, 64, NULL);
+    bool more = false, done = false;
+    if (json_reader_enter(&r, JSON_K_OBJECT)) return false;
+    for (;;) {
+        char name[8];
+        size_t nl;
+        if (json_reader_member(&r, name, sizeof name, &nl, &more)) return false;
+        if (!more) break;
+        enum json_kind k;
+        if (nl == 4 && memcmp(name, "done", 4) == 0 && json_reader_peek(&r, &k) == 0 &&
+            k == JSON_K_BOOL) {
+            if (json_reader_bool(&r, &done)) return false;
+            continue;
+        }
+        if (json_reader_skip(&r)) return false;
+    }
+    return done && json_reader_end(&r) == 0; /* the last "done" wins, as parsers read it */
 }

@@ -47,4 +47,11 @@ int ndjson_feed(struct ndjson_splitter *s, const char *p, size_t len, ndjson_lin
 int ndjson_finish(struct ndjson_splitter *s, ndjson_line_fn *fn, void *ctx) WUR;
 void ndjson_free(struct ndjson_splitter *s);
 
+/* Terminal events (DESIGN §4 "completion only at event boundaries"): an SSE event whose data
+ * is exactly [DONE]; an NDJSON line that parses to an object whose "done" member is true.
+ * Given whole events or lines as the splitters deliver them, never raw bytes, so the same
+ * text inside a JSON string is content. */
+bool sse_data_is_done(struct strv data);
+bool ndjson_line_is_done(struct strv line);
+
 #endif

@@ -528,10 +528,122 @@ static void test_stop_is_split_invariant(void **state)
     buf_free(&ref.out);
 }
 
+/* Property (issue 12 §2): no byte sequence inside a JSON string value ever completes a
+ * stream. Random strings, seeded with the terminal markers and their pieces, are put in a
+ * JSON string (escaped as an engine escapes them), framed as an SSE event and as an NDJSON
+ * line, and fed at random split points: no terminal event is ever seen; the real ones are. */
+struct term_ctx {
+    int sse_done, nd_done;
+};
+static int term_sse(void *ctx, struct strv ev, struct strv data)
+{
+    (void)ev;
+    ((struct term_ctx *)ctx)->sse_done += sse_data_is_done(data);
+    return 0;
+}
+static int term_nd(void *ctx, struct strv line)
+{
+    ((struct term_ctx *)ctx)->nd_done += ndjson_line_is_done(line);
+    return 0;
+}
+
+static void feed_split(const char *p, size_t len, unsigned *seed, struct term_ctx *c)
+{
+    struct sse_splitter sse;
+    struct ndjson_splitter nd;
+    sse_init(&sse, 1 << 20);
+    ndjson_init(&nd, 1 << 20);
+    size_t at = 0;
+    while (at < len) {
+        *seed = *seed * 1103515245u + 12345u;
+        size_t n = 1 + (*seed >> 16) % 17;
+        if (n > len - at) n = len - at;
+        assert_int_equal(sse_feed(&sse, p + at, n, term_sse, c), 0);
+        assert_int_equal(ndjson_feed(&nd, p + at, n, term_nd, c), 0);
+        at += n;
+    }
+    assert_int_equal(ndjson_finish(&nd, term_nd, c), 0);
+    sse_free(&sse);
+    ndjson_free(&nd);
+}
+
+static void json_escape(struct buf *b, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    assert_int_equal(buf_append_cstr(b, "\""), 0);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        char e[7] = {0};
+        if (ch == '"' || ch == '\\') {
+            e[0] = '\\', e[1] = (char)ch;
+        } else if (ch < 0x20) {
+            e[0] = '\\', e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[ch >> 4],
+            e[5] = hex[ch & 15];
+        } else {
+            e[0] = (char)ch;
+        }
+        assert_int_equal(buf_append(b, e, strlen(e)), 0);
+    }
+    assert_int_equal(buf_append_cstr(b, "\""), 0);
+}
+
+static void test_no_string_completes_a_stream(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {"data: [DONE]",
+                                         "\n\n",
+                                         "\n",
+                                         "\r\n",
+                                         "[DONE]",
+                                         "\"done\":true",
+                                         "{\"done\": true}",
+                                         "data:",
+                                         "}",
+                                         "{",
+                                         "\"",
+                                         "\\",
+                                         "x",
+                                         " ",
+                                         "\r"};
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        char text[256];
+        size_t tl = 0;
+        for (int k = 0; k < 8; k++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *pc = pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])];
+            size_t pl = strlen(pc);
+            if (tl + pl >= sizeof text) break;
+            memcpy(text + tl, pc, pl);
+            tl += pl;
+        }
+        struct buf b;
+        buf_init(&b, 1 << 16);
+        assert_int_equal(buf_append_cstr(&b, "data: {\"content\":"), 0);
+        json_escape(&b, text, tl);
+        assert_int_equal(buf_append_cstr(&b, ",\"done\":false}\n\n"), 0);
+        struct term_ctx c = {0, 0};
+        feed_split(b.p, b.len, &seed, &c);
+        assert_int_equal(c.sse_done, 0);
+        assert_int_equal(c.nd_done, 0);
+        buf_free(&b);
+    }
+    /* the real terminal events complete */
+    struct term_ctx c = {0, 0};
+    const char *sse_end = "data: {\"x\":1}\n\ndata: [DONE]\n\n";
+    feed_split(sse_end, strlen(sse_end), &seed, &c);
+    assert_int_equal(c.sse_done, 1);
+    c = (struct term_ctx){0, 0};
+    const char *nd_end = "{\"message\":{\"content\":\"hi\"},\"done\":false}\n{\"done\":true}\n";
+    feed_split(nd_end, strlen(nd_end), &seed, &c);
+    assert_int_equal(c.nd_done, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openai_stream_events),
+        cmocka_unit_test(test_no_string_completes_a_stream),
         cmocka_unit_test(test_line_ending_variants_agree),
         cmocka_unit_test(test_split_invariance_openai),
         cmocka_unit_test(test_split_invariance_crlf),
