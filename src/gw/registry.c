@@ -762,7 +762,10 @@ void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight
 {
     n->busy_total++;
     n->consecutive_busy++;
-    if (n->consecutive_busy >= reg->cfg.busy_cool_after) {
+    /* "busy to everything": at least cool_after answers in a row, and at least as many as it
+     * had requests in flight, with no success between (random busy answers under concurrency
+     * rarely line up that long) */
+    if (n->consecutive_busy >= reg->cfg.busy_cool_after && n->consecutive_busy >= in_flight) {
         /* busy to everything lately: out for what it asks (capped), then one at a time */
         uint64_t ms = (retry_after_s ? retry_after_s : 1) * 1000;
         if (ms > reg->cfg.busy_max_cool_ms) ms = reg->cfg.busy_max_cool_ms;

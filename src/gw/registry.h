@@ -128,9 +128,10 @@ bool registry_record_fault(struct registry *reg, struct node *n, uint64_t now_ms
 void registry_recover(struct registry *reg, struct node *n, const char *cause);
 
 /* Busy answers (docs/gateway.md): one busy answer lowers the node's concurrency limit
- * (multiplicative decrease, at most once per latency); busy_cool_after answers in a row with
- * no success between cool the whole node for its Retry-After (capped), after which it gets one
- * request at a time until it succeeds. in_flight is the node's count when it answered. */
+ * (multiplicative decrease, at most once per latency); busy_cool_after answers in a row (and
+ * at least as many as it had in flight) with no success between cool the whole node for its
+ * Retry-After (capped), after which it gets one request per trickle interval until one
+ * succeeds. in_flight is the node's count when it answered. */
 void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight,
                         uint64_t retry_after_s, uint64_t now_ms);
 /* A completed attempt at this in-flight count: additive increase of the limit. */
