@@ -48,7 +48,8 @@ struct proxy {
     size_t n_tried;
     struct acct_request acct; /* the poison rule and busy answers across attempts */
     unsigned attempts;
-    unsigned busy_attempts; /* attempts answered busy (they do not count toward max_attempts) */
+    unsigned busy_attempts;  /* attempts answered busy (they do not count toward max_attempts) */
+    unsigned panic_attempts; /* attempts on nodes not alive (panic routing) */
     unsigned stale_retries;
     bool fresh_only;
     bool retry_same; /* next attempt: the same node on a fresh connection */
@@ -669,6 +670,15 @@ static void give_up(struct proxy *p, const struct route_result *r)
                        "every node that serves this model is busy; retry shortly");
         return;
     }
+    if (p->attempts > 0 && p->panic_attempts == p->attempts) {
+        /* Only nodes already down were tried (panic routing) and they are still down: the
+         * answer is the transient one the client would have had without trying them. */
+        bool any = registry_count_routable(&p->g->reg, gw_now_ms(p->g)) > 0;
+        answer_failure(p, any ? ANSWER_FEASIBLE_UNHEALTHY : ANSWER_NO_HEALTHY_NODES, any ? 3 : 5,
+                       any ? "the nodes that serve this model are unhealthy now; retry shortly"
+                           : "no healthy nodes at the moment; retry shortly");
+        return;
+    }
     if (p->attempts > 0) {
         answer_failure(p, ANSWER_UPSTREAM_FAILED, 0, "every attempt failed on the nodes");
         return;
@@ -916,6 +926,7 @@ static void start_attempt(struct proxy *p)
     if (waking) admission_served(&g->admission, &p->queue, now);
     p->fresh_only = same_node;
     p->tier = r.tier;
+    if (r.tier == TIER_PANIC && !same_node) p->panic_attempts++;
     struct node *node = r.node;
     p->node = node;
     p->tried[p->n_tried++] = node;
