@@ -5,13 +5,15 @@
 # proxies (configured here, in a temp dir), and the Portkey gateway (npm, non-stream only).
 # Scenarios: S1 non-stream small bodies, S2 thousands of SSE streams (memory, CPU per token,
 # TTFT), S3 large prompts, S4 failover (SIGKILL a node under load), S5 control plane (1,000
-# nodes: idle CPU, RSS, router decision time). Medians of ROUNDS rounds (S1: S1_ROUNDS); the
+# nodes: idle CPU, RSS, router decision time), S6 busy answers (issue 20: nodes answering
+# 503 + Retry-After at 0.1/1/10 %, and nodes whose slots are full). Medians of ROUNDS rounds (S1: S1_ROUNDS); the
 # rounds interleave the targets and rotate their order, so the machine's slow and fast phases
 # hit all of them alike; the table ends with the issue's targets, met or missed.
 #
 #   bench/run.sh               # ~10 min
 #   QUICK=1 bench/run.sh       # ~2 min, smaller and shorter
 #   SCENARIOS="s1 s5" bench/run.sh
+#   SCENARIOS=S6 bench/run.sh   # busy answers only, ~1.5 min
 # Loopback only. Installs what is missing (wrk, nginx-light, haproxy, node, npm through
 # scripts/deps.sh; Portkey into PORTKEY_DIR), builds the release preset, and stops every
 # process it started (by pid) on exit. See bench/README.md for every knob.
@@ -23,6 +25,7 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
+    : "${S6_DURATION:=3}"
     : "${ROUNDS:=3}" "${S1_ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
         "${S2_WINDOW:=2}" "${S2_ROUNDS:=1}" "${S4_DURATION:=6}" "${S5_IDLE:=4}" "${ROUTER_PICKS:=50000}"
 fi
@@ -44,13 +47,23 @@ S4_STREAMS=${S4_STREAMS:-30}
 S5_NODES=${S5_NODES:-1000}
 S5_IDLE=${S5_IDLE:-30}
 ROUTER_PICKS=${ROUTER_PICKS:-200000}
-SCENARIOS=${SCENARIOS:-"s5 s2 s1 s3 s4"}
+S6_DURATION=${S6_DURATION:-5}
+S6_CONNS=${S6_CONNS:-16}
+S6_RATES=${S6_RATES:-"0.001 0.01 0.1"}
+S6_TTFT_MS=${S6_TTFT_MS:-5}
+S6_FULL_SLOTS=${S6_FULL_SLOTS:-2}
+S6_FULL_TPS=${S6_FULL_TPS:-400}
+S6_MAX_TOKENS=${S6_MAX_TOKENS:-16}
+SCENARIOS=${SCENARIOS:-"s5 s2 s1 s3 s4 s6"}
+SCENARIOS=${SCENARIOS,,} # S6 and s6 alike
 PIN=${PIN:-auto}
 PORTKEY=${PORTKEY:-on}
 PORTKEY_VERSION=${PORTKEY_VERSION:-1.15.2}
 PORTKEY_DIR=${PORTKEY_DIR:-/var/cache/drover/bench-npm}
 MODEL=bench-model
 T_START=$SECONDS
+# Portkey rows exist only in S1 and S3: do not install it for a run without them.
+[[ " ${SCENARIOS,,} " == *" s1 "* || " ${SCENARIOS,,} " == *" s3 "* ]] || PORTKEY=off
 
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -196,6 +209,9 @@ start_drover() { # name mode ports...
         echo "listen: 127.0.0.1:0"
         echo "admin_listen: 127.0.0.1:0"
         echo "log_level: warn"
+        # Its own store in the temp dir (the default drover.db would land in the repo root).
+        echo "store:"
+        echo "  path: $TMP/$name.db"
         echo "limits:"
         echo "  max_connections: 30000"
         if [ "${DROVER_HEALTH_DEFAULTS:-0}" = 0 ]; then
@@ -248,7 +264,14 @@ start_nginx() { # name mode ports...
         echo "  client_max_body_size 16m; client_body_buffer_size 256k;"
         echo "  upstream nodes {"
         [ $# -gt 1 ] && echo "    least_conn;"
-        for p in "$@"; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=10s;"; done
+        # busy: a 503 under proxy_next_upstream http_503 is an "unsuccessful attempt", so
+        # max_fails=1 would take a node out for 10 s after one busy answer; max_fails=0 keeps
+        # every node in and leaves the busy answers to the retries.
+        if [ "$mode" = busy ]; then
+            for p in "$@"; do echo "    server 127.0.0.1:$p max_fails=0;"; done
+        else
+            for p in "$@"; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=10s;"; done
+        fi
         echo "    keepalive 64;"
         echo "    keepalive_requests 100000000;"
         echo "  }"
@@ -260,6 +283,11 @@ start_nginx() { # name mode ports...
         echo "      proxy_set_header Connection \"\";"
         echo "      proxy_read_timeout 300s;"
         [ "$mode" = stream ] && echo "      proxy_buffering off;"
+        if [ "$mode" = busy ]; then
+            # non_idempotent: without it nginx never retries a POST, i.e. no chat request.
+            echo "      proxy_next_upstream error timeout http_503 http_429 non_idempotent;"
+            echo "      proxy_next_upstream_tries 3;"
+        fi
         echo "    }"
         echo "  }"
         echo "}"
@@ -296,6 +324,12 @@ start_haproxy() { # name mode ports...
         echo "  default_backend nodes"
         echo "backend nodes"
         echo "  balance leastconn"
+        if [ "$mode" = busy ]; then
+            # Layer-7 retries on busy answers, each on another server (redispatch 1).
+            echo "  retry-on $HAPROXY_RETRY_ON"
+            echo "  retries 3"
+            echo "  option redispatch 1"
+        fi
         for p in "$@"; do
             i=$((i + 1))
             echo "  server sim-$i 127.0.0.1:$p"
@@ -700,11 +734,144 @@ s5() {
     done
 }
 
+# ---- S6: busy answers (issue 20) -------------------------------------------------------------
+# Three sim nodes (one `drover sim --nodes 3`) that answer a share of requests 503 +
+# Retry-After: 1 (0.1 %, 1 %, 10 %), then three whose slots are genuinely full (few slots, no
+# queue, token pacing, more connections than slots). drover, nginx and HAProxy with their
+# retry settings in front of the same nodes; wrk -c16. Per target: client failures, goodput,
+# and what the nodes themselves answered busy (their /metrics, before and after the run).
+sim_busy_counts() { # ports... -> "received busy" summed over the nodes
+    local p
+    for p in "$@"; do curl -fs -m 2 "http://127.0.0.1:$p/metrics" || true; done | awk '
+        $1 == "drover_sim_requests_total" { r += $2 }
+        $1 == "drover_sim_faults_total" { f += $2 }
+        $1 == "drover_sim_rejected_busy_total" { b += $2 }
+        END { printf "%d %d\n", r + f, f + b }'
+    # A fault is answered before the request is counted in requests_total; a full queue's 503
+    # is counted in both requests_total and rejected_busy_total.
+}
+wrk_counts() { # wrk output on stdin -> "requests non2xx errors"
+    awk '/ requests in / { n = $1 }
+         /Non-2xx or 3xx responses:/ { bad = $NF }
+         /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+         END { printf "%d %d %d\n", n, bad, err }'
+}
+drover_metrics_line() { # metrics file -> one line of what drover did about busy answers
+    awk '
+        $1 == "drover_queue_entered_total" { qe = $2 }
+        $1 == "drover_queue_served_total" { qs = $2 }
+        $1 == "drover_queue_timeouts_total" { qt = $2 }
+        $1 == "drover_queue_rejected_total" { qr = $2 }
+        $1 == "drover_queue_wait_seconds_total" { qw = $2 }
+        /^drover_node_busy_total\{/ { busy += $2 }
+        /^drover_node_cooled\{/ { cooled += $2 }
+        /^drover_node_concurrency_limit\{/ { lim = lim (lim == "" ? "" : ",") $2 }
+        /^drover_outcomes_total\{/ { o = $1; sub(/.*class="/, "", o); sub(/".*/, "", o); if ($2 > 0) oc = oc " " o "=" $2 }
+        END { printf "busy_seen=%d queue entered=%d served=%d timeouts=%d rejected=%d wait_s=%.1f limits=[%s] cooled_now=%d outcomes:%s\n",
+                     busy, qe, qs, qt, qr, qw, lim, cooled, oc }' "$1"
+}
+s6() {
+    HAPROXY_RETRY_ON="503 429 conn-failure"
+    printf 'defaults\n  mode http\nbackend b\n  retry-on %s\n' "$HAPROXY_RETRY_ON" >"$TMP/hp_check.cfg"
+    if ! "$HAPROXY" -c -q -f "$TMP/hp_check.cfg" >/dev/null 2>&1; then
+        HAPROXY_RETRY_ON="503 conn-failure" # 429 is a retry-on keyword only from HAProxy 2.8
+        S6_HP_NOTE="HAProxy $("$HAPROXY" -v 2>&1 | head -1 | awk '{ print $3 }') has no retry-on 429: retry-on 503 conn-failure"
+    fi
+    printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":%d}' \
+        "$MODEL" "$S6_MAX_TOKENS" >"$TMP/s6.json"
+    lua "$TMP/s6.lua" "$TMP/s6.json" </dev/null
+    local cases=() c k=0
+    for c in $S6_RATES; do cases+=("rate:$c"); done
+    cases+=(full)
+    declare -gA S6=()
+    S6_CASES=()
+    for c in "${cases[@]}"; do
+        local name flags=()
+        if [ "$c" = full ]; then
+            name=full
+            flags=(--slots "$S6_FULL_SLOTS" --queue 0 --busy-retry-after 1 --tokens-per-second "$S6_FULL_TPS")
+        else
+            name=$(awk -v r="${c#rate:}" 'BEGIN { printf "%g%%", r * 100 }')
+            flags=(--slots 64 --queue 64 --tokens-per-second 0 --fault-rate "${c#rate:}" --fault 'status=503;retry_after=1')
+        fi
+        S6_CASES+=("$name")
+        k=$((k + 1))
+        start_sim "s6_sim$k" 3 0 --ttft-ms "$S6_TTFT_MS" --seed "$k" "${flags[@]}"
+        local spid=$SIM_PID ports=()
+        mapfile -t ports <"$TMP/s6_sim$k.ports"
+        local -A port pid
+        start_drover "s6_drover$k" busy "${ports[@]}"
+        port[drover]=$PEER_PORT pid[drover]=$PEER_PID
+        local aport=$ADMIN_PORT
+        start_nginx "s6_nginx$k" busy "${ports[@]}"
+        port[nginx]=$PEER_PORT pid[nginx]=$PEER_PID
+        start_haproxy "s6_haproxy$k" busy "${ports[@]}"
+        port[haproxy]=$PEER_PORT pid[haproxy]=$PEER_PID
+        local targets=(drover nginx haproxy) t i out
+        for i in 0 1 2; do
+            t=${targets[$(((i + k - 1) % 3))]} # rotate the order per case
+            say "s6: $name: $t (wrk -c$S6_CONNS ${S6_DURATION}s)"
+            local before after
+            before=$(sim_busy_counts "${ports[@]}")
+            out=$(timeout $((S6_DURATION + 30)) "${LOAD_PIN[@]}" wrk -t1 -c"$S6_CONNS" -d"${S6_DURATION}s" --timeout 10s \
+                --latency -s "$TMP/s6.lua" "http://127.0.0.1:${port[$t]}/v1/chat/completions" 2>&1) || true
+            after=$(sim_busy_counts "${ports[@]}")
+            echo "== s6 $name $t" >>"$TMP/wrk.log"
+            echo "$out" >>"$TMP/wrk.log"
+            read -r S6[$name.$t.req] S6[$name.$t.bad] S6[$name.$t.err] < <(wrk_counts <<<"$out")
+            S6[$name.$t.p99]=$(wrk_summary <<<"$out" | awk '{ print $3 }')
+            local b0 b1 r0 r1
+            read -r r0 b0 <<<"$before"
+            read -r r1 b1 <<<"$after"
+            S6[$name.$t.node_req]=$((r1 - r0))
+            S6[$name.$t.node_busy]=$((b1 - b0))
+            if [ "$t" = drover ]; then
+                curl -fs -m 2 "http://127.0.0.1:$aport/metrics" >"$TMP/s6_drover$k.metrics" || true
+                S6[$name.drover.metrics]=$(drover_metrics_line "$TMP/s6_drover$k.metrics")
+            fi
+            sleep 1.2 # let any cooling (Retry-After 1) and the nodes' slots clear before the next target
+        done
+        stop "${pid[@]}" "$spid"
+    done
+    report ""
+    report "S6 busy answers (issue 20): 3 sim nodes (one drover sim --nodes 3), wrk -t1 -c$S6_CONNS -d${S6_DURATION}s, max_tokens $S6_MAX_TOKENS, ttft ${S6_TTFT_MS} ms;"
+    report "   rate cases: --fault-rate R --fault 'status=503;retry_after=1', 64 slots; full: --slots $S6_FULL_SLOTS --queue 0, $S6_FULL_TPS tok/s"
+    report "   nginx: proxy_next_upstream error timeout http_503 http_429 non_idempotent, tries 3, max_fails=0; HAProxy: retry-on $HAPROXY_RETRY_ON, retries 3, option redispatch 1"
+    [ -n "${S6_HP_NOTE:-}" ] && report "   ($S6_HP_NOTE)"
+    report "   fail% = (non-2xx + socket errors) / (requests + socket errors); node busy% = the nodes' 503s / requests they received"
+    report "$(printf '%-6s %-8s %9s %8s %8s %9s %9s %10s %10s %9s' case target requests failed fail% goodput/s p99_ms node_req node_busy busy%)"
+    local name t
+    for name in "${S6_CASES[@]}"; do
+        for t in drover nginx haproxy; do
+            local req=${S6[$name.$t.req]} bad=${S6[$name.$t.bad]} err=${S6[$name.$t.err]}
+            S6[$name.$t.fail]=$(awk -v n="$req" -v b="$bad" -v e="$err" 'BEGIN { if (n + e > 0) printf "%.4f", (b + e) * 100 / (n + e); else print "n/a" }')
+            S6[$name.$t.good]=$(awk -v n="$req" -v b="$bad" -v d="$S6_DURATION" 'BEGIN { printf "%.1f", (n - b) / d }')
+            S6[$name.$t.busy]=$(awk -v n="${S6[$name.$t.node_req]}" -v b="${S6[$name.$t.node_busy]}" 'BEGIN { if (n > 0) printf "%.4f", b * 100 / n; else print "n/a" }')
+            report "$(printf '%-6s %-8s %9d %8d %8s %9s %9s %10d %10d %9s' "$name" "$t" "$req" $((bad + err)) "${S6[$name.$t.fail]}" \
+                "${S6[$name.$t.good]}" "${S6[$name.$t.p99]}" "${S6[$name.$t.node_req]}" "${S6[$name.$t.node_busy]}" "${S6[$name.$t.busy]}")"
+        done
+    done
+    report ""
+    report "$(printf '%-6s %22s %24s' case drover_fail/node_busy drover_goodput/best_peer)"
+    for name in "${S6_CASES[@]}"; do
+        local best
+        best=$(awk -v a="${S6[$name.nginx.good]}" -v b="${S6[$name.haproxy.good]}" 'BEGIN { print (a > b) ? a : b }')
+        S6[$name.best]=$best
+        S6[$name.fail_ratio]=$(awk -v f="${S6[$name.drover.fail]}" -v b="${S6[$name.drover.busy]}" \
+            'BEGIN { if (b > 0) printf "%.3f", f / b; else if (f == 0) print "0 (0/0)"; else print "inf" }')
+        S6[$name.good_ratio]=$(ratio3 "${S6[$name.drover.good]}" "$best")
+        report "$(printf '%-6s %22s %24s' "$name" "${S6[$name.fail_ratio]}" "${S6[$name.good_ratio]}")"
+    done
+    report ""
+    report "drover's /metrics at the end of its run (busy answers it saw, admission queue, adaptive limits per node):"
+    for name in "${S6_CASES[@]}"; do report "  $name: ${S6[$name.drover.metrics]:-n/a}"; done
+}
+
 # ---- run -------------------------------------------------------------------------------------
 for s in $SCENARIOS; do
     case $s in
-    s1 | s2 | s3 | s4 | s5) "$s" ;;
-    *) die "unknown scenario $s (s1..s5)" ;;
+    s1 | s2 | s3 | s4 | s5 | s6) "$s" ;;
+    *) die "unknown scenario $s (s1..s6)" ;;
     esac
 done
 
@@ -715,9 +882,11 @@ verdict() { # name condition-awk-expr text
     report "  [$ok] $1: $3"
 }
 set +u # a subset run (SCENARIOS, S2_TARGETS, PORTKEY=off) leaves some results unset: n/a
-report ""
-report "Targets (issue 7)"
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+if has s1 || has s2 || has s3 || has s4 || has s5; then
+    report ""
+    report "Targets (issue 7)"
+fi
 if has s1; then
     verdict "S1 throughput >= 1.0x nginx" "${R[s1.drover.rps]} >= ${R[s1.nginx.rps]}" "drover/nginx $(ratio3 "${R[s1.drover.rps]}" "${R[s1.nginx.rps]}")"
     verdict "S1 throughput >= 1.0x HAProxy" "${R[s1.drover.rps]} >= ${R[s1.haproxy.rps]}" "drover/haproxy $(ratio3 "${R[s1.drover.rps]}" "${R[s1.haproxy.rps]}")"
@@ -745,6 +914,16 @@ if has s5; then
     verdict "S5 idle RSS < 64 MB with $S5_NODES nodes" "${R[s5.rss_kb]} < 65536" "$(awk -v k="${R[s5.rss_kb]}" 'BEGIN { printf "%.1f MB", k / 1024 }')"
     verdict "S5 < 5% of one core to probe $S5_NODES nodes" "${R[s5.cpu_pct]} < 5" "${R[s5.cpu_pct]} %"
     verdict "S5 route decision p99 < 20 us" "${R[s5.pick_p99]:-999} < 20" "p99 ${R[s5.pick_p99]:-n/a} us (p50 ${R[s5.pick_p50]:-n/a}), busy fleet: every pick scans all 1000 candidates"
+fi
+if has s6; then
+    report ""
+    report "Targets (issue 20)"
+    for name in "${S6_CASES[@]}"; do
+        verdict "S6 $name: client failure rate <= the nodes' busy rate" "${S6[$name.drover.fail]} <= ${S6[$name.drover.busy]}" \
+            "drover ${S6[$name.drover.fail]} % failed, its nodes answered ${S6[$name.drover.busy]} % busy (nginx ${S6[$name.nginx.fail]} %, haproxy ${S6[$name.haproxy.fail]} %)"
+        verdict "S6 $name: goodput >= the best peer's" "${S6[$name.drover.good]} >= ${S6[$name.best]}" \
+            "drover ${S6[$name.drover.good]}/s, best peer ${S6[$name.best]}/s (${S6[$name.good_ratio]})"
+    done
 fi
 
 # ---- header: versions and machine ------------------------------------------------------------
