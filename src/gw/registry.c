@@ -762,6 +762,7 @@ void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight
 {
     n->busy_total++;
     n->consecutive_busy++;
+    n->busy_share_pm += (1000 - n->busy_share_pm) / 16;
     /* "busy to everything": at least cool_after answers in a row, and at least as many as it
      * had requests in flight, with no success between (random busy answers under concurrency
      * rarely line up that long) */
@@ -778,7 +779,11 @@ void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight
              (unsigned long long)ms);
         return;
     }
-    /* One decrease per latency: a burst of busy answers from one moment counts once. */
+    /* A random busy answer among successes is about that request: only when busy answers are
+     * half of the recent ones is the node over its capacity, and the limit comes down (bench
+     * S6: halving on every busy answer at a 10 % random busy rate kept limits at 1–3 with 64
+     * free slots). One decrease per latency: a burst from one moment counts once. */
+    if (n->busy_share_pm < 500) return;
     uint64_t hold = n->latency_ewma_ms ? n->latency_ewma_ms : 100;
     if (n->last_decrease_ms && now_ms - n->last_decrease_ms < hold) return;
     unsigned base = n->conc_limit && n->conc_limit < in_flight ? n->conc_limit : in_flight;
@@ -794,6 +799,7 @@ void registry_node_busy(struct registry *reg, struct node *n, unsigned in_flight
 void registry_node_ok(struct registry *reg, struct node *n, unsigned in_flight, uint64_t dur_ms)
 {
     n->consecutive_busy = 0;
+    n->busy_share_pm -= n->busy_share_pm / 16;
     if (n->cooled_until_ms) {
         /* never cooled longer than it keeps saying so */
         n->cooled_until_ms = 0;

@@ -112,6 +112,7 @@ struct node {
     uint64_t last_decrease_ms;
     uint64_t next_trickle_ms; /* cooled: the next single request it may get */
     uint64_t busy_total;
+    unsigned busy_share_pm;   /* busy answers among recent ones, per mille (EWMA, 1/16) */
     uint64_t latency_ewma_ms; /* completed attempts, for the expected wait */
 
     uint64_t requests_total, faults_total;

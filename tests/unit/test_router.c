@@ -343,12 +343,22 @@ static void test_busy_limits(void **state)
     struct node *a = add(&reg, "a", 9001, "m");
     make_healthy(&reg, a);
     a->inflight = 8;
-    registry_node_busy(&reg, a, 8, 60, 5000);
-    assert_int_equal(a->conc_limit, 4);
+    /* random busy answers among successes change no limit (one in ten, as in bench S6) */
+    for (int i = 0; i < 50; i++) {
+        if (i % 10 == 0)
+            registry_node_busy(&reg, a, 8, 60, 5000);
+        else
+            registry_node_ok(&reg, a, 8, 10);
+    }
+    assert_int_equal(a->conc_limit, 0);
+    /* busy answers that are most of the recent ones: over capacity, the limit halves */
+    for (int i = 0; i < 11; i++) registry_node_busy(&reg, a, 16, 60, 5000);
+    assert_int_equal(a->conc_limit, 8);
     assert_false(node_is_cooled(a, 5000));
-    /* a second busy answer from the same moment does not halve again */
-    registry_node_busy(&reg, a, 8, 60, 5001);
-    assert_int_equal(a->conc_limit, 4);
+    /* another busy answer from the same moment does not halve again */
+    registry_node_busy(&reg, a, 16, 60, 5001);
+    assert_int_equal(a->conc_limit, 8);
+    a->conc_limit = 4;
     /* at its limit it takes nothing new; below it, it does */
     assert_int_equal(pick(&reg, "m", CAP_CHAT).status, ROUTE_CAPACITY);
     a->inflight = 3;
@@ -360,6 +370,7 @@ static void test_busy_limits(void **state)
     /* busy to everything: cooled for Retry-After capped at busy.max_retry_after, then one */
     for (unsigned i = 0; i < reg.cfg.busy_cool_after; i++)
         registry_node_busy(&reg, a, 1, 600, 6000);
+    assert_true(node_is_cooled(a, 6000));
     assert_true(node_is_cooled(a, 6000 + 59999));
     assert_false(node_is_cooled(a, 6000 + 60000));
     assert_int_equal(a->conc_limit, 1);
