@@ -89,8 +89,7 @@ static void fz_on_done(struct http_call *call, const struct http_call_result *re
     if (o->n_done++) __builtin_trap();
     if (res->got_head != (o->n_heads == 1)) __builtin_trap();
     if (res->body_bytes != o->body_bytes) __builtin_trap();
-    if (res->err != 0 && res->err != GW_E_MALFORMED && res->err != GW_E_TRUNCATED)
-        __builtin_trap();
+    if (res->err != 0 && res->err != GW_E_MALFORMED && res->err != GW_E_TRUNCATED) __builtin_trap();
     o->err = res->err;
 }
 

@@ -41,21 +41,21 @@ static bool is_c_string(const char *s, size_t cap)
 }
 
 /* emit → parse → emit: the second parse must equal the first (eq) and the bytes must agree */
-#define ROUND_TRIP(type, first, emit, parse_again, eq, release)                                  \
-    do {                                                                                          \
-        struct buf b1, b2;                                                                        \
-        buf_init(&b1, FZ_OUT_CAP);                                                                \
-        buf_init(&b2, FZ_OUT_CAP);                                                                \
-        if (emit(&b1, (first))) __builtin_trap();                                                 \
-        type second;                                                                              \
-        struct gw_error e2 = {0};                                                                 \
-        if (parse_again) __builtin_trap();                                                        \
-        if (!eq((first), &second)) __builtin_trap();                                              \
-        if (emit(&b2, &second)) __builtin_trap();                                                 \
-        if (!strv_eq(buf_view(&b1), buf_view(&b2))) __builtin_trap();                             \
-        release;                                                                                  \
-        buf_free(&b1);                                                                            \
-        buf_free(&b2);                                                                            \
+#define ROUND_TRIP(type, first, emit, parse_again, eq, release)                                    \
+    do {                                                                                           \
+        struct buf b1, b2;                                                                         \
+        buf_init(&b1, FZ_OUT_CAP);                                                                 \
+        buf_init(&b2, FZ_OUT_CAP);                                                                 \
+        if (emit(&b1, (first))) __builtin_trap();                                                  \
+        type second;                                                                               \
+        struct gw_error e2 = {0};                                                                  \
+        if (parse_again) __builtin_trap();                                                         \
+        if (!eq((first), &second)) __builtin_trap();                                               \
+        if (emit(&b2, &second)) __builtin_trap();                                                  \
+        if (!strv_eq(buf_view(&b1), buf_view(&b2))) __builtin_trap();                              \
+        release;                                                                                   \
+        buf_free(&b1);                                                                             \
+        buf_free(&b2);                                                                             \
     } while (0)
 
 /* --- equality ------------------------------------------------------------------------------ */
@@ -149,8 +149,7 @@ static void check_discovery(const struct node_api_discovery *d)
 static void check_join(const struct node_api_join *j)
 {
     if (!node_api_name_is_valid(strv_from_cstr(j->name))) __builtin_trap();
-    if (strncmp(j->url, "http://", 7) != 0 || !is_c_string(j->url, sizeof j->url))
-        __builtin_trap();
+    if (strncmp(j->url, "http://", 7) != 0 || !is_c_string(j->url, sizeof j->url)) __builtin_trap();
     if ((unsigned)j->engine > NODE_API_ENGINE_OPENAI) __builtin_trap();
     if (j->n_labels > NODE_API_MAX_LABELS) __builtin_trap();
     for (size_t i = 0; i < j->n_labels; i++)
@@ -329,7 +328,8 @@ static void fuzz_names(const char *p, size_t n)
     if (node_api_engine_parse(s, &e) == 0 && !strv_eq_cstr(s, node_api_engine_name(e)))
         __builtin_trap();
     enum node_api_model_status st;
-    if (node_api_model_status_parse(s, &st) == 0 && !strv_eq_cstr(s, node_api_model_status_name(st)))
+    if (node_api_model_status_parse(s, &st) == 0 &&
+        !strv_eq_cstr(s, node_api_model_status_name(st)))
         __builtin_trap();
     unsigned bit = 0;
     if (node_api_cap_parse(s, &bit) == 0) {
@@ -354,13 +354,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *p = xmalloc(n ? n : 1); /* exact size: an overread is ASan's to see */
     if (n) memcpy(p, data + 1, n);
     switch (data[0] % MSG_COUNT) {
-    case MSG_JOIN: fuzz_join(p, n); break;
-    case MSG_JOIN_ANSWER: fuzz_join_answer(p, n); break;
-    case MSG_HEALTH: fuzz_health(p, n); break;
-    case MSG_MODELS_ANSWER: fuzz_models_answer(p, n); break;
-    case MSG_MODELS_ARRAY: fuzz_models_array(p, n); break;
-    case MSG_DISCOVERY: fuzz_discovery(p, n); break;
-    default: fuzz_names(p, n); break;
+    case MSG_JOIN:
+        fuzz_join(p, n);
+        break;
+    case MSG_JOIN_ANSWER:
+        fuzz_join_answer(p, n);
+        break;
+    case MSG_HEALTH:
+        fuzz_health(p, n);
+        break;
+    case MSG_MODELS_ANSWER:
+        fuzz_models_answer(p, n);
+        break;
+    case MSG_MODELS_ARRAY:
+        fuzz_models_array(p, n);
+        break;
+    case MSG_DISCOVERY:
+        fuzz_discovery(p, n);
+        break;
+    default:
+        fuzz_names(p, n);
+        break;
     }
     xfree(p);
     return 0;
