@@ -520,6 +520,11 @@ static int on_headers_complete(llhttp_t *p)
     struct conn *c = p->data;
     struct http_call *call = c->call;
     int status = llhttp_get_status_code(p);
+    /* llhttp takes 1-3 digits ("HTTP/1.1 28"); a length past INT64_MAX would turn negative */
+    if (status < 100 || ((p->flags & F_CONTENT_LENGTH) && p->content_length > INT64_MAX)) {
+        c->cb_err = GW_E_MALFORMED;
+        return -1;
+    }
     if (status == 101) { /* we never ask to switch protocols */
         c->cb_err = GW_E_MALFORMED;
         return -1;

@@ -98,6 +98,9 @@ bool node_api_secret_is_valid(struct strv s)
 static void copy_strv(char *dst, size_t cap, struct strv v)
 {
     size_t n = v.len < cap - 1 ? v.len : cap - 1;
+    /* never cut a UTF-8 sequence: a strict parser would refuse the copy */
+    if (n < v.len)
+        while (n > 0 && ((unsigned char)v.p[n] & 0xC0) == 0x80) n--;
     if (n) memcpy(dst, v.p, n);
     dst[n] = '\0';
 }
@@ -200,7 +203,7 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
     if (!json_object_is_type(o, json_type_object))
         return gw_error_set(err, GW_E_INVALID, "models: expected objects");
     struct strv id, st;
-    if (json_get_str(o, "id", &id) || id.len == 0)
+    if (json_get_str(o, "id", &id) || id.len == 0 || memchr(id.p, '\0', id.len))
         return gw_error_set(err, GW_E_INVALID, "models.id: expected a non-empty string");
     if (json_get_str(o, "status", &st))
         return gw_error_set(err, GW_E_INVALID, "models.status: expected a string");
