@@ -32,7 +32,9 @@ class ScriptedNode:
     def __init__(self, name):
         self.name = name
         self.probe_hang = False
+        self.all_busy = False  # answer every chat 503 + Retry-After (a node at capacity)
         self.served = 0
+        self.received = 0
         self.lock = threading.Lock()
         node = self
 
@@ -64,6 +66,11 @@ class ScriptedNode:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 req = json.loads(self.rfile.read(n) or b"{}")
+                with node.lock:
+                    node.received += 1
+                if node.all_busy:
+                    self.send(503, {"error": {"message": "busy"}}, {"Retry-After": "30"})
+                    return
                 if req.get("model") != MODEL:
                     self.send(404, {"error": {"message": "model '%s' not found" % req.get("model"),
                                               "type": "invalid_request_error",
@@ -380,3 +387,30 @@ def test_capacity_answer_only_after_the_wait():
     finally:
         gw.stop()
         sim.stop()
+
+
+def test_node_busy_to_everything_gets_a_trickle_then_recovers():
+    """Issue 20: a node that answers busy to everything receives at most a trickle until it
+    recovers, and full traffic again at once when it does; clients are served by the others."""
+    a, b = ScriptedNode("a"), ScriptedNode("b")
+    gw = start_gateway([("a", a.port), ("b", b.port)], "busy.trickle_interval=200ms")
+    try:
+        wait_until(lambda: all(n["routable"] for n in admin_nodes(gw).values()), "both routable")
+        a.all_busy = True
+        t0 = time.monotonic()
+        got = in_threads(4, 40, lambda i: chat(gw, "hello %d" % i)[0])
+        elapsed = time.monotonic() - t0
+        assert got == [200] * 160, sorted(set(got))
+        # before it cooled: at most a few requests per client thread; then one per 200 ms
+        assert a.received <= 4 * 4 + elapsed / 0.2 + 2, (a.received, elapsed)
+        assert metric(gw, "drover_node_cooled", "a") == 1
+        # it recovers: its next trickle request succeeds and traffic flows again
+        a.all_busy = False
+        served_a = a.served
+        wait_until(lambda: chat(gw, "again")[0] == 200 and a.served > served_a,
+                   "a serves again", timeout=10)
+        assert metric(gw, "drover_node_cooled", "a") == 0
+    finally:
+        gw.stop()
+        a.close()
+        b.close()
