@@ -196,12 +196,17 @@ static void test_busy_lowers_limit(void **state)
     struct acct_request r = {0};
     /* 7 others in flight, and this one: 8 when it answered */
     for (int i = 0; i < 7; i++) acct_begin(&f->g, a, STRV_LIT("m"));
+    /* a lone busy answer among successes lowers nothing */
+    struct acct_request r0 = {0};
+    attempt(f, &r0, a, (struct try){.status = 429, .retry_after_s = 7});
+    assert_int_equal(a->conc_limit, 0);
+    a->busy_share_pm = 1000; /* busy answers are most of its recent ones (EWMA) */
     attempt(f, &r, a, (struct try){.status = 429, .retry_after_s = 7});
     assert_int_equal(a->conc_limit, 4);
     assert_false(node_is_cooled(a, gw_now_ms(&f->g)));
     assert_int_equal(a->consecutive_faults, 0);
-    assert_int_equal(a->busy_total, 1);
-    assert_int_equal(f->g.metrics.busy_total, 1);
+    assert_int_equal(a->busy_total, 2);
+    assert_int_equal(f->g.metrics.busy_total, 2);
     assert_int_equal(r.busy_count, 1);
     assert_int_equal(r.busy_retry_s, 7);
     assert_int_equal(a->inflight, 7);
@@ -218,6 +223,7 @@ static void test_limit_grows_only_at_the_limit(void **state)
     struct acct_request r = {0};
     /* 4 in flight at the busy answer: the limit becomes 2 */
     for (int i = 0; i < 3; i++) acct_begin(&f->g, a, STRV_LIT("m"));
+    a->busy_share_pm = 1000; /* busy answers are most of its recent ones (EWMA) */
     attempt(f, &r, a, (struct try){.status = 429, .retry_after_s = 1});
     for (int i = 0; i < 3; i++) {
         bool sc = false;
@@ -243,6 +249,7 @@ static void test_busy_halves_from_inflight_at_answer(void **state)
     struct node *a = add(f, "a", 9001, ms, 1);
     struct acct_request r = {0};
     for (int i = 0; i < 2; i++) acct_begin(&f->g, a, STRV_LIT("m"));
+    a->busy_share_pm = 1000; /* busy answers are most of its recent ones (EWMA) */
     attempt(f, &r, a, (struct try){.status = 429, .retry_after_s = 1});
     assert_int_equal(a->conc_limit, 1);
 }

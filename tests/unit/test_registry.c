@@ -444,9 +444,16 @@ static void test_busy_aimd(void **state)
     struct node *a = add1(&reg, "a", 9001, "m");
     rise(&reg, a, 0);
 
+    /* a lone busy answer (busy share low) lowers nothing */
+    registry_node_busy(&reg, a, 5, 1, 500);
+    assert_int_equal(a->conc_limit, 0);
+    registry_node_ok(&reg, a, 1, 0);
+    /* busy answers are most of its recent ones: over capacity */
+    a->busy_share_pm = 1000;
+    a->latency_ewma_ms = 0;
     registry_node_busy(&reg, a, 5, 1, 1000);
     assert_int_equal(a->conc_limit, 2);
-    assert_int_equal(a->busy_total, 1);
+    assert_int_equal(a->busy_total, 2);
     /* within the hold (no latency learned: 100 ms) no second decrease */
     registry_node_busy(&reg, a, 2, 1, 1099);
     assert_int_equal(a->conc_limit, 2);
