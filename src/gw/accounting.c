@@ -59,17 +59,17 @@ unsigned acct_outcome(struct gw *g, struct acct_request *r, const struct acct_at
     case OUTCOME_SUCCESS:
         registry_record_success(&g->reg, n, now);
         registry_marks_contradicted(&g->reg, n, node_model_find(n, a->model), a->caps);
-        registry_node_ok(&g->reg, n, n->inflight + 1, a->dur_ms);
+        registry_node_ok(&g->reg, n, n->inflight, a->dur_ms);
         n->requests_total++;
         break;
     case OUTCOME_CLIENT_ERROR: /* the engine rejected the request: the node did its job */
         registry_note_alive(&g->reg, n, now);
-        registry_node_ok(&g->reg, n, n->inflight + 1, a->dur_ms);
+        registry_node_ok(&g->reg, n, n->inflight, a->dur_ms);
         break;
     case OUTCOME_NODE_BUSY: {
         uint64_t s = a->retry_after_s ? a->retry_after_s : 1;
         registry_note_alive(&g->reg, n, now); /* busy is not dead */
-        registry_node_busy(&g->reg, n, n->inflight + 1, s, now);
+        registry_node_busy(&g->reg, n, n->inflight, s, now);
         g->metrics.busy_total++;
         r->busy_count++;
         if (!r->busy_retry_s || s < r->busy_retry_s) r->busy_retry_s = s;

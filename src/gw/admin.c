@@ -42,7 +42,9 @@ static int str_field(struct buf *o, const char *key, const char *v)
  * "marks", each with its kind, capability, cause, age and time left. */
 static int marks_json(const struct node_model *m, uint64_t now, struct buf *o)
 {
-    unsigned live = model_marks_block(m, CAP_ALL, now) & m->caps_absent;
+    unsigned live = 0; /* unexpired capability marks (an inventory mark is listed apart) */
+    for (unsigned i = 0; i < CAP_N && m->marks; i++)
+        if ((m->caps_absent & (1u << i)) && now < m->marks->cap[i].until_ms) live |= 1u << i;
     int rc = buf_append_cstr(o, "\"capabilities_absent\":[");
     const char *sep = "";
     for (unsigned i = 0; i < CAP_N && !rc; i++)

@@ -532,7 +532,8 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
         .body_len = p->body.len,
         .dur_ms = now - p->attempt_start_ms,
     };
-    /* accounting sees the node's in-flight count as it was when it answered */
+    /* accounting runs before attempt_end: it sees the node's in-flight count with this
+     * attempt still in it, as it was when the node answered */
     acct_outcome(g, &p->acct, &a, &o);
     attempt_end(p);
 
