@@ -340,8 +340,8 @@ def test_one_percent_busy_is_not_a_fleet_refusal():
         assert failed <= 0.05 * len(got), (failed, busy)
         per_node = [admin_nodes(gw)[n]["requests_total"] for n, _ in nodes]
         assert all(r > len(got) / 10 for r in per_node), per_node
-        # random busy answers among successes lower no node's limit (only a busy share does)
-        assert metric(gw, "drover_node_concurrency_limit") == 0
+        # no request waited out its budget: busy answers moved requests, never stalled them
+        assert metric(gw, "drover_queue_timeouts_total") == 0
     finally:
         gw.stop()
         sim.stop()
