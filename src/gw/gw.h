@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/freelist.h"
 #include "gw/admission.h"
 #include "gw/catalogue.h"
 #include "gw/config.h"
@@ -24,10 +25,9 @@ struct gw {
     struct metrics metrics;
     struct http_client *client;
     struct http_server *api_srv, *admin_srv;
-    unsigned active_requests;   /* client requests being proxied */
-    struct proxy *proxy_spares; /* proxy.c: freed request states kept for reuse (no malloc) */
-    unsigned n_proxy_spares;
-    struct admission admission; /* proxy.c: requests waiting for capacity */
+    unsigned active_requests;     /* client requests being proxied */
+    struct freelist proxy_spares; /* proxy.c: freed request states kept for reuse (no malloc) */
+    struct admission admission;   /* proxy.c: requests waiting for capacity */
     bool stopping;
     uint64_t started_ms;
     struct store *store;    /* NULL: nothing is persisted */

@@ -7,11 +7,11 @@
  * boundaries (the SSE/NDJSON splitters). Non-streaming answers are buffered until complete so
  * a node that dies mid-body costs the client nothing. A client that leaves cancels the
  * upstream at once, at no cost to the node. The loop thread only. */
-#include <sanitizer/asan_interface.h> /* no-op macros outside ASan builds */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/freelist.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -158,28 +158,15 @@ static void proxy_free(struct proxy *p)
     buf_free(&p->last_error);
     struct gw *g = p->g;
     if (g->active_requests > 0) g->active_requests--;
-    /* The state is larger than malloc's per-thread cache takes: keep a few for reuse. The
-     * first word links the spares; the rest is poisoned so ASan still reports a use after
-     * free. */
-    if (g->n_proxy_spares < PROXY_SPARES) {
-        *(struct proxy **)p = g->proxy_spares;
-        ASAN_POISON_MEMORY_REGION((char *)p + sizeof(void *), sizeof *p - sizeof(void *));
-        g->proxy_spares = p;
-        g->n_proxy_spares++;
-        return;
-    }
-    xfree(p);
+    /* The state is larger than malloc's per-thread cache takes: a few are kept for reuse. */
+    freelist_put(&g->proxy_spares, p);
 }
 
 static struct proxy *proxy_alloc(struct gw *g)
 {
-    struct proxy *p = g->proxy_spares;
-    if (!p) return xcalloc(1, sizeof *p);
-    g->proxy_spares = *(struct proxy **)p;
-    g->n_proxy_spares--;
-    ASAN_UNPOISON_MEMORY_REGION(p, sizeof *p);
-    memset(p, 0, sizeof *p);
-    return p;
+    if (!g->proxy_spares.obj_bytes)
+        freelist_init(&g->proxy_spares, sizeof(struct proxy), PROXY_SPARES);
+    return freelist_get(&g->proxy_spares);
 }
 
 void proxy_start(struct gw *g)
@@ -196,13 +183,7 @@ void proxy_stop(struct gw *g)
 
 void proxy_free_spares(struct gw *g)
 {
-    while (g->proxy_spares) {
-        struct proxy *p = g->proxy_spares;
-        g->proxy_spares = *(struct proxy **)p;
-        ASAN_UNPOISON_MEMORY_REGION(p, sizeof *p);
-        xfree(p);
-    }
-    g->n_proxy_spares = 0;
+    freelist_drain(&g->proxy_spares);
 }
 
 /* The request, for its final answer: the abort callback is cleared first, because a client
