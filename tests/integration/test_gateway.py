@@ -26,7 +26,9 @@ EMB = "nomic-embed-text"
 def start_gateway(nodes, *extra, env=None):
     args = ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
             "--set", "health.interval=100ms", "--set", "health.jitter=20ms",
-            "--set", "health.timeout=300ms", "--set", "upstream.first_byte_timeout=2s"]
+            "--set", "health.timeout=300ms", "--set", "upstream.first_byte_timeout=2s",
+            # a request every node answers busy waits for capacity this long, then 503
+            "--set", "queue.max_wait=1s"]
     for name, port, kind in nodes:
         args += ["--node", "%s=http://127.0.0.1:%d,%s" % (name, port, kind)]
     gw = Proc(args + list(extra), "drover-serve ready", env=env)
