@@ -1,11 +1,16 @@
-/* store — the job queue and the store thread. The loop thread submits jobs (a FIFO under mu);
- * the one store thread owns the sqlite3 handle, runs each job inside BEGIN IMMEDIATE … COMMIT
- * and moves it to the completed list; uv_async wakes the loop thread, which pops completions
+/* store — the job queue and the store thread, for both engines. The loop thread submits jobs (a
+ * FIFO under mu); the one store thread owns the database connection (struct store_db: SQLite or
+ * libpq), runs each job inside one transaction (BEGIN IMMEDIATE … COMMIT on SQLite, BEGIN …
+ * COMMIT on PostgreSQL) and moves it to the completed list; uv_async wakes the loop thread, which pops completions
  * one at a time, in submission order (async sends coalesce, so one wake-up may find many).
  * Invariants: a completion runs only after its transaction committed or rolled back; the async
  * handle is referenced only while some job's completion is still to run, so a loop that has
  * nothing else to do returns from uv_run exactly when the store is idle. store_close never
- * re-enters uv_run: it waits for the queue and calls the remaining completions itself. */
+ * re-enters uv_run: it waits for the queue and calls the remaining completions itself.
+ * PostgreSQL only: a lost connection is dropped after the job that saw it; while there is none,
+ * jobs fail at once with STORE_E_UNAVAILABLE and the thread reconnects in the background with
+ * backoff (250 ms doubling to 10 s). A job whose BEGIN finds a dead connection (the server
+ * restarted while we were idle) reconnects at once and runs, since nothing was sent yet. */
 #include "store/store.h"
 
 #include <errno.h>
@@ -20,7 +25,13 @@
 #include "base/mem.h"
 #include "store/store_impl.h"
 
-enum { STORE_DEFAULT_BUSY_TIMEOUT_MS = 5000 };
+enum {
+    STORE_DEFAULT_BUSY_TIMEOUT_MS = 5000,
+    STORE_DEFAULT_CONNECT_TIMEOUT_MS = 5000,
+    STORE_DEFAULT_STATEMENT_TIMEOUT_MS = 10000,
+    STORE_RECONNECT_MIN_MS = 250,
+    STORE_RECONNECT_MAX_MS = 10000,
+};
 
 struct job {
     struct job *next;
@@ -46,9 +57,17 @@ struct store {
     bool is_stopping;            /* (mu) the thread exits once the queue is empty */
     bool is_closing;             /* loop thread only */
     unsigned n_inflight;         /* loop thread only: async jobs whose completion is pending */
-    sqlite3 *db;                 /* the store thread's while it runs */
+    bool is_available;           /* (mu) a connection is up */
+    struct store_db *db;         /* the store thread's while it runs; NULL while disconnected */
     int schema_version;
-    char *path;
+    enum store_engine engine;
+    char *label; /* the path, or "postgres HOST:PORT/DB": never the URL (it may hold a password) */
+    /* PostgreSQL reconnection: store thread only */
+    char *url;
+    unsigned connect_timeout_ms, statement_timeout_ms;
+    unsigned backoff_ms;
+    int64_t next_connect_ms; /* monotonic */
+    char down_msg[GW_ERROR_MSG_BYTES];
 };
 
 static const char *qpath(char *q, size_t cap, const char *path)
@@ -56,24 +75,105 @@ static const char *qpath(char *q, size_t cap, const char *path)
     return log_quote(q, cap, path, strlen(path));
 }
 
+static int64_t mono_ms(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000u);
+}
+
+static void set_available(struct store *s, bool is_available)
+{
+    uv_mutex_lock(&s->mu);
+    s->is_available = is_available;
+    uv_mutex_unlock(&s->mu);
+}
+
+bool store_is_available(struct store *s)
+{
+    uv_mutex_lock(&s->mu);
+    bool up = s->is_available;
+    uv_mutex_unlock(&s->mu);
+    return up;
+}
+
 /* ---- store thread --------------------------------------------------------------------- */
+
+static void drop_connection(struct store *s, const char *why)
+{
+    char q[256], w[GW_ERROR_MSG_BYTES + 8];
+    snprintf(s->down_msg, sizeof s->down_msg, "%s", why);
+    LOGW("store_disconnected", "store=%s err=%s", qpath(q, sizeof q, s->label),
+         log_quote(w, sizeof w, why, strlen(why)));
+    store_db_close(s->db);
+    s->db = NULL;
+    s->backoff_ms = 0;
+    s->next_connect_ms = 0; /* the first attempt at once */
+    set_available(s, false);
+}
+
+/* One connection attempt if it is due (or forced); true when connected. */
+static bool reconnect(struct store *s, bool is_forced)
+{
+    if (s->db) return true;
+    if (s->engine != STORE_ENGINE_POSTGRES) return false;
+    if (!is_forced && mono_ms() < s->next_connect_ms) return false;
+    struct store_db *db = NULL;
+    struct gw_error err = {0};
+    char q[256], w[GW_ERROR_MSG_BYTES + 8];
+    if (store_db_connect_pg(s->url, s->connect_timeout_ms, s->statement_timeout_ms, &db, &err)) {
+        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : STORE_RECONNECT_MIN_MS;
+        if (s->backoff_ms > STORE_RECONNECT_MAX_MS) s->backoff_ms = STORE_RECONNECT_MAX_MS;
+        s->next_connect_ms = mono_ms() + s->backoff_ms;
+        snprintf(s->down_msg, sizeof s->down_msg, "%s", err.msg);
+        LOGW("store_reconnect_failed", "store=%s retry_ms=%u err=%s", qpath(q, sizeof q, s->label),
+             s->backoff_ms, log_quote(w, sizeof w, err.msg, strlen(err.msg)));
+        return false;
+    }
+    s->db = db;
+    s->backoff_ms = 0;
+    set_available(s, true);
+    LOGI("store_reconnected", "store=%s", qpath(q, sizeof q, store_db_label(db)));
+    return true;
+}
 
 static void run_job(struct store *s, struct job *j)
 {
     j->rc = 0;
     memset(&j->err, 0, sizeof j->err);
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        j->rc = gw_error_set(&j->err, GW_E_IO, "%s: begin: %s", s->path, sqlite3_errmsg(s->db));
+    if (!s->db && !reconnect(s, false)) {
+        j->rc = gw_error_set(&j->err, STORE_E_UNAVAILABLE, "%s: store unavailable: %s", s->label,
+                             s->down_msg);
         return;
     }
-    int rc = j->run(s->db, j->ctx, &j->err);
-    if (rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = gw_error_set(&j->err, GW_E_IO, "%s: commit: %s", s->path, sqlite3_errmsg(s->db));
-    if (rc != 0) {
-        if (!j->err.msg[0]) gw_error_set(&j->err, rc, "%s", gw_strerror(rc));
-        if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    int rc = store_db_begin(s->db);
+    if (rc && store_db_is_broken(s->db)) {
+        /* Found dead before anything was sent: a fresh connection may well work. */
+        struct gw_error e = {0};
+        store_db_error(s->db, "begin", &e);
+        drop_connection(s, e.msg);
+        rc = reconnect(s, true) ? store_db_begin(s->db) : STORE_E_UNAVAILABLE;
+        if (!s->db) {
+            j->rc = gw_error_set(&j->err, rc, "%s: store unavailable: %s", s->label, s->down_msg);
+            return;
+        }
     }
-    j->rc = rc;
+    if (rc) {
+        char what[200];
+        snprintf(what, sizeof what, "%s: begin", s->label);
+        j->rc = store_db_error(s->db, what, &j->err);
+    } else {
+        rc = j->run(s->db, j->ctx, &j->err);
+        if (rc == 0 && store_db_commit(s->db)) {
+            char what[200];
+            snprintf(what, sizeof what, "%s: commit", s->label);
+            rc = store_db_error(s->db, what, &j->err);
+        }
+        if (rc != 0) {
+            if (!j->err.msg[0]) gw_error_set(&j->err, rc, "%s", gw_strerror(rc));
+            store_db_rollback(s->db);
+        }
+        j->rc = rc;
+    }
+    if (store_db_is_broken(s->db)) drop_connection(s, j->err.msg[0] ? j->err.msg : "lost");
 }
 
 static void store_thread_main(void *arg)
@@ -81,7 +181,21 @@ static void store_thread_main(void *arg)
     struct store *s = arg;
     uv_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->q_head && !s->is_stopping) uv_cond_wait(&s->work_cond, &s->mu);
+        while (!s->q_head && !s->is_stopping) {
+            if (s->db || s->engine != STORE_ENGINE_POSTGRES) {
+                uv_cond_wait(&s->work_cond, &s->mu);
+                continue;
+            }
+            /* Disconnected and idle: reconnect in the background when the backoff is over. */
+            int64_t wait_ms = s->next_connect_ms - mono_ms();
+            if (wait_ms > 0) {
+                (void)uv_cond_timedwait(&s->work_cond, &s->mu, (uint64_t)wait_ms * 1000000u);
+                continue;
+            }
+            uv_mutex_unlock(&s->mu);
+            (void)reconnect(s, false);
+            uv_mutex_lock(&s->mu);
+        }
         struct job *j = s->q_head;
         if (!j) break; /* stopping, and nothing left */
         s->q_head = j->next;
@@ -167,7 +281,8 @@ static void on_async_closed(uv_handle_t *h)
     uv_cond_destroy(&s->wait_cond);
     uv_cond_destroy(&s->work_cond);
     uv_mutex_destroy(&s->mu);
-    xfree(s->path);
+    xfree(s->label);
+    xfree(s->url);
     xfree(s);
 }
 
@@ -219,13 +334,10 @@ void store_close(struct store *s)
     uv_mutex_unlock(&s->mu);
     uv_thread_join(&s->thread);
 
-    /* The last connection to close checkpoints the WAL into the main file. */
+    /* SQLite: the last connection to close checkpoints the WAL into the main file. */
     char q[256];
-    if (sqlite3_close(s->db) != SQLITE_OK)
-        LOGE("store_close_failed", "path=%s err=%s", qpath(q, sizeof q, s->path),
-             sqlite3_errmsg(s->db));
-    else
-        LOGI("store_closed", "path=%s flushed_jobs=%u", qpath(q, sizeof q, s->path), n_completed);
+    store_db_close(s->db);
+    LOGI("store_closed", "store=%s flushed_jobs=%u", qpath(q, sizeof q, s->label), n_completed);
     s->db = NULL;
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }
@@ -338,39 +450,82 @@ static int configure(sqlite3 *db, const char *path, bool is_memory, unsigned bus
     return 0;
 }
 
-int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **out,
-               struct gw_error *err)
+/* Opens, configures and migrates a SQLite file (or ":memory:"). */
+static int open_sqlite(const struct store_config *cfg, struct store_db **out, int *version,
+                       struct gw_error *err)
 {
-    struct gw_error local;
-    if (!err) err = &local;
-    *out = NULL;
-    const char *path = cfg ? cfg->path : NULL;
+    const char *path = cfg->path;
     if (!path || !*path) return gw_error_set(err, GW_E_INVALID, "store: no database path");
     bool is_memory = strcmp(path, ":memory:") == 0;
     if (!is_memory) {
         int rc = check_path(path, err);
         if (rc) return rc;
     }
-
-    sqlite3 *db = NULL;
+    sqlite3 *lite = NULL;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    int src = sqlite3_open_v2(path, &db, flags, NULL);
+    int src = sqlite3_open_v2(path, &lite, flags, NULL);
     int rc = 0;
-    int version = 0;
     if (src != SQLITE_OK)
         rc = gw_error_set(err, GW_E_IO, "%s: %s", path,
-                          db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
-    if (!rc) rc = configure(db, path, is_memory, cfg->busy_timeout_ms, err);
-    if (!rc) rc = store_migrate(db, path, &version, err);
+                          lite ? sqlite3_errmsg(lite) : sqlite3_errstr(src));
+    if (!rc) rc = configure(lite, path, is_memory, cfg->busy_timeout_ms, err);
     if (rc) {
-        sqlite3_close(db); /* NULL is fine */
+        sqlite3_close(lite); /* NULL is fine */
         return rc;
     }
+    struct store_db *db = store_db_wrap_sqlite(lite, path);
+    rc = store_migrate(db, version, err);
+    if (rc) {
+        store_db_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+static int open_pg(const struct store_config *cfg, struct store_db **out, int *version,
+                   struct gw_error *err)
+{
+    if (!cfg->url || !*cfg->url)
+        return gw_error_set(err, GW_E_INVALID, "store: engine postgres needs store.url");
+    struct store_db *db = NULL;
+    int rc = store_db_connect_pg(cfg->url, cfg->connect_timeout_ms, cfg->statement_timeout_ms,
+                                 &db, err);
+    if (!rc) rc = store_migrate(db, version, err);
+    if (rc) {
+        store_db_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **out,
+               struct gw_error *err)
+{
+    struct gw_error local;
+    if (!err) err = &local;
+    *out = NULL;
+    if (!cfg) return gw_error_set(err, GW_E_INVALID, "store: no configuration");
+    struct store_db *db = NULL;
+    int version = 0;
+    int rc = cfg->engine == STORE_ENGINE_POSTGRES ? open_pg(cfg, &db, &version, err)
+                                                  : open_sqlite(cfg, &db, &version, err);
+    if (rc) return rc;
 
     struct store *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     s->db = db;
-    s->path = xstrdup(path);
+    s->engine = cfg->engine;
+    s->label = xstrdup(store_db_label(db));
+    s->is_available = true;
+    if (cfg->engine == STORE_ENGINE_POSTGRES) {
+        s->url = xstrdup(cfg->url);
+        s->connect_timeout_ms =
+            cfg->connect_timeout_ms ? cfg->connect_timeout_ms : STORE_DEFAULT_CONNECT_TIMEOUT_MS;
+        s->statement_timeout_ms = cfg->statement_timeout_ms ? cfg->statement_timeout_ms
+                                                            : STORE_DEFAULT_STATEMENT_TIMEOUT_MS;
+    }
     s->schema_version = version;
     uv_mutex_init(&s->mu);
     uv_cond_init(&s->work_cond);
@@ -380,16 +535,17 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
     uv_unref((uv_handle_t *)&s->async); /* referenced only while completions are pending */
     int trc = uv_thread_create(&s->thread, store_thread_main, s);
     if (trc != 0) {
-        rc = gw_error_set(err, GW_E_IO, "%s: cannot start the store thread: %s", path,
+        rc = gw_error_set(err, GW_E_IO, "%s: cannot start the store thread: %s", s->label,
                           uv_strerror(trc));
-        sqlite3_close(db);
+        store_db_close(db);
         s->db = NULL;
         s->is_closing = true;
         uv_close((uv_handle_t *)&s->async, on_async_closed);
         return rc;
     }
     char q[256];
-    LOGI("store_open", "path=%s schema_version=%d", qpath(q, sizeof q, path), version);
+    LOGI("store_open", "store=%s engine=%s schema_version=%d", qpath(q, sizeof q, s->label),
+         s->engine == STORE_ENGINE_POSTGRES ? "postgres" : "sqlite", version);
     *out = s;
     return 0;
 }

@@ -1,11 +1,15 @@
-/* store — durable state in SQLite, on a thread of its own (DESIGN §2). The loop thread submits
- * jobs; each job runs on the store thread with the database handle, and its completion runs
- * back on the loop thread (uv_async). Nothing on the request path waits for it.
+/* store — durable state in SQLite (embedded, the default) or PostgreSQL (several gateways), on
+ * a thread of its own (DESIGN §2, §9). The loop thread submits jobs; each job runs on the store
+ * thread with the database connection, and its completion runs back on the loop thread
+ * (uv_async). Nothing on the request path waits for it. Jobs are written once for both engines
+ * with the statement API of store/store_db.h.
  *
- * Durability: WAL, synchronous=FULL; a job's completion is called only after its transaction
- * committed, so an admin API that answers from the completion never acknowledges a change that
- * kill -9 could lose. Schema changes are numbered migrations applied at open, in order, each in
- * its own transaction, recorded in schema_migrations. */
+ * Durability: a job's completion is called only after its transaction committed (SQLite: WAL,
+ * synchronous=FULL; PostgreSQL: its own commit, synchronous_commit as the server is set), so an
+ * admin API that answers from the completion never acknowledges a change that kill -9 of the
+ * gateway could lose. Schema changes are numbered migrations applied at open, in order, each in
+ * its own transaction, recorded in schema_migrations. PostgreSQL down: jobs fail at once with
+ * STORE_E_UNAVAILABLE while the store thread reconnects with backoff; nothing hangs. */
 #ifndef DROVER_STORE_STORE_H
 #define DROVER_STORE_STORE_H
 #include <stdbool.h>
@@ -14,20 +18,28 @@
 #include <uv.h>
 
 #include "base/err.h"
+#include "store/store_db.h"
 
-struct sqlite3;
 struct store;
 
 struct store_config {
-    const char *path;         /* file path; ":memory:" for tests */
-    unsigned busy_timeout_ms; /* default 5000 */
+    enum store_engine engine;      /* STORE_ENGINE_SQLITE (0, the default) or _POSTGRES */
+    const char *path;              /* SQLite: file path; ":memory:" for tests */
+    unsigned busy_timeout_ms;      /* SQLite: default 5000 */
+    const char *url;               /* PostgreSQL: a libpq connection string or URI; multi-host
+                                    * with target_session_attrs=read-write as libpq takes it */
+    unsigned connect_timeout_ms;   /* PostgreSQL: per host, default 5000 (unless url sets one) */
+    unsigned statement_timeout_ms; /* PostgreSQL: default 10000 (unless url's options set one);
+                                    * any answer is awaited at most this + 2 s */
 };
 
-/* Opens (creating the file if missing; its directory must exist and be writable), sets WAL,
- * synchronous=FULL and foreign_keys=ON, applies migrations, starts the thread. Refuses an
- * existing file that is not a SQLite database without modifying it. On failure returns GW_E_*
- * (GW_E_IO, or GW_E_INVALID for a foreign file or a schema newer than this build) with a
- * one-line reason in err ("PATH: …") and *out NULL. Loop thread. */
+/* SQLite: opens (creating the file if missing; its directory must exist and be writable), sets
+ * WAL, synchronous=FULL and foreign_keys=ON. Refuses an existing file that is not a SQLite
+ * database without modifying it. PostgreSQL: connects (bounded by connect_timeout_ms). Then
+ * applies migrations and starts the thread. On failure returns GW_E_* (GW_E_IO;
+ * STORE_E_UNAVAILABLE when PostgreSQL cannot be reached; GW_E_INVALID for a foreign file or a
+ * schema newer than this build) with a one-line reason in err ("PATH: …", "postgres: …") and
+ * *out NULL; the URL (it may hold a password) is never in a message. Loop thread. */
 int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **out,
                struct gw_error *err) WUR;
 /* Runs every job already submitted and calls their completions (in order, on the calling
@@ -41,11 +53,16 @@ void store_close(struct store *s);
 /* The schema version after open (number of migrations applied). */
 int store_schema_version(const struct store *s);
 
+/* False while the PostgreSQL connection is down (jobs fail at once with STORE_E_UNAVAILABLE,
+ * and admin writes can answer 503 store_unavailable without submitting). Always true for
+ * SQLite. Any thread. */
+bool store_is_available(struct store *s);
+
 /* Generic jobs, for tables that later modules add (catalogue, ops). run is called on the
- * store thread inside BEGIN IMMEDIATE … COMMIT (rolled back when run returns non-zero);
- * done on the loop thread with run's result and message. ctx belongs to the caller until
- * done returns. */
-typedef int (*store_run_fn)(struct sqlite3 *db, void *ctx, struct gw_error *err);
+ * store thread inside one transaction (rolled back when run returns non-zero), with the
+ * connection for store_prepare & co.; done on the loop thread with run's result and message.
+ * ctx belongs to the caller until done returns. */
+typedef int (*store_run_fn)(struct store_db *db, void *ctx, struct gw_error *err);
 typedef void (*store_done_fn)(void *ctx, int rc, const char *errmsg);
 void store_submit(struct store *s, store_run_fn run, store_done_fn done, void *ctx);
 

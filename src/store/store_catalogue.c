@@ -1,41 +1,48 @@
 /* store_catalogue — SQL for the catalogue rows. Values are bound, never formatted. */
 #include "store/store_catalogue.h"
 
-#include <sqlite3.h>
 #include <string.h>
 
 #include "base/clock.h"
 #include "base/mem.h"
+#include "store/store_db.h"
 
 const char store_catalogue_schema_sql[] = "CREATE TABLE catalogue ("
                                           " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) > 0),"
                                           " body TEXT NOT NULL CHECK (json_valid(body)),"
                                           " updated_ms INTEGER NOT NULL);";
 
+/* The cast raises 22P02 (invalid_text_representation) for a body that is not JSON, which
+ * store_step reports as GW_E_INVALID, as SQLite's CHECK (json_valid(body)) is. */
+const char store_catalogue_schema_pg_sql[] = "CREATE TABLE catalogue ("
+                                             " id TEXT COLLATE \"C\" PRIMARY KEY NOT NULL"
+                                             " CHECK (length(id) > 0),"
+                                             " body TEXT NOT NULL CHECK (body::jsonb IS NOT NULL),"
+                                             " updated_ms BIGINT NOT NULL);";
+
 struct cat_load {
     struct store_cat_row *v;
     size_t n, cap;
 };
 
-static int run_load(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct cat_load *l = ctx;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT id, body FROM catalogue ORDER BY id", -1, &st, NULL))
-        return gw_error_set(err, GW_E_IO, "load catalogue: %s", sqlite3_errmsg(db));
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, "SELECT id, body FROM catalogue ORDER BY id", &st))
+        return store_db_error(db, "load catalogue", err);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step(st)) == STORE_ROW) {
         if (l->n == l->cap) {
             l->cap = l->cap ? 2 * l->cap : 16;
             l->v = xrealloc(l->v, l->cap * sizeof *l->v);
         }
-        l->v[l->n].id = xstrdup((const char *)sqlite3_column_text(st, 0));
-        l->v[l->n].json = xstrdup((const char *)sqlite3_column_text(st, 1));
+        l->v[l->n].id = xstrdup(store_col_text(st, 0));
+        l->v[l->n].json = xstrdup(store_col_text(st, 1));
         l->n++;
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return gw_error_set(err, GW_E_IO, "load catalogue: %s", sqlite3_errmsg(db));
+    store_finalize(st);
+    if (rc != STORE_DONE) return store_db_error(db, "load catalogue", err);
     return 0;
 }
 
@@ -68,24 +75,22 @@ struct cat_job {
     void *ctx;
 };
 
-static int run_write(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_write(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct cat_job *j = ctx;
-    sqlite3_stmt *st = NULL;
+    struct store_stmt *st = NULL;
     const char *sql = j->json ? "INSERT INTO catalogue(id, body, updated_ms) VALUES(?1, ?2, ?3) "
                                 "ON CONFLICT(id) DO UPDATE SET body = ?2, updated_ms = ?3"
                               : "DELETE FROM catalogue WHERE id = ?1";
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL))
-        return gw_error_set(err, GW_E_IO, "write catalogue: %s", sqlite3_errmsg(db));
-    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_TRANSIENT);
+    if (store_prepare(db, sql, &st)) return store_db_error(db, "write catalogue", err);
+    store_bind_text(st, 1, j->id);
     if (j->json) {
-        sqlite3_bind_text(st, 2, j->json, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)clock_wall_ms());
+        store_bind_text(st, 2, j->json);
+        store_bind_int64(st, 3, (int64_t)clock_wall_ms());
     }
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return gw_error_set(err, GW_E_IO, "write catalogue: %s", sqlite3_errmsg(db));
+    int rc = store_step(st);
+    store_finalize(st);
+    if (rc != STORE_DONE) return store_db_error(db, "write catalogue", err);
     return 0;
 }
 

@@ -20,6 +20,8 @@ void store_put_catalogue(struct store *s, const char *id, const char *json, stor
                          void *ctx);
 void store_delete_catalogue(struct store *s, const char *id, store_done_fn done, void *ctx);
 
+/* Migration SQL, SQLite and PostgreSQL (the store's migration list). */
 extern const char store_catalogue_schema_sql[];
+extern const char store_catalogue_schema_pg_sql[];
 
 #endif

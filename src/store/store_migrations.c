@@ -1,21 +1,30 @@
-/* store_migrations — the schema, as numbered migrations. Migration N is migrations[N - 1];
- * a migration once released is never edited, only followed by a new one. Each runs in its own
- * BEGIN IMMEDIATE transaction that also re-reads the current version, so two processes opening
- * the same file at once cannot apply one twice. Runs on store_open's thread, before the store
- * thread starts. */
+/* store_migrations — the schema, as numbered migrations for both engines. Migration N is
+ * migrations[N - 1] = {N, SQLite DDL, PostgreSQL DDL}; a migration once released is never
+ * edited, only followed by a new one (append {4, …, …} at the end; both texts are required).
+ * Each runs in its own transaction that also re-reads the current version, so two processes
+ * opening the same store at once cannot apply one twice: SQLite's BEGIN IMMEDIATE takes the
+ * write lock; on PostgreSQL the transaction first takes pg_advisory_xact_lock (DDL is
+ * transactional there, so a migration and its schema_migrations row commit together). Runs on
+ * store_open's thread, before the store thread starts. */
 #include "store/store_impl.h"
 #include "store/store_ops.h"
 #include "store/store_catalogue.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "base/clock.h"
 #include "base/log.h"
 
-static const char *const migrations[] = {
-    /* 1: nodes (one row per struct store_node; admin intent only — liveness is never
-     * stored) and their labels. secret_hash holds hex SHA-256 of the node secret, never the
-     * secret itself. */
+struct store_migration {
+    int version;
+    const char *sqlite_sql;
+    const char *pg_sql;
+};
+
+/* 1: nodes (one row per struct store_node; admin intent only — liveness is never stored) and
+ * their labels. secret_hash holds hex SHA-256 of the node secret, never the secret itself. */
+static const char nodes_sqlite_sql[] =
     "CREATE TABLE nodes ("
     "  name TEXT PRIMARY KEY NOT NULL CHECK (length(name) > 0),"
     "  url TEXT NOT NULL,"
@@ -39,11 +48,41 @@ static const char *const migrations[] = {
     "  key TEXT NOT NULL CHECK (length(key) > 0),"
     "  value TEXT NOT NULL,"
     "  PRIMARY KEY (node, key)"
-    ") STRICT, WITHOUT ROWID;",
+    ") STRICT, WITHOUT ROWID;";
+
+/* The same on PostgreSQL: BIGINT for every integer, a regex for the hash, and the C collation
+ * on keys so that ORDER BY gives SQLite's (bytewise) order whatever the database's locale. */
+static const char nodes_pg_sql[] =
+    "CREATE TABLE nodes ("
+    "  name TEXT COLLATE \"C\" PRIMARY KEY NOT NULL CHECK (length(name) > 0),"
+    "  url TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('agent', 'openai', 'llamacpp', 'ollama', 'vllm')),"
+    "  engine TEXT CHECK (engine IS NULL OR engine IN ('openai', 'llamacpp', 'ollama', 'vllm')),"
+    "  admin TEXT NOT NULL CHECK (admin IN ('pending', 'approved', 'draining', 'removed')),"
+    "  secret_hash TEXT CHECK (secret_hash IS NULL OR secret_hash ~ '^[0-9a-f]{64}$'),"
+    "  discovery_json TEXT,"
+    "  inventory_json TEXT,"
+    "  excluded INTEGER NOT NULL DEFAULT 0 CHECK (excluded IN (0, 1)),"
+    "  consecutive_faults BIGINT NOT NULL DEFAULT 0"
+    "    CHECK (consecutive_faults BETWEEN 0 AND 4294967295),"
+    "  ejections BIGINT NOT NULL DEFAULT 0 CHECK (ejections BETWEEN 0 AND 4294967295),"
+    "  faults_total BIGINT NOT NULL DEFAULT 0 CHECK (faults_total >= 0),"
+    "  created_ms BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL"
+    ");"
+    "CREATE TABLE node_labels ("
+    "  node TEXT COLLATE \"C\" NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,"
+    "  key TEXT COLLATE \"C\" NOT NULL CHECK (length(key) > 0),"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (node, key)"
+    ");";
+
+static const struct store_migration migrations[] = {
+    {1, nodes_sqlite_sql, nodes_pg_sql},
     /* 2: durable fleet operations and their dead letters (docs/ops.md) */
-    store_ops_schema_sql,
+    {2, store_ops_schema_sql, store_ops_schema_pg_sql},
     /* 3: catalogue entries added through the admin API (the file's are not stored) */
-    store_catalogue_schema_sql,
+    {3, store_catalogue_schema_sql, store_catalogue_schema_pg_sql},
 };
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };
@@ -53,100 +92,112 @@ int store_migrations_count(void)
     return N_MIGRATIONS;
 }
 
-int store_db_error(sqlite3 *db, const char *what, struct gw_error *err)
+static int read_version(struct store_db *db, int *out)
 {
-    int code = (sqlite3_extended_errcode(db) & 0xff) == SQLITE_CONSTRAINT ? GW_E_INVALID : GW_E_IO;
-    return gw_error_set(err, code, "%s: %s", what, sqlite3_errmsg(db));
-}
-
-static int exec(sqlite3 *db, const char *sql)
-{
-    return sqlite3_exec(db, sql, NULL, NULL, NULL);
-}
-
-static int read_version(sqlite3 *db, int *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1,
-                                &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *out = sqlite3_column_int(st, 0);
-            rc = SQLITE_OK;
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", &st);
+    if (!rc) {
+        rc = store_step(st);
+        if (rc == STORE_ROW) {
+            *out = (int)store_col_int64(st, 0);
+            rc = 0;
+        } else if (rc == STORE_DONE) {
+            rc = GW_E_IO;
         }
     }
-    sqlite3_finalize(st);
+    store_finalize(st);
     return rc;
 }
 
-static int record(sqlite3 *db, int version)
+static int record(struct store_db *db, int version)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db, "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)", -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int(st, 1, version);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)clock_wall_ms());
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(db, "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                           &st);
+    if (!rc) {
+        store_bind_int64(st, 1, version);
+        store_bind_int64(st, 2, (int64_t)clock_wall_ms());
+        rc = store_step(st);
+        if (rc == STORE_DONE) rc = 0;
     }
-    sqlite3_finalize(st);
+    store_finalize(st);
     return rc;
 }
 
 /* One step: in a single transaction, read the version and apply the next migration if any.
  * *applied tells whether it did. */
-static int step(sqlite3 *db, const char *path, int *version, int *applied, struct gw_error *err)
+static int step(struct store_db *db, int *version, int *applied, struct gw_error *err)
 {
+    const char *label = store_db_label(db);
+    bool is_pg = store_db_engine(db) == STORE_ENGINE_POSTGRES;
     *applied = 0;
-    if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK)
-        return gw_error_set(err, GW_E_IO, "%s: begin: %s", path, sqlite3_errmsg(db));
-    int rc = exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                      "version INTEGER PRIMARY KEY, applied_ms INTEGER)");
+    if (store_db_begin(db)) return store_db_error(db, label, err);
+    int rc = 0;
+    if (is_pg) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d)", STORE_PG_MIGRATION_LOCK);
+        rc = store_exec(db, sql);
+    }
+    if (!rc)
+        rc = store_exec(db, is_pg ? "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                    "version INTEGER PRIMARY KEY, applied_ms BIGINT)"
+                                  : "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                    "version INTEGER PRIMARY KEY, applied_ms INTEGER)");
     int cur = 0;
-    if (rc == SQLITE_OK) rc = read_version(db, &cur);
-    if (rc != SQLITE_OK) {
-        gw_error_set(err, GW_E_IO, "%s: schema_migrations: %s", path, sqlite3_errmsg(db));
+    if (!rc) rc = read_version(db, &cur);
+    if (rc) {
+        char what[200];
+        snprintf(what, sizeof what, "%s: schema_migrations", label);
+        store_db_error(db, what, err);
         goto fail;
     }
     if (cur > N_MIGRATIONS) {
         gw_error_set(err, GW_E_INVALID,
-                     "%s: schema version %d is newer than this drover knows (%d)", path, cur,
+                     "%s: schema version %d is newer than this drover knows (%d)", label, cur,
                      N_MIGRATIONS);
         goto fail;
     }
     if (cur < N_MIGRATIONS) {
-        int next = cur + 1;
-        if (exec(db, migrations[next - 1]) != SQLITE_OK || record(db, next) != SQLITE_OK) {
-            gw_error_set(err, GW_E_IO, "%s: migration %d: %s", path, next, sqlite3_errmsg(db));
+        const struct store_migration *m = &migrations[cur];
+        if (m->version != cur + 1) { /* a merge that numbered two migrations alike */
+            gw_error_set(err, GW_E_INVALID, "%s: migration %d is listed as %d", label, cur + 1,
+                         m->version);
             goto fail;
         }
-        cur = next;
+        if (store_exec(db, is_pg ? m->pg_sql : m->sqlite_sql) || record(db, m->version)) {
+            char what[200];
+            snprintf(what, sizeof what, "%s: migration %d", label, m->version);
+            store_db_error(db, what, err);
+            goto fail;
+        }
+        cur = m->version;
         *applied = 1;
     }
-    if (exec(db, "COMMIT") != SQLITE_OK) {
-        gw_error_set(err, GW_E_IO, "%s: commit: %s", path, sqlite3_errmsg(db));
+    if (store_db_commit(db)) {
+        char what[200];
+        snprintf(what, sizeof what, "%s: commit", label);
+        store_db_error(db, what, err);
         goto fail;
     }
     *version = cur;
     return 0;
 fail:
-    if (!sqlite3_get_autocommit(db)) exec(db, "ROLLBACK");
-    return err ? err->code : GW_E_IO;
+    store_db_rollback(db);
+    return err->code ? err->code : GW_E_IO;
 }
 
-int store_migrate(sqlite3 *db, const char *path, int *version, struct gw_error *err)
+int store_migrate(struct store_db *db, int *version, struct gw_error *err)
 {
-    struct gw_error local;
+    struct gw_error local = {0};
     if (!err) err = &local;
     for (;;) {
         int applied = 0;
-        int rc = step(db, path, version, &applied, err);
+        int rc = step(db, version, &applied, err);
         if (rc) return rc;
         if (!applied) return 0;
-        char q[128];
-        LOGI("store_migrated", "path=%s version=%d", log_quote(q, sizeof q, path, strlen(path)),
+        const char *label = store_db_label(db);
+        char q[200];
+        LOGI("store_migrated", "store=%s version=%d", log_quote(q, sizeof q, label, strlen(label)),
              *version);
     }
 }

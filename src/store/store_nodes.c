@@ -64,18 +64,9 @@ void store_nodes_free(struct store_node *v, size_t n)
 
 /* ---- store thread --------------------------------------------------------------------- */
 
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+static char *column_dup(struct store_stmt *st, int i)
 {
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-}
-
-static char *column_dup(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+    return dup_or_null(store_col_text(st, i));
 }
 
 static const char PUT_SQL[] =
@@ -89,66 +80,64 @@ static const char PUT_SQL[] =
     " ejections = excluded.ejections, faults_total = excluded.faults_total,"
     " created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
 
-static int put_row(sqlite3 *db, const struct store_node *n, struct gw_error *err)
+static int put_row(struct store_db *db, const struct store_node *n, struct gw_error *err)
 {
     if (n->faults_total > (uint64_t)INT64_MAX)
         return gw_error_set(err, GW_E_INVALID, "node %s: faults_total out of range",
                             n->name ? n->name : "?");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, PUT_SQL, -1, &st, NULL) != SQLITE_OK)
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, PUT_SQL, &st))
         return store_db_error(db, "prepare put node", err);
-    bind_text_or_null(st, 1, n->name);
-    bind_text_or_null(st, 2, n->url);
-    bind_text_or_null(st, 3, n->kind);
-    bind_text_or_null(st, 4, n->engine);
-    bind_text_or_null(st, 5, n->admin);
-    bind_text_or_null(st, 6, n->secret_hash);
-    bind_text_or_null(st, 7, n->discovery_json);
-    bind_text_or_null(st, 8, n->inventory_json);
-    sqlite3_bind_int(st, 9, n->excluded ? 1 : 0);
-    sqlite3_bind_int64(st, 10, (sqlite3_int64)n->consecutive_faults);
-    sqlite3_bind_int64(st, 11, (sqlite3_int64)n->ejections);
-    sqlite3_bind_int64(st, 12, (sqlite3_int64)n->faults_total);
-    sqlite3_bind_int64(st, 13, (sqlite3_int64)n->created_ms);
-    sqlite3_bind_int64(st, 14, (sqlite3_int64)n->updated_ms);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_db_error(db, "put node", err);
-    sqlite3_finalize(st);
+    store_bind_text(st, 1, n->name);
+    store_bind_text(st, 2, n->url);
+    store_bind_text(st, 3, n->kind);
+    store_bind_text(st, 4, n->engine);
+    store_bind_text(st, 5, n->admin);
+    store_bind_text(st, 6, n->secret_hash);
+    store_bind_text(st, 7, n->discovery_json);
+    store_bind_text(st, 8, n->inventory_json);
+    store_bind_int64(st, 9, n->excluded ? 1 : 0);
+    store_bind_int64(st, 10, (int64_t)n->consecutive_faults);
+    store_bind_int64(st, 11, (int64_t)n->ejections);
+    store_bind_int64(st, 12, (int64_t)n->faults_total);
+    store_bind_int64(st, 13, (int64_t)n->created_ms);
+    store_bind_int64(st, 14, (int64_t)n->updated_ms);
+    int rc = store_step(st) == STORE_DONE ? 0 : store_db_error(db, "put node", err);
+    store_finalize(st);
     return rc;
 }
 
-static int put_labels(sqlite3 *db, const struct store_node *n, struct gw_error *err)
+static int put_labels(struct store_db *db, const struct store_node *n, struct gw_error *err)
 {
-    sqlite3_stmt *del = NULL, *ins = NULL;
+    struct store_stmt *del = NULL, *ins = NULL;
     int rc = 0;
-    if (sqlite3_prepare_v2(db, "DELETE FROM node_labels WHERE node = ?1", -1, &del, NULL) !=
-            SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT INTO node_labels (node, key, value) VALUES (?1, ?2, ?3)", -1,
-                           &ins, NULL) != SQLITE_OK) {
+    if (store_prepare(db, "DELETE FROM node_labels WHERE node = ?1", &del) ||
+        store_prepare(db, "INSERT INTO node_labels (node, key, value) VALUES (?1, ?2, ?3)", &ins)) {
         rc = store_db_error(db, "prepare labels", err);
         goto out;
     }
-    bind_text_or_null(del, 1, n->name);
-    if (sqlite3_step(del) != SQLITE_DONE) {
+    store_bind_text(del, 1, n->name);
+    if (store_step(del) != STORE_DONE) {
         rc = store_db_error(db, "delete labels", err);
         goto out;
     }
-    bind_text_or_null(ins, 1, n->name);
+    store_bind_text(ins, 1, n->name);
     for (size_t i = 0; i < n->n_labels; i++) {
-        bind_text_or_null(ins, 2, n->labels[i].key);
-        bind_text_or_null(ins, 3, n->labels[i].value);
-        if (sqlite3_step(ins) != SQLITE_DONE) {
+        store_bind_text(ins, 2, n->labels[i].key);
+        store_bind_text(ins, 3, n->labels[i].value);
+        if (store_step(ins) != STORE_DONE) {
             rc = store_db_error(db, "put label", err);
             goto out;
         }
-        sqlite3_reset(ins);
+        store_reset(ins);
     }
 out:
-    sqlite3_finalize(del);
-    sqlite3_finalize(ins);
+    store_finalize(del);
+    store_finalize(ins);
     return rc;
 }
 
-static int put_run(sqlite3 *db, void *ctx, struct gw_error *err)
+static int put_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     const struct store_node *n = ctx; /* first member of struct node_job */
     int rc = put_row(db, n, err);
@@ -156,16 +145,16 @@ static int put_run(sqlite3 *db, void *ctx, struct gw_error *err)
     return rc;
 }
 
-static int delete_run(sqlite3 *db, void *ctx, struct gw_error *err)
+static int delete_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     const struct store_node *n = ctx;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "DELETE FROM nodes WHERE name = ?1", -1, &st, NULL) != SQLITE_OK)
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, "DELETE FROM nodes WHERE name = ?1", &st))
         return store_db_error(db, "prepare delete node", err);
-    bind_text_or_null(st, 1, n->name);
+    store_bind_text(st, 1, n->name);
     /* node_labels goes with it: ON DELETE CASCADE, foreign_keys=ON. */
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_db_error(db, "delete node", err);
-    sqlite3_finalize(st);
+    int rc = store_step(st) == STORE_DONE ? 0 : store_db_error(db, "delete node", err);
+    store_finalize(st);
     return rc;
 }
 
@@ -174,13 +163,13 @@ struct load_ctx {
     size_t n, cap;
 };
 
-static int load_labels(sqlite3_stmt *st, struct store_node *n)
+static int load_labels(struct store_stmt *st, struct store_node *n)
 {
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, n->name, -1, SQLITE_STATIC);
+    store_reset(st);
+    store_bind_text(st, 1, n->name);
     size_t cap = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step(st)) == STORE_ROW) {
         if (n->n_labels == cap) {
             cap = cap ? 2 * cap : 4;
             n->labels = xrealloc(n->labels, cap * sizeof *n->labels);
@@ -189,26 +178,23 @@ static int load_labels(sqlite3_stmt *st, struct store_node *n)
         n->labels[n->n_labels].value = column_dup(st, 1);
         n->n_labels++;
     }
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc == STORE_DONE ? 0 : -1;
 }
 
-static int load_run(sqlite3 *db, void *ctx, struct gw_error *err)
+static int load_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct load_ctx *l = ctx;
-    sqlite3_stmt *st = NULL, *lst = NULL;
+    struct store_stmt *st = NULL, *lst = NULL;
     int rc = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name, url, kind, engine, admin, secret_hash, discovery_json,"
+    if (store_prepare(db, "SELECT name, url, kind, engine, admin, secret_hash, discovery_json,"
                            " inventory_json, excluded, consecutive_faults, ejections,"
-                           " faults_total, created_ms, updated_ms FROM nodes ORDER BY name",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "SELECT key, value FROM node_labels WHERE node = ?1 ORDER BY key",
-                           -1, &lst, NULL) != SQLITE_OK) {
+                           " faults_total, created_ms, updated_ms FROM nodes ORDER BY name", &st) ||
+        store_prepare(db, "SELECT key, value FROM node_labels WHERE node = ?1 ORDER BY key", &lst)) {
         rc = store_db_error(db, "prepare load nodes", err);
         goto out;
     }
     int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((src = store_step(st)) == STORE_ROW) {
         if (l->n == l->cap) {
             l->cap = l->cap ? 2 * l->cap : 8;
             l->v = xrealloc(l->v, l->cap * sizeof *l->v);
@@ -223,21 +209,21 @@ static int load_run(sqlite3 *db, void *ctx, struct gw_error *err)
         n->secret_hash = column_dup(st, 5);
         n->discovery_json = column_dup(st, 6);
         n->inventory_json = column_dup(st, 7);
-        n->excluded = sqlite3_column_int(st, 8) != 0;
-        n->consecutive_faults = (unsigned)sqlite3_column_int64(st, 9);
-        n->ejections = (unsigned)sqlite3_column_int64(st, 10);
-        n->faults_total = (uint64_t)sqlite3_column_int64(st, 11);
-        n->created_ms = sqlite3_column_int64(st, 12);
-        n->updated_ms = sqlite3_column_int64(st, 13);
+        n->excluded = store_col_int64(st, 8) != 0;
+        n->consecutive_faults = (unsigned)store_col_int64(st, 9);
+        n->ejections = (unsigned)store_col_int64(st, 10);
+        n->faults_total = (uint64_t)store_col_int64(st, 11);
+        n->created_ms = store_col_int64(st, 12);
+        n->updated_ms = store_col_int64(st, 13);
         if (!n->name || load_labels(lst, n) != 0) {
             rc = store_db_error(db, "load node labels", err);
             goto out;
         }
     }
-    if (src != SQLITE_DONE) rc = store_db_error(db, "load nodes", err);
+    if (src != STORE_DONE) rc = store_db_error(db, "load nodes", err);
 out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(lst);
+    store_finalize(st);
+    store_finalize(lst);
     return rc;
 }
 

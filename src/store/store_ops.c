@@ -2,10 +2,10 @@
  * store_submit/store_sync. Values are always bound, never formatted into SQL. */
 #include "store/store_ops.h"
 
-#include <sqlite3.h>
 #include <string.h>
 
 #include "base/mem.h"
+#include "store/store_db.h"
 
 const char store_ops_schema_sql[] =
     "CREATE TABLE ops ("
@@ -25,6 +25,25 @@ const char store_ops_schema_sql[] =
     " node TEXT NOT NULL, target TEXT NOT NULL, op TEXT NOT NULL, params TEXT,"
     " attempts INTEGER NOT NULL, last_error TEXT, last_class TEXT,"
     " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, dead_ms INTEGER NOT NULL);";
+
+const char store_ops_schema_pg_sql[] =
+    "CREATE TABLE ops ("
+    " id BIGINT PRIMARY KEY,"
+    " node TEXT COLLATE \"C\" NOT NULL,"
+    " target TEXT COLLATE \"C\" NOT NULL,"
+    " op TEXT NOT NULL CHECK (op IN ('install','upgrade','delete','load','unload')),"
+    " params TEXT,"
+    " state TEXT NOT NULL CHECK (state IN ('pending','running','done')),"
+    " attempts BIGINT NOT NULL DEFAULT 0,"
+    " next_try_ms BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT, last_class TEXT,"
+    " created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL,"
+    " UNIQUE (node, target, op));"
+    "CREATE TABLE ops_dead ("
+    " id BIGINT PRIMARY KEY,"
+    " node TEXT NOT NULL, target TEXT NOT NULL, op TEXT NOT NULL, params TEXT,"
+    " attempts BIGINT NOT NULL, last_error TEXT, last_class TEXT,"
+    " created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL, dead_ms BIGINT NOT NULL);";
 
 static char *dup_or_null(const char *s)
 {
@@ -61,22 +80,13 @@ void store_ops_free(struct store_op *v, size_t n)
     xfree(v);
 }
 
-static int sql_fail(sqlite3 *db, struct gw_error *err, const char *what)
+/* Keeps the engine's class (GW_E_INVALID, STORE_E_UNAVAILABLE); anything else is GW_E_STATE,
+ * as the gateway's operations code expects. */
+static int sql_fail(struct store_db *db, struct gw_error *err, const char *what)
 {
-    return gw_error_set(err, GW_E_STATE, "%s: %s", what, sqlite3_errmsg(db));
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    return (const char *)sqlite3_column_text(st, i);
+    int rc = store_db_error(db, what, err);
+    if (rc != GW_E_INVALID && rc != STORE_E_UNAVAILABLE) err->code = rc = GW_E_STATE;
+    return rc;
 }
 
 /* ---- load ------------------------------------------------------------------------------ */
@@ -87,7 +97,7 @@ struct load_job {
     size_t n, cap;
 };
 
-static int run_load(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct load_job *j = ctx;
     const char *sql = j->dead
@@ -95,33 +105,33 @@ static int run_load(sqlite3 *db, void *ctx, struct gw_error *err)
                             "created_ms,updated_ms,dead_ms FROM ops_dead ORDER BY id"
                           : "SELECT id,node,target,op,params,state,attempts,next_try_ms,last_error,"
                             "last_class,created_ms,updated_ms,0 FROM ops ORDER BY id";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, sql, &st))
         return sql_fail(db, err, "load ops");
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step(st)) == STORE_ROW) {
         if (j->n == j->cap) {
             j->cap = j->cap ? j->cap * 2 : 16;
             j->v = xrealloc(j->v, j->cap * sizeof *j->v);
         }
         struct store_op *o = &j->v[j->n++];
         memset(o, 0, sizeof *o);
-        o->id = sqlite3_column_int64(st, 0);
-        o->node = dup_or_null(col_text(st, 1));
-        o->target = dup_or_null(col_text(st, 2));
-        o->op = dup_or_null(col_text(st, 3));
-        o->params_json = dup_or_null(col_text(st, 4));
-        o->state = dup_or_null(col_text(st, 5));
-        o->attempts = (unsigned)sqlite3_column_int64(st, 6);
-        o->next_try_ms = sqlite3_column_int64(st, 7);
-        o->last_error = dup_or_null(col_text(st, 8));
-        o->last_class = dup_or_null(col_text(st, 9));
-        o->created_ms = sqlite3_column_int64(st, 10);
-        o->updated_ms = sqlite3_column_int64(st, 11);
-        o->dead_ms = sqlite3_column_int64(st, 12);
+        o->id = store_col_int64(st, 0);
+        o->node = dup_or_null(store_col_text(st, 1));
+        o->target = dup_or_null(store_col_text(st, 2));
+        o->op = dup_or_null(store_col_text(st, 3));
+        o->params_json = dup_or_null(store_col_text(st, 4));
+        o->state = dup_or_null(store_col_text(st, 5));
+        o->attempts = (unsigned)store_col_int64(st, 6);
+        o->next_try_ms = store_col_int64(st, 7);
+        o->last_error = dup_or_null(store_col_text(st, 8));
+        o->last_class = dup_or_null(store_col_text(st, 9));
+        o->created_ms = store_col_int64(st, 10);
+        o->updated_ms = store_col_int64(st, 11);
+        o->dead_ms = store_col_int64(st, 12);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return sql_fail(db, err, "load ops");
+    store_finalize(st);
+    if (rc != STORE_DONE) return sql_fail(db, err, "load ops");
     return 0;
 }
 
@@ -148,82 +158,84 @@ struct write_job {
     void *ctx;
 };
 
-static int put_row(sqlite3 *db, const struct store_op *o, struct gw_error *err)
+static int put_row(struct store_db *db, const struct store_op *o, struct gw_error *err)
 {
     static const char sql[] =
         "INSERT INTO ops(id,node,target,op,params,state,attempts,next_try_ms,last_error,"
         "last_class,created_ms,updated_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12) "
         "ON CONFLICT(id) DO UPDATE SET node=?2,target=?3,op=?4,params=?5,state=?6,"
         "attempts=?7,next_try_ms=?8,last_error=?9,last_class=?10,updated_ms=?12";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, err, "put op");
-    sqlite3_bind_int64(st, 1, o->id);
-    bind_text(st, 2, o->node);
-    bind_text(st, 3, o->target);
-    bind_text(st, 4, o->op);
-    bind_text(st, 5, o->params_json);
-    bind_text(st, 6, o->state ? o->state : "pending");
-    sqlite3_bind_int64(st, 7, o->attempts);
-    sqlite3_bind_int64(st, 8, o->next_try_ms);
-    bind_text(st, 9, o->last_error);
-    bind_text(st, 10, o->last_class);
-    sqlite3_bind_int64(st, 11, o->created_ms);
-    sqlite3_bind_int64(st, 12, o->updated_ms);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : sql_fail(db, err, "put op");
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, sql, &st)) return sql_fail(db, err, "put op");
+    store_bind_int64(st, 1, o->id);
+    store_bind_text(st, 2, o->node);
+    store_bind_text(st, 3, o->target);
+    store_bind_text(st, 4, o->op);
+    store_bind_text(st, 5, o->params_json);
+    store_bind_text(st, 6, o->state ? o->state : "pending");
+    store_bind_int64(st, 7, o->attempts);
+    store_bind_int64(st, 8, o->next_try_ms);
+    store_bind_text(st, 9, o->last_error);
+    store_bind_text(st, 10, o->last_class);
+    store_bind_int64(st, 11, o->created_ms);
+    store_bind_int64(st, 12, o->updated_ms);
+    int rc = store_step(st);
+    store_finalize(st);
+    return rc == STORE_DONE ? 0 : sql_fail(db, err, "put op");
 }
 
-static int delete_row(sqlite3 *db, const char *table, int64_t id, struct gw_error *err)
+static int delete_row(struct store_db *db, const char *table, int64_t id, struct gw_error *err)
 {
-    sqlite3_stmt *st = NULL;
+    struct store_stmt *st = NULL;
     const char *sql = strcmp(table, "ops") == 0 ? "DELETE FROM ops WHERE id=?1"
                                                 : "DELETE FROM ops_dead WHERE id=?1";
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (store_prepare(db, sql, &st))
         return sql_fail(db, err, "delete op");
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : sql_fail(db, err, "delete op");
+    store_bind_int64(st, 1, id);
+    int rc = store_step(st);
+    store_finalize(st);
+    return rc == STORE_DONE ? 0 : sql_fail(db, err, "delete op");
 }
 
-static int run_put(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_put(struct store_db *db, void *ctx, struct gw_error *err)
 {
     return put_row(db, &((struct write_job *)ctx)->op, err);
 }
 
-static int run_delete(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_delete(struct store_db *db, void *ctx, struct gw_error *err)
 {
     return delete_row(db, "ops", ((struct write_job *)ctx)->op.id, err);
 }
 
-static int run_bury(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_bury(struct store_db *db, void *ctx, struct gw_error *err)
 {
     const struct store_op *o = &((struct write_job *)ctx)->op;
     static const char sql[] =
-        "INSERT OR REPLACE INTO ops_dead(id,node,target,op,params,attempts,last_error,"
-        "last_class,created_ms,updated_ms,dead_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        "INSERT INTO ops_dead(id,node,target,op,params,attempts,last_error,"
+        "last_class,created_ms,updated_ms,dead_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11) "
+        "ON CONFLICT(id) DO UPDATE SET node=?2,target=?3,op=?4,params=?5,attempts=?6,"
+        "last_error=?7,last_class=?8,created_ms=?9,updated_ms=?10,dead_ms=?11";
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, sql, &st))
         return sql_fail(db, err, "bury op");
-    sqlite3_bind_int64(st, 1, o->id);
-    bind_text(st, 2, o->node);
-    bind_text(st, 3, o->target);
-    bind_text(st, 4, o->op);
-    bind_text(st, 5, o->params_json);
-    sqlite3_bind_int64(st, 6, o->attempts);
-    bind_text(st, 7, o->last_error);
-    bind_text(st, 8, o->last_class);
-    sqlite3_bind_int64(st, 9, o->created_ms);
-    sqlite3_bind_int64(st, 10, o->updated_ms);
-    sqlite3_bind_int64(st, 11, o->dead_ms);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return sql_fail(db, err, "bury op");
+    store_bind_int64(st, 1, o->id);
+    store_bind_text(st, 2, o->node);
+    store_bind_text(st, 3, o->target);
+    store_bind_text(st, 4, o->op);
+    store_bind_text(st, 5, o->params_json);
+    store_bind_int64(st, 6, o->attempts);
+    store_bind_text(st, 7, o->last_error);
+    store_bind_text(st, 8, o->last_class);
+    store_bind_int64(st, 9, o->created_ms);
+    store_bind_int64(st, 10, o->updated_ms);
+    store_bind_int64(st, 11, o->dead_ms);
+    int rc = store_step(st);
+    store_finalize(st);
+    if (rc != STORE_DONE) return sql_fail(db, err, "bury op");
     return delete_row(db, "ops", o->id, err);
 }
 
-static int run_raise(sqlite3 *db, void *ctx, struct gw_error *err)
+static int run_raise(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct write_job *j = ctx;
     int rc = delete_row(db, "ops_dead", j->other_id, err);

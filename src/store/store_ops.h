@@ -42,7 +42,8 @@ void store_bury_op(struct store *s, const struct store_op *o, store_done_fn done
 void store_raise_op(struct store *s, int64_t dead_id, const struct store_op *o, store_done_fn done,
                     void *ctx);
 
-/* Migration SQL for the two tables (applied by the store's migration list). */
+/* Migration SQL for the two tables, SQLite and PostgreSQL (the store's migration list). */
 extern const char store_ops_schema_sql[];
+extern const char store_ops_schema_pg_sql[];
 
 #endif

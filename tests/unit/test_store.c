@@ -1,9 +1,14 @@
-/* test_store — the SQLite store on its own thread: open (:memory: and files), migrations
- * recorded once, every node field round-tripped, labels replaced and cascaded, completions on
- * the loop thread after commit and in order, rollback of a failing job, store_close flushing
- * what is queued, refusal of foreign files (left byte for byte) and of bad directories, and
- * durability of an acknowledged write across kill -9 of the writing process. Every loop run is
- * bounded by a watchdog timer; every child process is killed and reaped. */
+/* test_store — the store on its own thread, on both engines: every test runs on SQLite, and
+ * again on PostgreSQL when DROVER_TEST_PG_URL names a database it may wipe (each test starts
+ * from an empty public schema; tests/integration/test_pg.py starts a private cluster for it).
+ * Open, migrations recorded once (also with several openers at once), every node field
+ * round-tripped, labels replaced and cascaded, catalogue and operation rows, completions on the
+ * loop thread after commit and in order, rollback of a failing job, store_close flushing what
+ * is queued, durability of an acknowledged write across kill -9 of the writing process. SQLite
+ * only: refusal of foreign files (left byte for byte) and of bad directories. PostgreSQL only:
+ * an unreachable server refused at once, a lost connection replaced, jobs failing fast while
+ * the server refuses us and succeeding again once it takes us back, statement timeout. Every
+ * loop run is bounded by a watchdog timer; every child process is killed and reaped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,7 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,8 +39,19 @@
 #include "base/mem.h"
 #include "base/sha256.h"
 #include "store/store.h"
+#include "store/store_catalogue.h"
+#include "store/store_ops.h"
 
-enum { WATCHDOG_MS = 10000, N_MIGRATIONS = 3 }; /* nodes, ops, catalogue */
+enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 3 }; /* nodes, ops, catalogue */
+
+/* The engine the current group runs on, and PostgreSQL's URL. */
+static enum store_engine g_engine = STORE_ENGINE_SQLITE;
+static const char *g_pg_url;
+
+static bool is_pg(void)
+{
+    return g_engine == STORE_ENGINE_POSTGRES;
+}
 
 /* ---- fixture -------------------------------------------------------------------------- */
 
@@ -41,6 +61,19 @@ struct fx {
     char path[128];
     uv_thread_t loop_thread;
 };
+
+/* Runs SQL on a connection of the test's own (not the store's). */
+static void pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(g_pg_url);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("postgres: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType t = PQresultStatus(r);
+    if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK)
+        fail_msg("postgres: %s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -58,6 +91,9 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/drover.db", f->dir);
     f->loop_thread = uv_thread_self();
+    if (is_pg())
+        pg_admin("SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE;"
+                 " CREATE SCHEMA public");
     *state = f;
     return 0;
 }
@@ -92,9 +128,26 @@ static void run_until(uv_loop_t *loop, const bool *flag)
     assert_false(expired);
 }
 
+/* The fixture's configuration: path on SQLite, the URL on PostgreSQL. */
+static struct store_config config_for(const char *path)
+{
+    return (struct store_config){.engine = g_engine,
+                                 .path = path,
+                                 .busy_timeout_ms = 2000,
+                                 .url = g_pg_url,
+                                 .connect_timeout_ms = 2000};
+}
+
+/* What the store's messages start with: the path, or "postgres HOST:PORT/DB". */
+static void assert_label(const char *msg, const char *path)
+{
+    const char *want = is_pg() ? "postgres " : path;
+    if (strncmp(msg, want, strlen(want)) != 0) fail_msg("\"%s\" should start with %s", msg, want);
+}
+
 static struct store *open_ok(struct fx *f, const char *path)
 {
-    struct store_config cfg = {.path = path, .busy_timeout_ms = 2000};
+    struct store_config cfg = config_for(path);
     struct store *s = NULL;
     struct gw_error err = {0};
     int rc = store_open(&f->loop, &cfg, &s, &err);
@@ -196,19 +249,19 @@ static void put_wait(struct fx *f, struct store *s, const struct store_node *n, 
     assert_true(d.on_loop_thread);
 }
 
-static int count_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+static int count_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     /* ctx: in "SQL", out the count (a constant statement, no values). */
     struct {
         const char *sql;
         long long n;
     } *c = ctx;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, c->sql, -1, &st, NULL) != SQLITE_OK)
-        return gw_error_set(err, GW_E_IO, "%s", sqlite3_errmsg(db));
-    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : GW_E_IO;
-    c->n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, c->sql, &st)) return store_db_error(db, "prepare", err);
+    int rc = store_step(st);
+    c->n = rc == STORE_ROW ? store_col_int64(st, 0) : -1;
+    rc = rc == STORE_ROW ? 0 : store_db_error(db, "step", err);
+    store_finalize(st);
     return rc;
 }
 
@@ -230,6 +283,7 @@ static void test_memory_roundtrip(void **state)
     struct fx *f = *state;
     struct store *s = open_ok(f, ":memory:");
     assert_int_equal(store_schema_version(s), N_MIGRATIONS);
+    assert_true(store_is_available(s));
 
     char hash[65];
     struct store_node n;
@@ -272,7 +326,10 @@ static void test_migrations_recorded_once(void **state)
     assert_int_equal(count(s, "SELECT max(version) FROM schema_migrations"), N_MIGRATIONS);
     long long applied = count(s, "SELECT applied_ms FROM schema_migrations WHERE version = 1");
     assert_true(applied > 1600000000000LL);
-    assert_int_equal(count(s, "SELECT count(*) FROM pragma_table_info('nodes')"), 14);
+    assert_int_equal(count(s, is_pg() ? "SELECT count(*) FROM information_schema.columns"
+                                        " WHERE table_schema = 'public' AND table_name = 'nodes'"
+                                      : "SELECT count(*) FROM pragma_table_info('nodes')"),
+                     14);
     close_store(f, s);
 
     s = open_ok(f, f->path);
@@ -280,18 +337,23 @@ static void test_migrations_recorded_once(void **state)
     assert_int_equal(count(s, "SELECT count(*) FROM schema_migrations"), N_MIGRATIONS);
     assert_int_equal(count(s, "SELECT applied_ms FROM schema_migrations WHERE version = 1"),
                      applied);
-    /* The pragmas hold on the store's connection. */
-    assert_int_equal(count(s, "SELECT foreign_keys FROM pragma_foreign_keys"), 1);
-    assert_int_equal(count(s, "SELECT synchronous FROM pragma_synchronous"), 2); /* FULL */
-    assert_int_equal(count(s, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+    if (is_pg()) {
+        /* a statement timeout is always set on the store's connection */
+        assert_int_equal(count(s, "SELECT current_setting('statement_timeout') <> '0'"), 1);
+    } else {
+        /* The pragmas hold on the store's connection. */
+        assert_int_equal(count(s, "SELECT foreign_keys FROM pragma_foreign_keys"), 1);
+        assert_int_equal(count(s, "SELECT synchronous FROM pragma_synchronous"), 2); /* FULL */
+        assert_int_equal(count(s, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+    }
     close_store(f, s);
 }
 
-static int bump_version_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+static int bump_version_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     (void)ctx;
-    if (sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (999, 0)", NULL, NULL, NULL))
-        return gw_error_set(err, GW_E_IO, "%s", sqlite3_errmsg(db));
+    if (store_exec(db, "INSERT INTO schema_migrations VALUES (999, 0)"))
+        return store_db_error(db, "bump", err);
     return 0;
 }
 
@@ -303,12 +365,12 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(store_sync(s, bump_version_run, NULL, &err), 0);
     close_store(f, s);
 
-    struct store_config cfg = {.path = f->path};
+    struct store_config cfg = config_for(f->path);
     s = (struct store *)&err; /* must come back NULL */
     assert_int_equal(store_open(&f->loop, &cfg, &s, &err), GW_E_INVALID);
     assert_null(s);
     assert_non_null(strstr(err.msg, "schema version 999 is newer"));
-    assert_int_equal(strncmp(err.msg, f->path, strlen(f->path)), 0);
+    assert_label(err.msg, f->path);
 }
 
 static void test_labels_replaced_and_cascaded(void **state)
@@ -356,8 +418,19 @@ struct order_ctx {
     const char *path;
 };
 
+/* Whether another connection sees the row (so it is committed). */
 static bool row_visible_elsewhere(const char *path, const char *name)
 {
+    if (is_pg()) {
+        PGconn *c = PQconnectdb(g_pg_url);
+        const char *vals[] = {name};
+        PGresult *r = PQexecParams(c, "SELECT count(*) FROM nodes WHERE name = $1", 1, NULL, vals,
+                                   NULL, NULL, 0);
+        bool seen = PQresultStatus(r) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(r, 0, 0), "1");
+        PQclear(r);
+        PQfinish(c);
+        return seen;
+    }
     sqlite3 *db = NULL;
     bool found = false;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
@@ -436,18 +509,16 @@ static void test_completions_ordered_after_commit(void **state)
     close_store(f, s);
 }
 
-static int failing_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+static int failing_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     (void)ctx;
-    int rc = sqlite3_exec(db,
-                          "INSERT INTO nodes (name, url, kind, admin, created_ms, updated_ms)"
-                          " VALUES ('ghost', 'http://g', 'openai', 'approved', 0, 0)",
-                          NULL, NULL, NULL);
-    if (rc != SQLITE_OK) return gw_error_set(err, GW_E_IO, "setup: %s", sqlite3_errmsg(db));
+    if (store_exec(db, "INSERT INTO nodes (name, url, kind, admin, created_ms, updated_ms)"
+                       " VALUES ('ghost', 'http://g', 'openai', 'approved', 0, 0)"))
+        return store_db_error(db, "setup", err);
     return gw_error_set(err, GW_E_STATE, "refused after writing");
 }
 
-static int silent_failing_run(struct sqlite3 *db, void *ctx, struct gw_error *err)
+static int silent_failing_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     (void)db, (void)ctx, (void)err;
     return GW_E_NOTFOUND; /* no message: the store supplies one */
@@ -574,6 +645,7 @@ static void assert_file_is(const char *path, const void *p, size_t n)
 static void test_foreign_file_untouched(void **state)
 {
     struct fx *f = *state;
+    if (is_pg()) skip(); /* SQLite files only */
     char text[4096];
     for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + i % 26);
     write_file(f->path, text, sizeof text);
@@ -605,6 +677,7 @@ static void test_foreign_file_untouched(void **state)
 static void test_bad_directory(void **state)
 {
     struct fx *f = *state;
+    if (is_pg()) skip(); /* SQLite files only */
     char path[200];
     snprintf(path, sizeof path, "%s/missing/drover.db", f->dir);
     assert_open_fails(f, path, GW_E_IO, "No such file or directory");
@@ -663,7 +736,7 @@ static void child_main(const char *path, int fd)
     alarm(30); /* never outlive the test, whatever happens */
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct store_config cfg = {.path = path};
+    struct store_config cfg = config_for(path);
     struct store *s = NULL;
     if (store_open(&loop, &cfg, &s, NULL) != 0) _exit(2);
     char hash[65];
@@ -717,20 +790,273 @@ static void test_kill9_durability(void **state)
     close_store(f, s);
 }
 
+/* ---- several openers, catalogue and operations ---------------------------------------- */
+
+struct opener {
+    const char *path;
+    int rc;
+    int version;
+    char msg[GW_ERROR_MSG_BYTES];
+};
+
+static void opener_main(void *arg)
+{
+    struct opener *o = arg;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct store_config cfg = config_for(o->path);
+    cfg.busy_timeout_ms = 10000;
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    o->rc = store_open(&loop, &cfg, &s, &err);
+    snprintf(o->msg, sizeof o->msg, "%s", err.msg);
+    if (!o->rc) {
+        o->version = store_schema_version(s);
+        store_close(s);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+}
+
+/* Gateways starting together on one empty database: every one opens, each migration is
+ * applied once. */
+static void test_concurrent_open_migrates_once(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 4 };
+    struct opener o[N];
+    uv_thread_t t[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = (struct opener){.path = f->path};
+        assert_int_equal(uv_thread_create(&t[i], opener_main, &o[i]), 0);
+    }
+    for (int i = 0; i < N; i++) uv_thread_join(&t[i]);
+    for (int i = 0; i < N; i++) {
+        if (o[i].rc) fail_msg("opener %d: %s", i, o[i].msg);
+        assert_int_equal(o[i].version, N_MIGRATIONS);
+    }
+    struct store *s = open_ok(f, f->path);
+    assert_int_equal(count(s, "SELECT count(*) FROM schema_migrations"), N_MIGRATIONS);
+    close_store(f, s);
+}
+
+static void test_catalogue_and_ops_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    struct done_rec d = {.f = f};
+    store_put_catalogue(s, "llama3", "{\"engine\":\"llamacpp\"}", on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    d = (struct done_rec){.f = f};
+    store_put_catalogue(s, "llama3", "{\"engine\":\"vllm\"}", on_done, &d); /* upsert */
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    d = (struct done_rec){.f = f};
+    store_put_catalogue(s, "bad", "{not json", on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, GW_E_INVALID);
+    struct store_cat_row *cat = NULL;
+    size_t n_cat = 0;
+    assert_int_equal(store_load_catalogue(s, &cat, &n_cat, NULL), 0);
+    assert_int_equal(n_cat, 1);
+    assert_string_equal(cat[0].id, "llama3");
+    assert_string_equal(cat[0].json, "{\"engine\":\"vllm\"}");
+    store_catalogue_free(cat, n_cat);
+
+    struct store_op o = {.id = 7,
+                         .node = "gpu-01",
+                         .target = "model:llama3",
+                         .op = "install",
+                         .params_json = "{\"x\":1}",
+                         .state = "pending",
+                         .attempts = 3,
+                         .next_try_ms = INT64_MAX,
+                         .last_error = "refused",
+                         .created_ms = 10,
+                         .updated_ms = 20};
+    d = (struct done_rec){.f = f};
+    store_put_op(s, &o, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    o.dead_ms = 30;
+    d = (struct done_rec){.f = f};
+    store_bury_op(s, &o, on_done, &d);
+    store_bury_op(s, &o, NULL, NULL); /* twice: the dead letter is replaced, not doubled */
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    struct store_op *v = NULL;
+    size_t nv = 0;
+    assert_int_equal(store_load_ops(s, false, &v, &nv, NULL), 0);
+    assert_int_equal(nv, 0);
+    store_ops_free(v, nv);
+    assert_int_equal(store_load_ops(s, true, &v, &nv, NULL), 0);
+    assert_int_equal(nv, 1);
+    assert_true(v[0].id == 7 && v[0].attempts == 3 && v[0].dead_ms == 30);
+    assert_string_equal(v[0].params_json, "{\"x\":1}");
+    assert_null(v[0].last_class);
+    store_ops_free(v, nv);
+
+    o.attempts = 0;
+    d = (struct done_rec){.f = f};
+    store_raise_op(s, 7, &o, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(store_load_ops(s, false, &v, &nv, NULL), 0);
+    assert_int_equal(nv, 1);
+    assert_true(v[0].next_try_ms == INT64_MAX);
+    assert_string_equal(v[0].state, "pending");
+    store_ops_free(v, nv);
+    assert_int_equal(count(s, "SELECT count(*) FROM ops_dead"), 0);
+    close_store(f, s);
+}
+
+/* ---- PostgreSQL only ------------------------------------------------------------------ */
+
+static void test_pg_unreachable_fails_fast(void **state)
+{
+    struct fx *f = *state;
+    if (!is_pg()) skip();
+    /* A port with nothing behind it: a clear refusal, not a hang. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd); /* bound, never listened: connections are refused */
+    char url[160];
+    snprintf(url, sizeof url, "host=127.0.0.1 port=%d dbname=x user=u password=hunter2",
+             ntohs(a.sin_port));
+    struct store_config cfg = {.engine = STORE_ENGINE_POSTGRES, .url = url};
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    assert_int_equal(store_open(&f->loop, &cfg, &s, &err), STORE_E_UNAVAILABLE);
+    assert_null(s);
+    assert_int_equal(strncmp(err.msg, "postgres: ", 10), 0);
+    assert_null(strchr(err.msg, '\n'));
+    assert_null(strstr(err.msg, "hunter2"));
+
+    cfg.url = NULL;
+    assert_int_equal(store_open(&f->loop, &cfg, &s, &err), GW_E_INVALID);
+    assert_non_null(strstr(err.msg, "store.url"));
+}
+
+static int sleep_run(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    (void)ctx;
+    if (store_exec(db, "SELECT pg_sleep(30)")) return store_db_error(db, "sleep", err);
+    return 0;
+}
+
+static void test_pg_statement_timeout(void **state)
+{
+    struct fx *f = *state;
+    if (!is_pg()) skip();
+    struct store_config cfg = config_for(NULL);
+    cfg.statement_timeout_ms = 200;
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    assert_int_equal(store_open(&f->loop, &cfg, &s, &err), 0);
+    assert_true(store_sync(s, sleep_run, NULL, &err) != 0);
+    assert_non_null(strstr(err.msg, "statement timeout"));
+    /* the connection is still good for the next job */
+    assert_int_equal(count(s, "SELECT count(*) FROM nodes"), 0);
+    close_store(f, s);
+}
+
+/* The store's own connection is killed (a server restart, a failover): the next job finds it
+ * dead before sending anything, reconnects at once and runs. */
+static void test_pg_lost_connection_replaced(void **state)
+{
+    struct fx *f = *state;
+    if (!is_pg()) skip();
+    struct store *s = open_ok(f, NULL);
+    pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE application_name = 'drover' AND pid <> pg_backend_pid()");
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "after-restart", hash);
+    put_wait(f, s, &n, 0);
+    assert_true(store_is_available(s));
+    assert_true(row_visible_elsewhere(NULL, "after-restart"));
+    close_store(f, s);
+}
+
+/* The server refuses us (down, or not letting us in): jobs fail at once with
+ * STORE_E_UNAVAILABLE, the store says it is unavailable, and once the server takes us back
+ * the store thread reconnects by itself and jobs succeed again. */
+static void test_pg_down_then_back(void **state)
+{
+    struct fx *f = *state;
+    if (!is_pg()) skip();
+    pg_admin("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'drover_t') THEN"
+             " CREATE ROLE drover_t LOGIN SUPERUSER; END IF; END $$;"
+             " ALTER ROLE drover_t LOGIN");
+    char url[512];
+    snprintf(url, sizeof url, "%s user=drover_t", g_pg_url);
+    struct store_config cfg = config_for(NULL);
+    cfg.url = url;
+    struct store *s = NULL;
+    struct gw_error err = {0};
+    if (store_open(&f->loop, &cfg, &s, &err)) fail_msg("open: %s", err.msg);
+
+    pg_admin("ALTER ROLE drover_t NOLOGIN;"
+             " SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'drover_t'");
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "while-down", hash);
+    for (int i = 0; i < 3; i++) {
+        struct done_rec d = {.f = f};
+        store_put_node(s, &n, on_done, &d);
+        run_until(&f->loop, &d.is_done);
+        assert_int_equal(d.rc, STORE_E_UNAVAILABLE);
+        assert_non_null(strstr(d.msg, "store unavailable"));
+        assert_null(strchr(d.msg, '\n'));
+    }
+    assert_false(store_is_available(s));
+
+    pg_admin("ALTER ROLE drover_t LOGIN");
+    /* the background reconnection (backoff at most 10 s) brings it back */
+    bool up = false;
+    for (int i = 0; i < 300 && !up; i++) {
+        up = store_is_available(s);
+        if (!up) usleep(50 * 1000);
+    }
+    assert_true(up);
+    put_wait(f, s, &n, 0);
+    assert_true(row_visible_elsewhere(NULL, "while-down"));
+    close_store(f, s);
+}
+
+#define TESTS(X)                                                                                   \
+    X(test_memory_roundtrip)                                                                       \
+    X(test_migrations_recorded_once)                                                               \
+    X(test_newer_schema_refused)                                                                   \
+    X(test_labels_replaced_and_cascaded)                                                           \
+    X(test_completions_ordered_after_commit)                                                       \
+    X(test_failing_job_rolls_back)                                                                 \
+    X(test_close_flushes_pending)                                                                  \
+    X(test_close_from_completion)                                                                  \
+    X(test_foreign_file_untouched)                                                                 \
+    X(test_bad_directory)                                                                          \
+    X(test_kill9_durability)                                                                       \
+    X(test_concurrent_open_migrates_once)                                                          \
+    X(test_catalogue_and_ops_roundtrip)                                                            \
+    X(test_pg_unreachable_fails_fast)                                                              \
+    X(test_pg_statement_timeout)                                                                   \
+    X(test_pg_lost_connection_replaced)                                                            \
+    X(test_pg_down_then_back)
+#define ENTRY(t) cmocka_unit_test_setup_teardown(t, setup, teardown),
+
+/* The whole suite on SQLite, then on PostgreSQL when DROVER_TEST_PG_URL is set. */
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_memory_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrations_recorded_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_labels_replaced_and_cascaded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_completions_ordered_after_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failing_job_rolls_back, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_flushes_pending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_from_completion, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_foreign_file_untouched, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_directory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill9_durability, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest tests[] = {TESTS(ENTRY)};
+    int failed = cmocka_run_group_tests_name("store.sqlite", tests, NULL, NULL);
+    g_pg_url = getenv("DROVER_TEST_PG_URL");
+    if (g_pg_url && *g_pg_url) {
+        g_engine = STORE_ENGINE_POSTGRES;
+        failed += cmocka_run_group_tests_name("store.postgres", tests, NULL, NULL);
+    }
+    return failed;
 }
