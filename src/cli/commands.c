@@ -5,6 +5,6 @@
 
 const struct drover_command drover_commands[] = {
     {"agent", agent_main}, /* one per line */
-    {"models", models_main}, {"nodes", nodes_main}, {"ops", ops_main},
-    {"serve", serve_main},   {"sim", sim_main},     {NULL, NULL},
+    {"models", models_main}, {"nodes", nodes_main},     {"ops", ops_main}, {"serve", serve_main},
+    {"sim", sim_main},       {"store", store_cmd_main}, {NULL, NULL},
 };

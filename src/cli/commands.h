@@ -20,5 +20,6 @@ int nodes_main(int argc, char **argv);
 int models_main(int argc, char **argv);
 int ops_main(int argc, char **argv);
 int agent_main(int argc, char **argv);
+int store_cmd_main(int argc, char **argv);
 
 #endif

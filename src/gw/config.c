@@ -65,7 +65,9 @@ static const struct key_def keys[] = {
     {"queue.max_wait", K_DURATION, OFF(queue_wait_ms), 0, 3600000},
     {"proxy.trust_forwarded", K_BOOL, OFF(trust_forwarded), 0, 0},
     {"shutdown.grace", K_DURATION, OFF(shutdown_grace_ms), 0, 3600000},
+    {"store.engine", K_STR, OFF(store_engine), 0, 0},
     {"store.path", K_STR, OFF(store_path), 0, 0},
+    {"store.url", K_STR, OFF(store_url), 0, 0},
     {"store.flush_interval", K_DURATION, OFF(store_flush_ms), 10, 3600000},
     {"join.token", K_STR, OFF(join_token), 0, 0},
     {"join.auto_approve", K_BOOL, OFF(auto_approve), 0, 0},
@@ -107,6 +109,7 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->probe_timeout_ms = 5000;
     registry_config_defaults(&cfg->reg);
     cfg->shutdown_grace_ms = 30000;
+    cfg->store_engine = xstrdup("sqlite");
     cfg->store_path = xstrdup("drover.db");
     cfg->store_flush_ms = 1000;
     cfg->agent_poll_ms = 10000;
@@ -414,6 +417,15 @@ static int check_whole(const struct gw_config *cfg, struct gw_error *err)
     if (cfg->reg.ejection_max_ms < cfg->reg.ejection_base_ms)
         return gw_error_set(err, GW_E_INVALID,
                             "faults.ejection_max must be >= faults.ejection_base");
+    const char *engine = cfg->store_engine ? cfg->store_engine : "sqlite";
+    if (strcmp(engine, "sqlite") != 0 && strcmp(engine, "postgres") != 0)
+        return gw_error_set(err, GW_E_INVALID, "store.engine: '%s' is not sqlite or postgres",
+                            engine);
+    if (strcmp(engine, "postgres") == 0 && !cfg->store_url)
+        return gw_error_set(err, GW_E_INVALID,
+                            "store.engine is postgres but store.url is not set (a libpq "
+                            "connection string, e.g. host=db1,db2 dbname=drover "
+                            "target_session_attrs=read-write)");
     return 0;
 }
 
@@ -585,7 +597,8 @@ void gw_config_dump(const struct gw_config *cfg, void (*line)(const char *s, voi
         case K_STR:
         case K_ADDR: {
             const char *v = *(char *const *)f;
-            bool secret = strstr(k->path, "token") || strstr(k->path, "key");
+            bool secret = strstr(k->path, "token") || strstr(k->path, "key") ||
+                          strcmp(k->path, "store.url") == 0; /* may hold a password */
             snprintf(s, sizeof s, "%s = %s", k->path, !v ? "" : secret ? "(set)" : v);
             break;
         }

@@ -55,7 +55,9 @@ struct gw_config {
 
     uint64_t shutdown_grace_ms;
 
+    char *store_engine;      /* "sqlite" (default) or "postgres" */
     char *store_path;        /* SQLite file; ":memory:" keeps nothing across restarts */
+    char *store_url;         /* PostgreSQL: libpq connection string or URI (may hold a password) */
     char *join_token;        /* NULL: joining through /drover/v1/nodes/join is off */
     bool auto_approve;       /* a new node that joins is approved at once */
     uint64_t agent_poll_ms;  /* how often an agent rejoins (told in the join answer) */

@@ -442,9 +442,12 @@ int serve_main(int argc, char **argv)
                        sizeof admin_addr)) {
         return 1;
     }
+    bool is_pg = g->cfg.store_engine && strcmp(g->cfg.store_engine, "postgres") == 0;
     struct store_config sc = {
+        .engine = is_pg ? STORE_ENGINE_POSTGRES : STORE_ENGINE_SQLITE,
         .path = g->cfg.store_path ? g->cfg.store_path : ":memory:",
         .busy_timeout_ms = 5000,
+        .url = g->cfg.store_url,
     };
     if (store_open(g->loop, &sc, &g->store, &err)) {
         fprintf(stderr, "drover serve: store: %s\n", err.msg);
@@ -484,7 +487,7 @@ int serve_main(int argc, char **argv)
     s.drain_check.data = &s;
 
     LOGI("start", "listen=%s admin=%s nodes=%zu config=%s store=%s", api_addr, admin_addr, g->reg.n,
-         s.config_path ? s.config_path : "-", sc.path);
+         s.config_path ? s.config_path : "-", is_pg ? "postgres" : sc.path);
     printf("drover-serve ready listen=%s admin=%s\n", api_addr, admin_addr);
     fflush(stdout);
 

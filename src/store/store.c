@@ -1,11 +1,11 @@
 /* store — the job queue and the store thread, for both engines. The loop thread submits jobs (a
  * FIFO under mu); the one store thread owns the database connection (struct store_db: SQLite or
  * libpq), runs each job inside one transaction (BEGIN IMMEDIATE … COMMIT on SQLite, BEGIN …
- * COMMIT on PostgreSQL) and moves it to the completed list; uv_async wakes the loop thread, which pops completions
- * one at a time, in submission order (async sends coalesce, so one wake-up may find many).
- * Invariants: a completion runs only after its transaction committed or rolled back; the async
- * handle is referenced only while some job's completion is still to run, so a loop that has
- * nothing else to do returns from uv_run exactly when the store is idle. store_close never
+ * COMMIT on PostgreSQL) and moves it to the completed list; uv_async wakes the loop thread, which
+ * pops completions one at a time, in submission order (async sends coalesce, so one wake-up may
+ * find many). Invariants: a completion runs only after its transaction committed or rolled back;
+ * the async handle is referenced only while some job's completion is still to run, so a loop that
+ * has nothing else to do returns from uv_run exactly when the store is idle. store_close never
  * re-enters uv_run: it waits for the queue and calls the remaining completions itself.
  * PostgreSQL only: a lost connection is dropped after the job that saw it; while there is none,
  * jobs fail at once with STORE_E_UNAVAILABLE and the thread reconnects in the background with
@@ -489,8 +489,8 @@ static int open_pg(const struct store_config *cfg, struct store_db **out, int *v
     if (!cfg->url || !*cfg->url)
         return gw_error_set(err, GW_E_INVALID, "store: engine postgres needs store.url");
     struct store_db *db = NULL;
-    int rc = store_db_connect_pg(cfg->url, cfg->connect_timeout_ms, cfg->statement_timeout_ms,
-                                 &db, err);
+    int rc =
+        store_db_connect_pg(cfg->url, cfg->connect_timeout_ms, cfg->statement_timeout_ms, &db, err);
     if (!rc) rc = store_migrate(db, version, err);
     if (rc) {
         store_db_close(db);

@@ -211,19 +211,19 @@ static int pg_exec(struct store_db *db, const char *sql)
     return rc;
 }
 
-int store_db_connect_pg(const char *url, unsigned connect_timeout_ms,
-                        unsigned statement_timeout_ms, struct store_db **out,
-                        struct gw_error *err)
+int store_db_connect_pg(const char *url, unsigned connect_timeout_ms, unsigned statement_timeout_ms,
+                        struct store_db **out, struct gw_error *err)
 {
     *out = NULL;
     char connect_s[16];
     /* libpq counts whole seconds and treats 1 as 2 */
-    snprintf(connect_s, sizeof connect_s, "%u", connect_timeout_ms ? (connect_timeout_ms + 999) / 1000 : 5);
+    snprintf(connect_s, sizeof connect_s, "%u",
+             connect_timeout_ms ? (connect_timeout_ms + 999) / 1000 : 5);
     /* Defaults first, the operator's string last: libpq keeps the last value of a keyword,
      * so anything the URL sets wins (connect_timeout, keepalives, target_session_attrs). */
-    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                                "keepalives_interval", "keepalives_count", "application_name",
-                                "dbname", NULL};
+    const char *const keys[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          NULL};
     const char *const vals[] = {connect_s, "1", "10", "5", "3", "drover", url, NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (!pg) return gw_error_set(err, GW_E_IO, "postgres: out of memory");
@@ -275,9 +275,8 @@ void store_db_close(struct store_db *db)
 int store_db_begin(struct store_db *db)
 {
     if (db->engine == STORE_ENGINE_POSTGRES) return pg_exec(db, "BEGIN");
-    return sqlite3_exec(db->lite, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
-               ? 0
-               : lite_fail(db);
+    return sqlite3_exec(db->lite, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0
+                                                                                    : lite_fail(db);
 }
 
 int store_db_commit(struct store_db *db)

@@ -26,9 +26,8 @@ enum { STORE_PG_MIGRATION_LOCK = 0x64726f76 }; /* "drov" */
  * to statement_timeout_ms unless the URL set one, and waits at most statement_timeout_ms plus
  * a margin for any answer. The reason of a failure is "postgres: …" in err. */
 struct store_db *store_db_wrap_sqlite(sqlite3 *lite, const char *path);
-int store_db_connect_pg(const char *url, unsigned connect_timeout_ms,
-                        unsigned statement_timeout_ms, struct store_db **out,
-                        struct gw_error *err) WUR;
+int store_db_connect_pg(const char *url, unsigned connect_timeout_ms, unsigned statement_timeout_ms,
+                        struct store_db **out, struct gw_error *err) WUR;
 void store_db_close(struct store_db *db); /* NULL is fine */
 
 /* "PATH" for SQLite, "postgres HOST:PORT/DB" for PostgreSQL: the prefix of messages. */

@@ -112,8 +112,8 @@ static int read_version(struct store_db *db, int *out)
 static int record(struct store_db *db, int version)
 {
     struct store_stmt *st = NULL;
-    int rc = store_prepare(db, "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                           &st);
+    int rc = store_prepare(
+        db, "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)", &st);
     if (!rc) {
         store_bind_int64(st, 1, version);
         store_bind_int64(st, 2, (int64_t)clock_wall_ms());

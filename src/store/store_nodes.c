@@ -86,8 +86,7 @@ static int put_row(struct store_db *db, const struct store_node *n, struct gw_er
         return gw_error_set(err, GW_E_INVALID, "node %s: faults_total out of range",
                             n->name ? n->name : "?");
     struct store_stmt *st = NULL;
-    if (store_prepare(db, PUT_SQL, &st))
-        return store_db_error(db, "prepare put node", err);
+    if (store_prepare(db, PUT_SQL, &st)) return store_db_error(db, "prepare put node", err);
     store_bind_text(st, 1, n->name);
     store_bind_text(st, 2, n->url);
     store_bind_text(st, 3, n->kind);
@@ -186,10 +185,13 @@ static int load_run(struct store_db *db, void *ctx, struct gw_error *err)
     struct load_ctx *l = ctx;
     struct store_stmt *st = NULL, *lst = NULL;
     int rc = 0;
-    if (store_prepare(db, "SELECT name, url, kind, engine, admin, secret_hash, discovery_json,"
-                           " inventory_json, excluded, consecutive_faults, ejections,"
-                           " faults_total, created_ms, updated_ms FROM nodes ORDER BY name", &st) ||
-        store_prepare(db, "SELECT key, value FROM node_labels WHERE node = ?1 ORDER BY key", &lst)) {
+    if (store_prepare(db,
+                      "SELECT name, url, kind, engine, admin, secret_hash, discovery_json,"
+                      " inventory_json, excluded, consecutive_faults, ejections,"
+                      " faults_total, created_ms, updated_ms FROM nodes ORDER BY name",
+                      &st) ||
+        store_prepare(db, "SELECT key, value FROM node_labels WHERE node = ?1 ORDER BY key",
+                      &lst)) {
         rc = store_db_error(db, "prepare load nodes", err);
         goto out;
     }

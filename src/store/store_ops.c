@@ -106,8 +106,7 @@ static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
                           : "SELECT id,node,target,op,params,state,attempts,next_try_ms,last_error,"
                             "last_class,created_ms,updated_ms,0 FROM ops ORDER BY id";
     struct store_stmt *st = NULL;
-    if (store_prepare(db, sql, &st))
-        return sql_fail(db, err, "load ops");
+    if (store_prepare(db, sql, &st)) return sql_fail(db, err, "load ops");
     int rc;
     while ((rc = store_step(st)) == STORE_ROW) {
         if (j->n == j->cap) {
@@ -189,8 +188,7 @@ static int delete_row(struct store_db *db, const char *table, int64_t id, struct
     struct store_stmt *st = NULL;
     const char *sql = strcmp(table, "ops") == 0 ? "DELETE FROM ops WHERE id=?1"
                                                 : "DELETE FROM ops_dead WHERE id=?1";
-    if (store_prepare(db, sql, &st))
-        return sql_fail(db, err, "delete op");
+    if (store_prepare(db, sql, &st)) return sql_fail(db, err, "delete op");
     store_bind_int64(st, 1, id);
     int rc = store_step(st);
     store_finalize(st);
@@ -216,8 +214,7 @@ static int run_bury(struct store_db *db, void *ctx, struct gw_error *err)
         "ON CONFLICT(id) DO UPDATE SET node=?2,target=?3,op=?4,params=?5,attempts=?6,"
         "last_error=?7,last_class=?8,created_ms=?9,updated_ms=?10,dead_ms=?11";
     struct store_stmt *st = NULL;
-    if (store_prepare(db, sql, &st))
-        return sql_fail(db, err, "bury op");
+    if (store_prepare(db, sql, &st)) return sql_fail(db, err, "bury op");
     store_bind_int64(st, 1, o->id);
     store_bind_text(st, 2, o->node);
     store_bind_text(st, 3, o->target);

@@ -40,6 +40,7 @@
 #include "base/sha256.h"
 #include "store/store.h"
 #include "store/store_catalogue.h"
+#include "store/store_copy.h"
 #include "store/store_ops.h"
 
 enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 3 }; /* nodes, ops, catalogue */
@@ -911,6 +912,85 @@ static void test_catalogue_and_ops_roundtrip(void **state)
     close_store(f, s);
 }
 
+/* Every table the migrations create is copied by `drover store migrate`. */
+static void test_copy_lists_every_table(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    long long listed = 0;
+    char sql[512];
+    for (size_t i = 0; store_copy_tables[i]; i++) {
+        snprintf(sql, sizeof sql,
+                 is_pg()
+                     ? "SELECT count(*) FROM information_schema.tables"
+                       " WHERE table_schema = 'public' AND table_name = '%s'"
+                     : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '%s'",
+                 store_copy_tables[i]);
+        assert_int_equal(count(s, sql), 1);
+        listed++;
+    }
+    assert_int_equal(count(s, is_pg() ? "SELECT count(*) FROM information_schema.tables"
+                                        " WHERE table_schema = 'public'"
+                                      : "SELECT count(*) FROM sqlite_master WHERE type = 'table'"),
+                     listed + 1); /* + schema_migrations */
+    close_store(f, s);
+}
+
+/* A SQLite file copied into the engine under test (PostgreSQL, or another SQLite file): every
+ * row arrives, a second copy into the now full destination is refused and changes nothing. */
+static void test_copy_sqlite_into_store(void **state)
+{
+    struct fx *f = *state;
+    char src_path[160];
+    snprintf(src_path, sizeof src_path, "%s/src.db", f->dir);
+    struct store_config sc = {.path = src_path};
+    struct store *src = NULL;
+    struct gw_error err = {0};
+    assert_int_equal(store_open(&f->loop, &sc, &src, &err), 0);
+    char hash[65];
+    struct store_node n;
+    make_node(&n, "gpu-01", hash);
+    put_wait(f, src, &n, 0);
+    struct store_node m = {.name = "bare", .url = "http://b", .kind = "openai", .admin = "pending"};
+    put_wait(f, src, &m, 0);
+    struct done_rec d = {.f = f};
+    store_put_catalogue(src, "llama3", "{\"replicas\":{\"min\":1}}", NULL, NULL);
+    struct store_op o = {.id = 3,
+                         .node = "gpu-01",
+                         .target = "model:llama3",
+                         .op = "load",
+                         .state = "pending",
+                         .next_try_ms = 5};
+    store_put_op(src, &o, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+
+    struct store *dst = open_ok(f, f->path);
+    size_t counts[16] = {0};
+    if (store_copy(src, dst, counts, &err)) fail_msg("copy: %s", err.msg);
+    assert_int_equal(counts[0], 2); /* nodes */
+    assert_int_equal(counts[1], 2); /* node_labels */
+    assert_int_equal(counts[2], 1); /* catalogue */
+    assert_int_equal(counts[3], 1); /* ops */
+    struct store_node *v = NULL;
+    size_t nv = 0;
+    assert_int_equal(store_load_nodes(dst, &v, &nv, NULL), 0);
+    assert_int_equal(nv, 2);
+    assert_node_equal(&v[1], &n); /* every field, the extremes included */
+    store_nodes_free(v, nv);
+    struct store_op *ops = NULL;
+    size_t n_ops = 0;
+    assert_int_equal(store_load_ops(dst, false, &ops, &n_ops, NULL), 0);
+    assert_int_equal(n_ops, 1);
+    assert_string_equal(ops[0].op, "load");
+    store_ops_free(ops, n_ops);
+
+    assert_int_equal(store_copy(src, dst, NULL, &err), GW_E_STATE);
+    assert_non_null(strstr(err.msg, "not empty"));
+    assert_int_equal(count(dst, "SELECT count(*) FROM nodes"), 2);
+    close_store(f, src);
+    close_store(f, dst);
+}
+
 /* ---- PostgreSQL only ------------------------------------------------------------------ */
 
 static void test_pg_unreachable_fails_fast(void **state)
@@ -1042,6 +1122,8 @@ static void test_pg_down_then_back(void **state)
     X(test_kill9_durability)                                                                       \
     X(test_concurrent_open_migrates_once)                                                          \
     X(test_catalogue_and_ops_roundtrip)                                                            \
+    X(test_copy_lists_every_table)                                                                 \
+    X(test_copy_sqlite_into_store)                                                                 \
     X(test_pg_unreachable_fails_fast)                                                              \
     X(test_pg_statement_timeout)                                                                   \
     X(test_pg_lost_connection_replaced)                                                            \
