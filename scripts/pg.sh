@@ -7,7 +7,8 @@
 #                                  port of 127.0.0.1 with its unix socket in DIR/sock, wait
 #                                  until it accepts connections, and print
 #                                  `port=PORT pid=PID url=CONNINFO` (also in DIR/port, DIR/pid,
-#                                  DIR/url). The server's log is DIR/log.
+#                                  DIR/url). The server's log is DIR/log. Started again
+#                                  on the same DIR, it keeps its data and its port.
 #        scripts/pg.sh stop DIR    stop the server started in DIR by its pid (fast shutdown,
 #                                  then immediate after 20 s) and wait until it is gone.
 # fsync is off: the cluster is for tests and is deleted with DIR.
@@ -48,10 +49,11 @@ start() {
             --no-sync >"$dir/initdb.log" 2>&1 ||
             { cat "$dir/initdb.log" >&2; echo "pg.sh: initdb failed" >&2; exit 1; }
     fi
-    # A port found free can be taken before the server binds it: try a few.
-    local port="" ok=0
-    for _ in 1 2 3 4 5; do
-        port=$(free_port)
+    # A restart keeps the cluster's port (clients reconnect to the same URL); a port found
+    # free can be taken before the server binds it: try a few.
+    local port="" ok=0 try
+    for try in 1 2 3 4 5; do
+        if [ $try = 1 ] && [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
         if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 -s start \
             -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" \
             >/dev/null 2>&1; then
