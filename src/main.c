@@ -15,6 +15,7 @@ static void usage(FILE *f)
                "  nodes    list and manage nodes through the admin API\n"
                "  ops      durable fleet operations (install, upgrade, delete, load, unload)\n"
                "  models   the model catalogue: list, show, put, rm (with placement)\n"
+               "  store    copy a store between engines (migrate)\n"
                "  version  print the version\n"
                "\n"
                "Run 'drover <command> --help' for a command's options.\n");

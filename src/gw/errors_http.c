@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "store/store_db.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static const struct gw_answer_info table[ANSWER__COUNT] = {
     [ANSWER_NOT_FOUND_ROUTE] = {404, "unknown_url", "invalid_request_error", 0},
     [ANSWER_METHOD_NOT_ALLOWED] = {405, "method_not_allowed", "invalid_request_error", 0},
     [ANSWER_SHUTTING_DOWN] = {503, "shutting_down", "server_error", 5},
+    [ANSWER_STORE_UNAVAILABLE] = {503, "store_unavailable", "server_error", 5},
 };
 
 const struct gw_answer_info *gw_answer_info(enum gw_answer a)
@@ -134,7 +136,11 @@ void gw_reply_done(void *ctx, int rc, const char *msg)
     if (rc && r->failed) *r->failed = true;
     if (r->req) {
         http_request_on_abort(r->req, NULL, NULL);
-        if (rc)
+        if (rc == STORE_E_UNAVAILABLE)
+            /* the database is away (PostgreSQL down or failing over): nothing was written */
+            (void)gw_answer(r->req, ANSWER_STORE_UNAVAILABLE, NULL,
+                            "the store is unavailable; the change was not made, retry shortly");
+        else if (rc)
             gw_reply_error(r->req, 500, "store_error", NULL,
                            msg ? msg : "the change could not be stored; retry");
         else

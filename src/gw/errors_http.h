@@ -24,6 +24,7 @@ enum gw_answer {
     ANSWER_NOT_FOUND_ROUTE,    /* 404 unknown_url */
     ANSWER_METHOD_NOT_ALLOWED, /* 405 method_not_allowed */
     ANSWER_SHUTTING_DOWN,      /* 503 shutting_down, Retry-After 5 */
+    ANSWER_STORE_UNAVAILABLE,  /* 503 store_unavailable, Retry-After 5 (admin writes) */
     ANSWER__COUNT
 };
 

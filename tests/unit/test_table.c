@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "base/json.h"
+#include "base/mem.h"
 #include "cli/table.h"
 
 /* Prints t into a string (owned by the caller). */
@@ -42,7 +43,7 @@ static void test_columns_align(void **state)
     assert_string_equal(s, "NAME           ADMIN     MODELS\n"
                            "gpu-long-name  approved  m1,m2\n"
                            "b              -         m3\n");
-    free(s);
+    xfree(s); /* open_memstream memory: xfree is free */
     table_free(&t);
 }
 
@@ -54,10 +55,10 @@ static void test_empty_says_so(void **state)
     table_init(&t, cols, 2);
     char *s = render(&t, "no operations");
     assert_string_equal(s, "no operations\n");
-    free(s);
+    xfree(s); /* open_memstream memory: xfree is free */
     s = render(&t, NULL);
     assert_string_equal(s, "");
-    free(s);
+    xfree(s); /* open_memstream memory: xfree is free */
     table_free(&t);
 }
 
@@ -79,7 +80,7 @@ static void test_cells_cut_and_sanitised(void **state)
     assert_memory_equal(line2 + TABLE_MAX_CELL - 3, "...  evil?[2Jline?break\n", 24);
     assert_non_null(strstr(s, "\n42"));
     assert_null(strchr(s, '\x1b'));
-    free(s);
+    xfree(s); /* open_memstream memory: xfree is free */
     table_free(&t);
 }
 
@@ -105,7 +106,7 @@ static void test_json_cells_and_kv(void **state)
                            "ok                 true\n"
                            "discovery.engine   kind=llamacpp\n"
                            "discovery.devices  1,2\n");
-    free(s);
+    xfree(s); /* open_memstream memory: xfree is free */
     table_free(&t);
     char cell[8];
     struct json_object *m = NULL;
