@@ -86,8 +86,7 @@ static int make_server_tls(const char *cert, const char *key, const char *minv,
     return tls_server_ctx_new(&tc, out, err);
 }
 
-static int make_client_tls(const struct gw_config *cfg, struct tls_ctx **out,
-                           struct gw_error *err)
+static int make_client_tls(const struct gw_config *cfg, struct tls_ctx **out, struct gw_error *err)
 {
     struct tls_client_config tc = {
         .ca_file = cfg->upstream_ca_file,
@@ -494,10 +493,9 @@ int serve_main(int argc, char **argv)
     registry_init(&g->reg, &g->cfg.reg);
     metrics_init(&g->metrics);
     struct tls_ctx *api_tls = NULL, *admin_tls = NULL, *up_tls = NULL;
-    if (make_server_tls(g->cfg.tls_cert, g->cfg.tls_key, g->cfg.tls_min_version, &api_tls,
-                        &err) ||
-        make_server_tls(g->cfg.admin_tls_cert, g->cfg.admin_tls_key,
-                        g->cfg.admin_tls_min_version, &admin_tls, &err) ||
+    if (make_server_tls(g->cfg.tls_cert, g->cfg.tls_key, g->cfg.tls_min_version, &api_tls, &err) ||
+        make_server_tls(g->cfg.admin_tls_cert, g->cfg.admin_tls_key, g->cfg.admin_tls_min_version,
+                        &admin_tls, &err) ||
         make_client_tls(&g->cfg, &up_tls, &err)) {
         fprintf(stderr, "drover serve: %s\n", err.msg);
         tls_ctx_unref(api_tls);
@@ -566,8 +564,8 @@ int serve_main(int argc, char **argv)
     s.drain_check.data = &s;
 
     LOGI("start", "listen=%s admin=%s tls=%s admin_tls=%s nodes=%zu config=%s store=%s", api_addr,
-         admin_addr, g->cfg.tls_cert ? "on" : "off", g->cfg.admin_tls_cert ? "on" : "off",
-         g->reg.n, s.config_path ? s.config_path : "-", sc.path);
+         admin_addr, g->cfg.tls_cert ? "on" : "off", g->cfg.admin_tls_cert ? "on" : "off", g->reg.n,
+         s.config_path ? s.config_path : "-", sc.path);
     printf("drover-serve ready listen=%s admin=%s\n", api_addr, admin_addr);
     fflush(stdout);
 

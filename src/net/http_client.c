@@ -62,9 +62,9 @@ struct origin {
     struct link link; /* in client->origins */
     struct link idle; /* pooled conns, most recently pooled first */
     unsigned n_idle;
-    unsigned refs;                /* conns that point here */
-    struct sockaddr_storage addr; /* the key: family, address and port, */
-    bool tls;                     /* plus TLS or not, */
+    unsigned refs;                    /* conns that point here */
+    struct sockaddr_storage addr;     /* the key: family, address and port, */
+    bool tls;                         /* plus TLS or not, */
     char tls_name[HC_TLS_NAME_BYTES]; /* plus the name TLS verifies */
 };
 
@@ -143,7 +143,7 @@ struct http_client {
     unsigned n_conns;
     bool is_freeing;
     struct http_client_stats stats;
-    struct buf head; /* the next request's head; swapped with the conn's, so no malloc */
+    struct buf head;     /* the next request's head; swapped with the conn's, so no malloc */
     struct tls_ctx *tls; /* one reference, or NULL */
     char read_buf[HC_READ_BUF_BYTES]; /* shared: every read is consumed before returning */
     char tls_buf[HC_TLS_COALESCE_BYTES];

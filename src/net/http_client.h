@@ -25,8 +25,8 @@ struct http_client_config {
     unsigned max_idle_per_origin;  /* default 64 */
     uint64_t pool_idle_timeout_ms; /* pooled connections older than this are closed; default 30 s */
     size_t max_response_header_bytes; /* default 64 KiB; past it the call fails GW_E_MALFORMED */
-    struct tls_ctx *tls; /* borrowed (the client takes a reference): for requests with .tls;
-                            NULL: such requests are refused (GW_E_INVALID) */
+    struct tls_ctx *tls;    /* borrowed (the client takes a reference): for requests with .tls;
+                               NULL: such requests are refused (GW_E_INVALID) */
     bool refuse_plain_auth; /* refuse (GW_E_INVALID) a plain-TCP request that carries an
                                Authorization header to a non-loopback address */
 };
@@ -54,12 +54,12 @@ struct http_client_request {
     uint64_t idle_timeout_ms;       /* 0 = none */
     uint64_t total_timeout_ms;      /* 0 = none */
     bool no_reuse;                  /* always open a fresh connection */
-    bool tls;             /* https: TLS with the client's context; the handshake counts
-                             against connect_timeout_ms. A failed handshake or certificate
-                             check fails the call with GW_E_MALFORMED (logged with the
-                             reason) or UV_ECONNRESET (peer closed during the handshake). */
-    const char *tls_name; /* name to verify and send as SNI; NULL: host (an IP literal is
-                             checked against the certificate's IP addresses, no SNI) */
+    bool tls;                       /* https: TLS with the client's context; the handshake counts
+                                       against connect_timeout_ms. A failed handshake or certificate
+                                       check fails the call with GW_E_MALFORMED (logged with the
+                                       reason) or UV_ECONNRESET (peer closed during the handshake). */
+    const char *tls_name;           /* name to verify and send as SNI; NULL: host (an IP literal is
+                                       checked against the certificate's IP addresses, no SNI) */
 };
 
 struct http_response_head {

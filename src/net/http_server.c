@@ -56,7 +56,7 @@ struct http_conn {
     bool is_resp_started, is_chunked, is_raw, is_no_body, is_keep;
     bool is_closing, is_reading, is_blocked, in_drive, is_deferred, is_abort_owed;
     bool is_rejected;
-    bool is_tls_seen; /* the first byte of a TLS conn was looked at */
+    bool is_tls_seen;     /* the first byte of a TLS conn was looked at */
     struct tls_conn *tls; /* owned; NULL on a plain conn */
 };
 
@@ -441,7 +441,7 @@ static void conn_linger(struct http_conn *c)
     uint64_t flush_ms =
         c->srv->cfg.idle_timeout_ms > LINGER_MS ? c->srv->cfg.idle_timeout_ms : LINGER_MS;
     timer_arm(c, flush_ms); /* bounds a client that never reads what is queued */
-    if (c->tls) { /* close_notify first, so the client can tell our end from a cut */
+    if (c->tls) {           /* close_notify first, so the client can tell our end from a cut */
         tls_conn_shutdown(c->tls);
         if (conn_tls_flush(c)) return;
     }
@@ -736,8 +736,7 @@ static void peer_name(struct http_conn *c)
     if (ss.ss_family == AF_INET6) {
         const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
         c->req.is_peer_loopback =
-            IN6_IS_ADDR_LOOPBACK(a6) ||
-            (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+            IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
     } else if (ss.ss_family == AF_INET) {
         c->req.is_peer_loopback =
             (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;

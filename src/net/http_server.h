@@ -46,10 +46,10 @@ struct http_request {
     bool keep_alive;             /* the client wants the connection kept */
     struct http_header *headers; /* n_headers entries, borrowed from the arena */
     size_t n_headers;
-    struct strv body;   /* the whole body (Content-Length or chunked, decoded) */
-    struct arena arena; /* per-request; freed when the response ends or aborts */
-    char peer[64];      /* "127.0.0.1:5432" */
-    bool is_tls;        /* arrived over TLS */
+    struct strv body;      /* the whole body (Content-Length or chunked, decoded) */
+    struct arena arena;    /* per-request; freed when the response ends or aborts */
+    char peer[64];         /* "127.0.0.1:5432" */
+    bool is_tls;           /* arrived over TLS */
     bool is_peer_loopback; /* the peer address is 127.0.0.0/8 or ::1 */
 };
 

@@ -199,7 +199,8 @@ int tls_conn_init(struct tls_conn *t, struct tls_ctx *ctx, const char *peer_name
             ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip);
         } else if (peer_name) {
             SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            ok = SSL_set_tlsext_host_name(ssl, peer_name) == 1 && SSL_set1_host(ssl, peer_name) == 1;
+            ok =
+                SSL_set_tlsext_host_name(ssl, peer_name) == 1 && SSL_set1_host(ssl, peer_name) == 1;
         }
         if (!ok) {
             SSL_free(ssl);

@@ -46,8 +46,8 @@ void tls_ctx_unref(struct tls_ctx *ctx);          /* NULL is fine */
 enum tls_state { TLS_HANDSHAKE, TLS_OPEN, TLS_CLOSED, TLS_FAILED };
 
 struct tls_conn {
-    void *ssl; /* SSL *, owned */
-    void *rbio, *wbio; /* owned by ssl: network -> TLS, TLS -> network */
+    void *ssl;           /* SSL *, owned */
+    void *rbio, *wbio;   /* owned by ssl: network -> TLS, TLS -> network */
     struct tls_ctx *ctx; /* one reference */
     enum tls_state state;
     bool is_server;

@@ -233,7 +233,7 @@ static void test_renegotiation_refused(void **state)
     SSL_set_max_proto_version(c.ssl, TLS1_2_VERSION); /* 1.3 has no renegotiation at all */
     assert_true(handshake(&c, &s, 0));
     assert_string_equal(tls_conn_version(&s), "TLSv1.2");
-    assert_int_equal(SSL_renegotiate(c.ssl), 0); /* our own clients never start one */
+    assert_int_equal(SSL_renegotiate(c.ssl), 0);       /* our own clients never start one */
     SSL_clear_options(c.ssl, SSL_OP_NO_RENEGOTIATION); /* a hostile client does */
     assert_int_equal(SSL_renegotiate(c.ssl), 1);
     char buf[16];
@@ -297,8 +297,8 @@ static void test_bad_files(void **state)
     sc.cert_file = "/nonexistent.pem";
     assert_int_equal(tls_server_ctx_new(&sc, &t, &err), GW_E_INVALID);
     assert_non_null(strstr(err.msg, "/nonexistent.pem"));
-    sc = (struct tls_server_config){.cert_file = srv_crt, .key_file = srv_key,
-                                    .min_version = "1.1"};
+    sc =
+        (struct tls_server_config){.cert_file = srv_crt, .key_file = srv_key, .min_version = "1.1"};
     assert_int_equal(tls_server_ctx_new(&sc, &t, &err), GW_E_INVALID);
 }
 
@@ -348,8 +348,7 @@ static void on_watchdog(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
-static void run_calls(struct run *r, const char *target, const char *body, int n,
-                      const char *name)
+static void run_calls(struct run *r, const char *target, const char *body, int n, const char *name)
 {
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     r->want = r->done + n;
@@ -452,8 +451,12 @@ static void test_refuse_plain_auth(void **state)
     struct http_client *cl;
     assert_int_equal(http_client_new(&loop, &cc, &cl), 0);
     struct http_header h = {STRV_LIT("Authorization"), STRV_LIT("Bearer s3cret")};
-    struct http_client_request rq = {.host = "192.0.2.1", .port = 9, .method = STRV_LIT("GET"),
-                                     .target = STRV_LIT("/"), .headers = &h, .n_headers = 1};
+    struct http_client_request rq = {.host = "192.0.2.1",
+                                     .port = 9,
+                                     .method = STRV_LIT("GET"),
+                                     .target = STRV_LIT("/"),
+                                     .headers = &h,
+                                     .n_headers = 1};
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     struct http_call *call;
     assert_int_equal(http_client_request(cl, &rq, &cbs, NULL, &call), GW_E_INVALID);
