@@ -43,6 +43,16 @@ static const struct key_def keys[] = {
     {"upstream.idle_timeout", K_DURATION, OFF(upstream_idle_timeout_ms), 1, 86400000},
     {"upstream.total_timeout", K_DURATION, OFF(total_timeout_ms), 0, 86400000},
     {"upstream.max_idle_per_node", K_U64, OFF(max_idle_per_node), 0, 100000},
+    {"upstream.ca_file", K_STR, OFF(upstream_ca_file), 0, 0},
+    {"upstream.client_cert", K_STR, OFF(upstream_client_cert), 0, 0},
+    {"upstream.client_key", K_STR, OFF(upstream_client_key), 0, 0},
+    {"upstream.allow_plain_secrets", K_BOOL, OFF(upstream_allow_plain_secrets), 0, 0},
+    {"tls.cert", K_STR, OFF(tls_cert), 0, 0},
+    {"tls.key", K_STR, OFF(tls_key), 0, 0},
+    {"tls.min_version", K_STR, OFF(tls_min_version), 0, 0},
+    {"admin_tls.cert", K_STR, OFF(admin_tls_cert), 0, 0},
+    {"admin_tls.key", K_STR, OFF(admin_tls_key), 0, 0},
+    {"admin_tls.min_version", K_STR, OFF(admin_tls_min_version), 0, 0},
     {"retry.max_attempts", K_U64, OFF(max_attempts), 1, 16},
     {"retry.deadline", K_DURATION, OFF(request_deadline_ms), 1, 86400000},
     {"health.interval", K_DURATION, OFF(reg.probe_interval_ms), 10, 86400000},
@@ -426,6 +436,30 @@ static int check_whole(const struct gw_config *cfg, struct gw_error *err)
                             "store.engine is postgres but store.url is not set (a libpq "
                             "connection string, e.g. host=db1,db2 dbname=drover "
                             "target_session_attrs=read-write)");
+    static const struct {
+        const char *name;
+        size_t cert, key, minv;
+    } pairs[] = {
+        {"tls", offsetof(struct gw_config, tls_cert), offsetof(struct gw_config, tls_key),
+         offsetof(struct gw_config, tls_min_version)},
+        {"admin_tls", offsetof(struct gw_config, admin_tls_cert),
+         offsetof(struct gw_config, admin_tls_key),
+         offsetof(struct gw_config, admin_tls_min_version)},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const char *cert = *(char *const *)((const char *)cfg + pairs[i].cert);
+        const char *key = *(char *const *)((const char *)cfg + pairs[i].key);
+        const char *minv = *(char *const *)((const char *)cfg + pairs[i].minv);
+        if (!cert != !key)
+            return gw_error_set(err, GW_E_INVALID, "%s.cert and %s.key go together: set both",
+                                pairs[i].name, pairs[i].name);
+        if (minv && strcmp(minv, "1.2") != 0 && strcmp(minv, "1.3") != 0)
+            return gw_error_set(err, GW_E_INVALID, "%s.min_version '%s' is not 1.2 or 1.3",
+                                pairs[i].name, minv);
+    }
+    if (!cfg->upstream_client_cert != !cfg->upstream_client_key)
+        return gw_error_set(err, GW_E_INVALID,
+                            "upstream.client_cert and upstream.client_key go together: set both");
     return 0;
 }
 

@@ -68,6 +68,16 @@ struct gw_config {
     uint64_t ops_answer_wait_ms; /* how long POST /admin/v1/ops waits for immediate attempts */
     bool testing_clock_control;  /* POST /admin/v1/testing/clock moves the ops clock */
 
+    /* TLS (docs/tls.md). A listener serves TLS when both its cert and key are set; the files
+     * are read again on SIGHUP (new connections get the new certificate). */
+    char *tls_cert, *tls_key, *tls_min_version;                   /* client listener */
+    char *admin_tls_cert, *admin_tls_key, *admin_tls_min_version; /* admin listener */
+    char *upstream_ca_file;     /* CAs for https:// nodes; NULL: the system store */
+    char *upstream_client_cert; /* mutual TLS toward nodes/agents; NULL: none */
+    char *upstream_client_key;
+    bool upstream_allow_plain_secrets; /* may send a node's key over plain http:// to a
+                                          non-loopback address (DESIGN §10 opt-out) */
+
     struct gw_node_config *nodes;
     size_t n_nodes;
 

@@ -207,6 +207,7 @@ static void start_probe(struct probe *pr, bool fresh)
     struct http_client_request req = {
         .host = n->host,
         .port = n->port,
+        .tls = n->tls,
         .method = STRV_LIT("GET"),
         .target = n->via_agent                  ? STRV_LIT("/drover/v1/health")
                   : n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags")

@@ -204,6 +204,10 @@ void join_handle(struct gw *g, struct http_request *req)
 {
     if (!strv_eq_cstr(req->method, "POST"))
         return gw_reply_error(req, 405, "method_not_allowed", NULL, "use POST");
+    if (!http_request_is_private(req))
+        return gw_reply_error(req, 403, "insecure_transport", NULL,
+                              "the join answer carries a node secret: use the TLS listener "
+                              "(tls.cert) or loopback");
     if (!g->cfg.join_token)
         return gw_reply_error(req, 403, "joining_disabled", NULL,
                               "joining is off: the gateway has no join.token");

@@ -240,6 +240,7 @@ int gw_agent_call(struct gw *g, const struct node *n, const char *method, const 
     struct http_client_request rq = {
         .host = n->host,
         .port = n->port,
+        .tls = n->tls,
         .method = strv_from_cstr(method),
         .target = strv_from_cstr(path),
         .headers = hdrs,

@@ -955,6 +955,7 @@ static void start_attempt(struct proxy *p)
     struct http_client_request creq = {
         .host = node->host,
         .port = node->port,
+        .tls = node->tls,
         .method = req->method,
         .target = req->target,
         .headers = up,

@@ -139,11 +139,12 @@ const char *node_live_name(enum node_live l)
 
 /* "http://host:port" with an optional trailing slash; host is an IPv4 literal, [IPv6] or
  * localhost. */
-static int parse_url(const char *url, char *host, size_t host_cap, int *port)
+static int parse_url(const char *url, char *host, size_t host_cap, int *port, bool *tls)
 {
     struct strv u = strv_from_cstr(url);
-    if (!strv_starts_with(u, STRV_LIT("http://"))) return GW_E_INVALID;
-    u = strv_sub(u, 7, u.len);
+    *tls = strv_starts_with(u, STRV_LIT("https://"));
+    if (!*tls && !strv_starts_with(u, STRV_LIT("http://"))) return GW_E_INVALID;
+    u = strv_sub(u, *tls ? 8 : 7, u.len);
     if (u.len && u.p[u.len - 1] == '/') u.len--;
     if (strv_index(u, '/') >= 0 || u.len == 0) return GW_E_INVALID;
     struct strv h, p;
@@ -174,10 +175,12 @@ int registry_add(struct registry *reg, const char *name, const char *url, enum n
     if (registry_find(reg, strv_from_cstr(name)))
         return gw_error_set(err, GW_E_INVALID, "duplicate node name '%s'", name);
     struct node *n = xcalloc(1, sizeof *n);
-    if (parse_url(url, n->host, sizeof n->host, &n->port)) {
+    if (parse_url(url, n->host, sizeof n->host, &n->port, &n->tls)) {
         xfree(n);
         return gw_error_set(err, GW_E_INVALID,
-                            "node '%s': url '%s' must look like http://127.0.0.1:8000", name, url);
+                            "node '%s': url '%s' must look like http://127.0.0.1:8000 or "
+                            "https://10.0.0.5:8443",
+                            name, url);
     }
     n->name = xstrdup(name);
     n->url = xstrdup(url);
@@ -237,9 +240,11 @@ int registry_set_url(struct node *n, const char *url)
 {
     char host[sizeof n->host];
     int port;
-    if (parse_url(url, host, sizeof host, &port)) return GW_E_INVALID;
+    bool tls;
+    if (parse_url(url, host, sizeof host, &port, &tls)) return GW_E_INVALID;
     memcpy(n->host, host, sizeof host);
     n->port = port;
+    n->tls = tls;
     registry_set_str(&n->url, url);
     return 0;
 }

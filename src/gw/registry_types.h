@@ -75,6 +75,7 @@ struct node {
     char *url;     /* owned: "http://127.0.0.1:9101" */
     char host[64]; /* numeric address or "localhost" */
     int port;
+    bool tls;      /* https:// url: the client speaks TLS to it (net/tls.h) */
     char *api_key; /* owned, may be NULL; for agents the gateway key H (docs/node_api.md) */
     struct node_label *labels;
     size_t n_labels;

@@ -76,7 +76,68 @@ static void add_set(struct serve *s, const char *key, const char *val)
     s->sets[s->n_sets++] = kv;
 }
 
-static int start_listener(struct gw *g, const char *addr, http_handler_fn *fn,
+/* The listener's TLS context from cert/key files, or NULL (plain) when cert is not set. */
+static int make_server_tls(const char *cert, const char *key, const char *minv,
+                           struct tls_ctx **out, struct gw_error *err)
+{
+    *out = NULL;
+    if (!cert) return 0;
+    struct tls_server_config tc = {.cert_file = cert, .key_file = key, .min_version = minv};
+    return tls_server_ctx_new(&tc, out, err);
+}
+
+static int make_client_tls(const struct gw_config *cfg, struct tls_ctx **out, struct gw_error *err)
+{
+    struct tls_client_config tc = {
+        .ca_file = cfg->upstream_ca_file,
+        .cert_file = cfg->upstream_client_cert,
+        .key_file = cfg->upstream_client_key,
+    };
+    return tls_client_ctx_new(&tc, out, err);
+}
+
+/* Re-reads every certificate, key and CA file (SIGHUP): new connections use them, open ones
+ * keep what they started with. A file that fails keeps the previous context for that side. */
+static void reload_tls(struct gw *g, const struct gw_config *next)
+{
+    struct {
+        struct http_server *srv;
+        const char *name, *cert, *key, *minv;
+    } sides[] = {
+        {g->api_srv, "tls", next->tls_cert, next->tls_key, next->tls_min_version},
+        {g->admin_srv, "admin_tls", next->admin_tls_cert, next->admin_tls_key,
+         next->admin_tls_min_version},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        if (!sides[i].srv) continue;
+        if (http_server_is_tls(sides[i].srv) != (sides[i].cert != NULL)) {
+            LOGW("config_reload", "note=\"%s: turning TLS on or off takes a restart\"",
+                 sides[i].name);
+            continue;
+        }
+        if (!sides[i].cert) continue;
+        struct tls_ctx *t = NULL;
+        struct gw_error err = {0};
+        if (make_server_tls(sides[i].cert, sides[i].key, sides[i].minv, &t, &err)) {
+            LOGE("tls_reload_failed", "side=%s reason=\"%s\" keeping=previous", sides[i].name,
+                 err.msg);
+            continue;
+        }
+        if (http_server_set_tls(sides[i].srv, t) == 0)
+            LOGI("tls_reloaded", "side=%s cert=%s", sides[i].name, sides[i].cert);
+        tls_ctx_unref(t);
+    }
+    struct tls_ctx *ct = NULL;
+    struct gw_error err = {0};
+    if (make_client_tls(next, &ct, &err)) {
+        LOGE("tls_reload_failed", "side=upstream reason=\"%s\" keeping=previous", err.msg);
+        return;
+    }
+    http_client_set_tls(g->client, ct);
+    tls_ctx_unref(ct);
+}
+
+static int start_listener(struct gw *g, const char *addr, http_handler_fn *fn, struct tls_ctx *tls,
                           struct http_server **out, char *bound, size_t bound_cap)
 {
     char host[128];
@@ -96,6 +157,7 @@ static int start_listener(struct gw *g, const char *addr, http_handler_fn *fn,
     hc.idle_timeout_ms = g->cfg.client_idle_timeout_ms;
     hc.max_connections = (unsigned)g->cfg.max_connections;
     hc.server_name = "drover";
+    hc.tls = tls;
     struct gw_error err = {0};
     if (http_server_start(g->loop, &hc, fn, g, out, &err)) {
         fprintf(stderr, "drover serve: cannot listen on %s: %s\n", addr, err.msg);
@@ -236,6 +298,7 @@ static void reload(struct serve *s)
         LOGW("config_reload", "note=\"every static node removed (allow_empty_fleet)\"");
     if (strcmp(next.listen, g->cfg.listen) || strcmp(next.admin_listen, g->cfg.admin_listen))
         LOGW("config_reload", "note=\"listen addresses change only on restart\"");
+    reload_tls(g, &next);
     /* nodes that left the file are removed (their in-flight requests finish) */
     for (size_t i = 0; i < g->reg.n; i++) {
         struct node *n = g->reg.nodes[i];
@@ -429,19 +492,36 @@ int serve_main(int argc, char **argv)
     g->started_ms = uv_now(g->loop);
     registry_init(&g->reg, &g->cfg.reg);
     metrics_init(&g->metrics);
+    struct tls_ctx *api_tls = NULL, *admin_tls = NULL, *up_tls = NULL;
+    if (make_server_tls(g->cfg.tls_cert, g->cfg.tls_key, g->cfg.tls_min_version, &api_tls, &err) ||
+        make_server_tls(g->cfg.admin_tls_cert, g->cfg.admin_tls_key, g->cfg.admin_tls_min_version,
+                        &admin_tls, &err) ||
+        make_client_tls(&g->cfg, &up_tls, &err)) {
+        fprintf(stderr, "drover serve: %s\n", err.msg);
+        tls_ctx_unref(api_tls);
+        tls_ctx_unref(admin_tls);
+        return 2;
+    }
     struct http_client_config cc;
     http_client_config_defaults(&cc);
     cc.max_idle_per_origin = (unsigned)g->cfg.max_idle_per_node;
-    if (http_client_new(g->loop, &cc, &g->client)) {
+    cc.tls = up_tls;
+    cc.refuse_plain_auth = !g->cfg.upstream_allow_plain_secrets; /* DESIGN §10 */
+    int crc = http_client_new(g->loop, &cc, &g->client);
+    tls_ctx_unref(up_tls); /* the client holds its own reference */
+    if (crc) {
         fprintf(stderr, "drover serve: cannot create the upstream client\n");
         return 1;
     }
     char api_addr[160], admin_addr[160];
-    if (start_listener(g, g->cfg.listen, api_handle, &g->api_srv, api_addr, sizeof api_addr) ||
-        start_listener(g, g->cfg.admin_listen, admin_handle, &g->admin_srv, admin_addr,
-                       sizeof admin_addr)) {
-        return 1;
-    }
+    int lrc = start_listener(g, g->cfg.listen, api_handle, api_tls, &g->api_srv, api_addr,
+                             sizeof api_addr);
+    if (!lrc)
+        lrc = start_listener(g, g->cfg.admin_listen, admin_handle, admin_tls, &g->admin_srv,
+                             admin_addr, sizeof admin_addr);
+    tls_ctx_unref(api_tls); /* the servers hold their own references */
+    tls_ctx_unref(admin_tls);
+    if (lrc) return 1;
     bool is_pg = g->cfg.store_engine && strcmp(g->cfg.store_engine, "postgres") == 0;
     struct store_config sc = {
         .engine = is_pg ? STORE_ENGINE_POSTGRES : STORE_ENGINE_SQLITE,
@@ -486,7 +566,8 @@ int serve_main(int argc, char **argv)
     uv_check_init(g->loop, &s.drain_check);
     s.drain_check.data = &s;
 
-    LOGI("start", "listen=%s admin=%s nodes=%zu config=%s store=%s", api_addr, admin_addr, g->reg.n,
+    LOGI("start", "listen=%s admin=%s tls=%s admin_tls=%s nodes=%zu config=%s store=%s", api_addr,
+         admin_addr, g->cfg.tls_cert ? "on" : "off", g->cfg.admin_tls_cert ? "on" : "off", g->reg.n,
          s.config_path ? s.config_path : "-", is_pg ? "postgres" : sc.path);
     printf("drover-serve ready listen=%s admin=%s\n", api_addr, admin_addr);
     fflush(stdout);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/log.h"
 #include "base/mem.h"
 
 enum {
@@ -23,6 +24,8 @@ enum {
     HC_MAX_HELD_BYTES = 4 * HC_READ_BUF_BYTES, /* held bytes come from one read buffer */
     HC_CONN_HANDLES = 3,
     HC_KEEP_REQUEST_BYTES = 16 * 1024, /* an idle conn keeps request buffers up to this */
+    HC_TLS_COALESCE_BYTES = 16 * 1024, /* head + body up to one record: encrypted as one */
+    HC_TLS_NAME_BYTES = 256,
 };
 
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -59,8 +62,16 @@ struct origin {
     struct link link; /* in client->origins */
     struct link idle; /* pooled conns, most recently pooled first */
     unsigned n_idle;
-    unsigned refs;                /* conns that point here */
-    struct sockaddr_storage addr; /* the key: family, address and port */
+    unsigned refs;                    /* conns that point here */
+    struct sockaddr_storage addr;     /* the key: family, address and port, */
+    bool tls;                         /* plus TLS or not, */
+    char tls_name[HC_TLS_NAME_BYTES]; /* plus the name TLS verifies */
+};
+
+struct tls_block { /* ciphertext the socket did not take at once */
+    uv_write_t req;
+    struct conn *conn;
+    char data[];
 };
 
 enum conn_state { CONN_CONNECTING, CONN_ACTIVE, CONN_IDLE, CONN_CLOSING };
@@ -108,6 +119,8 @@ struct conn {
     bool got_first_byte, is_interim, msg_done, keep_alive, saw_eof, stray_bytes;
     bool idle_armed; /* the phase is the idle timeout: each read moves phase_at (on_read) */
     int cb_err;
+    struct tls_conn *tls; /* owned; NULL on a plain conn */
+    unsigned tls_writes;  /* tls_blocks in flight */
 };
 
 struct http_call {
@@ -130,8 +143,10 @@ struct http_client {
     unsigned n_conns;
     bool is_freeing;
     struct http_client_stats stats;
-    struct buf head; /* the next request's head; swapped with the conn's, so no malloc */
+    struct buf head;     /* the next request's head; swapped with the conn's, so no malloc */
+    struct tls_ctx *tls; /* one reference, or NULL */
     char read_buf[HC_READ_BUF_BYTES]; /* shared: every read is consumed before returning */
+    char tls_buf[HC_TLS_COALESCE_BYTES];
 };
 
 static void conn_close(struct conn *c);
@@ -142,6 +157,8 @@ void http_client_config_defaults(struct http_client_config *cfg)
     cfg->max_idle_per_origin = 64;
     cfg->pool_idle_timeout_ms = 30 * 1000;
     cfg->max_response_header_bytes = 64 * 1024;
+    cfg->tls = NULL;
+    cfg->refuse_plain_auth = false;
 }
 
 /* ---- origins ---------------------------------------------------------------------------- */
@@ -177,15 +194,20 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
 }
 
 /* Compared as socket addresses, not formatted: this runs for every request. */
-static struct origin *origin_get(struct http_client *cl, const struct sockaddr_storage *ss)
+static struct origin *origin_get(struct http_client *cl, const struct sockaddr_storage *ss,
+                                 bool tls, const char *tls_name)
 {
     for (struct link *l = cl->origins.next; l != &cl->origins; l = l->next) {
         struct origin *o = CONTAINER_OF(l, struct origin, link);
-        if (same_addr(&o->addr, ss)) return o;
+        if (same_addr(&o->addr, ss) && o->tls == tls &&
+            (!tls || strcmp(o->tls_name, tls_name) == 0))
+            return o;
     }
     struct origin *o = xcalloc(1, sizeof *o);
     link_init(&o->idle);
     o->addr = *ss;
+    o->tls = tls;
+    if (tls) snprintf(o->tls_name, sizeof o->tls_name, "%s", tls_name);
     link_insert_head(&cl->origins, &o->link);
     return o;
 }
@@ -202,6 +224,7 @@ static void origin_unref(struct origin *o)
 static void client_destroy(struct http_client *cl)
 {
     buf_free(&cl->head);
+    tls_ctx_unref(cl->tls);
     while (!link_is_empty(&cl->origins)) {
         struct origin *o = CONTAINER_OF(cl->origins.next, struct origin, link);
         link_remove(&o->link);
@@ -222,6 +245,10 @@ static void conn_close_cb(uv_handle_t *h)
     buf_free(&c->held);
     xfree(c->ents);
     xfree(c->hdr_out);
+    if (c->tls) {
+        tls_conn_free(c->tls);
+        xfree(c->tls);
+    }
     origin_unref(c->origin);
     link_remove(&c->all_link);
     cl->n_conns--;
@@ -434,6 +461,8 @@ static void deliver(struct conn *c, const char *p, size_t len)
     if (call->cb.on_data) call->cb.on_data(call, p, len, call->ctx);
 }
 
+static void conn_tls_pump(struct conn *c);
+
 static void on_drain(uv_idle_t *h)
 {
     struct conn *c = h->data;
@@ -456,6 +485,7 @@ static void on_drain(uv_idle_t *h)
         return;
     }
     conn_arm_phase(c);
+    if (c->tls && tls_conn_has_input(c->tls)) conn_tls_pump(c); /* left there by the pause */
 }
 
 /* ---- llhttp callbacks ------------------------------------------------------------------ */
@@ -612,10 +642,31 @@ static void on_eof(struct conn *c)
     call_finish(c, c->cb_err ? c->cb_err : GW_E_TRUNCATED);
 }
 
+/* Response bytes (plaintext) for the active call. */
+static void on_plain(struct conn *c, const char *p, size_t n)
+{
+    if (c->idle_armed) {
+        /* streaming: a later deadline is only stored; the timer, when it fires, re-arms
+         * itself for what is left instead of being restarted on every chunk */
+        c->phase_at = uv_now(c->tcp.loop) + c->call->idle_timeout_ms;
+    } else {
+        c->got_first_byte = true;
+        conn_arm_phase(c);
+    }
+    feed(c, p, n);
+}
+
+static int conn_start_exchange(struct conn *c);
+static void conn_tls_on_read(struct conn *c, ssize_t nread, const uv_buf_t *b);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
     if (c->state == CONN_CLOSING || nread == 0) return;
+    if (c->tls) {
+        conn_tls_on_read(c, nread, b);
+        return;
+    }
     if (c->state == CONN_IDLE) { /* the server closed or spoke out of turn: drop it */
         conn_close(c);
         return;
@@ -629,15 +680,160 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         call_finish(c, (int)nread);
         return;
     }
-    if (c->idle_armed) {
-        /* streaming: a later deadline is only stored; the timer, when it fires, re-arms
-         * itself for what is left instead of being restarted on every chunk */
-        c->phase_at = uv_now(c->tcp.loop) + c->call->idle_timeout_ms;
-    } else {
-        c->got_first_byte = true;
-        conn_arm_phase(c);
+    on_plain(c, b->base, (size_t)nread);
+}
+
+/* ---- TLS ------------------------------------------------------------------------------- */
+
+static void on_tls_write(uv_write_t *w, int status)
+{
+    struct tls_block *b = (struct tls_block *)w;
+    struct conn *c = b->conn;
+    xfree(b);
+    c->tls_writes--;
+    if (c->state == CONN_CLOSING) return;
+    if (status < 0) {
+        if (c->state == CONN_ACTIVE && c->call && !c->msg_done) {
+            call_finish(c, status);
+        } else {
+            c->write_pending = false; /* keeps it out of the pool: write_done stays false */
+            if (c->state == CONN_IDLE || !c->call) conn_close(c);
+        }
+        return;
     }
-    feed(c, b->base, (size_t)nread);
+    if (c->tls_writes == 0 && c->write_pending) {
+        c->write_pending = false;
+        c->write_done = true;
+        if (c->state == CONN_ACTIVE && c->call) conn_arm_phase(c);
+    }
+}
+
+/* Sends what the pump produced; what the socket does not take at once is copied and queued. */
+static int conn_tls_flush(struct conn *c)
+{
+    const char *p;
+    size_t n = tls_conn_out(c->tls, &p);
+    if (n == 0) return 0;
+    uv_buf_t one = uv_buf_init((char *)p, (unsigned)n);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &one, 1);
+    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) return w;
+    size_t done = w > 0 ? (size_t)w : 0;
+    if (done < n) {
+        struct tls_block *b = xmalloc(sizeof *b + (n - done));
+        b->conn = c;
+        memcpy(b->data, p + done, n - done);
+        uv_buf_t rest = uv_buf_init(b->data, (unsigned)(n - done));
+        int rc = uv_write(&b->req, (uv_stream_t *)&c->tcp, &rest, 1, on_tls_write);
+        if (rc < 0) {
+            xfree(b);
+            return rc;
+        }
+        c->tls_writes++;
+    }
+    tls_conn_out_consume(c->tls, n);
+    return 0;
+}
+
+/* Encrypts the request (head and body in one record when they fit) and sends it. */
+static int conn_tls_send_request(struct conn *c)
+{
+    struct http_client *cl = c->cl;
+    size_t hl = c->req_head.len, bl = c->req_body_len;
+    int rc;
+    if (hl + bl <= sizeof cl->tls_buf) {
+        memcpy(cl->tls_buf, c->req_head.p, hl);
+        if (bl) memcpy(cl->tls_buf + hl, c->req_body, bl);
+        rc = tls_conn_write(c->tls, cl->tls_buf, hl + bl);
+    } else {
+        rc = tls_conn_write(c->tls, c->req_head.p, hl);
+        if (!rc && bl) rc = tls_conn_write(c->tls, c->req_body, bl);
+    }
+    if (rc) return rc;
+    rc = conn_tls_flush(c);
+    if (rc) return rc;
+    if (c->tls_writes)
+        c->write_pending = true;
+    else
+        c->write_done = true;
+    return 0;
+}
+
+/* Decrypts everything the pump can give. Stops while the call is paused or its response is
+ * complete and waiting for resume (the ciphertext stays in the pump; on_drain pumps again). */
+static void conn_tls_pump(struct conn *c)
+{
+    char *plain = c->cl->read_buf; /* the ciphertext was copied into the pump */
+    for (;;) {
+        if (c->state == CONN_CLOSING) return;
+        if (c->state == CONN_ACTIVE && c->call && (c->call->is_paused || c->msg_done)) break;
+        long r = tls_conn_read(c->tls, plain, sizeof c->cl->read_buf);
+        if (r > 0) {
+            if (c->state != CONN_ACTIVE || !c->call) { /* spoke out of turn */
+                conn_close(c);
+                return;
+            }
+            on_plain(c, plain, (size_t)r);
+            continue;
+        }
+        int frc = conn_tls_flush(c);
+        if (r == 0 && !frc) {
+            if (c->state == CONN_CONNECTING && tls_conn_is_open(c->tls)) {
+                c->state = CONN_ACTIVE; /* handshake done: now the request */
+                int rc = conn_start_exchange(c);
+                if (rc < 0) {
+                    call_finish(c, rc);
+                    return;
+                }
+                continue;
+            }
+            return;
+        }
+        if (c->state == CONN_IDLE || !c->call) {
+            conn_close(c);
+            return;
+        }
+        if (frc) {
+            call_finish(c, frc);
+        } else if (r == GW_E_CLOSED && c->state == CONN_ACTIVE) {
+            on_eof(c); /* close_notify ends an EOF-delimited body like a FIN */
+        } else {
+            struct sockaddr_storage *a = &c->origin->addr;
+            char ip[INET6_ADDRSTRLEN] = "?";
+            if (a->ss_family == AF_INET6)
+                uv_ip6_name((struct sockaddr_in6 *)a, ip, sizeof ip);
+            else
+                uv_ip4_name((struct sockaddr_in *)a, ip, sizeof ip);
+            LOGW("tls_failed", "peer=%s name=%s reason=\"%s\"", ip,
+                 c->origin->tls_name[0] ? c->origin->tls_name : "-", tls_conn_reason(c->tls));
+            call_finish(c, GW_E_MALFORMED);
+        }
+        return;
+    }
+    (void)conn_tls_flush(c);
+}
+
+static void conn_tls_on_read(struct conn *c, ssize_t nread, const uv_buf_t *b)
+{
+    if (nread < 0) {
+        if (c->state == CONN_IDLE || !c->call) {
+            conn_close(c);
+        } else if (c->state == CONN_CONNECTING) {
+            call_finish(c, nread == UV_EOF ? UV_ECONNRESET : (int)nread);
+        } else if (nread == UV_EOF) {
+            on_eof(c);
+        } else {
+            call_finish(c, (int)nread);
+        }
+        return;
+    }
+    if (tls_conn_feed(c->tls, b->base, (size_t)nread)) {
+        if (c->call && c->state != CONN_IDLE)
+            call_finish(c, GW_E_LIMIT);
+        else
+            conn_close(c);
+        return;
+    }
+    conn_tls_pump(c);
 }
 
 /* ---- timers, connect, write ------------------------------------------------------------ */
@@ -685,6 +881,16 @@ static void on_write(uv_write_t *req, int status)
 static int conn_start_exchange(struct conn *c)
 {
     reset_response(c);
+    if (c->tls) {
+        int trc = conn_tls_send_request(c);
+        if (trc < 0) return trc;
+        if (!c->call->is_paused) {
+            trc = conn_set_reading(c, true);
+            if (trc < 0) return trc;
+        }
+        conn_arm_phase(c);
+        return 0;
+    }
     uv_buf_t bufs[2];
     unsigned n = 0;
     bufs[n++] = uv_buf_init(c->req_head.p, (unsigned)c->req_head.len);
@@ -723,8 +929,24 @@ static void on_connect(uv_connect_t *req, int status)
         call_finish(c, status);
         return;
     }
-    c->state = CONN_ACTIVE;
     (void)uv_tcp_nodelay(&c->tcp, 1);
+    if (c->origin->tls) {
+        /* stays CONNECTING (under the connect deadline) until the handshake is done */
+        c->tls = xmalloc(sizeof *c->tls);
+        int rc = tls_conn_init(c->tls, c->cl->tls, c->origin->tls_name);
+        if (rc < 0) {
+            xfree(c->tls);
+            c->tls = NULL;
+            call_finish(c, rc);
+            return;
+        }
+        rc = tls_conn_connect(c->tls);
+        if (!rc) rc = conn_tls_flush(c);
+        if (!rc) rc = conn_set_reading(c, true);
+        if (rc < 0) call_finish(c, rc == GW_E_STATE ? GW_E_MALFORMED : rc);
+        return;
+    }
+    c->state = CONN_ACTIVE;
     int rc = conn_start_exchange(c);
     if (rc < 0) call_finish(c, rc);
 }
@@ -830,6 +1052,22 @@ static void swap_head(struct conn *c)
     c->cl->head = t;
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+}
+
+static bool has_header(const struct http_client_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strv_eq_ci(req->headers[i].name, strv_from_cstr(name))) return true;
+    return false;
+}
+
 /* ---- public API ------------------------------------------------------------------------ */
 
 int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg, struct http_client **out)
@@ -841,6 +1079,8 @@ int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg, struc
         cl->cfg = *cfg;
     else
         http_client_config_defaults(&cl->cfg);
+    cl->cfg.tls = NULL;
+    if (cfg && cfg->tls) cl->tls = tls_ctx_ref(cfg->tls);
     if (cl->cfg.max_response_header_bytes == 0) cl->cfg.max_response_header_bytes = 64 * 1024;
     llhttp_settings_init(&cl->settings);
     cl->settings.on_status = on_status;
@@ -854,6 +1094,13 @@ int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg, struc
     buf_init(&cl->head, HC_MAX_REQUEST_HEAD_BYTES);
     *out = cl;
     return 0;
+}
+
+void http_client_set_tls(struct http_client *cl, struct tls_ctx *ctx)
+{
+    struct tls_ctx *old = cl->tls;
+    cl->tls = ctx ? tls_ctx_ref(ctx) : NULL;
+    tls_ctx_unref(old); /* open conns hold their own references */
 }
 
 void http_client_free(struct http_client *cl)
@@ -883,7 +1130,13 @@ int http_client_request(struct http_client *cl, const struct http_client_request
     struct sockaddr_storage ss;
     int rc = resolve(req->host, req->port, &ss);
     if (rc < 0) return rc;
-    struct origin *o = origin_get(cl, &ss);
+    if (req->tls && !cl->tls) return GW_E_INVALID;
+    if (!req->tls && cl->cfg.refuse_plain_auth && !is_loopback(&ss) &&
+        has_header(req, "authorization"))
+        return GW_E_INVALID; /* a secret would cross the network in clear */
+    const char *tls_name = req->tls_name ? req->tls_name : req->host;
+    if (req->tls && strlen(tls_name) >= HC_TLS_NAME_BYTES) return GW_E_INVALID;
+    struct origin *o = origin_get(cl, &ss, req->tls, tls_name);
 
     bool wants_close;
     buf_reset(&cl->head);

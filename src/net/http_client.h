@@ -16,6 +16,7 @@
 #include "base/err.h"
 #include "base/strv.h"
 #include "net/http_server.h" /* struct http_header */
+#include "net/tls.h"
 
 struct http_client;
 struct http_call;
@@ -24,6 +25,10 @@ struct http_client_config {
     unsigned max_idle_per_origin;  /* default 64 */
     uint64_t pool_idle_timeout_ms; /* pooled connections older than this are closed; default 30 s */
     size_t max_response_header_bytes; /* default 64 KiB; past it the call fails GW_E_MALFORMED */
+    struct tls_ctx *tls;    /* borrowed (the client takes a reference): for requests with .tls;
+                               NULL: such requests are refused (GW_E_INVALID) */
+    bool refuse_plain_auth; /* refuse (GW_E_INVALID) a plain-TCP request that carries an
+                               Authorization header to a non-loopback address */
 };
 void http_client_config_defaults(struct http_client_config *cfg);
 
@@ -31,6 +36,9 @@ int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg,
                     struct http_client **out) WUR;
 /* Cancels every call (no callbacks), closes every connection, frees from close callbacks. */
 void http_client_free(struct http_client *cl);
+/* Replaces the TLS context for connections opened from now on (CA or client certificate
+ * reload); pooled connections keep theirs. ctx is borrowed (a reference is taken). */
+void http_client_set_tls(struct http_client *cl, struct tls_ctx *ctx);
 
 struct http_client_request {
     const char *host; /* numeric IPv4/IPv6 address or "localhost" */
@@ -46,6 +54,12 @@ struct http_client_request {
     uint64_t idle_timeout_ms;       /* 0 = none */
     uint64_t total_timeout_ms;      /* 0 = none */
     bool no_reuse;                  /* always open a fresh connection */
+    bool tls;                       /* https: TLS with the client's context; the handshake counts
+                                       against connect_timeout_ms. A failed handshake or certificate
+                                       check fails the call with GW_E_MALFORMED (logged with the
+                                       reason) or UV_ECONNRESET (peer closed during the handshake). */
+    const char *tls_name;           /* name to verify and send as SNI; NULL: host (an IP literal is
+                                       checked against the certificate's IP addresses, no SNI) */
 };
 
 struct http_response_head {

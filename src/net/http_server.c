@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "net/http_parse.h"
+#include "net/tls.h"
 
 enum {
     READ_BUF_BYTES = 64 * 1024,
@@ -24,6 +25,8 @@ enum {
     LINGER_MAX_BYTES = 1024 * 1024,
     ARENA_CHUNK_BYTES = 1024, /* per request; most heads fit; held for a whole stream */
     LISTEN_BACKLOG = 511,
+    TLS_COALESCE_BYTES = 16 * 1024, /* pieces up to one record are encrypted as one */
+    TLS_RECORD_HANDSHAKE = 0x16,
 };
 
 enum conn_state { CS_HEAD, CS_BODY, CS_HANDLING, CS_IDLE, CS_LINGER, CS_CLOSED };
@@ -53,6 +56,8 @@ struct http_conn {
     bool is_resp_started, is_chunked, is_raw, is_no_body, is_keep;
     bool is_closing, is_reading, is_blocked, in_drive, is_deferred, is_abort_owed;
     bool is_rejected;
+    bool is_tls_seen;     /* the first byte of a TLS conn was looked at */
+    struct tls_conn *tls; /* owned; NULL on a plain conn */
 };
 
 struct http_server {
@@ -71,7 +76,9 @@ struct http_server {
     bool is_listening, is_draining, is_closing, is_idle_closed;
     void (*done)(void *arg);
     void *done_arg;
+    struct tls_ctx *tls; /* one reference; NULL: plain */
     char read_buf[READ_BUF_BYTES];
+    char tls_buf[TLS_COALESCE_BYTES];
 };
 
 struct write_block {
@@ -204,6 +211,7 @@ static void server_maybe_free(struct http_server *s)
     void *arg = s->done_arg;
     xfree(s->host);
     xfree(s->server_name);
+    tls_ctx_unref(s->tls);
     xfree(s);
     if (done) done(arg);
 }
@@ -233,6 +241,10 @@ static void conn_maybe_free(struct http_conn *c)
     else
         s->n_conns--;
     http_parser_free(&c->parser);
+    if (c->tls) {
+        tls_conn_free(c->tls);
+        xfree(c->tls);
+    }
     buf_free(&c->pending);
     arena_free(&c->req.arena);
     xfree(c);
@@ -328,8 +340,8 @@ static void on_write(uv_write_t *w, int status)
     }
 }
 
-/* Writes the pieces in order; copies only what the socket did not take at once. */
-static int conn_write(struct http_conn *c, uv_buf_t *bufs, unsigned n)
+/* Writes the pieces to the socket in order; copies only what the socket did not take at once. */
+static int conn_send(struct http_conn *c, uv_buf_t *bufs, unsigned n)
 {
     if (c->is_closing) return GW_E_CLOSED;
     size_t total = 0;
@@ -367,6 +379,45 @@ static int conn_write(struct http_conn *c, uv_buf_t *bufs, unsigned n)
     return 0;
 }
 
+/* Sends the ciphertext the TLS pump produced (handshake records, alerts, data). */
+static int conn_tls_flush(struct http_conn *c)
+{
+    const char *p;
+    size_t n = tls_conn_out(c->tls, &p);
+    if (n == 0) return 0;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int rc = conn_send(c, &b, 1);
+    tls_conn_out_consume(c->tls, n);
+    return rc;
+}
+
+/* Writes the pieces in order, through TLS on a TLS conn. Small pieces (a chunk's size line,
+ * data and CRLF) are encrypted as one record. Any failure closes the conn. */
+static int conn_write(struct http_conn *c, uv_buf_t *bufs, unsigned n)
+{
+    if (!c->tls) return conn_send(c, bufs, n);
+    if (c->is_closing) return GW_E_CLOSED;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+    int rc = 0;
+    if (n > 1 && total <= sizeof c->srv->tls_buf) {
+        size_t off = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(c->srv->tls_buf + off, bufs[i].base, bufs[i].len);
+            off += bufs[i].len;
+        }
+        rc = tls_conn_write(c->tls, c->srv->tls_buf, total);
+    } else {
+        for (unsigned i = 0; i < n && !rc; i++)
+            if (bufs[i].len) rc = tls_conn_write(c->tls, bufs[i].base, bufs[i].len);
+    }
+    if (rc) {
+        conn_close(c);
+        return GW_E_CLOSED;
+    }
+    return conn_tls_flush(c);
+}
+
 /* --- closing politely ----------------------------------------------------------------- */
 
 static void on_shutdown(uv_shutdown_t *r, int status)
@@ -390,6 +441,10 @@ static void conn_linger(struct http_conn *c)
     uint64_t flush_ms =
         c->srv->cfg.idle_timeout_ms > LINGER_MS ? c->srv->cfg.idle_timeout_ms : LINGER_MS;
     timer_arm(c, flush_ms); /* bounds a client that never reads what is queued */
+    if (c->tls) {           /* close_notify first, so the client can tell our end from a cut */
+        tls_conn_shutdown(c->tls);
+        if (conn_tls_flush(c)) return;
+    }
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         conn_close(c);
@@ -519,6 +574,82 @@ static void conn_drive(struct http_conn *c)
     }
 }
 
+/* Plaintext bytes, from the socket or from the TLS pump. */
+static void conn_on_bytes(struct http_conn *c, const char *p, size_t n)
+{
+    switch (c->state) {
+    case CS_LINGER:
+        c->linger_bytes += n;
+        if (c->linger_bytes > LINGER_MAX_BYTES) conn_close(c);
+        return;
+    case CS_HANDLING:
+        conn_keep_pending(c, p, n);
+        return;
+    case CS_HEAD:
+    case CS_BODY:
+    case CS_IDLE:
+        if (c->pending.len) {
+            conn_keep_pending(c, p, n);
+            conn_drive(c);
+            return;
+        }
+        c->in_drive = true;
+        size_t used = conn_consume(c, p, n);
+        c->in_drive = false;
+        if (used < n && !c->is_closing) conn_keep_pending(c, p + used, n - used);
+        conn_drive(c);
+        return;
+    case CS_CLOSED:
+        return;
+    }
+}
+
+/* Ciphertext from the socket: feed the pump, hand every plaintext byte it yields to the HTTP
+ * side, send what it produced (handshake records, alerts). All of one read is decrypted at
+ * once, so no plaintext ever waits inside OpenSSL while the socket is not being read; what the
+ * HTTP side cannot take yet is buffered under the same cap as on a plain conn. */
+static void conn_tls_read(struct http_conn *c, const char *p, size_t n)
+{
+    if (c->state == CS_LINGER) {
+        c->linger_bytes += n;
+        if (c->linger_bytes > LINGER_MAX_BYTES) conn_close(c);
+        return;
+    }
+    if (!c->is_tls_seen) {
+        c->is_tls_seen = true;
+        if ((unsigned char)p[0] != TLS_RECORD_HANDSHAKE) {
+            /* Plain HTTP (or anything else) on a TLS port: answer in clear that it is wrong,
+             * as nginx does, instead of a TLS alert the client cannot read. */
+            tls_conn_free(c->tls);
+            xfree(c->tls);
+            c->tls = NULL;
+            LOGD("tls_plain_refused", "peer=%s", c->req.peer);
+            conn_fail(c, 400, "plain_http_to_https_port",
+                      "This port speaks HTTPS: the plain HTTP request was refused");
+            return;
+        }
+    }
+    if (tls_conn_feed(c->tls, p, n)) {
+        conn_close(c);
+        return;
+    }
+    char *plain = c->srv->read_buf; /* the ciphertext was copied into the pump */
+    for (;;) {
+        if (c->is_closing || !c->tls) return;
+        long r = tls_conn_read(c->tls, plain, sizeof c->srv->read_buf);
+        if (r > 0) {
+            conn_on_bytes(c, plain, (size_t)r);
+            continue;
+        }
+        if (conn_tls_flush(c)) return;
+        if (r == 0) return;
+        if (r != GW_E_CLOSED)
+            LOGD("tls_failed", "peer=%s reason=\"%s\"", c->req.peer, tls_conn_reason(c->tls));
+        conn_close(c); /* close_notify or a broken peer: like EOF */
+        return;
+    }
+}
+
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     struct http_conn *c = st->data;
@@ -527,32 +658,10 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         conn_close(c); /* EOF or error: a request in flight is aborted */
         return;
     }
-    size_t n = (size_t)nread;
-    switch (c->state) {
-    case CS_LINGER:
-        c->linger_bytes += n;
-        if (c->linger_bytes > LINGER_MAX_BYTES) conn_close(c);
-        return;
-    case CS_HANDLING:
-        conn_keep_pending(c, b->base, n);
-        return;
-    case CS_HEAD:
-    case CS_BODY:
-    case CS_IDLE:
-        if (c->pending.len) {
-            conn_keep_pending(c, b->base, n);
-            conn_drive(c);
-            return;
-        }
-        c->in_drive = true;
-        size_t used = conn_consume(c, b->base, n);
-        c->in_drive = false;
-        if (used < n && !c->is_closing) conn_keep_pending(c, b->base + used, n - used);
-        conn_drive(c);
-        return;
-    case CS_CLOSED:
-        return;
-    }
+    if (c->tls)
+        conn_tls_read(c, b->base, (size_t)nread);
+    else
+        conn_on_bytes(c, b->base, (size_t)nread);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -624,6 +733,14 @@ static void peer_name(struct http_conn *c)
     }
     snprintf(c->req.peer, sizeof c->req.peer, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
              port);
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        c->req.is_peer_loopback =
+            IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    } else if (ss.ss_family == AF_INET) {
+        c->req.is_peer_loopback =
+            (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    }
 }
 
 static void on_accept_fail_close(uv_handle_t *h)
@@ -657,11 +774,24 @@ static void on_connection(uv_stream_t *l, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c);
     conn_begin_request(c);
+    if (s->tls) {
+        c->tls = xmalloc(sizeof *c->tls);
+        c->req.is_tls = true;
+        if (tls_conn_init(c->tls, s->tls, NULL)) {
+            xfree(c->tls);
+            c->tls = NULL;
+            c->is_rejected = true;
+            s->n_rejected++;
+            conn_close(c);
+            return;
+        }
+    }
     if (s->n_conns >= s->cfg.max_connections) {
         c->is_rejected = true;
         s->n_rejected++;
         c->state = CS_HEAD;
-        if (s->n_rejected > s->cfg.max_connections) {
+        /* a flood gets not even an answer, nor does TLS (an answer would need a handshake) */
+        if (s->n_rejected > s->cfg.max_connections || c->tls) {
             conn_close(c); /* a flood: not even an answer */
             return;
         }
@@ -705,6 +835,7 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg,
     s->cfg.server_name = s->server_name;
     s->handler = handler;
     s->ctx = ctx;
+    s->cfg.tls = NULL;
 
     struct sockaddr_storage addr;
     int rc = strchr(s->host, ':') ? uv_ip6_addr(s->host, cfg->port, (struct sockaddr_in6 *)&addr)
@@ -733,6 +864,7 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg,
     uv_idle_init(loop, &s->idle);
     s->idle.data = s;
     s->handles_open = 2;
+    if (cfg->tls) s->tls = tls_ctx_ref(cfg->tls);
     s->is_listening = true;
     *out = s;
     return 0;
@@ -749,6 +881,25 @@ unsigned http_server_conn_count(const struct http_server *s)
 unsigned http_server_active_requests(const struct http_server *s)
 {
     return s->n_active;
+}
+
+int http_server_set_tls(struct http_server *s, struct tls_ctx *ctx)
+{
+    if (!s->tls || !ctx) return GW_E_STATE;
+    struct tls_ctx *old = s->tls;
+    s->tls = tls_ctx_ref(ctx);
+    tls_ctx_unref(old); /* open conns hold their own references */
+    return 0;
+}
+
+bool http_server_is_tls(const struct http_server *s)
+{
+    return s->tls != NULL;
+}
+
+bool http_request_is_private(const struct http_request *req)
+{
+    return req->is_tls || req->is_peer_loopback;
 }
 
 void http_server_stop_accepting(struct http_server *s)

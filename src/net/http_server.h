@@ -25,6 +25,7 @@
 #include "base/arena.h"
 #include "base/err.h"
 #include "base/strv.h"
+#include "net/tls.h"
 
 struct http_server;
 struct http_conn;
@@ -45,9 +46,11 @@ struct http_request {
     bool keep_alive;             /* the client wants the connection kept */
     struct http_header *headers; /* n_headers entries, borrowed from the arena */
     size_t n_headers;
-    struct strv body;   /* the whole body (Content-Length or chunked, decoded) */
-    struct arena arena; /* per-request; freed when the response ends or aborts */
-    char peer[64];      /* "127.0.0.1:5432" */
+    struct strv body;      /* the whole body (Content-Length or chunked, decoded) */
+    struct arena arena;    /* per-request; freed when the response ends or aborts */
+    char peer[64];         /* "127.0.0.1:5432" */
+    bool is_tls;           /* arrived over TLS */
+    bool is_peer_loopback; /* the peer address is 127.0.0.0/8 or ::1 */
 };
 
 /* Called once per complete request. The handler owns the request until it ends the response
@@ -73,6 +76,9 @@ struct http_server_config {
     size_t write_high_water_bytes; /* default 256 KiB */
     size_t write_low_water_bytes;  /* default 64 KiB */
     const char *server_name;       /* "Server:" header value; NULL for none */
+    struct tls_ctx *tls;           /* borrowed (the server takes its own reference): serve
+                                      TLS with it (net/tls.h); NULL: plain HTTP. The TLS
+                                      handshake must finish within header_timeout_ms. */
 };
 
 /* Fills cfg with the defaults above. */
@@ -90,12 +96,21 @@ void http_server_stop_accepting(struct http_server *s);
  * the server memory is released from the last close callback. done may be NULL. */
 void http_server_close(struct http_server *s, void (*done)(void *arg), void *arg);
 unsigned http_server_conn_count(const struct http_server *s);
+/* Replaces the TLS context for connections accepted from now on (certificate reload); open
+ * connections keep the context they started with. ctx is borrowed (the server takes a
+ * reference). Refused (GW_E_STATE) on a plain server: TLS is chosen at start. */
+int http_server_set_tls(struct http_server *s, struct tls_ctx *ctx) WUR;
+bool http_server_is_tls(const struct http_server *s);
 unsigned http_server_active_requests(const struct http_server *s);
 
 /* --- reading the request ------------------------------------------------------------- */
 
 /* First header with this name (case-insensitive), or STRV_NULL with .p == NULL. */
 struct strv http_request_header(const struct http_request *req, const char *name);
+
+/* True when the request may be answered with a secret: it came over TLS, or from a loopback
+ * peer. Anything else crossed a network in clear, and so would the answer. */
+bool http_request_is_private(const struct http_request *req);
 
 /* --- callbacks tied to one request ---------------------------------------------------- */
 void http_request_on_abort(struct http_request *req, http_abort_fn *fn, void *ctx);
