@@ -436,8 +436,8 @@ static void test_bad_urls(void **state)
     (void)state;
     struct registry reg;
     registry_init(&reg, NULL);
-    const char *bad[] = {"127.0.0.1:80",   "http://",        "http://host",  "http://h:0",
-                         "http://h:70000", "http://h:80/v1", "https://h:443"};
+    const char *bad[] = {"127.0.0.1:80",   "http://",        "http://host", "http://h:0",
+                         "http://h:70000", "http://h:80/v1", "ftp://h:21"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct gw_error err = {0};
         assert_int_equal(registry_add(&reg, "x", bad[i], NODE_KIND_OPENAI, NULL, NULL, &err),
@@ -446,6 +446,9 @@ static void test_bad_urls(void **state)
     }
     assert_int_equal(reg.n, 0);
     struct node *n;
+    assert_int_equal(
+        registry_add(&reg, "tls", "https://127.0.0.1:8443", NODE_KIND_OPENAI, NULL, &n, NULL), 0);
+    assert_true(n->tls);
     assert_int_equal(registry_add(&reg, "v6", "http://[::1]:8080/", NODE_KIND_VLLM, NULL, &n, NULL),
                      0);
     assert_string_equal(n->host, "::1");
