@@ -127,7 +127,7 @@ static void on_view(struct agent_engine_view *v, void *ctx)
     struct op *o = ctx;
     struct agent *a = o->a;
     if (!v->reachable)
-        LOGW("engine_down", "engine=%s url=%s reason=\"%s\"", node_api_engine_name(a->cfg.engine),
+        LOGW("engine_down", "engine=%s url=%s reason=\"%s\"", node_kind_name(a->cfg.engine),
              a->engine.url, v->error);
     if (o->req) {
         http_request_on_abort(o->req, NULL, NULL);
@@ -234,9 +234,9 @@ static void handle_load(struct agent *a, struct http_request *req, bool unload)
     struct op *o = op_new(a, req, unload ? OP_UNLOAD : OP_LOAD);
     snprintf(o->model, sizeof o->model, "%.*s", STRV_FMT(model));
     json_object_put(root);
-    if (!unload && a->cfg.engine == NODE_API_ENGINE_OLLAMA) loading_set(a, o->model, true);
+    if (!unload && a->cfg.engine == NODE_KIND_OLLAMA) loading_set(a, o->model, true);
     LOGI(unload ? "model_unload" : "model_load", "model=%s engine=%s", o->model,
-         node_api_engine_name(a->cfg.engine));
+         node_kind_name(a->cfg.engine));
     agent_engine_load(&a->engine, o->model, unload, on_op, o);
 }
 

@@ -472,7 +472,7 @@ static void start(struct aop *o)
     snprintf(tname, sizeof tname, "%s.%s", o->is_model ? "model" : "backend",
              op_kind_name(o->kind));
     const char *tmpl = template_for(a, tname);
-    if (!tmpl && o->is_model && a->cfg.engine == NODE_API_ENGINE_OLLAMA) {
+    if (!tmpl && o->is_model && a->cfg.engine == NODE_KIND_OLLAMA) {
         ollama_model_op(o);
         return;
     }
@@ -588,7 +588,7 @@ void agent_ops_fill_discovery(struct agent *a)
 {
     struct node_api_discovery *d = &a->disc;
     d->n_ops = 0;
-    bool ollama = a->cfg.engine == NODE_API_ENGINE_OLLAMA;
+    bool ollama = a->cfg.engine == NODE_KIND_OLLAMA;
     static const char *const adapter[] = {"model.install", "model.upgrade", "model.delete",
                                           "model.load", "model.unload"};
     for (size_t i = 0; i < 5 && d->n_ops < 16; i++)
@@ -682,7 +682,7 @@ static void inv_answer(struct inv *v, const char *backends, size_t blen)
         struct buf b;
         buf_init(&b, 4u << 20);
         int rc = buf_append_cstr(&b, "{\"models\":");
-        if (!rc) rc = models_json(&b, &v->tags, v->a->cfg.engine == NODE_API_ENGINE_OLLAMA);
+        if (!rc) rc = models_json(&b, &v->tags, v->a->cfg.engine == NODE_KIND_OLLAMA);
         if (!rc) rc = buf_append_cstr(&b, ",\"backends\":");
         if (!rc) rc = backends_json(&b, backends ? backends : "", blen);
         if (!rc) rc = buf_append_cstr(&b, "}");
@@ -745,7 +745,7 @@ void agent_inventory_handle(struct agent *a, struct http_request *req)
     buf_init(&v->tags, 4u << 20);
     a->pending++;
     http_request_on_abort(req, inv_abort, v);
-    bool ollama = a->cfg.engine == NODE_API_ENGINE_OLLAMA;
+    bool ollama = a->cfg.engine == NODE_KIND_OLLAMA;
     struct http_client_request rq = {
         .host = a->engine.host,
         .port = a->engine.port,

@@ -11,31 +11,37 @@
 #include "base/json.h"
 #include "base/mem.h"
 
-static const char *const engine_names[] = {"llamacpp", "ollama", "vllm", "openai"};
+static const char *const kind_names[NODE_KIND_COUNT] = {"openai", "llamacpp", "ollama", "vllm"};
 static const char *const status_names[] = {"loaded", "loading", "on_disk"};
-static const char *const cap_names[] = {"chat", "completions", "embeddings"};
+static const char *const cap_names[CAP_N] = {"chat",  "completions", "embeddings",
+                                             "tools", "vision",      "response_format"};
 
-const char *node_api_engine_name(enum node_api_engine e)
+const char *node_kind_name(enum node_kind k)
 {
-    return (unsigned)e < 4 ? engine_names[e] : "unknown";
+    return (unsigned)k < NODE_KIND_COUNT ? kind_names[k] : "?";
 }
 
-int node_api_engine_parse(struct strv s, enum node_api_engine *out)
+static int kind_parse(struct strv s, enum node_kind *out)
 {
-    for (unsigned i = 0; i < 4; i++)
-        if (strv_eq_cstr(s, engine_names[i])) {
-            *out = (enum node_api_engine)i;
+    for (unsigned i = 0; i < NODE_KIND_COUNT; i++)
+        if (strv_eq_cstr(s, kind_names[i])) {
+            *out = (enum node_kind)i;
             return 0;
         }
     return GW_E_INVALID;
 }
 
-const char *node_api_model_status_name(enum node_api_model_status s)
+int node_kind_parse(const char *s, enum node_kind *out)
+{
+    return s ? kind_parse(strv_from_cstr(s), out) : GW_E_INVALID;
+}
+
+static const char *model_status_name(enum node_api_model_status s)
 {
     return (unsigned)s < 3 ? status_names[s] : "unknown";
 }
 
-int node_api_model_status_parse(struct strv s, enum node_api_model_status *out)
+static int model_status_parse(struct strv s, enum node_api_model_status *out)
 {
     for (unsigned i = 0; i < 3; i++)
         if (strv_eq_cstr(s, status_names[i])) {
@@ -45,16 +51,16 @@ int node_api_model_status_parse(struct strv s, enum node_api_model_status *out)
     return GW_E_INVALID;
 }
 
-const char *node_api_cap_name(unsigned bit)
+const char *cap_name(unsigned cap_bit)
 {
-    for (unsigned i = 0; i < 3; i++)
-        if (bit == 1u << i) return cap_names[i];
-    return NULL;
+    for (unsigned i = 0; i < CAP_N; i++)
+        if (cap_bit == 1u << i) return cap_names[i];
+    return "?";
 }
 
-int node_api_cap_parse(struct strv s, unsigned *bit)
+static int cap_parse(struct strv s, unsigned *bit)
 {
-    for (unsigned i = 0; i < 3; i++)
+    for (unsigned i = 0; i < CAP_N; i++)
         if (strv_eq_cstr(s, cap_names[i])) {
             *bit = 1u << i;
             return 0;
@@ -73,8 +79,8 @@ static bool contains_ci(struct strv s, const char *needle)
 unsigned node_api_caps_guess(struct strv name, struct strv family)
 {
     if (contains_ci(name, "embed") || contains_ci(family, "embed") || contains_ci(family, "bert"))
-        return NODE_API_CAP_EMBEDDINGS;
-    return NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS;
+        return CAP_EMBEDDINGS;
+    return CAP_CHAT | CAP_COMPLETIONS;
 }
 
 bool node_api_name_is_valid(struct strv s)
@@ -152,10 +158,10 @@ static int model_emit(struct buf *out, const struct node_api_model *m)
 {
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "id", m->id, false);
-    if (!rc) rc = append_kv_str(out, "status", node_api_model_status_name(m->status), true);
+    if (!rc) rc = append_kv_str(out, "status", model_status_name(m->status), true);
     if (!rc) rc = buf_append_cstr(out, ",\"capabilities\":[");
     bool first = true;
-    for (unsigned i = 0; i < 3 && !rc; i++) {
+    for (unsigned i = 0; i < CAP_N && !rc; i++) {
         if (!(m->caps & (1u << i))) continue;
         if (!first) rc = buf_append_cstr(out, ",");
         first = false;
@@ -208,7 +214,7 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
     if (json_get_str(o, "status", &st))
         return gw_error_set(err, GW_E_INVALID, "models.status: expected a string");
     enum node_api_model_status status;
-    if (node_api_model_status_parse(st, &status))
+    if (model_status_parse(st, &status))
         return gw_error_set(err, GW_E_INVALID, "models.status: unknown '%.*s'", STRV_FMT(st));
     struct node_api_model *m = node_api_models_add(l, id);
     if (!m) return gw_error_set(err, GW_E_LIMIT, "models: more than %d", NODE_API_MAX_MODELS);
@@ -222,7 +228,7 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
             if (!json_object_is_type(c, json_type_string))
                 return gw_error_set(err, GW_E_INVALID, "models.capabilities: expected strings");
             unsigned bit;
-            if (node_api_cap_parse(
+            if (cap_parse(
                     strv_make(json_object_get_string(c), (size_t)json_object_get_string_len(c)),
                     &bit) == 0)
                 m->caps |= bit;
@@ -351,7 +357,7 @@ int node_api_health_emit(struct buf *out, const struct node_api_health *h)
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "status", h->ok ? "ok" : "engine_down", false);
     if (!rc) rc = buf_append_cstr(out, ",\"engine\":{");
-    if (!rc) rc = append_kv_str(out, "kind", node_api_engine_name(h->engine), false);
+    if (!rc) rc = append_kv_str(out, "kind", node_kind_name(h->engine), false);
     if (!rc) rc = append_kv_str(out, "url", h->engine_url, true);
     if (!rc) rc = buf_appendf(out, ",\"reachable\":%s}", h->engine_reachable ? "true" : "false");
     if (!rc) rc = append_kv_int(out, "in_flight", h->in_flight, true);
@@ -394,7 +400,7 @@ int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
     rc = json_get_obj(root, "engine", &eng);
     if (rc == 0) {
         struct strv kind;
-        if (json_get_str(eng, "kind", &kind) == 0 && node_api_engine_parse(kind, &h->engine)) {
+        if (json_get_str(eng, "kind", &kind) == 0 && kind_parse(kind, &h->engine)) {
             rc = gw_error_set(err, GW_E_INVALID, "engine.kind: unknown '%.*s'", STRV_FMT(kind));
             goto out;
         }
@@ -462,7 +468,7 @@ int node_api_join_emit(struct buf *out, const struct node_api_join *j)
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "name", j->name, false);
     if (!rc) rc = append_kv_str(out, "url", j->url, true);
-    if (!rc) rc = append_kv_str(out, "engine", node_api_engine_name(j->engine), true);
+    if (!rc) rc = append_kv_str(out, "engine", node_kind_name(j->engine), true);
     if (!rc) rc = buf_append_cstr(out, ",\"labels\":{");
     for (size_t i = 0; i < j->n_labels && !rc; i++)
         rc = append_kv_str(out, j->labels[i].key, j->labels[i].value, i > 0);
@@ -506,7 +512,7 @@ int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char
         goto out;
     }
     copy_strv(j->url, sizeof j->url, v);
-    if (json_get_str(root, "engine", &v) || node_api_engine_parse(v, &j->engine)) {
+    if (json_get_str(root, "engine", &v) || kind_parse(v, &j->engine)) {
         rc = gw_error_set(err, GW_E_INVALID, "engine: one of llamacpp, ollama, vllm, openai");
         rc = set_param(param, "engine", rc);
         goto out;

@@ -54,31 +54,35 @@ enum {
     NODE_API_SECRET_HEX = 64,
 };
 
-enum node_api_engine {
-    NODE_API_ENGINE_LLAMACPP,
-    NODE_API_ENGINE_OLLAMA,
-    NODE_API_ENGINE_VLLM,
-    NODE_API_ENGINE_OPENAI,
-};
-const char *node_api_engine_name(enum node_api_engine e);                /* "llamacpp", ... */
-int node_api_engine_parse(struct strv s, enum node_api_engine *out) WUR; /* GW_E_INVALID */
+/* The kind of a node: the engine it runs (behind its agent, or talked to directly). The
+ * gateway's registry and the agent share this one enum; the order is part of no wire format
+ * (names travel, never numbers). */
+enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KIND_VLLM };
+enum { NODE_KIND_COUNT = 4 };
+const char *node_kind_name(enum node_kind k);           /* "openai", ...; "?" when unknown */
+int node_kind_parse(const char *s, enum node_kind *out) WUR; /* GW_E_INVALID when unknown */
 
 enum node_api_model_status {
     NODE_API_MODEL_LOADED,
     NODE_API_MODEL_LOADING,
     NODE_API_MODEL_ON_DISK,
 };
-const char *node_api_model_status_name(enum node_api_model_status s); /* "loaded", ... */
-int node_api_model_status_parse(struct strv s, enum node_api_model_status *out) WUR;
 
-/* Capability bits and their names "chat", "completions", "embeddings". */
+/* Capabilities a request uses and a model has: one primary (chat, completions, embeddings)
+ * and any optional features (tools, vision, a response format). The names are the
+ * "capabilities" of a MODEL; the gateway's marks (registry) index them by bit position. */
 enum {
-    NODE_API_CAP_CHAT = 1u << 0,
-    NODE_API_CAP_COMPLETIONS = 1u << 1,
-    NODE_API_CAP_EMBEDDINGS = 1u << 2,
+    CAP_CHAT = 1,
+    CAP_COMPLETIONS = 2,
+    CAP_EMBEDDINGS = 4,
+    CAP_TOOLS = 8,
+    CAP_VISION = 16,
+    CAP_RESPONSE_FORMAT = 32,
+    CAP_N = 6, /* bits above */
+    CAP_PRIMARY = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS,
+    CAP_ALL = (1 << CAP_N) - 1,
 };
-const char *node_api_cap_name(unsigned bit); /* NULL for an unknown bit */
-int node_api_cap_parse(struct strv s, unsigned *bit) WUR;
+const char *cap_name(unsigned cap_bit); /* "chat", "tools", ... for one bit; "?" otherwise */
 /* A guess from the model's name or family alone: "embed"/"bert" in it (any case) means
  * embeddings only, else chat + completions. */
 unsigned node_api_caps_guess(struct strv name, struct strv family);
@@ -92,7 +96,7 @@ bool node_api_secret_is_valid(struct strv s);
 struct node_api_model {
     char id[NODE_API_MAX_ID];
     enum node_api_model_status status;
-    unsigned caps; /* NODE_API_CAP_* */
+    unsigned caps; /* CAP_* */
     uint32_t in_flight;
     int64_t size_mb; /* -1 when unknown (not emitted) */
 };
@@ -152,7 +156,7 @@ int node_api_discovery_parse_json(struct json_object *o, struct node_api_discove
 
 struct node_api_health {
     bool ok; /* "status":"ok"; false for "engine_down" */
-    enum node_api_engine engine;
+    enum node_kind engine;
     char engine_url[NODE_API_MAX_URL];
     bool engine_reachable;
     int64_t in_flight;
@@ -182,7 +186,7 @@ struct node_api_label {
 struct node_api_join {
     char name[NODE_API_MAX_NAME];
     char url[NODE_API_MAX_URL];
-    enum node_api_engine engine;
+    enum node_kind engine;
     struct node_api_label labels[NODE_API_MAX_LABELS];
     size_t n_labels;
     char secret[NODE_API_SECRET_HEX + 1]; /* empty: none */

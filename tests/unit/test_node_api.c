@@ -21,15 +21,15 @@ static void fill_models(struct node_api_models *l)
 {
     struct node_api_model *m = node_api_models_add(l, STRV_LIT("llama3.2:1b"));
     m->status = NODE_API_MODEL_LOADED;
-    m->caps = NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS;
+    m->caps = CAP_CHAT | CAP_COMPLETIONS;
     m->in_flight = 3;
     m->size_mb = 1234;
     m = node_api_models_add(l, STRV_LIT("nomic-embed-text"));
     m->status = NODE_API_MODEL_ON_DISK;
-    m->caps = NODE_API_CAP_EMBEDDINGS;
+    m->caps = CAP_EMBEDDINGS;
     m = node_api_models_add(l, STRV_LIT("qwen \"quoted\""));
     m->status = NODE_API_MODEL_LOADING;
-    m->caps = NODE_API_CAP_CHAT;
+    m->caps = CAP_CHAT;
 }
 
 static void assert_models_equal(const struct node_api_models *a, const struct node_api_models *b)
@@ -47,23 +47,20 @@ static void assert_models_equal(const struct node_api_models *a, const struct no
 static void test_names(void **state)
 {
     (void)state;
-    enum node_api_engine e;
-    assert_int_equal(node_api_engine_parse(STRV_LIT("ollama"), &e), 0);
-    assert_int_equal(e, NODE_API_ENGINE_OLLAMA);
-    assert_string_equal(node_api_engine_name(NODE_API_ENGINE_VLLM), "vllm");
-    assert_int_equal(node_api_engine_parse(STRV_LIT("tgi"), &e), GW_E_INVALID);
-    enum node_api_model_status s;
-    assert_int_equal(node_api_model_status_parse(STRV_LIT("on_disk"), &s), 0);
-    assert_int_equal(s, NODE_API_MODEL_ON_DISK);
-    assert_int_equal(node_api_model_status_parse(STRV_LIT("gone"), &s), GW_E_INVALID);
-    assert_string_equal(node_api_cap_name(NODE_API_CAP_EMBEDDINGS), "embeddings");
-    assert_null(node_api_cap_name(8));
+    enum node_kind e;
+    assert_int_equal(node_kind_parse("ollama", &e), 0);
+    assert_int_equal(e, NODE_KIND_OLLAMA);
+    assert_string_equal(node_kind_name(NODE_KIND_VLLM), "vllm");
+    assert_int_equal(node_kind_parse("tgi", &e), GW_E_INVALID);
+    assert_string_equal(cap_name(CAP_EMBEDDINGS), "embeddings");
+    assert_string_equal(cap_name(CAP_VISION), "vision");
+    assert_string_equal(cap_name(64), "?");
     assert_int_equal(node_api_caps_guess(STRV_LIT("nomic-embed-text"), STRV_NULL),
-                     NODE_API_CAP_EMBEDDINGS);
+                     CAP_EMBEDDINGS);
     assert_int_equal(node_api_caps_guess(STRV_LIT("all-minilm"), STRV_LIT("bert")),
-                     NODE_API_CAP_EMBEDDINGS);
+                     CAP_EMBEDDINGS);
     assert_int_equal(node_api_caps_guess(STRV_LIT("llama3"), STRV_LIT("llama")),
-                     NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS);
+                     CAP_CHAT | CAP_COMPLETIONS);
     assert_true(node_api_name_is_valid(STRV_LIT("gpu-01.a_b")));
     assert_false(node_api_name_is_valid(STRV_LIT("")));
     assert_false(node_api_name_is_valid(STRV_LIT("a b")));
@@ -76,7 +73,7 @@ static void test_health_roundtrip(void **state)
 {
     (void)state;
     struct node_api_health h = {.ok = true,
-                                .engine = NODE_API_ENGINE_LLAMACPP,
+                                .engine = NODE_KIND_LLAMACPP,
                                 .engine_reachable = true,
                                 .in_flight = 2,
                                 .queued = 5};
@@ -89,7 +86,7 @@ static void test_health_roundtrip(void **state)
     struct gw_error err = {0};
     assert_int_equal(node_api_health_parse(b.p, b.len, &g, &err), 0);
     assert_true(g.ok);
-    assert_int_equal(g.engine, NODE_API_ENGINE_LLAMACPP);
+    assert_int_equal(g.engine, NODE_KIND_LLAMACPP);
     assert_string_equal(g.engine_url, "http://127.0.0.1:8080");
     assert_true(g.engine_reachable);
     assert_int_equal(g.in_flight, 2);
@@ -119,11 +116,11 @@ static void test_health_refusals(void **state)
     /* unknown fields are ignored, unknown capabilities skipped */
     assert_int_equal(node_api_health_parse(LIT("{\"status\":\"ok\",\"new\":1,\"models\":[{\"id\":"
                                                "\"m\",\"status\":\"loaded\",\"capabilities\":["
-                                               "\"chat\",\"vision\"]}]}"),
+                                               "\"chat\",\"telepathy\"]}]}"),
                                            &g, &err),
                      0);
     assert_int_equal(g.models.n, 1);
-    assert_int_equal(g.models.v[0].caps, NODE_API_CAP_CHAT);
+    assert_int_equal(g.models.v[0].caps, CAP_CHAT);
     assert_int_equal(g.models.v[0].size_mb, -1);
     node_api_health_free(&g);
     static const char *const bad[] = {
@@ -213,7 +210,7 @@ static void test_join_roundtrip(void **state)
     memset(&j, 0, sizeof j);
     snprintf(j.name, sizeof j.name, "gpu-01");
     snprintf(j.url, sizeof j.url, "http://10.0.0.5:9300");
-    j.engine = NODE_API_ENGINE_OLLAMA;
+    j.engine = NODE_KIND_OLLAMA;
     j.n_labels = 2;
     snprintf(j.labels[0].key, NODE_API_MAX_TEXT, "zone");
     snprintf(j.labels[0].value, NODE_API_MAX_TEXT, "a");
