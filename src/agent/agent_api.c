@@ -240,21 +240,6 @@ static void handle_load(struct agent *a, struct http_request *req, bool unload)
     agent_engine_load(&a->engine, o->model, unload, on_op, o);
 }
 
-static bool is_proxied(struct strv method, struct strv path)
-{
-    static const char *const post[] = {
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
-        "/api/generate",        "/api/embed",      "/api/embeddings"};
-    static const char *const get[] = {"/v1/models", "/api/tags"};
-    if (strv_eq_cstr(method, "POST"))
-        for (size_t i = 0; i < sizeof post / sizeof post[0]; i++)
-            if (strv_eq_cstr(path, post[i])) return true;
-    if (strv_eq_cstr(method, "GET"))
-        for (size_t i = 0; i < sizeof get / sizeof get[0]; i++)
-            if (strv_eq_cstr(path, get[i])) return true;
-    return false;
-}
-
 static bool authorized(struct agent *a, struct http_request *req)
 {
     if (!a->key[0]) return false;
@@ -311,7 +296,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
         buf_free(&b);
         return;
     }
-    if (strv_eq_cstr(p, "/drover/v1/ops")) {
+    if (strv_eq_cstr(p, NODE_API_PATH_OPS)) {
         if (!strv_eq_cstr(m, "POST"))
             (void)agent_answer_error(req, 405, "invalid_request_error", "method_not_allowed",
                                      "use POST", NULL, NULL);
@@ -319,7 +304,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
             agent_ops_handle(a, req);
         return;
     }
-    if (strv_eq_cstr(p, "/drover/v1/inventory")) {
+    if (strv_eq_cstr(p, NODE_API_PATH_INVENTORY)) {
         agent_inventory_handle(a, req);
         return;
     }
@@ -328,7 +313,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
         handle_load(a, req, strv_eq_cstr(p, NODE_API_PATH_UNLOAD));
         return;
     }
-    if (is_proxied(m, p)) {
+    if (node_api_is_proxied(m, p)) {
         agent_proxy_handle(a, req);
         return;
     }

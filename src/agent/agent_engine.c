@@ -187,7 +187,7 @@ const char *agent_engine_ep_path(enum node_kind kind, enum agent_engine_ep ep)
 {
     switch (ep) {
     case AGENT_EP_MODELS:
-        return kind == NODE_KIND_OLLAMA ? "/api/tags" : "/v1/models";
+        return node_api_models_path(kind);
     case AGENT_EP_LOADED:
         return kind == NODE_KIND_OLLAMA ? "/api/ps" : NULL;
     case AGENT_EP_SLOTS:

@@ -745,12 +745,11 @@ void agent_inventory_handle(struct agent *a, struct http_request *req)
     buf_init(&v->tags, 4u << 20);
     a->pending++;
     http_request_on_abort(req, inv_abort, v);
-    bool ollama = a->cfg.engine == NODE_KIND_OLLAMA;
     struct http_client_request rq = {
         .host = a->engine.host,
         .port = a->engine.port,
         .method = STRV_LIT("GET"),
-        .target = ollama ? STRV_LIT("/api/tags") : STRV_LIT("/v1/models"),
+        .target = strv_from_cstr(node_api_models_path(a->cfg.engine)),
         .connect_timeout_ms = 5000,
         .total_timeout_ms = a->cfg.engine_timeout_ms,
     };

@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "gw/gw.h"
 #include "gw/health.h"
+#include "gw/upstream.h"
 
 enum { PROBE_MAX_BODY = 4 * 1024 * 1024, PROBE_MAX_MODELS = 4096 };
 
@@ -198,19 +199,11 @@ static void start_probe(struct probe *pr, bool fresh)
     buf_init(&pr->body, PROBE_MAX_BODY);
     pr->status = 0;
     struct http_header hdrs[1];
-    size_t nh = 0;
-    char auth[512];
-    if (n->api_key) {
-        snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
-        hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
-    }
+    struct upstream_auth auth;
+    size_t nh = upstream_auth_header(n, &auth, &hdrs[0]);
     struct http_client_request req = {
-        .host = n->host,
-        .port = n->port,
         .method = STRV_LIT("GET"),
-        .target = n->via_agent                  ? STRV_LIT("/drover/v1/health")
-                  : n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags")
-                                                : STRV_LIT("/v1/models"),
+        .target = upstream_probe_path(n),
         .headers = hdrs,
         .n_headers = nh,
         .connect_timeout_ms = g->cfg.probe_timeout_ms < g->cfg.connect_timeout_ms
@@ -219,6 +212,7 @@ static void start_probe(struct probe *pr, bool fresh)
         .total_timeout_ms = g->cfg.probe_timeout_ms,
         .no_reuse = fresh,
     };
+    upstream_address(n, &req);
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     int rc = http_client_request(g->client, &req, &cbs, pr, &pr->call);
     if (rc) {

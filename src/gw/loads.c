@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "gw/gw.h"
+#include "gw/upstream.h"
 #include "gw/nodes.h"
 #include "gw/loads.h"
 #include "gw/placement.h"
@@ -177,11 +178,11 @@ static void step(struct load *l)
     struct gw *g = l->g;
     struct node *n = l->node;
     const char *model = l->model;
-    const char *path = "/drover/v1/models/load";
+    const char *path = NODE_API_PATH_LOAD;
     l->unloading = false;
     if (l->plain_unload || l->i_evict < l->n_evict) {
         l->unloading = true;
-        path = "/drover/v1/models/unload";
+        path = NODE_API_PATH_UNLOAD;
         if (!l->plain_unload) model = l->evict[l->i_evict];
     }
     if (!n->api_key || n->admin == ADMIN_REMOVED) {
@@ -198,8 +199,8 @@ static void step(struct load *l)
     l->status = 0;
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     LOGI(l->unloading ? "model_unload" : "model_load", "node=%s model=%s", n->name, model);
-    if (rc || gw_agent_call(g, n, "POST", path, (struct strv){body.p, body.len},
-                            g->cfg.load_timeout_ms, &cbs, l, &l->call)) {
+    if (rc || upstream_agent_call(g, n, "POST", path, (struct strv){body.p, body.len},
+                                  g->cfg.load_timeout_ms, &cbs, l, &l->call)) {
         l->call = NULL;
         buf_free(&body);
         load_free(g, l, false, "could not reach the agent");

@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/upstream.h"
 #include "gw/nodes.h"
 #include "gw/ops.h"
 #include "gw/ops_policy.h"
@@ -640,7 +641,8 @@ static void attempt_start(struct gw *g, struct op_row *r)
     static const struct http_client_callbacks cbs = {on_att_head, on_att_data, on_att_done};
     LOGI("op_attempt", "op=%lld node=%s target=%s kind=%s attempt=%u", (long long)r->s.id,
          r->s.node, r->s.target, r->s.op, r->s.attempts + 1);
-    if (rc || gw_agent_call(g, n, "POST", "/drover/v1/ops", (struct strv){body.p, body.len},
+    if (rc ||
+        upstream_agent_call(g, n, "POST", NODE_API_PATH_OPS, (struct strv){body.p, body.len},
                             g->cfg.ops_timeout_ms + OPS_ATTEMPT_MARGIN_MS, &cbs, r, &r->call)) {
         r->call = NULL;
         buf_free(&r->answer);
@@ -1117,8 +1119,8 @@ void ops_inventory(struct gw *g, struct http_request *req, const char *target)
         struct inv_node *in = &inv->nodes[i];
         static const struct http_client_callbacks cbs = {inv_head, inv_data, inv_done};
         inv->pending++;
-        if (gw_agent_call(g, in->node, "GET", "/drover/v1/inventory", STRV_NULL,
-                          g->cfg.probe_timeout_ms, &cbs, in, &in->call)) {
+        if (upstream_agent_call(g, in->node, "GET", NODE_API_PATH_INVENTORY, STRV_NULL,
+                                g->cfg.probe_timeout_ms, &cbs, in, &in->call)) {
             in->call = NULL;
             in->error = "could not ask the agent";
             inv->pending--;

@@ -36,6 +36,28 @@ int node_kind_parse(const char *s, enum node_kind *out)
     return s ? kind_parse(strv_from_cstr(s), out) : GW_E_INVALID;
 }
 
+const char *node_api_models_path(enum node_kind k)
+{
+    return k == NODE_KIND_OLLAMA ? NODE_API_PATH_OLLAMA_TAGS : NODE_API_PATH_OAI_MODELS;
+}
+
+bool node_api_is_inference_path(struct strv path)
+{
+    static const char *const posts[] = {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
+        "/api/generate",        "/api/embed",      "/api/embeddings"};
+    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++)
+        if (strv_eq_cstr(path, posts[i])) return true;
+    return false;
+}
+
+bool node_api_is_proxied(struct strv method, struct strv path)
+{
+    if (strv_eq_cstr(method, "POST")) return node_api_is_inference_path(path);
+    return strv_eq_cstr(method, "GET") && (strv_eq_cstr(path, NODE_API_PATH_OAI_MODELS) ||
+                                           strv_eq_cstr(path, NODE_API_PATH_OLLAMA_TAGS));
+}
+
 static const char *model_status_name(enum node_api_model_status s)
 {
     return (unsigned)s < 3 ? status_names[s] : "unknown";

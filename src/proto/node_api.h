@@ -17,6 +17,14 @@
 
 struct json_object;
 
+/* The kind of a node: the engine it runs (behind its agent, or talked to directly). The
+ * gateway's registry and the agent share this one enum; the order is part of no wire format
+ * (names travel, never numbers). */
+enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KIND_VLLM };
+enum { NODE_KIND_COUNT = 4 };
+const char *node_kind_name(enum node_kind k);                /* "openai", ...; "?" when unknown */
+int node_kind_parse(const char *s, enum node_kind *out) WUR; /* GW_E_INVALID when unknown */
+
 /* Paths. */
 #define NODE_API_PATH_JOIN "/drover/v1/nodes/join" /* on the gateway's client listener */
 #define NODE_API_PATH_PING "/drover/v1/ping"       /* agent, no auth */
@@ -25,6 +33,19 @@ struct json_object;
 #define NODE_API_PATH_MODELS "/drover/v1/models"
 #define NODE_API_PATH_LOAD "/drover/v1/models/load"
 #define NODE_API_PATH_UNLOAD "/drover/v1/models/unload"
+#define NODE_API_PATH_OPS "/drover/v1/ops"
+#define NODE_API_PATH_INVENTORY "/drover/v1/inventory"
+
+/* The engines' own model lists: what an engine answers (and a plain node's probe asks). */
+#define NODE_API_PATH_OAI_MODELS "/v1/models"
+#define NODE_API_PATH_OLLAMA_TAGS "/api/tags"
+/* The engine's model list path for kind: /api/tags on Ollama, else /v1/models. */
+const char *node_api_models_path(enum node_kind k);
+/* The inference routes both sides pass through byte for byte: POST /v1/chat/completions,
+ * /v1/completions, /v1/embeddings, /api/chat, /api/generate, /api/embed, /api/embeddings. */
+bool node_api_is_inference_path(struct strv path);
+/* What an agent proxies to its engine: an inference POST, or GET of an engine model list. */
+bool node_api_is_proxied(struct strv method, struct strv path);
 
 /* Headers. X-Drover-Engine marks an answer the agent made itself because of the engine:
  * "unreachable" (could not connect or the connection broke before any byte), "timeout",
@@ -53,14 +74,6 @@ enum {
     NODE_API_MAX_LABELS = 32,
     NODE_API_SECRET_HEX = 64,
 };
-
-/* The kind of a node: the engine it runs (behind its agent, or talked to directly). The
- * gateway's registry and the agent share this one enum; the order is part of no wire format
- * (names travel, never numbers). */
-enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KIND_VLLM };
-enum { NODE_KIND_COUNT = 4 };
-const char *node_kind_name(enum node_kind k);           /* "openai", ...; "?" when unknown */
-int node_kind_parse(const char *s, enum node_kind *out) WUR; /* GW_E_INVALID when unknown */
 
 enum node_api_model_status {
     NODE_API_MODEL_LOADED,

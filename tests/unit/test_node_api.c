@@ -55,10 +55,8 @@ static void test_names(void **state)
     assert_string_equal(cap_name(CAP_EMBEDDINGS), "embeddings");
     assert_string_equal(cap_name(CAP_VISION), "vision");
     assert_string_equal(cap_name(64), "?");
-    assert_int_equal(node_api_caps_guess(STRV_LIT("nomic-embed-text"), STRV_NULL),
-                     CAP_EMBEDDINGS);
-    assert_int_equal(node_api_caps_guess(STRV_LIT("all-minilm"), STRV_LIT("bert")),
-                     CAP_EMBEDDINGS);
+    assert_int_equal(node_api_caps_guess(STRV_LIT("nomic-embed-text"), STRV_NULL), CAP_EMBEDDINGS);
+    assert_int_equal(node_api_caps_guess(STRV_LIT("all-minilm"), STRV_LIT("bert")), CAP_EMBEDDINGS);
     assert_int_equal(node_api_caps_guess(STRV_LIT("llama3"), STRV_LIT("llama")),
                      CAP_CHAT | CAP_COMPLETIONS);
     assert_true(node_api_name_is_valid(STRV_LIT("gpu-01.a_b")));
