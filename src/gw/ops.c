@@ -305,23 +305,17 @@ static bool node_takes(const struct node *n, const char *target, const char *op,
     /* an agent lists the ops it takes in its discovery: "ops": ["model.install", …] */
     *known = false;
     if (!n->discovery_json) return false;
-    struct json_object *root =
-        json_parse_strict(n->discovery_json, strlen(n->discovery_json), 16, NULL);
-    if (!root) return false;
-    struct json_object *arr = NULL;
+    struct node_api_discovery *d = xmalloc(sizeof *d);
     bool yes = false;
-    if (json_get_arr(root, "ops", &arr) == 0) {
+    if (node_api_discovery_parse(n->discovery_json, strlen(n->discovery_json), d, NULL) == 0 &&
+        d->has_ops) {
         *known = true;
         char want[64];
         snprintf(want, sizeof want, "%s.%s",
                  strncmp(target, "model:", 6) == 0 ? "model" : "backend", op);
-        for (size_t i = 0; i < json_object_array_length(arr) && !yes; i++) {
-            struct json_object *e = json_object_array_get_idx(arr, i);
-            yes = json_object_is_type(e, json_type_string) &&
-                  strcmp(json_object_get_string(e), want) == 0;
-        }
+        yes = node_api_discovery_takes_op(d, want);
     }
-    json_object_put(root);
+    xfree(d);
     return yes;
 }
 

@@ -3,7 +3,6 @@
  * fields, so a parsed struct never borrows from the json-c tree. Any thread. */
 #include "proto/node_api.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,12 +104,17 @@ unsigned node_api_caps_guess(struct strv name, struct strv family)
     return CAP_CHAT | CAP_COMPLETIONS;
 }
 
+static bool is_ascii_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 bool node_api_name_is_valid(struct strv s)
 {
     if (s.len == 0 || s.len >= NODE_API_MAX_NAME) return false;
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.p[i];
-        if (!isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+        if (!is_ascii_alnum(c) && c != '.' && c != '_' && c != '-') return false;
     }
     return true;
 }
@@ -118,8 +122,28 @@ bool node_api_name_is_valid(struct strv s)
 bool node_api_secret_is_valid(struct strv s)
 {
     if (s.len != NODE_API_SECRET_HEX) return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
+bool node_api_label_key_is_valid(struct strv s)
+{
+    if (s.len == 0 || s.len > NODE_API_MAX_LABEL_KEY) return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!is_ascii_alnum(c) && c != '.' && c != '_' && c != '-' && c != '/') return false;
+    }
+    return true;
+}
+
+bool node_api_label_value_is_valid(struct strv s)
+{
+    if (s.len > NODE_API_MAX_LABEL_VALUE) return false;
     for (size_t i = 0; i < s.len; i++)
-        if (!isxdigit((unsigned char)s.p[i])) return false;
+        if ((unsigned char)s.p[i] < 0x20) return false;
     return true;
 }
 
@@ -314,7 +338,7 @@ int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
         if (!rc) rc = gpu_emit(out, &d->gpus[i]);
     }
     if (!rc) rc = buf_append_cstr(out, "]");
-    if (!rc && d->n_ops) {
+    if (!rc && (d->has_ops || d->n_ops)) {
         rc = buf_append_cstr(out, ",\"ops\":[");
         for (size_t i = 0; i < d->n_ops && !rc; i++) {
             if (i) rc = buf_append_cstr(out, ",");
@@ -346,6 +370,47 @@ static int gpu_parse(struct json_object *o, struct node_api_gpu *g, struct gw_er
     return rc;
 }
 
+static int discovery_ops_parse(struct json_object *o, struct node_api_discovery *d,
+                               struct gw_error *err)
+{
+    struct json_object *arr = NULL;
+    int rc = json_get_arr(o, "ops", &arr);
+    if (rc == GW_E_NOTFOUND) return 0;
+    if (rc) return gw_error_set(err, GW_E_INVALID, "ops: expected an array");
+    size_t n = json_object_array_length(arr);
+    if (n > sizeof d->ops / sizeof d->ops[0])
+        return gw_error_set(err, GW_E_LIMIT, "ops: more than %zu",
+                            sizeof d->ops / sizeof d->ops[0]);
+    d->has_ops = true;
+    d->n_ops = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *e = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(e, json_type_string) ||
+            (size_t)json_object_get_string_len(e) >= sizeof d->ops[0])
+            return gw_error_set(err, GW_E_INVALID, "ops: expected short strings");
+        snprintf(d->ops[d->n_ops++], sizeof d->ops[0], "%s", json_object_get_string(e));
+    }
+    return 0;
+}
+
+int node_api_discovery_parse(const char *p, size_t len, struct node_api_discovery *d,
+                             struct gw_error *err)
+{
+    node_api_discovery_init(d);
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_MAX_DEPTH, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    int rc = node_api_discovery_parse_json(root, d, err);
+    json_object_put(root);
+    return rc;
+}
+
+bool node_api_discovery_takes_op(const struct node_api_discovery *d, const char *op)
+{
+    for (size_t i = 0; i < d->n_ops; i++)
+        if (strcmp(d->ops[i], op) == 0) return true;
+    return false;
+}
+
 int node_api_discovery_parse_json(struct json_object *o, struct node_api_discovery *d,
                                   struct gw_error *err)
 {
@@ -356,6 +421,7 @@ int node_api_discovery_parse_json(struct json_object *o, struct node_api_discove
     if (!rc) rc = opt_str(o, "kernel", d->kernel, sizeof d->kernel, err);
     if (!rc) rc = opt_int(o, "cpus", &d->cpus, err);
     if (!rc) rc = opt_int(o, "ram_mb", &d->ram_mb, err);
+    if (!rc) rc = discovery_ops_parse(o, d, err);
     if (rc) return rc;
     struct json_object *gpus = NULL;
     rc = json_get_arr(o, "gpus", &gpus);
@@ -505,106 +571,143 @@ int node_api_join_emit(struct buf *out, const struct node_api_join *j)
     return rc;
 }
 
-static int set_param(char param[32], const char *name, int code)
+static int set_param(char param[NODE_API_MAX_PARAM], const char *name, int code)
 {
-    if (param) snprintf(param, 32, "%s", name);
+    if (param) snprintf(param, NODE_API_MAX_PARAM, "%s", name);
     return code;
 }
 
-int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char param[32],
-                        struct gw_error *err)
+/* An optional member: 0 and *v when present and not null, GW_E_NOTFOUND when absent or null. */
+static int opt_member(struct json_object *o, const char *key, struct json_object **v)
+{
+    *v = NULL;
+    if (!json_object_object_get_ex(o, key, v) || !*v || json_object_is_type(*v, json_type_null))
+        return GW_E_NOTFOUND;
+    return 0;
+}
+
+static int join_labels(struct json_object *v, struct node_api_join *j, struct gw_error *err)
+{
+    if (!json_object_is_type(v, json_type_object))
+        return gw_error_set(err, GW_E_INVALID, "'labels' must be an object of strings");
+    if (json_object_object_length(v) > NODE_API_MAX_LABELS)
+        return gw_error_set(err, GW_E_INVALID, "at most %d labels", NODE_API_MAX_LABELS);
+    json_object_object_foreach(v, key, val)
+    {
+        struct strv value = {json_object_get_string(val), (size_t)json_object_get_string_len(val)};
+        if (!node_api_label_key_is_valid(strv_from_cstr(key)) ||
+            !json_object_is_type(val, json_type_string) || !node_api_label_value_is_valid(value))
+            return gw_error_set(err, GW_E_INVALID,
+                                "label keys are 1-63 of A-Z a-z 0-9 . _ - /, values strings of "
+                                "at most 255 printable bytes");
+        struct node_api_label *l = &j->labels[j->n_labels++];
+        snprintf(l->key, sizeof l->key, "%s", key);
+        copy_strv(l->value, sizeof l->value, value);
+    }
+    return 0;
+}
+
+static int join_discovery(struct json_object *v, struct node_api_join *j, struct gw_error *err)
+{
+    if (!json_object_is_type(v, json_type_object) ||
+        strlen(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)) >
+            NODE_API_MAX_DISCOVERY_BYTES)
+        return gw_error_set(err, GW_E_INVALID, "'discovery' must be an object of at most 64 KiB");
+    j->has_discovery = true;
+    return node_api_discovery_parse_json(v, &j->discovery, err);
+}
+
+int node_api_join_parse(const char *p, size_t len, struct node_api_join *j,
+                        char param[NODE_API_MAX_PARAM], struct gw_error *err)
 {
     memset(j, 0, sizeof *j);
     node_api_discovery_init(&j->discovery);
     if (param) param[0] = '\0';
-    struct json_object *root = parse_root(p, len, err);
-    if (!root) return err ? err->code : GW_E_PARSE;
+    if (len > NODE_API_MAX_BODY_BYTES)
+        return gw_error_set(err, GW_E_PARSE, "body larger than %d bytes", NODE_API_MAX_BODY_BYTES);
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_MAX_DEPTH, err);
+    if (!root) return err ? (err->code = GW_E_PARSE) : GW_E_PARSE;
     int rc = 0;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = gw_error_set(err, GW_E_INVALID, "the body must be a JSON object");
+        goto out;
+    }
+    static const char *const known[] = {"name",   "url",       "engine",       "labels",
+                                        "secret", "discovery", "agent_version"};
+    json_object_object_foreach(root, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0] && !ok; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (!ok) {
+            rc = set_param(param, key, gw_error_set(err, GW_E_INVALID, "unknown field"));
+            goto out;
+        }
+    }
     struct strv v;
     if (json_get_str(root, "name", &v) || !node_api_name_is_valid(v)) {
-        rc = gw_error_set(err, GW_E_INVALID, "name: 1..63 of [A-Za-z0-9._-] required");
+        rc = gw_error_set(err, GW_E_INVALID, "'name' must be 1-63 characters of A-Z a-z 0-9 . _ -");
         rc = set_param(param, "name", rc);
         goto out;
     }
     copy_strv(j->name, sizeof j->name, v);
-    if (json_get_str(root, "url", &v) || v.len == 0 || v.len >= NODE_API_MAX_URL ||
+    if (json_get_str(root, "url", &v) || v.len == 0 || v.len > NODE_API_MAX_JOIN_URL ||
         !strv_starts_with(v, STRV_LIT("http://"))) {
-        rc = gw_error_set(err, GW_E_INVALID, "url: an http:// URL required");
+        rc = gw_error_set(err, GW_E_INVALID, "'url' must be a string like http://10.0.0.5:9300");
         rc = set_param(param, "url", rc);
         goto out;
     }
     copy_strv(j->url, sizeof j->url, v);
     if (json_get_str(root, "engine", &v) || kind_parse(v, &j->engine)) {
-        rc = gw_error_set(err, GW_E_INVALID, "engine: one of llamacpp, ollama, vllm, openai");
+        rc = gw_error_set(err, GW_E_INVALID,
+                          "'engine' must be one of llamacpp, ollama, vllm, openai");
         rc = set_param(param, "engine", rc);
         goto out;
     }
-    struct json_object *labels = NULL;
-    rc = json_get_obj(root, "labels", &labels);
-    if (rc == 0) {
-        json_object_object_foreach(labels, key, val)
-        {
-            if (j->n_labels >= NODE_API_MAX_LABELS) {
-                rc = gw_error_set(err, GW_E_INVALID, "labels: more than %d", NODE_API_MAX_LABELS);
-                rc = set_param(param, "labels", rc);
-                goto out;
-            }
-            if (!json_object_is_type(val, json_type_string) || strlen(key) == 0 ||
-                strlen(key) >= NODE_API_MAX_TEXT ||
-                (size_t)json_object_get_string_len(val) >= NODE_API_MAX_TEXT) {
-                rc = gw_error_set(err, GW_E_INVALID, "labels: string values under %d bytes",
-                                  NODE_API_MAX_TEXT);
-                rc = set_param(param, "labels", rc);
-                goto out;
-            }
-            struct node_api_label *l = &j->labels[j->n_labels++];
-            snprintf(l->key, sizeof l->key, "%s", key);
-            snprintf(l->value, sizeof l->value, "%s", json_object_get_string(val));
-        }
-    } else if (rc != GW_E_NOTFOUND) {
-        rc = set_param(param, "labels", gw_error_set(err, GW_E_INVALID, "labels: an object"));
+    struct json_object *o;
+    if (opt_member(root, "labels", &o) == 0 && (rc = join_labels(o, j, err))) {
+        rc = set_param(param, "labels", rc);
         goto out;
     }
-    rc = json_get_str(root, "secret", &v);
-    if (rc == 0) {
-        if (!node_api_secret_is_valid(v)) {
-            rc = set_param(param, "secret",
-                           gw_error_set(err, GW_E_INVALID, "secret: 64 hex characters"));
+    if (opt_member(root, "secret", &o) == 0) {
+        if (json_get_str(root, "secret", &v) || !node_api_secret_is_valid(v)) {
+            rc = gw_error_set(err, GW_E_INVALID, "'secret' must be 64 lowercase hex characters");
+            rc = set_param(param, "secret", rc);
             goto out;
         }
         copy_strv(j->secret, sizeof j->secret, v);
-    } else if (rc != GW_E_NOTFOUND) {
-        rc = set_param(param, "secret", gw_error_set(err, GW_E_INVALID, "secret: a string"));
+    }
+    if (opt_member(root, "discovery", &o) == 0 && (rc = join_discovery(o, j, err))) {
+        rc = set_param(param, "discovery", rc);
         goto out;
     }
-    struct json_object *disc = NULL;
-    rc = json_get_obj(root, "discovery", &disc);
-    if (rc == 0) {
-        j->has_discovery = true;
-        if ((rc = node_api_discovery_parse_json(disc, &j->discovery, err))) {
-            rc = set_param(param, "discovery", rc);
+    if (opt_member(root, "agent_version", &o) == 0) {
+        if (json_get_str(root, "agent_version", &v) || v.len > NODE_API_MAX_VERSION) {
+            rc = gw_error_set(err, GW_E_INVALID, "'agent_version' must be a short string");
+            rc = set_param(param, "agent_version", rc);
             goto out;
         }
-    } else if (rc != GW_E_NOTFOUND) {
-        rc = set_param(param, "discovery", gw_error_set(err, GW_E_INVALID, "discovery: object"));
-        goto out;
+        copy_strv(j->agent_version, sizeof j->agent_version, v);
     }
-    rc = opt_str(root, "agent_version", j->agent_version, sizeof j->agent_version, err);
-    if (rc) rc = set_param(param, "agent_version", rc);
 out:
     json_object_put(root);
     return rc;
+}
+
+const char *node_api_join_state_name(enum node_api_join_state s)
+{
+    static const char *const names[] = {"pending", "approved", "draining"};
+    return (unsigned)s < 3 ? names[s] : "pending";
 }
 
 int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer *a)
 {
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "name", a->name, false);
-    if (!rc)
-        rc = append_kv_str(out, "state",
-                           a->state == NODE_API_JOIN_APPROVED ? "approved" : "pending", true);
-    if (!rc && a->secret[0]) rc = append_kv_str(out, "secret", a->secret, true);
+    if (!rc) rc = append_kv_str(out, "state", node_api_join_state_name(a->state), true);
     if (!rc && a->poll_ms) rc = append_kv_int(out, "poll_ms", (int64_t)a->poll_ms, true);
+    if (!rc && a->secret[0]) rc = append_kv_str(out, "secret", a->secret, true);
     if (!rc) rc = buf_append_cstr(out, "}");
     return rc;
 }
@@ -623,8 +726,10 @@ int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_a
     }
     if (strv_eq_cstr(v, "pending")) {
         a->state = NODE_API_JOIN_PENDING;
-    } else if (strv_eq_cstr(v, "approved") || strv_eq_cstr(v, "draining")) {
+    } else if (strv_eq_cstr(v, "approved")) {
         a->state = NODE_API_JOIN_APPROVED;
+    } else if (strv_eq_cstr(v, "draining")) {
+        a->state = NODE_API_JOIN_DRAINING;
     } else {
         rc = gw_error_set(err, GW_E_INVALID, "state: unknown '%.*s'", STRV_FMT(v));
         goto out;

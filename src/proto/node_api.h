@@ -73,6 +73,12 @@ enum {
     NODE_API_MAX_GPUS = 64,
     NODE_API_MAX_LABELS = 32,
     NODE_API_SECRET_HEX = 64,
+    NODE_API_MAX_JOIN_URL = 255,              /* the URL an agent advertises */
+    NODE_API_MAX_LABEL_KEY = 63,              /* 1..63 of [A-Za-z0-9._-/] */
+    NODE_API_MAX_LABEL_VALUE = 255,           /* printable bytes */
+    NODE_API_MAX_DISCOVERY_BYTES = 64 * 1024, /* a join's discovery object, as sent */
+    NODE_API_MAX_VERSION = 64,                /* agent_version */
+    NODE_API_MAX_PARAM = 64,                  /* the field a refusal names, plus NUL */
 };
 
 enum node_api_model_status {
@@ -101,8 +107,12 @@ const char *cap_name(unsigned cap_bit); /* "chat", "tools", ... for one bit; "?"
 unsigned node_api_caps_guess(struct strv name, struct strv family);
 /* True for a valid node name: 1..63 of [A-Za-z0-9._-]. */
 bool node_api_name_is_valid(struct strv s);
-/* True for 64 lowercase-or-uppercase hex digits. */
+/* True for 64 lowercase hex digits (what the gateway issues). */
 bool node_api_secret_is_valid(struct strv s);
+/* Labels (the join's, and the admin API's): keys 1..63 of [A-Za-z0-9._-/], values at most 255
+ * bytes with no control byte. */
+bool node_api_label_key_is_valid(struct strv s);
+bool node_api_label_value_is_valid(struct strv s);
 
 /* --- MODEL --------------------------------------------------------------------------- */
 
@@ -156,6 +166,7 @@ struct node_api_discovery {
     /* the fleet operations this agent takes, "model.install" … (docs/node_api.md) */
     char ops[16][32];
     size_t n_ops;
+    bool has_ops; /* "ops" was sent (maybe empty); without it nothing is known of the ops */
 };
 
 void node_api_discovery_init(struct node_api_discovery *d); /* empty strings, -1 numbers */
@@ -164,6 +175,11 @@ int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
  * NODE_API_MAX_GPUS gpus is GW_E_LIMIT. */
 int node_api_discovery_parse_json(struct json_object *o, struct node_api_discovery *d,
                                   struct gw_error *err) WUR;
+/* Does d list op ("model.install", ...)? */
+bool node_api_discovery_takes_op(const struct node_api_discovery *d, const char *op);
+/* The same from the bytes of a discovery object (a stored one): d is initialised first. */
+int node_api_discovery_parse(const char *p, size_t len, struct node_api_discovery *d,
+                             struct gw_error *err) WUR;
 
 /* --- health (GET /drover/v1/health) --------------------------------------------------- */
 
@@ -205,20 +221,26 @@ struct node_api_join {
     char secret[NODE_API_SECRET_HEX + 1]; /* empty: none */
     bool has_discovery;
     struct node_api_discovery discovery;
-    char agent_version[32];
+    char agent_version[NODE_API_MAX_VERSION + 1];
 };
 
 int node_api_join_emit(struct buf *out, const struct node_api_join *j) WUR;
-/* Validates like the gateway must (docs/node_api.md): name, url, engine required; labels
- * string → string, ≤ 32; secret 64 hex. On GW_E_INVALID/GW_E_PARSE, param (if not NULL, 32
- * bytes) names the field. */
-int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char param[32],
-                        struct gw_error *err) WUR;
+/* The gateway's check of a join body (docs/node_api.md), strict: name, url (http://, at most
+ * 255 bytes), engine required; labels an object of at most 32 valid labels; secret 64
+ * lowercase hex; discovery an object of at most 64 KiB whose known fields have their types;
+ * agent_version a string of at most 64 bytes; null for an optional field is its absence; any
+ * other field is refused. GW_E_PARSE when the body is not JSON at all; GW_E_INVALID (or
+ * GW_E_LIMIT) for a bad field, with param (if not NULL) naming it (empty when the body is not
+ * an object) and err's message fit for the client. */
+int node_api_join_parse(const char *p, size_t len, struct node_api_join *j,
+                        char param[NODE_API_MAX_PARAM], struct gw_error *err) WUR;
 
 enum node_api_join_state {
     NODE_API_JOIN_PENDING,
     NODE_API_JOIN_APPROVED,
+    NODE_API_JOIN_DRAINING, /* approved, taking no new work: the agent keeps serving */
 };
+const char *node_api_join_state_name(enum node_api_join_state s); /* "pending", ... */
 struct node_api_join_answer {
     char name[NODE_API_MAX_NAME];
     enum node_api_join_state state;
@@ -226,7 +248,7 @@ struct node_api_join_answer {
     uint64_t poll_ms;                     /* 0 when absent */
 };
 int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer *a) WUR;
-/* "approved" and "draining" both read as approved (the agent keeps serving). */
+/* The agent's parser of the gateway's answer. */
 int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_answer *a,
                                struct gw_error *err) WUR;
 

@@ -227,7 +227,7 @@ static void test_join_roundtrip(void **state)
     assert_non_null(strstr(b.p, "\"labels\":{\"zone\":\"a\",\"gpu\":\"a10 \\\"x\\\"\"}"));
     assert_non_null(strstr(b.p, "\"vram_total_mb\":23028"));
     struct node_api_join r;
-    char param[32];
+    char param[NODE_API_MAX_PARAM];
     struct gw_error err = {0};
     assert_int_equal(node_api_join_parse(b.p, b.len, &r, param, &err), 0);
     assert_string_equal(r.name, j.name);
@@ -275,7 +275,7 @@ static void test_join_refusals(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct node_api_join r;
-        char param[32];
+        char param[NODE_API_MAX_PARAM];
         struct gw_error err = {0};
         int rc = node_api_join_parse(bad[i].body, strlen(bad[i].body), &r, param, &err);
         if (rc == 0) fail_msg("accepted: %s", bad[i].body);
@@ -308,7 +308,7 @@ static void test_join_answer(void **state)
     assert_int_equal(r.secret[0], '\0');
     assert_int_equal(r.poll_ms, 500);
     assert_int_equal(node_api_join_answer_parse(LIT("{\"state\":\"draining\"}"), &r, NULL), 0);
-    assert_int_equal(r.state, NODE_API_JOIN_APPROVED);
+    assert_int_equal(r.state, NODE_API_JOIN_DRAINING);
     assert_int_not_equal(node_api_join_answer_parse(LIT("{\"state\":\"weird\"}"), &r, NULL), 0);
     assert_int_not_equal(
         node_api_join_answer_parse(LIT("{\"state\":\"approved\",\"secret\":\"short\"}"), &r, NULL),
