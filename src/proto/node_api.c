@@ -754,3 +754,131 @@ out:
     json_object_put(root);
     return rc;
 }
+
+/* --- load and unload --------------------------------------------------------------------- */
+
+int node_api_load_emit(struct buf *out, const char *model, const char *options_json)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "model", model, false);
+    if (!rc && options_json) rc = buf_appendf(out, ",\"options\":%s", options_json);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_load_parse(const char *p, size_t len, char model[NODE_API_MAX_ID],
+                        struct gw_error *err)
+{
+    model[0] = '\0';
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct strv v;
+    int rc = 0;
+    if (json_get_str(root, "model", &v) || v.len == 0 || v.len >= NODE_API_MAX_ID)
+        rc = gw_error_set(err, GW_E_INVALID, "expected a JSON body {\"model\":\"NAME\"}");
+    else
+        copy_strv(model, NODE_API_MAX_ID, v);
+    json_object_put(root);
+    return rc;
+}
+
+int node_api_load_answer_emit(struct buf *out, const struct node_api_load_answer *a)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "model", a->model, false);
+    if (!rc) rc = append_kv_str(out, "status", a->unloaded ? "unloaded" : "loaded", true);
+    if (!rc && a->size_mb >= 0) rc = append_kv_int(out, "size_mb", a->size_mb, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_load_answer_parse(const char *p, size_t len, struct node_api_load_answer *a,
+                               struct gw_error *err)
+{
+    memset(a, 0, sizeof *a);
+    a->size_mb = -1;
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct strv st;
+    int rc = opt_str(root, "model", a->model, sizeof a->model, err);
+    if (!rc && json_get_str(root, "status", &st) == 0) a->unloaded = strv_eq_cstr(st, "unloaded");
+    if (!rc) rc = opt_int(root, "size_mb", &a->size_mb, err);
+    json_object_put(root);
+    return rc;
+}
+
+/* --- fleet operations -------------------------------------------------------------------- */
+
+int node_api_op_emit(struct buf *out, const struct node_api_op *o)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "op", op_kind_name(o->kind), false);
+    if (!rc) rc = buf_append_cstr(out, ",\"target\":{");
+    if (!rc) rc = append_kv_str(out, "kind", o->is_model ? "model" : "backend", false);
+    if (!rc) rc = append_kv_str(out, "name", o->name, true);
+    if (!rc) rc = buf_appendf(out, "},\"params\":%s", o->params_json ? o->params_json : "{}");
+    if (!rc && o->timeout_ms) rc = append_kv_int(out, "timeout_ms", (int64_t)o->timeout_ms, true);
+    if (!rc && o->op_id) rc = append_kv_int(out, "op_id", o->op_id, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_op_parse(const char *p, size_t len, struct node_api_op *o, struct gw_error *err)
+{
+    memset(o, 0, sizeof *o);
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct json_object *target = NULL, *params = NULL;
+    struct strv opv, kind, name;
+    int64_t timeout_ms = 0, op_id = 0;
+    int rc = 0;
+    if (json_get_str(root, "op", &opv) || op_kind_parse(opv, &o->kind) ||
+        json_get_obj(root, "target", &target) || json_get_str(target, "kind", &kind) ||
+        json_get_str(target, "name", &name) || name.len == 0 || name.len >= NODE_API_MAX_ID ||
+        memchr(name.p, '\0', name.len) ||
+        (!strv_eq_cstr(kind, "model") && !strv_eq_cstr(kind, "backend"))) {
+        rc = gw_error_set(err, GW_E_INVALID,
+                          "expected {\"op\",\"target\":{\"kind\":\"model|backend\",\"name\"},"
+                          "\"params\",\"timeout_ms\"}");
+        goto out;
+    }
+    o->is_model = strv_eq_cstr(kind, "model");
+    copy_strv(o->name, sizeof o->name, name);
+    if (json_get_int(root, "timeout_ms", &timeout_ms) == 0 && timeout_ms > 0)
+        o->timeout_ms = (uint64_t)timeout_ms;
+    if (json_get_int(root, "op_id", &op_id) == 0) o->op_id = op_id;
+    if (json_get_obj(root, "params", &params) == 0)
+        o->params_json = xstrdup(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+out:
+    json_object_put(root);
+    return rc;
+}
+
+int node_api_op_answer_emit(struct buf *out, const struct node_api_op_answer *a)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "class", op_class_name(a->cls), false);
+    if (!rc) rc = append_kv_str(out, "message", a->message, true);
+    if (!rc) rc = buf_appendf(out, ",\"listed\":%s}", a->listed ? "true" : "false");
+    return rc;
+}
+
+int node_api_op_answer_parse(const char *p, size_t len, struct node_api_op_answer *a,
+                             struct gw_error *err)
+{
+    memset(a, 0, sizeof *a);
+    a->cls = OP_CLASS_ERROR;
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct strv cs, ms;
+    int rc = 0;
+    if (json_get_str(root, "class", &cs) || op_class_parse(cs, &a->cls)) {
+        a->cls = OP_CLASS_ERROR;
+        rc = gw_error_set(err, GW_E_INVALID, "class: expected an outcome class");
+    } else {
+        if (json_get_str(root, "message", &ms) == 0) copy_strv(a->message, sizeof a->message, ms);
+        if (json_get_bool(root, "listed", &a->listed)) a->listed = false;
+    }
+    json_object_put(root);
+    return rc;
+}

@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/strv.h"
+#include "proto/op_result.h"
 
 struct json_object;
 
@@ -251,5 +252,46 @@ int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer
 /* The agent's parser of the gateway's answer. */
 int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_answer *a,
                                struct gw_error *err) WUR;
+
+/* --- load and unload (POST /drover/v1/models/load, /unload) ----------------------------- */
+
+/* {"model":"m"} and, for a load, "options" (a JSON object's text, borrowed; NULL: none). */
+int node_api_load_emit(struct buf *out, const char *model, const char *options_json) WUR;
+/* The agent's parser: model 1..255 bytes, required; other fields are the engine's business. */
+int node_api_load_parse(const char *p, size_t len, char model[NODE_API_MAX_ID],
+                        struct gw_error *err) WUR;
+struct node_api_load_answer {
+    char model[NODE_API_MAX_ID];
+    bool unloaded;   /* "status":"unloaded"; else "loaded" */
+    int64_t size_mb; /* -1 when not said */
+};
+int node_api_load_answer_emit(struct buf *out, const struct node_api_load_answer *a) WUR;
+int node_api_load_answer_parse(const char *p, size_t len, struct node_api_load_answer *a,
+                               struct gw_error *err) WUR;
+
+/* --- fleet operations (POST /drover/v1/ops) ---------------------------------------------- */
+
+struct node_api_op {
+    enum op_kind kind;
+    bool is_model;              /* target.kind "model", else "backend" */
+    char name[NODE_API_MAX_ID]; /* target.name, 1..255 bytes */
+    char *params_json;          /* a JSON object's text; emit: borrowed, NULL sends {}; parse:
+                                   owned (xfree), NULL when absent */
+    uint64_t timeout_ms;        /* 0: not said */
+    int64_t op_id;
+};
+int node_api_op_emit(struct buf *out, const struct node_api_op *o) WUR;
+int node_api_op_parse(const char *p, size_t len, struct node_api_op *o, struct gw_error *err) WUR;
+
+struct node_api_op_answer {
+    enum op_class cls;
+    char message[256];
+    bool listed; /* the target is listed by the node after the attempt */
+};
+int node_api_op_answer_emit(struct buf *out, const struct node_api_op_answer *a) WUR;
+/* The gateway's parser: "class" must be a known class; "message" and "listed" are optional
+ * (absent or of another type: "" and false). */
+int node_api_op_answer_parse(const char *p, size_t len, struct node_api_op_answer *a,
+                             struct gw_error *err) WUR;
 
 #endif
