@@ -220,7 +220,7 @@ static int model_emit(struct buf *out, const struct node_api_model *m)
     return rc;
 }
 
-int node_api_models_emit(struct buf *out, const struct node_api_models *l)
+static int models_emit(struct buf *out, const struct node_api_models *l)
 {
     int rc = buf_append_cstr(out, "[");
     for (size_t i = 0; i < l->n && !rc; i++) {
@@ -289,8 +289,8 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
     return 0;
 }
 
-int node_api_models_parse_json(struct json_object *arr, struct node_api_models *l,
-                               struct gw_error *err)
+static int models_parse_json(struct json_object *arr, struct node_api_models *l,
+                             struct gw_error *err)
 {
     if (!arr || !json_object_is_type(arr, json_type_array))
         return gw_error_set(err, GW_E_INVALID, "models: expected an array");
@@ -451,7 +451,7 @@ int node_api_health_emit(struct buf *out, const struct node_api_health *h)
     if (!rc) rc = append_kv_int(out, "in_flight", h->in_flight, true);
     if (!rc) rc = append_kv_int(out, "queued", h->queued, true);
     if (!rc) rc = buf_append_cstr(out, ",\"models\":");
-    if (!rc) rc = node_api_models_emit(out, &h->models);
+    if (!rc) rc = models_emit(out, &h->models);
     if (!rc) rc = buf_append_cstr(out, "}");
     return rc;
 }
@@ -514,7 +514,7 @@ int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
     } else if (rc) {
         rc = gw_error_set(err, GW_E_INVALID, "models: expected an array");
     } else {
-        rc = node_api_models_parse_json(models, &h->models, err);
+        rc = models_parse_json(models, &h->models, err);
     }
 out:
     json_object_put(root);
@@ -529,23 +529,8 @@ void node_api_health_free(struct node_api_health *h)
 int node_api_models_answer_emit(struct buf *out, const struct node_api_models *l)
 {
     int rc = buf_append_cstr(out, "{\"models\":");
-    if (!rc) rc = node_api_models_emit(out, l);
+    if (!rc) rc = models_emit(out, l);
     if (!rc) rc = buf_append_cstr(out, "}");
-    return rc;
-}
-
-int node_api_models_answer_parse(const char *p, size_t len, struct node_api_models *l,
-                                 struct gw_error *err)
-{
-    struct json_object *root = parse_root(p, len, err);
-    if (!root) return err ? err->code : GW_E_PARSE;
-    struct json_object *arr = NULL;
-    int rc = json_get_arr(root, "models", &arr);
-    if (rc)
-        rc = gw_error_set(err, GW_E_INVALID, "models: expected an array");
-    else
-        rc = node_api_models_parse_json(arr, l, err);
-    json_object_put(root);
     return rc;
 }
 
@@ -695,7 +680,7 @@ out:
     return rc;
 }
 
-const char *node_api_join_state_name(enum node_api_join_state s)
+static const char *join_state_name(enum node_api_join_state s)
 {
     static const char *const names[] = {"pending", "approved", "draining"};
     return (unsigned)s < 3 ? names[s] : "pending";
@@ -705,7 +690,7 @@ int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer
 {
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "name", a->name, false);
-    if (!rc) rc = append_kv_str(out, "state", node_api_join_state_name(a->state), true);
+    if (!rc) rc = append_kv_str(out, "state", join_state_name(a->state), true);
     if (!rc && a->poll_ms) rc = append_kv_int(out, "poll_ms", (int64_t)a->poll_ms, true);
     if (!rc && a->secret[0]) rc = append_kv_str(out, "secret", a->secret, true);
     if (!rc) rc = buf_append_cstr(out, "}");

@@ -136,14 +136,6 @@ struct node_api_model *node_api_models_add(struct node_api_models *l, struct str
 struct node_api_model *node_api_models_find(struct node_api_models *l, struct strv id);
 void node_api_models_free(struct node_api_models *l);
 
-/* Appends the JSON array [MODEL, ...]. */
-int node_api_models_emit(struct buf *out, const struct node_api_models *l) WUR;
-/* Parses a JSON array of MODEL objects (json-c value, borrowed) into l (appended). Entries
- * need "id" (string) and "status" (a known name); "capabilities" names it does not know are
- * skipped (a newer agent); "in_flight" and "size_mb" are optional integers. */
-int node_api_models_parse_json(struct json_object *arr, struct node_api_models *l,
-                               struct gw_error *err) WUR;
-
 /* --- discovery ----------------------------------------------------------------------- */
 
 struct node_api_gpu {
@@ -202,9 +194,10 @@ int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
 void node_api_health_free(struct node_api_health *h);
 
 /* --- models (GET /drover/v1/models) ---------------------------------------------------- */
+/* {"models":[MODEL, ...]}: the same MODEL list as the health answer's "models" (which is how
+ * the gateway reads it). A MODEL needs "id" and a known "status"; capability names it does
+ * not know are skipped (a newer agent); "in_flight" and "size_mb" are optional integers. */
 int node_api_models_answer_emit(struct buf *out, const struct node_api_models *l) WUR;
-int node_api_models_answer_parse(const char *p, size_t len, struct node_api_models *l,
-                                 struct gw_error *err) WUR;
 
 /* --- join (POST /drover/v1/nodes/join) ------------------------------------------------ */
 
@@ -241,7 +234,6 @@ enum node_api_join_state {
     NODE_API_JOIN_APPROVED,
     NODE_API_JOIN_DRAINING, /* approved, taking no new work: the agent keeps serving */
 };
-const char *node_api_join_state_name(enum node_api_join_state s); /* "pending", ... */
 struct node_api_join_answer {
     char name[NODE_API_MAX_NAME];
     enum node_api_join_state state;
