@@ -14,12 +14,12 @@
 
 enum { AGENT_MAX_ANSWER = 4 * 1024 * 1024 };
 
-enum op_kind { OP_HEALTH, OP_MODELS, OP_LOAD, OP_UNLOAD };
+enum call_kind { CALL_HEALTH, CALL_MODELS, CALL_LOAD, CALL_UNLOAD };
 
 struct op {
     struct agent *a;
     struct http_request *req; /* NULL once the client left */
-    enum op_kind kind;
+    enum call_kind kind;
     char model[NODE_API_MAX_ID];
 };
 
@@ -127,7 +127,7 @@ static void on_view(struct agent_engine_view *v, void *ctx)
     struct op *o = ctx;
     struct agent *a = o->a;
     if (!v->reachable)
-        LOGW("engine_down", "engine=%s url=%s reason=\"%s\"", node_api_engine_name(a->cfg.engine),
+        LOGW("engine_down", "engine=%s url=%s reason=\"%s\"", node_kind_name(a->cfg.engine),
              a->engine.url, v->error);
     if (o->req) {
         http_request_on_abort(o->req, NULL, NULL);
@@ -135,7 +135,7 @@ static void on_view(struct agent_engine_view *v, void *ctx)
         struct buf b;
         buf_init(&b, AGENT_MAX_ANSWER);
         int rc, status = 200;
-        if (o->kind == OP_HEALTH) {
+        if (o->kind == CALL_HEALTH) {
             struct node_api_health h = {
                 .ok = v->reachable,
                 .engine = a->cfg.engine,
@@ -174,7 +174,7 @@ static void on_op(const struct agent_engine_op_result *r, void *ctx)
 {
     struct op *o = ctx;
     struct agent *a = o->a;
-    bool unload = o->kind == OP_UNLOAD;
+    bool unload = o->kind == CALL_UNLOAD;
     if (!unload) loading_set(a, o->model, false);
     if (r->status == 200)
         LOGI(unload ? "model_unloaded" : "model_loaded", "model=%s", o->model);
@@ -184,12 +184,11 @@ static void on_op(const struct agent_engine_op_result *r, void *ctx)
     if (o->req) {
         http_request_on_abort(o->req, NULL, NULL);
         if (r->status == 200) {
+            struct node_api_load_answer ans = {.unloaded = unload, .size_mb = -1};
+            snprintf(ans.model, sizeof ans.model, "%s", o->model);
             struct buf b;
             buf_init(&b, 2 * NODE_API_MAX_ID);
-            int rc = buf_append_cstr(&b, "{\"model\":");
-            if (!rc) rc = json_append_str(&b, o->model, strlen(o->model));
-            if (!rc) rc = buf_appendf(&b, ",\"status\":\"%s\"}", unload ? "unloaded" : "loaded");
-            answer_buf(o->req, 200, &b);
+            if (node_api_load_answer_emit(&b, &ans) == 0) answer_buf(o->req, 200, &b);
             buf_free(&b);
         } else {
             const char *type = r->status == 501   ? "unsupported"
@@ -207,7 +206,7 @@ static void on_op(const struct agent_engine_op_result *r, void *ctx)
     op_free(o);
 }
 
-static struct op *op_new(struct agent *a, struct http_request *req, enum op_kind kind)
+static struct op *op_new(struct agent *a, struct http_request *req, enum call_kind kind)
 {
     struct op *o = xcalloc(1, sizeof *o);
     o->a = a;
@@ -220,39 +219,18 @@ static struct op *op_new(struct agent *a, struct http_request *req, enum op_kind
 
 static void handle_load(struct agent *a, struct http_request *req, bool unload)
 {
-    struct gw_error err = {0};
-    struct json_object *root =
-        json_parse_strict(req->body.p ? req->body.p : "", req->body.len, NODE_API_MAX_DEPTH, &err);
-    struct strv model;
-    if (!root || !json_object_is_type(root, json_type_object) ||
-        json_get_str(root, "model", &model) || model.len == 0 || model.len >= NODE_API_MAX_ID) {
-        if (root) json_object_put(root);
+    char model[NODE_API_MAX_ID];
+    if (node_api_load_parse(req->body.p, req->body.len, model, NULL)) {
         (void)agent_answer_error(req, 400, "invalid_request_error", "invalid_request",
                                  "expected a JSON body {\"model\":\"NAME\"}", NULL, NULL);
         return;
     }
-    struct op *o = op_new(a, req, unload ? OP_UNLOAD : OP_LOAD);
-    snprintf(o->model, sizeof o->model, "%.*s", STRV_FMT(model));
-    json_object_put(root);
-    if (!unload && a->cfg.engine == NODE_API_ENGINE_OLLAMA) loading_set(a, o->model, true);
+    struct op *o = op_new(a, req, unload ? CALL_UNLOAD : CALL_LOAD);
+    snprintf(o->model, sizeof o->model, "%s", model);
+    if (!unload && a->cfg.engine == NODE_KIND_OLLAMA) loading_set(a, o->model, true);
     LOGI(unload ? "model_unload" : "model_load", "model=%s engine=%s", o->model,
-         node_api_engine_name(a->cfg.engine));
+         node_kind_name(a->cfg.engine));
     agent_engine_load(&a->engine, o->model, unload, on_op, o);
-}
-
-static bool is_proxied(struct strv method, struct strv path)
-{
-    static const char *const post[] = {
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
-        "/api/generate",        "/api/embed",      "/api/embeddings"};
-    static const char *const get[] = {"/v1/models", "/api/tags"};
-    if (strv_eq_cstr(method, "POST"))
-        for (size_t i = 0; i < sizeof post / sizeof post[0]; i++)
-            if (strv_eq_cstr(path, post[i])) return true;
-    if (strv_eq_cstr(method, "GET"))
-        for (size_t i = 0; i < sizeof get / sizeof get[0]; i++)
-            if (strv_eq_cstr(path, get[i])) return true;
-    return false;
 }
 
 static bool authorized(struct agent *a, struct http_request *req)
@@ -295,7 +273,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
     if (strv_eq_cstr(p, NODE_API_PATH_HEALTH) || strv_eq_cstr(p, NODE_API_PATH_MODELS)) {
         if (!get) goto method;
         struct op *o =
-            op_new(a, req, strv_eq_cstr(p, NODE_API_PATH_HEALTH) ? OP_HEALTH : OP_MODELS);
+            op_new(a, req, strv_eq_cstr(p, NODE_API_PATH_HEALTH) ? CALL_HEALTH : CALL_MODELS);
         agent_engine_inventory(&a->engine, on_view, o);
         return;
     }
@@ -311,7 +289,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
         buf_free(&b);
         return;
     }
-    if (strv_eq_cstr(p, "/drover/v1/ops")) {
+    if (strv_eq_cstr(p, NODE_API_PATH_OPS)) {
         if (!strv_eq_cstr(m, "POST"))
             (void)agent_answer_error(req, 405, "invalid_request_error", "method_not_allowed",
                                      "use POST", NULL, NULL);
@@ -319,7 +297,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
             agent_ops_handle(a, req);
         return;
     }
-    if (strv_eq_cstr(p, "/drover/v1/inventory")) {
+    if (strv_eq_cstr(p, NODE_API_PATH_INVENTORY)) {
         agent_inventory_handle(a, req);
         return;
     }
@@ -328,7 +306,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
         handle_load(a, req, strv_eq_cstr(p, NODE_API_PATH_UNLOAD));
         return;
     }
-    if (is_proxied(m, p)) {
+    if (node_api_is_proxied(m, p)) {
         agent_proxy_handle(a, req);
         return;
     }

@@ -53,7 +53,7 @@ enum { N_KEYS = sizeof keys / sizeof keys[0], AGENT_CONFIG_MAX_BYTES = 1024 * 10
 static void defaults(struct agent_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->engine = NODE_API_ENGINE_LLAMACPP;
+    c->engine = NODE_KIND_LLAMACPP;
     c->listen = xstrdup("127.0.0.1:9300");
     c->state_file = xstrdup("drover-agent.state");
     c->nvidia_smi = xstrdup("nvidia-smi");
@@ -79,7 +79,7 @@ static int set_key(struct agent_config *c, const struct key_def *k, const char *
         return 0;
     }
     case K_ENGINE:
-        if (node_api_engine_parse(strv_from_cstr(val), (enum node_api_engine *)(void *)base))
+        if (node_kind_parse(val, (enum node_kind *)(void *)base))
             return gw_error_set(err, GW_E_INVALID,
                                 "%s%s: '%s' is not one of llamacpp, ollama, vllm, openai", where,
                                 k->name, val);
@@ -284,8 +284,12 @@ int agent_config_load(struct agent_config *c, const char *path, char *const *env
         if ((rc = set_key(c, k, eq + 1, "", err))) return rc;
     }
     if (!c->engine_url) {
-        static const char *const def[] = {"http://127.0.0.1:8080", "http://127.0.0.1:11434",
-                                          "http://127.0.0.1:8000", "http://127.0.0.1:8000"};
+        static const char *const def[NODE_KIND_COUNT] = {
+            [NODE_KIND_LLAMACPP] = "http://127.0.0.1:8080",
+            [NODE_KIND_OLLAMA] = "http://127.0.0.1:11434",
+            [NODE_KIND_VLLM] = "http://127.0.0.1:8000",
+            [NODE_KIND_OPENAI] = "http://127.0.0.1:8000",
+        };
         c->engine_url = xstrdup(def[c->engine]);
     }
     if (!c->name) {

@@ -19,7 +19,7 @@ extern const char *const agent_ops_templates[AGENT_OPS_N_TEMPLATES];
 struct agent_config {
     char *gateway;    /* base URL of the gateway's client listener; NULL: do not join */
     char *join_token; /* needed with gateway */
-    enum node_api_engine engine;
+    enum node_kind engine;
     char *engine_url;     /* default per engine: llamacpp :8080, ollama :11434, vllm :8000 */
     char *engine_api_key; /* sent to the engine as Bearer; NULL for none */
     char *name;           /* default: hostname */

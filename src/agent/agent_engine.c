@@ -161,7 +161,7 @@ int agent_engine_parse_ollama_list(const char *p, size_t len, bool ps, struct no
                     if (!json_object_is_type(fv, json_type_string)) continue;
                     struct strv s = strv_make(json_object_get_string(fv),
                                               (size_t)json_object_get_string_len(fv));
-                    if (node_api_caps_guess(STRV_NULL, s) == NODE_API_CAP_EMBEDDINGS) family = s;
+                    if (node_api_caps_guess(STRV_NULL, s) == CAP_EMBEDDINGS) family = s;
                 }
             }
         }
@@ -183,17 +183,17 @@ out:
     return rc;
 }
 
-const char *agent_engine_ep_path(enum node_api_engine kind, enum agent_engine_ep ep)
+const char *agent_engine_ep_path(enum node_kind kind, enum agent_engine_ep ep)
 {
     switch (ep) {
     case AGENT_EP_MODELS:
-        return kind == NODE_API_ENGINE_OLLAMA ? "/api/tags" : "/v1/models";
+        return node_api_models_path(kind);
     case AGENT_EP_LOADED:
-        return kind == NODE_API_ENGINE_OLLAMA ? "/api/ps" : NULL;
+        return kind == NODE_KIND_OLLAMA ? "/api/ps" : NULL;
     case AGENT_EP_SLOTS:
-        return kind == NODE_API_ENGINE_LLAMACPP ? "/slots" : NULL;
+        return kind == NODE_KIND_LLAMACPP ? "/slots" : NULL;
     case AGENT_EP_METRICS:
-        return kind == NODE_API_ENGINE_LLAMACPP || kind == NODE_API_ENGINE_VLLM ? "/metrics" : NULL;
+        return kind == NODE_KIND_LLAMACPP || kind == NODE_KIND_VLLM ? "/metrics" : NULL;
     default:
         return NULL;
     }
@@ -210,7 +210,7 @@ static uint32_t clamp_u32(double v)
     return v > 4e9 ? 4000000000u : (uint32_t)(v + 0.5);
 }
 
-void agent_engine_build(enum node_api_engine kind, const struct agent_engine_bodies *b,
+void agent_engine_build(enum node_kind kind, const struct agent_engine_bodies *b,
                         struct agent_engine_view *view)
 {
     struct gw_error err = {0};
@@ -228,7 +228,7 @@ void agent_engine_build(enum node_api_engine kind, const struct agent_engine_bod
         return;
     }
     struct strv body = b->body[AGENT_EP_MODELS];
-    int rc = kind == NODE_API_ENGINE_OLLAMA
+    int rc = kind == NODE_KIND_OLLAMA
                  ? agent_engine_parse_ollama_list(body.p, body.len, false, &view->models, &err)
                  : agent_engine_parse_oai_models(body.p, body.len, &view->models, &err);
     if (rc) {
@@ -236,26 +236,26 @@ void agent_engine_build(enum node_api_engine kind, const struct agent_engine_bod
         return;
     }
     view->reachable = true;
-    if (kind == NODE_API_ENGINE_OLLAMA && ep_ok(b, AGENT_EP_LOADED)) {
+    if (kind == NODE_KIND_OLLAMA && ep_ok(b, AGENT_EP_LOADED)) {
         body = b->body[AGENT_EP_LOADED];
         if (agent_engine_parse_ollama_list(body.p, body.len, true, &view->models, &err))
             LOGD("engine_parse", "path=/api/ps reason=\"%s\"", err.msg);
-    } else if (kind == NODE_API_ENGINE_OLLAMA) {
+    } else if (kind == NODE_KIND_OLLAMA) {
         /* without /api/ps nothing is known to be loaded; on disk is the honest answer */
     }
     double running = 0, queued = 0;
     bool has_r = false, has_q = false;
-    if (kind == NODE_API_ENGINE_LLAMACPP && ep_ok(b, AGENT_EP_METRICS)) {
+    if (kind == NODE_KIND_LLAMACPP && ep_ok(b, AGENT_EP_METRICS)) {
         body = b->body[AGENT_EP_METRICS];
         has_r =
             agent_engine_prom_sum(body.p, body.len, "llamacpp:requests_processing", &running) == 0;
         has_q = agent_engine_prom_sum(body.p, body.len, "llamacpp:requests_deferred", &queued) == 0;
-    } else if (kind == NODE_API_ENGINE_VLLM && ep_ok(b, AGENT_EP_METRICS)) {
+    } else if (kind == NODE_KIND_VLLM && ep_ok(b, AGENT_EP_METRICS)) {
         body = b->body[AGENT_EP_METRICS];
         has_r = agent_engine_prom_sum(body.p, body.len, "vllm:num_requests_running", &running) == 0;
         has_q = agent_engine_prom_sum(body.p, body.len, "vllm:num_requests_waiting", &queued) == 0;
     }
-    if (kind == NODE_API_ENGINE_LLAMACPP && !has_r && ep_ok(b, AGENT_EP_SLOTS)) {
+    if (kind == NODE_KIND_LLAMACPP && !has_r && ep_ok(b, AGENT_EP_SLOTS)) {
         uint32_t busy = 0, total = 0;
         body = b->body[AGENT_EP_SLOTS];
         if (agent_engine_parse_llamacpp_slots(body.p, body.len, &busy, &total, NULL) == 0) {
@@ -267,7 +267,7 @@ void agent_engine_build(enum node_api_engine kind, const struct agent_engine_bod
     view->running = clamp_u32(running);
     view->queued = clamp_u32(queued);
     /* llama-server serves one model: its in-flight requests are that model's */
-    if (kind == NODE_API_ENGINE_LLAMACPP && view->models.n == 1)
+    if (kind == NODE_KIND_LLAMACPP && view->models.n == 1)
         view->models.v[0].in_flight = view->running;
 }
 
@@ -503,11 +503,11 @@ void agent_engine_inventory(struct agent_engine *e, agent_engine_view_fn *cb, vo
 void agent_engine_load(struct agent_engine *e, const char *model, bool unload,
                        agent_engine_op_fn *cb, void *ctx)
 {
-    if (e->kind != NODE_API_ENGINE_OLLAMA) {
+    if (e->kind != NODE_KIND_OLLAMA) {
         struct agent_engine_op_result r = {.status = 501, .code = NODE_API_CODE_UNSUPPORTED};
         snprintf(r.message, sizeof r.message,
                  "the %s engine cannot %s models on request; restart it with the model instead",
-                 node_api_engine_name(e->kind), unload ? "unload" : "load");
+                 node_kind_name(e->kind), unload ? "unload" : "load");
         cb(&r, ctx);
         return;
     }

@@ -52,7 +52,7 @@ struct agent_engine_bodies {
     struct strv body[AGENT_EP__COUNT];
 };
 /* The endpoints an engine kind needs and their paths (NULL when not wanted). */
-const char *agent_engine_ep_path(enum node_api_engine kind, enum agent_engine_ep ep);
+const char *agent_engine_ep_path(enum node_kind kind, enum agent_engine_ep ep);
 
 struct agent_engine_view {
     bool reachable;                /* the main listing answered 2xx and parsed */
@@ -63,7 +63,7 @@ struct agent_engine_view {
     char error[160];               /* why not reachable */
 };
 /* Builds the one view from the bodies (pure). view->models must be empty or zeroed. */
-void agent_engine_build(enum node_api_engine kind, const struct agent_engine_bodies *b,
+void agent_engine_build(enum node_kind kind, const struct agent_engine_bodies *b,
                         struct agent_engine_view *view);
 void agent_engine_view_free(struct agent_engine_view *v);
 
@@ -73,7 +73,7 @@ int agent_engine_ollama_load_body(struct buf *out, const char *model, bool unloa
 /* --- async layer (loop thread) --------------------------------------------------------- */
 
 struct agent_engine {
-    enum node_api_engine kind;
+    enum node_kind kind;
     char host[128]; /* numeric or "localhost" */
     int port;
     char url[NODE_API_MAX_URL];

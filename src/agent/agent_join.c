@@ -204,7 +204,7 @@ static void j_done(struct http_call *call, const struct http_call_result *res, v
                     LOGI("secret_stored", "path=%s", a->cfg.state_file);
                 agent_set_secret(a, ans.secret);
             }
-            const char *now = ans.state == NODE_API_JOIN_APPROVED ? "approved" : "pending";
+            const char *now = ans.state == NODE_API_JOIN_PENDING ? "pending" : "approved";
             if (strcmp(prev, now) != 0)
                 LOGI("join", "gateway=%s name=%s state=%s has_secret=%d poll_ms=%llu",
                      a->cfg.gateway, a->cfg.name, now, a->secret[0] != 0,

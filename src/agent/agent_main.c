@@ -340,7 +340,7 @@ int agent_main(int argc, char **argv)
     LOGI("start",
          "listen=%s advertise=%s name=%s engine=%s engine_url=%s gateway=%s "
          "has_secret=%d gpus=%zu",
-         a->listen_addr, a->advertise, a->cfg.name, node_api_engine_name(a->cfg.engine),
+         a->listen_addr, a->advertise, a->cfg.name, node_kind_name(a->cfg.engine),
          a->cfg.engine_url, a->cfg.gateway ? a->cfg.gateway : "-", a->secret[0] != 0,
          a->disc.n_gpus);
     printf("drover-agent ready listen=%s\n", a->listen_addr);

@@ -173,19 +173,25 @@ static void aop_abort(struct http_request *req, void *ctx)
     ((struct aop *)ctx)->req = NULL;
 }
 
+/* The op's answer (docs/node_api.md): always 200 with the outcome class. */
+static void answer(struct http_request *req, const struct aop *o)
+{
+    struct node_api_op_answer ans = {.cls = o->cls, .listed = o->listed};
+    snprintf(ans.message, sizeof ans.message, "%s", o->message);
+    struct buf b;
+    buf_init(&b, 4096);
+    int rc = node_api_op_answer_emit(&b, &ans);
+    (void)http_respond_json(req, rc ? 500 : 200, NULL, 0, b.p, b.len);
+    buf_free(&b);
+}
+
 static void finish(struct aop *o)
 {
     LOGI("op_result", "kind=%s target=%s class=%s listed=%d message=\"%s\"", op_kind_name(o->kind),
          o->key, op_class_name(o->cls), o->listed, o->message);
     if (o->req) {
-        struct buf b;
-        buf_init(&b, 4096);
-        int rc = buf_appendf(&b, "{\"class\":\"%s\",\"message\":", op_class_name(o->cls));
-        if (!rc) rc = json_append_str(&b, o->message, strlen(o->message));
-        if (!rc) rc = buf_appendf(&b, ",\"listed\":%s}", o->listed ? "true" : "false");
         http_request_on_abort(o->req, NULL, NULL);
-        (void)http_respond_json(o->req, rc ? 500 : 200, NULL, 0, b.p, b.len);
-        buf_free(&b);
+        answer(o->req, o);
     }
     aop_free(o);
 }
@@ -472,7 +478,7 @@ static void start(struct aop *o)
     snprintf(tname, sizeof tname, "%s.%s", o->is_model ? "model" : "backend",
              op_kind_name(o->kind));
     const char *tmpl = template_for(a, tname);
-    if (!tmpl && o->is_model && a->cfg.engine == NODE_API_ENGINE_OLLAMA) {
+    if (!tmpl && o->is_model && a->cfg.engine == NODE_KIND_OLLAMA) {
         ollama_model_op(o);
         return;
     }
@@ -507,36 +513,22 @@ static int bad(struct http_request *req, const char *msg)
 
 void agent_ops_handle(struct agent *a, struct http_request *req)
 {
-    struct json_object *root =
-        json_parse_strict(req->body.p ? req->body.p : "", req->body.len, 8, NULL);
-    struct json_object *target = NULL, *params = NULL;
-    struct strv opv, kind, name;
-    enum op_kind k;
-    int64_t timeout_ms = 0;
-    if (!root || json_get_str(root, "op", &opv) || op_kind_parse(opv, &k) ||
-        json_get_obj(root, "target", &target) || json_get_str(target, "kind", &kind) ||
-        json_get_str(target, "name", &name) || name.len == 0 || name.len >= 256 ||
-        memchr(name.p, '\0', name.len) ||
-        (!strv_eq_cstr(kind, "model") && !strv_eq_cstr(kind, "backend"))) {
-        if (root) json_object_put(root);
-        (void)bad(req, "expected {\"op\",\"target\":{\"kind\":\"model|backend\",\"name\"},"
-                       "\"params\",\"timeout_ms\"}");
+    struct node_api_op op;
+    struct gw_error err = {0};
+    if (node_api_op_parse(req->body.p, req->body.len, &op, &err)) {
+        (void)bad(req, err.msg);
         return;
     }
     struct aop *o = xcalloc(1, sizeof *o);
     o->a = a;
     o->req = req;
-    o->kind = k;
-    o->is_model = strv_eq_cstr(kind, "model");
-    snprintf(o->name, sizeof o->name, "%.*s", (int)name.len, name.p);
+    o->kind = op.kind;
+    o->is_model = op.is_model;
+    snprintf(o->name, sizeof o->name, "%s", op.name);
     snprintf(o->key, sizeof o->key, "%s:%s", o->is_model ? "model" : "backend", o->name);
-    if (json_get_obj(root, "params", &params) == 0)
-        o->params_json = xstrdup(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+    o->params_json = op.params_json; /* taken */
     o->timeout_ms = a->cfg.ops_timeout_ms;
-    if (json_get_int(root, "timeout_ms", &timeout_ms) == 0 && timeout_ms > 0 &&
-        (uint64_t)timeout_ms < o->timeout_ms)
-        o->timeout_ms = (uint64_t)timeout_ms;
-    json_object_put(root);
+    if (op.timeout_ms && op.timeout_ms < o->timeout_ms) o->timeout_ms = op.timeout_ms;
     buf_init(&o->output, OPS_MAX_OUTPUT + 1);
     a->pending++;
     http_request_on_abort(req, aop_abort, o);
@@ -551,11 +543,8 @@ void agent_ops_handle(struct agent *a, struct http_request *req)
                  op_kind_name(o->kind), o->key, op_class_name(o->cls), o->message);
             if (o->req) {
                 http_request_on_abort(o->req, NULL, NULL);
-                char out[400];
-                int len = snprintf(out, sizeof out,
-                                   "{\"class\":\"%s\",\"message\":\"%s\",\"listed\":false}",
-                                   op_class_name(o->cls), o->message);
-                (void)http_respond_json(o->req, 200, NULL, 0, out, (size_t)len);
+                o->listed = false;
+                answer(o->req, o);
             }
             if (a->pending) a->pending--;
             buf_free(&o->output);
@@ -588,7 +577,7 @@ void agent_ops_fill_discovery(struct agent *a)
 {
     struct node_api_discovery *d = &a->disc;
     d->n_ops = 0;
-    bool ollama = a->cfg.engine == NODE_API_ENGINE_OLLAMA;
+    bool ollama = a->cfg.engine == NODE_KIND_OLLAMA;
     static const char *const adapter[] = {"model.install", "model.upgrade", "model.delete",
                                           "model.load", "model.unload"};
     for (size_t i = 0; i < 5 && d->n_ops < 16; i++)
@@ -682,7 +671,7 @@ static void inv_answer(struct inv *v, const char *backends, size_t blen)
         struct buf b;
         buf_init(&b, 4u << 20);
         int rc = buf_append_cstr(&b, "{\"models\":");
-        if (!rc) rc = models_json(&b, &v->tags, v->a->cfg.engine == NODE_API_ENGINE_OLLAMA);
+        if (!rc) rc = models_json(&b, &v->tags, v->a->cfg.engine == NODE_KIND_OLLAMA);
         if (!rc) rc = buf_append_cstr(&b, ",\"backends\":");
         if (!rc) rc = backends_json(&b, backends ? backends : "", blen);
         if (!rc) rc = buf_append_cstr(&b, "}");
@@ -745,12 +734,11 @@ void agent_inventory_handle(struct agent *a, struct http_request *req)
     buf_init(&v->tags, 4u << 20);
     a->pending++;
     http_request_on_abort(req, inv_abort, v);
-    bool ollama = a->cfg.engine == NODE_API_ENGINE_OLLAMA;
     struct http_client_request rq = {
         .host = a->engine.host,
         .port = a->engine.port,
         .method = STRV_LIT("GET"),
-        .target = ollama ? STRV_LIT("/api/tags") : STRV_LIT("/v1/models"),
+        .target = strv_from_cstr(node_api_models_path(a->cfg.engine)),
         .connect_timeout_ms = 5000,
         .total_timeout_ms = a->cfg.engine_timeout_ms,
     };

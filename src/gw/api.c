@@ -175,7 +175,7 @@ void api_handle(struct http_request *req, void *ctx)
         return;
     }
     if (probe_route(g, req)) return;
-    if (strv_eq_cstr(path, "/drover/v1/nodes/join")) {
+    if (strv_eq_cstr(path, NODE_API_PATH_JOIN)) {
         join_handle(g, req); /* its own token, not the client API key */
         return;
     }
@@ -189,19 +189,16 @@ void api_handle(struct http_request *req, void *ctx)
         (void)gw_answer(req, ANSWER_SHUTTING_DOWN, NULL, "the gateway is shutting down");
         return;
     }
-    if (strv_eq_cstr(path, "/v1/models") || strv_eq_cstr(path, "/api/tags")) {
+    if (strv_eq_cstr(path, NODE_API_PATH_OAI_MODELS) ||
+        strv_eq_cstr(path, NODE_API_PATH_OLLAMA_TAGS)) {
         if (!is_get) {
             (void)gw_answer(req, ANSWER_METHOD_NOT_ALLOWED, NULL, "use GET");
             return;
         }
-        list_models(g, req, strv_eq_cstr(path, "/api/tags"));
+        list_models(g, req, strv_eq_cstr(path, NODE_API_PATH_OLLAMA_TAGS));
         return;
     }
-    static const char *const posts[] = {
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
-        "/api/generate",        "/api/embed",      "/api/embeddings"};
-    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++) {
-        if (!strv_eq_cstr(path, posts[i])) continue;
+    if (node_api_is_inference_path(path)) {
         if (!is_post) {
             struct gw_answer_ctx c = {.ollama = ollama_path};
             (void)gw_answer(req, ANSWER_METHOD_NOT_ALLOWED, &c, "use POST");

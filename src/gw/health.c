@@ -1,10 +1,11 @@
-/* health — active probes of every node (DESIGN §3): GET /v1/models (or /api/tags on Ollama)
- * every interval ± jitter with its own timeout, on the shared keep-alive pool. A good answer
- * is a probe success and refreshes the node's inventory; anything else is a failure; the
- * registry applies rise/fall. The first probe of each node is spread over the jitter window
- * so a thousand nodes do not all fire at once. A probe that fails on a reused pooled
- * connection before any byte is retried at once on a fresh one (the server closed an idle
- * connection; that says nothing about the node). The loop thread only. */
+/* health — active probes of every node (DESIGN §3): GET the node's probe path (upstream.h:
+ * /drover/v1/health on an agent, /api/tags on Ollama, /v1/models elsewhere) every interval ± jitter
+ * with its own timeout, on the shared keep-alive pool. A good answer is a probe success and
+ * refreshes the node's inventory; anything else is a failure; the registry applies rise/fall. The
+ * first probe of each node is spread over the jitter window so a thousand nodes do not all fire at
+ * once. A probe that fails on a reused pooled connection before any byte is retried at once on a
+ * fresh one (the server closed an idle connection; that says nothing about the node). The loop
+ * thread only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,8 @@
 #include "base/mem.h"
 #include "gw/gw.h"
 #include "gw/health.h"
+#include "gw/upstream.h"
+#include "proto/node_api.h"
 
 enum { PROBE_MAX_BODY = 4 * 1024 * 1024, PROBE_MAX_MODELS = 4096 };
 
@@ -35,44 +38,41 @@ static uint64_t jitter(uint64_t j)
     return j ? (uint64_t)rand() % (2 * j + 1) : 0;
 }
 
-/* An agent's /drover/v1/health (docs/node_api.md): routable inventory is the models with
- * status "loaded"; an agent whose engine is down is a failed probe. */
-static void parse_agent_health(struct probe *pr, struct json_object *root)
+/* An agent's /drover/v1/health (docs/node_api.md), read by proto's parser: routable
+ * inventory is the models with status "loaded"; an agent whose engine is down is a failed
+ * probe. */
+static void parse_agent_health(struct probe *pr)
 {
     struct gw *g = pr->g;
-    struct strv status;
-    if (json_get_str(root, "status", &status)) {
-        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), "health answer has no status");
-        return;
-    }
-    if (!strv_eq_cstr(status, "ok")) {
+    struct node_api_health h;
+    struct gw_error err = {0};
+    if (node_api_health_parse(pr->body.p, pr->body.len, &h, &err)) {
         char why[96];
-        snprintf(why, sizeof why, "agent says %.*s", (int)(status.len > 60 ? 60 : status.len),
-                 status.p);
+        snprintf(why, sizeof why, "bad health answer: %.70s", err.msg);
+        node_api_health_free(&h);
         registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), why);
         return;
     }
-    struct json_object *arr = NULL;
-    if (json_get_arr(root, "models", &arr)) {
-        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), "health answer has no models");
+    if (!h.ok) {
+        node_api_health_free(&h);
+        registry_probe_failed(&g->reg, pr->node, gw_now_ms(g), "agent says engine_down");
         return;
     }
-    size_t n = json_object_array_length(arr);
-    if (n > PROBE_MAX_MODELS) n = PROBE_MAX_MODELS;
+    size_t n = h.models.n;
     struct strv *ids = xcalloc(n ? n : 1, sizeof *ids);
     struct strv *disk = xcalloc(n ? n : 1, sizeof *disk);
     int64_t *sizes = xcalloc(n ? n : 1, sizeof *sizes);
     size_t k = 0, d = 0;
     for (size_t i = 0; i < n; i++) {
-        struct json_object *m = json_object_array_get_idx(arr, i);
-        struct strv id, st;
-        if (json_get_str(m, "id", &id) || id.len == 0) continue;
-        if (json_get_str(m, "status", &st) == 0 && !strv_eq_cstr(st, "loaded")) {
+        const struct node_api_model *m = &h.models.v[i];
+        struct strv id = strv_from_cstr(m->id);
+        if (id.len == 0) continue;
+        if (m->status != NODE_API_MODEL_LOADED) {
             /* on disk (or loading): placement may send requests or a load there */
             disk[d++] = id;
             continue;
         }
-        if (json_get_int(m, "size_mb", &sizes[k]) || sizes[k] < 0) sizes[k] = 0;
+        sizes[k] = m->size_mb > 0 ? m->size_mb : 0;
         ids[k++] = id;
     }
     registry_set_models(pr->node, ids, k);
@@ -86,23 +86,23 @@ static void parse_agent_health(struct probe *pr, struct json_object *root)
     xfree(sizes);
     xfree(disk);
     xfree(ids);
+    node_api_health_free(&h);
     registry_probe_ok(&g->reg, pr->node, gw_now_ms(g));
 }
 
 static void parse_inventory(struct probe *pr)
 {
+    if (pr->node->via_agent) {
+        parse_agent_health(pr);
+        return;
+    }
     struct json_object *root =
         json_parse_strict(pr->body.p ? pr->body.p : "", pr->body.len, 16, NULL);
     if (!root) {
         registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g), "model list is not JSON");
         return;
     }
-    if (pr->node->via_agent) {
-        parse_agent_health(pr, root);
-        json_object_put(root);
-        return;
-    }
-    bool ollama = pr->node->kind == NODE_KIND_OLLAMA;
+    bool ollama = pr->node->kind == NODE_KIND_OLLAMA; /* /api/tags: models[].name */
     struct json_object *arr = NULL;
     if (json_get_arr(root, ollama ? "models" : "data", &arr)) {
         json_object_put(root);
@@ -198,20 +198,11 @@ static void start_probe(struct probe *pr, bool fresh)
     buf_init(&pr->body, PROBE_MAX_BODY);
     pr->status = 0;
     struct http_header hdrs[1];
-    size_t nh = 0;
-    char auth[512];
-    if (n->api_key) {
-        snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
-        hdrs[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
-    }
+    struct upstream_auth auth;
+    size_t nh = upstream_auth_header(n, &auth, &hdrs[0]);
     struct http_client_request req = {
-        .host = n->host,
-        .port = n->port,
-        .tls = n->tls,
         .method = STRV_LIT("GET"),
-        .target = n->via_agent                  ? STRV_LIT("/drover/v1/health")
-                  : n->kind == NODE_KIND_OLLAMA ? STRV_LIT("/api/tags")
-                                                : STRV_LIT("/v1/models"),
+        .target = upstream_probe_path(n),
         .headers = hdrs,
         .n_headers = nh,
         .connect_timeout_ms = g->cfg.probe_timeout_ms < g->cfg.connect_timeout_ms
@@ -220,6 +211,7 @@ static void start_probe(struct probe *pr, bool fresh)
         .total_timeout_ms = g->cfg.probe_timeout_ms,
         .no_reuse = fresh,
     };
+    upstream_address(n, &req);
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     int rc = http_client_request(g->client, &req, &cbs, pr, &pr->call);
     if (rc) {

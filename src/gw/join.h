@@ -8,7 +8,7 @@
 
 /* join.c: POST /drover/v1/nodes/join (docs/node_api.md). */
 void join_handle(struct gw *g, struct http_request *req);
-bool gw_name_is_valid(struct strv s);
+/* The label checks of node_api_label_*_is_valid, for the admin API. */
 bool gw_label_key_is_valid(struct strv s);
 bool gw_label_value_is_valid(struct strv s);
 

@@ -10,6 +10,8 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "gw/gw.h"
+#include "gw/upstream.h"
+#include "proto/node_api.h"
 #include "gw/nodes.h"
 #include "gw/loads.h"
 #include "gw/placement.h"
@@ -159,12 +161,12 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
         return;
     }
     if (ok) {
-        int64_t size = 0;
-        struct json_object *root =
-            json_parse_strict(l->answer.p ? l->answer.p : "", l->answer.len, 8, NULL);
-        if (!root || json_get_int(root, "size_mb", &size) || size < 0) size = 0;
-        if (root) json_object_put(root);
-        registry_model_loaded(l->node, strv_from_cstr(l->model), (uint64_t)size, gw_now_ms(g));
+        struct node_api_load_answer ans;
+        uint64_t size = 0; /* an answer we cannot read still says 200: the model is loaded */
+        if (node_api_load_answer_parse(l->answer.p, l->answer.len, &ans, NULL) == 0 &&
+            ans.size_mb > 0)
+            size = (uint64_t)ans.size_mb;
+        registry_model_loaded(l->node, strv_from_cstr(l->model), size, gw_now_ms(g));
         LOGI("model_loaded", "node=%s model=%s ms=%llu", l->node->name, l->model,
              (unsigned long long)(gw_now_ms(g) - l->started_ms));
     }
@@ -177,11 +179,11 @@ static void step(struct load *l)
     struct gw *g = l->g;
     struct node *n = l->node;
     const char *model = l->model;
-    const char *path = "/drover/v1/models/load";
+    const char *path = NODE_API_PATH_LOAD;
     l->unloading = false;
     if (l->plain_unload || l->i_evict < l->n_evict) {
         l->unloading = true;
-        path = "/drover/v1/models/unload";
+        path = NODE_API_PATH_UNLOAD;
         if (!l->plain_unload) model = l->evict[l->i_evict];
     }
     if (!n->api_key || n->admin == ADMIN_REMOVED) {
@@ -190,16 +192,12 @@ static void step(struct load *l)
     }
     struct buf body;
     buf_init(&body, 64 * 1024);
-    int rc = buf_append_cstr(&body, "{\"model\":");
-    if (!rc) rc = json_append_str(&body, model, strlen(model));
-    if (!rc && !l->unloading && l->options_json)
-        rc = buf_appendf(&body, ",\"options\":%s", l->options_json);
-    if (!rc) rc = buf_append_cstr(&body, "}");
+    int rc = node_api_load_emit(&body, model, l->unloading ? NULL : l->options_json);
     l->status = 0;
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     LOGI(l->unloading ? "model_unload" : "model_load", "node=%s model=%s", n->name, model);
-    if (rc || gw_agent_call(g, n, "POST", path, (struct strv){body.p, body.len},
-                            g->cfg.load_timeout_ms, &cbs, l, &l->call)) {
+    if (rc || upstream_agent_call(g, n, "POST", path, (struct strv){body.p, body.len},
+                                  g->cfg.load_timeout_ms, &cbs, l, &l->call)) {
         l->call = NULL;
         buf_free(&body);
         load_free(g, l, false, "could not reach the agent");

@@ -223,31 +223,3 @@ void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req,
     /* a failed write leaves the change in memory: the flush timer writes it again */
     nodes_persist(g, n, gw_reply_done, gw_reply_new(req, status, body, &n->dirty));
 }
-
-/* ---- calls to agents ---------------------------------------------------------------------- */
-
-int gw_agent_call(struct gw *g, const struct node *n, const char *method, const char *path,
-                  struct strv body, uint64_t timeout_ms, const struct http_client_callbacks *cbs,
-                  void *ctx, struct http_call **out)
-{
-    if (!n->api_key) return GW_E_STATE;
-    char auth[512];
-    snprintf(auth, sizeof auth, "Bearer %s", n->api_key);
-    struct http_header hdrs[2] = {
-        {STRV_LIT("Authorization"), strv_from_cstr(auth)},
-        {STRV_LIT("Content-Type"), STRV_LIT("application/json")},
-    };
-    struct http_client_request rq = {
-        .host = n->host,
-        .port = n->port,
-        .tls = n->tls,
-        .method = strv_from_cstr(method),
-        .target = strv_from_cstr(path),
-        .headers = hdrs,
-        .n_headers = body.len ? 2 : 1,
-        .body = body,
-        .connect_timeout_ms = g->cfg.connect_timeout_ms,
-        .total_timeout_ms = timeout_ms,
-    };
-    return http_client_request(g->client, &rq, cbs, ctx, out);
-}

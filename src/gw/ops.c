@@ -15,6 +15,8 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/upstream.h"
+#include "proto/node_api.h"
 #include "gw/nodes.h"
 #include "gw/ops.h"
 #include "gw/ops_policy.h"
@@ -304,23 +306,17 @@ static bool node_takes(const struct node *n, const char *target, const char *op,
     /* an agent lists the ops it takes in its discovery: "ops": ["model.install", …] */
     *known = false;
     if (!n->discovery_json) return false;
-    struct json_object *root =
-        json_parse_strict(n->discovery_json, strlen(n->discovery_json), 16, NULL);
-    if (!root) return false;
-    struct json_object *arr = NULL;
+    struct node_api_discovery *d = xmalloc(sizeof *d);
     bool yes = false;
-    if (json_get_arr(root, "ops", &arr) == 0) {
+    if (node_api_discovery_parse(n->discovery_json, strlen(n->discovery_json), d, NULL) == 0 &&
+        d->has_ops) {
         *known = true;
         char want[64];
         snprintf(want, sizeof want, "%s.%s",
                  strncmp(target, "model:", 6) == 0 ? "model" : "backend", op);
-        for (size_t i = 0; i < json_object_array_length(arr) && !yes; i++) {
-            struct json_object *e = json_object_array_get_idx(arr, i);
-            yes = json_object_is_type(e, json_type_string) &&
-                  strcmp(json_object_get_string(e), want) == 0;
-        }
+        yes = node_api_discovery_takes_op(d, want);
     }
-    json_object_put(root);
+    xfree(d);
     return yes;
 }
 
@@ -546,18 +542,15 @@ static void on_att_done(struct http_call *c, const struct http_call_result *res,
     if (!answered) {
         snprintf(msg, sizeof msg, "the agent did not answer: %s", gw_strerror(res->err));
     } else {
-        struct json_object *root =
-            json_parse_strict(r->answer.p ? r->answer.p : "", r->answer.len, 8, NULL);
-        struct strv cs, ms;
-        if (!root || json_get_str(root, "class", &cs) || op_class_parse(cs, &cls)) {
+        struct node_api_op_answer ans;
+        if (node_api_op_answer_parse(r->answer.p, r->answer.len, &ans, NULL)) {
             /* an answer we cannot read is a generic error, verified like any other */
-            cls = OP_CLASS_ERROR;
             snprintf(msg, sizeof msg, "status %d without an outcome class", r->status);
-        } else if (json_get_str(root, "message", &ms) == 0) {
-            snprintf(msg, sizeof msg, "%.*s", (int)(ms.len > 200 ? 200 : ms.len), ms.p);
+        } else {
+            snprintf(msg, sizeof msg, "%.200s", ans.message);
         }
-        if (root && json_get_bool(root, "listed", &listed)) listed = false;
-        if (root) json_object_put(root);
+        cls = ans.cls;
+        listed = ans.listed;
     }
     buf_free(&r->answer);
     finish_attempt(g, r, answered, cls, listed, msg);
@@ -628,19 +621,23 @@ static void attempt_start(struct gw *g, struct op_row *r)
     struct buf body;
     buf_init(&body, 64 * 1024);
     const char *colon = strchr(r->s.target, ':');
-    int rc = buf_appendf(&body, "{\"op\":\"%s\",\"target\":{\"kind\":\"%.*s\",\"name\":", r->s.op,
-                         (int)(colon - r->s.target), r->s.target);
-    if (!rc) rc = json_append_str(&body, colon + 1, strlen(colon + 1));
-    if (!rc)
-        rc = buf_appendf(&body, "},\"params\":%s,\"timeout_ms\":%llu,\"op_id\":%lld}",
-                         r->s.params_json ? r->s.params_json : "{}",
-                         (unsigned long long)g->cfg.ops_timeout_ms, (long long)r->s.id);
+    struct node_api_op op = {
+        .kind = r->kind,
+        .is_model = strncmp(r->s.target, "model:", 6) == 0,
+        .params_json = r->s.params_json,
+        .timeout_ms = g->cfg.ops_timeout_ms,
+        .op_id = r->s.id,
+    };
+    int rc = strlen(colon + 1) < sizeof op.name ? 0 : GW_E_LIMIT;
+    snprintf(op.name, sizeof op.name, "%s", colon + 1);
+    if (!rc) rc = node_api_op_emit(&body, &op);
     buf_init(&r->answer, OPS_MAX_ANSWER_BYTES);
     r->status = 0;
     static const struct http_client_callbacks cbs = {on_att_head, on_att_data, on_att_done};
     LOGI("op_attempt", "op=%lld node=%s target=%s kind=%s attempt=%u", (long long)r->s.id,
          r->s.node, r->s.target, r->s.op, r->s.attempts + 1);
-    if (rc || gw_agent_call(g, n, "POST", "/drover/v1/ops", (struct strv){body.p, body.len},
+    if (rc ||
+        upstream_agent_call(g, n, "POST", NODE_API_PATH_OPS, (struct strv){body.p, body.len},
                             g->cfg.ops_timeout_ms + OPS_ATTEMPT_MARGIN_MS, &cbs, r, &r->call)) {
         r->call = NULL;
         buf_free(&r->answer);
@@ -1117,8 +1114,8 @@ void ops_inventory(struct gw *g, struct http_request *req, const char *target)
         struct inv_node *in = &inv->nodes[i];
         static const struct http_client_callbacks cbs = {inv_head, inv_data, inv_done};
         inv->pending++;
-        if (gw_agent_call(g, in->node, "GET", "/drover/v1/inventory", STRV_NULL,
-                          g->cfg.probe_timeout_ms, &cbs, in, &in->call)) {
+        if (upstream_agent_call(g, in->node, "GET", NODE_API_PATH_INVENTORY, STRV_NULL,
+                                g->cfg.probe_timeout_ms, &cbs, in, &in->call)) {
             in->call = NULL;
             in->error = "could not ask the agent";
             inv->pending--;

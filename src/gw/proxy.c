@@ -24,6 +24,7 @@
 #include "gw/outcome.h"
 #include "gw/placement.h"
 #include "gw/router.h"
+#include "gw/upstream.h"
 #include "gw/validate.h"
 #include "net/splitter.h"
 
@@ -947,15 +948,9 @@ static void start_attempt(struct proxy *p)
     size_t xff_len = forwarded_for(g, req, xff, sizeof xff);
     if (xff_len)
         up[nh++] = (struct http_header){STRV_LIT("X-Forwarded-For"), (struct strv){xff, xff_len}};
-    char auth[512];
-    if (node->api_key) {
-        snprintf(auth, sizeof auth, "Bearer %s", node->api_key);
-        up[nh++] = (struct http_header){STRV_LIT("Authorization"), strv_from_cstr(auth)};
-    }
+    struct upstream_auth auth;
+    nh += upstream_auth_header(node, &auth, &up[nh]);
     struct http_client_request creq = {
-        .host = node->host,
-        .port = node->port,
-        .tls = node->tls,
         .method = req->method,
         .target = req->target,
         .headers = up,
@@ -968,6 +963,7 @@ static void start_attempt(struct proxy *p)
         .no_reuse = p->fresh_only,
     };
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
+    upstream_address(node, &creq);
     acct_begin(g, node, p->model);
     int rc = http_client_request(g->client, &creq, &cbs, p, &p->call);
     if (up != small) xfree(up);

@@ -30,15 +30,6 @@ void registry_config_defaults(struct registry_config *cfg)
     cfg->busy_trickle_ms = 1000;
 }
 
-const char *cap_name(unsigned cap_bit)
-{
-    static const char *const names[CAP_N] = {"chat",  "completions", "embeddings",
-                                             "tools", "vision",      "response_format"};
-    for (unsigned i = 0; i < CAP_N; i++)
-        if (cap_bit == 1u << i) return names[i];
-    return "?";
-}
-
 void registry_init(struct registry *reg, const struct registry_config *cfg)
 {
     memset(reg, 0, sizeof *reg);
@@ -105,24 +96,6 @@ void registry_free(struct registry *reg)
     xfree(reg->nodes);
     reg->nodes = NULL;
     reg->n = 0;
-}
-
-static const char *const kind_names[] = {"openai", "llamacpp", "ollama", "vllm"};
-
-int node_kind_parse(const char *s, enum node_kind *out)
-{
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(s, kind_names[i]) == 0) {
-            *out = (enum node_kind)i;
-            return 0;
-        }
-    }
-    return GW_E_INVALID;
-}
-
-const char *node_kind_name(enum node_kind k)
-{
-    return (unsigned)k < 4 ? kind_names[k] : "?";
 }
 
 const char *node_admin_name(enum node_admin a)

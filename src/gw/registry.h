@@ -16,7 +16,6 @@
 
 #include "gw/registry_types.h"
 
-const char *cap_name(unsigned cap_bit); /* "chat", "tools", ... for one bit */
 void registry_config_defaults(struct registry_config *cfg);
 
 void registry_init(struct registry *reg, const struct registry_config *cfg);
@@ -40,9 +39,6 @@ void registry_set_str(char **field, const char *value);
 void registry_tombstone(struct node *n);
 struct node *registry_find(const struct registry *reg, struct strv name);
 
-/* Parses "openai", "llamacpp", "ollama", "vllm". */
-int node_kind_parse(const char *s, enum node_kind *out) WUR;
-const char *node_kind_name(enum node_kind k);
 const char *node_admin_name(enum node_admin a);
 const char *node_live_name(enum node_live l);
 

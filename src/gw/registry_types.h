@@ -7,24 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KIND_VLLM };
+#include "proto/node_api.h" /* enum node_kind and the CAP_* bits: one definition, shared with the agent */
+
 enum node_admin { ADMIN_PENDING, ADMIN_APPROVED, ADMIN_DRAINING, ADMIN_REMOVED };
 enum node_live { LIVE_UNKNOWN, LIVE_HEALTHY, LIVE_UNHEALTHY };
-
-/* Capabilities a request uses: one primary (chat, completions, embeddings) and any optional
- * features (tools, vision, a response format). A node's answer can prove one absent for one
- * model: a mark (below). */
-enum {
-    CAP_CHAT = 1,
-    CAP_COMPLETIONS = 2,
-    CAP_EMBEDDINGS = 4,
-    CAP_TOOLS = 8,
-    CAP_VISION = 16,
-    CAP_RESPONSE_FORMAT = 32,
-    CAP_N = 6, /* bits above */
-    CAP_PRIMARY = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS,
-    CAP_ALL = (1 << CAP_N) - 1,
-};
 
 /* Marks are evidence, not verdicts (DESIGN §4): what one node's answer proved about one of its
  * models, with the cause and the time, and a lifetime. A capability mark expires like an

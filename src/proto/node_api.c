@@ -3,7 +3,6 @@
  * fields, so a parsed struct never borrows from the json-c tree. Any thread. */
 #include "proto/node_api.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,31 +10,59 @@
 #include "base/json.h"
 #include "base/mem.h"
 
-static const char *const engine_names[] = {"llamacpp", "ollama", "vllm", "openai"};
+static const char *const kind_names[NODE_KIND_COUNT] = {"openai", "llamacpp", "ollama", "vllm"};
 static const char *const status_names[] = {"loaded", "loading", "on_disk"};
-static const char *const cap_names[] = {"chat", "completions", "embeddings"};
+static const char *const cap_names[CAP_N] = {"chat",  "completions", "embeddings",
+                                             "tools", "vision",      "response_format"};
 
-const char *node_api_engine_name(enum node_api_engine e)
+const char *node_kind_name(enum node_kind k)
 {
-    return (unsigned)e < 4 ? engine_names[e] : "unknown";
+    return (unsigned)k < NODE_KIND_COUNT ? kind_names[k] : "?";
 }
 
-int node_api_engine_parse(struct strv s, enum node_api_engine *out)
+static int kind_parse(struct strv s, enum node_kind *out)
 {
-    for (unsigned i = 0; i < 4; i++)
-        if (strv_eq_cstr(s, engine_names[i])) {
-            *out = (enum node_api_engine)i;
+    for (unsigned i = 0; i < NODE_KIND_COUNT; i++)
+        if (strv_eq_cstr(s, kind_names[i])) {
+            *out = (enum node_kind)i;
             return 0;
         }
     return GW_E_INVALID;
 }
 
-const char *node_api_model_status_name(enum node_api_model_status s)
+int node_kind_parse(const char *s, enum node_kind *out)
+{
+    return s ? kind_parse(strv_from_cstr(s), out) : GW_E_INVALID;
+}
+
+const char *node_api_models_path(enum node_kind k)
+{
+    return k == NODE_KIND_OLLAMA ? NODE_API_PATH_OLLAMA_TAGS : NODE_API_PATH_OAI_MODELS;
+}
+
+bool node_api_is_inference_path(struct strv path)
+{
+    static const char *const posts[] = {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
+        "/api/generate",        "/api/embed",      "/api/embeddings"};
+    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++)
+        if (strv_eq_cstr(path, posts[i])) return true;
+    return false;
+}
+
+bool node_api_is_proxied(struct strv method, struct strv path)
+{
+    if (strv_eq_cstr(method, "POST")) return node_api_is_inference_path(path);
+    return strv_eq_cstr(method, "GET") && (strv_eq_cstr(path, NODE_API_PATH_OAI_MODELS) ||
+                                           strv_eq_cstr(path, NODE_API_PATH_OLLAMA_TAGS));
+}
+
+static const char *model_status_name(enum node_api_model_status s)
 {
     return (unsigned)s < 3 ? status_names[s] : "unknown";
 }
 
-int node_api_model_status_parse(struct strv s, enum node_api_model_status *out)
+static int model_status_parse(struct strv s, enum node_api_model_status *out)
 {
     for (unsigned i = 0; i < 3; i++)
         if (strv_eq_cstr(s, status_names[i])) {
@@ -45,16 +72,16 @@ int node_api_model_status_parse(struct strv s, enum node_api_model_status *out)
     return GW_E_INVALID;
 }
 
-const char *node_api_cap_name(unsigned bit)
+const char *cap_name(unsigned cap_bit)
 {
-    for (unsigned i = 0; i < 3; i++)
-        if (bit == 1u << i) return cap_names[i];
-    return NULL;
+    for (unsigned i = 0; i < CAP_N; i++)
+        if (cap_bit == 1u << i) return cap_names[i];
+    return "?";
 }
 
-int node_api_cap_parse(struct strv s, unsigned *bit)
+static int cap_parse(struct strv s, unsigned *bit)
 {
-    for (unsigned i = 0; i < 3; i++)
+    for (unsigned i = 0; i < CAP_N; i++)
         if (strv_eq_cstr(s, cap_names[i])) {
             *bit = 1u << i;
             return 0;
@@ -73,8 +100,13 @@ static bool contains_ci(struct strv s, const char *needle)
 unsigned node_api_caps_guess(struct strv name, struct strv family)
 {
     if (contains_ci(name, "embed") || contains_ci(family, "embed") || contains_ci(family, "bert"))
-        return NODE_API_CAP_EMBEDDINGS;
-    return NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS;
+        return CAP_EMBEDDINGS;
+    return CAP_CHAT | CAP_COMPLETIONS;
+}
+
+static bool is_ascii_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
 bool node_api_name_is_valid(struct strv s)
@@ -82,7 +114,7 @@ bool node_api_name_is_valid(struct strv s)
     if (s.len == 0 || s.len >= NODE_API_MAX_NAME) return false;
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.p[i];
-        if (!isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+        if (!is_ascii_alnum(c) && c != '.' && c != '_' && c != '-') return false;
     }
     return true;
 }
@@ -90,8 +122,28 @@ bool node_api_name_is_valid(struct strv s)
 bool node_api_secret_is_valid(struct strv s)
 {
     if (s.len != NODE_API_SECRET_HEX) return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
+bool node_api_label_key_is_valid(struct strv s)
+{
+    if (s.len == 0 || s.len > NODE_API_MAX_LABEL_KEY) return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!is_ascii_alnum(c) && c != '.' && c != '_' && c != '-' && c != '/') return false;
+    }
+    return true;
+}
+
+bool node_api_label_value_is_valid(struct strv s)
+{
+    if (s.len > NODE_API_MAX_LABEL_VALUE) return false;
     for (size_t i = 0; i < s.len; i++)
-        if (!isxdigit((unsigned char)s.p[i])) return false;
+        if ((unsigned char)s.p[i] < 0x20) return false;
     return true;
 }
 
@@ -152,10 +204,10 @@ static int model_emit(struct buf *out, const struct node_api_model *m)
 {
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "id", m->id, false);
-    if (!rc) rc = append_kv_str(out, "status", node_api_model_status_name(m->status), true);
+    if (!rc) rc = append_kv_str(out, "status", model_status_name(m->status), true);
     if (!rc) rc = buf_append_cstr(out, ",\"capabilities\":[");
     bool first = true;
-    for (unsigned i = 0; i < 3 && !rc; i++) {
+    for (unsigned i = 0; i < CAP_N && !rc; i++) {
         if (!(m->caps & (1u << i))) continue;
         if (!first) rc = buf_append_cstr(out, ",");
         first = false;
@@ -168,7 +220,7 @@ static int model_emit(struct buf *out, const struct node_api_model *m)
     return rc;
 }
 
-int node_api_models_emit(struct buf *out, const struct node_api_models *l)
+static int models_emit(struct buf *out, const struct node_api_models *l)
 {
     int rc = buf_append_cstr(out, "[");
     for (size_t i = 0; i < l->n && !rc; i++) {
@@ -208,7 +260,7 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
     if (json_get_str(o, "status", &st))
         return gw_error_set(err, GW_E_INVALID, "models.status: expected a string");
     enum node_api_model_status status;
-    if (node_api_model_status_parse(st, &status))
+    if (model_status_parse(st, &status))
         return gw_error_set(err, GW_E_INVALID, "models.status: unknown '%.*s'", STRV_FMT(st));
     struct node_api_model *m = node_api_models_add(l, id);
     if (!m) return gw_error_set(err, GW_E_LIMIT, "models: more than %d", NODE_API_MAX_MODELS);
@@ -222,7 +274,7 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
             if (!json_object_is_type(c, json_type_string))
                 return gw_error_set(err, GW_E_INVALID, "models.capabilities: expected strings");
             unsigned bit;
-            if (node_api_cap_parse(
+            if (cap_parse(
                     strv_make(json_object_get_string(c), (size_t)json_object_get_string_len(c)),
                     &bit) == 0)
                 m->caps |= bit;
@@ -237,8 +289,8 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
     return 0;
 }
 
-int node_api_models_parse_json(struct json_object *arr, struct node_api_models *l,
-                               struct gw_error *err)
+static int models_parse_json(struct json_object *arr, struct node_api_models *l,
+                             struct gw_error *err)
 {
     if (!arr || !json_object_is_type(arr, json_type_array))
         return gw_error_set(err, GW_E_INVALID, "models: expected an array");
@@ -286,7 +338,7 @@ int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
         if (!rc) rc = gpu_emit(out, &d->gpus[i]);
     }
     if (!rc) rc = buf_append_cstr(out, "]");
-    if (!rc && d->n_ops) {
+    if (!rc && (d->has_ops || d->n_ops)) {
         rc = buf_append_cstr(out, ",\"ops\":[");
         for (size_t i = 0; i < d->n_ops && !rc; i++) {
             if (i) rc = buf_append_cstr(out, ",");
@@ -318,6 +370,47 @@ static int gpu_parse(struct json_object *o, struct node_api_gpu *g, struct gw_er
     return rc;
 }
 
+static int discovery_ops_parse(struct json_object *o, struct node_api_discovery *d,
+                               struct gw_error *err)
+{
+    struct json_object *arr = NULL;
+    int rc = json_get_arr(o, "ops", &arr);
+    if (rc == GW_E_NOTFOUND) return 0;
+    if (rc) return gw_error_set(err, GW_E_INVALID, "ops: expected an array");
+    size_t n = json_object_array_length(arr);
+    if (n > sizeof d->ops / sizeof d->ops[0])
+        return gw_error_set(err, GW_E_LIMIT, "ops: more than %zu",
+                            sizeof d->ops / sizeof d->ops[0]);
+    d->has_ops = true;
+    d->n_ops = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *e = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(e, json_type_string) ||
+            (size_t)json_object_get_string_len(e) >= sizeof d->ops[0])
+            return gw_error_set(err, GW_E_INVALID, "ops: expected short strings");
+        snprintf(d->ops[d->n_ops++], sizeof d->ops[0], "%s", json_object_get_string(e));
+    }
+    return 0;
+}
+
+int node_api_discovery_parse(const char *p, size_t len, struct node_api_discovery *d,
+                             struct gw_error *err)
+{
+    node_api_discovery_init(d);
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_MAX_DEPTH, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    int rc = node_api_discovery_parse_json(root, d, err);
+    json_object_put(root);
+    return rc;
+}
+
+bool node_api_discovery_takes_op(const struct node_api_discovery *d, const char *op)
+{
+    for (size_t i = 0; i < d->n_ops; i++)
+        if (strcmp(d->ops[i], op) == 0) return true;
+    return false;
+}
+
 int node_api_discovery_parse_json(struct json_object *o, struct node_api_discovery *d,
                                   struct gw_error *err)
 {
@@ -328,6 +421,7 @@ int node_api_discovery_parse_json(struct json_object *o, struct node_api_discove
     if (!rc) rc = opt_str(o, "kernel", d->kernel, sizeof d->kernel, err);
     if (!rc) rc = opt_int(o, "cpus", &d->cpus, err);
     if (!rc) rc = opt_int(o, "ram_mb", &d->ram_mb, err);
+    if (!rc) rc = discovery_ops_parse(o, d, err);
     if (rc) return rc;
     struct json_object *gpus = NULL;
     rc = json_get_arr(o, "gpus", &gpus);
@@ -351,13 +445,13 @@ int node_api_health_emit(struct buf *out, const struct node_api_health *h)
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "status", h->ok ? "ok" : "engine_down", false);
     if (!rc) rc = buf_append_cstr(out, ",\"engine\":{");
-    if (!rc) rc = append_kv_str(out, "kind", node_api_engine_name(h->engine), false);
+    if (!rc) rc = append_kv_str(out, "kind", node_kind_name(h->engine), false);
     if (!rc) rc = append_kv_str(out, "url", h->engine_url, true);
     if (!rc) rc = buf_appendf(out, ",\"reachable\":%s}", h->engine_reachable ? "true" : "false");
     if (!rc) rc = append_kv_int(out, "in_flight", h->in_flight, true);
     if (!rc) rc = append_kv_int(out, "queued", h->queued, true);
     if (!rc) rc = buf_append_cstr(out, ",\"models\":");
-    if (!rc) rc = node_api_models_emit(out, &h->models);
+    if (!rc) rc = models_emit(out, &h->models);
     if (!rc) rc = buf_append_cstr(out, "}");
     return rc;
 }
@@ -394,7 +488,7 @@ int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
     rc = json_get_obj(root, "engine", &eng);
     if (rc == 0) {
         struct strv kind;
-        if (json_get_str(eng, "kind", &kind) == 0 && node_api_engine_parse(kind, &h->engine)) {
+        if (json_get_str(eng, "kind", &kind) == 0 && kind_parse(kind, &h->engine)) {
             rc = gw_error_set(err, GW_E_INVALID, "engine.kind: unknown '%.*s'", STRV_FMT(kind));
             goto out;
         }
@@ -420,7 +514,7 @@ int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
     } else if (rc) {
         rc = gw_error_set(err, GW_E_INVALID, "models: expected an array");
     } else {
-        rc = node_api_models_parse_json(models, &h->models, err);
+        rc = models_parse_json(models, &h->models, err);
     }
 out:
     json_object_put(root);
@@ -435,23 +529,8 @@ void node_api_health_free(struct node_api_health *h)
 int node_api_models_answer_emit(struct buf *out, const struct node_api_models *l)
 {
     int rc = buf_append_cstr(out, "{\"models\":");
-    if (!rc) rc = node_api_models_emit(out, l);
+    if (!rc) rc = models_emit(out, l);
     if (!rc) rc = buf_append_cstr(out, "}");
-    return rc;
-}
-
-int node_api_models_answer_parse(const char *p, size_t len, struct node_api_models *l,
-                                 struct gw_error *err)
-{
-    struct json_object *root = parse_root(p, len, err);
-    if (!root) return err ? err->code : GW_E_PARSE;
-    struct json_object *arr = NULL;
-    int rc = json_get_arr(root, "models", &arr);
-    if (rc)
-        rc = gw_error_set(err, GW_E_INVALID, "models: expected an array");
-    else
-        rc = node_api_models_parse_json(arr, l, err);
-    json_object_put(root);
     return rc;
 }
 
@@ -462,7 +541,7 @@ int node_api_join_emit(struct buf *out, const struct node_api_join *j)
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "name", j->name, false);
     if (!rc) rc = append_kv_str(out, "url", j->url, true);
-    if (!rc) rc = append_kv_str(out, "engine", node_api_engine_name(j->engine), true);
+    if (!rc) rc = append_kv_str(out, "engine", node_kind_name(j->engine), true);
     if (!rc) rc = buf_append_cstr(out, ",\"labels\":{");
     for (size_t i = 0; i < j->n_labels && !rc; i++)
         rc = append_kv_str(out, j->labels[i].key, j->labels[i].value, i > 0);
@@ -477,106 +556,143 @@ int node_api_join_emit(struct buf *out, const struct node_api_join *j)
     return rc;
 }
 
-static int set_param(char param[32], const char *name, int code)
+static int set_param(char param[NODE_API_MAX_PARAM], const char *name, int code)
 {
-    if (param) snprintf(param, 32, "%s", name);
+    if (param) snprintf(param, NODE_API_MAX_PARAM, "%s", name);
     return code;
 }
 
-int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char param[32],
-                        struct gw_error *err)
+/* An optional member: 0 and *v when present and not null, GW_E_NOTFOUND when absent or null. */
+static int opt_member(struct json_object *o, const char *key, struct json_object **v)
+{
+    *v = NULL;
+    if (!json_object_object_get_ex(o, key, v) || !*v || json_object_is_type(*v, json_type_null))
+        return GW_E_NOTFOUND;
+    return 0;
+}
+
+static int join_labels(struct json_object *v, struct node_api_join *j, struct gw_error *err)
+{
+    if (!json_object_is_type(v, json_type_object))
+        return gw_error_set(err, GW_E_INVALID, "'labels' must be an object of strings");
+    if (json_object_object_length(v) > NODE_API_MAX_LABELS)
+        return gw_error_set(err, GW_E_INVALID, "at most %d labels", NODE_API_MAX_LABELS);
+    json_object_object_foreach(v, key, val)
+    {
+        struct strv value = {json_object_get_string(val), (size_t)json_object_get_string_len(val)};
+        if (!node_api_label_key_is_valid(strv_from_cstr(key)) ||
+            !json_object_is_type(val, json_type_string) || !node_api_label_value_is_valid(value))
+            return gw_error_set(err, GW_E_INVALID,
+                                "label keys are 1-63 of A-Z a-z 0-9 . _ - /, values strings of "
+                                "at most 255 printable bytes");
+        struct node_api_label *l = &j->labels[j->n_labels++];
+        snprintf(l->key, sizeof l->key, "%s", key);
+        copy_strv(l->value, sizeof l->value, value);
+    }
+    return 0;
+}
+
+static int join_discovery(struct json_object *v, struct node_api_join *j, struct gw_error *err)
+{
+    if (!json_object_is_type(v, json_type_object) ||
+        strlen(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)) >
+            NODE_API_MAX_DISCOVERY_BYTES)
+        return gw_error_set(err, GW_E_INVALID, "'discovery' must be an object of at most 64 KiB");
+    j->has_discovery = true;
+    return node_api_discovery_parse_json(v, &j->discovery, err);
+}
+
+int node_api_join_parse(const char *p, size_t len, struct node_api_join *j,
+                        char param[NODE_API_MAX_PARAM], struct gw_error *err)
 {
     memset(j, 0, sizeof *j);
     node_api_discovery_init(&j->discovery);
     if (param) param[0] = '\0';
-    struct json_object *root = parse_root(p, len, err);
-    if (!root) return err ? err->code : GW_E_PARSE;
+    if (len > NODE_API_MAX_BODY_BYTES)
+        return gw_error_set(err, GW_E_PARSE, "body larger than %d bytes", NODE_API_MAX_BODY_BYTES);
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_MAX_DEPTH, err);
+    if (!root) return err ? (err->code = GW_E_PARSE) : GW_E_PARSE;
     int rc = 0;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = gw_error_set(err, GW_E_INVALID, "the body must be a JSON object");
+        goto out;
+    }
+    static const char *const known[] = {"name",   "url",       "engine",       "labels",
+                                        "secret", "discovery", "agent_version"};
+    json_object_object_foreach(root, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0] && !ok; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (!ok) {
+            rc = set_param(param, key, gw_error_set(err, GW_E_INVALID, "unknown field"));
+            goto out;
+        }
+    }
     struct strv v;
     if (json_get_str(root, "name", &v) || !node_api_name_is_valid(v)) {
-        rc = gw_error_set(err, GW_E_INVALID, "name: 1..63 of [A-Za-z0-9._-] required");
+        rc = gw_error_set(err, GW_E_INVALID, "'name' must be 1-63 characters of A-Z a-z 0-9 . _ -");
         rc = set_param(param, "name", rc);
         goto out;
     }
     copy_strv(j->name, sizeof j->name, v);
-    if (json_get_str(root, "url", &v) || v.len == 0 || v.len >= NODE_API_MAX_URL ||
+    if (json_get_str(root, "url", &v) || v.len == 0 || v.len > NODE_API_MAX_JOIN_URL ||
         !strv_starts_with(v, STRV_LIT("http://"))) {
-        rc = gw_error_set(err, GW_E_INVALID, "url: an http:// URL required");
+        rc = gw_error_set(err, GW_E_INVALID, "'url' must be a string like http://10.0.0.5:9300");
         rc = set_param(param, "url", rc);
         goto out;
     }
     copy_strv(j->url, sizeof j->url, v);
-    if (json_get_str(root, "engine", &v) || node_api_engine_parse(v, &j->engine)) {
-        rc = gw_error_set(err, GW_E_INVALID, "engine: one of llamacpp, ollama, vllm, openai");
+    if (json_get_str(root, "engine", &v) || kind_parse(v, &j->engine)) {
+        rc = gw_error_set(err, GW_E_INVALID,
+                          "'engine' must be one of llamacpp, ollama, vllm, openai");
         rc = set_param(param, "engine", rc);
         goto out;
     }
-    struct json_object *labels = NULL;
-    rc = json_get_obj(root, "labels", &labels);
-    if (rc == 0) {
-        json_object_object_foreach(labels, key, val)
-        {
-            if (j->n_labels >= NODE_API_MAX_LABELS) {
-                rc = gw_error_set(err, GW_E_INVALID, "labels: more than %d", NODE_API_MAX_LABELS);
-                rc = set_param(param, "labels", rc);
-                goto out;
-            }
-            if (!json_object_is_type(val, json_type_string) || strlen(key) == 0 ||
-                strlen(key) >= NODE_API_MAX_TEXT ||
-                (size_t)json_object_get_string_len(val) >= NODE_API_MAX_TEXT) {
-                rc = gw_error_set(err, GW_E_INVALID, "labels: string values under %d bytes",
-                                  NODE_API_MAX_TEXT);
-                rc = set_param(param, "labels", rc);
-                goto out;
-            }
-            struct node_api_label *l = &j->labels[j->n_labels++];
-            snprintf(l->key, sizeof l->key, "%s", key);
-            snprintf(l->value, sizeof l->value, "%s", json_object_get_string(val));
-        }
-    } else if (rc != GW_E_NOTFOUND) {
-        rc = set_param(param, "labels", gw_error_set(err, GW_E_INVALID, "labels: an object"));
+    struct json_object *o;
+    if (opt_member(root, "labels", &o) == 0 && (rc = join_labels(o, j, err))) {
+        rc = set_param(param, "labels", rc);
         goto out;
     }
-    rc = json_get_str(root, "secret", &v);
-    if (rc == 0) {
-        if (!node_api_secret_is_valid(v)) {
-            rc = set_param(param, "secret",
-                           gw_error_set(err, GW_E_INVALID, "secret: 64 hex characters"));
+    if (opt_member(root, "secret", &o) == 0) {
+        if (json_get_str(root, "secret", &v) || !node_api_secret_is_valid(v)) {
+            rc = gw_error_set(err, GW_E_INVALID, "'secret' must be 64 lowercase hex characters");
+            rc = set_param(param, "secret", rc);
             goto out;
         }
         copy_strv(j->secret, sizeof j->secret, v);
-    } else if (rc != GW_E_NOTFOUND) {
-        rc = set_param(param, "secret", gw_error_set(err, GW_E_INVALID, "secret: a string"));
+    }
+    if (opt_member(root, "discovery", &o) == 0 && (rc = join_discovery(o, j, err))) {
+        rc = set_param(param, "discovery", rc);
         goto out;
     }
-    struct json_object *disc = NULL;
-    rc = json_get_obj(root, "discovery", &disc);
-    if (rc == 0) {
-        j->has_discovery = true;
-        if ((rc = node_api_discovery_parse_json(disc, &j->discovery, err))) {
-            rc = set_param(param, "discovery", rc);
+    if (opt_member(root, "agent_version", &o) == 0) {
+        if (json_get_str(root, "agent_version", &v) || v.len > NODE_API_MAX_VERSION) {
+            rc = gw_error_set(err, GW_E_INVALID, "'agent_version' must be a short string");
+            rc = set_param(param, "agent_version", rc);
             goto out;
         }
-    } else if (rc != GW_E_NOTFOUND) {
-        rc = set_param(param, "discovery", gw_error_set(err, GW_E_INVALID, "discovery: object"));
-        goto out;
+        copy_strv(j->agent_version, sizeof j->agent_version, v);
     }
-    rc = opt_str(root, "agent_version", j->agent_version, sizeof j->agent_version, err);
-    if (rc) rc = set_param(param, "agent_version", rc);
 out:
     json_object_put(root);
     return rc;
+}
+
+static const char *join_state_name(enum node_api_join_state s)
+{
+    static const char *const names[] = {"pending", "approved", "draining"};
+    return (unsigned)s < 3 ? names[s] : "pending";
 }
 
 int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer *a)
 {
     int rc = buf_append_cstr(out, "{");
     if (!rc) rc = append_kv_str(out, "name", a->name, false);
-    if (!rc)
-        rc = append_kv_str(out, "state",
-                           a->state == NODE_API_JOIN_APPROVED ? "approved" : "pending", true);
-    if (!rc && a->secret[0]) rc = append_kv_str(out, "secret", a->secret, true);
+    if (!rc) rc = append_kv_str(out, "state", join_state_name(a->state), true);
     if (!rc && a->poll_ms) rc = append_kv_int(out, "poll_ms", (int64_t)a->poll_ms, true);
+    if (!rc && a->secret[0]) rc = append_kv_str(out, "secret", a->secret, true);
     if (!rc) rc = buf_append_cstr(out, "}");
     return rc;
 }
@@ -595,8 +711,10 @@ int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_a
     }
     if (strv_eq_cstr(v, "pending")) {
         a->state = NODE_API_JOIN_PENDING;
-    } else if (strv_eq_cstr(v, "approved") || strv_eq_cstr(v, "draining")) {
+    } else if (strv_eq_cstr(v, "approved")) {
         a->state = NODE_API_JOIN_APPROVED;
+    } else if (strv_eq_cstr(v, "draining")) {
+        a->state = NODE_API_JOIN_DRAINING;
     } else {
         rc = gw_error_set(err, GW_E_INVALID, "state: unknown '%.*s'", STRV_FMT(v));
         goto out;
@@ -618,6 +736,134 @@ int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_a
     a->poll_ms = poll > 0 ? (uint64_t)poll : 0;
     rc = 0;
 out:
+    json_object_put(root);
+    return rc;
+}
+
+/* --- load and unload --------------------------------------------------------------------- */
+
+int node_api_load_emit(struct buf *out, const char *model, const char *options_json)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "model", model, false);
+    if (!rc && options_json) rc = buf_appendf(out, ",\"options\":%s", options_json);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_load_parse(const char *p, size_t len, char model[NODE_API_MAX_ID],
+                        struct gw_error *err)
+{
+    model[0] = '\0';
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct strv v;
+    int rc = 0;
+    if (json_get_str(root, "model", &v) || v.len == 0 || v.len >= NODE_API_MAX_ID)
+        rc = gw_error_set(err, GW_E_INVALID, "expected a JSON body {\"model\":\"NAME\"}");
+    else
+        copy_strv(model, NODE_API_MAX_ID, v);
+    json_object_put(root);
+    return rc;
+}
+
+int node_api_load_answer_emit(struct buf *out, const struct node_api_load_answer *a)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "model", a->model, false);
+    if (!rc) rc = append_kv_str(out, "status", a->unloaded ? "unloaded" : "loaded", true);
+    if (!rc && a->size_mb >= 0) rc = append_kv_int(out, "size_mb", a->size_mb, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_load_answer_parse(const char *p, size_t len, struct node_api_load_answer *a,
+                               struct gw_error *err)
+{
+    memset(a, 0, sizeof *a);
+    a->size_mb = -1;
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct strv st;
+    int rc = opt_str(root, "model", a->model, sizeof a->model, err);
+    if (!rc && json_get_str(root, "status", &st) == 0) a->unloaded = strv_eq_cstr(st, "unloaded");
+    if (!rc) rc = opt_int(root, "size_mb", &a->size_mb, err);
+    json_object_put(root);
+    return rc;
+}
+
+/* --- fleet operations -------------------------------------------------------------------- */
+
+int node_api_op_emit(struct buf *out, const struct node_api_op *o)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "op", op_kind_name(o->kind), false);
+    if (!rc) rc = buf_append_cstr(out, ",\"target\":{");
+    if (!rc) rc = append_kv_str(out, "kind", o->is_model ? "model" : "backend", false);
+    if (!rc) rc = append_kv_str(out, "name", o->name, true);
+    if (!rc) rc = buf_appendf(out, "},\"params\":%s", o->params_json ? o->params_json : "{}");
+    if (!rc && o->timeout_ms) rc = append_kv_int(out, "timeout_ms", (int64_t)o->timeout_ms, true);
+    if (!rc && o->op_id) rc = append_kv_int(out, "op_id", o->op_id, true);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+int node_api_op_parse(const char *p, size_t len, struct node_api_op *o, struct gw_error *err)
+{
+    memset(o, 0, sizeof *o);
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct json_object *target = NULL, *params = NULL;
+    struct strv opv, kind, name;
+    int64_t timeout_ms = 0, op_id = 0;
+    int rc = 0;
+    if (json_get_str(root, "op", &opv) || op_kind_parse(opv, &o->kind) ||
+        json_get_obj(root, "target", &target) || json_get_str(target, "kind", &kind) ||
+        json_get_str(target, "name", &name) || name.len == 0 || name.len >= NODE_API_MAX_ID ||
+        memchr(name.p, '\0', name.len) ||
+        (!strv_eq_cstr(kind, "model") && !strv_eq_cstr(kind, "backend"))) {
+        rc = gw_error_set(err, GW_E_INVALID,
+                          "expected {\"op\",\"target\":{\"kind\":\"model|backend\",\"name\"},"
+                          "\"params\",\"timeout_ms\"}");
+        goto out;
+    }
+    o->is_model = strv_eq_cstr(kind, "model");
+    copy_strv(o->name, sizeof o->name, name);
+    if (json_get_int(root, "timeout_ms", &timeout_ms) == 0 && timeout_ms > 0)
+        o->timeout_ms = (uint64_t)timeout_ms;
+    if (json_get_int(root, "op_id", &op_id) == 0) o->op_id = op_id;
+    if (json_get_obj(root, "params", &params) == 0)
+        o->params_json = xstrdup(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+out:
+    json_object_put(root);
+    return rc;
+}
+
+int node_api_op_answer_emit(struct buf *out, const struct node_api_op_answer *a)
+{
+    int rc = buf_append_cstr(out, "{");
+    if (!rc) rc = append_kv_str(out, "class", op_class_name(a->cls), false);
+    if (!rc) rc = append_kv_str(out, "message", a->message, true);
+    if (!rc) rc = buf_appendf(out, ",\"listed\":%s}", a->listed ? "true" : "false");
+    return rc;
+}
+
+int node_api_op_answer_parse(const char *p, size_t len, struct node_api_op_answer *a,
+                             struct gw_error *err)
+{
+    memset(a, 0, sizeof *a);
+    a->cls = OP_CLASS_ERROR;
+    struct json_object *root = parse_root(p, len, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct strv cs, ms;
+    int rc = 0;
+    if (json_get_str(root, "class", &cs) || op_class_parse(cs, &a->cls)) {
+        a->cls = OP_CLASS_ERROR;
+        rc = gw_error_set(err, GW_E_INVALID, "class: expected an outcome class");
+    } else {
+        if (json_get_str(root, "message", &ms) == 0) copy_strv(a->message, sizeof a->message, ms);
+        if (json_get_bool(root, "listed", &a->listed)) a->listed = false;
+    }
     json_object_put(root);
     return rc;
 }

@@ -14,8 +14,17 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/strv.h"
+#include "proto/op_result.h"
 
 struct json_object;
+
+/* The kind of a node: the engine it runs (behind its agent, or talked to directly). The
+ * gateway's registry and the agent share this one enum; the order is part of no wire format
+ * (names travel, never numbers). */
+enum node_kind { NODE_KIND_OPENAI, NODE_KIND_LLAMACPP, NODE_KIND_OLLAMA, NODE_KIND_VLLM };
+enum { NODE_KIND_COUNT = 4 };
+const char *node_kind_name(enum node_kind k);                /* "openai", ...; "?" when unknown */
+int node_kind_parse(const char *s, enum node_kind *out) WUR; /* GW_E_INVALID when unknown */
 
 /* Paths. */
 #define NODE_API_PATH_JOIN "/drover/v1/nodes/join" /* on the gateway's client listener */
@@ -25,6 +34,19 @@ struct json_object;
 #define NODE_API_PATH_MODELS "/drover/v1/models"
 #define NODE_API_PATH_LOAD "/drover/v1/models/load"
 #define NODE_API_PATH_UNLOAD "/drover/v1/models/unload"
+#define NODE_API_PATH_OPS "/drover/v1/ops"
+#define NODE_API_PATH_INVENTORY "/drover/v1/inventory"
+
+/* The engines' own model lists: what an engine answers (and a plain node's probe asks). */
+#define NODE_API_PATH_OAI_MODELS "/v1/models"
+#define NODE_API_PATH_OLLAMA_TAGS "/api/tags"
+/* The engine's model list path for kind: /api/tags on Ollama, else /v1/models. */
+const char *node_api_models_path(enum node_kind k);
+/* The inference routes both sides pass through byte for byte: POST /v1/chat/completions,
+ * /v1/completions, /v1/embeddings, /api/chat, /api/generate, /api/embed, /api/embeddings. */
+bool node_api_is_inference_path(struct strv path);
+/* What an agent proxies to its engine: an inference POST, or GET of an engine model list. */
+bool node_api_is_proxied(struct strv method, struct strv path);
 
 /* Headers. X-Drover-Engine marks an answer the agent made itself because of the engine:
  * "unreachable" (could not connect or the connection broke before any byte), "timeout",
@@ -52,47 +74,53 @@ enum {
     NODE_API_MAX_GPUS = 64,
     NODE_API_MAX_LABELS = 32,
     NODE_API_SECRET_HEX = 64,
+    NODE_API_MAX_JOIN_URL = 255,              /* the URL an agent advertises */
+    NODE_API_MAX_LABEL_KEY = 63,              /* 1..63 of [A-Za-z0-9._-/] */
+    NODE_API_MAX_LABEL_VALUE = 255,           /* printable bytes */
+    NODE_API_MAX_DISCOVERY_BYTES = 64 * 1024, /* a join's discovery object, as sent */
+    NODE_API_MAX_VERSION = 64,                /* agent_version */
+    NODE_API_MAX_PARAM = 64,                  /* the field a refusal names, plus NUL */
 };
-
-enum node_api_engine {
-    NODE_API_ENGINE_LLAMACPP,
-    NODE_API_ENGINE_OLLAMA,
-    NODE_API_ENGINE_VLLM,
-    NODE_API_ENGINE_OPENAI,
-};
-const char *node_api_engine_name(enum node_api_engine e);                /* "llamacpp", ... */
-int node_api_engine_parse(struct strv s, enum node_api_engine *out) WUR; /* GW_E_INVALID */
 
 enum node_api_model_status {
     NODE_API_MODEL_LOADED,
     NODE_API_MODEL_LOADING,
     NODE_API_MODEL_ON_DISK,
 };
-const char *node_api_model_status_name(enum node_api_model_status s); /* "loaded", ... */
-int node_api_model_status_parse(struct strv s, enum node_api_model_status *out) WUR;
 
-/* Capability bits and their names "chat", "completions", "embeddings". */
+/* Capabilities a request uses and a model has: one primary (chat, completions, embeddings)
+ * and any optional features (tools, vision, a response format). The names are the
+ * "capabilities" of a MODEL; the gateway's marks (registry) index them by bit position. */
 enum {
-    NODE_API_CAP_CHAT = 1u << 0,
-    NODE_API_CAP_COMPLETIONS = 1u << 1,
-    NODE_API_CAP_EMBEDDINGS = 1u << 2,
+    CAP_CHAT = 1,
+    CAP_COMPLETIONS = 2,
+    CAP_EMBEDDINGS = 4,
+    CAP_TOOLS = 8,
+    CAP_VISION = 16,
+    CAP_RESPONSE_FORMAT = 32,
+    CAP_N = 6, /* bits above */
+    CAP_PRIMARY = CAP_CHAT | CAP_COMPLETIONS | CAP_EMBEDDINGS,
+    CAP_ALL = (1 << CAP_N) - 1,
 };
-const char *node_api_cap_name(unsigned bit); /* NULL for an unknown bit */
-int node_api_cap_parse(struct strv s, unsigned *bit) WUR;
+const char *cap_name(unsigned cap_bit); /* "chat", "tools", ... for one bit; "?" otherwise */
 /* A guess from the model's name or family alone: "embed"/"bert" in it (any case) means
  * embeddings only, else chat + completions. */
 unsigned node_api_caps_guess(struct strv name, struct strv family);
 /* True for a valid node name: 1..63 of [A-Za-z0-9._-]. */
 bool node_api_name_is_valid(struct strv s);
-/* True for 64 lowercase-or-uppercase hex digits. */
+/* True for 64 lowercase hex digits (what the gateway issues). */
 bool node_api_secret_is_valid(struct strv s);
+/* Labels (the join's, and the admin API's): keys 1..63 of [A-Za-z0-9._-/], values at most 255
+ * bytes with no control byte. */
+bool node_api_label_key_is_valid(struct strv s);
+bool node_api_label_value_is_valid(struct strv s);
 
 /* --- MODEL --------------------------------------------------------------------------- */
 
 struct node_api_model {
     char id[NODE_API_MAX_ID];
     enum node_api_model_status status;
-    unsigned caps; /* NODE_API_CAP_* */
+    unsigned caps; /* CAP_* */
     uint32_t in_flight;
     int64_t size_mb; /* -1 when unknown (not emitted) */
 };
@@ -107,14 +135,6 @@ struct node_api_models {
 struct node_api_model *node_api_models_add(struct node_api_models *l, struct strv id);
 struct node_api_model *node_api_models_find(struct node_api_models *l, struct strv id);
 void node_api_models_free(struct node_api_models *l);
-
-/* Appends the JSON array [MODEL, ...]. */
-int node_api_models_emit(struct buf *out, const struct node_api_models *l) WUR;
-/* Parses a JSON array of MODEL objects (json-c value, borrowed) into l (appended). Entries
- * need "id" (string) and "status" (a known name); "capabilities" names it does not know are
- * skipped (a newer agent); "in_flight" and "size_mb" are optional integers. */
-int node_api_models_parse_json(struct json_object *arr, struct node_api_models *l,
-                               struct gw_error *err) WUR;
 
 /* --- discovery ----------------------------------------------------------------------- */
 
@@ -139,6 +159,7 @@ struct node_api_discovery {
     /* the fleet operations this agent takes, "model.install" … (docs/node_api.md) */
     char ops[16][32];
     size_t n_ops;
+    bool has_ops; /* "ops" was sent (maybe empty); without it nothing is known of the ops */
 };
 
 void node_api_discovery_init(struct node_api_discovery *d); /* empty strings, -1 numbers */
@@ -147,12 +168,17 @@ int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
  * NODE_API_MAX_GPUS gpus is GW_E_LIMIT. */
 int node_api_discovery_parse_json(struct json_object *o, struct node_api_discovery *d,
                                   struct gw_error *err) WUR;
+/* Does d list op ("model.install", ...)? */
+bool node_api_discovery_takes_op(const struct node_api_discovery *d, const char *op);
+/* The same from the bytes of a discovery object (a stored one): d is initialised first. */
+int node_api_discovery_parse(const char *p, size_t len, struct node_api_discovery *d,
+                             struct gw_error *err) WUR;
 
 /* --- health (GET /drover/v1/health) --------------------------------------------------- */
 
 struct node_api_health {
     bool ok; /* "status":"ok"; false for "engine_down" */
-    enum node_api_engine engine;
+    enum node_kind engine;
     char engine_url[NODE_API_MAX_URL];
     bool engine_reachable;
     int64_t in_flight;
@@ -168,9 +194,10 @@ int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
 void node_api_health_free(struct node_api_health *h);
 
 /* --- models (GET /drover/v1/models) ---------------------------------------------------- */
+/* {"models":[MODEL, ...]}: the same MODEL list as the health answer's "models" (which is how
+ * the gateway reads it). A MODEL needs "id" and a known "status"; capability names it does
+ * not know are skipped (a newer agent); "in_flight" and "size_mb" are optional integers. */
 int node_api_models_answer_emit(struct buf *out, const struct node_api_models *l) WUR;
-int node_api_models_answer_parse(const char *p, size_t len, struct node_api_models *l,
-                                 struct gw_error *err) WUR;
 
 /* --- join (POST /drover/v1/nodes/join) ------------------------------------------------ */
 
@@ -182,25 +209,30 @@ struct node_api_label {
 struct node_api_join {
     char name[NODE_API_MAX_NAME];
     char url[NODE_API_MAX_URL];
-    enum node_api_engine engine;
+    enum node_kind engine;
     struct node_api_label labels[NODE_API_MAX_LABELS];
     size_t n_labels;
     char secret[NODE_API_SECRET_HEX + 1]; /* empty: none */
     bool has_discovery;
     struct node_api_discovery discovery;
-    char agent_version[32];
+    char agent_version[NODE_API_MAX_VERSION + 1];
 };
 
 int node_api_join_emit(struct buf *out, const struct node_api_join *j) WUR;
-/* Validates like the gateway must (docs/node_api.md): name, url, engine required; labels
- * string → string, ≤ 32; secret 64 hex. On GW_E_INVALID/GW_E_PARSE, param (if not NULL, 32
- * bytes) names the field. */
-int node_api_join_parse(const char *p, size_t len, struct node_api_join *j, char param[32],
-                        struct gw_error *err) WUR;
+/* The gateway's check of a join body (docs/node_api.md), strict: name, url (http://, at most
+ * 255 bytes), engine required; labels an object of at most 32 valid labels; secret 64
+ * lowercase hex; discovery an object of at most 64 KiB whose known fields have their types;
+ * agent_version a string of at most 64 bytes; null for an optional field is its absence; any
+ * other field is refused. GW_E_PARSE when the body is not JSON at all; GW_E_INVALID (or
+ * GW_E_LIMIT) for a bad field, with param (if not NULL) naming it (empty when the body is not
+ * an object) and err's message fit for the client. */
+int node_api_join_parse(const char *p, size_t len, struct node_api_join *j,
+                        char param[NODE_API_MAX_PARAM], struct gw_error *err) WUR;
 
 enum node_api_join_state {
     NODE_API_JOIN_PENDING,
     NODE_API_JOIN_APPROVED,
+    NODE_API_JOIN_DRAINING, /* approved, taking no new work: the agent keeps serving */
 };
 struct node_api_join_answer {
     char name[NODE_API_MAX_NAME];
@@ -209,8 +241,49 @@ struct node_api_join_answer {
     uint64_t poll_ms;                     /* 0 when absent */
 };
 int node_api_join_answer_emit(struct buf *out, const struct node_api_join_answer *a) WUR;
-/* "approved" and "draining" both read as approved (the agent keeps serving). */
+/* The agent's parser of the gateway's answer. */
 int node_api_join_answer_parse(const char *p, size_t len, struct node_api_join_answer *a,
                                struct gw_error *err) WUR;
+
+/* --- load and unload (POST /drover/v1/models/load, /unload) ----------------------------- */
+
+/* {"model":"m"} and, for a load, "options" (a JSON object's text, borrowed; NULL: none). */
+int node_api_load_emit(struct buf *out, const char *model, const char *options_json) WUR;
+/* The agent's parser: model 1..255 bytes, required; other fields are the engine's business. */
+int node_api_load_parse(const char *p, size_t len, char model[NODE_API_MAX_ID],
+                        struct gw_error *err) WUR;
+struct node_api_load_answer {
+    char model[NODE_API_MAX_ID];
+    bool unloaded;   /* "status":"unloaded"; else "loaded" */
+    int64_t size_mb; /* -1 when not said */
+};
+int node_api_load_answer_emit(struct buf *out, const struct node_api_load_answer *a) WUR;
+int node_api_load_answer_parse(const char *p, size_t len, struct node_api_load_answer *a,
+                               struct gw_error *err) WUR;
+
+/* --- fleet operations (POST /drover/v1/ops) ---------------------------------------------- */
+
+struct node_api_op {
+    enum op_kind kind;
+    bool is_model;              /* target.kind "model", else "backend" */
+    char name[NODE_API_MAX_ID]; /* target.name, 1..255 bytes */
+    char *params_json;          /* a JSON object's text; emit: borrowed, NULL sends {}; parse:
+                                   owned (xfree), NULL when absent */
+    uint64_t timeout_ms;        /* 0: not said */
+    int64_t op_id;
+};
+int node_api_op_emit(struct buf *out, const struct node_api_op *o) WUR;
+int node_api_op_parse(const char *p, size_t len, struct node_api_op *o, struct gw_error *err) WUR;
+
+struct node_api_op_answer {
+    enum op_class cls;
+    char message[256];
+    bool listed; /* the target is listed by the node after the attempt */
+};
+int node_api_op_answer_emit(struct buf *out, const struct node_api_op_answer *a) WUR;
+/* The gateway's parser: "class" must be a known class; "message" and "listed" are optional
+ * (absent or of another type: "" and false). */
+int node_api_op_answer_parse(const char *p, size_t len, struct node_api_op_answer *a,
+                             struct gw_error *err) WUR;
 
 #endif

@@ -130,7 +130,7 @@ static void test_config(void **state)
     assert_int_equal(agent_config_load(&c, path, env, sets, 2, &err), 0);
     assert_string_equal(c.gateway, "http://127.0.0.1:8080");
     assert_string_equal(c.join_token, "from-env"); /* env over file */
-    assert_int_equal(c.engine, NODE_API_ENGINE_OLLAMA);
+    assert_int_equal(c.engine, NODE_KIND_OLLAMA);
     assert_string_equal(c.engine_url, "http://127.0.0.1:1234");
     assert_int_equal(c.poll_ms, 2000);
     assert_int_equal(c.n_labels, 2);

@@ -128,11 +128,11 @@ static void test_oai_models(void **state)
     assert_int_equal(l.n, 1);
     assert_string_equal(l.v[0].id, "qwen2.5-0.5b-instruct-q4_k_m.gguf");
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);
-    assert_int_equal(l.v[0].caps, NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS);
+    assert_int_equal(l.v[0].caps, CAP_CHAT | CAP_COMPLETIONS);
     node_api_models_free(&l);
     assert_int_equal(agent_engine_parse_oai_models(LIT(VLLM_MODELS), &l, NULL), 0);
     assert_int_equal(l.n, 2);
-    assert_int_equal(l.v[1].caps, NODE_API_CAP_EMBEDDINGS);
+    assert_int_equal(l.v[1].caps, CAP_EMBEDDINGS);
     node_api_models_free(&l);
     struct gw_error err = {0};
     assert_int_not_equal(agent_engine_parse_oai_models(LIT("{\"object\":\"list\"}"), &l, &err), 0);
@@ -152,7 +152,7 @@ static void test_llama_b11669(void **state)
     b.body[AGENT_EP_METRICS] = strv_make(LIT(LLAMA_METRICS_B11669));
     struct agent_engine_view v;
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_LLAMACPP, &b, &v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
     assert_true(v.reachable);
     assert_int_equal(v.models.n, 1);
     assert_string_equal(v.models.v[0].id, "tiny-llama");
@@ -218,10 +218,10 @@ static void test_ollama_lists(void **state)
     assert_int_equal(l.n, 3);
     assert_string_equal(l.v[0].id, "llama3.2:1b");
     assert_int_equal(l.v[0].status, NODE_API_MODEL_ON_DISK);
-    assert_int_equal(l.v[0].caps, NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS);
+    assert_int_equal(l.v[0].caps, CAP_CHAT | CAP_COMPLETIONS);
     assert_int_equal(l.v[0].size_mb, 1321098329 / (1024 * 1024));
-    assert_int_equal(l.v[1].caps, NODE_API_CAP_EMBEDDINGS); /* nomic-bert, and the name */
-    assert_int_equal(l.v[2].caps, NODE_API_CAP_EMBEDDINGS); /* bert family only */
+    assert_int_equal(l.v[1].caps, CAP_EMBEDDINGS); /* nomic-bert, and the name */
+    assert_int_equal(l.v[2].caps, CAP_EMBEDDINGS); /* bert family only */
     assert_int_equal(agent_engine_parse_ollama_list(LIT(OLLAMA_PS), true, &l, NULL), 0);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);
@@ -256,7 +256,7 @@ static void test_build_llamacpp(void **state)
     set_body(&b, AGENT_EP_METRICS, 200, LIT(LLAMA_METRICS));
     struct agent_engine_view v;
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_LLAMACPP, &b, &v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
     assert_true(v.reachable);
     assert_true(v.has_counts);
     assert_int_equal(v.running, 1); /* /metrics wins over /slots */
@@ -268,7 +268,7 @@ static void test_build_llamacpp(void **state)
     /* no --metrics: /slots gives the running count */
     set_body(&b, AGENT_EP_METRICS, 501, LIT("{\"error\":{}}"));
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_LLAMACPP, &b, &v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
     assert_int_equal(v.running, 2);
     assert_int_equal(v.queued, 0);
     agent_engine_view_free(&v);
@@ -276,14 +276,14 @@ static void test_build_llamacpp(void **state)
     /* engine down */
     set_body(&b, AGENT_EP_MODELS, 0, "", 0);
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_LLAMACPP, &b, &v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
     assert_false(v.reachable);
     assert_true(v.error[0] != '\0');
     agent_engine_view_free(&v);
     /* still loading: llama-server answers 503 */
     set_body(&b, AGENT_EP_MODELS, 503, LIT("{\"error\":{\"message\":\"Loading model\"}}"));
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_LLAMACPP, &b, &v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
     assert_false(v.reachable);
     assert_non_null(strstr(v.error, "503"));
     agent_engine_view_free(&v);
@@ -298,7 +298,7 @@ static void test_build_ollama_vllm_openai(void **state)
     set_body(&b, AGENT_EP_LOADED, 200, LIT(OLLAMA_PS));
     struct agent_engine_view v;
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_OLLAMA, &b, &v);
+    agent_engine_build(NODE_KIND_OLLAMA, &b, &v);
     assert_true(v.reachable);
     assert_false(v.has_counts);
     assert_int_equal(v.models.n, 3);
@@ -309,7 +309,7 @@ static void test_build_ollama_vllm_openai(void **state)
     set_body(&b, AGENT_EP_MODELS, 200, LIT(VLLM_MODELS));
     set_body(&b, AGENT_EP_METRICS, 200, LIT(VLLM_METRICS));
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_VLLM, &b, &v);
+    agent_engine_build(NODE_KIND_VLLM, &b, &v);
     assert_true(v.reachable);
     assert_int_equal(v.running, 3);
     assert_int_equal(v.queued, 1);
@@ -319,7 +319,7 @@ static void test_build_ollama_vllm_openai(void **state)
     memset(&b, 0, sizeof b);
     set_body(&b, AGENT_EP_MODELS, 200, LIT(VLLM_MODELS));
     memset(&v, 0, sizeof v);
-    agent_engine_build(NODE_API_ENGINE_OPENAI, &b, &v);
+    agent_engine_build(NODE_KIND_OPENAI, &b, &v);
     assert_true(v.reachable);
     assert_false(v.has_counts);
     assert_int_equal(v.models.v[0].status, NODE_API_MODEL_LOADED);
@@ -329,12 +329,12 @@ static void test_build_ollama_vllm_openai(void **state)
 static void test_paths_and_bodies(void **state)
 {
     (void)state;
-    assert_string_equal(agent_engine_ep_path(NODE_API_ENGINE_OLLAMA, AGENT_EP_MODELS), "/api/tags");
-    assert_string_equal(agent_engine_ep_path(NODE_API_ENGINE_OLLAMA, AGENT_EP_LOADED), "/api/ps");
-    assert_null(agent_engine_ep_path(NODE_API_ENGINE_OLLAMA, AGENT_EP_METRICS));
-    assert_string_equal(agent_engine_ep_path(NODE_API_ENGINE_LLAMACPP, AGENT_EP_SLOTS), "/slots");
-    assert_string_equal(agent_engine_ep_path(NODE_API_ENGINE_VLLM, AGENT_EP_METRICS), "/metrics");
-    assert_null(agent_engine_ep_path(NODE_API_ENGINE_OPENAI, AGENT_EP_METRICS));
+    assert_string_equal(agent_engine_ep_path(NODE_KIND_OLLAMA, AGENT_EP_MODELS), "/api/tags");
+    assert_string_equal(agent_engine_ep_path(NODE_KIND_OLLAMA, AGENT_EP_LOADED), "/api/ps");
+    assert_null(agent_engine_ep_path(NODE_KIND_OLLAMA, AGENT_EP_METRICS));
+    assert_string_equal(agent_engine_ep_path(NODE_KIND_LLAMACPP, AGENT_EP_SLOTS), "/slots");
+    assert_string_equal(agent_engine_ep_path(NODE_KIND_VLLM, AGENT_EP_METRICS), "/metrics");
+    assert_null(agent_engine_ep_path(NODE_KIND_OPENAI, AGENT_EP_METRICS));
     struct buf b;
     buf_init(&b, 4096);
     assert_int_equal(agent_engine_ollama_load_body(&b, "llama3.2:1b", false), 0);

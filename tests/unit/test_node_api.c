@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
@@ -21,15 +22,15 @@ static void fill_models(struct node_api_models *l)
 {
     struct node_api_model *m = node_api_models_add(l, STRV_LIT("llama3.2:1b"));
     m->status = NODE_API_MODEL_LOADED;
-    m->caps = NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS;
+    m->caps = CAP_CHAT | CAP_COMPLETIONS;
     m->in_flight = 3;
     m->size_mb = 1234;
     m = node_api_models_add(l, STRV_LIT("nomic-embed-text"));
     m->status = NODE_API_MODEL_ON_DISK;
-    m->caps = NODE_API_CAP_EMBEDDINGS;
+    m->caps = CAP_EMBEDDINGS;
     m = node_api_models_add(l, STRV_LIT("qwen \"quoted\""));
     m->status = NODE_API_MODEL_LOADING;
-    m->caps = NODE_API_CAP_CHAT;
+    m->caps = CAP_CHAT;
 }
 
 static void assert_models_equal(const struct node_api_models *a, const struct node_api_models *b)
@@ -47,23 +48,18 @@ static void assert_models_equal(const struct node_api_models *a, const struct no
 static void test_names(void **state)
 {
     (void)state;
-    enum node_api_engine e;
-    assert_int_equal(node_api_engine_parse(STRV_LIT("ollama"), &e), 0);
-    assert_int_equal(e, NODE_API_ENGINE_OLLAMA);
-    assert_string_equal(node_api_engine_name(NODE_API_ENGINE_VLLM), "vllm");
-    assert_int_equal(node_api_engine_parse(STRV_LIT("tgi"), &e), GW_E_INVALID);
-    enum node_api_model_status s;
-    assert_int_equal(node_api_model_status_parse(STRV_LIT("on_disk"), &s), 0);
-    assert_int_equal(s, NODE_API_MODEL_ON_DISK);
-    assert_int_equal(node_api_model_status_parse(STRV_LIT("gone"), &s), GW_E_INVALID);
-    assert_string_equal(node_api_cap_name(NODE_API_CAP_EMBEDDINGS), "embeddings");
-    assert_null(node_api_cap_name(8));
-    assert_int_equal(node_api_caps_guess(STRV_LIT("nomic-embed-text"), STRV_NULL),
-                     NODE_API_CAP_EMBEDDINGS);
-    assert_int_equal(node_api_caps_guess(STRV_LIT("all-minilm"), STRV_LIT("bert")),
-                     NODE_API_CAP_EMBEDDINGS);
+    enum node_kind e;
+    assert_int_equal(node_kind_parse("ollama", &e), 0);
+    assert_int_equal(e, NODE_KIND_OLLAMA);
+    assert_string_equal(node_kind_name(NODE_KIND_VLLM), "vllm");
+    assert_int_equal(node_kind_parse("tgi", &e), GW_E_INVALID);
+    assert_string_equal(cap_name(CAP_EMBEDDINGS), "embeddings");
+    assert_string_equal(cap_name(CAP_VISION), "vision");
+    assert_string_equal(cap_name(64), "?");
+    assert_int_equal(node_api_caps_guess(STRV_LIT("nomic-embed-text"), STRV_NULL), CAP_EMBEDDINGS);
+    assert_int_equal(node_api_caps_guess(STRV_LIT("all-minilm"), STRV_LIT("bert")), CAP_EMBEDDINGS);
     assert_int_equal(node_api_caps_guess(STRV_LIT("llama3"), STRV_LIT("llama")),
-                     NODE_API_CAP_CHAT | NODE_API_CAP_COMPLETIONS);
+                     CAP_CHAT | CAP_COMPLETIONS);
     assert_true(node_api_name_is_valid(STRV_LIT("gpu-01.a_b")));
     assert_false(node_api_name_is_valid(STRV_LIT("")));
     assert_false(node_api_name_is_valid(STRV_LIT("a b")));
@@ -76,7 +72,7 @@ static void test_health_roundtrip(void **state)
 {
     (void)state;
     struct node_api_health h = {.ok = true,
-                                .engine = NODE_API_ENGINE_LLAMACPP,
+                                .engine = NODE_KIND_LLAMACPP,
                                 .engine_reachable = true,
                                 .in_flight = 2,
                                 .queued = 5};
@@ -89,7 +85,7 @@ static void test_health_roundtrip(void **state)
     struct gw_error err = {0};
     assert_int_equal(node_api_health_parse(b.p, b.len, &g, &err), 0);
     assert_true(g.ok);
-    assert_int_equal(g.engine, NODE_API_ENGINE_LLAMACPP);
+    assert_int_equal(g.engine, NODE_KIND_LLAMACPP);
     assert_string_equal(g.engine_url, "http://127.0.0.1:8080");
     assert_true(g.engine_reachable);
     assert_int_equal(g.in_flight, 2);
@@ -119,11 +115,11 @@ static void test_health_refusals(void **state)
     /* unknown fields are ignored, unknown capabilities skipped */
     assert_int_equal(node_api_health_parse(LIT("{\"status\":\"ok\",\"new\":1,\"models\":[{\"id\":"
                                                "\"m\",\"status\":\"loaded\",\"capabilities\":["
-                                               "\"chat\",\"vision\"]}]}"),
+                                               "\"chat\",\"telepathy\"]}]}"),
                                            &g, &err),
                      0);
     assert_int_equal(g.models.n, 1);
-    assert_int_equal(g.models.v[0].caps, NODE_API_CAP_CHAT);
+    assert_int_equal(g.models.v[0].caps, CAP_CHAT);
     assert_int_equal(g.models.v[0].size_mb, -1);
     node_api_health_free(&g);
     static const char *const bad[] = {
@@ -148,21 +144,35 @@ static void test_health_refusals(void **state)
     }
 }
 
+/* GET /drover/v1/models (agent) carries the same MODEL list as the health answer, which is
+ * where the gateway reads it: the two lists are the same JSON. */
 static void test_models_answer_roundtrip(void **state)
 {
     (void)state;
-    struct node_api_models l = {0}, r = {0};
-    fill_models(&l);
-    struct buf b;
-    buf_init(&b, 1 << 20);
-    assert_int_equal(node_api_models_answer_emit(&b, &l), 0);
-    assert_int_equal(node_api_models_answer_parse(b.p, b.len, &r, NULL), 0);
-    assert_models_equal(&l, &r);
-    assert_non_null(node_api_models_find(&r, STRV_LIT("nomic-embed-text")));
-    assert_null(node_api_models_find(&r, STRV_LIT("nomic")));
-    node_api_models_free(&l);
-    node_api_models_free(&r);
-    buf_free(&b);
+    struct node_api_health h = {.ok = true, .engine = NODE_KIND_OLLAMA, .engine_reachable = true};
+    fill_models(&h.models);
+    struct buf ma, hb;
+    buf_init(&ma, 1 << 20);
+    buf_init(&hb, 1 << 20);
+    assert_int_equal(node_api_models_answer_emit(&ma, &h.models), 0);
+    assert_int_equal(node_api_health_emit(&hb, &h), 0);
+    struct json_object *mo = json_parse_strict(ma.p, ma.len, 16, NULL);
+    struct json_object *ho = json_parse_strict(hb.p, hb.len, 16, NULL);
+    struct json_object *ml = NULL, *hl = NULL;
+    assert_int_equal(json_get_arr(mo, "models", &ml), 0);
+    assert_int_equal(json_get_arr(ho, "models", &hl), 0);
+    assert_true(json_object_equal(ml, hl));
+    struct node_api_health g;
+    assert_int_equal(node_api_health_parse(hb.p, hb.len, &g, NULL), 0);
+    assert_models_equal(&h.models, &g.models);
+    assert_non_null(node_api_models_find(&g.models, STRV_LIT("nomic-embed-text")));
+    assert_null(node_api_models_find(&g.models, STRV_LIT("nomic")));
+    json_object_put(mo);
+    json_object_put(ho);
+    node_api_health_free(&g);
+    node_api_health_free(&h);
+    buf_free(&ma);
+    buf_free(&hb);
 }
 
 static void fill_discovery(struct node_api_discovery *d)
@@ -184,6 +194,9 @@ static void fill_discovery(struct node_api_discovery *d)
         snprintf(g->driver_version, sizeof g->driver_version, "550.54.15");
         snprintf(g->cuda_version, sizeof g->cuda_version, "12.4");
     }
+    d->n_ops = 2;
+    snprintf(d->ops[0], sizeof d->ops[0], "model.install");
+    snprintf(d->ops[1], sizeof d->ops[1], "backend.delete");
 }
 
 static void assert_discovery_equal(const struct node_api_discovery *a,
@@ -195,6 +208,9 @@ static void assert_discovery_equal(const struct node_api_discovery *a,
     assert_int_equal(a->cpus, b->cpus);
     assert_int_equal(a->ram_mb, b->ram_mb);
     assert_int_equal(a->n_gpus, b->n_gpus);
+    assert_int_equal(a->has_ops || a->n_ops, b->has_ops);
+    assert_int_equal(a->n_ops, b->n_ops);
+    for (size_t i = 0; i < a->n_ops; i++) assert_string_equal(a->ops[i], b->ops[i]);
     for (size_t i = 0; i < a->n_gpus; i++) {
         assert_int_equal(a->gpus[i].index, b->gpus[i].index);
         assert_string_equal(a->gpus[i].name, b->gpus[i].name);
@@ -213,7 +229,7 @@ static void test_join_roundtrip(void **state)
     memset(&j, 0, sizeof j);
     snprintf(j.name, sizeof j.name, "gpu-01");
     snprintf(j.url, sizeof j.url, "http://10.0.0.5:9300");
-    j.engine = NODE_API_ENGINE_OLLAMA;
+    j.engine = NODE_KIND_OLLAMA;
     j.n_labels = 2;
     snprintf(j.labels[0].key, NODE_API_MAX_TEXT, "zone");
     snprintf(j.labels[0].value, NODE_API_MAX_TEXT, "a");
@@ -232,7 +248,7 @@ static void test_join_roundtrip(void **state)
     assert_non_null(strstr(b.p, "\"labels\":{\"zone\":\"a\",\"gpu\":\"a10 \\\"x\\\"\"}"));
     assert_non_null(strstr(b.p, "\"vram_total_mb\":23028"));
     struct node_api_join r;
-    char param[32];
+    char param[NODE_API_MAX_PARAM];
     struct gw_error err = {0};
     assert_int_equal(node_api_join_parse(b.p, b.len, &r, param, &err), 0);
     assert_string_equal(r.name, j.name);
@@ -277,17 +293,44 @@ static void test_join_refusals(void **state)
         {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"discovery\":{\"cpus\":"
          "\"many\"}}",
          "discovery"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"gpu_count\":2}",
+         "gpu_count"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"labels\":{\"a b\":\"x\"}}",
+         "labels"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"labels\":{\"a\":\"\\n\"}}",
+         "labels"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"secret\":"
+         "\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\"}",
+         "secret"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"discovery\":\"big\"}",
+         "discovery"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"discovery\":{\"ops\":"
+         "[1]}}",
+         "discovery"},
+        {"{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":\"vllm\",\"agent_version\":7}",
+         "agent_version"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct node_api_join r;
-        char param[32];
+        char param[NODE_API_MAX_PARAM];
         struct gw_error err = {0};
         int rc = node_api_join_parse(bad[i].body, strlen(bad[i].body), &r, param, &err);
         if (rc == 0) fail_msg("accepted: %s", bad[i].body);
         assert_string_equal(param, bad[i].param);
     }
     struct node_api_join r;
-    assert_int_not_equal(node_api_join_parse(LIT("{not json"), &r, NULL, NULL), 0);
+    assert_int_equal(node_api_join_parse(LIT("{not json"), &r, NULL, NULL), GW_E_PARSE);
+    char param[NODE_API_MAX_PARAM] = "x";
+    assert_int_equal(node_api_join_parse(LIT("[1]"), &r, param, NULL), GW_E_INVALID);
+    assert_string_equal(param, "");
+    /* null is the absence of an optional field */
+    assert_int_equal(node_api_join_parse(LIT("{\"name\":\"n\",\"url\":\"http://a:1\",\"engine\":"
+                                             "\"vllm\",\"labels\":null,\"secret\":null,"
+                                             "\"discovery\":null,\"agent_version\":null}"),
+                                         &r, param, NULL),
+                     0);
+    assert_false(r.has_discovery);
+    assert_int_equal(r.secret[0], '\0');
 }
 
 static void test_join_answer(void **state)
@@ -313,7 +356,18 @@ static void test_join_answer(void **state)
     assert_int_equal(r.secret[0], '\0');
     assert_int_equal(r.poll_ms, 500);
     assert_int_equal(node_api_join_answer_parse(LIT("{\"state\":\"draining\"}"), &r, NULL), 0);
-    assert_int_equal(r.state, NODE_API_JOIN_APPROVED);
+    assert_int_equal(r.state, NODE_API_JOIN_DRAINING);
+    /* every state the gateway answers reads back */
+    for (int st = NODE_API_JOIN_PENDING; st <= NODE_API_JOIN_DRAINING; st++) {
+        struct node_api_join_answer e = {.state = (enum node_api_join_state)st, .poll_ms = 7};
+        snprintf(e.name, sizeof e.name, "n");
+        buf_init(&b, 4096);
+        assert_int_equal(node_api_join_answer_emit(&b, &e), 0);
+        assert_int_equal(node_api_join_answer_parse(b.p, b.len, &r, NULL), 0);
+        assert_int_equal(r.state, st);
+        assert_int_equal(r.secret[0], '\0');
+        buf_free(&b);
+    }
     assert_int_not_equal(node_api_join_answer_parse(LIT("{\"state\":\"weird\"}"), &r, NULL), 0);
     assert_int_not_equal(
         node_api_join_answer_parse(LIT("{\"state\":\"approved\",\"secret\":\"short\"}"), &r, NULL),
@@ -351,6 +405,123 @@ static void test_discovery(void **state)
     buf_free(&b);
 }
 
+/* POST /drover/v1/models/load and /unload: the gateway emits, the agent parses; the agent
+ * answers, the gateway parses. */
+static void test_load_roundtrip(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 4096);
+    assert_int_equal(node_api_load_emit(&b, "qwen \"q\"", "{\"num_ctx\":4096}"), 0);
+    assert_non_null(strstr(b.p, "\"options\":{\"num_ctx\":4096}"));
+    char model[NODE_API_MAX_ID];
+    assert_int_equal(node_api_load_parse(b.p, b.len, model, NULL), 0);
+    assert_string_equal(model, "qwen \"q\"");
+    buf_reset(&b);
+    assert_int_equal(node_api_load_emit(&b, "m", NULL), 0);
+    assert_string_equal(b.p, "{\"model\":\"m\"}");
+    assert_int_not_equal(node_api_load_parse(LIT("{\"model\":\"\"}"), model, NULL), 0);
+    assert_int_not_equal(node_api_load_parse(LIT("{\"model\":1}"), model, NULL), 0);
+
+    struct node_api_load_answer a = {.unloaded = false, .size_mb = 1234}, r;
+    snprintf(a.model, sizeof a.model, "m");
+    buf_reset(&b);
+    assert_int_equal(node_api_load_answer_emit(&b, &a), 0);
+    assert_int_equal(node_api_load_answer_parse(b.p, b.len, &r, NULL), 0);
+    assert_string_equal(r.model, "m");
+    assert_false(r.unloaded);
+    assert_int_equal(r.size_mb, 1234);
+    a.unloaded = true;
+    a.size_mb = -1;
+    buf_reset(&b);
+    assert_int_equal(node_api_load_answer_emit(&b, &a), 0);
+    assert_string_equal(b.p, "{\"model\":\"m\",\"status\":\"unloaded\"}");
+    assert_int_equal(node_api_load_answer_parse(b.p, b.len, &r, NULL), 0);
+    assert_true(r.unloaded);
+    assert_int_equal(r.size_mb, -1);
+    buf_free(&b);
+}
+
+/* POST /drover/v1/ops: the gateway emits the op, the agent parses it; the agent answers, the
+ * gateway parses the answer. */
+static void test_op_roundtrip(void **state)
+{
+    (void)state;
+    struct node_api_op o = {.kind = OP_UPGRADE,
+                            .is_model = false,
+                            .params_json = (char *)"{\"version\":\"1.2\"}",
+                            .timeout_ms = 600000,
+                            .op_id = 7};
+    snprintf(o.name, sizeof o.name, "llama \"cpp\"");
+    struct buf b;
+    buf_init(&b, 4096);
+    assert_int_equal(node_api_op_emit(&b, &o), 0);
+    struct node_api_op r;
+    assert_int_equal(node_api_op_parse(b.p, b.len, &r, NULL), 0);
+    assert_int_equal(r.kind, OP_UPGRADE);
+    assert_false(r.is_model);
+    assert_string_equal(r.name, o.name);
+    assert_string_equal(r.params_json, "{\"version\":\"1.2\"}");
+    assert_int_equal(r.timeout_ms, 600000);
+    assert_int_equal(r.op_id, 7);
+    free(r.params_json);
+    o.params_json = NULL;
+    o.is_model = true;
+    buf_reset(&b);
+    assert_int_equal(node_api_op_emit(&b, &o), 0);
+    assert_non_null(strstr(b.p, "\"params\":{}"));
+    assert_int_equal(node_api_op_parse(b.p, b.len, &r, NULL), 0);
+    assert_true(r.is_model);
+    assert_string_equal(r.params_json, "{}");
+    free(r.params_json);
+    static const char *const bad[] = {
+        "{\"op\":\"fly\",\"target\":{\"kind\":\"model\",\"name\":\"m\"}}",
+        "{\"op\":\"install\",\"target\":{\"kind\":\"disk\",\"name\":\"m\"}}",
+        "{\"op\":\"install\",\"target\":{\"kind\":\"model\",\"name\":\"\"}}",
+        "{\"op\":\"install\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_not_equal(node_api_op_parse(bad[i], strlen(bad[i]), &r, NULL), 0);
+
+    for (int c = 0; c < OP_CLASS_COUNT; c++) {
+        struct node_api_op_answer a = {.cls = (enum op_class)c, .listed = c % 2}, ar;
+        snprintf(a.message, sizeof a.message, "said \"%d\"\n", c);
+        buf_reset(&b);
+        assert_int_equal(node_api_op_answer_emit(&b, &a), 0);
+        assert_int_equal(node_api_op_answer_parse(b.p, b.len, &ar, NULL), 0);
+        assert_int_equal(ar.cls, c);
+        assert_string_equal(ar.message, a.message);
+        assert_int_equal(ar.listed, a.listed);
+    }
+    struct node_api_op_answer ar;
+    assert_int_not_equal(node_api_op_answer_parse(LIT("{\"class\":\"meh\"}"), &ar, NULL), 0);
+    assert_int_equal(ar.cls, OP_CLASS_ERROR);
+    buf_free(&b);
+}
+
+/* Paths and kinds both sides name the same way. */
+static void test_paths(void **state)
+{
+    (void)state;
+    assert_string_equal(node_api_models_path(NODE_KIND_OLLAMA), "/api/tags");
+    assert_string_equal(node_api_models_path(NODE_KIND_VLLM), "/v1/models");
+    assert_true(node_api_is_inference_path(STRV_LIT("/api/embeddings")));
+    assert_false(node_api_is_inference_path(STRV_LIT("/v1/models")));
+    assert_true(node_api_is_proxied(STRV_LIT("GET"), STRV_LIT("/api/tags")));
+    assert_true(node_api_is_proxied(STRV_LIT("POST"), STRV_LIT("/v1/chat/completions")));
+    assert_false(node_api_is_proxied(STRV_LIT("GET"), STRV_LIT("/v1/chat/completions")));
+    assert_false(node_api_is_proxied(STRV_LIT("POST"), STRV_LIT(NODE_API_PATH_OPS)));
+    for (int k = 0; k < NODE_KIND_COUNT; k++) {
+        enum node_kind back;
+        assert_int_equal(node_kind_parse(node_kind_name((enum node_kind)k), &back), 0);
+        assert_int_equal(back, k);
+    }
+    assert_true(node_api_label_key_is_valid(STRV_LIT("topology.kubernetes.io/zone")));
+    assert_false(node_api_label_key_is_valid(STRV_LIT("")));
+    assert_false(node_api_label_value_is_valid(STRV_LIT("a\tb")));
+    assert_true(node_api_label_value_is_valid(STRV_LIT("")));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +529,8 @@ int main(void)
         cmocka_unit_test(test_health_refusals), cmocka_unit_test(test_models_answer_roundtrip),
         cmocka_unit_test(test_join_roundtrip),  cmocka_unit_test(test_join_refusals),
         cmocka_unit_test(test_join_answer),     cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_load_roundtrip),  cmocka_unit_test(test_op_roundtrip),
+        cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
