@@ -14,14 +14,64 @@
 #include "gw/admin.h"
 #include "gw/health.h"
 #include "gw/join.h"
+#include "gw/keys.h"
+#include "gw/usage.h"
+#include "gw/audit.h"
+#include "base/sha256.h"
 #include "gw/nodes.h"
 #include "gw/models.h"
 #include "gw/ops.h"
 #include "gw/placement.h"
 
-static bool authorized(const struct gw *g, const struct http_request *req)
+/* Who is asking (DESIGN §10): the config's admin_token is an operator; each of admin_tokens
+ * has its own id and role. With no token configured at all the (loopback) admin API is open and
+ * every caller is an operator, as before. Returns false when the request's token is none of
+ * them. */
+struct admin_principal {
+    const char *id;
+    enum gw_admin_role role;
+};
+
+static bool authenticate(const struct gw *g, const struct http_request *req,
+                         struct admin_principal *who)
 {
-    return !g->cfg.admin_token || gw_bearer_matches(req, g->cfg.admin_token);
+    if (!g->cfg.admin_token && !g->cfg.n_admin_tokens) {
+        *who = (struct admin_principal){"open", ADMIN_ROLE_OPERATOR};
+        return true;
+    }
+    if (g->cfg.admin_token && gw_bearer_matches(req, g->cfg.admin_token)) {
+        *who = (struct admin_principal){"admin_token", ADMIN_ROLE_OPERATOR};
+        return true;
+    }
+    struct strv h = http_request_header(req, "Authorization");
+    const struct strv scheme = STRV_LIT("Bearer");
+    if (g->cfg.n_admin_tokens && h.p && h.len > scheme.len &&
+        strv_eq_ci(strv_sub(h, 0, scheme.len), scheme) && h.p[scheme.len] == ' ') {
+        size_t i = scheme.len;
+        while (i < h.len && h.p[i] == ' ') i++;
+        struct strv tok = strv_trim(strv_sub(h, i, h.len - i));
+        char hex[65];
+        sha256_hex(tok.p, tok.len, hex);
+        const struct gw_admin_token *found = NULL;
+        for (size_t k = 0; k < g->cfg.n_admin_tokens; k++) /* every one: constant time */
+            if (secret_equal(g->cfg.admin_tokens[k].hash, hex) && !found)
+                found = &g->cfg.admin_tokens[k];
+        if (found) {
+            *who = (struct admin_principal){found->id, found->role};
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *role_name(enum gw_admin_role r)
+{
+    return r == ADMIN_ROLE_OPERATOR ? "operator" : "viewer";
+}
+
+static bool is_read(const struct http_request *req)
+{
+    return strv_eq_cstr(req->method, "GET") || strv_eq_cstr(req->method, "HEAD");
 }
 
 static int str_field(struct buf *o, const char *key, const char *v);
@@ -383,9 +433,22 @@ void admin_handle(struct http_request *req, void *ctx)
         return;
     }
     if (probe_route(g, req)) return;
-    if (!authorized(g, req))
+    struct admin_principal who;
+    if (!authenticate(g, req, &who)) {
+        struct strv tok = http_request_header(req, "Authorization");
+        char shown[32];
+        keys_mask_token(tok.len > 7 ? strv_sub(tok, 7, tok.len) : STRV_NULL, shown, sizeof shown);
+        audit_auth_failed(g, req, "admin", tok.p ? "unknown" : "missing", shown);
         return gw_reply_error(req, 401, "invalid_admin_token", NULL,
                               "missing or wrong admin token");
+    }
+    if (!is_read(req)) {
+        if (who.role != ADMIN_ROLE_OPERATOR)
+            return gw_reply_error(req, 403, "permission_denied", NULL,
+                                  "this admin token has the viewer role: it may only read (GET)");
+        /* submitted before the handler's own store writes: durable before any answer */
+        audit_record(g, req, who.id, role_name(who.role), NULL);
+    }
     if (strv_eq_cstr(path, "/metrics")) {
         struct buf b;
         buf_init(&b, 256u << 20);
@@ -393,6 +456,13 @@ void admin_handle(struct http_request *req, void *ctx)
         http_client_get_stats(g->client, &st);
         metrics_render(&g->metrics, &g->reg, &g->admission, &st, g->active_requests, gw_now_ms(g),
                        &b);
+        if (usage_render_metrics(g, &b) ||
+            buf_appendf(&b,
+                        "# HELP drover_auth_failures_total Failed authentications (client and "
+                        "admin listeners)\n# TYPE drover_auth_failures_total counter\n"
+                        "drover_auth_failures_total %llu\n",
+                        (unsigned long long)g->audit.auth_failures_total))
+            LOGW("metrics_truncated", "reason=\"usage counters past the cap\"");
         struct http_header h = {STRV_LIT("Content-Type"), STRV_LIT("text/plain; version=0.0.4")};
         (void)http_respond(req, 200, &h, 1, b.p, b.len);
         buf_free(&b);
@@ -406,6 +476,23 @@ void admin_handle(struct http_request *req, void *ctx)
             models_admin(g, req, rest);
             return;
         }
+    }
+    struct strv keys_prefix = STRV_LIT("/admin/v1/keys");
+    if (strv_starts_with(path, keys_prefix)) {
+        struct strv rest = strv_sub(path, keys_prefix.len, path.len);
+        if (rest.len == 0 || rest.p[0] == '/') {
+            if (rest.len == 1) rest.len = 0;
+            keys_admin(g, req, rest);
+            return;
+        }
+    }
+    if (strv_eq_cstr(path, "/admin/v1/usage")) {
+        usage_admin(g, req);
+        return;
+    }
+    if (strv_eq_cstr(path, "/admin/v1/audit")) {
+        audit_admin(g, req);
+        return;
     }
     struct strv ops_prefix = STRV_LIT("/admin/v1/ops");
     if (strv_starts_with(path, ops_prefix)) {

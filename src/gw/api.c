@@ -14,6 +14,7 @@
 #include "gw/proxy.h"
 #include "gw/api.h"
 #include "gw/join.h"
+#include "gw/keys.h"
 #include "gw/models.h"
 
 /* Equal in time that depends only on the lengths, never on where the bytes differ: every
@@ -43,10 +44,6 @@ bool gw_bearer_matches(const struct http_request *req, const char *want_s)
     return equal_ct(tok, strv_from_cstr(want_s));
 }
 
-static bool authorized(const struct gw *g, const struct http_request *req)
-{
-    return !g->cfg.api_key || gw_bearer_matches(req, g->cfg.api_key);
-}
 
 /* Distinct model ids served by routable nodes (optionally Ollama nodes only). */
 static int cmp_model_nodes(const void *a, const void *b)
@@ -58,7 +55,8 @@ static int cmp_model_nodes(const void *a, const void *b)
     return c ? c : (x->id_len > y->id_len) - (x->id_len < y->id_len);
 }
 
-static void list_models(struct gw *g, struct http_request *req, bool ollama)
+static void list_models(struct gw *g, struct http_request *req, bool ollama,
+                        const struct client_key *key)
 {
     struct buf out;
     buf_init(&out, 64u << 20);
@@ -68,6 +66,7 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
     /* the catalogue first: every entry, with where it is loaded and where it could be */
     for (size_t c = 0; c < g->cat.n && !rc && !ollama; c++) {
         const struct cat_model *m = g->cat.v[c];
+        if (!keys_may_list(key, strv_from_cstr(m->id))) continue; /* the key's globs */
         if (emitted++) rc = buf_append_cstr(&out, ",");
         if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
         if (!rc) rc = json_append_str(&out, m->id, strlen(m->id));
@@ -91,7 +90,8 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama)
     for (size_t t = 0; t < ix->cap; t++) {
         const struct model_nodes *e = &ix->tab[t];
         if (!e->id || e->alias ||
-            (!ollama && catalogue_find(&g->cat, (struct strv){e->id, e->id_len})))
+            (!ollama && catalogue_find(&g->cat, (struct strv){e->id, e->id_len})) ||
+            !keys_may_list(key, (struct strv){e->id, e->id_len}))
             continue;
         for (size_t i = 0; i < e->n; i++) {
             const struct node *o = e->slots[i].node;
@@ -180,9 +180,12 @@ void api_handle(struct http_request *req, void *ctx)
         return;
     }
     bool ollama_path = strv_starts_with(path, STRV_LIT("/api/"));
-    if (!authorized(g, req)) {
-        struct gw_answer_ctx c = {.ollama = ollama_path};
-        (void)gw_answer(req, ANSWER_UNAUTHORIZED, &c, "missing or wrong API key");
+    /* client keys (docs/security.md): the key is found once here; keys_admit (proxy.c) reuses
+     * it for the entitlements and limits of an inference request */
+    const char *why = NULL;
+    struct client_key *key = keys_authenticate(g, req, &why);
+    if (!key && keys_auth_required(g)) {
+        keys_answer_unauthorized(g, req, why);
         return;
     }
     if (g->stopping) {
@@ -195,7 +198,12 @@ void api_handle(struct http_request *req, void *ctx)
             (void)gw_answer(req, ANSWER_METHOD_NOT_ALLOWED, NULL, "use GET");
             return;
         }
-        list_models(g, req, strv_eq_cstr(path, NODE_API_PATH_OLLAMA_TAGS));
+        bool tags = strv_eq_cstr(path, NODE_API_PATH_OLLAMA_TAGS);
+        if (key && !(key->spec.endpoints & (tags ? KEP_OLLAMA : KEP_MODELS))) {
+            keys_reply(req, 403, "endpoint_not_allowed", "this key may not list models");
+            return;
+        }
+        list_models(g, req, tags, key);
         return;
     }
     if (node_api_is_inference_path(path)) {

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "base/mem.h"
+#include "base/sha256.h"
 #include "base/strv.h"
 #include "base/yaml.h"
 #include "gw/catalogue.h"
@@ -86,6 +87,9 @@ static const struct key_def keys[] = {
     {"ops.timeout", K_DURATION, OFF(ops_timeout_ms), 100, 86400000},
     {"ops.answer_wait", K_DURATION, OFF(ops_answer_wait_ms), 0, 600000},
     {"testing.clock_control", K_BOOL, OFF(testing_clock_control), 0, 0},
+    {"keys.required", K_BOOL, OFF(keys_required), 0, 0},
+    {"usage.flush_interval", K_DURATION, OFF(usage_flush_ms), 10, 3600000},
+    {"audit.auth_log_per_minute", K_U32, OFF(auth_log_per_min), 0, 100000},
     {"placement.reconcile_interval", K_DURATION, OFF(reconcile_interval_ms), 10, 3600000},
     {"placement.replica_idle", K_DURATION, OFF(replica_idle_ms), 0, 86400000},
     {"placement.load_wait", K_DURATION, OFF(load_wait_ms), 0, 3600000},
@@ -130,6 +134,8 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->replica_idle_ms = 600000;
     cfg->load_wait_ms = 30000;
     cfg->load_timeout_ms = 600000;
+    cfg->usage_flush_ms = 10000;
+    cfg->auth_log_per_min = 10;
 }
 
 static void free_nodes(struct gw_config *cfg)
@@ -150,8 +156,17 @@ static void free_nodes(struct gw_config *cfg)
     cfg->n_nodes = 0;
 }
 
+static void free_admin_tokens(struct gw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_admin_tokens; i++) xfree(cfg->admin_tokens[i].id);
+    xfree(cfg->admin_tokens);
+    cfg->admin_tokens = NULL;
+    cfg->n_admin_tokens = 0;
+}
+
 void gw_config_free(struct gw_config *cfg)
 {
+    free_admin_tokens(cfg);
     for (size_t i = 0; i < N_KEYS; i++) {
         if (keys[i].type == K_STR || keys[i].type == K_ADDR) {
             char **p = (char **)((char *)cfg + keys[i].off);
@@ -367,6 +382,98 @@ static int load_models(struct gw_config *cfg, const char *file, const struct yno
     return 0;
 }
 
+static bool is_hex64(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) return false;
+    return n == 64;
+}
+
+/* admin_tokens: [{id, token | token_sha256, role: viewer|operator}] */
+static int load_admin_tokens(struct gw_config *cfg, const char *file, const struct ynode *seq,
+                             struct gw_error *err)
+{
+    if (seq->type != YNODE_SEQ)
+        return gw_error_set(err, GW_E_INVALID, "%s:%d: admin_tokens must be a list", file,
+                            seq->line);
+    free_admin_tokens(cfg);
+    cfg->admin_tokens = xcalloc(seq->n ? seq->n : 1, sizeof *cfg->admin_tokens);
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct ynode *m = seq->kids[i];
+        struct gw_admin_token *t = &cfg->admin_tokens[cfg->n_admin_tokens++];
+        t->role = ADMIN_ROLE_VIEWER;
+        bool has_role = false;
+        if (m->type != YNODE_MAP)
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: each admin token must be a mapping",
+                                file, m->line);
+        for (size_t j = 0; j < m->n; j++) {
+            const char *key = m->keys[j];
+            const struct ynode *v = m->kids[j];
+            int line = m->key_lines[j];
+            if (v->type != YNODE_SCALAR)
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: '%s' must be a string", file,
+                                    line, key);
+            const char *sv = v->scalar;
+            if (!strcmp(key, "id")) {
+                if (!*sv || strlen(sv) > 63)
+                    return gw_error_set(err, GW_E_INVALID, "%s:%d: id: 1-63 characters", file,
+                                        line);
+                xfree(t->id);
+                t->id = xstrdup(sv);
+            } else if (!strcmp(key, "token")) {
+                if (strlen(sv) < 16)
+                    return gw_error_set(err, GW_E_INVALID,
+                                        "%s:%d: token: at least 16 characters", file, line);
+                if (t->hash[0])
+                    return gw_error_set(err, GW_E_INVALID,
+                                        "%s:%d: give token or token_sha256, not both", file, line);
+                sha256_hex(sv, strlen(sv), t->hash);
+            } else if (!strcmp(key, "token_sha256")) {
+                if (!is_hex64(sv))
+                    return gw_error_set(err, GW_E_INVALID,
+                                        "%s:%d: token_sha256: 64 lowercase hex characters", file,
+                                        line);
+                if (t->hash[0])
+                    return gw_error_set(err, GW_E_INVALID,
+                                        "%s:%d: give token or token_sha256, not both", file, line);
+                memcpy(t->hash, sv, 65);
+            } else if (!strcmp(key, "role")) {
+                has_role = true;
+                if (!strcmp(sv, "viewer"))
+                    t->role = ADMIN_ROLE_VIEWER;
+                else if (!strcmp(sv, "operator"))
+                    t->role = ADMIN_ROLE_OPERATOR;
+                else
+                    return gw_error_set(err, GW_E_INVALID,
+                                        "%s:%d: role '%s' is not viewer or operator", file, line,
+                                        sv);
+            } else {
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: unknown admin token key '%s'",
+                                    file, line, key);
+            }
+        }
+        if (!t->hash[0])
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: an admin token needs token or "
+                                "token_sha256", file, m->line);
+        if (!has_role)
+            return gw_error_set(err, GW_E_INVALID, "%s:%d: an admin token needs a role (viewer "
+                                "or operator)", file, m->line);
+        if (!t->id) {
+            char id[32];
+            snprintf(id, sizeof id, "token-%zu", i + 1);
+            t->id = xstrdup(id);
+        }
+        for (size_t k = 0; k + 1 < cfg->n_admin_tokens; k++)
+            if (!strcmp(cfg->admin_tokens[k].id, t->id) || !strcmp(cfg->admin_tokens[k].hash,
+                                                                    t->hash))
+                return gw_error_set(err, GW_E_INVALID,
+                                    "%s:%d: admin token '%s' repeats an id or a token", file,
+                                    m->line, t->id);
+    }
+    return 0;
+}
+
 /* Walks a map recursively, matching dotted paths against the key table. */
 static int apply_map(struct gw_config *cfg, const char *file, const struct ynode *map,
                      const char *prefix, struct gw_error *err)
@@ -378,6 +485,11 @@ static int apply_map(struct gw_config *cfg, const char *file, const struct ynode
         int line = map->key_lines[i];
         if (!*prefix && strcmp(path, "nodes") == 0) {
             int rc = load_nodes(cfg, file, v, err);
+            if (rc) return rc;
+            continue;
+        }
+        if (!*prefix && strcmp(path, "admin_tokens") == 0) {
+            int rc = load_admin_tokens(cfg, file, v, err);
             if (rc) return rc;
             continue;
         }
@@ -586,12 +698,13 @@ int gw_config_exposure_check(const struct gw_config *cfg, const char *listen,
     if (cfg->allow_no_auth) return 0;
     if (!listen) listen = cfg->listen;
     if (!admin_listen) admin_listen = cfg->admin_listen;
-    if (!cfg->api_key && !addr_is_loopback(listen))
+    if (!cfg->api_key && !cfg->keys_required && !addr_is_loopback(listen))
         return gw_error_set(err, GW_E_INVALID,
                             "the client API listens on %s (not loopback) without an api_key; set "
-                            "api_key, or allow_no_auth: true to run it open",
+                            "api_key or keys.required: true, or allow_no_auth: true to run it "
+                            "open",
                             listen);
-    if (!cfg->admin_token && !addr_is_loopback(admin_listen))
+    if (!cfg->admin_token && !cfg->n_admin_tokens && !addr_is_loopback(admin_listen))
         return gw_error_set(err, GW_E_INVALID,
                             "the admin API listens on %s (not loopback) without an admin_token; "
                             "set admin_token, or allow_no_auth: true to run it open",
@@ -603,11 +716,12 @@ int gw_config_reload_check(const struct gw_config *cur, const struct gw_config *
                            struct gw_error *err)
 {
     if (!next->allow_no_auth) {
-        if (cur->admin_token && !next->admin_token)
+        if ((cur->admin_token || cur->n_admin_tokens) && !next->admin_token &&
+            !next->n_admin_tokens)
             return gw_error_set(err, GW_E_INVALID,
                                 "the new config has no admin_token: the admin API would be open; "
                                 "set allow_no_auth: true to drop it on purpose");
-        if (cur->api_key && !next->api_key)
+        if ((cur->api_key || cur->keys_required) && !next->api_key && !next->keys_required)
             return gw_error_set(err, GW_E_INVALID,
                                 "the new config has no api_key: the client API would be open; "
                                 "set allow_no_auth: true to drop it on purpose");

@@ -24,6 +24,14 @@ struct gw_node_config {
     size_t n_labels;
 };
 
+/* One admin token of admin_tokens (DESIGN §10): only its SHA-256 is kept. */
+enum gw_admin_role { ADMIN_ROLE_VIEWER, ADMIN_ROLE_OPERATOR };
+struct gw_admin_token {
+    char *id;      /* owned; names the token in the audit log */
+    char hash[65]; /* hex SHA-256 of the token */
+    enum gw_admin_role role;
+};
+
 struct gw_config {
     char *path; /* owned; the file it came from, or NULL */
 
@@ -80,6 +88,13 @@ struct gw_config {
 
     struct gw_node_config *nodes;
     size_t n_nodes;
+
+    /* client keys, usage, audit (docs/security.md) */
+    struct gw_admin_token *admin_tokens; /* owned; besides admin_token (an operator) */
+    size_t n_admin_tokens;
+    bool keys_required;        /* the client API needs a key even when none exists yet */
+    uint64_t usage_flush_ms;   /* how often usage rows are written to the store */
+    unsigned auth_log_per_min; /* failed-authentication log lines per minute */
 
     struct cat_model **models; /* owned: the catalogue entries of the file */
     size_t n_models;

@@ -8,6 +8,7 @@
 
 #include "base/freelist.h"
 #include "gw/admission.h"
+#include "gw/audit.h"
 #include "gw/catalogue.h"
 #include "gw/config.h"
 #include "gw/metrics.h"
@@ -17,6 +18,8 @@
 #include "store/store.h"
 
 struct proxy;
+struct keys;
+struct usage;
 
 struct gw {
     uv_loop_t *loop;
@@ -36,6 +39,9 @@ struct gw {
     struct load *loads;     /* loads.c: running cold loads and unloads */
     struct catalogue cat;   /* catalogue.c: the file's entries and the API's */
     uv_timer_t replicas_timer;
+    struct keys *keys;   /* keys.c: the client key table */
+    struct usage *usage; /* usage.c: per-key usage waiting for the store, and its counters */
+    struct audit audit;  /* audit.c: failed-authentication log limiter */
 };
 
 /* Milliseconds on the loop's clock (uv_now); tests that need to move time use the registry

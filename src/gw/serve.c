@@ -21,6 +21,8 @@
 #include "gw/admin.h"
 #include "gw/api.h"
 #include "gw/health.h"
+#include "gw/keys.h"
+#include "gw/usage.h"
 #include "gw/nodes.h"
 #include "gw/models.h"
 #include "gw/ops.h"
@@ -343,6 +345,7 @@ static void close_all(struct serve *s)
     ops_stop(g);
     models_stop(g);
     nodes_flush_stop(g);
+    usage_stop(g); /* the last usage batch goes to the store before it closes */
     if (g->api_srv) http_server_close(g->api_srv, NULL, NULL);
     if (g->admin_srv) http_server_close(g->admin_srv, NULL, NULL);
     g->api_srv = g->admin_srv = NULL;
@@ -543,6 +546,12 @@ int serve_main(int argc, char **argv)
         store_close(g->store);
         return 2;
     }
+    if (keys_open(g, &err)) {
+        fprintf(stderr, "drover serve: keys: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    (void)usage_start(g);
     models_start(g);
     if (ops_start(g, &err)) {
         fprintf(stderr, "drover serve: operations: %s\n", err.msg);
@@ -577,6 +586,7 @@ int serve_main(int argc, char **argv)
     g->store = NULL;
     uv_run(g->loop, UV_RUN_NOWAIT);
     uv_loop_close(g->loop);
+    keys_close(g);
     registry_free(&g->reg);
     catalogue_free(&g->cat);
     proxy_free_spares(g);

@@ -9,6 +9,7 @@
 #include "store/store_impl.h"
 #include "store/store_ops.h"
 #include "store/store_catalogue.h"
+#include "store/store_keys.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,8 @@ static const struct store_migration migrations[] = {
     {2, store_ops_schema_sql, store_ops_schema_pg_sql},
     /* 3: catalogue entries added through the admin API (the file's are not stored) */
     {3, store_catalogue_schema_sql, store_catalogue_schema_pg_sql},
+    /* 4: client keys (hashed), usage per minute, the admin audit log (docs/security.md) */
+    {4, store_keys_schema_sql, store_keys_schema_pg_sql},
 };
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };
