@@ -1,10 +1,12 @@
 /* commands — the table of subcommands. */
 #include "cli/commands.h"
+#include "cli/keys_cmd.h"
 
 #include <stddef.h>
 
 const struct drover_command drover_commands[] = {
     {"agent", agent_main}, /* one per line */
-    {"models", models_main}, {"nodes", nodes_main},     {"ops", ops_main}, {"serve", serve_main},
-    {"sim", sim_main},       {"store", store_cmd_main}, {NULL, NULL},
+    {"keys", keys_main},     {"models", models_main},   {"nodes", nodes_main},
+    {"ops", ops_main},       {"serve", serve_main},     {"sim", sim_main},
+    {"store", store_cmd_main}, {"usage", usage_main},   {NULL, NULL},
 };
