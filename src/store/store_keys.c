@@ -33,7 +33,7 @@ const char store_keys_schema_sql[] =
     ") STRICT, WITHOUT ROWID;"
     "CREATE INDEX usage_minutes_key ON usage_minutes (key_id, minute);"
     "CREATE TABLE audit_log ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id INTEGER PRIMARY KEY,"
     "  at_ms INTEGER NOT NULL,"
     "  actor TEXT NOT NULL,"
     "  role TEXT NOT NULL,"
@@ -44,7 +44,8 @@ const char store_keys_schema_sql[] =
     ") STRICT;";
 
 /* The same on PostgreSQL: BIGINT integers, a regex for the hash, a jsonb cast for the spec,
- * the C collation on keys (bytewise ORDER BY, as SQLite), an identity column for the audit. */
+ * the C collation on keys (bytewise ORDER BY, as SQLite). Audit ids are max + 1, given by the
+ * insert itself on both engines (no sequence: `drover store migrate` copies rows as they are). */
 const char store_keys_schema_pg_sql[] =
     "CREATE TABLE client_keys ("
     "  id TEXT COLLATE \"C\" PRIMARY KEY NOT NULL CHECK (length(id) > 0),"
@@ -68,7 +69,7 @@ const char store_keys_schema_pg_sql[] =
     ");"
     "CREATE INDEX usage_minutes_key ON usage_minutes (key_id, minute);"
     "CREATE TABLE audit_log ("
-    "  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  id BIGINT PRIMARY KEY,"
     "  at_ms BIGINT NOT NULL,"
     "  actor TEXT NOT NULL,"
     "  role TEXT NOT NULL,"
@@ -406,8 +407,9 @@ static int run_add_audit(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct audit_job *j = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "INSERT INTO audit_log (at_ms, actor, role, peer, method, path, "
-                           "summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &st))
+    if (store_prepare(db, "INSERT INTO audit_log (id, at_ms, actor, role, peer, method, path, "
+                           "summary) SELECT coalesce(max(id), 0) + 1, CAST(?1 AS BIGINT), ?2, ?3, ?4, ?5, ?6, ?7 "
+                           "FROM audit_log", &st))
         return store_db_error(db, "add audit", err);
     store_bind_int64(st, 1, j->r.at_ms);
     const char *v[] = {j->r.actor, j->r.role, j->r.peer, j->r.method, j->r.path, j->r.summary};

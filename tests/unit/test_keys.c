@@ -1,0 +1,431 @@
+/* Client keys (src/gw/keys.c, usage.c, audit.c): secrets and their hashes, glob entitlements,
+ * token buckets (refill math with an injected clock), reset formatting, budget periods, the
+ * parsing of a key's spec, admission and release on a gateway without a store, usage
+ * aggregation and the failed-authentication log limiter. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/sha256.h"
+#include "gw/audit.h"
+#include "gw/gw.h"
+#include "gw/keys.h"
+#include "gw/usage.h"
+
+static uint64_t fake_us;
+static uint64_t fake_clock(void *ctx)
+{
+    (void)ctx;
+    return fake_us;
+}
+
+static int spec_from(struct key_spec *s, const char *json)
+{
+    key_spec_init(s);
+    char why[200];
+    return key_spec_apply(s, json, strlen(json), why, sizeof why);
+}
+
+static void test_secret_format_and_hash(void **state)
+{
+    (void)state;
+    char a[KEYS_SECRET_BYTES + 1], b[KEYS_SECRET_BYTES + 1];
+    assert_int_equal(keys_new_secret(a), 0);
+    assert_int_equal(keys_new_secret(b), 0);
+    assert_int_equal(strlen(a), 43);
+    assert_memory_equal(a, "dk-", 3);
+    for (size_t i = 3; i < strlen(a); i++)
+        assert_true((a[i] >= '0' && a[i] <= '9') || (a[i] >= 'a' && a[i] <= 'z') ||
+                    (a[i] >= 'A' && a[i] <= 'Z'));
+    assert_string_not_equal(a, b);
+    /* the table keeps SHA-256 hex of the secret, never the secret */
+    struct gw g;
+    memset(&g, 0, sizeof g);
+    assert_int_equal(keys_open(&g, NULL), 0);
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, "{\"name\":\"t\"}"), 0);
+    struct client_key *k = keys_add_for_test(&g, a, &s);
+    char hex[65];
+    sha256_hex(a, strlen(a), hex);
+    assert_string_equal(k->hash, hex);
+    assert_null(strstr(k->hash, a + 3));
+    assert_memory_equal(k->prefix, a, 8);
+    /* the masked form shows 5 + 4 characters, never the rest */
+    char shown[32];
+    keys_mask_token(strv_from_cstr(a), shown, sizeof shown);
+    assert_int_equal(strlen(shown), 12);
+    assert_memory_equal(shown, a, 5);
+    keys_mask_token(STRV_LIT("short"), shown, sizeof shown);
+    assert_string_equal(shown, "***");
+    key_spec_free(&s);
+    keys_close(&g);
+}
+
+static void test_globs(void **state)
+{
+    (void)state;
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, "{\"name\":\"t\",\"models\":[\"llama-*\",\"org/qwen?\"]}"), 0);
+    assert_true(key_spec_allows_model(&s, STRV_LIT("llama-3-8b")));
+    assert_true(key_spec_allows_model(&s, STRV_LIT("llama-")));
+    assert_true(key_spec_allows_model(&s, STRV_LIT("org/qwen2")));
+    assert_false(key_spec_allows_model(&s, STRV_LIT("org/qwen25")));
+    assert_false(key_spec_allows_model(&s, STRV_LIT("mistral")));
+    assert_false(key_spec_allows_model(&s, STRV_LIT("xllama-3")));
+    assert_false(key_spec_allows_model(&s, STRV_LIT("")));
+    key_spec_free(&s);
+    assert_int_equal(spec_from(&s, "{\"name\":\"all\"}"), 0);
+    assert_true(key_spec_allows_model(&s, STRV_LIT("anything/at:all")));
+    key_spec_free(&s);
+}
+
+static void test_bucket_refill(void **state)
+{
+    (void)state;
+    struct key_bucket b;
+    key_bucket_init(&b, 60, 1000); /* one per second, 60 at most */
+    assert_int_equal(key_bucket_remaining(&b, 1000), 60);
+    for (int i = 0; i < 60; i++) assert_true(key_bucket_take(&b, 1, 1000));
+    assert_false(key_bucket_take(&b, 1, 1000));
+    assert_int_equal(key_bucket_wait_ms(&b, 1, 1000), 1000);
+    assert_int_equal(key_bucket_wait_ms(&b, 1, 1400), 600); /* continuous, not per window */
+    assert_false(key_bucket_take(&b, 1, 1999));
+    assert_true(key_bucket_take(&b, 1, 2000));
+    assert_int_equal(key_bucket_remaining(&b, 2000), 0);
+    assert_int_equal(key_bucket_reset_ms(&b, 2000), 60000);
+    assert_int_equal(key_bucket_remaining(&b, 2000 + 30000), 30);
+    assert_int_equal(key_bucket_remaining(&b, 2000 + 600000), 60); /* capped */
+    /* rpm = 2: the third in a minute waits 30 s */
+    key_bucket_init(&b, 2, 0);
+    assert_true(key_bucket_take(&b, 1, 0));
+    assert_true(key_bucket_take(&b, 1, 10));
+    assert_false(key_bucket_take(&b, 1, 20));
+    assert_int_equal(key_bucket_wait_ms(&b, 1, 20), 29980); /* refilled 40 ms worth */
+    /* a debt (tokens known after the answer) waits until the level is above zero */
+    key_bucket_init(&b, 1000, 0);
+    key_bucket_debit(&b, 1500, 0);
+    assert_int_equal(key_bucket_remaining(&b, 0), 0);
+    assert_int_equal(key_bucket_wait_ms(&b, 0, 0), 30001);
+    assert_int_equal(key_bucket_wait_ms(&b, 0, 30001), 0);
+    /* unlimited never refuses */
+    key_bucket_init(&b, 0, 0);
+    assert_true(key_bucket_take(&b, 1000000, 0));
+    assert_int_equal(key_bucket_wait_ms(&b, 5, 0), 0);
+    /* a lower rate caps the level; a higher one keeps it */
+    key_bucket_init(&b, 100, 0);
+    key_bucket_set_rate(&b, 10, 0);
+    assert_int_equal(key_bucket_remaining(&b, 0), 10);
+    key_bucket_set_rate(&b, 100, 0);
+    assert_int_equal(key_bucket_remaining(&b, 0), 10);
+    /* time that runs backwards refills nothing */
+    key_bucket_init(&b, 60, 5000);
+    assert_true(key_bucket_take(&b, 60, 5000));
+    assert_int_equal(key_bucket_remaining(&b, 1000), 0);
+}
+
+static void test_reset_format(void **state)
+{
+    (void)state;
+    char s[32];
+    key_format_reset(0, s, sizeof s);
+    assert_string_equal(s, "0ms");
+    key_format_reset(20, s, sizeof s);
+    assert_string_equal(s, "20ms");
+    key_format_reset(1000, s, sizeof s);
+    assert_string_equal(s, "1s");
+    key_format_reset(1500, s, sizeof s);
+    assert_string_equal(s, "1.5s");
+    key_format_reset(360000, s, sizeof s);
+    assert_string_equal(s, "6m0s");
+    key_format_reset(61250, s, sizeof s);
+    assert_string_equal(s, "1m1.25s");
+}
+
+static void test_budget_periods(void **state)
+{
+    (void)state;
+    /* 2026-02-14T12:00:00Z = 1771070400000 */
+    uint64_t t = 1771070400000ull;
+    assert_int_equal(key_budget_period_start(KEY_BUDGET_DAY, t), 1771027200000ull);
+    assert_int_equal(key_budget_period_end(KEY_BUDGET_DAY, t), 1771113600000ull);
+    /* month: 2026-02-01T00:00Z .. 2026-03-01T00:00Z (28 days) */
+    assert_int_equal(key_budget_period_start(KEY_BUDGET_MONTH, t), 1769904000000ull);
+    assert_int_equal(key_budget_period_end(KEY_BUDGET_MONTH, t), 1772323200000ull);
+    /* 2024 is a leap year: Feb has 29 days (2024-02-10 → 2024-03-01) */
+    uint64_t l = 1707523200000ull;
+    assert_int_equal(key_budget_period_end(KEY_BUDGET_MONTH, l) -
+                         key_budget_period_start(KEY_BUDGET_MONTH, l),
+                     29ull * 86400000ull);
+}
+
+static void test_spec_parse(void **state)
+{
+    (void)state;
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, "{\"name\":\"a\",\"owner\":\"bob\",\"team\":\"ml\","
+                                   "\"models\":[\"m*\"],\"endpoints\":[\"chat\",\"models\"],"
+                                   "\"rpm\":2,\"tpm\":1000,\"max_concurrent\":3,"
+                                   "\"budget_tokens\":5000,\"budget_period\":\"month\","
+                                   "\"expires_ms\":null}"),
+                     0);
+    assert_string_equal(s.name, "a");
+    assert_string_equal(s.owner, "bob");
+    assert_int_equal(s.endpoints, KEP_CHAT | KEP_MODELS);
+    assert_int_equal(s.rpm, 2);
+    assert_int_equal(s.tpm, 1000);
+    assert_int_equal(s.max_concurrent, 3);
+    assert_int_equal(s.budget_tokens, 5000);
+    assert_int_equal(s.budget_period, KEY_BUDGET_MONTH);
+    /* round trip */
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(key_spec_to_json(&s, &b), 0);
+    struct key_spec t;
+    assert_int_equal(spec_from(&t, b.p), 0);
+    assert_int_equal(t.rpm, 2);
+    assert_int_equal(t.n_models, 1);
+    assert_string_equal(t.models[0], "m*");
+    key_spec_free(&t);
+    buf_free(&b);
+    /* an update replaces only what it names; a refused one changes nothing */
+    char why[200];
+    assert_int_equal(key_spec_apply(&s, "{\"rpm\":7}", 9, why, sizeof why), 0);
+    assert_int_equal(s.rpm, 7);
+    assert_int_equal(s.tpm, 1000);
+    static const char *const bad[] = {
+        "{\"rpm\":-1}", "{\"rpm\":1000000001}", "{\"rpm\":1.5}", "{\"rpm\":\"2\"}",
+        "{\"models\":[]}", "{\"models\":[\"\"]}", "{\"models\":\"x\"}", "{\"endpoints\":[\"x\"]}",
+        "{\"name\":\"\"}", "{\"name\":\"a\\nb\"}", "{\"budget_period\":\"week\"}",
+        "{\"unknown\":1}", "[1]", "{", "", "{\"expires_ms\":-5}", "{\"name\":\"a\\u0000b\"}",
+        "{\"max_concurrent\":1000001}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        if (key_spec_apply(&s, bad[i], strlen(bad[i]), why, sizeof why) == 0)
+            fail_msg("accepted %s", bad[i]);
+        assert_true(why[0] != '\0');
+        assert_int_equal(s.rpm, 7);
+    }
+    key_spec_free(&s);
+    /* a create needs a name */
+    assert_int_not_equal(spec_from(&s, "{\"rpm\":1}"), 0);
+    key_spec_free(&s);
+}
+
+static void test_check_and_release(void **state)
+{
+    (void)state;
+    clock_set_source(fake_clock, NULL);
+    fake_us = 1000000;
+    struct gw g;
+    memset(&g, 0, sizeof g);
+    assert_int_equal(keys_open(&g, NULL), 0);
+    g.usage = usage_new();
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, "{\"name\":\"t\",\"models\":[\"llama-*\"],\"rpm\":2,"
+                                   "\"tpm\":100,\"max_concurrent\":1,"
+                                   "\"endpoints\":[\"chat\"]}"),
+                     0);
+    struct client_key *k = keys_add_for_test(&g, "dk-test-secret-0123456789", &s);
+    key_spec_free(&s);
+    struct key_grant gr;
+    uint64_t ra;
+    const char *code;
+    uint64_t now = clock_now_ms(), wall = 1771070400000ull;
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("mistral"), now, wall, &gr, &ra, &code),
+                     403);
+    assert_string_equal(code, "model_not_found");
+    assert_int_equal(
+        keys_check(&g, k, KEP_EMBEDDINGS, STRV_LIT("llama-3"), now, wall, &gr, &ra, &code), 403);
+    assert_string_equal(code, "endpoint_not_allowed");
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("llama-3"), now, wall, &gr, &ra, &code),
+                     0);
+    assert_true(gr.has_req && gr.has_tok);
+    assert_string_equal(gr.lim_req, "2");
+    assert_string_equal(gr.rem_req, "1");
+    struct http_header h[8];
+    assert_int_equal(keys_grant_headers(&gr, h, 8), 6);
+    assert_true(strv_eq_cstr(h[0].name, "x-ratelimit-limit-requests"));
+    /* a grant as keys_admit makes it: concurrency 1 is now taken */
+    k->inflight++;
+    k->refs++;
+    gr.key = k;
+    gr.key_id = k->id;
+    gr.counted = true;
+    snprintf(gr.model, sizeof gr.model, "llama-3");
+    struct key_grant g2;
+    memset(&g2, 0, sizeof g2);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("llama-3"), now, wall, &g2, &ra, &code),
+                     429);
+    assert_string_equal(code, "concurrency");
+    /* the answer used 150 tokens: the tokens bucket is in debt */
+    keys_release(&g, &gr, 200, 100, 50, "n1");
+    assert_null(gr.key);
+    assert_int_equal(k->inflight, 0);
+    assert_int_equal(usage_pending_rows(g.usage), 1);
+    memset(&g2, 0, sizeof g2);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("llama-3"), now, wall, &g2, &ra, &code),
+                     429);
+    assert_string_equal(code, "tokens");
+    assert_int_equal(ra, 31); /* 50 tokens of debt at 100/min: 30 s and a bit */
+    fake_us += 31000000;
+    now = clock_now_ms();
+    memset(&g2, 0, sizeof g2);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("llama-3"), now, wall, &g2, &ra, &code),
+                     0); /* second request of the minute (refilled a bit too) */
+    memset(&g2, 0, sizeof g2);
+    int st = keys_check(&g, k, KEP_CHAT, STRV_LIT("llama-3"), now, wall, &g2, &ra, &code);
+    (void)st;
+    /* releasing a zeroed grant does nothing */
+    memset(&g2, 0, sizeof g2);
+    keys_release(&g, &g2, 200, 0, 0, NULL);
+    usage_free(g.usage);
+    g.usage = NULL;
+    keys_close(&g);
+    clock_set_source(NULL, NULL);
+}
+
+static void test_rpm_third_refused(void **state)
+{
+    (void)state;
+    struct gw g;
+    memset(&g, 0, sizeof g);
+    assert_int_equal(keys_open(&g, NULL), 0);
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, "{\"name\":\"t\",\"rpm\":2}"), 0);
+    struct client_key *k = keys_add_for_test(&g, "dk-rpm-secret-0123456789", &s);
+    key_spec_free(&s);
+    key_bucket_init(&k->req_bucket, 2, 5000);
+    struct key_grant gr;
+    uint64_t ra;
+    const char *code;
+    for (int i = 0; i < 2; i++) {
+        memset(&gr, 0, sizeof gr);
+        assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("m"), 5000, 0, &gr, &ra, &code), 0);
+    }
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("m"), 5000, 0, &gr, &ra, &code), 429);
+    assert_string_equal(code, "requests");
+    assert_int_equal(ra, 30);
+    assert_string_equal(gr.rem_req, "0");
+    assert_string_equal(gr.reset_req, "1m0s");
+    keys_close(&g);
+}
+
+static void test_budget_refuses(void **state)
+{
+    (void)state;
+    struct gw g;
+    memset(&g, 0, sizeof g);
+    assert_int_equal(keys_open(&g, NULL), 0);
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, "{\"name\":\"t\",\"budget_tokens\":100}"), 0);
+    struct client_key *k = keys_add_for_test(&g, "dk-budget-secret-0123456789", &s);
+    key_spec_free(&s);
+    uint64_t wall = 1771070400000ull; /* noon: 12 h left in the day */
+    k->budget_period_start = key_budget_period_start(KEY_BUDGET_DAY, wall);
+    k->budget_used = 100;
+    struct key_grant gr;
+    memset(&gr, 0, sizeof gr);
+    uint64_t ra;
+    const char *code;
+    assert_int_equal(keys_check(&g, k, 0, STRV_LIT("m"), 0, wall, &gr, &ra, &code), 429);
+    assert_string_equal(code, "insufficient_quota");
+    assert_int_equal(ra, 12 * 3600);
+    /* the next day starts afresh */
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, 0, STRV_LIT("m"), 0, wall + 43200000ull, &gr, &ra, &code),
+                     0);
+    assert_int_equal(k->budget_used, 0);
+    /* an expired key is refused as unauthorized */
+    k->spec.expires_ms = wall;
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, 0, STRV_LIT("m"), 0, wall, &gr, &ra, &code), 401);
+    keys_close(&g);
+}
+
+static void test_endpoints_of_paths(void **state)
+{
+    (void)state;
+    assert_int_equal(key_endpoint_of_path(STRV_LIT("/v1/chat/completions")), KEP_CHAT);
+    assert_int_equal(key_endpoint_of_path(STRV_LIT("/v1/completions")), KEP_COMPLETIONS);
+    assert_int_equal(key_endpoint_of_path(STRV_LIT("/v1/embeddings")), KEP_EMBEDDINGS);
+    assert_int_equal(key_endpoint_of_path(STRV_LIT("/api/chat")), KEP_OLLAMA);
+    assert_int_equal(key_endpoint_of_path(STRV_LIT("/v1/models")), KEP_MODELS);
+    assert_int_equal(key_endpoint_parse(STRV_LIT("ollama")), KEP_OLLAMA);
+    assert_int_equal(key_endpoint_parse(STRV_LIT("Chat")), 0);
+}
+
+static void test_usage_aggregates_and_caps(void **state)
+{
+    (void)state;
+    struct usage *u = usage_new();
+    uint64_t t = 1771070400000ull;
+    usage_add(u, "key_a", "m", "n1", 200, 10, 5, t);
+    usage_add(u, "key_a", "m", "n1", 500, 1, 0, t + 1000);
+    usage_add(u, "key_a", "m", "n1", 200, 1, 1, t + 60000); /* next minute */
+    usage_add(u, "key_b", "m", NULL, 429, 0, 0, t);
+    assert_int_equal(usage_pending_rows(u), 3);
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(usage_render(u, &b), 0);
+    assert_non_null(strstr(b.p, "drover_key_requests_total{key=\"key_a\",model=\"m\"} 3\n"));
+    assert_non_null(strstr(b.p, "drover_key_errors_total{key=\"key_a\",model=\"m\"} 1\n"));
+    assert_non_null(strstr(b.p, "drover_key_prompt_tokens_total{key=\"key_a\",model=\"m\"} 12\n"));
+    assert_non_null(strstr(b.p, "drover_key_errors_total{key=\"key_b\",model=\"m\"} 1\n"));
+    buf_free(&b);
+    /* Prometheus series are capped; the rest fold into _other */
+    char m[32];
+    for (int i = 0; i < USAGE_MAX_SERIES + 50; i++) {
+        snprintf(m, sizeof m, "model-%d", i);
+        usage_add(u, "key_c", m, "n", 200, 0, 0, t);
+    }
+    buf_init(&b, 64 << 20);
+    assert_int_equal(usage_render(u, &b), 0);
+    assert_non_null(strstr(b.p, "key=\"_other\",model=\"_other\""));
+    size_t lines = 0;
+    for (const char *p = b.p; (p = strstr(p, "drover_key_requests_total{")); p++) lines++;
+    assert_true(lines <= USAGE_MAX_SERIES + 1);
+    buf_free(&b);
+    usage_free(u);
+}
+
+static void test_log_limit(void **state)
+{
+    (void)state;
+    struct log_limit l = {.per_min = 3};
+    uint64_t told = 0;
+    int allowed = 0;
+    for (int i = 0; i < 10; i++) allowed += log_limit_allow(&l, 1000 + (uint64_t)i, &told);
+    assert_int_equal(allowed, 3);
+    assert_true(log_limit_allow(&l, 62000, &told));
+    assert_int_equal(told, 7); /* the summary of the last window */
+    assert_true(log_limit_allow(&l, 62001, &told));
+    assert_int_equal(told, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_secret_format_and_hash),
+        cmocka_unit_test(test_globs),
+        cmocka_unit_test(test_bucket_refill),
+        cmocka_unit_test(test_reset_format),
+        cmocka_unit_test(test_budget_periods),
+        cmocka_unit_test(test_spec_parse),
+        cmocka_unit_test(test_check_and_release),
+        cmocka_unit_test(test_rpm_third_refused),
+        cmocka_unit_test(test_budget_refuses),
+        cmocka_unit_test(test_endpoints_of_paths),
+        cmocka_unit_test(test_usage_aggregates_and_caps),
+        cmocka_unit_test(test_log_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
