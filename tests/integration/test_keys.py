@@ -1,0 +1,320 @@
+"""test_keys — client keys, admin roles, usage and the audit log (docs/security.md, DESIGN §10)
+with a real `drover serve` in front of a `drover sim` node. Loopback only; readiness lines,
+never sleeps; every process ended by its pid.
+
+The tests marked `wired` need the data-path hook (keys_admit / keys_release called by
+src/gw/proxy.c): entitlements by model, limits and usage of inference requests. They run when
+DROVER_KEYS_WIRED is set in the environment; everything else (authentication of every client
+request, revocation and rotation, /v1/models filtering, roles, audit) works without it.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import DROVER, Proc, log_text, request, start_sim, wait_until  # noqa: E402
+
+OPERATOR = "operator-token-0123456789"
+VIEWER = "viewer-token-0123456789"
+LEGACY = "legacy-api-key-0123456789"
+LLAMA = "llama-3-8b"
+MISTRAL = "mistral-7b"
+
+wired = pytest.mark.skipif(not os.environ.get("DROVER_KEYS_WIRED"),
+                           reason="needs keys_admit/keys_release in proxy.c (DROVER_KEYS_WIRED)")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = start_sim("--model", LLAMA, "--model", MISTRAL, "--tokens-per-second", "0")
+    yield s
+    s.stop()
+
+
+def start_gw(sim, tmp_path, db=None, extra=()):
+    cfg = tmp_path / "drover.yaml"
+    cfg.write_text("admin_token: %s\n"
+                   "admin_tokens:\n"
+                   "  - {id: alice, token: %s, role: viewer}\n" % (OPERATOR, VIEWER))
+    env = {"DROVER_STORE_PATH": str(db)} if db else None
+    gw = Proc(["serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
+               "--admin-listen", "127.0.0.1:0", "--set", "health.interval=100ms",
+               "--set", "health.rise=1", "--set", "usage.flush_interval=100ms",
+               "--node", "n0=http://127.0.0.1:%d" % sim.port] + list(extra),
+              "drover-serve ready", env=env)
+    gw.port = int(gw.fields["listen"].rsplit(":", 1)[1])
+    gw.admin = int(gw.fields["admin"].rsplit(":", 1)[1])
+    wait_until(None, "node routable",
+               lambda: admin(gw, "GET", "/admin/v1/nodes")[1]["nodes"][0]["routable"])
+    return gw
+
+
+@pytest.fixture
+def gw(sim, tmp_path):
+    g = start_gw(sim, tmp_path)
+    yield g
+    g.stop()
+
+
+def admin(gw, method, path, body=None, token=OPERATOR):
+    h = {"Authorization": "Bearer " + token} if token else {}
+    st, hdrs, data = request(gw.admin, method, path, body=body, headers=h)
+    try:
+        return st, json.loads(data)
+    except ValueError:
+        return st, {}
+
+
+def create(gw, **spec):
+    spec.setdefault("name", "k")
+    st, body = admin(gw, "POST", "/admin/v1/keys", spec)
+    assert st == 201, body
+    return body["key"]["id"], body["secret"]
+
+
+def chat(gw, secret, model=LLAMA):
+    h = {"Authorization": "Bearer " + secret} if secret else {}
+    body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    st, hdrs, data = request(gw.port, "POST", "/v1/chat/completions", body=body, headers=h)
+    try:
+        return st, hdrs, json.loads(data)
+    except ValueError:
+        return st, hdrs, {}
+
+
+def models(gw, secret):
+    st, _, data = request(gw.port, "GET", "/v1/models",
+                          headers={"Authorization": "Bearer " + secret})
+    return st, json.loads(data)
+
+
+def test_create_use_and_wrong_key(gw):
+    kid, secret = create(gw, name="team-a", owner="bob", models=["llama-*"])
+    assert secret.startswith("dk-") and len(secret) == 43
+    st, _, body = chat(gw, secret)
+    assert st == 200, body
+    st, _, body = chat(gw, "dk-not-a-key-0123456789")
+    assert st == 401
+    assert body["error"]["code"] == "invalid_api_key"
+    assert body["error"]["message"].startswith("Incorrect API key provided: dk-no***")
+    assert "0123456789" not in body["error"]["message"]
+    st, _, body = chat(gw, None)
+    assert st == 401 and body["error"]["code"] == "invalid_api_key"
+    # the listing never shows the secret, only its prefix
+    st, body = admin(gw, "GET", "/admin/v1/keys")
+    assert st == 200
+    assert secret not in json.dumps(body)
+    assert body["keys"][0]["prefix"] == secret[:8]
+    assert body["keys"][0]["spec"]["owner"] == "bob"
+
+
+def test_models_lists_only_the_keys_globs(gw):
+    _, secret = create(gw, models=["llama-*"])
+    st, body = models(gw, secret)
+    assert st == 200
+    ids = {m["id"] for m in body["data"]}
+    assert LLAMA in ids and MISTRAL not in ids
+    _, every = create(gw, name="all")
+    ids = {m["id"] for m in models(gw, every)[1]["data"]}
+    assert {LLAMA, MISTRAL} <= ids
+
+
+@wired
+def test_model_outside_globs_is_403(gw):
+    _, secret = create(gw, models=["llama-*"])
+    st, _, body = chat(gw, secret, MISTRAL)
+    assert st == 403, body
+    assert body["error"]["code"] == "model_not_found"
+    assert MISTRAL in body["error"]["message"]
+    assert chat(gw, secret, LLAMA)[0] == 200
+
+
+@wired
+def test_rpm_third_request_is_429_with_headers(gw):
+    _, secret = create(gw, rpm=2, tpm=100000)
+    for i in range(2):
+        st, h, body = chat(gw, secret)
+        assert st == 200, body
+        assert h["x-ratelimit-limit-requests"] == "2"
+        assert h["x-ratelimit-remaining-requests"] == str(1 - i)
+        assert "x-ratelimit-reset-requests" in h and "x-ratelimit-limit-tokens" in h
+    st, h, body = chat(gw, secret)
+    assert st == 429, body
+    assert body["error"]["code"] == "rate_limit_exceeded"
+    assert body["error"]["type"] == "requests"
+    assert 1 <= int(h["retry-after"]) <= 60
+    assert h["x-ratelimit-limit-requests"] == "2"
+    assert h["x-ratelimit-remaining-requests"] == "0"
+    assert h["x-ratelimit-reset-requests"].endswith("s")
+
+
+@wired
+def test_usage_counts_requests_and_tokens(gw):
+    kid, secret = create(gw)
+    for _ in range(3):
+        assert chat(gw, secret)[0] == 200
+    assert chat(gw, secret, "no-such-model")[0] == 404
+
+    def rows():
+        st, body = admin(gw, "GET", "/admin/v1/usage?group_by=key&key=" + kid)
+        assert st == 200, body
+        r = body["rows"]
+        return r if r and r[0]["requests"] == 4 else None
+
+    r = wait_until(None, "usage flushed", rows)[0]
+    assert r["key"] == kid and r["errors"] == 1
+    assert r["prompt_tokens"] > 0 and r["completion_tokens"] > 0
+    st, body = admin(gw, "GET", "/admin/v1/usage?group_by=model&key=" + kid)
+    assert {x["model"] for x in body["rows"]} >= {LLAMA}
+    st, body = admin(gw, "GET", "/admin/v1/usage?group_by=node&key=" + kid)
+    assert "n0" in {x["node"] for x in body["rows"]}
+    st, _, text = request(gw.admin, "GET", "/metrics",
+                          headers={"Authorization": "Bearer " + OPERATOR})
+    assert ('drover_key_requests_total{key="%s",model="%s"} 3' % (kid, LLAMA)).encode() in text
+
+
+def test_revoke_takes_effect_at_once(gw):
+    kid, secret = create(gw)
+    assert models(gw, secret)[0] == 200
+    assert chat(gw, secret)[0] == 200
+    st, body = admin(gw, "POST", "/admin/v1/keys/%s/revoke" % kid)
+    assert st == 200 and body["status"] == "revoked"
+    assert chat(gw, secret)[0] == 401
+    assert models(gw, secret)[0] == 401
+    assert admin(gw, "GET", "/admin/v1/keys/" + kid)[0] == 404
+    # revoking the last key never opens the API
+    assert chat(gw, None)[0] == 401
+
+
+def test_rotate_old_secret_stops_new_works(gw):
+    kid, old = create(gw, rpm=100)
+    st, body = admin(gw, "POST", "/admin/v1/keys/%s/rotate" % kid)
+    assert st == 200, body
+    new = body["secret"]
+    assert new != old and body["key"]["id"] == kid
+    assert body["key"]["spec"]["rpm"] == 100
+    assert chat(gw, old)[0] == 401
+    assert chat(gw, new)[0] == 200
+
+
+def test_update_limits(gw):
+    kid, secret = create(gw, models=["llama-*"])
+    st, body = admin(gw, "PATCH", "/admin/v1/keys/" + kid, {"models": ["mistral-*"], "rpm": 5})
+    assert st == 200, body
+    assert body["spec"]["rpm"] == 5
+    ids = {m["id"] for m in models(gw, secret)[1]["data"]}
+    assert MISTRAL in ids and LLAMA not in ids
+    st, body = admin(gw, "PATCH", "/admin/v1/keys/" + kid, {"rpm": -1})
+    assert st == 400 and body["error"]["code"] == "invalid_key_spec"
+    st, body = admin(gw, "POST", "/admin/v1/keys", {"name": "x", "bogus": 1})
+    assert st == 400 and "bogus" in body["error"]["message"]
+
+
+def test_viewer_reads_but_cannot_write(gw):
+    kid, _ = create(gw)
+    st, body = admin(gw, "GET", "/admin/v1/keys", token=VIEWER)
+    assert st == 200 and body["keys"]
+    assert admin(gw, "GET", "/admin/v1/nodes", token=VIEWER)[0] == 200
+    for method, path, body in (("POST", "/admin/v1/keys", {"name": "v"}),
+                               ("POST", "/admin/v1/keys/%s/revoke" % kid, None),
+                               ("DELETE", "/admin/v1/keys/" + kid, None),
+                               ("POST", "/admin/v1/nodes/n0/drain", None)):
+        st, b = admin(gw, method, path, body, token=VIEWER)
+        assert st == 403, (method, path, b)
+        assert b["error"]["code"] == "permission_denied"
+    assert admin(gw, "GET", "/admin/v1/keys/" + kid)[1]["status"] == "active"
+    assert admin(gw, "GET", "/admin/v1/keys", token="wrong-token-0123456789")[0] == 401
+    assert admin(gw, "GET", "/admin/v1/keys", token=None)[0] == 401
+
+
+def test_audit_lists_the_writes(gw):
+    kid, _ = create(gw, name="audited")
+    admin(gw, "POST", "/admin/v1/keys/%s/rotate" % kid)
+    admin(gw, "POST", "/admin/v1/keys", {"name": "refused"}, token=VIEWER)  # 403: not a write
+    st, body = admin(gw, "GET", "/admin/v1/audit", token=VIEWER)
+    assert st == 200
+    entries = body["entries"]
+    assert [(e["method"], e["path"]) for e in entries[:2]] == [
+        ("POST", "/admin/v1/keys/%s/rotate" % kid), ("POST", "/admin/v1/keys")]
+    for e in entries[:2]:
+        assert e["actor"] == "admin_token" and e["role"] == "operator"
+        assert e["peer"].startswith("127.0.0.1:") and e["at_ms"] > 0
+    assert "audited" in entries[1]["summary"]
+    assert all(e["actor"] != "alice" for e in entries)
+
+
+def test_failed_auth_logged_with_a_limit(gw):
+    create(gw)  # with no key at all (and no api_key) the loopback client API is open
+    for i in range(15):
+        chat(gw, "dk-wrong-%02d-0123456789" % i)
+    text = log_text(gw)
+    assert text.count("event=auth_failed") == 10
+    assert "0123456789" not in text.split("event=auth_failed", 1)[1].split("\n", 1)[0]
+    st, _, m = request(gw.admin, "GET", "/metrics", headers={"Authorization": "Bearer " + OPERATOR})
+    assert b"drover_auth_failures_total 15" in m
+
+
+def test_keys_survive_a_restart(sim, tmp_path):
+    db = tmp_path / "keys.db"
+    g = start_gw(sim, tmp_path, db=db)
+    kid, secret = create(g, rpm=7, models=["llama-*"])
+    gone, gone_secret = create(g, name="gone")
+    admin(g, "DELETE", "/admin/v1/keys/" + gone)
+    assert g.stop() == 0
+    g = start_gw(sim, tmp_path, db=db)
+    try:
+        assert chat(g, secret)[0] == 200
+        assert chat(g, gone_secret)[0] == 401
+        st, body = admin(g, "GET", "/admin/v1/keys/" + kid)
+        assert st == 200 and body["spec"]["rpm"] == 7
+        st, body = admin(g, "GET", "/admin/v1/audit")
+        assert len(body["entries"]) == 3
+    finally:
+        g.stop()
+
+
+def test_legacy_api_key_keeps_working(sim, tmp_path):
+    g = start_gw(sim, tmp_path, extra=["--set", "api_key=" + LEGACY])
+    try:
+        assert chat(g, LEGACY)[0] == 200
+        _, secret = create(g, models=["llama-*"])
+        assert chat(g, secret)[0] == 200
+        assert chat(g, LEGACY, MISTRAL)[0] == 200  # the legacy key has no limits
+        assert chat(g, "nope-0123456789ab")[0] == 401
+    finally:
+        g.stop()
+
+
+def test_cli_keys_and_usage(gw):
+    env = dict(os.environ, DROVER_ADMIN_URL="http://127.0.0.1:%d" % gw.admin,
+               DROVER_ADMIN_TOKEN=OPERATOR)
+
+    def drover(*args):
+        r = subprocess.run([DROVER] + list(args), env=env, capture_output=True, text=True,
+                           timeout=30)
+        return r.returncode, r.stdout, r.stderr
+
+    rc, out, err = drover("keys", "create", "cli-key", "--models", "llama-*", "--rpm", "3",
+                          "--budget", "1000/month", "--json")
+    assert rc == 0, err
+    created = json.loads(out)
+    kid, secret = created["key"]["id"], created["secret"]
+    assert created["key"]["spec"]["budget_period"] == "month"
+    rc, out, _ = drover("keys", "ls")
+    assert rc == 0 and kid in out and "cli-key" in out and secret not in out
+    rc, out, _ = drover("keys", "set", kid, "--tpm", "900")
+    assert rc == 0 and "900" in out
+    rc, out, _ = drover("keys", "rotate", kid)
+    assert rc == 0 and "secret: dk-" in out
+    rc, out, _ = drover("keys", "revoke", kid)
+    assert rc == 0 and "revoked" in out
+    rc, out, err = drover("keys", "create", "x", "--rpm", "lots")
+    assert rc == 2 and "--rpm" in err
+    rc, out, err = drover("usage", "--group-by", "model")
+    assert rc == 0, err
+    env["DROVER_ADMIN_TOKEN"] = VIEWER
+    rc, out, err = drover("keys", "create", "nope")
+    assert rc == 1 and "403" in err
