@@ -236,6 +236,79 @@ int usage_render(const struct usage *u, struct buf *o)
     return rc;
 }
 
+/* The decimal integer value the reader is at (after a peek said JSON_K_INT); skips it. */
+static bool reader_u64(struct json_reader *r, uint64_t *out)
+{
+    size_t start = r->pos;
+    if (json_reader_skip(r)) return false;
+    uint64_t v;
+    if (strv_to_u64(strv_trim(strv_make(r->p + start, r->pos - start)), &v)) return false;
+    *out = v;
+    return true;
+}
+
+static bool int_member(struct json_reader *r, uint64_t *out, bool *found)
+{
+    enum json_kind k;
+    if (json_reader_peek(r, &k)) return false;
+    if (k == JSON_K_INT) {
+        if (reader_u64(r, out)) *found = true;
+        return true;
+    }
+    return json_reader_skip(r) == 0;
+}
+
+bool usage_tokens_from_body(const char *p, size_t len, uint64_t *prompt, uint64_t *completion)
+{
+    *prompt = *completion = 0;
+    if (!p || !len) return false;
+    struct json_reader r;
+    json_reader_init(&r, p, len, 64, NULL);
+    enum json_kind k;
+    if (json_reader_peek(&r, &k) || k != JSON_K_OBJECT || json_reader_enter(&r, k)) return false;
+    bool found = false;
+    for (;;) {
+        char name[32];
+        size_t nl;
+        bool more;
+        if (json_reader_member(&r, name, sizeof name, &nl, &more) || !more) break;
+        if (nl < sizeof name) name[nl] = '\0';
+        else name[0] = '\0';
+        if (!strcmp(name, "prompt_eval_count")) {
+            if (!int_member(&r, prompt, &found)) break;
+        } else if (!strcmp(name, "eval_count")) {
+            if (!int_member(&r, completion, &found)) break;
+        } else if (!strcmp(name, "usage") && !json_reader_peek(&r, &k) && k == JSON_K_OBJECT) {
+            if (json_reader_enter(&r, k)) break;
+            bool ok = true;
+            for (;;) {
+                char un[32];
+                size_t ul;
+                bool umore;
+                if (json_reader_member(&r, un, sizeof un, &ul, &umore)) {
+                    ok = false;
+                    break;
+                }
+                if (!umore) break;
+                if (ul < sizeof un) un[ul] = '\0';
+                else un[0] = '\0';
+                uint64_t *dst = !strcmp(un, "prompt_tokens")       ? prompt
+                                : !strcmp(un, "completion_tokens") ? completion
+                                                                   : NULL;
+                uint64_t ignored;
+                if (!int_member(&r, dst ? dst : &ignored, dst ? &found : &(bool){false})) {
+                    ok = false;
+                    break;
+                }
+            }
+            if (!ok) break;
+        } else if (json_reader_skip(&r)) {
+            break;
+        }
+    }
+    return found;
+}
+
 /* ---- gateway wiring ---------------------------------------------------------------------- */
 
 static void flush_done(void *ctx, int rc, const char *msg)

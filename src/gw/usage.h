@@ -35,6 +35,12 @@ uint64_t usage_dropped(const struct usage *u);
 /* Prometheus text of the counters (drover_key_*). */
 int usage_render(const struct usage *u, struct buf *out) WUR;
 
+/* The tokens an answer reports: OpenAI's top-level "usage": {"prompt_tokens",
+ * "completion_tokens"} (a whole non-streamed body, or the data of one SSE event), or Ollama's
+ * top-level "prompt_eval_count" and "eval_count" (a body or the last NDJSON line). Returns true
+ * when any was found (the others stay 0). Allocation-free; never fails on odd input. */
+bool usage_tokens_from_body(const char *p, size_t len, uint64_t *prompt, uint64_t *completion);
+
 /* Gateway wiring: starts the flush timer (g->usage must exist); stop flushes what is pending
  * (the store then writes it before closing). */
 int usage_start(struct gw *g);

@@ -397,6 +397,31 @@ static void test_usage_aggregates_and_caps(void **state)
     usage_free(u);
 }
 
+static void test_tokens_from_bodies(void **state)
+{
+    (void)state;
+    uint64_t p, c;
+    const char *oa = "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"\\\"usage\\\"\"}}],"
+                     "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}";
+    assert_true(usage_tokens_from_body(oa, strlen(oa), &p, &c));
+    assert_int_equal(p, 12);
+    assert_int_equal(c, 7);
+    const char *ol = "{\"model\":\"m\",\"done\":true,\"prompt_eval_count\":5,\"eval_count\":9}";
+    assert_true(usage_tokens_from_body(ol, strlen(ol), &p, &c));
+    assert_int_equal(p, 5);
+    assert_int_equal(c, 9);
+    const char *emb = "{\"data\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":3}}";
+    assert_true(usage_tokens_from_body(emb, strlen(emb), &p, &c));
+    assert_int_equal(p, 3);
+    assert_int_equal(c, 0);
+    static const char *const none[] = {"", "[1]", "{\"usage\":null}", "{\"usage\":{\"prompt_tokens\":-1}}",
+                                       "{\"usage\":{\"prompt_tokens\":1.5}}", "not json"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        assert_false(usage_tokens_from_body(none[i], strlen(none[i]), &p, &c));
+        assert_int_equal(p + c, 0);
+    }
+}
+
 static void test_log_limit(void **state)
 {
     (void)state;
@@ -425,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_budget_refuses),
         cmocka_unit_test(test_endpoints_of_paths),
         cmocka_unit_test(test_usage_aggregates_and_caps),
+        cmocka_unit_test(test_tokens_from_bodies),
         cmocka_unit_test(test_log_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
