@@ -920,10 +920,7 @@ int keys_admit(struct gw *g, struct http_request *req, struct strv model, struct
 void keys_release(struct gw *g, struct key_grant *gr, int status, uint64_t prompt_tokens,
                   uint64_t completion_tokens, const char *node)
 {
-    if (!gr->key_id) {
-        memset(gr, 0, sizeof *gr);
-        return;
-    }
+    if (!gr->key_id) return;
     struct client_key *k = gr->key;
     if (k) {
         uint64_t tokens = prompt_tokens + completion_tokens;
@@ -936,7 +933,10 @@ void keys_release(struct gw *g, struct key_grant *gr, int status, uint64_t promp
     }
     usage_record(g, gr->key_id, gr->model, node, status, prompt_tokens, completion_tokens);
     key_unref(k);
-    memset(gr, 0, sizeof *gr);
+    /* the x-ratelimit-* values stay: an answer may be written after the release */
+    gr->key = NULL;
+    gr->key_id = NULL;
+    gr->counted = false;
 }
 
 /* ---- admin API --------------------------------------------------------------------------- */

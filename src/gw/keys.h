@@ -138,8 +138,8 @@ struct client_key {
 };
 
 /* What keys_admit gives the data path: a reference on the key (held until keys_release) and
- * the x-ratelimit-* values computed at admission. Zero it before use; keys_release on a zeroed
- * or released grant does nothing. */
+ * the x-ratelimit-* values computed at admission. keys_admit fills it whole; keys_release on a
+ * zeroed or released grant does nothing. */
 struct key_grant {
     struct client_key *key; /* a reference, or NULL (open API / nothing admitted) */
     const char *key_id;     /* "legacy", "open", or the key's id; static or the key's */
@@ -188,7 +188,9 @@ int keys_admit(struct gw *g, struct http_request *req, struct strv model,
 size_t keys_grant_headers(const struct key_grant *grant, struct http_header *h, size_t cap);
 /* After the answer (any status, once): the in-flight count falls, the tokens are debited from
  * the per-minute bucket and the budget, and one usage row is counted (usage.h) for the key,
- * the admitted model and node (NULL: none answered). Drops the reference; grant is zeroed. */
+ * the admitted model and node (NULL: none answered). Drops the reference; a second call does
+ * nothing. The header values of keys_grant_headers stay valid (the answer may be written after
+ * the release). */
 void keys_release(struct gw *g, struct key_grant *grant, int status, uint64_t prompt_tokens,
                   uint64_t completion_tokens, const char *node);
 

@@ -268,6 +268,8 @@ static void test_check_and_release(void **state)
     /* the answer used 150 tokens: the tokens bucket is in debt */
     keys_release(&g, &gr, 200, 100, 50, "n1");
     assert_null(gr.key);
+    assert_string_equal(gr.lim_req, "2"); /* headers may be written after the release */
+    keys_release(&g, &gr, 200, 100, 50, "n1"); /* once only */
     assert_int_equal(k->inflight, 0);
     assert_int_equal(usage_pending_rows(g.usage), 1);
     memset(&g2, 0, sizeof g2);
