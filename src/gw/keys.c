@@ -913,7 +913,11 @@ int keys_admit(struct gw *g, struct http_request *req, struct strv model, struct
     size_t n = keys_grant_headers(out, h, 7);
     h[n++] = (struct http_header){STRV_LIT("Retry-After"), strv_from_cstr(ra)};
     answer(req, 429, type, ecode, msg, h, n);
-    usage_record(g, k->id, out->model, NULL, 429, 0, 0);
+    struct strv m = strv_from_cstr(out->model);
+    usage_record(g, k->id,
+                 catalogue_find(&g->cat, m) || registry_model_nodes(&g->reg, m) ? out->model
+                                                                                : "_unknown",
+                 NULL, 429, 0, 0);
     return GW_E_INVALID;
 }
 
@@ -931,7 +935,12 @@ void keys_release(struct gw *g, struct key_grant *gr, int status, uint64_t promp
             k->budget_used += tokens;
         }
     }
-    usage_record(g, gr->key_id, gr->model, node, status, prompt_tokens, completion_tokens);
+    /* A model no node answered for and nobody knows (a 404) is the client's free text: it is
+     * counted as "_unknown", so no client can grow the usage tables with names it makes up. */
+    struct strv m = strv_from_cstr(gr->model);
+    bool known = node || catalogue_find(&g->cat, m) || registry_model_nodes(&g->reg, m);
+    usage_record(g, gr->key_id, known ? gr->model : "_unknown", node, status, prompt_tokens,
+                 completion_tokens);
     key_unref(k);
     /* the x-ratelimit-* values stay: an answer may be written after the release */
     gr->key = NULL;
