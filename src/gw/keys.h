@@ -201,8 +201,8 @@ void keys_reply(struct http_request *req, int status, const char *code, const ch
 /* The models /v1/models may list for this request's key (NULL key: every model). */
 bool keys_may_list(const struct client_key *k, struct strv model);
 
-/* Admin API: /admin/v1/keys[/ID[/rotate|/revoke]] (rest is what follows "/admin/v1/keys").
- * summary (cap bytes) gets a line for the audit log. */
+/* Admin API: /admin/v1/keys[/ID[/rotate|/revoke]] (rest is what follows "/admin/v1/keys");
+ * the caller checked the role and recorded the audit row. */
 void keys_admin(struct gw *g, struct http_request *req, struct strv rest);
 
 /* Test seams. */

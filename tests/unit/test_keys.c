@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/mem.h"
 #include "base/sha256.h"
 #include "gw/audit.h"
 #include "gw/gw.h"
@@ -438,6 +439,56 @@ static void test_log_limit(void **state)
     assert_int_equal(told, 0);
 }
 
+static void test_admin_tokens_config(void **state)
+{
+    (void)state;
+    struct gw_config c, n;
+    struct gw_error err = {0};
+    const char *yaml = "admin_tokens:\n"
+                       "  - {id: alice, token: viewer-token-0123456789, role: viewer}\n"
+                       "  - {token_sha256: "
+                       "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8, "
+                       "role: operator}\n"
+                       "keys:\n  required: true\n";
+    assert_int_equal(gw_config_parse(&c, "t.yaml", yaml, strlen(yaml), &err), 0);
+    assert_int_equal(c.n_admin_tokens, 2);
+    assert_string_equal(c.admin_tokens[0].id, "alice");
+    assert_int_equal(c.admin_tokens[0].role, ADMIN_ROLE_VIEWER);
+    char hex[65];
+    sha256_hex("viewer-token-0123456789", 23, hex);
+    assert_string_equal(c.admin_tokens[0].hash, hex); /* only the hash is kept */
+    assert_string_equal(c.admin_tokens[1].id, "token-2");
+    assert_int_equal(c.admin_tokens[1].role, ADMIN_ROLE_OPERATOR);
+    assert_true(c.keys_required);
+    /* tokens or keys.required count for a non-loopback listener */
+    xfree(c.listen);
+    c.listen = xstrdup("0.0.0.0:8080");
+    xfree(c.admin_listen);
+    c.admin_listen = xstrdup("0.0.0.0:8081");
+    assert_int_equal(gw_config_exposure_check(&c, NULL, NULL, &err), 0);
+    /* a reload that drops them all is refused */
+    assert_int_equal(gw_config_parse(&n, "n.yaml", "log_level: info\n", 16, &err), 0);
+    assert_int_not_equal(gw_config_reload_check(&c, &n, &err), 0);
+    gw_config_free(&n);
+    gw_config_free(&c);
+    static const char *const bad[] = {
+        "admin_tokens:\n  - {token: short, role: viewer}\n",
+        "admin_tokens:\n  - {token: long-enough-token-123, role: admin}\n",
+        "admin_tokens:\n  - {token: long-enough-token-123}\n",
+        "admin_tokens:\n  - {token_sha256: ABC, role: viewer}\n",
+        "admin_tokens:\n  - {role: viewer}\n",
+        "admin_tokens:\n  - {id: a, token: long-enough-token-123, role: viewer}\n"
+        "  - {id: a, token: long-enough-token-456, role: viewer}\n",
+        "admin_tokens:\n  - {token: long-enough-token-123, role: viewer, extra: 1}\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (gw_config_parse(&c, "b.yaml", bad[i], strlen(bad[i]), &err) == 0)
+            fail_msg("accepted %s", bad[i]);
+        assert_non_null(strstr(err.msg, "b.yaml:"));
+        gw_config_free(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_usage_aggregates_and_caps),
         cmocka_unit_test(test_tokens_from_bodies),
         cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_admin_tokens_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
