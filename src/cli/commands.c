@@ -6,7 +6,7 @@
 
 const struct drover_command drover_commands[] = {
     {"agent", agent_main}, /* one per line */
-    {"keys", keys_main},     {"models", models_main},   {"nodes", nodes_main},
-    {"ops", ops_main},       {"serve", serve_main},     {"sim", sim_main},
+    {"keys", keys_main},       {"models", models_main}, {"nodes", nodes_main},
+    {"ops", ops_main},         {"serve", serve_main},   {"sim", sim_main},
     {"store", store_cmd_main}, {"usage", usage_main},   {NULL, NULL},
 };

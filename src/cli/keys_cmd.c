@@ -17,28 +17,27 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: drover keys [--admin URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
-            "\n"
-            "  ls                       active keys with their limits and live state\n"
-            "  show ID                  one key\n"
-            "  create NAME [LIMITS]     a new key; its secret is printed once\n"
-            "  set ID [LIMITS]          change a key's entitlements and limits\n"
-            "  rotate ID                a new secret for the same key (the old one stops)\n"
-            "  revoke ID                the key stops at once\n"
-            "\n"
-            "LIMITS:\n"
-            "  --models GLOB,...        models the key may use (fnmatch globs; default all)\n"
-            "  --endpoints E,...        chat, completions, embeddings, ollama, models\n"
-            "  --rpm N  --tpm N         requests / tokens per minute (0: no limit)\n"
-            "  --concurrency N          requests in flight at once (0: no limit)\n"
-            "  --budget N[/day|/month]  tokens per UTC day (default) or month (0: none)\n"
-            "  --expires DURATION       from now (30d, 12h, 90m; 0: never)\n"
-            "  --owner NAME  --team NAME  --name NAME\n"
-            "\n"
-            "  --admin URL    admin API (default $DROVER_ADMIN_URL or http://127.0.0.1:8081)\n"
-            "  --token TOKEN  admin token (default $DROVER_ADMIN_TOKEN)\n"
-            "  --json         print the server's JSON\n");
+    fprintf(f, "usage: drover keys [--admin URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
+               "\n"
+               "  ls                       active keys with their limits and live state\n"
+               "  show ID                  one key\n"
+               "  create NAME [LIMITS]     a new key; its secret is printed once\n"
+               "  set ID [LIMITS]          change a key's entitlements and limits\n"
+               "  rotate ID                a new secret for the same key (the old one stops)\n"
+               "  revoke ID                the key stops at once\n"
+               "\n"
+               "LIMITS:\n"
+               "  --models GLOB,...        models the key may use (fnmatch globs; default all)\n"
+               "  --endpoints E,...        chat, completions, embeddings, ollama, models\n"
+               "  --rpm N  --tpm N         requests / tokens per minute (0: no limit)\n"
+               "  --concurrency N          requests in flight at once (0: no limit)\n"
+               "  --budget N[/day|/month]  tokens per UTC day (default) or month (0: none)\n"
+               "  --expires DURATION       from now (30d, 12h, 90m; 0: never)\n"
+               "  --owner NAME  --team NAME  --name NAME\n"
+               "\n"
+               "  --admin URL    admin API (default $DROVER_ADMIN_URL or http://127.0.0.1:8081)\n"
+               "  --token TOKEN  admin token (default $DROVER_ADMIN_TOKEN)\n"
+               "  --json         print the server's JSON\n");
 }
 
 static int csv_array(struct buf *b, const char *csv)
@@ -125,8 +124,8 @@ static int spec_body(int argc, char **argv, const char *name, struct buf *b)
                 fprintf(stderr, "drover keys: --budget: expected N, N/day or N/month\n");
                 return 2;
             }
-            rc = buf_appendf(b, "%s\"budget_tokens\":%s,\"budget_period\":\"%s\"", sep, num,
-                             period);
+            rc =
+                buf_appendf(b, "%s\"budget_tokens\":%s,\"budget_period\":\"%s\"", sep, num, period);
         } else if (!strcmp(a, "--expires")) {
             uint64_t ms = 0;
             if (strcmp(v, "0") && duration_ms(v, &ms)) {
@@ -152,8 +151,8 @@ static int spec_body(int argc, char **argv, const char *name, struct buf *b)
     return rc ? 2 : 0;
 }
 
-static const char *const key_cols[] = {"ID",  "NAME", "OWNER",  "TEAM",  "PREFIX",   "STATUS",
-                                       "RPM", "TPM",  "CONC",   "BUDGET", "INFLIGHT", "MODELS"};
+static const char *const key_cols[] = {"ID",  "NAME", "OWNER", "TEAM",   "PREFIX",   "STATUS",
+                                       "RPM", "TPM",  "CONC",  "BUDGET", "INFLIGHT", "MODELS"};
 
 static void add_key_row(struct table *t, struct json_object *k)
 {

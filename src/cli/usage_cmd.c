@@ -103,8 +103,8 @@ int usage_main(int argc, char **argv)
     buf_init(&out, 64u << 20);
     int status = 0;
     struct json_object *root = NULL;
-    int code = admin_call("drover usage", &t, "GET", path, NULL, &status, &out,
-                          json ? NULL : &root);
+    int code =
+        admin_call("drover usage", &t, "GET", path, NULL, &status, &out, json ? NULL : &root);
     if (code == 0 && json) {
         printf("%.*s\n", (int)out.len, out.p ? out.p : "");
     } else if (code == 0) {

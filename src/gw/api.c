@@ -44,7 +44,6 @@ bool gw_bearer_matches(const struct http_request *req, const char *want_s)
     return equal_ct(tok, strv_from_cstr(want_s));
 }
 
-
 /* Distinct model ids served by routable nodes (optionally Ollama nodes only). */
 static int cmp_model_nodes(const void *a, const void *b)
 {

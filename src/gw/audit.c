@@ -39,9 +39,7 @@ void audit_auth_failed(struct gw *g, const struct http_request *req, const char 
     a->auth_fail.per_min = g->cfg.auth_log_per_min;
     uint64_t told = 0;
     bool ok = log_limit_allow(&a->auth_fail, clock_now_ms(), &told);
-    if (told)
-        LOGW("auth_failures_suppressed", "count=%llu window=60s",
-             (unsigned long long)told);
+    if (told) LOGW("auth_failures_suppressed", "count=%llu window=60s", (unsigned long long)told);
     if (!ok) return;
     char q[80];
     LOGW("auth_failed", "id=%llu listener=%s peer=%s reason=%s token=%s path=%s",
@@ -61,8 +59,8 @@ static void summarize(const struct http_request *req, char *out, size_t cap)
     out[o] = '\0';
 }
 
-void audit_record(struct gw *g, const struct http_request *req, const char *actor,
-                  const char *role, const char *summary)
+void audit_record(struct gw *g, const struct http_request *req, const char *actor, const char *role,
+                  const char *summary)
 {
     char method[16], path[512], sum[256];
     snprintf(method, sizeof method, "%.*s", (int)(req->method.len < 15 ? req->method.len : 15),
@@ -167,6 +165,6 @@ void audit_admin(struct gw *g, struct http_request *req)
     struct audit_answer *a = xcalloc(1, sizeof *a);
     a->req = req;
     http_request_on_abort(req, answer_abort, a);
-    store_query_audit(g->store, (int64_t)query_u64(req->query, "before", 0), (size_t)limit,
-                      &a->res, audit_done, a);
+    store_query_audit(g->store, (int64_t)query_u64(req->query, "before", 0), (size_t)limit, &a->res,
+                      audit_done, a);
 }

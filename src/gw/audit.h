@@ -33,8 +33,8 @@ struct audit {
 };
 
 /* Records one admin write. actor and role name the token; summary may be NULL. */
-void audit_record(struct gw *g, const struct http_request *req, const char *actor,
-                  const char *role, const char *summary);
+void audit_record(struct gw *g, const struct http_request *req, const char *actor, const char *role,
+                  const char *summary);
 /* Logs a failed authentication (rate-limited). listener: "client" or "admin". */
 void audit_auth_failed(struct gw *g, const struct http_request *req, const char *listener,
                        const char *why, const char *shown_token);

@@ -412,8 +412,8 @@ static int load_admin_tokens(struct gw_config *cfg, const char *file, const stru
             const struct ynode *v = m->kids[j];
             int line = m->key_lines[j];
             if (v->type != YNODE_SCALAR)
-                return gw_error_set(err, GW_E_INVALID, "%s:%d: '%s' must be a string", file,
-                                    line, key);
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: '%s' must be a string", file, line,
+                                    key);
             const char *sv = v->scalar;
             if (!strcmp(key, "id")) {
                 if (!*sv || strlen(sv) > 63)
@@ -423,8 +423,8 @@ static int load_admin_tokens(struct gw_config *cfg, const char *file, const stru
                 t->id = xstrdup(sv);
             } else if (!strcmp(key, "token")) {
                 if (strlen(sv) < 16)
-                    return gw_error_set(err, GW_E_INVALID,
-                                        "%s:%d: token: at least 16 characters", file, line);
+                    return gw_error_set(err, GW_E_INVALID, "%s:%d: token: at least 16 characters",
+                                        file, line);
                 if (t->hash[0])
                     return gw_error_set(err, GW_E_INVALID,
                                         "%s:%d: give token or token_sha256, not both", file, line);
@@ -449,24 +449,28 @@ static int load_admin_tokens(struct gw_config *cfg, const char *file, const stru
                                         "%s:%d: role '%s' is not viewer or operator", file, line,
                                         sv);
             } else {
-                return gw_error_set(err, GW_E_INVALID, "%s:%d: unknown admin token key '%s'",
-                                    file, line, key);
+                return gw_error_set(err, GW_E_INVALID, "%s:%d: unknown admin token key '%s'", file,
+                                    line, key);
             }
         }
         if (!t->hash[0])
-            return gw_error_set(err, GW_E_INVALID, "%s:%d: an admin token needs token or "
-                                "token_sha256", file, m->line);
+            return gw_error_set(err, GW_E_INVALID,
+                                "%s:%d: an admin token needs token or "
+                                "token_sha256",
+                                file, m->line);
         if (!has_role)
-            return gw_error_set(err, GW_E_INVALID, "%s:%d: an admin token needs a role (viewer "
-                                "or operator)", file, m->line);
+            return gw_error_set(err, GW_E_INVALID,
+                                "%s:%d: an admin token needs a role (viewer "
+                                "or operator)",
+                                file, m->line);
         if (!t->id) {
             char id[32];
             snprintf(id, sizeof id, "token-%zu", i + 1);
             t->id = xstrdup(id);
         }
         for (size_t k = 0; k + 1 < cfg->n_admin_tokens; k++)
-            if (!strcmp(cfg->admin_tokens[k].id, t->id) || !strcmp(cfg->admin_tokens[k].hash,
-                                                                    t->hash))
+            if (!strcmp(cfg->admin_tokens[k].id, t->id) ||
+                !strcmp(cfg->admin_tokens[k].hash, t->hash))
                 return gw_error_set(err, GW_E_INVALID,
                                     "%s:%d: admin token '%s' repeats an id or a token", file,
                                     m->line, t->id);

@@ -137,10 +137,11 @@ int key_spec_apply(struct key_spec *s, const char *json, size_t len, char *why, 
         size_t sl = is_str ? (size_t)json_object_get_string_len(v) : 0;
         if (!strcmp(k, "name") || !strcmp(k, "owner") || !strcmp(k, "team")) {
             bool is_name = !strcmp(k, "name");
-            if (!is_str || sl > KEYS_MAX_NAME_BYTES || (is_name && sl == 0) ||
-                !printable(sv, sl) || strlen(sv) != sl) {
-                rc = why_set(why, why_cap, k, is_name ? "a string of 1-63 printable bytes"
-                                                      : "a string of 0-63 printable bytes");
+            if (!is_str || sl > KEYS_MAX_NAME_BYTES || (is_name && sl == 0) || !printable(sv, sl) ||
+                strlen(sv) != sl) {
+                rc = why_set(why, why_cap, k,
+                             is_name ? "a string of 1-63 printable bytes"
+                                     : "a string of 0-63 printable bytes");
                 break;
             }
             char *dst = is_name ? n.name : !strcmp(k, "owner") ? n.owner : n.team;
@@ -155,9 +156,8 @@ int key_spec_apply(struct key_spec *s, const char *json, size_t len, char *why, 
             char **g = xcalloc(cnt, sizeof *g);
             for (size_t i = 0; i < cnt && !rc; i++) {
                 struct json_object *e = json_object_array_get_idx(v, i);
-                const char *es = json_object_is_type(e, json_type_string)
-                                     ? json_object_get_string(e)
-                                     : NULL;
+                const char *es =
+                    json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
                 size_t el = es ? (size_t)json_object_get_string_len(e) : 0;
                 if (!es || el == 0 || el > KEYS_MAX_GLOB_BYTES || !printable(es, el) ||
                     strlen(es) != el)
@@ -256,8 +256,8 @@ int key_spec_to_json(const struct key_spec *s, struct buf *o)
         rc = buf_appendf(o,
                          "],\"rpm\":%llu,\"tpm\":%llu,\"max_concurrent\":%u,"
                          "\"budget_tokens\":%llu,\"budget_period\":\"%s\",\"expires_ms\":%llu}",
-                         (unsigned long long)s->rpm, (unsigned long long)s->tpm,
-                         s->max_concurrent, (unsigned long long)s->budget_tokens,
+                         (unsigned long long)s->rpm, (unsigned long long)s->tpm, s->max_concurrent,
+                         (unsigned long long)s->budget_tokens,
                          s->budget_period == KEY_BUDGET_MONTH ? "month" : "day",
                          (unsigned long long)s->expires_ms);
     return rc;
@@ -651,8 +651,7 @@ static struct strv bearer_token(const struct http_request *req)
     return strv_trim(strv_sub(h, i, h.len - i));
 }
 
-struct client_key *keys_authenticate(struct gw *g, const struct http_request *req,
-                                     const char **why)
+struct client_key *keys_authenticate(struct gw *g, const struct http_request *req, const char **why)
 {
     struct keys *ks = g->keys;
     const char *dummy;
@@ -664,8 +663,8 @@ struct client_key *keys_authenticate(struct gw *g, const struct http_request *re
         *why = "missing";
     } else if (g->cfg.api_key && gw_bearer_matches(req, g->cfg.api_key)) {
         /* without a table (keys_open not called: tests) the legacy key still passes */
-        static struct client_key bare_legacy = {.id = "legacy", .legacy = true,
-                                                .spec = {.endpoints = KEP_ALL}};
+        static struct client_key bare_legacy = {
+            .id = "legacy", .legacy = true, .spec = {.endpoints = KEP_ALL}};
         k = ks ? &ks->legacy : &bare_legacy;
     } else if (ks && tok.len <= 512) {
         char hex[65];
@@ -816,7 +815,10 @@ size_t keys_grant_headers(const struct key_grant *gr, struct http_header *h, siz
 {
     size_t n = 0;
 #define H(name, v)                                                                                 \
-    if (n < cap) h[n++] = (struct http_header){STRV_LIT(name), strv_from_cstr(v)}
+    if (n < cap) h[n++] = (struct http_header)                                                     \
+        {                                                                                          \
+            STRV_LIT(name), strv_from_cstr(v)                                                      \
+        }
     if (gr->has_req) {
         H("x-ratelimit-limit-requests", gr->lim_req);
         H("x-ratelimit-remaining-requests", gr->rem_req);
@@ -889,7 +891,8 @@ int keys_admit(struct gw *g, struct http_request *req, struct strv model, struct
         type = ecode = "insufficient_quota";
         snprintf(msg, sizeof msg,
                  "You exceeded your current quota: key `%s` used %llu of its %llu tokens this %s.",
-                 k->id, (unsigned long long)k->budget_used, (unsigned long long)k->spec.budget_tokens,
+                 k->id, (unsigned long long)k->budget_used,
+                 (unsigned long long)k->spec.budget_tokens,
                  k->spec.budget_period == KEY_BUDGET_MONTH ? "month" : "day");
     } else if (!strcmp(code, "concurrency")) {
         snprintf(msg, sizeof msg,
@@ -1114,10 +1117,10 @@ static void keys_list(struct gw *g, struct http_request *req)
         if (!rc) rc = key_json(ks->v[i], &b);
     }
     if (!rc)
-        rc = buf_appendf(&b, "],\"legacy_api_key\":%s,\"auth_required\":%s,\"revoked\":%zu}",
-                         g->cfg.api_key ? "true" : "false",
-                         keys_auth_required(g) ? "true" : "false",
-                         ks->n_stored >= ks->n ? ks->n_stored - ks->n : 0);
+        rc =
+            buf_appendf(&b, "],\"legacy_api_key\":%s,\"auth_required\":%s,\"revoked\":%zu}",
+                        g->cfg.api_key ? "true" : "false", keys_auth_required(g) ? "true" : "false",
+                        ks->n_stored >= ks->n ? ks->n_stored - ks->n : 0);
     (void)http_respond_json(req, rc ? 500 : 200, NULL, 0, b.p, b.len);
     buf_free(&b);
 }

@@ -77,8 +77,7 @@ void key_spec_copy(struct key_spec *dst, const struct key_spec *src);
  * ("day" | "month"), expires_ms (unix ms, 0 or null: never). Unknown members, wrong types and
  * values out of range are refused with GW_E_INVALID (GW_E_PARSE for bad JSON) and why says
  * which member; s is then unchanged. */
-int key_spec_apply(struct key_spec *s, const char *json, size_t len, char *why,
-                   size_t why_cap) WUR;
+int key_spec_apply(struct key_spec *s, const char *json, size_t len, char *why, size_t why_cap) WUR;
 /* The spec as a JSON object (the members above). */
 int key_spec_to_json(const struct key_spec *s, struct buf *out) WUR;
 /* True when the key may use model (fnmatch on each glob; no globs: every model). */
@@ -127,8 +126,8 @@ struct client_key {
     char prefix[12]; /* first characters of the secret */
     struct key_spec spec;
     uint64_t created_ms, updated_ms, revoked_ms; /* unix ms */
-    bool legacy;   /* the config's api_key */
-    unsigned refs; /* the table's one, plus one per grant in flight */
+    bool legacy;                                 /* the config's api_key */
+    unsigned refs;                               /* the table's one, plus one per grant in flight */
     bool in_table;
     /* live state */
     struct key_bucket req_bucket, tok_bucket;

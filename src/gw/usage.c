@@ -100,8 +100,8 @@ static char *label_dup(const char *s)
     return xstrndup(s ? s : "", n);
 }
 
-void usage_add(struct usage *u, const char *key_id, const char *model, const char *node,
-               int status, uint64_t prompt, uint64_t completion, uint64_t wall_ms)
+void usage_add(struct usage *u, const char *key_id, const char *model, const char *node, int status,
+               uint64_t prompt, uint64_t completion, uint64_t wall_ms)
 {
     char kb[USAGE_MAX_LABEL + 1], mb[USAGE_MAX_LABEL + 1], nb[USAGE_MAX_LABEL + 1];
     snprintf(kb, sizeof kb, "%s", key_id ? key_id : "open");
@@ -146,8 +146,7 @@ void usage_add(struct usage *u, const char *key_id, const char *model, const cha
     /* Prometheus series (key, model), capped: the rest are key="_other", model="_other" */
     struct usage_series *se = NULL;
     for (size_t i = 0; i < u->n_series && !se; i++)
-        if (!strcmp(u->series[i].key_id, kb) && !strcmp(u->series[i].model, mb))
-            se = &u->series[i];
+        if (!strcmp(u->series[i].key_id, kb) && !strcmp(u->series[i].model, mb)) se = &u->series[i];
     if (!se && u->n_series >= USAGE_MAX_SERIES) {
         for (size_t i = 0; i < u->n_series && !se; i++)
             if (!strcmp(u->series[i].key_id, "_other")) se = &u->series[i];
@@ -219,9 +218,9 @@ int usage_render(const struct usage *u, struct buf *o)
             if (!rc) rc = buf_append_cstr(o, "\",model=\"");
             if (!rc) rc = label(o, se->model);
             if (!rc)
-                rc = buf_appendf(o, "\"} %llu\n",
-                                 (unsigned long long)*(const uint64_t *)((const char *)se +
-                                                                         m[k].off));
+                rc = buf_appendf(
+                    o, "\"} %llu\n",
+                    (unsigned long long)*(const uint64_t *)((const char *)se + m[k].off));
         }
     }
     if (!rc)
@@ -272,8 +271,10 @@ bool usage_tokens_from_body(const char *p, size_t len, uint64_t *prompt, uint64_
         size_t nl;
         bool more;
         if (json_reader_member(&r, name, sizeof name, &nl, &more) || !more) break;
-        if (nl < sizeof name) name[nl] = '\0';
-        else name[0] = '\0';
+        if (nl < sizeof name)
+            name[nl] = '\0';
+        else
+            name[0] = '\0';
         if (!strcmp(name, "prompt_eval_count")) {
             if (!int_member(&r, prompt, &found)) break;
         } else if (!strcmp(name, "eval_count")) {
@@ -290,8 +291,10 @@ bool usage_tokens_from_body(const char *p, size_t len, uint64_t *prompt, uint64_
                     break;
                 }
                 if (!umore) break;
-                if (ul < sizeof un) un[ul] = '\0';
-                else un[0] = '\0';
+                if (ul < sizeof un)
+                    un[ul] = '\0';
+                else
+                    un[0] = '\0';
                 uint64_t *dst = !strcmp(un, "prompt_tokens")       ? prompt
                                 : !strcmp(un, "completion_tokens") ? completion
                                                                    : NULL;
@@ -331,8 +334,8 @@ void usage_flush(struct gw *g)
     struct store_usage_row *v = xcalloc(u->n, sizeof *v);
     for (size_t i = 0; i < u->n; i++) {
         struct usage_row *r = &u->rows[i];
-        v[i] = (struct store_usage_row){r->minute, r->key_id, r->model, r->node, r->requests,
-                                        r->errors, r->prompt, r->completion};
+        v[i] = (struct store_usage_row){r->minute,   r->key_id, r->model,  r->node,
+                                        r->requests, r->errors, r->prompt, r->completion};
         r->key_id = r->model = r->node = NULL; /* moved */
     }
     size_t n = u->n;
@@ -380,8 +383,8 @@ void usage_stop(struct gw *g)
     }
 }
 
-void usage_record(struct gw *g, const char *key_id, const char *model, const char *node,
-                  int status, uint64_t prompt_tokens, uint64_t completion_tokens)
+void usage_record(struct gw *g, const char *key_id, const char *model, const char *node, int status,
+                  uint64_t prompt_tokens, uint64_t completion_tokens)
 {
     if (!g->usage) return;
     usage_add(g->usage, key_id, model, node, status, prompt_tokens, completion_tokens,
@@ -440,8 +443,7 @@ static void query_done(void *ctx, int rc, const char *msg)
                     e = buf_appendf(&b,
                                     ",\"requests\":%llu,\"errors\":%llu,\"prompt_tokens\":%llu,"
                                     "\"completion_tokens\":%llu,\"total_tokens\":%llu}",
-                                    (unsigned long long)r->requests,
-                                    (unsigned long long)r->errors,
+                                    (unsigned long long)r->requests, (unsigned long long)r->errors,
                                     (unsigned long long)r->prompt_tokens,
                                     (unsigned long long)r->completion_tokens,
                                     (unsigned long long)(r->prompt_tokens + r->completion_tokens));
@@ -491,8 +493,7 @@ void usage_admin(struct gw *g, struct http_request *req)
     if ((query_get(req->query, "from", from, sizeof from) &&
          strv_to_u64(strv_from_cstr(from), &f)) ||
         (query_get(req->query, "to", to, sizeof to) && strv_to_u64(strv_from_cstr(to), &t)))
-        return gw_reply_error(req, 400, "invalid_query", "from",
-                              "from and to are unix seconds");
+        return gw_reply_error(req, 400, "invalid_query", "from", "from and to are unix seconds");
     static const char *const names[] = {"key", "model", "node", "minute"};
     int gb = -1;
     for (int i = 0; i < 4; i++)

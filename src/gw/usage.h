@@ -28,8 +28,8 @@ enum {
 struct usage *usage_new(void);
 void usage_free(struct usage *u);
 /* Counts one request: errors when status >= 400 or 0 (no answer). wall_ms picks the minute. */
-void usage_add(struct usage *u, const char *key_id, const char *model, const char *node,
-               int status, uint64_t prompt_tokens, uint64_t completion_tokens, uint64_t wall_ms);
+void usage_add(struct usage *u, const char *key_id, const char *model, const char *node, int status,
+               uint64_t prompt_tokens, uint64_t completion_tokens, uint64_t wall_ms);
 size_t usage_pending_rows(const struct usage *u);
 uint64_t usage_dropped(const struct usage *u);
 /* Prometheus text of the counters (drover_key_*). */
@@ -49,8 +49,8 @@ void usage_stop(struct gw *g);
  * them). */
 void usage_flush(struct gw *g);
 /* Records one answered request (keys_release calls it). */
-void usage_record(struct gw *g, const char *key_id, const char *model, const char *node,
-                  int status, uint64_t prompt_tokens, uint64_t completion_tokens);
+void usage_record(struct gw *g, const char *key_id, const char *model, const char *node, int status,
+                  uint64_t prompt_tokens, uint64_t completion_tokens);
 /* For /metrics: appends the counters (admin.c calls it after metrics_render). */
 int usage_render_metrics(struct gw *g, struct buf *out) WUR;
 

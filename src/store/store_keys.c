@@ -116,8 +116,10 @@ static int run_load_keys(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct key_load *l = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "SELECT id, secret_hash, prefix, spec, created_ms, updated_ms, "
-                           "revoked_ms FROM client_keys ORDER BY id", &st))
+    if (store_prepare(db,
+                      "SELECT id, secret_hash, prefix, spec, created_ms, updated_ms, "
+                      "revoked_ms FROM client_keys ORDER BY id",
+                      &st))
         return store_db_error(db, "load keys", err);
     int rc;
     while ((rc = store_step(st)) == STORE_ROW) {
@@ -162,9 +164,12 @@ static int run_put_key(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct key_job *j = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "INSERT INTO client_keys (id, secret_hash, prefix, spec, created_ms, updated_ms, "
+    if (store_prepare(
+            db,
+            "INSERT INTO client_keys (id, secret_hash, prefix, spec, created_ms, updated_ms, "
             "revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET "
-            "secret_hash = ?2, prefix = ?3, spec = ?4, updated_ms = ?6, revoked_ms = ?7", &st))
+            "secret_hash = ?2, prefix = ?3, spec = ?4, updated_ms = ?6, revoked_ms = ?7",
+            &st))
         return store_db_error(db, "put key", err);
     store_bind_text(st, 1, j->r.id);
     store_bind_text(st, 2, j->r.secret_hash);
@@ -223,13 +228,16 @@ static int run_add_usage(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct usage_add *j = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "INSERT INTO usage_minutes (minute, key_id, model, node, requests, errors, "
+    if (store_prepare(
+            db,
+            "INSERT INTO usage_minutes (minute, key_id, model, node, requests, errors, "
             "prompt_tokens, completion_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
             "ON CONFLICT(minute, key_id, model, node) DO UPDATE SET "
             "requests = usage_minutes.requests + excluded.requests, "
             "errors = usage_minutes.errors + excluded.errors, "
             "prompt_tokens = usage_minutes.prompt_tokens + excluded.prompt_tokens, "
-            "completion_tokens = usage_minutes.completion_tokens + excluded.completion_tokens", &st))
+            "completion_tokens = usage_minutes.completion_tokens + excluded.completion_tokens",
+            &st))
         return store_db_error(db, "add usage", err);
     for (size_t i = 0; i < j->n; i++) {
         const struct store_usage_row *r = &j->v[i];
@@ -295,8 +303,7 @@ static int run_query_usage(struct store_db *db, void *ctx, struct gw_error *err)
              j->q.model ? (j->q.key_id ? " AND model = ?4" : " AND model = ?3") : "", g, g,
              (j->q.max_rows ? j->q.max_rows : 10000) + 1);
     struct store_stmt *st = NULL;
-    if (store_prepare(db, sql, &st))
-        return store_db_error(db, "query usage", err);
+    if (store_prepare(db, sql, &st)) return store_db_error(db, "query usage", err);
     store_bind_int64(st, 1, j->q.from_minute);
     store_bind_int64(st, 2, j->q.to_minute);
     if (j->q.key_id) store_bind_text(st, 3, j->q.key_id);
@@ -317,10 +324,17 @@ static int run_query_usage(struct store_db *db, void *ctx, struct gw_error *err)
         struct store_usage_row *u = &r->rows[r->n++];
         memset(u, 0, sizeof *u);
         switch (j->q.group_by) {
-        case STORE_USAGE_BY_MODEL: u->model = dup_col(st, 0); break;
-        case STORE_USAGE_BY_NODE: u->node = dup_col(st, 0); break;
-        case STORE_USAGE_BY_MINUTE: u->minute = store_col_int64(st, 0); break;
-        default: u->key_id = dup_col(st, 0);
+        case STORE_USAGE_BY_MODEL:
+            u->model = dup_col(st, 0);
+            break;
+        case STORE_USAGE_BY_NODE:
+            u->node = dup_col(st, 0);
+            break;
+        case STORE_USAGE_BY_MINUTE:
+            u->minute = store_col_int64(st, 0);
+            break;
+        default:
+            u->key_id = dup_col(st, 0);
         }
         u->requests = (uint64_t)store_col_int64(st, 1);
         u->errors = (uint64_t)store_col_int64(st, 2);
@@ -407,9 +421,12 @@ static int run_add_audit(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct audit_job *j = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "INSERT INTO audit_log (id, at_ms, actor, role, peer, method, path, "
-                           "summary) SELECT coalesce(max(id), 0) + 1, CAST(?1 AS BIGINT), ?2, ?3, ?4, ?5, ?6, ?7 "
-                           "FROM audit_log", &st))
+    if (store_prepare(
+            db,
+            "INSERT INTO audit_log (id, at_ms, actor, role, peer, method, path, "
+            "summary) SELECT coalesce(max(id), 0) + 1, CAST(?1 AS BIGINT), ?2, ?3, ?4, ?5, ?6, ?7 "
+            "FROM audit_log",
+            &st))
         return store_db_error(db, "add audit", err);
     store_bind_int64(st, 1, j->r.at_ms);
     const char *v[] = {j->r.actor, j->r.role, j->r.peer, j->r.method, j->r.path, j->r.summary};

@@ -199,12 +199,24 @@ static void test_spec_parse(void **state)
     assert_int_equal(key_spec_apply(&s, "{\"rpm\":7}", 9, why, sizeof why), 0);
     assert_int_equal(s.rpm, 7);
     assert_int_equal(s.tpm, 1000);
-    static const char *const bad[] = {
-        "{\"rpm\":-1}", "{\"rpm\":1000000001}", "{\"rpm\":1.5}", "{\"rpm\":\"2\"}",
-        "{\"models\":[]}", "{\"models\":[\"\"]}", "{\"models\":\"x\"}", "{\"endpoints\":[\"x\"]}",
-        "{\"name\":\"\"}", "{\"name\":\"a\\nb\"}", "{\"budget_period\":\"week\"}",
-        "{\"unknown\":1}", "[1]", "{", "", "{\"expires_ms\":-5}", "{\"name\":\"a\\u0000b\"}",
-        "{\"max_concurrent\":1000001}"};
+    static const char *const bad[] = {"{\"rpm\":-1}",
+                                      "{\"rpm\":1000000001}",
+                                      "{\"rpm\":1.5}",
+                                      "{\"rpm\":\"2\"}",
+                                      "{\"models\":[]}",
+                                      "{\"models\":[\"\"]}",
+                                      "{\"models\":\"x\"}",
+                                      "{\"endpoints\":[\"x\"]}",
+                                      "{\"name\":\"\"}",
+                                      "{\"name\":\"a\\nb\"}",
+                                      "{\"budget_period\":\"week\"}",
+                                      "{\"unknown\":1}",
+                                      "[1]",
+                                      "{",
+                                      "",
+                                      "{\"expires_ms\":-5}",
+                                      "{\"name\":\"a\\u0000b\"}",
+                                      "{\"max_concurrent\":1000001}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
         if (key_spec_apply(&s, bad[i], strlen(bad[i]), why, sizeof why) == 0)
@@ -269,7 +281,7 @@ static void test_check_and_release(void **state)
     /* the answer used 150 tokens: the tokens bucket is in debt */
     keys_release(&g, &gr, 200, 100, 50, "n1");
     assert_null(gr.key);
-    assert_string_equal(gr.lim_req, "2"); /* headers may be written after the release */
+    assert_string_equal(gr.lim_req, "2");      /* headers may be written after the release */
     keys_release(&g, &gr, 200, 100, 50, "n1"); /* once only */
     assert_int_equal(k->inflight, 0);
     assert_int_equal(usage_pending_rows(g.usage), 1);
@@ -404,8 +416,9 @@ static void test_tokens_from_bodies(void **state)
 {
     (void)state;
     uint64_t p, c;
-    const char *oa = "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"\\\"usage\\\"\"}}],"
-                     "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}";
+    const char *oa =
+        "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"\\\"usage\\\"\"}}],"
+        "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}";
     assert_true(usage_tokens_from_body(oa, strlen(oa), &p, &c));
     assert_int_equal(p, 12);
     assert_int_equal(c, 7);
@@ -417,8 +430,12 @@ static void test_tokens_from_bodies(void **state)
     assert_true(usage_tokens_from_body(emb, strlen(emb), &p, &c));
     assert_int_equal(p, 3);
     assert_int_equal(c, 0);
-    static const char *const none[] = {"", "[1]", "{\"usage\":null}", "{\"usage\":{\"prompt_tokens\":-1}}",
-                                       "{\"usage\":{\"prompt_tokens\":1.5}}", "not json"};
+    static const char *const none[] = {"",
+                                       "[1]",
+                                       "{\"usage\":null}",
+                                       "{\"usage\":{\"prompt_tokens\":-1}}",
+                                       "{\"usage\":{\"prompt_tokens\":1.5}}",
+                                       "not json"};
     for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
         assert_false(usage_tokens_from_body(none[i], strlen(none[i]), &p, &c));
         assert_int_equal(p + c, 0);
