@@ -47,16 +47,64 @@ void audit_auth_failed(struct gw *g, const struct http_request *req, const char 
          log_quote(q, sizeof q, req->path.p ? req->path.p : "", req->path.len));
 }
 
-/* The body as a short printable summary (control bytes dropped, cut at 240 bytes). */
+/* Member names whose values never reach the audit log (a body may carry an engine's or a
+ * registry's credential, e.g. an install's parameters). */
+static bool is_secret_name(const char *k)
+{
+    static const char *const words[] = {"token",         "secret",     "password",
+                                        "passwd",        "api_key",    "apikey",
+                                        "authorization", "credential", "private"};
+    char low[64];
+    size_t n = 0;
+    for (; k[n] && n + 1 < sizeof low; n++)
+        low[n] = (char)(k[n] >= 'A' && k[n] <= 'Z' ? k[n] + 32 : k[n]);
+    low[n] = '\0';
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(low, words[i])) return true;
+    return false;
+}
+
+static void redact(struct json_object *o)
+{
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            redact(json_object_array_get_idx(o, i));
+        return;
+    }
+    if (!json_object_is_type(o, json_type_object)) return;
+    json_object_object_foreach(o, k, v)
+    {
+        if (is_secret_name(k) && !json_object_is_type(v, json_type_null))
+            json_object_object_add(o, k, json_object_new_string("***"));
+        else
+            redact(v);
+    }
+}
+
+/* The body as a short summary: JSON with the values of secret-looking members replaced by
+ * "***", else the printable bytes; cut at 240 bytes. */
 static void summarize(const struct http_request *req, char *out, size_t cap)
 {
+    struct json_object *root =
+        req->body.len ? json_parse_strict(req->body.p, req->body.len, 16, NULL) : NULL;
+    const char *src = req->body.p;
+    size_t len = req->body.len;
+    if (root) {
+        redact(root);
+        src = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+        len = strlen(src);
+    } else if (len) {
+        src = "(not JSON)";
+        len = strlen(src); /* a body we cannot read for secrets is not copied */
+    }
     size_t o = 0;
-    for (size_t i = 0; i < req->body.len && o + 4 < cap && o < 240; i++) {
-        unsigned char c = (unsigned char)req->body.p[i];
+    for (size_t i = 0; i < len && o + 4 < cap && o < 240; i++) {
+        unsigned char c = (unsigned char)src[i];
         if (c >= 0x20 && c != 0x7f) out[o++] = (char)c;
     }
-    if (req->body.len > o && o + 4 < cap) memcpy(out + o, "...", 3), o += 3;
+    if (len > o && o + 4 < cap) memcpy(out + o, "...", 3), o += 3;
     out[o] = '\0';
+    if (root) json_object_put(root);
 }
 
 void audit_record(struct gw *g, const struct http_request *req, const char *actor, const char *role,

@@ -244,6 +244,13 @@ def test_audit_lists_the_writes(gw):
         assert e["peer"].startswith("127.0.0.1:") and e["at_ms"] > 0
     assert "audited" in entries[1]["summary"]
     assert all(e["actor"] != "alice" for e in entries)
+    # secret-looking members of a body never reach the audit log
+    admin(gw, "POST", "/admin/v1/keys", {"name": "s", "owner": "x", "team": "y"})
+    admin(gw, "PATCH", "/admin/v1/nodes/n0/labels", {"hf_token": "hf_supersecret"})
+    st, body = admin(gw, "GET", "/admin/v1/audit?limit=1")
+    assert body["entries"][0]["method"] == "PATCH"
+    assert "hf_supersecret" not in body["entries"][0]["summary"]
+    assert "***" in body["entries"][0]["summary"]
 
 
 def test_failed_auth_logged_with_a_limit(gw):
