@@ -34,6 +34,9 @@ struct usage {
     uint64_t dropped;
     struct usage_series *series;
     size_t n_series, cap_series;
+    size_t *six; /* open addressing into series (index + 1; 0 empty) */
+    size_t six_cap;
+    size_t other; /* index + 1 of the "_other" series, 0 until it exists */
     uint64_t flushes, flush_failures;
     uv_timer_t timer;
     bool timer_on;
@@ -66,6 +69,7 @@ void usage_free(struct usage *u)
         xfree(u->series[i].model);
     }
     xfree(u->series);
+    xfree(u->six);
     xfree(u);
 }
 
@@ -143,14 +147,30 @@ void usage_add(struct usage *u, const char *key_id, const char *model, const cha
         r->prompt += prompt;
         r->completion += completion;
     }
-    /* Prometheus series (key, model), capped: the rest are key="_other", model="_other" */
-    struct usage_series *se = NULL;
-    for (size_t i = 0; i < u->n_series && !se; i++)
-        if (!strcmp(u->series[i].key_id, kb) && !strcmp(u->series[i].model, mb)) se = &u->series[i];
-    if (!se && u->n_series >= USAGE_MAX_SERIES) {
-        for (size_t i = 0; i < u->n_series && !se; i++)
-            if (!strcmp(u->series[i].key_id, "_other")) se = &u->series[i];
+    /* Prometheus series (key, model), capped: the rest add up in key="_other",
+     * model="_other"; found by hash, so a request costs the same with 2,000 series */
+    if (u->six_cap < 2 * (u->n_series + 2)) {
+        size_t cap = u->six_cap ? 2 * u->six_cap : 64;
+        xfree(u->six);
+        u->six = xcalloc(cap, sizeof *u->six);
+        u->six_cap = cap;
+        for (size_t i = 0; i < u->n_series; i++) {
+            size_t h =
+                (size_t)(row_hash(0, u->series[i].key_id, u->series[i].model, "") & (cap - 1));
+            while (u->six[h]) h = (h + 1) & (cap - 1);
+            u->six[h] = i + 1;
+        }
     }
+    struct usage_series *se = NULL;
+    size_t h = (size_t)(row_hash(0, kb, mb, "") & (u->six_cap - 1));
+    while (u->six[h] && !se) {
+        struct usage_series *c = &u->series[u->six[h] - 1];
+        if (!strcmp(c->key_id, kb) && !strcmp(c->model, mb))
+            se = c;
+        else
+            h = (h + 1) & (u->six_cap - 1);
+    }
+    if (!se && u->n_series >= USAGE_MAX_SERIES && u->other) se = &u->series[u->other - 1];
     if (!se) {
         if (u->n_series == u->cap_series) {
             u->cap_series = u->cap_series ? 2 * u->cap_series : 16;
@@ -161,6 +181,11 @@ void usage_add(struct usage *u, const char *key_id, const char *model, const cha
         bool other = u->n_series > USAGE_MAX_SERIES;
         se->key_id = xstrdup(other ? "_other" : kb);
         se->model = xstrdup(other ? "_other" : mb);
+        if (other) {
+            u->other = u->n_series;
+        } else {
+            u->six[h] = u->n_series; /* h is the empty slot the probe stopped at */
+        }
     }
     se->requests++;
     se->errors += error;
