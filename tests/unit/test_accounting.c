@@ -65,7 +65,8 @@ static struct node *add(struct fixture *f, const char *name, int port, const cha
     return n;
 }
 
-struct try {
+struct
+try {
     int status;
     int transport_err;
     const char *body;
@@ -75,8 +76,7 @@ struct try {
 };
 
 /* One attempt as the proxy runs it; returns the capability marked. */
-static unsigned attempt(struct fixture *f, struct acct_request *r, struct node *n,
-                        struct try t)
+static unsigned attempt(struct fixture *f, struct acct_request *r, struct node *n, struct try t)
 {
     struct strv model = strv_from_cstr(t.model ? t.model : "m");
     acct_begin(&f->g, n, model);
@@ -303,8 +303,9 @@ static void test_inventory_miss(void **state)
     const char *ms[] = {"m", "n"};
     struct node *a = add(f, "a", 9001, ms, 2);
     struct acct_request r = {0};
-    attempt(f, &r, a,
-            (struct try){.status = 404, .body = "{\"error\":{\"message\":\"model 'm' not found\"}}"});
+    attempt(
+        f, &r, a,
+        (struct try){.status = 404, .body = "{\"error\":{\"message\":\"model 'm' not found\"}}"});
     assert_int_equal(f->g.metrics.outcomes[OUTCOME_INVENTORY_MISS], 1);
     assert_true(model_of(a, "m")->inventory_miss);
     assert_false(model_of(a, "n")->inventory_miss);

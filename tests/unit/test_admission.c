@@ -228,7 +228,8 @@ static void test_deadline_timeout(void **state)
     enter(f, 2, 20);
     enter(f, 3, FAR_MS);
     uint64_t start = uv_now(&f->loop);
-    for (int turn = 0; turn < 200 && f->a.timeouts_total == 0; turn++) uv_run(&f->loop, UV_RUN_ONCE);
+    for (int turn = 0; turn < 200 && f->a.timeouts_total == 0; turn++)
+        uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(f->a.timeouts_total, 1);
     assert_true(uv_now(&f->loop) >= start + 20);
     bool seen = false;
@@ -253,10 +254,8 @@ static void test_deadline_timeout(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kick_next_turn_in_order),
-        cmocka_unit_test(test_requeue_keeps_order),
-        cmocka_unit_test(test_leave_during_pass),
-        cmocka_unit_test(test_full_queue),
+        cmocka_unit_test(test_kick_next_turn_in_order), cmocka_unit_test(test_requeue_keeps_order),
+        cmocka_unit_test(test_leave_during_pass),       cmocka_unit_test(test_full_queue),
         cmocka_unit_test(test_deadline_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,11 +35,11 @@ static struct cat_model *ok(const char *text)
 static void test_full_entry_round_trip(void **state)
 {
     (void)state;
-    struct cat_model *m = ok(
-        "{\"id\":\"llama-3-8b\",\"aliases\":[\"llama3\",\"l3\"],\"engine\":\"vllm\","
-        "\"capabilities\":[\"chat\",\"completions\"],\"min_devices\":2,\"min_vram_mb\":40000,"
-        "\"selector\":{\"gpu\":\"a100\",\"zone\":\"eu\"},\"replicas\":{\"min\":1,\"max\":3},"
-        "\"pinned\":true,\"load_options\":{\"ctx\":8192}}");
+    struct cat_model *m =
+        ok("{\"id\":\"llama-3-8b\",\"aliases\":[\"llama3\",\"l3\"],\"engine\":\"vllm\","
+           "\"capabilities\":[\"chat\",\"completions\"],\"min_devices\":2,\"min_vram_mb\":40000,"
+           "\"selector\":{\"gpu\":\"a100\",\"zone\":\"eu\"},\"replicas\":{\"min\":1,\"max\":3},"
+           "\"pinned\":true,\"load_options\":{\"ctx\":8192}}");
     assert_string_equal(m->id, "llama-3-8b");
     assert_int_equal(m->n_aliases, 2);
     assert_int_equal(m->engine, NODE_KIND_VLLM);

@@ -14,8 +14,8 @@
 #include "base/log.h"
 #include "gw/registry.h"
 
-static struct node *add_kind(struct registry *reg, const char *name, int port,
-                             enum node_kind kind, const char *const *models, size_t n_models)
+static struct node *add_kind(struct registry *reg, const char *name, int port, enum node_kind kind,
+                             const char *const *models, size_t n_models)
 {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
