@@ -16,6 +16,8 @@ static void usage(FILE *f)
                "  ops      durable fleet operations (install, upgrade, delete, load, unload)\n"
                "  models   the model catalogue: list, show, put, rm (with placement)\n"
                "  store    copy a store between engines (migrate)\n"
+               "  keys     client API keys: create, list, rotate, revoke (entitlements, limits)\n"
+               "  usage    token and request usage per key, model and node\n"
                "  version  print the version\n"
                "\n"
                "Run 'drover <command> --help' for a command's options.\n");

@@ -20,7 +20,9 @@
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 #include "gw/proxy.h"
+#include "gw/keys.h"
 #include "gw/loads.h"
+#include "gw/usage.h"
 #include "gw/outcome.h"
 #include "gw/placement.h"
 #include "gw/router.h"
@@ -94,6 +96,7 @@ struct proxy {
     struct admission_waiter queue; /* waiting for capacity (DESIGN §5 `capacity`) */
     uint64_t queue_until_ms;       /* the wait budget for capacity, set at the first wait */
     bool waking;                   /* start_attempt runs from the queue's wake */
+    struct key_grant grant;        /* keys.c: the client key's admission (released once) */
 };
 
 /* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
@@ -151,6 +154,7 @@ static void wait_cancel(struct proxy *p)
 
 static void proxy_free(struct proxy *p)
 {
+    keys_release(p->g, &p->grant, 499, 0, 0, p->node ? p->node->name : NULL); /* no-op if done */
     wait_cancel(p);
     splitter_free(p);
     if (p->queue.queued) admission_leave(&p->g->admission, &p->queue);
@@ -204,6 +208,10 @@ static void log_request(struct proxy *p, int status, const char *outcome)
     metrics_observe(&p->g->metrics.total, dur_us);
     metrics_count_request(&p->g->metrics, p->v.model[0] ? p->v.model : "_unknown",
                           p->node ? p->node->name : "", status);
+    uint64_t pt = 0, ct = 0;
+    if (status >= 200 && status < 300 && !p->v.stream)
+        (void)usage_tokens_from_body(p->body.p, p->body.len, &pt, &ct);
+    keys_release(p->g, &p->grant, status, pt, ct, p->node ? p->node->name : NULL);
     LOGI("request", "id=%llu model=%s node=%s status=%d attempts=%u outcome=%s dur_ms=%llu",
          (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
          status, p->attempts, outcome, (unsigned long long)(dur_us / 1000));
@@ -223,6 +231,7 @@ static size_t answer_headers(struct proxy *p, struct http_header *h, char *att, 
         h[n++] = (struct http_header){STRV_LIT("X-Drover-Node"), strv_from_cstr(p->node->name)};
     size_t att_len = att_cap >= 20 ? u64_to_dec(att, p->attempts) : 0;
     h[n++] = (struct http_header){STRV_LIT("X-Drover-Attempts"), (struct strv){att, att_len}};
+    n += keys_grant_headers(&p->grant, h + n, 6);
     return n;
 }
 
@@ -284,7 +293,7 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
                           NULL))
             buf_reset(&out);
     }
-    struct http_header h[4];
+    struct http_header h[10];
     char att[24];
     p->content_type[0] = '\0';
     bool stream = p->v.stream;
@@ -430,7 +439,7 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
     scan_events(p, data, len);
     if (!p->req) return;
     if (!p->head_sent) {
-        struct http_header h[4];
+        struct http_header h[10];
         char att[24];
         size_t nh = answer_headers(p, h, att, sizeof att);
         if (http_stream_start(p->req, p->status, h, nh, -1)) return;
@@ -454,7 +463,7 @@ static void finish_success(struct proxy *p)
         return;
     }
     if (!p->req) return;
-    struct http_header h[4];
+    struct http_header h[10];
     char att[24];
     size_t n = answer_headers(p, h, att, sizeof att);
     metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
@@ -1058,6 +1067,11 @@ void proxy_handle(struct gw *g, struct http_request *req)
     /* the routed model, resolved once and carried: every mark and count names it */
     p->model = strv_from_cstr(route_model(p));
     p->caps = p->v.cap | p->v.features;
+    if (keys_admit(g, req, p->model, &p->grant)) { /* answered: 401, 403 or 429 */
+        log_request(p, p->grant.status, "key_refused");
+        proxy_free(p);
+        return;
+    }
     http_request_on_abort(req, on_abort, p);
     http_request_on_drain(req, on_drain, p);
     start_attempt(p);

@@ -23,10 +23,6 @@ LEGACY = "legacy-api-key-0123456789"
 LLAMA = "llama-3-8b"
 MISTRAL = "mistral-7b"
 
-wired = pytest.mark.skipif(not os.environ.get("DROVER_KEYS_WIRED"),
-                           reason="needs keys_admit/keys_release in proxy.c (DROVER_KEYS_WIRED)")
-
-
 @pytest.fixture(scope="module")
 def sim():
     s = start_sim("--model", LLAMA, "--model", MISTRAL, "--tokens-per-second", "0")
@@ -122,7 +118,6 @@ def test_models_lists_only_the_keys_globs(gw):
     assert {LLAMA, MISTRAL} <= ids
 
 
-@wired
 def test_model_outside_globs_is_403(gw):
     _, secret = create(gw, models=["llama-*"])
     st, _, body = chat(gw, secret, MISTRAL)
@@ -132,7 +127,6 @@ def test_model_outside_globs_is_403(gw):
     assert chat(gw, secret, LLAMA)[0] == 200
 
 
-@wired
 def test_rpm_third_request_is_429_with_headers(gw):
     _, secret = create(gw, rpm=2, tpm=100000)
     for i in range(2):
@@ -151,7 +145,6 @@ def test_rpm_third_request_is_429_with_headers(gw):
     assert h["x-ratelimit-reset-requests"].endswith("s")
 
 
-@wired
 def test_usage_counts_requests_and_tokens(gw):
     kid, secret = create(gw)
     for _ in range(3):
