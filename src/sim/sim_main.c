@@ -14,7 +14,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "cli/commands.h"
+#include "sim/sim.h"
 #include "sim/sim_config.h"
 #include "sim/sim_node.h"
 #include "sim/sim_text.h"
