@@ -164,7 +164,7 @@ static void respond_out(struct sim_req *r, int status, struct hdrs *h, const cha
 static const char *error_type(int status)
 {
     if (status == 401) return "authentication_error";
-    if (status == 404 || status < 500) return "invalid_request_error";
+    if (status < 500) return "invalid_request_error";
     if (status == 503) return "unavailable_error";
     return "server_error";
 }
@@ -552,7 +552,7 @@ static int parse_input(struct parse *p, struct sim_req *r)
 static void out_base64_floats(struct sim_out *o, const double *v, unsigned dims)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    unsigned char bytes[4 * 3];
+    unsigned char bytes[4 * 3] = {0};
     size_t n = 0;
     char enc[4];
     sim_out_raw(o, "\"");
