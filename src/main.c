@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/version.h"
 #include "cli/commands.h"
 
 static void usage(FILE *f)
@@ -35,7 +36,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("drover %s\n", DROVER_VERSION_STRING);
+        printf("drover %s\n", drover_version());
         return 0;
     }
     for (const struct drover_command *c = drover_commands; c->name; c++) {

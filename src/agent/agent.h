@@ -100,4 +100,7 @@ int agent_state_load(const char *path, char secret[NODE_API_SECRET_HEX + 1],
 int agent_join_start(struct agent *a, struct gw_error *err) WUR;
 void agent_join_stop(struct agent *a);
 
+/* `drover agent`'s entry point (agent_main.c): argv[0] is "agent"; returns the exit code. */
+int agent_main(int argc, char **argv);
+
 #endif

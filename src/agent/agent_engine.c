@@ -378,7 +378,7 @@ static void op_result(struct agent_fetch *f, struct agent_engine_op_result *r)
 {
     struct fetch_call *c = &f->calls[0];
     memset(r, 0, sizeof *r);
-    if (c->err && !(c->status && c->err == 0)) {
+    if (c->err) {
         bool timeout = c->err == GW_E_CONNECT_TIMEOUT || c->err == GW_E_FIRST_BYTE_TIMEOUT ||
                        c->err == GW_E_IDLE_TIMEOUT || c->err == GW_E_TOTAL_TIMEOUT;
         r->status = timeout ? 504 : 502;

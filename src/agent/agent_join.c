@@ -19,7 +19,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sha256.h"
-#include "cli/commands.h"
+#include "base/version.h"
 
 enum {
     JOIN_TIMEOUT_MS = 10000,
@@ -254,7 +254,7 @@ static void join_tick(uv_timer_t *t)
     snprintf(j.secret, sizeof j.secret, "%s", a->secret);
     j.has_discovery = true;
     j.discovery = a->disc;
-    snprintf(j.agent_version, sizeof j.agent_version, "%s", DROVER_VERSION_STRING);
+    snprintf(j.agent_version, sizeof j.agent_version, "%s", drover_version());
     struct buf body;
     buf_init(&body, NODE_API_MAX_BODY_BYTES);
     if (node_api_join_emit(&body, &j)) {

@@ -14,7 +14,6 @@
 #include "agent/agent_discovery.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "cli/commands.h"
 
 extern char **environ;
 

@@ -368,9 +368,9 @@ static void after_op_command(struct aop *o)
     if (o->output.len) {
         size_t end = o->output.len;
         while (end && (o->output.p[end - 1] == '\n' || o->output.p[end - 1] == '\r')) end--;
-        size_t start = end;
-        while (start && o->output.p[start - 1] != '\n') start--;
-        snprintf(msg, sizeof msg, "%.*s", (int)(end - start), o->output.p + start);
+        size_t from = end; /* the last non-empty line */
+        while (from && o->output.p[from - 1] != '\n') from--;
+        snprintf(msg, sizeof msg, "%.*s", (int)(end - from), o->output.p + from);
     }
     if (o->timed_out)
         snprintf(msg, sizeof msg, "timed out after %llu ms", (unsigned long long)o->timeout_ms);

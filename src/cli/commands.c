@@ -4,6 +4,10 @@
 
 #include <stddef.h>
 
+#include "agent/agent.h"
+#include "gw/serve.h"
+#include "sim/sim.h"
+
 const struct drover_command drover_commands[] = {
     {"agent", agent_main}, /* one per line */
     {"keys", keys_main},       {"models", models_main}, {"nodes", nodes_main},

@@ -59,7 +59,7 @@ static int migrate(const struct store_config *from, const struct store_config *t
             fprintf(stderr, "drover store migrate: %s\n", err.msg);
         } else {
             printf("copied");
-            for (size_t i = 0; store_copy_tables[i] && i < 32; i++)
+            for (size_t i = 0; i < 32 && store_copy_tables[i]; i++)
                 printf(" %s=%zu", store_copy_tables[i], counts[i]);
             printf(" schema_version=%d\n", store_schema_version(dst));
         }

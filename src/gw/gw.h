@@ -44,8 +44,11 @@ struct gw {
     struct audit audit;  /* audit.c: failed-authentication log limiter */
 };
 
-/* Milliseconds on the loop's clock (uv_now); tests that need to move time use the registry
- * with explicit times instead. */
+/* Milliseconds on the loop's clock (uv_now), for liveness, cooling, deadlines and timers.
+ * Deliberately not base/clock: libuv caches this time once per loop iteration, so every
+ * callback of one iteration sees the same instant, timers fire on this same clock, and reading
+ * it costs no system call on the request path. Tests that need to move time use the registry
+ * with explicit times instead. Stored timestamps use clock_wall_ms() (base/clock.h). */
 static inline uint64_t gw_now_ms(const struct gw *g)
 {
     return uv_now(g->loop);

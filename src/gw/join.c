@@ -7,8 +7,8 @@
  * 400 with the field named and store nothing. The loop thread only. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -54,13 +54,6 @@ static enum node_api_join_state join_state(enum node_admin a)
     return a == ADMIN_PENDING    ? NODE_API_JOIN_PENDING
            : a == ADMIN_DRAINING ? NODE_API_JOIN_DRAINING
                                  : NODE_API_JOIN_APPROVED;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Issues a new secret for n: returns it in out (plain) and keeps only its hash. */
@@ -164,13 +157,13 @@ static void join_apply(struct gw *g, struct http_request *req, struct node_api_j
             return gw_reply_error(req, 500, "internal_error", NULL, "could not add the node");
         }
         n->via_agent = true;
-        n->created_ms = wall_ms();
+        n->created_ms = (int64_t)clock_wall_ms();
         created = true;
     } else if (n->admin == ADMIN_REMOVED) {
         /* A removed machine that comes back asks again, from scratch. */
         fresh_agent_state(g, n);
         n->via_agent = true;
-        n->created_ms = wall_ms();
+        n->created_ms = (int64_t)clock_wall_ms();
         created = true;
     }
     if (created) {
@@ -188,7 +181,7 @@ static void join_apply(struct gw *g, struct http_request *req, struct node_api_j
         if (registry_set_url(n, url) == 0) fresh_agent_state(g, n);
     }
     n->kind = jr->engine;
-    n->joined_ms = wall_ms();
+    n->joined_ms = (int64_t)clock_wall_ms();
     char *disc = discovery_text(jr);
     registry_set_str(&n->discovery_json, disc);
     xfree(disc);

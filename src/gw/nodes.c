@@ -7,8 +7,8 @@
  * file is deleted. The loop thread only. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -16,13 +16,6 @@
 #include "gw/gw.h"
 #include "gw/nodes.h"
 #include "store/store.h"
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int admin_parse(const char *s, enum node_admin *out)
 {
@@ -68,7 +61,7 @@ static void snapshot(const struct node *n, struct store_node *r, struct store_la
     r->ejections = n->ejections;
     r->faults_total = n->faults_total;
     r->created_ms = n->created_ms;
-    r->updated_ms = wall_ms();
+    r->updated_ms = (int64_t)clock_wall_ms();
 }
 
 void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx)
@@ -161,7 +154,7 @@ int nodes_load(struct gw *g, struct gw_error *err)
         int rc = store_load_nodes(g->store, &rows, &n_rows, err);
         if (rc) return rc;
     }
-    int64_t now = wall_ms();
+    int64_t now = (int64_t)clock_wall_ms();
     for (size_t i = 0; i < n_rows; i++) {
         const struct store_node *r = &rows[i];
         bool agent = r->kind && strcmp(r->kind, "agent") == 0;

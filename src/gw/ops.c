@@ -47,7 +47,6 @@ struct ops {
     struct store_op *dead;
     size_t n_dead;
     int64_t next_id;
-    int64_t clock_offset_ms;
     uv_timer_t timer;
     bool started;
 };
@@ -75,7 +74,7 @@ static void attempt_start(struct gw *g, struct op_row *r);
 
 int64_t ops_now_ms(const struct gw *g)
 {
-    return (int64_t)clock_wall_ms() + (g->ops ? g->ops->clock_offset_ms : 0);
+    return (int64_t)clock_wall_ms(); /* base/clock: wall time + the testing offset */
 }
 
 /* ---- rows -------------------------------------------------------------------------------- */
@@ -896,9 +895,8 @@ void ops_testing_clock(struct gw *g, struct http_request *req)
                               "expected {\"advance_ms\": N} with N >= 0");
     }
     json_object_put(root);
-    if (g->ops) g->ops->clock_offset_ms += adv;
-    LOGI("testing_clock", "advance_ms=%lld offset_ms=%lld", (long long)adv,
-         (long long)(g->ops ? g->ops->clock_offset_ms : 0));
+    int64_t offset = clock_advance_wall_ms(adv);
+    LOGI("testing_clock", "advance_ms=%lld offset_ms=%lld", (long long)adv, (long long)offset);
     if (g->ops) ops_tick(g);
     char out[96];
     int len = snprintf(out, sizeof out, "{\"now_ms\":%lld}", (long long)ops_now_ms(g));

@@ -15,7 +15,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
-#include "cli/commands.h"
+#include "gw/serve.h"
 #include "gw/gw.h"
 #include "gw/proxy.h"
 #include "gw/admin.h"

@@ -559,7 +559,7 @@ static int on_headers_complete(llhttp_t *p)
         c->cb_err = GW_E_MALFORMED;
         return -1;
     }
-    if (status >= 100 && status < 200) { /* 100 Continue, 103 Early Hints: skip */
+    if (status < 200) { /* 100 Continue, 103 Early Hints: skip (below 100 refused above) */
         c->is_interim = true;
         return 1;
     }
@@ -903,7 +903,7 @@ static int conn_start_exchange(struct conn *c)
     size_t done = w > 0 ? (size_t)w : 0;
     unsigned first = 0;
     while (first < n && done >= bufs[first].len) done -= bufs[first++].len;
-    int rc = 0;
+    int rc;
     if (first < n) {
         bufs[first].base += done;
         bufs[first].len -= done;

@@ -164,7 +164,7 @@ static void respond_out(struct sim_req *r, int status, struct hdrs *h, const cha
 static const char *error_type(int status)
 {
     if (status == 401) return "authentication_error";
-    if (status == 404 || status < 500) return "invalid_request_error";
+    if (status < 500) return "invalid_request_error";
     if (status == 503) return "unavailable_error";
     return "server_error";
 }
@@ -260,7 +260,7 @@ static void iso_time(char *out, size_t cap, uint64_t wall_us)
 
 static uint64_t wall_us(void)
 {
-    return clock_wall_ms() * 1000 + clock_now_us() % 1000;
+    return clock_wall_ms() * 1000 + clock_mono_us() % 1000;
 }
 
 static void digest_hex(const char *name, char out[65])
@@ -552,7 +552,7 @@ static int parse_input(struct parse *p, struct sim_req *r)
 static void out_base64_floats(struct sim_out *o, const double *v, unsigned dims)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    unsigned char bytes[4 * 3];
+    unsigned char bytes[4 * 3] = {0};
     size_t n = 0;
     char enc[4];
     sim_out_raw(o, "\"");
@@ -701,7 +701,7 @@ static void usage_obj(struct sim_req *r, struct sim_out *o)
 /* Ollama's closing counters (durations in nanoseconds). */
 static void ollama_done(struct sim_req *r, struct sim_out *o, const char *reason)
 {
-    uint64_t now = clock_now_us();
+    uint64_t now = clock_mono_us();
     uint64_t prompt_us = r->t_first_us > r->t_loaded_us ? r->t_first_us - r->t_loaded_us : 0;
     uint64_t eval_us = r->t_first_us && now > r->t_first_us ? now - r->t_first_us : 0;
     sim_out_fmt(o,
@@ -800,7 +800,7 @@ static void stream_pump(struct sim_req *r)
 {
     struct sim_out o;
     sim_out_init(&o, SIM_OUT_MAX_BYTES);
-    uint64_t now = clock_now_us();
+    uint64_t now = clock_mono_us();
     while (r->n_out < r->max_tokens && token_due_us(r, r->n_out) <= now) {
         if (http_request_write_blocked(r->http)) {
             r->blocked = true;
@@ -897,7 +897,7 @@ static void on_first_token(uv_timer_t *t)
 {
     struct sim_req *r = req_of(t);
     if (!r->http || r->gone) return;
-    r->t_first_us = clock_now_us();
+    r->t_first_us = clock_mono_us();
     r->phase = SIM_REQ_STREAM;
     if (!r->stream) {
         uint64_t last_due = r->max_tokens ? token_due_us(r, r->max_tokens - 1) : r->t_first_us;
@@ -948,7 +948,7 @@ static void respond_embeddings(struct sim_req *r)
         for (unsigned d = 0; d < dims; d++) sim_out_fmt(&o, d ? ",%.7f" : "%.7f", v[d]);
         sim_out_raw(&o, r->ollama ? "]" : "]}");
     }
-    uint64_t now = clock_now_us();
+    uint64_t now = clock_mono_us();
     if (r->ollama) {
         sim_out_fmt(&o,
                     "],\"total_duration\":%llu,\"load_duration\":%llu,\"prompt_eval_count\":%llu}",
@@ -998,7 +998,7 @@ void sim_api_ready(struct sim_req *r)
     r->phase = SIM_REQ_COMPUTE;
     r->model->inflight++;
     r->counted_inflight = true;
-    r->t_loaded_us = clock_now_us();
+    r->t_loaded_us = clock_mono_us();
     r->load_us = r->t_loaded_us - r->t_slot_us;
     if (r->load_only) {
         respond_load_only(r);
@@ -1365,7 +1365,7 @@ void sim_api_handle(struct http_request *req, void *ctx)
     r->http = req;
     r->ollama = is_ollama_path(req->path);
     r->reset_fd = -1;
-    r->t_arrive_us = clock_now_us();
+    r->t_arrive_us = clock_mono_us();
     r->created_s = clock_wall_ms() / 1000;
     snprintf(r->peer, sizeof r->peer, "%s", req->peer);
     uv_timer_init(sim->loop, &r->timer);

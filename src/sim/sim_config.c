@@ -345,7 +345,7 @@ static int set_opt(struct sim_config *c, const struct opt *o, const char *val, s
         if (rc == GW_E_PARSE)
             return gw_error_set(err, rc, "%s: '%s' is not a number", o->flag, val);
         if (rc) return gw_error_set(err, rc, "%s: %s is outside 0..%g", o->flag, val, o->max);
-        *(double *)(base + o->off) = d;
+        memcpy(base + o->off, &d, sizeof d); /* a double member at offsetof: no aliasing cast */
         return 0;
     case OPT_BOOL:
         if (parse_bool(val, &b))

@@ -14,7 +14,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "cli/commands.h"
+#include "sim/sim.h"
 #include "sim/sim_config.h"
 #include "sim/sim_node.h"
 #include "sim/sim_text.h"
@@ -225,7 +225,7 @@ int sim_main(int argc, char **argv)
     p->sim.loop = &loop;
     p->sim.cfg = &cfg;
     p->sim.rng = cfg.seed; /* fault dice: --seed alone, so a run can be replayed */
-    p->port_rng = clock_now_us() ^ ((uint64_t)getpid() << 32);
+    p->port_rng = clock_mono_us() ^ ((uint64_t)getpid() << 32);
     p->sim.n_nodes = cfg.nodes;
     p->sim.nodes = xcalloc(cfg.nodes, sizeof *p->sim.nodes);
     for (unsigned i = 0; i < cfg.nodes; i++) sim_node_init(&p->sim.nodes[i], &p->sim, i);

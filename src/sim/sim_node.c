@@ -155,7 +155,7 @@ static void on_loaded(uv_timer_t *t)
     }
     ms->phase = SIM_LOADED;
     ms->loaded_wall_ms = clock_wall_ms();
-    ms->last_used_ms = clock_now_ms();
+    ms->last_used_ms = clock_mono_ms();
     ms->node->m.loads++;
     LOGI("sim_loaded", "node=%u model=%s", ms->node->index, ms->spec->name);
     kick(ms);
@@ -222,7 +222,7 @@ static void start(struct sim_req *r)
     struct sim_model_state *ms = r->model;
     r->has_slot = true;
     r->node->busy_slots++;
-    r->t_slot_us = clock_now_us();
+    r->t_slot_us = clock_mono_us();
     r->phase = SIM_REQ_LOADING;
     if (ms->phase == SIM_LOADED && ms->present) {
         sim_api_ready(r);
@@ -286,7 +286,7 @@ void sim_node_release(struct sim_req *r)
     if (r->counted_inflight) {
         r->counted_inflight = false;
         r->model->inflight--;
-        r->model->last_used_ms = clock_now_ms();
+        r->model->last_used_ms = clock_mono_ms();
     }
     if (!r->has_slot) return;
     r->has_slot = false;

@@ -148,7 +148,7 @@ static void fx_stop(struct fx *f)
 
 static uint64_t now_ms(void)
 {
-    return clock_now_ms();
+    return clock_mono_ms();
 }
 
 static int cl_connect(int port)
