@@ -627,8 +627,9 @@ static void attempt_start(struct gw *g, struct op_row *r)
         .timeout_ms = g->cfg.ops_timeout_ms,
         .op_id = r->s.id,
     };
-    int rc = strlen(colon + 1) < sizeof op.name ? 0 : GW_E_LIMIT;
-    snprintf(op.name, sizeof op.name, "%s", colon + 1);
+    size_t name_len = strlen(colon + 1);
+    int rc = name_len < sizeof op.name ? 0 : GW_E_LIMIT;
+    if (!rc) memcpy(op.name, colon + 1, name_len + 1);
     if (!rc) rc = node_api_op_emit(&body, &op);
     buf_init(&r->answer, OPS_MAX_ANSWER_BYTES);
     r->status = 0;

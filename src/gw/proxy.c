@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/freelist.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -109,7 +110,7 @@ static void start_attempt(struct proxy *p);
 
 static uint64_t now_us(void)
 {
-    return uv_hrtime() / 1000u;
+    return clock_mono_us();
 }
 
 /* The model id the nodes know: the catalogue's id when the client used an alias. */
@@ -550,7 +551,7 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
         buf_free(&p->last_error);
         p->last_error = p->body;
         buf_init(&p->body, 0);
-        p->last_error_status = p->status == 501 || p->status >= 500 ? 400 : p->status;
+        p->last_error_status = p->status >= 500 ? 400 : p->status; /* 501, 5xx "unsupported" */
     }
     if (p->head_sent) {
         /* Bytes reached the client: no retry. The node's fault counts even if it was a 5xx

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "base/mem.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,7 +466,7 @@ static void test_op_roundtrip(void **state)
     assert_string_equal(r.params_json, "{\"version\":\"1.2\"}");
     assert_int_equal(r.timeout_ms, 600000);
     assert_int_equal(r.op_id, 7);
-    free(r.params_json);
+    xfree(r.params_json);
     o.params_json = NULL;
     o.is_model = true;
     buf_reset(&b);
@@ -473,7 +475,7 @@ static void test_op_roundtrip(void **state)
     assert_int_equal(node_api_op_parse(b.p, b.len, &r, NULL), 0);
     assert_true(r.is_model);
     assert_string_equal(r.params_json, "{}");
-    free(r.params_json);
+    xfree(r.params_json);
     static const char *const bad[] = {
         "{\"op\":\"fly\",\"target\":{\"kind\":\"model\",\"name\":\"m\"}}",
         "{\"op\":\"install\",\"target\":{\"kind\":\"disk\",\"name\":\"m\"}}",
