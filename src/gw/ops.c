@@ -287,7 +287,10 @@ static void on_row_stored(void *ctx, int rc, const char *msg)
         } else if (r->s.state && strcmp(r->s.state, "done") == 0) {
             is->res[sc->slot].result = "success"; /* the reconciler was quicker */
         } else if (r->s.attempts > 0) {
-            is->res[sc->slot].result = "error";
+            /* the reconciler's attempt already failed: the same answer as if it were ours (a
+             * node that did not answer at all leaves the op queued, DESIGN §7) */
+            bool unreachable = r->s.last_class && strcmp(r->s.last_class, "unreachable") == 0;
+            is->res[sc->slot].result = unreachable ? "queued" : "error";
             set_str(&is->res[sc->slot].reason, r->s.last_error);
         } else {
             r->waiter = is;
