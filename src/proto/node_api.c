@@ -452,6 +452,23 @@ int node_api_version_cmp(const char *a, const char *b)
     return 0;
 }
 
+bool node_api_version_within(const char *v, const char *min, const char *max)
+{
+    if (min && min[0] && node_api_version_cmp(v, min) < 0) return false;
+    if (!max || !max[0]) return true;
+    /* v cut to as many parts as max has */
+    size_t parts = 1;
+    for (const char *p = max; *p; p++) parts += *p == '.';
+    char cut[64];
+    size_t k = 0, seen = 1;
+    for (const char *p = v; *p && k + 1 < sizeof cut; p++) {
+        if (*p == '.' && ++seen > parts) break;
+        cut[k++] = *p;
+    }
+    cut[k] = '\0';
+    return node_api_version_cmp(cut, max) <= 0;
+}
+
 static int installed_parse(struct json_object *o, struct node_api_discovery *d,
                            struct gw_error *err)
 {

@@ -192,6 +192,9 @@ struct node_api_installed *node_api_discovery_add_installed(struct node_api_disc
 const char *node_api_discovery_cuda(const struct node_api_discovery *d);
 /* Compares dotted versions numerically ("12.10" > "12.9"); missing parts are 0. */
 int node_api_version_cmp(const char *a, const char *b);
+/* Is v within [min, max]? "" bounds are open. max holds at its own precision: "12" admits
+ * "12.4" (every 12.x), "12.2" admits "12.2.1". */
+bool node_api_version_within(const char *v, const char *min, const char *max);
 int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d) WUR;
 /* Parses a discovery object (json-c value, borrowed); absent fields keep d's values. More than
  * NODE_API_MAX_GPUS gpus is GW_E_LIMIT. */

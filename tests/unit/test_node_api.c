@@ -460,6 +460,11 @@ static void test_discovery_versions_installed(void **state)
     assert_true(node_api_version_cmp("12.10", "12.9") > 0);
     assert_true(node_api_version_cmp("12.4", "12.4.0") == 0);
     assert_true(node_api_version_cmp("11.8", "12") < 0);
+    assert_true(node_api_version_within("12.4", "12.1", "12"));
+    assert_false(node_api_version_within("13.0", "12.1", "12"));
+    assert_false(node_api_version_within("12.0", "12.1", ""));
+    assert_true(node_api_version_within("12.2.1", NULL, "12.2"));
+    assert_false(node_api_version_within("12.3", NULL, "12.2"));
     buf_free(&b);
 }
 
