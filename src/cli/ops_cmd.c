@@ -222,13 +222,14 @@ static int fleet_upgrades(struct admin_target *t, bool json, bool apply)
             others_differ |= !strcmp(rows[k].kind, rows[i].kind) &&
                              !strcmp(rows[k].name, rows[i].name) &&
                              strcmp(rows[k].digest, rows[i].digest) != 0;
-        const char *state = !want || !rows[i].digest[0] ? "unknown"
-                            : rows[i].latest[0] && strcmp(rows[i].digest, rows[i].latest)
-                                ? "behind"
-                            : strcmp(rows[i].digest, want) ? "disagrees"
-                            : others_differ                ? "ahead_of_others"
-                            : rows[i].latest[0]            ? "current"
-                                                           : "unchecked";
+        /* checked against the source: current or behind; unchecked: agrees with most nodes
+         * or not (a node that disagrees is the one to look at) */
+        const char *state = !rows[i].digest[0] ? "unknown"
+                            : rows[i].latest[0]
+                                ? (strcmp(rows[i].digest, rows[i].latest) ? "behind" : "current")
+                            : want && strcmp(rows[i].digest, want) ? "disagrees"
+                            : others_differ                        ? "majority"
+                                                                   : "unchecked";
         table_add(&tb, rows[i].node);
         table_add(&tb, rows[i].kind);
         table_add(&tb, rows[i].name);
