@@ -7,6 +7,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/mem.h"
 #include "cli/admin_client.h"
 #include "cli/commands.h"
 #include "cli/table.h"
@@ -25,6 +26,10 @@ static void usage(FILE *f)
             "  retry ID                move a dead letter back to the queue\n"
             "  inventory               models and backends of every node, with digests\n"
             "  upgrades TARGET         which nodes have an outdated digest of TARGET\n"
+            "  upgrades [--apply]      every node's installed models and backends from its\n"
+            "                          agent's reports: what is behind the source's latest\n"
+            "                          digest and which nodes disagree with the others;\n"
+            "                          --apply queues upgrade operations to bring them level\n"
             "\n"
             "  --admin URL    admin API (default $DROVER_ADMIN_URL or http://127.0.0.1:8081)\n"
             "  --token TOKEN  admin token (default $DROVER_ADMIN_TOKEN)\n"
@@ -151,6 +156,153 @@ static void print_upgrades(struct json_object *root)
     table_free(&t);
 }
 
+/* ---- the fleet's upgrade view (issue 18): from every node's reported "installed" ---------- */
+
+struct up_row {
+    const char *node, *kind, *name, *digest, *latest;
+};
+
+/* The digest a node should have for (kind, name): the latest one an agent's check reported
+ * (the most recent check wins), else the one most nodes have. Borrowed from rows. */
+static const char *up_target(const struct up_row *r, size_t n, const char *kind, const char *name)
+{
+    const char *latest = NULL, *best = NULL;
+    size_t best_votes = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(r[i].kind, kind) || strcmp(r[i].name, name)) continue;
+        if (r[i].latest[0] && !latest) latest = r[i].latest;
+        size_t votes = 0;
+        for (size_t j = 0; j < n; j++)
+            votes += !strcmp(r[j].kind, kind) && !strcmp(r[j].name, name) &&
+                     !strcmp(r[j].digest, r[i].digest);
+        if (r[i].digest[0] && votes > best_votes) best = r[i].digest, best_votes = votes;
+    }
+    return latest ? latest : best;
+}
+
+static int fleet_upgrades(struct admin_target *t, bool json, bool apply)
+{
+    struct buf out;
+    buf_init(&out, 256u << 20);
+    int status = 0;
+    struct json_object *root = NULL, *nodes = NULL;
+    int code = admin_call("drover ops", t, "GET", "/admin/v1/nodes", NULL, &status, &out, &root);
+    if (code) {
+        buf_free(&out);
+        return code;
+    }
+    struct up_row *rows = NULL;
+    size_t n = 0;
+    for (size_t i = 0; json_get_arr(root, "nodes", &nodes) == 0 && i < json_object_array_length(nodes);
+         i++) {
+        struct json_object *nd = json_object_array_get_idx(nodes, i), *disc = NULL, *arr = NULL;
+        if (!json_object_object_get_ex(nd, "discovery", &disc) ||
+            json_get_arr(disc, "installed", &arr))
+            continue;
+        for (size_t k = 0; k < json_object_array_length(arr); k++) {
+            struct json_object *it = json_object_array_get_idx(arr, k);
+            rows = xrealloc(rows, (n + 1) * sizeof *rows);
+            rows[n++] = (struct up_row){admin_json_str(nd, "name", "?"),
+                                        admin_json_str(it, "kind", "?"),
+                                        admin_json_str(it, "name", "?"),
+                                        admin_json_str(it, "digest", ""),
+                                        admin_json_str(it, "latest_digest", "")};
+        }
+    }
+    struct buf j;
+    buf_init(&j, 16u << 20);
+    int rc = buf_append_cstr(&j, "{\"items\":[");
+    static const char *const cols[] = {"NODE", "KIND", "NAME", "DIGEST", "LATEST", "STATE"};
+    struct table tb;
+    table_init(&tb, cols, 6);
+    for (size_t i = 0; i < n && !rc; i++) {
+        const char *want = up_target(rows, n, rows[i].kind, rows[i].name);
+        bool others_differ = false;
+        for (size_t k = 0; k < n; k++)
+            others_differ |= !strcmp(rows[k].kind, rows[i].kind) &&
+                             !strcmp(rows[k].name, rows[i].name) &&
+                             strcmp(rows[k].digest, rows[i].digest) != 0;
+        /* checked against the source: current or behind; unchecked: agrees with most nodes
+         * or not (a node that disagrees is the one to look at) */
+        const char *state = !rows[i].digest[0] ? "unknown"
+                            : rows[i].latest[0]
+                                ? (strcmp(rows[i].digest, rows[i].latest) ? "behind" : "current")
+                            : want && strcmp(rows[i].digest, want) ? "disagrees"
+                            : others_differ                        ? "majority"
+                                                                   : "unchecked";
+        table_add(&tb, rows[i].node);
+        table_add(&tb, rows[i].kind);
+        table_add(&tb, rows[i].name);
+        table_add(&tb, rows[i].digest[0] ? rows[i].digest : "-");
+        table_add(&tb, rows[i].latest[0] ? rows[i].latest : "-");
+        table_add(&tb, state);
+        rc = buf_appendf(&j, "%s{\"node\":", i ? "," : "");
+        if (!rc) rc = json_append_str(&j, rows[i].node, strlen(rows[i].node));
+        char tgt[400];
+        snprintf(tgt, sizeof tgt, "%s:%s", rows[i].kind, rows[i].name);
+        if (!rc) rc = buf_append_cstr(&j, ",\"target\":");
+        if (!rc) rc = json_append_str(&j, tgt, strlen(tgt));
+        if (!rc) rc = buf_append_cstr(&j, ",\"digest\":");
+        if (!rc) rc = json_append_str(&j, rows[i].digest, strlen(rows[i].digest));
+        if (!rc) rc = buf_append_cstr(&j, ",\"want\":");
+        if (!rc) rc = want ? json_append_str(&j, want, strlen(want)) : buf_append_cstr(&j, "null");
+        if (!rc) rc = buf_appendf(&j, ",\"state\":\"%s\"}", state);
+    }
+    if (!rc) rc = buf_append_cstr(&j, "]}");
+    if (json && !apply)
+        printf("%.*s\n", (int)j.len, j.p);
+    else if (!json)
+        table_print(&tb, stdout, "no node reports installed items (agents report them with "
+                                 "upgrade checks configured)");
+    table_free(&tb);
+    buf_free(&j);
+    /* --apply: one upgrade operation per item, to the nodes whose digest is not the wanted one */
+    for (size_t i = 0; apply && i < n && code == 0; i++) {
+        bool first_of_item = true;
+        for (size_t k = 0; k < i; k++)
+            first_of_item &= strcmp(rows[k].kind, rows[i].kind) || strcmp(rows[k].name, rows[i].name);
+        const char *want = up_target(rows, n, rows[i].kind, rows[i].name);
+        if (!first_of_item || !want) continue;
+        struct buf body, res;
+        buf_init(&body, 1u << 20);
+        char tgt[400];
+        snprintf(tgt, sizeof tgt, "%s:%s", rows[i].kind, rows[i].name);
+        int brc = buf_append_cstr(&body, "{\"op\":\"upgrade\",\"target\":");
+        if (!brc) brc = json_append_str(&body, tgt, strlen(tgt));
+        if (!brc) brc = buf_append_cstr(&body, ",\"nodes\":[");
+        size_t k2 = 0;
+        for (size_t k = 0; k < n && !brc; k++) {
+            if (strcmp(rows[k].kind, rows[i].kind) || strcmp(rows[k].name, rows[i].name) ||
+                !strcmp(rows[k].digest, want))
+                continue;
+            if (k2++) brc = buf_append_cstr(&body, ",");
+            if (!brc) brc = json_append_str(&body, rows[k].node, strlen(rows[k].node));
+        }
+        if (!brc) brc = buf_append_cstr(&body, "]}");
+        if (brc || !k2 || buf_append(&body, "", 1)) {
+            buf_free(&body);
+            continue;
+        }
+        struct json_object *ans = NULL, *v = NULL;
+        buf_init(&res, 16u << 20);
+        code = admin_call("drover ops", t, "POST", "/admin/v1/ops", body.p, &status, &res,
+                          json ? NULL : &ans);
+        if (code == 0 && json)
+            printf("%.*s\n", (int)res.len, res.p ? res.p : "");
+        else if (code == 0 && json_get_arr(ans, "results", &v) == 0) {
+            printf("upgrade %s (to %s):\n", tgt, want);
+            print_results(v);
+        }
+        if (ans) json_object_put(ans);
+        buf_free(&res);
+        buf_free(&body);
+    }
+    xfree(rows);
+    json_object_put(root);
+    buf_free(&out);
+    return code;
+}
+
 static const char commands_list[] =
     "install, upgrade, delete, load, unload, ls, dead, retry, inventory, upgrades";
 
@@ -158,7 +310,7 @@ int ops_main(int argc, char **argv)
 {
     struct admin_target t;
     admin_target_init(&t, 15 * 60 * 1000);
-    bool json = false, all = false;
+    bool json = false, all = false, apply = false;
     const char *nodes = NULL, *selector = NULL;
     const char *params[32];
     int n_params = 0;
@@ -174,6 +326,8 @@ int ops_main(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--all")) {
             all = true;
+        } else if (!strcmp(a, "--apply")) {
+            apply = true;
         } else if (!strcmp(a, "--admin") && has_v) {
             t.url = argv[++i];
         } else if (!strcmp(a, "--token") && has_v) {
@@ -264,6 +418,9 @@ int ops_main(int argc, char **argv)
     } else if (!strcmp(cmd, "inventory")) {
         snprintf(path, sizeof path, "/admin/v1/inventory");
         show = SHOW_INV;
+    } else if (!strcmp(cmd, "upgrades") && nargs == 1) {
+        buf_free(&body);
+        return fleet_upgrades(&t, json, apply);
     } else if (!strcmp(cmd, "upgrades")) {
         if (nargs != 2 || strlen(args[1]) >= 300 || strpbrk(args[1], " &#%?")) {
             fprintf(stderr, "drover ops: upgrades needs one TARGET (model:NAME or "

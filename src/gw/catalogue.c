@@ -66,6 +66,9 @@ static int get_uint(struct json_object *o, const char *key, uint64_t max, uint64
     return 0;
 }
 
+static int constraints_from_json(struct json_object *o, struct cat_model *m, char *field,
+                                 size_t fcap, char *why, size_t wcap);
+
 int cat_model_from_json(struct json_object *o, struct cat_model **out, char *field, size_t fcap,
                         char *why, size_t wcap)
 {
@@ -74,7 +77,8 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
         return bad(field, fcap, "", why, wcap, "a model must be an object");
     static const char *const known[] = {"id",          "aliases",     "engine",   "capabilities",
                                         "min_devices", "min_vram_mb", "selector", "replicas",
-                                        "pinned",      "load_options"};
+                                        "pinned",      "load_options", "min_compute_capability",
+                                        "cuda_version", "device_name", "max_per_node"};
     json_object_object_foreach(o, key, val)
     {
         (void)val;
@@ -86,6 +90,7 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
     struct cat_model *m = xcalloc(1, sizeof *m);
     m->engine = -1;
     m->replicas_min = 0;
+    m->max_per_node = 1;
     struct strv id;
     if (json_get_str(o, "id", &id) || !name_ok(id.p, id.len)) {
         cat_model_free(m);
@@ -236,7 +241,80 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
         }
         m->load_options_json = xstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     }
+    if (constraints_from_json(o, m, field, fcap, why, wcap)) {
+        cat_model_free(m);
+        return GW_E_INVALID;
+    }
     *out = m;
+    return 0;
+}
+
+/* A version: "12.4", "8.0", or a whole number (YAML's unquoted 12). */
+static bool version_from_json(struct json_object *v, char *out, size_t cap)
+{
+    char tmp[64];
+    if (json_object_is_type(v, json_type_int))
+        snprintf(tmp, sizeof tmp, "%lld", (long long)json_object_get_int64(v));
+    else if (json_object_is_type(v, json_type_string) &&
+             (size_t)json_object_get_string_len(v) < sizeof tmp)
+        snprintf(tmp, sizeof tmp, "%s", json_object_get_string(v));
+    else
+        return false;
+    if (!tmp[0] || strlen(tmp) >= cap) return false;
+    bool digit = true; /* digits and dots, starting with a digit */
+    for (const char *p = tmp; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p == '.' && p != tmp))) digit = false;
+    if (!digit) return false;
+    snprintf(out, cap, "%s", tmp);
+    return true;
+}
+
+static bool present_json(struct json_object *o, const char *key, struct json_object **v)
+{
+    *v = NULL;
+    return json_object_object_get_ex(o, key, v) && *v && !json_object_is_type(*v, json_type_null);
+}
+
+/* min_compute_capability, cuda_version {min, max}, device_name, max_per_node. */
+static int constraints_from_json(struct json_object *o, struct cat_model *m, char *field,
+                                 size_t fcap, char *why, size_t wcap)
+{
+    struct json_object *v;
+    if (present_json(o, "min_compute_capability", &v) &&
+        !version_from_json(v, m->min_compute_capability, sizeof m->min_compute_capability))
+        return bad(field, fcap, "min_compute_capability", why, wcap,
+                   "'min_compute_capability' must be a version such as \"8.0\"");
+    if (present_json(o, "cuda_version", &v)) {
+        if (!json_object_is_type(v, json_type_object))
+            return bad(field, fcap, "cuda_version", why, wcap,
+                       "'cuda_version' must be {min, max} (either may be left out)");
+        json_object_object_foreach(v, ck, cv)
+        {
+            bool is_min = !strcmp(ck, "min");
+            char f[64];
+            snprintf(f, sizeof f, "cuda_version.%s", ck);
+            if (!is_min && strcmp(ck, "max")) return bad(field, fcap, f, why, wcap, "unknown field");
+            if (json_object_is_type(cv, json_type_null)) continue;
+            if (!version_from_json(cv, is_min ? m->cuda_min : m->cuda_max, sizeof m->cuda_min))
+                return bad(field, fcap, f, why, wcap, "must be a version such as \"12.1\"");
+        }
+        if (m->cuda_min[0] && m->cuda_max[0] &&
+            !node_api_version_within(m->cuda_min, NULL, m->cuda_max))
+            return bad(field, fcap, "cuda_version.max", why, wcap,
+                       "'cuda_version.max' must be at least 'cuda_version.min'");
+    }
+    if (present_json(o, "device_name", &v)) {
+        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 ||
+            (size_t)json_object_get_string_len(v) >= sizeof m->device_name)
+            return bad(field, fcap, "device_name", why, wcap,
+                       "'device_name' must be a glob of 1..127 bytes (\"*A100*\")");
+        snprintf(m->device_name, sizeof m->device_name, "%s", json_object_get_string(v));
+    }
+    uint64_t x = 0;
+    bool present = false;
+    if (get_uint(o, "max_per_node", 64, &x, &present) || (present && x == 0))
+        return bad(field, fcap, "max_per_node", why, wcap, "'max_per_node' must be 1..64");
+    if (present) m->max_per_node = (unsigned)x;
     return 0;
 }
 
@@ -244,7 +322,8 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
 static struct json_object *yaml_to_json(const struct ynode *n, const char *key)
 {
     if (n->type == YNODE_SCALAR) {
-        static const char *const ints[] = {"min_devices", "min_vram_mb", "min", "max"};
+        static const char *const ints[] = {"min_devices", "min_vram_mb", "min", "max",
+                                           "max_per_node"};
         for (size_t i = 0; key && i < sizeof ints / sizeof ints[0]; i++) {
             uint64_t v;
             if (!strcmp(key, ints[i]) && ynode_u64(n, &v) == 0)
@@ -337,6 +416,20 @@ int cat_model_to_json(const struct cat_model *m, struct buf *b)
                          "},\"replicas\":{\"min\":%u,\"max\":%u},\"pinned\":%s,\"load_options\":%s",
                          m->replicas_min, m->replicas_max, m->pinned ? "true" : "false",
                          m->load_options_json ? m->load_options_json : "null");
+    if (!rc && m->min_compute_capability[0])
+        rc = buf_appendf(b, ",\"min_compute_capability\":\"%s\"", m->min_compute_capability);
+    if (!rc && (m->cuda_min[0] || m->cuda_max[0])) {
+        rc = buf_append_cstr(b, ",\"cuda_version\":{");
+        if (!rc && m->cuda_min[0]) rc = buf_appendf(b, "\"min\":\"%s\"", m->cuda_min);
+        if (!rc && m->cuda_max[0])
+            rc = buf_appendf(b, "%s\"max\":\"%s\"", m->cuda_min[0] ? "," : "", m->cuda_max);
+        if (!rc) rc = buf_append_cstr(b, "}");
+    }
+    if (!rc && m->device_name[0]) {
+        rc = buf_append_cstr(b, ",\"device_name\":");
+        if (!rc) rc = json_append_str(b, m->device_name, strlen(m->device_name));
+    }
+    if (!rc) rc = buf_appendf(b, ",\"max_per_node\":%u", m->max_per_node);
     if (!rc) rc = buf_appendf(b, ",\"source\":\"%s\"}", m->from_config ? "config" : "api");
     return rc;
 }

@@ -1,6 +1,7 @@
 /* catalogue — the models the operator declares (DESIGN §6): id, aliases, engine,
- * capabilities, min_devices, min_vram_mb, selector, replicas {min, max}, pinned and engine
- * load options. Entries come from the config file (owned by it) or the admin API (persisted
+ * capabilities, min_devices, min_vram_mb, selector, replicas {min, max}, pinned, engine
+ * load options, device constraints (min_compute_capability, cuda_version {min, max},
+ * device_name glob) and max_per_node. Entries come from the config file (owned by it) or the admin API (persisted
  * in the store). One validator serves both: the YAML entry is turned into JSON first, so the
  * admin API and the file refuse exactly the same things, naming the field.
  * The loop thread only. */
@@ -42,6 +43,11 @@ struct cat_model {
     bool pinned;                         /* never evicted */
     char *load_options_json;             /* owned JSON object, or NULL */
     bool from_config;
+    /* device constraints (issue 18): "" when not asked */
+    char min_compute_capability[16]; /* "8.0": at least min_devices devices have it or more */
+    char cuda_min[32], cuda_max[32]; /* the node's CUDA version within [min, max] (inclusive) */
+    char device_name[128];           /* glob (fnmatch) at least min_devices devices match */
+    unsigned max_per_node;           /* replicas one node may hold (default 1) */
 
     /* the reconciler's memory */
     uint64_t backoff_until_ms;

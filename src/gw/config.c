@@ -92,6 +92,8 @@ static const struct key_def keys[] = {
     {"audit.auth_log_per_minute", K_U32, OFF(auth_log_per_min), 0, 100000},
     {"placement.reconcile_interval", K_DURATION, OFF(reconcile_interval_ms), 10, 3600000},
     {"placement.replica_idle", K_DURATION, OFF(replica_idle_ms), 0, 86400000},
+    {"placement.eviction", K_STR, OFF(placement_eviction), 0, 0},
+    {"placement.defrag_after_cycles", K_U32, OFF(defrag_after_cycles), 0, 1000000},
     {"placement.load_wait", K_DURATION, OFF(load_wait_ms), 0, 3600000},
     {"placement.load_timeout", K_DURATION, OFF(load_timeout_ms), 100, 86400000},
 };

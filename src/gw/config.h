@@ -101,6 +101,8 @@ struct gw_config {
 
     uint64_t reconcile_interval_ms; /* replicas reconciler period */
     uint64_t replica_idle_ms;       /* an extra replica idle this long is unloaded */
+    char *placement_eviction;       /* eviction strategies (docs/placement.md); NULL: lru */
+    unsigned defrag_after_cycles;   /* load/unload cycles on a node before a defrag; 0: off */
     uint64_t load_wait_ms;          /* how long a request waits for a cold load or capacity */
     uint64_t load_timeout_ms;       /* one load on an agent */
 };

@@ -33,6 +33,10 @@ struct load {
     size_t n_evict, i_evict;
     bool unloading;    /* the current call is an unload of evict[i_evict] */
     bool plain_unload; /* this job only unloads `model` (the reconciler's idle replicas) */
+    bool defrag;       /* unloads evict[], then reloads them one by one on reload_dev[] */
+    int reload_dev[LOAD_MAX_EVICT];
+    size_t i_reload;
+    bool held_before; /* the node held the model when the load started: one more replica */
     bool cancelled;    /* ended by the gateway (stopping): says nothing about the node */
     struct http_call *call;
     int status;
@@ -42,6 +46,8 @@ struct load {
     struct load *next;
 };
 
+static void apply_policy(struct gw *g);
+
 static struct load *loads_head(struct gw *g)
 {
     return g->loads;
@@ -50,7 +56,8 @@ static struct load *loads_head(struct gw *g)
 bool loads_running(struct gw *g, const char *model, const struct node *n)
 {
     for (struct load *l = loads_head(g); l; l = l->next)
-        if (!l->plain_unload && !strcmp(l->model, model) && (!n || l->node == n)) return true;
+        if (!l->plain_unload && !l->defrag && !strcmp(l->model, model) && (!n || l->node == n))
+            return true;
     return false;
 }
 
@@ -65,7 +72,7 @@ unsigned loads_count(struct gw *g, const char *model)
 {
     unsigned k = 0;
     for (struct load *l = loads_head(g); l; l = l->next)
-        if (!l->plain_unload && !strcmp(l->model, model)) k++;
+        if (!l->plain_unload && !l->defrag && !strcmp(l->model, model)) k++;
     return k;
 }
 
@@ -74,7 +81,7 @@ unsigned loads_count(struct gw *g, const char *model)
  * its backoff. */
 static void account_load(struct gw *g, struct load *l, bool ok, const char *why)
 {
-    if (l->plain_unload || l->cancelled) return;
+    if (l->plain_unload || l->cancelled || l->defrag) return;
     struct cat_model *cm = catalogue_find(&g->cat, strv_from_cstr(l->model));
     if (ok) {
         if (cm) placement_load_ok(cm, l->node);
@@ -145,8 +152,11 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
         const char *victim = l->plain_unload ? l->model : l->evict[l->i_evict];
         if (ok) {
             registry_model_unloaded(l->node, strv_from_cstr(victim));
+            placement_note_cycle(l->node);
             LOGI("model_unloaded", "node=%s model=%s reason=%s", l->node->name, victim,
-                 l->plain_unload ? "idle_replica" : "evicted");
+                 l->plain_unload ? "idle_replica"
+                 : l->defrag     ? "defrag"
+                                 : "evicted");
         } else {
             LOGW("model_unload_failed", "node=%s model=%s reason=\"%s\"", l->node->name, victim,
                  why);
@@ -160,6 +170,29 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
         step(l);
         return;
     }
+    if (l->defrag) {
+        const char *id = l->evict[l->i_reload];
+        if (ok) {
+            registry_model_loaded(l->node, strv_from_cstr(id), 0, gw_now_ms(g));
+            placement_loaded(&g->cat, l->node, id, l->reload_dev[l->i_reload], false);
+            LOGI("model_loaded", "node=%s model=%s reason=defrag device=%d", l->node->name, id,
+                 l->reload_dev[l->i_reload]);
+        } else {
+            LOGW("model_load_failed", "node=%s model=%s reason=\"defrag reload: %s\"",
+                 l->node->name, id, why);
+        }
+        l->i_reload++;
+        buf_reset(&l->answer);
+        if (l->i_reload < l->n_evict) {
+            step(l);
+            return;
+        }
+        placement_defrag_done(l->node);
+        LOGI("defrag_done", "node=%s moved=%zu ms=%llu", l->node->name, l->n_evict,
+             (unsigned long long)(gw_now_ms(g) - l->started_ms));
+        load_free(g, l, true, NULL);
+        return;
+    }
     if (ok) {
         struct node_api_load_answer ans;
         uint64_t size = 0; /* an answer we cannot read still says 200: the model is loaded */
@@ -167,6 +200,8 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
             ans.size_mb > 0)
             size = (uint64_t)ans.size_mb;
         registry_model_loaded(l->node, strv_from_cstr(l->model), size, gw_now_ms(g));
+        placement_loaded(&g->cat, l->node, l->model, -1, l->held_before);
+        placement_note_cycle(l->node);
         LOGI("model_loaded", "node=%s model=%s ms=%llu", l->node->name, l->model,
              (unsigned long long)(gw_now_ms(g) - l->started_ms));
     }
@@ -185,6 +220,13 @@ static void step(struct load *l)
         l->unloading = true;
         path = NODE_API_PATH_UNLOAD;
         if (!l->plain_unload) model = l->evict[l->i_evict];
+    } else if (l->defrag) {
+        model = l->evict[l->i_reload];
+    }
+    const char *options = l->unloading ? NULL : l->options_json;
+    if (l->defrag && !l->unloading) {
+        const struct cat_model *cm = catalogue_find(&g->cat, strv_from_cstr(model));
+        options = cm ? cm->load_options_json : NULL;
     }
     if (!n->api_key || n->admin == ADMIN_REMOVED) {
         load_free(g, l, false, "the node cannot be reached through an agent");
@@ -192,7 +234,7 @@ static void step(struct load *l)
     }
     struct buf body;
     buf_init(&body, 64 * 1024);
-    int rc = node_api_load_emit(&body, model, l->unloading ? NULL : l->options_json);
+    int rc = node_api_load_emit(&body, model, options);
     l->status = 0;
     static const struct http_client_callbacks cbs = {on_head, on_data, on_done};
     LOGI(l->unloading ? "model_unload" : "model_load", "node=%s model=%s", n->name, model);
@@ -223,11 +265,64 @@ void loads_start(struct gw *g, struct node *n, const char *model, const char *op
                  const char *const *evict, size_t n_evict)
 {
     if (loads_running(g, model, n)) return;
+    apply_policy(g);
+    /* the plan that counts is placement's for the entry: per device, in the node's eviction
+     * order (callers that planned by size alone get the same or a better one) */
+    const struct cat_model *cm = catalogue_find(&g->cat, strv_from_cstr(model));
+    const char *plan[LOAD_MAX_EVICT];
+    size_t k = 0;
+    bool busy;
+    if (cm && placement_evict_plan_for(&g->cat, &g->reg, n, cm, gw_now_ms(g), plan,
+                                       LOAD_MAX_EVICT, &k, &busy)) {
+        evict = plan;
+        n_evict = k;
+    }
     struct load *l = job_new(g, n, model);
     l->options_json = options_json ? xstrdup(options_json) : NULL;
+    l->held_before = node_model_find(n, strv_from_cstr(model)) != NULL;
     for (size_t i = 0; i < n_evict && i < LOAD_MAX_EVICT; i++)
         l->evict[l->n_evict++] = xstrdup(evict[i]);
     step(l);
+}
+
+/* The config's eviction strategies, applied when the text changes (start, reload). */
+static void apply_policy(struct gw *g)
+{
+    static char *applied;
+    static bool once;
+    const char *want = g->cfg.placement_eviction ? g->cfg.placement_eviction : "";
+    if (once && applied && !strcmp(applied, want)) return;
+    char why[200];
+    if (placement_set_eviction(want, why, sizeof why))
+        LOGE("placement_eviction_invalid", "value=\"%s\" reason=\"%s\"", want, why);
+    xfree(applied);
+    applied = xstrdup(want);
+    once = true;
+}
+
+void loads_tick(struct gw *g)
+{
+    apply_policy(g);
+    placement_observe(&g->reg);
+    if (!g->cfg.defrag_after_cycles) return;
+    for (size_t i = 0; i < g->reg.n; i++) {
+        struct node *n = g->reg.nodes[i];
+        struct place_defrag d;
+        if (!n->via_agent || !placement_engine_loads(n->kind) || loads_busy_node(g, n) ||
+            !node_is_routable(&g->reg, n, gw_now_ms(g)) ||
+            !placement_defrag_plan(&g->cat, &g->reg, n, g->cfg.defrag_after_cycles, &d))
+            continue;
+        LOGI("defrag_start", "node=%s cycles=%u moves=%zu max_free_mb_before=%llu after=%llu",
+             n->name, placement_cycles(n), d.n, (unsigned long long)d.max_free_before_mb,
+             (unsigned long long)d.max_free_after_mb);
+        struct load *l = job_new(g, n, "(defrag)");
+        l->defrag = true;
+        for (size_t j = 0; j < d.n && j < LOAD_MAX_EVICT; j++) {
+            l->evict[l->n_evict] = xstrdup(d.ids[j]);
+            l->reload_dev[l->n_evict++] = d.dev[j];
+        }
+        step(l);
+    }
 }
 
 void loads_unload(struct gw *g, struct node *n, const char *model)
@@ -240,7 +335,7 @@ void loads_unload(struct gw *g, struct node *n, const char *model)
 bool loads_wait(struct gw *g, const char *model, load_done_fn *fn, void *ctx)
 {
     for (struct load *l = loads_head(g); l; l = l->next) {
-        if (l->plain_unload || strcmp(l->model, model) != 0) continue;
+        if (l->plain_unload || l->defrag || strcmp(l->model, model) != 0) continue;
         struct load_waiter *w = xcalloc(1, sizeof *w);
         w->fn = fn;
         w->ctx = ctx;

@@ -25,6 +25,10 @@ unsigned loads_count(struct gw *g, const char *model);
  * every wait registered with ctx. */
 bool loads_wait(struct gw *g, const char *model, load_done_fn *fn, void *ctx);
 void loads_unwait(struct gw *g, void *ctx);
+/* Once per reconciler pass: applies placement.eviction when it changed, counts model uses
+ * (LFU), and starts a defrag on a quiet node that is due one (placement.defrag_after_cycles;
+ * a defrag job unloads the models that move and reloads each on its target device). */
+void loads_tick(struct gw *g);
 /* Cancels every job (shutdown); waiters hear "stopping". */
 void loads_stop(struct gw *g);
 

@@ -359,6 +359,7 @@ void models_reconcile(struct gw *g)
 {
     uint64_t now = gw_now_ms(g);
     reconcile_passes++;
+    loads_tick(g); /* placement's per-pass work: eviction config, LFU counts, defrag */
     for (size_t i = 0; i < g->cat.n; i++) {
         struct cat_model *m = g->cat.v[i];
         if (m->backoff_until_ms > now && m->seen_generation == registry_generation) continue;

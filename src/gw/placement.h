@@ -20,6 +20,9 @@ enum {
     PLACE_SELECTOR = 4,   /* labels do not match */
     PLACE_ENGINE = 8,     /* another engine than the entry asks for */
     PLACE_REMOVED = 16,   /* removed or pending */
+    PLACE_COMPUTE = 32,   /* fewer devices than needed with min_compute_capability */
+    PLACE_CUDA = 64,      /* the node's CUDA version is outside the entry's range (or none) */
+    PLACE_DEVICE_NAME = 128, /* fewer devices than needed match device_name */
 };
 unsigned placement_infeasible(const struct cat_model *m, const struct node *n);
 /* Human words for the first reason in bits. */
@@ -32,7 +35,8 @@ uint64_t placement_need_mb(const struct catalogue *c, const struct node *n, cons
 uint64_t placement_used_mb(const struct catalogue *c, const struct node *n);
 uint64_t placement_free_mb(const struct catalogue *c, const struct node *n);
 
-/* Loaded replicas of a model on nodes that are routable now. */
+/* Loaded replicas of a model on nodes that are routable now (a node holding several counts
+ * each, placement_replicas_on). */
 unsigned placement_replicas(const struct registry *reg, const char *model, uint64_t now_ms);
 
 /* Chooses models to unload from n so that need_mb fits: least recently used first, never a
@@ -43,6 +47,68 @@ unsigned placement_replicas(const struct registry *reg, const char *model, uint6
 bool placement_evict_plan(const struct catalogue *c, const struct registry *reg,
                           const struct node *n, uint64_t need_mb, uint64_t now_ms, const char **out,
                           size_t cap, size_t *n_out, bool *busy);
+
+/* The same, choosing victims for model m: its fit is judged per device when the node reports
+ * VRAM per device (a one-device model needs min_vram_mb on one device), and victims go in
+ * the order of the node's eviction strategy (placement_set_eviction). loads_start uses it. */
+bool placement_evict_plan_for(const struct catalogue *c, const struct registry *reg,
+                              const struct node *n, const struct cat_model *m, uint64_t now_ms,
+                              const char **out, size_t cap, size_t *n_out, bool *busy);
+
+/* ---- hardware, devices and the per-device layout (issue 18) --------------------------------
+ * What placement knows of a node's devices comes from its discovery (parsed once per change
+ * of the text): per device name, VRAM, compute capability; per node CUDA/ROCm and driver.
+ * Placement also keeps where each loaded model sits (a device, or spread over all for
+ * min_devices >= 2), how many replicas of it the node holds (max_per_node), how often each
+ * model was used (for LFU) and the node's load/unload cycles (for the defrag). */
+enum place_evict { PLACE_EVICT_LRU, PLACE_EVICT_LFU, PLACE_EVICT_LARGEST_IDLE };
+/* "lru", or "lfu", or "largest_idle", optionally followed by classes:
+ * "lru; tier=big:largest_idle; zone=a,gpu=a10:lfu" — the first class whose labels all match a
+ * node decides there, else the first word. NULL or "" resets to lru. Returns 0, or
+ * GW_E_INVALID with why filled. */
+int placement_set_eviction(const char *spec, char *why, size_t why_cap);
+enum place_evict placement_eviction_for(const struct node *n);
+const char *placement_evict_name(enum place_evict e);
+
+/* Counts a use of each model whose last_used_ms moved since the last call (LFU counts the
+ * passes in which a model was used, at the reconciler's period). */
+void placement_observe(const struct registry *reg);
+uint64_t placement_uses(const struct node *n, const char *model);
+
+/* Replicas of model the node holds (0: none; a loaded model without record: 1). */
+unsigned placement_replicas_on(const struct node *n, const char *model);
+/* A load of model on n succeeded (registry_model_loaded first): held_before says the node held
+ * it already, so it is one more replica (up to the entry's max_per_node). dev >= 0 places it
+ * there (a defrag's reload); -1 lets placement choose a qualifying device with the most room
+ * (as an engine spreads), which is also where a model it has not seen before is put. */
+void placement_loaded(const struct catalogue *c, const struct node *n, const char *model, int dev,
+                      bool held_before);
+/* Free VRAM on device d of n by placement's layout; the largest over devices in *max_mb.
+ * Returns the number of devices with known VRAM (0: only the node's total is known). */
+size_t placement_device_free(const struct catalogue *c, const struct node *n, uint64_t *free_mb,
+                             size_t cap, uint64_t *max_mb);
+
+/* Load/unload cycles since the last defrag of the node. */
+void placement_note_cycle(const struct node *n);
+unsigned placement_cycles(const struct node *n);
+/* The defrag of a node (cortex's defrag_after_cycles): after `after_cycles` load/unload
+ * cycles, when nothing is in flight on the node and its free VRAM is split across devices so
+ * that packing the idle one-device models (first fit, largest first) leaves a larger block
+ * free, the plan unloads those that move and reloads each on its target device. Pinned and
+ * spread models stay where they are. Returns false when no defrag is due. */
+enum { PLACE_DEFRAG_MAX = 16 };
+struct place_defrag {
+    const char *ids[PLACE_DEFRAG_MAX]; /* borrowed from the node's list */
+    int dev[PLACE_DEFRAG_MAX];         /* target devices */
+    size_t n;
+    uint64_t max_free_before_mb, max_free_after_mb;
+};
+bool placement_defrag_plan(const struct catalogue *c, const struct registry *reg,
+                           const struct node *n, unsigned after_cycles, struct place_defrag *out);
+/* The defrag ran: cycles start again, the moved models sit on their targets. */
+void placement_defrag_done(const struct node *n);
+/* Forgets everything placement keeps per node (tests). */
+void placement_reset(void);
 
 /* Does the engine behind an agent load models on request? Only Ollama does (the agent
  * answers 501 for llama.cpp, vLLM and OpenAI-compatible servers: they serve what they were
@@ -68,6 +134,7 @@ struct place_verdict {
     enum place_state state;
     unsigned bits;                          /* PST_INFEASIBLE: placement_infeasible() */
     bool needs_evict;                       /* PST_CAN_LOAD: only after evicting */
+    bool adds_replica;                      /* PST_CAN_LOAD: the node holds it, below max_per_node */
     uint64_t free_mb;                       /* PST_CAN_LOAD: free VRAM now */
     uint64_t retry_at_ms;                   /* PST_BACKOFF: when the backoff ends */
     const struct cat_load_backoff *backoff; /* PST_BACKOFF: the record (borrowed) */

@@ -338,6 +338,26 @@ int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d)
         if (!rc) rc = gpu_emit(out, &d->gpus[i]);
     }
     if (!rc) rc = buf_append_cstr(out, "]");
+    if (!rc && d->cuda_version[0]) rc = append_kv_str(out, "cuda_version", d->cuda_version, true);
+    if (!rc && d->rocm_version[0]) rc = append_kv_str(out, "rocm_version", d->rocm_version, true);
+    if (!rc && d->driver_version[0])
+        rc = append_kv_str(out, "driver_version", d->driver_version, true);
+    if (!rc && d->n_installed) {
+        rc = buf_append_cstr(out, ",\"installed\":[");
+        for (size_t i = 0; i < d->n_installed && !rc; i++) {
+            const struct node_api_installed *it = &d->installed[i];
+            rc = buf_append_cstr(out, i ? ",{" : "{");
+            if (!rc) rc = append_kv_str(out, "kind", it->is_model ? "model" : "backend", false);
+            if (!rc) rc = append_kv_str(out, "name", it->name, true);
+            if (!rc && it->digest[0]) rc = append_kv_str(out, "digest", it->digest, true);
+            if (!rc && it->latest_digest[0])
+                rc = append_kv_str(out, "latest_digest", it->latest_digest, true);
+            if (!rc && it->checked_ms >= 0)
+                rc = append_kv_int(out, "checked_ms", it->checked_ms, true);
+            if (!rc) rc = buf_append_cstr(out, "}");
+        }
+        if (!rc) rc = buf_append_cstr(out, "]");
+    }
     if (!rc && (d->has_ops || d->n_ops)) {
         rc = buf_append_cstr(out, ",\"ops\":[");
         for (size_t i = 0; i < d->n_ops && !rc; i++) {
@@ -393,6 +413,97 @@ static int discovery_ops_parse(struct json_object *o, struct node_api_discovery 
     return 0;
 }
 
+struct node_api_installed *node_api_discovery_add_installed(struct node_api_discovery *d,
+                                                            bool is_model, const char *name,
+                                                            const char *digest)
+{
+    if (d->n_installed >= NODE_API_MAX_INSTALLED) {
+        d->installed_truncated = true;
+        return NULL;
+    }
+    struct node_api_installed *it = &d->installed[d->n_installed++];
+    memset(it, 0, sizeof *it);
+    it->is_model = is_model;
+    it->checked_ms = -1;
+    snprintf(it->name, sizeof it->name, "%s", name ? name : "");
+    snprintf(it->digest, sizeof it->digest, "%s", digest ? digest : "");
+    return it;
+}
+
+const char *node_api_discovery_cuda(const struct node_api_discovery *d)
+{
+    if (d->cuda_version[0]) return d->cuda_version;
+    for (size_t i = 0; i < d->n_gpus; i++)
+        if (d->gpus[i].cuda_version[0]) return d->gpus[i].cuda_version;
+    return "";
+}
+
+int node_api_version_cmp(const char *a, const char *b)
+{
+    while (*a || *b) {
+        unsigned long x = 0, y = 0;
+        while (*a >= '0' && *a <= '9') x = x * 10 + (unsigned long)(*a++ - '0');
+        while (*b >= '0' && *b <= '9') y = y * 10 + (unsigned long)(*b++ - '0');
+        if (x != y) return x < y ? -1 : 1;
+        /* skip to the next numeric part ("12.4" → "4"; "535.104.05" works the same) */
+        while (*a && (*a < '0' || *a > '9')) a++;
+        while (*b && (*b < '0' || *b > '9')) b++;
+    }
+    return 0;
+}
+
+bool node_api_version_within(const char *v, const char *min, const char *max)
+{
+    if (min && min[0] && node_api_version_cmp(v, min) < 0) return false;
+    if (!max || !max[0]) return true;
+    /* v cut to as many parts as max has */
+    size_t parts = 1;
+    for (const char *p = max; *p; p++) parts += *p == '.';
+    char cut[64];
+    size_t k = 0, seen = 1;
+    for (const char *p = v; *p && k + 1 < sizeof cut; p++) {
+        if (*p == '.' && ++seen > parts) break;
+        cut[k++] = *p;
+    }
+    cut[k] = '\0';
+    return node_api_version_cmp(cut, max) <= 0;
+}
+
+static int installed_parse(struct json_object *o, struct node_api_discovery *d,
+                           struct gw_error *err)
+{
+    struct json_object *arr = NULL;
+    int rc = json_get_arr(o, "installed", &arr);
+    if (rc == GW_E_NOTFOUND) return 0;
+    if (rc) return gw_error_set(err, GW_E_INVALID, "installed: expected an array");
+    d->n_installed = 0;
+    d->installed_truncated = false;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *e = json_object_array_get_idx(arr, i);
+        struct strv kind, name;
+        if (!json_object_is_type(e, json_type_object) || json_get_str(e, "kind", &kind) ||
+            (!strv_eq_cstr(kind, "model") && !strv_eq_cstr(kind, "backend")) ||
+            json_get_str(e, "name", &name) || !name.len)
+            return gw_error_set(err, GW_E_INVALID,
+                                "installed: expected {kind: model|backend, name, ...}");
+        struct node_api_installed tmp;
+        memset(&tmp, 0, sizeof tmp);
+        copy_strv(tmp.name, sizeof tmp.name, name);
+        tmp.is_model = strv_eq_cstr(kind, "model");
+        tmp.checked_ms = -1;
+        if ((rc = opt_str(e, "digest", tmp.digest, sizeof tmp.digest, err))) return rc;
+        if ((rc = opt_str(e, "latest_digest", tmp.latest_digest, sizeof tmp.latest_digest, err)))
+            return rc;
+        if ((rc = opt_int(e, "checked_ms", &tmp.checked_ms, err))) return rc;
+        if (d->n_installed >= NODE_API_MAX_INSTALLED) {
+            d->installed_truncated = true;
+            continue;
+        }
+        d->installed[d->n_installed++] = tmp;
+    }
+    return 0;
+}
+
 int node_api_discovery_parse(const char *p, size_t len, struct node_api_discovery *d,
                              struct gw_error *err)
 {
@@ -422,6 +533,10 @@ int node_api_discovery_parse_json(struct json_object *o, struct node_api_discove
     if (!rc) rc = opt_int(o, "cpus", &d->cpus, err);
     if (!rc) rc = opt_int(o, "ram_mb", &d->ram_mb, err);
     if (!rc) rc = discovery_ops_parse(o, d, err);
+    if (!rc) rc = opt_str(o, "cuda_version", d->cuda_version, sizeof d->cuda_version, err);
+    if (!rc) rc = opt_str(o, "rocm_version", d->rocm_version, sizeof d->rocm_version, err);
+    if (!rc) rc = opt_str(o, "driver_version", d->driver_version, sizeof d->driver_version, err);
+    if (!rc) rc = installed_parse(o, d, err);
     if (rc) return rc;
     struct json_object *gpus = NULL;
     rc = json_get_arr(o, "gpus", &gpus);

@@ -148,6 +148,17 @@ struct node_api_gpu {
     char cuda_version[32];
 };
 
+/* An installed model or backend with its digest and, when the agent's check template ran,
+ * the source's latest digest (docs/agent.md "Upgrade checks"). Empty strings: unknown. */
+enum { NODE_API_MAX_INSTALLED = 64, NODE_API_MAX_DIGEST = 80 };
+struct node_api_installed {
+    bool is_model; /* "kind":"model", else "backend" */
+    char name[NODE_API_MAX_ID];
+    char digest[NODE_API_MAX_DIGEST];
+    char latest_digest[NODE_API_MAX_DIGEST];
+    int64_t checked_ms; /* unix ms of the check; -1 never */
+};
+
 struct node_api_discovery {
     char hostname[NODE_API_MAX_TEXT];
     char os[NODE_API_MAX_TEXT];
@@ -160,9 +171,30 @@ struct node_api_discovery {
     char ops[16][32];
     size_t n_ops;
     bool has_ops; /* "ops" was sent (maybe empty); without it nothing is known of the ops */
+    /* per node: the CUDA (or ROCm) runtime and the driver; "" unknown. A node without
+     * "cuda_version" takes its first GPU's (nvidia-smi reports it per GPU). */
+    char cuda_version[32];
+    char rocm_version[32];
+    char driver_version[64];
+    /* installed items with digests; past NODE_API_MAX_INSTALLED the parser keeps the first
+     * ones and sets installed_truncated */
+    struct node_api_installed installed[NODE_API_MAX_INSTALLED];
+    size_t n_installed;
+    bool installed_truncated;
 };
 
 void node_api_discovery_init(struct node_api_discovery *d); /* empty strings, -1 numbers */
+/* Appends an installed item (NULL past NODE_API_MAX_INSTALLED); strings copied, truncated. */
+struct node_api_installed *node_api_discovery_add_installed(struct node_api_discovery *d,
+                                                            bool is_model, const char *name,
+                                                            const char *digest);
+/* The node's CUDA version: "cuda_version", else the first GPU's that has one; "" unknown. */
+const char *node_api_discovery_cuda(const struct node_api_discovery *d);
+/* Compares dotted versions numerically ("12.10" > "12.9"); missing parts are 0. */
+int node_api_version_cmp(const char *a, const char *b);
+/* Is v within [min, max]? "" bounds are open. max holds at its own precision: "12" admits
+ * "12.4" (every 12.x), "12.2" admits "12.2.1". */
+bool node_api_version_within(const char *v, const char *min, const char *max);
 int node_api_discovery_emit(struct buf *out, const struct node_api_discovery *d) WUR;
 /* Parses a discovery object (json-c value, borrowed); absent fields keep d's values. More than
  * NODE_API_MAX_GPUS gpus is GW_E_LIMIT. */

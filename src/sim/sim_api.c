@@ -13,6 +13,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "proto/node_api.h"
 #include "sim/sim_node.h"
 #include "sim/sim_out.h"
 #include "sim/sim_sock.h"
@@ -325,6 +326,47 @@ static void h_version(struct sim_req *r)
     const char *b = "{\"version\":\"0.6.0\"}";
     struct hdrs h = {0};
     respond(r, 200, &h, "application/json", b, strlen(b));
+}
+
+/* GET /sim/v1/hardware: the node's hardware in the discovery shape of node_api (gpus, per
+ * node CUDA/ROCm and driver versions) plus "context_size" and live "vram_used_mb". */
+static void h_hardware(struct sim_req *r)
+{
+    const struct sim_config *c = r->node->sim->cfg;
+    const struct sim_hw *hw = r->node->index < c->n_hw ? &c->hw[r->node->index] : NULL;
+    struct node_api_discovery *d = xmalloc(sizeof *d);
+    node_api_discovery_init(d);
+    snprintf(d->hostname, sizeof d->hostname, "sim-%u", r->node->index);
+    for (size_t i = 0; hw && i < hw->n_gpus; i++) {
+        struct node_api_gpu *g = &d->gpus[d->n_gpus++];
+        g->index = (int)i;
+        snprintf(g->name, sizeof g->name, "%s", hw->gpus[i].name);
+        g->vram_total_mb = (int64_t)hw->gpus[i].vram_mb;
+        g->vram_free_mb = -1;
+        snprintf(g->compute_capability, sizeof g->compute_capability, "%s",
+                 hw->gpus[i].compute_capability);
+    }
+    if (hw) {
+        snprintf(d->cuda_version, sizeof d->cuda_version, "%s", hw->cuda_version);
+        snprintf(d->rocm_version, sizeof d->rocm_version, "%s", hw->rocm_version);
+        snprintf(d->driver_version, sizeof d->driver_version, "%s", hw->driver_version);
+    }
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    int rc = node_api_discovery_emit(&b, d);
+    xfree(d);
+    if (!rc) {
+        b.len--; /* reopen the object */
+        rc = buf_appendf(&b, ",\"context_size\":%llu,\"vram_used_mb\":%llu}",
+                         (unsigned long long)(hw ? hw->context_size : 0),
+                         (unsigned long long)r->node->vram_used_mb);
+    }
+    struct hdrs h = {0};
+    if (rc)
+        respond_error(r, 500, "server_error", "hardware answer too large", -1);
+    else
+        respond(r, 200, &h, "application/json", b.p, b.len);
+    buf_free(&b);
 }
 
 static void h_metrics(struct sim_req *r)
@@ -1235,7 +1277,8 @@ enum route_kind {
     R_VERSION,
     R_ROOT,
     R_DELETE,
-    R_MODEL
+    R_MODEL,
+    R_HARDWARE
 };
 
 struct route {
@@ -1255,6 +1298,7 @@ static const struct route routes[] = {
     {"GET", "/api/tags", R_TAGS, SIM_API_OTHER},
     {"GET", "/api/ps", R_PS, SIM_API_OTHER},
     {"GET", "/api/version", R_VERSION, SIM_API_OTHER},
+    {"GET", "/sim/v1/hardware", R_HARDWARE, SIM_API_OTHER},
     {"POST", "/api/chat", R_MODEL, SIM_API_OLL_CHAT},
     {"POST", "/api/generate", R_MODEL, SIM_API_OLL_GENERATE},
     {"POST", "/api/embed", R_MODEL, SIM_API_OLL_EMBED},
@@ -1312,6 +1356,9 @@ static void dispatch(struct sim_req *r, const struct route *rt, bool path_known)
         break;
     case R_MODEL:
         h_model_route(r);
+        break;
+    case R_HARDWARE:
+        h_hardware(r);
         break;
     }
 }

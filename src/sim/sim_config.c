@@ -128,6 +128,7 @@ void sim_config_free(struct sim_config *c)
     xfree(c->port_file);
     for (size_t i = 0; i < c->n_models; i++) spec_free(c->models[i]);
     xfree(c->models);
+    xfree(c->hw);
     memset(c, 0, sizeof *c);
 }
 
@@ -495,6 +496,87 @@ static int yaml_model(struct sim_config *c, struct ydoc *y, yaml_node_t *n)
     return 0;
 }
 
+static int copy_text(char *dst, size_t cap, const char *val)
+{
+    if (strlen(val) >= cap) return -1;
+    snprintf(dst, cap, "%s", val);
+    return 0;
+}
+
+/* hardware: [{gpus: [{name, vram_mb, compute_capability}], cuda_version, rocm_version,
+ * driver_version, context_size}, ...] — item i is node i's. */
+static int yaml_hw(struct sim_config *c, struct ydoc *y, yaml_node_t *v)
+{
+    if (v->type != YAML_SEQUENCE_NODE)
+        return yerr(y, v, "%s", "hardware: expected a list (item i is node i)");
+    size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    xfree(c->hw);
+    c->hw = xcalloc(cnt ? cnt : 1, sizeof *c->hw);
+    c->n_hw = cnt;
+    size_t i = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++, i++) {
+        yaml_node_t *n = yaml_document_get_node(&y->doc, *it);
+        struct sim_hw *hw = &c->hw[i];
+        if (n->type != YAML_MAPPING_NODE) return yerr(y, n, "%s", "hardware: expected mappings");
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k = yaml_document_get_node(&y->doc, p->key);
+            yaml_node_t *e = yaml_document_get_node(&y->doc, p->value);
+            const char *key = scalar(k), *val = scalar(e);
+            uint64_t u;
+            if (!key) return yerr(y, k, "%s", "hardware keys must be scalars");
+            if (!strcmp(key, "gpus")) {
+                if (e->type != YAML_SEQUENCE_NODE)
+                    return yerr(y, e, "%s", "hardware gpus: expected a list");
+                for (yaml_node_item_t *gi = e->data.sequence.items.start;
+                     gi < e->data.sequence.items.top; gi++) {
+                    yaml_node_t *g = yaml_document_get_node(&y->doc, *gi);
+                    if (g->type != YAML_MAPPING_NODE || hw->n_gpus >= SIM_MAX_GPUS)
+                        return yerr(y, g, "%s", "hardware gpus: at most 16 mappings");
+                    struct sim_gpu *gpu = &hw->gpus[hw->n_gpus++];
+                    for (yaml_node_pair_t *q = g->data.mapping.pairs.start;
+                         q < g->data.mapping.pairs.top; q++) {
+                        const char *gk = scalar(yaml_document_get_node(&y->doc, q->key));
+                        yaml_node_t *gvn = yaml_document_get_node(&y->doc, q->value);
+                        const char *gv = scalar(gvn);
+                        int bad = !gk || !gv;
+                        if (!bad && !strcmp(gk, "name"))
+                            bad = copy_text(gpu->name, sizeof gpu->name, gv);
+                        else if (!bad && !strcmp(gk, "vram_mb"))
+                            bad = parse_u64(gv, 1e9, &gpu->vram_mb);
+                        else if (!bad && !strcmp(gk, "compute_capability"))
+                            bad = copy_text(gpu->compute_capability,
+                                            sizeof gpu->compute_capability, gv);
+                        else
+                            bad = 1;
+                        if (bad)
+                            return yerr(y, gvn, "hardware gpu key '%s': expected name, "
+                                        "vram_mb or compute_capability", gk ? gk : "?");
+                    }
+                }
+            } else if (!val) {
+                return yerr(y, e, "hardware %s: expected a scalar", key);
+            } else if (!strcmp(key, "cuda_version")) {
+                if (copy_text(hw->cuda_version, sizeof hw->cuda_version, val))
+                    return yerr(y, e, "%s", "hardware cuda_version: too long");
+            } else if (!strcmp(key, "rocm_version")) {
+                if (copy_text(hw->rocm_version, sizeof hw->rocm_version, val))
+                    return yerr(y, e, "%s", "hardware rocm_version: too long");
+            } else if (!strcmp(key, "driver_version")) {
+                if (copy_text(hw->driver_version, sizeof hw->driver_version, val))
+                    return yerr(y, e, "%s", "hardware driver_version: too long");
+            } else if (!strcmp(key, "context_size")) {
+                if (parse_u64(val, 1e9, &u)) return yerr(y, e, "%s", "hardware context_size: expected a whole number");
+                hw->context_size = u;
+            } else {
+                return yerr(y, k, "unknown hardware key '%s'", key);
+            }
+        }
+    }
+    return 0;
+}
+
 static int yaml_top(struct sim_config *c, struct ydoc *y, yaml_node_t *root)
 {
     if (!root) return 0; /* an empty file sets nothing */
@@ -505,6 +587,11 @@ static int yaml_top(struct sim_config *c, struct ydoc *y, yaml_node_t *root)
         yaml_node_t *v = yaml_document_get_node(&y->doc, p->value);
         const char *key = scalar(k);
         if (!key) return yerr(y, k, "%s", "keys must be scalars");
+        if (!strcmp(key, "hardware")) {
+            int rc = yaml_hw(c, y, v);
+            if (rc) return rc;
+            continue;
+        }
         const struct opt *o = find_key(key);
         if (!o || o->type == OPT_CONFIG || o->type == OPT_HELP) {
             if (strcmp(key, "models") && strcmp(key, "faults"))

@@ -29,6 +29,21 @@ struct sim_model_spec {
     size_t n_on_nodes;
 };
 
+/* What one node reports as its hardware (GET /sim/v1/hardware, docs/sim.md): the shape of
+ * the agent's discovery, so tests can hand it to an agent's discovery override. */
+enum { SIM_MAX_GPUS = 16 };
+struct sim_gpu {
+    char name[64];
+    uint64_t vram_mb;
+    char compute_capability[16];
+};
+struct sim_hw {
+    struct sim_gpu gpus[SIM_MAX_GPUS];
+    size_t n_gpus;
+    char cuda_version[32], rocm_version[32], driver_version[64];
+    uint64_t context_size; /* the engine's context window (num_ctx); 0: not said */
+};
+
 struct sim_config {
     char *host; /* owned */
     int port;   /* 0: find K consecutive free ports */
@@ -60,6 +75,9 @@ struct sim_config {
 
     struct sim_model_spec **models; /* owned array of owned specs (stable addresses) */
     size_t n_models;
+
+    struct sim_hw *hw; /* owned; hw[i] for node i (YAML `hardware:`), n_hw entries */
+    size_t n_hw;
 
     size_t max_header_bytes, max_body_bytes;
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;

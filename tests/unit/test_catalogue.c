@@ -214,6 +214,56 @@ static void test_selector(void **state)
     registry_free(&reg);
 }
 
+/* Issue 18: device constraints and max_per_node are validated, kept and shown. */
+static void test_device_constraints(void **state)
+{
+    (void)state;
+    struct cat_model *m = ok("{\"id\":\"x\",\"min_compute_capability\":\"8.0\","
+                             "\"cuda_version\":{\"min\":\"12.1\",\"max\":12},"
+                             "\"device_name\":\"*A100*\",\"max_per_node\":2}");
+    assert_string_equal(m->min_compute_capability, "8.0");
+    assert_string_equal(m->cuda_min, "12.1");
+    assert_string_equal(m->cuda_max, "12");
+    cat_model_free(m);
+    /* max below min is refused; so is a range that is not a version */
+    char field[64] = "", why[160] = "";
+    assert_int_equal(from("{\"id\":\"x\",\"cuda_version\":{\"min\":\"12.4\",\"max\":\"12.1\"}}", &m,
+                          field, why),
+                     GW_E_INVALID);
+    assert_string_equal(field, "cuda_version.max");
+    assert_int_equal(from("{\"id\":\"x\",\"cuda_version\":{\"min\":\"twelve\"}}", &m, field, why),
+                     GW_E_INVALID);
+    assert_string_equal(field, "cuda_version.min");
+    assert_int_equal(from("{\"id\":\"x\",\"cuda_version\":{\"low\":\"1\"}}", &m, field, why),
+                     GW_E_INVALID);
+    assert_string_equal(field, "cuda_version.low");
+    assert_int_equal(from("{\"id\":\"x\",\"min_compute_capability\":\"8.x\"}", &m, field, why),
+                     GW_E_INVALID);
+    assert_string_equal(field, "min_compute_capability");
+    assert_int_equal(from("{\"id\":\"x\",\"device_name\":\"\"}", &m, field, why), GW_E_INVALID);
+    assert_string_equal(field, "device_name");
+    assert_int_equal(from("{\"id\":\"x\",\"max_per_node\":0}", &m, field, why), GW_E_INVALID);
+    assert_string_equal(field, "max_per_node");
+    /* default max_per_node 1; the JSON form reads back to the same entry */
+    m = ok("{\"id\":\"y\",\"cuda_version\":{\"max\":\"12.9\"},\"device_name\":\"NVIDIA *\"}");
+    assert_int_equal(m->max_per_node, 1);
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(cat_model_to_json(m, &b), 0);
+    struct json_object *o = json_parse_strict(b.p, b.len, 16, NULL);
+    json_object_object_del(o, "source");
+    struct cat_model *r = NULL;
+    assert_int_equal(cat_model_from_json(o, &r, field, 64, why, 160), 0);
+    assert_string_equal(r->cuda_max, "12.9");
+    assert_string_equal(r->cuda_min, "");
+    assert_string_equal(r->device_name, "NVIDIA *");
+    assert_int_equal(r->max_per_node, 1);
+    json_object_put(o);
+    buf_free(&b);
+    cat_model_free(m);
+    cat_model_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_refusals_name_the_field),
         cmocka_unit_test(test_find_put_remove_clash),
         cmocka_unit_test(test_selector),
+        cmocka_unit_test(test_device_constraints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

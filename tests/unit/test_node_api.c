@@ -407,6 +407,67 @@ static void test_discovery(void **state)
     buf_free(&b);
 }
 
+/* Issue 18: per node CUDA/ROCm and driver versions, installed items with digests. */
+static void test_discovery_versions_installed(void **state)
+{
+    (void)state;
+    struct node_api_discovery d, r;
+    node_api_discovery_init(&d);
+    d.n_gpus = 1;
+    snprintf(d.gpus[0].name, sizeof d.gpus[0].name, "NVIDIA A100-SXM4-80GB");
+    d.gpus[0].vram_total_mb = 81920;
+    d.gpus[0].vram_free_mb = -1;
+    snprintf(d.gpus[0].compute_capability, sizeof d.gpus[0].compute_capability, "8.0");
+    snprintf(d.gpus[0].cuda_version, sizeof d.gpus[0].cuda_version, "12.2");
+    assert_string_equal(node_api_discovery_cuda(&d), "12.2"); /* from the GPU */
+    snprintf(d.cuda_version, sizeof d.cuda_version, "12.4");
+    snprintf(d.driver_version, sizeof d.driver_version, "550.54.15");
+    assert_non_null(node_api_discovery_add_installed(&d, true, "llama3:8b", "sha256:aaa"));
+    struct node_api_installed *it = node_api_discovery_add_installed(&d, false, "cuda12", "d1");
+    snprintf(it->latest_digest, sizeof it->latest_digest, "d2");
+    it->checked_ms = 1700000000000;
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(node_api_discovery_emit(&b, &d), 0);
+    assert_int_equal(node_api_discovery_parse(b.p, b.len, &r, NULL), 0);
+    assert_string_equal(node_api_discovery_cuda(&r), "12.4");
+    assert_string_equal(r.driver_version, "550.54.15");
+    assert_string_equal(r.rocm_version, "");
+    assert_int_equal(r.n_installed, 2);
+    assert_true(r.installed[0].is_model);
+    assert_string_equal(r.installed[0].digest, "sha256:aaa");
+    assert_string_equal(r.installed[0].latest_digest, "");
+    assert_int_equal(r.installed[0].checked_ms, -1);
+    assert_false(r.installed[1].is_model);
+    assert_string_equal(r.installed[1].latest_digest, "d2");
+    assert_int_equal(r.installed[1].checked_ms, 1700000000000);
+    /* a bad item is refused with the field named */
+    struct gw_error err = {0};
+    assert_int_equal(node_api_discovery_parse(LIT("{\"installed\":[{\"kind\":\"disk\"}]}"), &r,
+                                              &err),
+                     GW_E_INVALID);
+    assert_non_null(strstr(err.msg, "installed"));
+    /* past the cap: the first ones are kept */
+    buf_reset(&b);
+    assert_int_equal(buf_append_cstr(&b, "{\"installed\":["), 0);
+    for (int i = 0; i < NODE_API_MAX_INSTALLED + 5; i++)
+        assert_int_equal(buf_appendf(&b, "%s{\"kind\":\"model\",\"name\":\"m%d\"}", i ? "," : "", i), 0);
+    assert_int_equal(buf_append_cstr(&b, "]}"), 0);
+    assert_int_equal(node_api_discovery_parse(b.p, b.len, &r, NULL), 0);
+    assert_int_equal(r.n_installed, NODE_API_MAX_INSTALLED);
+    assert_true(r.installed_truncated);
+    /* versions compare by number, not by text */
+    assert_true(node_api_version_cmp("12.10", "12.9") > 0);
+    assert_true(node_api_version_cmp("12.4", "12.4.0") == 0);
+    assert_true(node_api_version_cmp("11.8", "12") < 0);
+    assert_true(node_api_version_within("12.4", "12.1", "12"));
+    assert_false(node_api_version_within("13.0", "12.1", "12"));
+    assert_false(node_api_version_within("12.0", "12.1", ""));
+    assert_true(node_api_version_within("12.2.1", NULL, "12.2"));
+    assert_false(node_api_version_within("12.3", NULL, "12.2"));
+    buf_free(&b);
+}
+
 /* POST /drover/v1/models/load and /unload: the gateway emits, the agent parses; the agent
  * answers, the gateway parses. */
 static void test_load_roundtrip(void **state)
@@ -531,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_health_refusals), cmocka_unit_test(test_models_answer_roundtrip),
         cmocka_unit_test(test_join_roundtrip),  cmocka_unit_test(test_join_refusals),
         cmocka_unit_test(test_join_answer),     cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_discovery_versions_installed),
         cmocka_unit_test(test_load_roundtrip),  cmocka_unit_test(test_op_roundtrip),
         cmocka_unit_test(test_paths),
     };

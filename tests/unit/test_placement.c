@@ -376,10 +376,269 @@ static void test_backoff_per_pair(void **state)
     registry_free(&reg);
 }
 
+/* ---- issue 18 ------------------------------------------------------------------------------ */
+
+/* A node whose agent reported GPUs "name/vram/cc" separated by '|' and a CUDA version. */
+static struct node *add_gpus(struct registry *reg, const char *name, const char *gpus,
+                             const char *cuda, const char *rocm)
+{
+    char json[2048], copy[512];
+    size_t len = (size_t)snprintf(json, sizeof json, "{\"hostname\":\"%s\",\"gpus\":[", name);
+    snprintf(copy, sizeof copy, "%s", gpus);
+    unsigned k = 0;
+    uint64_t total = 0;
+    for (char *save = NULL, *t = strtok_r(copy, "|", &save); t; t = strtok_r(NULL, "|", &save)) {
+        char gname[64], cc[16];
+        unsigned long mb;
+        assert_int_equal(sscanf(t, "%63[^/]/%lu/%15s", gname, &mb, cc), 3);
+        len += (size_t)snprintf(json + len, sizeof json - len,
+                                "%s{\"index\":%u,\"name\":\"%s\",\"vram_total_mb\":%lu,"
+                                "\"compute_capability\":\"%s\"}",
+                                k ? "," : "", k, gname, mb, cc);
+        k++;
+        total += mb;
+    }
+    len += (size_t)snprintf(json + len, sizeof json - len, "]");
+    if (cuda) len += (size_t)snprintf(json + len, sizeof json - len, ",\"cuda_version\":\"%s\"", cuda);
+    if (rocm) len += (size_t)snprintf(json + len, sizeof json - len, ",\"rocm_version\":\"%s\"", rocm);
+    snprintf(json + len, sizeof json - len, "}");
+    struct node *n = add_node(reg, name, k, total, true);
+    n->discovery_json = xstrdup(json);
+    return n;
+}
+
+static const char *words(const struct catalogue *c, const struct registry *reg,
+                         const struct cat_model *m, const struct node *n, char *out, size_t cap)
+{
+    struct place_verdict v;
+    placement_assess(c, reg, m, n, NOW, NULL, NULL, &v);
+    return placement_describe(m, n, &v, out, cap);
+}
+
+static void test_device_constraints(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct catalogue c = {0};
+    struct node *a100 = add_gpus(&reg, "a100", "NVIDIA A100-SXM4-80GB/81920/8.0", "12.4", NULL);
+    struct node *t4 = add_gpus(&reg, "t4", "Tesla T4/15360/7.5", "11.8", NULL);
+    struct node *mi = add_gpus(&reg, "mi", "AMD Instinct MI250/65536/gfx90a", NULL, "6.0");
+    struct node *blind = add_node(&reg, "blind", 1, 24000, true); /* no discovery text */
+    struct cat_model *m = cat(&c, "m", 1, 8000, 0, false);
+    snprintf(m->min_compute_capability, sizeof m->min_compute_capability, "8.0");
+    snprintf(m->cuda_min, sizeof m->cuda_min, "12.1");
+    snprintf(m->cuda_max, sizeof m->cuda_max, "12");
+    snprintf(m->device_name, sizeof m->device_name, "*A100*");
+    assert_int_equal(placement_infeasible(m, a100), 0);
+    assert_int_equal(placement_infeasible(m, t4), PLACE_COMPUTE | PLACE_CUDA | PLACE_DEVICE_NAME);
+    assert_int_equal(placement_infeasible(m, mi) & PLACE_CUDA, PLACE_CUDA);
+    assert_int_equal(placement_infeasible(m, blind),
+                     PLACE_COMPUTE | PLACE_CUDA | PLACE_DEVICE_NAME);
+    char w[200];
+    assert_string_equal(words(&c, &reg, m, t4, w, sizeof w),
+                        "needs 1 device matching \"*A100*\", has 0 (Tesla T4)");
+    m->device_name[0] = '\0';
+    assert_string_equal(words(&c, &reg, m, t4, w, sizeof w),
+                        "needs compute capability 8.0 on 1 device, its devices have 7.5");
+    m->min_compute_capability[0] = '\0';
+    assert_string_equal(words(&c, &reg, m, t4, w, sizeof w), "needs CUDA 12.1..12, has 11.8");
+    assert_string_equal(words(&c, &reg, m, mi, w, sizeof w), "needs CUDA 12.1..12, has ROCm 6.0");
+    /* the 404's text names each node and the constraint it fails */
+    char all[600];
+    placement_explain(&c, &reg, m, NOW, all, sizeof all);
+    assert_non_null(strstr(all, "t4: needs CUDA 12.1..12, has 11.8"));
+    assert_non_null(strstr(all, "mi: needs CUDA 12.1..12, has ROCm 6.0"));
+    assert_null(strstr(all, "a100: needs")); /* a100 only lacks the files */
+    /* a changed discovery is read again */
+    xfree(t4->discovery_json);
+    t4->discovery_json = xstrdup("{\"gpus\":[{\"index\":0,\"name\":\"Tesla T4\"}],"
+                                 "\"cuda_version\":\"12.2\"}");
+    assert_int_equal(placement_infeasible(m, t4), 0);
+    /* two devices wanted: both must qualify */
+    struct node *mixed = add_gpus(&reg, "mixed", "NVIDIA A100/40960/8.0|Tesla T4/15360/7.5",
+                                  "12.4", NULL);
+    m->min_devices = 2;
+    snprintf(m->min_compute_capability, sizeof m->min_compute_capability, "8.0");
+    assert_int_equal(placement_infeasible(m, mixed), PLACE_COMPUTE);
+    catalogue_free(&c);
+    registry_free(&reg);
+    placement_reset();
+}
+
+/* Free VRAM split over devices: a one-device model needs its VRAM on one device. */
+static void test_per_device_fit_and_defrag(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct catalogue c = {0};
+    struct node *n = add_gpus(&reg, "n", "GPU/4000/8.6|GPU/4000/8.6", "12.4", NULL);
+    disk(n, "a b big");
+    cat(&c, "a", 1, 1500, 1, false);
+    cat(&c, "b", 1, 1500, 1, false);
+    struct cat_model *big = cat(&c, "big", 1, 3000, 0, false);
+    /* a goes to device 0, b to the device with the most room: 1 */
+    load(n, "a", 10, 0);
+    placement_loaded(&c, n, "a", -1, false);
+    load(n, "b", 20, 0);
+    placement_loaded(&c, n, "b", -1, false);
+    uint64_t f[4], max;
+    assert_int_equal(placement_device_free(&c, n, f, 4, &max), 2);
+    assert_int_equal(f[0], 2500);
+    assert_int_equal(f[1], 2500);
+    assert_int_equal(placement_free_mb(&c, n), 5000); /* enough in total, not on one device */
+    struct place_verdict v;
+    placement_assess(&c, &reg, big, n, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_FULL); /* a and b are at replicas.min: not evictable */
+    /* no defrag before the cycles, nor while something runs */
+    struct place_defrag d;
+    assert_false(placement_defrag_plan(&c, &reg, n, 3, &d));
+    for (int i = 0; i < 3; i++) placement_note_cycle(n);
+    node_model_find(n, strv_from_cstr("a"))->inflight = 1;
+    assert_false(placement_defrag_plan(&c, &reg, n, 3, &d));
+    node_model_find(n, strv_from_cstr("a"))->inflight = 0;
+    assert_true(placement_defrag_plan(&c, &reg, n, 3, &d));
+    assert_int_equal(d.max_free_before_mb, 2500);
+    assert_int_equal(d.max_free_after_mb, 4000);
+    assert_int_equal(d.n, 1); /* one moves next to the other */
+    /* carry it out as loads.c does: unload, reload on the target */
+    char moved[16];
+    snprintf(moved, sizeof moved, "%s", d.ids[0]);
+    int to = d.dev[0];
+    registry_model_unloaded(n, strv_from_cstr(moved));
+    load(n, moved, 30, 0);
+    placement_loaded(&c, n, moved, to, false);
+    placement_defrag_done(n);
+    assert_int_equal(placement_cycles(n), 0);
+    placement_device_free(&c, n, f, 4, &max);
+    assert_int_equal(max, 4000);
+    placement_assess(&c, &reg, big, n, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_CAN_LOAD);
+    assert_false(v.needs_evict);
+    catalogue_free(&c);
+    registry_free(&reg);
+    placement_reset();
+}
+
+static void test_eviction_strategies(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct catalogue c = {0};
+    struct node *n = add_node(&reg, "n", 1, 10000, true);
+    n->labels = xcalloc(1, sizeof *n->labels);
+    n->labels[0].key = xstrdup("tier");
+    n->labels[0].value = xstrdup("big");
+    n->n_labels = 1;
+    struct node *plain = add_node(&reg, "plain", 1, 10000, true);
+    cat(&c, "small-old", 0, 2000, 0, false);
+    cat(&c, "large-new", 0, 6000, 0, false);
+    cat(&c, "hot", 0, 2000, 0, false);
+    struct cat_model *want = cat(&c, "want", 0, 2000, 0, false);
+    struct node *both[] = {n, plain};
+    for (int i = 0; i < 2; i++) {
+        load(both[i], "small-old", 10, 0);
+        load(both[i], "hot", 20, 0);
+        load(both[i], "large-new", 30, 0);
+    }
+    /* "hot" is used at every pass, the others once */
+    placement_observe(&reg);
+    for (int t = 0; t < 5; t++) {
+        node_model_find(n, strv_from_cstr("hot"))->last_used_ms = 100 + (uint64_t)t;
+        node_model_find(plain, strv_from_cstr("hot"))->last_used_ms = 100 + (uint64_t)t;
+        placement_observe(&reg);
+    }
+    assert_true(placement_uses(n, "hot") > placement_uses(n, "small-old"));
+    const char *plan[8];
+    size_t k;
+    bool busy;
+    /* lru (default): the least recently used first */
+    assert_true(placement_evict_plan_for(&c, &reg, n, want, NOW, plan, 8, &k, &busy));
+    assert_int_equal(k, 1);
+    assert_string_equal(plan[0], "small-old");
+    /* largest idle for tier=big, lfu elsewhere */
+    char why[200];
+    assert_int_equal(placement_set_eviction("lfu; tier=big:largest_idle", why, sizeof why), 0);
+    assert_int_equal(placement_eviction_for(n), PLACE_EVICT_LARGEST_IDLE);
+    assert_int_equal(placement_eviction_for(plain), PLACE_EVICT_LFU);
+    assert_true(placement_evict_plan_for(&c, &reg, n, want, NOW, plan, 8, &k, &busy));
+    assert_int_equal(k, 1);
+    assert_string_equal(plan[0], "large-new");
+    assert_true(placement_evict_plan_for(&c, &reg, plain, want, NOW, plan, 8, &k, &busy));
+    assert_int_equal(k, 1);
+    assert_string_not_equal(plan[0], "hot"); /* the least used goes, not the hot one */
+    assert_int_equal(placement_set_eviction("mru", why, sizeof why), GW_E_INVALID);
+    assert_int_equal(placement_eviction_for(n), PLACE_EVICT_LRU); /* a bad value resets */
+    assert_int_equal(placement_set_eviction("lru; tier:lfu", why, sizeof why), GW_E_INVALID);
+    catalogue_free(&c);
+    registry_free(&reg);
+    placement_reset();
+}
+
+static void test_max_per_node(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct catalogue c = {0};
+    struct node *n = add_node(&reg, "n", 1, 10000, true);
+    disk(n, "m other");
+    struct cat_model *m = cat(&c, "m", 0, 3000, 0, false);
+    m->max_per_node = 2;
+    cat(&c, "other", 0, 3000, 0, true); /* pinned: never evicted */
+    load(n, "other", 5, 0);
+    load(n, "m", 10, 0);
+    placement_loaded(&c, n, "m", -1, false);
+    assert_int_equal(placement_replicas_on(n, "m"), 1);
+    struct place_verdict v;
+    /* an idle replica: the node serves it, no second one */
+    placement_assess(&c, &reg, m, n, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_LOADED);
+    /* every replica busy, below the per-node maximum, room: one more may go there */
+    node_model_find(n, strv_from_cstr("m"))->inflight = 1;
+    placement_assess(&c, &reg, m, n, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_CAN_LOAD);
+    assert_true(v.adds_replica);
+    struct place_pick pk;
+    placement_pick(&c, &reg, m, NOW, NULL, NULL, &pk);
+    assert_ptr_equal(pk.node, n);
+    placement_loaded(&c, n, "m", -1, true);
+    assert_int_equal(placement_replicas_on(n, "m"), 2);
+    assert_int_equal(placement_replicas(&reg, "m", NOW), 2);
+    assert_int_equal(placement_used_mb(&c, n), 9000); /* 2 x 3000 + 3000 */
+    /* at the maximum and busy: "loaded", never full (no evict-and-retry loop: seed-003) */
+    node_model_find(n, strv_from_cstr("m"))->inflight = 5;
+    placement_assess(&c, &reg, m, n, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_LOADED);
+    placement_pick(&c, &reg, m, NOW, NULL, NULL, &pk);
+    assert_null(pk.node);
+    assert_int_equal(pk.why, PLACE_NONE_HELD);
+    /* a third load is refused by the record too */
+    placement_loaded(&c, n, "m", -1, true);
+    assert_int_equal(placement_replicas_on(n, "m"), 2);
+    /* below the maximum but no room (the pinned one stays): still "loaded", not "full" */
+    m->max_per_node = 3;
+    placement_assess(&c, &reg, m, n, NOW, NULL, NULL, &v);
+    assert_int_equal(v.state, PST_LOADED);
+    /* unloaded: the record goes with it */
+    registry_model_unloaded(n, strv_from_cstr("m"));
+    assert_int_equal(placement_replicas_on(n, "m"), 0);
+    assert_int_equal(placement_used_mb(&c, n), 3000);
+    catalogue_free(&c);
+    registry_free(&reg);
+    placement_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_feasibility),
+        cmocka_unit_test(test_device_constraints),
+        cmocka_unit_test(test_per_device_fit_and_defrag),
+        cmocka_unit_test(test_eviction_strategies),
+        cmocka_unit_test(test_max_per_node),
         cmocka_unit_test(test_evict_lru_idle_only),
         cmocka_unit_test(test_evict_never_pinned_or_min_replicas),
         cmocka_unit_test(test_pick_cold),
