@@ -193,8 +193,8 @@ static int fleet_upgrades(struct admin_target *t, bool json, bool apply)
     }
     struct up_row *rows = NULL;
     size_t n = 0;
-    for (size_t i = 0; json_get_arr(root, "nodes", &nodes) == 0 && i < json_object_array_length(nodes);
-         i++) {
+    for (size_t i = 0;
+         json_get_arr(root, "nodes", &nodes) == 0 && i < json_object_array_length(nodes); i++) {
         struct json_object *nd = json_object_array_get_idx(nodes, i), *disc = NULL, *arr = NULL;
         if (!json_object_object_get_ex(nd, "discovery", &disc) ||
             json_get_arr(disc, "installed", &arr))
@@ -202,11 +202,10 @@ static int fleet_upgrades(struct admin_target *t, bool json, bool apply)
         for (size_t k = 0; k < json_object_array_length(arr); k++) {
             struct json_object *it = json_object_array_get_idx(arr, k);
             rows = xrealloc(rows, (n + 1) * sizeof *rows);
-            rows[n++] = (struct up_row){admin_json_str(nd, "name", "?"),
-                                        admin_json_str(it, "kind", "?"),
-                                        admin_json_str(it, "name", "?"),
-                                        admin_json_str(it, "digest", ""),
-                                        admin_json_str(it, "latest_digest", "")};
+            rows[n++] =
+                (struct up_row){admin_json_str(nd, "name", "?"), admin_json_str(it, "kind", "?"),
+                                admin_json_str(it, "name", "?"), admin_json_str(it, "digest", ""),
+                                admin_json_str(it, "latest_digest", "")};
         }
     }
     struct buf j;
@@ -252,15 +251,17 @@ static int fleet_upgrades(struct admin_target *t, bool json, bool apply)
     if (json && !apply)
         printf("%.*s\n", (int)j.len, j.p);
     else if (!json)
-        table_print(&tb, stdout, "no node reports installed items (agents report them with "
-                                 "upgrade checks configured)");
+        table_print(&tb, stdout,
+                    "no node reports installed items (agents report them with "
+                    "upgrade checks configured)");
     table_free(&tb);
     buf_free(&j);
     /* --apply: one upgrade operation per item, to the nodes whose digest is not the wanted one */
     for (size_t i = 0; apply && i < n && code == 0; i++) {
         bool first_of_item = true;
         for (size_t k = 0; k < i; k++)
-            first_of_item &= strcmp(rows[k].kind, rows[i].kind) || strcmp(rows[k].name, rows[i].name);
+            first_of_item &=
+                strcmp(rows[k].kind, rows[i].kind) || strcmp(rows[k].name, rows[i].name);
         const char *want = up_target(rows, n, rows[i].kind, rows[i].name);
         if (!first_of_item || !want) continue;
         struct buf body, res;

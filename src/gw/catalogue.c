@@ -75,10 +75,20 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
     *out = NULL;
     if (!o || !json_object_is_type(o, json_type_object))
         return bad(field, fcap, "", why, wcap, "a model must be an object");
-    static const char *const known[] = {"id",          "aliases",     "engine",   "capabilities",
-                                        "min_devices", "min_vram_mb", "selector", "replicas",
-                                        "pinned",      "load_options", "min_compute_capability",
-                                        "cuda_version", "device_name", "max_per_node"};
+    static const char *const known[] = {"id",
+                                        "aliases",
+                                        "engine",
+                                        "capabilities",
+                                        "min_devices",
+                                        "min_vram_mb",
+                                        "selector",
+                                        "replicas",
+                                        "pinned",
+                                        "load_options",
+                                        "min_compute_capability",
+                                        "cuda_version",
+                                        "device_name",
+                                        "max_per_node"};
     json_object_object_foreach(o, key, val)
     {
         (void)val;
@@ -293,7 +303,8 @@ static int constraints_from_json(struct json_object *o, struct cat_model *m, cha
             bool is_min = !strcmp(ck, "min");
             char f[64];
             snprintf(f, sizeof f, "cuda_version.%s", ck);
-            if (!is_min && strcmp(ck, "max")) return bad(field, fcap, f, why, wcap, "unknown field");
+            if (!is_min && strcmp(ck, "max"))
+                return bad(field, fcap, f, why, wcap, "unknown field");
             if (json_object_is_type(cv, json_type_null)) continue;
             if (!version_from_json(cv, is_min ? m->cuda_min : m->cuda_max, sizeof m->cuda_min))
                 return bad(field, fcap, f, why, wcap, "must be a version such as \"12.1\"");

@@ -1,10 +1,10 @@
 /* catalogue — the models the operator declares (DESIGN §6): id, aliases, engine,
  * capabilities, min_devices, min_vram_mb, selector, replicas {min, max}, pinned, engine
  * load options, device constraints (min_compute_capability, cuda_version {min, max},
- * device_name glob) and max_per_node. Entries come from the config file (owned by it) or the admin API (persisted
- * in the store). One validator serves both: the YAML entry is turned into JSON first, so the
- * admin API and the file refuse exactly the same things, naming the field.
- * The loop thread only. */
+ * device_name glob) and max_per_node. Entries come from the config file (owned by it) or the admin
+ * API (persisted in the store). One validator serves both: the YAML entry is turned into JSON
+ * first, so the admin API and the file refuse exactly the same things, naming the field. The loop
+ * thread only. */
 #ifndef DROVER_GW_CATALOGUE_H
 #define DROVER_GW_CATALOGUE_H
 #include <stdbool.h>

@@ -37,7 +37,7 @@ struct load {
     int reload_dev[LOAD_MAX_EVICT];
     size_t i_reload;
     bool held_before; /* the node held the model when the load started: one more replica */
-    bool cancelled;    /* ended by the gateway (stopping): says nothing about the node */
+    bool cancelled;   /* ended by the gateway (stopping): says nothing about the node */
     struct http_call *call;
     int status;
     struct buf answer;
@@ -272,8 +272,8 @@ void loads_start(struct gw *g, struct node *n, const char *model, const char *op
     const char *plan[LOAD_MAX_EVICT];
     size_t k = 0;
     bool busy;
-    if (cm && placement_evict_plan_for(&g->cat, &g->reg, n, cm, gw_now_ms(g), plan,
-                                       LOAD_MAX_EVICT, &k, &busy)) {
+    if (cm && placement_evict_plan_for(&g->cat, &g->reg, n, cm, gw_now_ms(g), plan, LOAD_MAX_EVICT,
+                                       &k, &busy)) {
         evict = plan;
         n_evict = k;
     }

@@ -80,7 +80,8 @@ static void pn_parse_hw(struct pn *p, const char *json)
         p->gpu = xcalloc(d->n_gpus ? d->n_gpus : 1, sizeof *p->gpu);
         for (size_t i = 0; i < d->n_gpus; i++) {
             snprintf(p->gpu[i].name, sizeof p->gpu[i].name, "%s", d->gpus[i].name);
-            p->gpu[i].vram_mb = d->gpus[i].vram_total_mb > 0 ? (uint64_t)d->gpus[i].vram_total_mb : 0;
+            p->gpu[i].vram_mb =
+                d->gpus[i].vram_total_mb > 0 ? (uint64_t)d->gpus[i].vram_total_mb : 0;
             snprintf(p->gpu[i].cc, sizeof p->gpu[i].cc, "%s", d->gpus[i].compute_capability);
         }
         p->n_gpu = d->n_gpus;
@@ -451,8 +452,9 @@ int placement_set_eviction(const char *spec, char *why, size_t why_cap)
     return 0;
 bad:
     if (why)
-        snprintf(why, why_cap,
-                 "placement.eviction: expected \"lru|lfu|largest_idle[; key=value,...:strategy]...\"");
+        snprintf(
+            why, why_cap,
+            "placement.eviction: expected \"lru|lfu|largest_idle[; key=value,...:strategy]...\"");
     classes_free();
     evict_default = PLACE_EVICT_LRU;
     return GW_E_INVALID;

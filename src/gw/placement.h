@@ -15,13 +15,13 @@
 
 /* Why a node can never serve a model (bits); 0 when it could. */
 enum {
-    PLACE_NO_DEVICES = 1, /* fewer devices than min_devices */
-    PLACE_NO_VRAM = 2,    /* less total VRAM than min_vram_mb */
-    PLACE_SELECTOR = 4,   /* labels do not match */
-    PLACE_ENGINE = 8,     /* another engine than the entry asks for */
-    PLACE_REMOVED = 16,   /* removed or pending */
-    PLACE_COMPUTE = 32,   /* fewer devices than needed with min_compute_capability */
-    PLACE_CUDA = 64,      /* the node's CUDA version is outside the entry's range (or none) */
+    PLACE_NO_DEVICES = 1,    /* fewer devices than min_devices */
+    PLACE_NO_VRAM = 2,       /* less total VRAM than min_vram_mb */
+    PLACE_SELECTOR = 4,      /* labels do not match */
+    PLACE_ENGINE = 8,        /* another engine than the entry asks for */
+    PLACE_REMOVED = 16,      /* removed or pending */
+    PLACE_COMPUTE = 32,      /* fewer devices than needed with min_compute_capability */
+    PLACE_CUDA = 64,         /* the node's CUDA version is outside the entry's range (or none) */
     PLACE_DEVICE_NAME = 128, /* fewer devices than needed match device_name */
 };
 unsigned placement_infeasible(const struct cat_model *m, const struct node *n);
@@ -132,11 +132,11 @@ enum place_state {
 };
 struct place_verdict {
     enum place_state state;
-    unsigned bits;                          /* PST_INFEASIBLE: placement_infeasible() */
-    bool needs_evict;                       /* PST_CAN_LOAD: only after evicting */
-    bool adds_replica;                      /* PST_CAN_LOAD: the node holds it, below max_per_node */
-    uint64_t free_mb;                       /* PST_CAN_LOAD: free VRAM now */
-    uint64_t retry_at_ms;                   /* PST_BACKOFF: when the backoff ends */
+    unsigned bits;        /* PST_INFEASIBLE: placement_infeasible() */
+    bool needs_evict;     /* PST_CAN_LOAD: only after evicting */
+    bool adds_replica;    /* PST_CAN_LOAD: the node holds it, below max_per_node */
+    uint64_t free_mb;     /* PST_CAN_LOAD: free VRAM now */
+    uint64_t retry_at_ms; /* PST_BACKOFF: when the backoff ends */
     const struct cat_load_backoff *backoff; /* PST_BACKOFF: the record (borrowed) */
 };
 /* Is an install operation of model on the node queued or running? The ops module answers

@@ -546,13 +546,15 @@ static int yaml_hw(struct sim_config *c, struct ydoc *y, yaml_node_t *v)
                         else if (!bad && !strcmp(gk, "vram_mb"))
                             bad = parse_u64(gv, 1e9, &gpu->vram_mb);
                         else if (!bad && !strcmp(gk, "compute_capability"))
-                            bad = copy_text(gpu->compute_capability,
-                                            sizeof gpu->compute_capability, gv);
+                            bad = copy_text(gpu->compute_capability, sizeof gpu->compute_capability,
+                                            gv);
                         else
                             bad = 1;
                         if (bad)
-                            return yerr(y, gvn, "hardware gpu key '%s': expected name, "
-                                        "vram_mb or compute_capability", gk ? gk : "?");
+                            return yerr(y, gvn,
+                                        "hardware gpu key '%s': expected name, "
+                                        "vram_mb or compute_capability",
+                                        gk ? gk : "?");
                     }
                 }
             } else if (!val) {
@@ -567,7 +569,8 @@ static int yaml_hw(struct sim_config *c, struct ydoc *y, yaml_node_t *v)
                 if (copy_text(hw->driver_version, sizeof hw->driver_version, val))
                     return yerr(y, e, "%s", "hardware driver_version: too long");
             } else if (!strcmp(key, "context_size")) {
-                if (parse_u64(val, 1e9, &u)) return yerr(y, e, "%s", "hardware context_size: expected a whole number");
+                if (parse_u64(val, 1e9, &u))
+                    return yerr(y, e, "%s", "hardware context_size: expected a whole number");
                 hw->context_size = u;
             } else {
                 return yerr(y, k, "unknown hardware key '%s'", key);

@@ -227,9 +227,9 @@ static void test_device_constraints(void **state)
     cat_model_free(m);
     /* max below min is refused; so is a range that is not a version */
     char field[64] = "", why[160] = "";
-    assert_int_equal(from("{\"id\":\"x\",\"cuda_version\":{\"min\":\"12.4\",\"max\":\"12.1\"}}", &m,
-                          field, why),
-                     GW_E_INVALID);
+    assert_int_equal(
+        from("{\"id\":\"x\",\"cuda_version\":{\"min\":\"12.4\",\"max\":\"12.1\"}}", &m, field, why),
+        GW_E_INVALID);
     assert_string_equal(field, "cuda_version.max");
     assert_int_equal(from("{\"id\":\"x\",\"cuda_version\":{\"min\":\"twelve\"}}", &m, field, why),
                      GW_E_INVALID);

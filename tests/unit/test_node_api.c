@@ -443,15 +443,16 @@ static void test_discovery_versions_installed(void **state)
     assert_int_equal(r.installed[1].checked_ms, 1700000000000);
     /* a bad item is refused with the field named */
     struct gw_error err = {0};
-    assert_int_equal(node_api_discovery_parse(LIT("{\"installed\":[{\"kind\":\"disk\"}]}"), &r,
-                                              &err),
-                     GW_E_INVALID);
+    assert_int_equal(
+        node_api_discovery_parse(LIT("{\"installed\":[{\"kind\":\"disk\"}]}"), &r, &err),
+        GW_E_INVALID);
     assert_non_null(strstr(err.msg, "installed"));
     /* past the cap: the first ones are kept */
     buf_reset(&b);
     assert_int_equal(buf_append_cstr(&b, "{\"installed\":["), 0);
     for (int i = 0; i < NODE_API_MAX_INSTALLED + 5; i++)
-        assert_int_equal(buf_appendf(&b, "%s{\"kind\":\"model\",\"name\":\"m%d\"}", i ? "," : "", i), 0);
+        assert_int_equal(
+            buf_appendf(&b, "%s{\"kind\":\"model\",\"name\":\"m%d\"}", i ? "," : "", i), 0);
     assert_int_equal(buf_append_cstr(&b, "]}"), 0);
     assert_int_equal(node_api_discovery_parse(b.p, b.len, &r, NULL), 0);
     assert_int_equal(r.n_installed, NODE_API_MAX_INSTALLED);
@@ -588,12 +589,17 @@ static void test_paths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),           cmocka_unit_test(test_health_roundtrip),
-        cmocka_unit_test(test_health_refusals), cmocka_unit_test(test_models_answer_roundtrip),
-        cmocka_unit_test(test_join_roundtrip),  cmocka_unit_test(test_join_refusals),
-        cmocka_unit_test(test_join_answer),     cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_health_roundtrip),
+        cmocka_unit_test(test_health_refusals),
+        cmocka_unit_test(test_models_answer_roundtrip),
+        cmocka_unit_test(test_join_roundtrip),
+        cmocka_unit_test(test_join_refusals),
+        cmocka_unit_test(test_join_answer),
+        cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_discovery_versions_installed),
-        cmocka_unit_test(test_load_roundtrip),  cmocka_unit_test(test_op_roundtrip),
+        cmocka_unit_test(test_load_roundtrip),
+        cmocka_unit_test(test_op_roundtrip),
         cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -399,8 +399,10 @@ static struct node *add_gpus(struct registry *reg, const char *name, const char 
         total += mb;
     }
     len += (size_t)snprintf(json + len, sizeof json - len, "]");
-    if (cuda) len += (size_t)snprintf(json + len, sizeof json - len, ",\"cuda_version\":\"%s\"", cuda);
-    if (rocm) len += (size_t)snprintf(json + len, sizeof json - len, ",\"rocm_version\":\"%s\"", rocm);
+    if (cuda)
+        len += (size_t)snprintf(json + len, sizeof json - len, ",\"cuda_version\":\"%s\"", cuda);
+    if (rocm)
+        len += (size_t)snprintf(json + len, sizeof json - len, ",\"rocm_version\":\"%s\"", rocm);
     snprintf(json + len, sizeof json - len, "}");
     struct node *n = add_node(reg, name, k, total, true);
     n->discovery_json = xstrdup(json);
@@ -456,8 +458,8 @@ static void test_device_constraints(void **state)
                                  "\"cuda_version\":\"12.2\"}");
     assert_int_equal(placement_infeasible(m, t4), 0);
     /* two devices wanted: both must qualify */
-    struct node *mixed = add_gpus(&reg, "mixed", "NVIDIA A100/40960/8.0|Tesla T4/15360/7.5",
-                                  "12.4", NULL);
+    struct node *mixed =
+        add_gpus(&reg, "mixed", "NVIDIA A100/40960/8.0|Tesla T4/15360/7.5", "12.4", NULL);
     m->min_devices = 2;
     snprintf(m->min_compute_capability, sizeof m->min_compute_capability, "8.0");
     assert_int_equal(placement_infeasible(m, mixed), PLACE_COMPUTE);
