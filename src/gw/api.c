@@ -54,6 +54,33 @@ static int cmp_model_nodes(const void *a, const void *b)
     return c ? c : (x->id_len > y->id_len) - (x->id_len < y->id_len);
 }
 
+/* One model as Ollama's /api/tags (or, with ps, /api/ps) lists it. Size from the first
+ * routable node that reports one; details Ollama would read from the GGUF are left empty. */
+static int ollama_model_json(struct gw *g, const struct model_nodes *e, uint64_t now,
+                             struct buf *out, bool ps)
+{
+    uint64_t size_mb = 0;
+    for (size_t i = 0; i < e->n && !size_mb; i++)
+        if (node_is_routable(&g->reg, e->slots[i].node, now)) size_mb = e->slots[i].model->size_mb;
+    int rc = buf_append_cstr(out, "{\"name\":");
+    if (!rc) rc = json_append_str(out, e->id, e->id_len);
+    if (!rc) rc = buf_append_cstr(out, ",\"model\":");
+    if (!rc) rc = json_append_str(out, e->id, e->id_len);
+    if (!rc && !ps) rc = buf_append_cstr(out, ",\"modified_at\":\"1970-01-01T00:00:00Z\"");
+    if (!rc) rc = buf_append_cstr(out, ",\"size\":");
+    if (!rc) rc = buf_append_u64(out, size_mb << 20);
+    if (!rc)
+        rc = buf_append_cstr(out, ",\"digest\":\"\",\"details\":{\"parent_model\":\"\","
+                                  "\"format\":\"gguf\",\"family\":\"\",\"families\":null,"
+                                  "\"parameter_size\":\"\",\"quantization_level\":\"\"}");
+    if (!rc && ps) {
+        rc = buf_append_cstr(out, ",\"expires_at\":\"2262-04-11T23:47:16Z\",\"size_vram\":");
+        if (!rc) rc = buf_append_u64(out, size_mb << 20);
+    }
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
 static void list_models(struct gw *g, struct http_request *req, bool ollama,
                         const struct client_key *key)
 {
@@ -94,7 +121,8 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama,
             continue;
         for (size_t i = 0; i < e->n; i++) {
             const struct node *o = e->slots[i].node;
-            if (node_is_routable(&g->reg, o, now) && (!ollama || o->kind == NODE_KIND_OLLAMA)) {
+            /* every node kind: the Ollama API is translated for the others (docs/translate.md) */
+            if (node_is_routable(&g->reg, o, now)) {
                 served[n_served++] = e;
                 break;
             }
@@ -105,11 +133,7 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama,
         const struct model_nodes *e = served[s];
         if (emitted++) rc = buf_append_cstr(&out, ",");
         if (ollama) {
-            if (!rc) rc = buf_append_cstr(&out, "{\"name\":");
-            if (!rc) rc = json_append_str(&out, e->id, e->id_len);
-            if (!rc) rc = buf_append_cstr(&out, ",\"model\":");
-            if (!rc) rc = json_append_str(&out, e->id, e->id_len);
-            if (!rc) rc = buf_append_cstr(&out, "}");
+            if (!rc) rc = ollama_model_json(g, e, now, &out, false);
             continue;
         }
         if (!rc) rc = buf_append_cstr(&out, "{\"id\":");
@@ -163,6 +187,119 @@ static bool probe_route(struct gw *g, struct http_request *req)
     return true;
 }
 
+/* /api/ps: what runs now, i.e. every model a routable node has loaded. */
+static void ollama_ps(struct gw *g, struct http_request *req)
+{
+    struct buf out;
+    buf_init(&out, 64u << 20);
+    uint64_t now = gw_now_ms(g);
+    (void)registry_model_nodes(&g->reg, STRV_LIT("")); /* brings the index up to date */
+    const struct model_index *ix = &g->reg.index;
+    int rc = buf_append_cstr(&out, "{\"models\":[");
+    size_t k = 0;
+    for (size_t t = 0; t < ix->cap && !rc; t++) {
+        const struct model_nodes *e = &ix->tab[t];
+        if (!e->id || e->alias) continue;
+        bool any = false;
+        for (size_t i = 0; i < e->n && !any; i++)
+            any = node_is_routable(&g->reg, e->slots[i].node, now);
+        if (!any) continue;
+        if (k++) rc = buf_append_cstr(&out, ",");
+        if (!rc) rc = ollama_model_json(g, e, now, &out, true);
+    }
+    if (!rc) rc = buf_append_cstr(&out, "]}");
+    if (rc) {
+        struct gw_answer_ctx c = {.ollama = true};
+        (void)gw_answer(req, ANSWER_UPSTREAM_FAILED, &c, "model list too large");
+    } else {
+        (void)http_respond_json(req, 200, NULL, 0, out.p, out.len);
+    }
+    buf_free(&out);
+}
+
+static bool has_embed(struct strv m)
+{
+    for (size_t i = 0; i + 5 <= m.len; i++)
+        if (memcmp(m.p + i, "embed", 5) == 0) return true;
+    return false;
+}
+
+/* /api/show {"model"} (or the older "name"): what the gateway knows of a model the fleet
+ * serves; 404 in Ollama's shape otherwise. Engine details (template, parameters, GGUF facts)
+ * are not known for every node kind and are left empty. */
+static void ollama_show(struct gw *g, struct http_request *req)
+{
+    struct gw_answer_ctx c = {.ollama = true};
+    struct json_object *root = json_parse_strict(req->body.p ? req->body.p : "", req->body.len,
+                                                 32, NULL);
+    struct strv model = STRV_NULL;
+    if (!root || (json_get_str(root, "model", &model) && json_get_str(root, "name", &model)) ||
+        !model.len) {
+        if (root) json_object_put(root);
+        (void)gw_answer(req, ANSWER_INVALID_REQUEST, &c, "model is required");
+        return;
+    }
+    uint64_t now = gw_now_ms(g);
+    const struct model_nodes *e = registry_model_nodes(&g->reg, model);
+    bool any = false;
+    for (size_t i = 0; e && i < e->n && !any; i++)
+        any = node_is_routable(&g->reg, e->slots[i].node, now);
+    const struct cat_model *cm = catalogue_find(&g->cat, model);
+    if (!any && !cm) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "model '%.*s' not found", (int)model.len, model.p);
+        json_object_put(root);
+        (void)gw_answer(req, ANSWER_MODEL_NOT_FOUND, &c, msg);
+        return;
+    }
+    bool embed = cm && cm->caps ? !(cm->caps & (CAP_CHAT | CAP_COMPLETIONS))
+                                : has_embed(model);
+    struct buf out;
+    buf_init(&out, 64 * 1024);
+    int rc = buf_append_cstr(
+        &out, "{\"license\":\"\",\"modelfile\":\"\",\"parameters\":\"\",\"template\":\"\","
+              "\"details\":{\"parent_model\":\"\",\"format\":\"gguf\",\"family\":\"\","
+              "\"families\":null,\"parameter_size\":\"\",\"quantization_level\":\"\"},"
+              "\"model_info\":{},\"capabilities\":");
+    if (!rc) rc = buf_append_cstr(&out, embed ? "[\"embedding\"]" : "[\"completion\"]");
+    if (!rc) rc = buf_append_cstr(&out, ",\"modified_at\":\"1970-01-01T00:00:00Z\"}");
+    json_object_put(root);
+    if (rc)
+        (void)gw_answer(req, ANSWER_UPSTREAM_FAILED, &c, "answer too large");
+    else
+        (void)http_respond_json(req, 200, NULL, 0, out.p, out.len);
+    buf_free(&out);
+}
+
+/* The Ollama and Anthropic routes the gateway answers beside the inference paths. Returns
+ * false for any other path. */
+static bool native_route(struct gw *g, struct http_request *req, bool is_get, bool is_post)
+{
+    struct strv path = req->path;
+    bool anthropic = strv_eq_cstr(path, "/v1/messages") ||
+                     strv_eq_cstr(path, "/v1/messages/count_tokens");
+    bool version = strv_eq_cstr(path, "/api/version"), ps = strv_eq_cstr(path, "/api/ps");
+    bool show = strv_eq_cstr(path, "/api/show");
+    if (!anthropic && !version && !ps && !show) return false;
+    bool want_post = anthropic || show;
+    if (want_post ? !is_post : !is_get) {
+        struct gw_answer_ctx c = {.ollama = !anthropic, .anthropic = anthropic};
+        (void)gw_answer(req, ANSWER_METHOD_NOT_ALLOWED, &c, want_post ? "use POST" : "use GET");
+        return true;
+    }
+    if (anthropic) {
+        proxy_handle(g, req);
+    } else if (version) {
+        /* the Ollama API version the translation follows (docs/translate.md) */
+        (void)http_respond_json(req, 200, NULL, 0, "{\"version\":\"0.12.0\"}", 20);
+    } else if (ps) {
+        ollama_ps(g, req);
+    } else {
+        ollama_show(g, req);
+    }
+    return true;
+}
+
 void api_handle(struct http_request *req, void *ctx)
 {
     struct gw *g = ctx;
@@ -205,6 +342,7 @@ void api_handle(struct http_request *req, void *ctx)
         list_models(g, req, tags, key);
         return;
     }
+    if (native_route(g, req, is_get, is_post)) return;
     if (node_api_is_inference_path(path)) {
         if (!is_post) {
             struct gw_answer_ctx c = {.ollama = ollama_path};

@@ -49,6 +49,25 @@ int gw_error_json(struct buf *out, const char *message, const char *type, const 
     return rc;
 }
 
+int gw_anthropic_error_json(struct buf *out, int status, const char *message)
+{
+    const char *type = status == 400   ? "invalid_request_error"
+                       : status == 401 ? "authentication_error"
+                       : status == 403 ? "permission_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 413 ? "request_too_large"
+                       : status == 429 ? "rate_limit_error"
+                       : status == 503 ? "overloaded_error"
+                       : status < 500  ? "invalid_request_error"
+                                       : "api_error";
+    int rc = buf_append_cstr(out, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    if (!rc) rc = buf_append_cstr(out, type);
+    if (!rc) rc = buf_append_cstr(out, "\",\"message\":");
+    if (!rc) rc = json_append_str(out, message, strlen(message));
+    if (!rc) rc = buf_append_cstr(out, "}}");
+    return rc;
+}
+
 int gw_answer(struct http_request *req, enum gw_answer a, const struct gw_answer_ctx *ctx,
               const char *message)
 {
@@ -58,7 +77,9 @@ int gw_answer(struct http_request *req, enum gw_answer a, const struct gw_answer
     struct buf body;
     buf_init(&body, 4096);
     int rc;
-    if (ctx->ollama) {
+    if (ctx->anthropic) {
+        rc = gw_anthropic_error_json(&body, info->status, message);
+    } else if (ctx->ollama) {
         rc = buf_append_cstr(&body, "{\"error\":");
         if (!rc) rc = json_append_str(&body, message, strlen(message));
         if (!rc) rc = buf_append_cstr(&body, "}");

@@ -1,6 +1,7 @@
 /* errors_http — the one table that maps the gateway's situations (DESIGN §5, validation
  * refusals, auth) to an HTTP status, an OpenAI-shaped body {"error":{"message","type",
- * "param","code"}} (or Ollama's {"error":"..."} on the native API) and Retry-After.
+ * "param","code"}} (or Ollama's {"error":"..."} on the native API, Anthropic's
+ * {"type":"error","error":{…}} on /v1/messages) and Retry-After.
  * The loop thread only. */
 #ifndef DROVER_GW_ERRORS_HTTP_H
 #define DROVER_GW_ERRORS_HTTP_H
@@ -44,6 +45,7 @@ struct gw_answer_ctx {
     const char *param;      /* NULL: JSON null */
     const char *code;       /* overrides the table's code when non-NULL */
     bool ollama;            /* native Ollama shape {"error":"..."} */
+    bool anthropic;         /* Anthropic's {"type":"error","error":{"type","message"}} */
 };
 
 /* Answers req with the situation and message; returns http_respond's result. */
@@ -53,6 +55,11 @@ int gw_answer(struct http_request *req, enum gw_answer a, const struct gw_answer
 /* Appends an OpenAI-shaped error object to out. param/code NULL give JSON null. */
 int gw_error_json(struct buf *out, const char *message, const char *type, const char *param,
                   const char *code) WUR;
+
+/* Appends Anthropic's error object {"type":"error","error":{"type":…,"message":…}}, the type
+ * chosen by status (invalid_request_error, authentication_error, permission_error,
+ * not_found_error, request_too_large, rate_limit_error, overloaded_error for 503, api_error). */
+int gw_anthropic_error_json(struct buf *out, int status, const char *message) WUR;
 
 /* Answers an OpenAI-shaped error {"error":{message,type,param,code}}: type is
  * authentication_error for 401, server_error for 5xx, invalid_request_error otherwise. Used by

@@ -27,6 +27,7 @@
 #include "gw/outcome.h"
 #include "gw/placement.h"
 #include "gw/router.h"
+#include "gw/translate.h"
 #include "gw/upstream.h"
 #include "gw/validate.h"
 #include "net/splitter.h"
@@ -98,6 +99,8 @@ struct proxy {
     uint64_t queue_until_ms;       /* the wait budget for capacity, set at the first wait */
     bool waking;                   /* start_attempt runs from the queue's wake */
     struct key_grant grant;        /* keys.c: the client key's admission (released once) */
+
+    struct xlate xl; /* the client's API over a node that speaks another (docs/translate.md) */
 };
 
 /* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
@@ -162,6 +165,7 @@ static void proxy_free(struct proxy *p)
     buf_free(&p->up_body);
     buf_free(&p->body);
     buf_free(&p->last_error);
+    xlate_free(&p->xl);
     struct gw *g = p->g;
     if (g->active_requests > 0) g->active_requests--;
     /* The state is larger than malloc's per-thread cache takes: a few are kept for reuse. */
@@ -245,6 +249,7 @@ static void answer_failure(struct proxy *p, enum gw_answer a, uint64_t retry_aft
         .attempts = p->attempts,
         .retry_after_s = retry_after_s,
         .ollama = p->v.ollama,
+        .anthropic = p->v.anthropic,
     };
     int status = gw_answer_info(a)->status;
     log_request(p, status, gw_answer_info(a)->code);
@@ -264,7 +269,16 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
                    json_object_is_type(e, json_type_object);
     bool has_str = root && !has_obj && e && json_object_is_type(e, json_type_string);
     int rc = 0;
-    if (p->v.ollama ? (has_str || has_obj) : has_obj) {
+    if (p->v.anthropic) {
+        const char *msg =
+            has_obj ? json_object_get_string(json_object_object_get(e, "message"))
+            : has_str ? json_object_get_string(e)
+                      : NULL;
+        char raw[1024];
+        snprintf(raw, sizeof raw, "%.*s", (int)(body->len < 1000 ? body->len : 1000),
+                 body->p ? body->p : "");
+        rc = gw_anthropic_error_json(&out, status, msg ? msg : raw[0] ? raw : "error");
+    } else if (p->v.ollama ? (has_str || has_obj) : has_obj) {
         rc = buf_append(&out, body->p, body->len);
     } else if (p->v.ollama) {
         const char *msg =
@@ -314,7 +328,11 @@ static void end_stream_with_error(struct proxy *p, const char *why)
     struct buf ev;
     buf_init(&ev, 2048);
     int rc;
-    if (p->v.ollama) {
+    if (p->v.anthropic) {
+        rc = buf_append_cstr(&ev, "event: error\ndata: ");
+        if (!rc) rc = gw_anthropic_error_json(&ev, 500, why);
+        if (!rc) rc = buf_append_cstr(&ev, "\n\n");
+    } else if (p->v.ollama) {
         rc = buf_append_cstr(&ev, "{\"error\":");
         if (!rc) rc = json_append_str(&ev, why, strlen(why));
         if (!rc) rc = buf_append_cstr(&ev, "}\n");
@@ -417,6 +435,8 @@ static void on_head(struct http_call *call, const struct http_response_head *hea
         }
     }
     if (p->status >= 200 && p->status < 300) {
+        if (p->xl.mode) snprintf(p->content_type, sizeof p->content_type, "%s",
+                                 xlate_content_type(&p->xl));
         buf_init(&p->body, PROXY_MAX_BUFFERED_BODY);
         /* A buffered answer of known length: one allocation, not a doubling series. */
         if (!p->v.stream && head->content_length > 0 &&
@@ -437,7 +457,16 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
     }
     /* A streaming 2xx: relay at once. */
     acct_progress(p->g, p->node, true, &p->stream_counted);
-    scan_events(p, data, len);
+    if (p->xl.mode) {
+        /* translated: the client gets the translator's bytes; completion is the node's [DONE] */
+        p->splitter_rc = xlate_stream(&p->xl, data, len, now_us());
+        p->done_seen = p->xl.done;
+        data = p->xl.out.p;
+        len = p->xl.out.len;
+        if (!len) return;
+    } else {
+        scan_events(p, data, len);
+    }
     if (!p->req) return;
     if (!p->head_sent) {
         struct http_header h[10];
@@ -473,6 +502,20 @@ static void finish_success(struct proxy *p)
     (void)http_respond(req, p->status, h, n, p->body.p, p->body.len);
 }
 
+/* Replaces the buffered body with its translation; true when the node's body is malformed. */
+static bool xlate_body_swap(struct proxy *p)
+{
+    struct buf t;
+    buf_init(&t, PROXY_MAX_BUFFERED_BODY);
+    if (xlate_body(&p->xl, p->body.p, p->body.len, now_us(), &t)) {
+        buf_free(&t);
+        return true;
+    }
+    buf_free(&p->body);
+    p->body = t;
+    return false;
+}
+
 static void on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
 {
     struct proxy *p = ctx;
@@ -481,12 +524,15 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     if (p->splitter_used && p->v.ollama && res->err == 0)
         p->splitter_rc = ndjson_finish(&p->nd, on_ndjson_line, p); /* a last line without LF */
     bool streamed = p->v.stream && p->status >= 200 && p->status < 300;
+    /* a translated buffered answer the node's API cannot have sent is a malformed response */
+    bool xl_bad = p->xl.mode && !streamed && res->err == 0 && !p->body_overflow &&
+                  p->status >= 200 && p->status < 300 && xlate_body_swap(p);
     struct attempt_obs obs = {
         .transport_err = res->err,
         .status = res->got_head ? p->status : 0,
         .has_retry_after = p->has_retry_after,
         /* a stream is complete only at its terminal event; a buffered answer at its end */
-        .complete = streamed ? p->done_seen : (res->err == 0 && !p->body_overflow),
+        .complete = streamed ? p->done_seen : (res->err == 0 && !p->body_overflow && !xl_bad),
         .reused_conn = res->reused_conn,
         .got_bytes = res->got_head,
     };
@@ -587,6 +633,7 @@ static const struct strv hop_by_hop[] = {
     HOP("transfer-encoding"), HOP("te"),         HOP("trailer"),
     HOP("upgrade"),           HOP("host"),       HOP("content-length"),
     HOP("authorization"),     HOP("expect"),     HOP("proxy-authorization"),
+    HOP("x-api-key"), /* Anthropic clients' key for the gateway: never the node's */
 };
 #undef HOP
 
@@ -874,6 +921,33 @@ static bool wait_capacity(struct proxy *p, bool waking)
     return true;
 }
 
+/* The attempt's translation for the picked node (rebuilt per attempt: a retry starts a fresh
+ * stream). Returns true when the request was answered instead (the gateway's own answer where
+ * Ollama would answer without generating, or a request the translation cannot express). */
+static bool xlate_attempt(struct proxy *p, const struct node *node)
+{
+    enum xlate_mode m = xlate_mode_for(p->kind, node->kind);
+    if (m == XLATE_NONE) {
+        xlate_free(&p->xl);
+        return false;
+    }
+    struct buf local;
+    buf_init(&local, 64 * 1024);
+    char why[300] = "";
+    int rc = xlate_prepare(&p->xl, m, node->kind, p->req->body, route_model(p), p->v.model,
+                           p->v.stream, p->start_us, &local, why, sizeof why);
+    if (rc > 0) {
+        log_request(p, 200, "local");
+        struct http_request *req = take_req(p);
+        if (req) (void)http_respond_json(req, 200, NULL, 0, local.p, local.len);
+    } else if (rc < 0) {
+        answer_failure(p, ANSWER_INVALID_REQUEST, 0, why);
+    }
+    buf_free(&local);
+    if (rc) proxy_free(p);
+    return rc != 0;
+}
+
 static void start_attempt(struct proxy *p)
 {
     struct gw *g = p->g;
@@ -899,7 +973,7 @@ static void start_attempt(struct proxy *p)
             .cat = cm,
             .model = p->model,
             .cap = p->caps,
-            .ollama_only = p->v.ollama,
+            .ollama_only = p->v.ollama && !xlate_any_node(p->kind),
             .tried = p->tried,
             .n_tried = p->n_tried,
             .now_ms = now,
@@ -917,6 +991,7 @@ static void start_attempt(struct proxy *p)
         return;
     }
     if (waking) admission_served(&g->admission, &p->queue, now);
+    if (xlate_attempt(p, r.node)) return;
     p->fresh_only = same_node;
     p->tier = r.tier;
     if (r.tier == TIER_PANIC && !same_node) p->panic_attempts++;
@@ -941,9 +1016,9 @@ static void start_attempt(struct proxy *p)
     /* The client copies the head before http_client_request returns: the list can live on
      * the stack unless the client sent very many headers. */
     struct http_header small[32];
-    struct http_header *up = req->n_headers + 3 <= sizeof small / sizeof small[0]
+    struct http_header *up = req->n_headers + 4 <= sizeof small / sizeof small[0]
                                  ? small
-                                 : xcalloc(req->n_headers + 3, sizeof *up);
+                                 : xcalloc(req->n_headers + 4, sizeof *up);
     size_t nh = 0;
     bool has_conn = false;
     for (size_t i = 0; i < req->n_headers; i++)
@@ -952,8 +1027,13 @@ static void start_attempt(struct proxy *p)
         struct strv name = req->headers[i].name;
         if (is_hop(name) || is_forwarded(g, name) || (has_conn && named_in_connection(req, name)))
             continue;
+        if (p->xl.mode && (strv_eq_ci(name, STRV_LIT("content-type")) ||
+                           strv_eq_ci(name, STRV_LIT("accept-encoding"))))
+            continue; /* the translated body is JSON and the translator reads it unencoded */
         up[nh++] = req->headers[i];
     }
+    if (p->xl.mode)
+        up[nh++] = (struct http_header){STRV_LIT("Content-Type"), STRV_LIT("application/json")};
     char xff[512];
     size_t xff_len = forwarded_for(g, req, xff, sizeof xff);
     if (xff_len)
@@ -962,10 +1042,12 @@ static void start_attempt(struct proxy *p)
     nh += upstream_auth_header(node, &auth, &up[nh]);
     struct http_client_request creq = {
         .method = req->method,
-        .target = req->target,
+        .target = p->xl.mode ? strv_from_cstr(p->xl.target) : req->target,
         .headers = up,
         .n_headers = nh,
-        .body = p->up_body.len ? (struct strv){p->up_body.p, p->up_body.len} : req->body,
+        .body = p->xl.mode ? buf_view(&p->xl.up_body)
+                : p->up_body.len ? (struct strv){p->up_body.p, p->up_body.len}
+                                 : req->body,
         .connect_timeout_ms = g->cfg.connect_timeout_ms,
         .first_byte_timeout_ms = g->cfg.first_byte_timeout_ms,
         .idle_timeout_ms = g->cfg.upstream_idle_timeout_ms,
@@ -1017,6 +1099,10 @@ void proxy_handle(struct gw *g, struct http_request *req)
         kind = API_OLLAMA_EMBED;
     else if (strv_eq_cstr(path, "/api/embeddings"))
         kind = API_OLLAMA_EMBEDDINGS_LEGACY;
+    else if (strv_eq_cstr(path, "/v1/messages"))
+        kind = API_ANTHROPIC_MESSAGES;
+    else if (strv_eq_cstr(path, "/v1/messages/count_tokens"))
+        kind = API_ANTHROPIC_COUNT_TOKENS;
     else {
         (void)gw_answer(req, ANSWER_NOT_FOUND_ROUTE, NULL, "unknown path");
         return;
@@ -1039,8 +1125,11 @@ void proxy_handle(struct gw *g, struct http_request *req)
         g->metrics.validation_refusals++;
         struct gw_answer_ctx ctx = {.param = verr.param[0] ? verr.param : NULL,
                                     .code = verr.code,
-                                    .ollama = kind >= API_OLLAMA_CHAT};
+                                    .ollama = kind >= API_OLLAMA_CHAT &&
+                                              kind <= API_OLLAMA_EMBEDDINGS_LEGACY,
+                                    .anthropic = kind >= API_ANTHROPIC_MESSAGES};
         p->v.ollama = ctx.ollama;
+        p->v.anthropic = ctx.anthropic;
         log_request(p, 400, "invalid_request");
         (void)gw_answer(req, ANSWER_INVALID_REQUEST, &ctx, verr.message);
         proxy_free(p);

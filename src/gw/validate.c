@@ -752,10 +752,26 @@ static int check(enum api_kind kind, const struct facts *f, struct validated *ou
         out->cap = CAP_COMPLETIONS;
         if (want(f, K_PROMPT, f->kind[K_PROMPT] == JSON_K_STRING, "a string", e)) return -1;
         break;
+    case API_ANTHROPIC_MESSAGES:
+    case API_ANTHROPIC_COUNT_TOKENS:
+        /* Anthropic: messages required and not empty, max_tokens required (not for counting) */
+        out->cap = CAP_CHAT;
+        if (check_messages(f, true, e)) return -1;
+        if (kind == API_ANTHROPIC_COUNT_TOKENS) {
+            stream = false;
+            break;
+        }
+        if (f->kind[K_MAX_TOKENS] < 0 || f->kind[K_MAX_TOKENS] == JSON_K_NULL)
+            return bad(e, "missing_parameter", "max_tokens", "max_tokens: Field required");
+        if (in_range(&openai_ranges[4], "max_tokens",
+                     f->kind[K_MAX_TOKENS], f->num[K_MAX_TOKENS], false, e))
+            return -1;
+        break;
     default:
         return bad(e, "invalid_value", NULL, "unknown API");
     }
-    out->ollama = kind >= API_OLLAMA_CHAT;
+    out->ollama = kind >= API_OLLAMA_CHAT && kind <= API_OLLAMA_EMBEDDINGS_LEGACY;
+    out->anthropic = kind == API_ANTHROPIC_MESSAGES || kind == API_ANTHROPIC_COUNT_TOKENS;
     out->features = out->cap == CAP_EMBEDDINGS ? 0 : f->features;
     /* Ollama streams unless told otherwise (its embeddings never stream). */
     if ((kind == API_OLLAMA_CHAT || kind == API_OLLAMA_GENERATE) && f->kind[K_STREAM] < 0)

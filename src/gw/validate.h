@@ -23,6 +23,8 @@ enum api_kind {
     API_OLLAMA_GENERATE,          /* POST /api/generate */
     API_OLLAMA_EMBED,             /* POST /api/embed ({"input": string or array}) */
     API_OLLAMA_EMBEDDINGS_LEGACY, /* POST /api/embeddings ({"prompt": string}) */
+    API_ANTHROPIC_MESSAGES,       /* POST /v1/messages (Anthropic Messages) */
+    API_ANTHROPIC_COUNT_TOKENS,   /* POST /v1/messages/count_tokens */
     API_KIND_COUNT
 };
 
@@ -36,6 +38,7 @@ struct validated {
     size_t model_len;                         /* strlen(model) */
     bool stream;                              /* the response will be streamed (SSE or NDJSON) */
     bool ollama;                              /* native Ollama API */
+    bool anthropic;                           /* Anthropic Messages API */
     unsigned cap;                             /* CAP_* needed */
     unsigned features; /* optional CAP_* the request uses (tools, vision, response format) */
 };
