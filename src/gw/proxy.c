@@ -973,12 +973,17 @@ static void start_attempt(struct proxy *p)
             .cat = cm,
             .model = p->model,
             .cap = p->caps,
-            .ollama_only = p->v.ollama && !xlate_any_node(p->kind),
+            .ollama_only = p->v.ollama,
             .tried = p->tried,
             .n_tried = p->n_tried,
             .now_ms = now,
         };
         router_pick(&g->reg, &q, &r);
+        if (r.status != ROUTE_OK && q.ollama_only && xlate_any_node(p->kind)) {
+            /* no Ollama node can take it: any node, with translation (docs/translate.md) */
+            q.ollama_only = false;
+            router_pick(&g->reg, &q, &r);
+        }
         if (r.status == ROUTE_CAPACITY) {
             if (wait_capacity(p, waking)) return;
         } else if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) {
