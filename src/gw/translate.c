@@ -7,6 +7,7 @@
 #include "gw/translate.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -74,17 +75,27 @@ static int app_i64(struct buf *b, int64_t v)
     return buf_append_u64(b, (uint64_t)v);
 }
 
-/* RFC 3339 UTC with nanoseconds, as Ollama writes created_at. */
+/* RFC 3339 UTC with nanoseconds, as Ollama writes created_at. The date part is formatted
+ * once a second (this runs once per streamed token). */
 static int app_created_at(struct buf *b)
 {
+    static __thread time_t cached_sec = -1;
+    static __thread char date[40];
+    static __thread size_t date_len;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        date_len = strftime(date, sizeof date, "\"%Y-%m-%dT%H:%M:%S.", &tm);
+        cached_sec = ts.tv_sec;
+    }
     char s[64];
-    size_t n = strftime(s, sizeof s, "\"%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(s + n, sizeof s - n, ".%09ldZ\"", ts.tv_nsec);
-    return app(b, s);
+    memcpy(s, date, date_len);
+    long ns = ts.tv_nsec;
+    for (int i = 8; i >= 0; i--, ns /= 10) s[date_len + (size_t)i] = (char)('0' + ns % 10);
+    memcpy(s + date_len + 9, "Z\"", 2);
+    return buf_append(b, s, date_len + 11);
 }
 
 enum xlate_mode xlate_mode_for(enum api_kind kind, enum node_kind node)
@@ -116,6 +127,7 @@ void xlate_free(struct xlate *x)
 {
     buf_free(&x->up_body);
     buf_free(&x->out);
+    buf_free(&x->scratch);
     if (x->sse_used) sse_free(&x->sse);
     for (size_t i = 0; i < x->n_tools; i++) buf_free(&x->tools[i].args);
     x->sse_used = false;
@@ -546,6 +558,7 @@ int xlate_prepare(struct xlate *x, enum xlate_mode mode, enum node_kind node, st
              (unsigned long long)(start_us * 2654435761u));
     buf_init(&x->up_body, XLATE_MAX_BODY);
     buf_init(&x->out, XLATE_MAX_BODY);
+    buf_init(&x->scratch, XLATE_SCRATCH_BYTES);
     struct json_object *in = json_parse_strict(body.p, body.len, XLATE_MAX_DEPTH, NULL);
     if (!in || !json_object_is_type(in, json_type_object)) {
         if (in) json_object_put(in);
@@ -1080,6 +1093,162 @@ struct feed_ctx {
     uint64_t now_us;
 };
 
+/* What one chunk says, read without a tree (the per-token path). */
+struct chunk {
+    struct strv content, reasoning, finish;
+    bool has_content, has_reasoning, has_finish;
+};
+
+static bool member_is(const char *name, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
+/* A number member's value into *out (kept when the value is not a number). */
+static int fast_num(struct json_reader *r, double *out)
+{
+    enum json_kind k;
+    if (json_reader_peek(r, &k)) return -1;
+    size_t start = r->pos;
+    if (json_reader_skip(r)) return -1;
+    if (k != JSON_K_INT && k != JSON_K_DOUBLE) return 0;
+    char t[64];
+    while (start < r->pos && (r->p[start] == ' ' || r->p[start] == '\t' || r->p[start] == '\n' ||
+                              r->p[start] == '\r'))
+        start++;
+    size_t n = r->pos - start < sizeof t - 1 ? r->pos - start : sizeof t - 1;
+    memcpy(t, r->p + start, n);
+    t[n] = '\0';
+    *out = strtod(t, NULL);
+    return 0;
+}
+
+/* A string member decoded into the scratch buffer (which must have room: a string longer than
+ * the scratch sends the chunk to the tree parser). */
+static int fast_str(struct json_reader *r, struct buf *scratch, struct strv *out, bool *has)
+{
+    enum json_kind k;
+    if (json_reader_peek(r, &k)) return -1;
+    if (k != JSON_K_STRING) return json_reader_skip(r);
+    size_t room = scratch->cap - scratch->len, len;
+    if (json_reader_string(r, scratch->p + scratch->len, room, &len)) return -1;
+    if (len > room) return 1;
+    *out = (struct strv){scratch->p + scratch->len, len};
+    scratch->len += len;
+    *has = true;
+    return 0;
+}
+
+/* Reads the members the stream needs: choices[0].delta.{content,reasoning_content},
+ * choices[0].finish_reason, usage, timings. 1 when the chunk needs the tree parser (tool
+ * calls, more than one choice, a long string), -1 when it is not JSON. */
+static int fast_chunk(struct xlate *x, struct strv data, struct buf *scratch, struct chunk *c)
+{
+    struct json_reader r;
+    json_reader_init(&r, data.p, data.len, XLATE_MAX_DEPTH, NULL);
+    char name[32];
+    size_t nl;
+    bool more;
+    int rc;
+    if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
+    while (1) {
+        if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
+        if (!more) break;
+        enum json_kind k;
+        if (json_reader_peek(&r, &k)) return -1;
+        if (member_is(name, nl, "choices") && k == JSON_K_ARRAY) {
+            if (json_reader_enter(&r, JSON_K_ARRAY)) return -1;
+            size_t i = 0;
+            while (1) {
+                if (json_reader_element(&r, &more)) return -1;
+                if (!more) break;
+                if (i++ > 0) return 1;
+                if (json_reader_peek(&r, &k)) return -1;
+                if (k != JSON_K_OBJECT) return 1;
+                if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
+                while (1) {
+                    if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
+                    if (!more) break;
+                    if (json_reader_peek(&r, &k)) return -1;
+                    if (member_is(name, nl, "finish_reason")) {
+                        if ((rc = fast_str(&r, scratch, &c->finish, &c->has_finish))) return rc;
+                    } else if (member_is(name, nl, "delta") && k == JSON_K_OBJECT) {
+                        if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
+                        while (1) {
+                            if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
+                            if (!more) break;
+                            if (json_reader_peek(&r, &k)) return -1;
+                            if (member_is(name, nl, "content")) {
+                                if ((rc = fast_str(&r, scratch, &c->content, &c->has_content)))
+                                    return rc;
+                            } else if (member_is(name, nl, "reasoning_content")) {
+                                if ((rc = fast_str(&r, scratch, &c->reasoning, &c->has_reasoning)))
+                                    return rc;
+                            } else if (member_is(name, nl, "tool_calls") && k != JSON_K_NULL) {
+                                return 1;
+                            } else if (json_reader_skip(&r)) {
+                                return -1;
+                            }
+                        }
+                    } else if (json_reader_skip(&r)) {
+                        return -1;
+                    }
+                }
+            }
+        } else if ((member_is(name, nl, "usage") || member_is(name, nl, "timings")) &&
+                   k == JSON_K_OBJECT) {
+            bool usage = member_is(name, nl, "usage");
+            if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
+            while (1) {
+                if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
+                if (!more) break;
+                double v = -1;
+                bool known = usage ? member_is(name, nl, "prompt_tokens") ||
+                                         member_is(name, nl, "completion_tokens")
+                                   : member_is(name, nl, "prompt_ms") ||
+                                         member_is(name, nl, "predicted_ms") ||
+                                         member_is(name, nl, "prompt_n") ||
+                                         member_is(name, nl, "predicted_n");
+                if (!known) {
+                    if (json_reader_skip(&r)) return -1;
+                    continue;
+                }
+                if (fast_num(&r, &v)) return -1;
+                if (v < 0) continue;
+                if (member_is(name, nl, "prompt_tokens")) x->prompt_tokens = (int64_t)v;
+                else if (member_is(name, nl, "completion_tokens")) x->completion_tokens = (int64_t)v;
+                else if (member_is(name, nl, "prompt_ms")) x->prompt_ms = v;
+                else if (member_is(name, nl, "predicted_ms")) x->predicted_ms = v;
+                else if (member_is(name, nl, "prompt_n") && x->prompt_tokens < 0) x->prompt_tokens = (int64_t)v;
+                else if (member_is(name, nl, "predicted_n") && x->completion_tokens < 0) x->completion_tokens = (int64_t)v;
+            }
+        } else if (json_reader_skip(&r)) {
+            return -1;
+        }
+    }
+    return json_reader_end(&r) ? -1 : 0;
+}
+
+/* The chunk's text and finish reason to the client (both paths). */
+static int emit_chunk(struct xlate *x, struct buf *o, const struct chunk *c, uint64_t now_us)
+{
+    int rc = 0;
+    if (c->has_finish && c->finish.len < sizeof x->finish) {
+        memcpy(x->finish, c->finish.p, c->finish.len);
+        x->finish[c->finish.len] = '\0';
+    }
+    if (x->mode == XLATE_ANTHROPIC && !x->started) rc = anthropic_start(x, o);
+    if ((c->content.len || c->reasoning.len) && !x->first_us) x->first_us = now_us;
+    if (!rc && c->reasoning.len && x->mode != XLATE_ANTHROPIC)
+        rc = ollama_delta(x, o, true, c->reasoning.p, c->reasoning.len);
+    if (!rc && c->content.len) {
+        x->deltas++;
+        rc = x->mode == XLATE_ANTHROPIC ? anthropic_text(x, o, c->content.p, c->content.len)
+                                        : ollama_delta(x, o, false, c->content.p, c->content.len);
+    }
+    return rc;
+}
+
 static int on_event(void *ctx, struct strv event, struct strv data)
 {
     struct feed_ctx *f = ctx;
@@ -1092,8 +1261,15 @@ static int on_event(void *ctx, struct strv event, struct strv data)
         x->done = true;
         return rc;
     }
+    struct chunk fc = {0};
+    struct buf *scratch = &x->scratch;
+    if (!scratch->p) (void)buf_reserve(scratch, XLATE_SCRATCH_BYTES);
+    scratch->len = 0;
+    int frc = scratch->p ? fast_chunk(x, data, scratch, &fc) : 1;
+    if (frc < 0) return 0; /* not JSON: nothing a client could use (the stream's end decides) */
+    if (frc == 0) return emit_chunk(x, o, &fc, f->now_us);
     struct json_object *root = json_parse_strict(data.p, data.len, XLATE_MAX_DEPTH, NULL);
-    if (!root) return 0; /* not JSON: nothing a client could use (the stream's end decides) */
+    if (!root) return 0;
     read_usage(x, root);
     struct json_object *ch = json_object_array_get_idx(member(root, "choices"), 0);
     struct json_object *d = member(ch, "delta");

@@ -28,7 +28,10 @@ enum xlate_mode {
     XLATE_ANTHROPIC_COUNT,   /* /v1/messages/count_tokens → the node's /tokenize */
 };
 
-enum { XLATE_MAX_TOOLS = 32 }; /* tool calls one streamed answer may carry */
+enum {
+    XLATE_MAX_TOOLS = 32,           /* tool calls one streamed answer may carry */
+    XLATE_SCRATCH_BYTES = 64 * 1024, /* a chunk's decoded strings on the fast path */
+};
 
 struct xlate_tool {
     char id[96];
@@ -64,6 +67,7 @@ struct xlate {
     struct xlate_tool tools[XLATE_MAX_TOOLS];
     size_t n_tools;
     struct buf out;      /* the client's bytes of the last feed (owned, reused) */
+    struct buf scratch;  /* decoded strings of one chunk (owned, reused) */
 };
 
 /* How a request of this API kind reaches a node of this kind: XLATE_NONE when it goes as it
