@@ -102,13 +102,20 @@ enum xlate_mode xlate_mode_for(enum api_kind kind, enum node_kind node)
 {
     bool ollama_node = node == NODE_KIND_OLLAMA;
     switch (kind) {
-    case API_OLLAMA_CHAT: return ollama_node ? XLATE_NONE : XLATE_OLLAMA_CHAT;
-    case API_OLLAMA_GENERATE: return ollama_node ? XLATE_NONE : XLATE_OLLAMA_GENERATE;
-    case API_OLLAMA_EMBED: return ollama_node ? XLATE_NONE : XLATE_OLLAMA_EMBED;
-    case API_OLLAMA_EMBEDDINGS_LEGACY: return ollama_node ? XLATE_NONE : XLATE_OLLAMA_EMBEDDINGS;
-    case API_ANTHROPIC_MESSAGES: return XLATE_ANTHROPIC;
-    case API_ANTHROPIC_COUNT_TOKENS: return XLATE_ANTHROPIC_COUNT;
-    default: return XLATE_NONE;
+    case API_OLLAMA_CHAT:
+        return ollama_node ? XLATE_NONE : XLATE_OLLAMA_CHAT;
+    case API_OLLAMA_GENERATE:
+        return ollama_node ? XLATE_NONE : XLATE_OLLAMA_GENERATE;
+    case API_OLLAMA_EMBED:
+        return ollama_node ? XLATE_NONE : XLATE_OLLAMA_EMBED;
+    case API_OLLAMA_EMBEDDINGS_LEGACY:
+        return ollama_node ? XLATE_NONE : XLATE_OLLAMA_EMBEDDINGS;
+    case API_ANTHROPIC_MESSAGES:
+        return XLATE_ANTHROPIC;
+    case API_ANTHROPIC_COUNT_TOKENS:
+        return XLATE_ANTHROPIC_COUNT;
+    default:
+        return XLATE_NONE;
     }
 }
 
@@ -150,8 +157,8 @@ static void ollama_options(struct json_object *in, struct json_object *req, enum
     struct json_object *v;
     if ((v = member(opt, "num_predict")) && is_num(v) && json_object_get_int64(v) > 0)
         json_object_object_add(req, "max_tokens", json_object_new_int64(json_object_get_int64(v)));
-    static const char *const same[] = {"temperature", "top_p", "seed", "stop", "presence_penalty",
-                                       "frequency_penalty"};
+    static const char *const same[] = {
+        "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"};
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
         if ((v = member(opt, same[i])) && !json_object_is_type(v, json_type_null))
             add_ref(req, same[i], v);
@@ -226,10 +233,10 @@ static struct json_object *ollama_tool_calls(struct json_object *calls, int *nex
         struct json_object *args = member(fn, "arguments");
         json_object_object_add(
             f, "arguments",
-            json_object_new_string(args ? json_object_to_json_string_ext(
-                                              args, JSON_C_TO_STRING_PLAIN |
-                                                        JSON_C_TO_STRING_NOSLASHESCAPE)
-                                        : "{}"));
+            json_object_new_string(
+                args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN |
+                                                                JSON_C_TO_STRING_NOSLASHESCAPE)
+                     : "{}"));
         json_object_object_add(c, "function", f);
         json_object_array_add(out, c);
     }
@@ -344,8 +351,8 @@ static struct json_object *image_part(struct json_object *block)
 /* One Anthropic message: tool results become "tool" messages (before the rest of the user's
  * turn, as chat completions want them right after the assistant's calls), tool_use blocks the
  * assistant's tool_calls, text and images the content. */
-static int anthropic_message(struct json_object *im, size_t i, struct json_object *msgs,
-                             char *why, size_t why_cap)
+static int anthropic_message(struct json_object *im, size_t i, struct json_object *msgs, char *why,
+                             size_t why_cap)
 {
     const char *role = mstr(im, "role");
     if (!role || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)) {
@@ -375,7 +382,8 @@ static int anthropic_message(struct json_object *im, size_t i, struct json_objec
         if (strcmp(type, "text") == 0) {
             struct json_object *p = json_object_new_object();
             json_object_object_add(p, "type", json_object_new_string("text"));
-            json_object_object_add(p, "text", json_object_new_string(mstr(b, "text") ? mstr(b, "text") : ""));
+            json_object_object_add(p, "text",
+                                   json_object_new_string(mstr(b, "text") ? mstr(b, "text") : ""));
             json_object_array_add(parts, p);
         } else if (strcmp(type, "image") == 0) {
             struct json_object *p = image_part(b);
@@ -385,16 +393,18 @@ static int anthropic_message(struct json_object *im, size_t i, struct json_objec
             }
         } else if (strcmp(type, "tool_use") == 0) {
             struct json_object *call = json_object_new_object(), *f = json_object_new_object();
-            json_object_object_add(call, "id", json_object_new_string(mstr(b, "id") ? mstr(b, "id") : ""));
+            json_object_object_add(call, "id",
+                                   json_object_new_string(mstr(b, "id") ? mstr(b, "id") : ""));
             json_object_object_add(call, "type", json_object_new_string("function"));
-            json_object_object_add(f, "name", json_object_new_string(mstr(b, "name") ? mstr(b, "name") : ""));
+            json_object_object_add(f, "name",
+                                   json_object_new_string(mstr(b, "name") ? mstr(b, "name") : ""));
             struct json_object *input = member(b, "input");
             json_object_object_add(
                 f, "arguments",
-                json_object_new_string(input ? json_object_to_json_string_ext(
-                                                   input, JSON_C_TO_STRING_PLAIN |
-                                                              JSON_C_TO_STRING_NOSLASHESCAPE)
-                                             : "{}"));
+                json_object_new_string(
+                    input ? json_object_to_json_string_ext(
+                                input, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                          : "{}"));
             json_object_object_add(call, "function", f);
             json_object_array_add(calls, call);
         } else if (strcmp(type, "tool_result") == 0) {
@@ -403,8 +413,11 @@ static int anthropic_message(struct json_object *im, size_t i, struct json_objec
             blocks_text(member(b, "content"), &t);
             struct json_object *m = json_object_new_object();
             json_object_object_add(m, "role", json_object_new_string("tool"));
-            json_object_object_add(m, "tool_call_id", json_object_new_string(mstr(b, "tool_use_id") ? mstr(b, "tool_use_id") : ""));
-            json_object_object_add(m, "content", json_object_new_string_len(t.p ? t.p : "", (int)t.len));
+            json_object_object_add(
+                m, "tool_call_id",
+                json_object_new_string(mstr(b, "tool_use_id") ? mstr(b, "tool_use_id") : ""));
+            json_object_object_add(m, "content",
+                                   json_object_new_string_len(t.p ? t.p : "", (int)t.len));
             json_object_array_add(msgs, m);
             buf_free(&t);
         }
@@ -420,9 +433,10 @@ static int anthropic_message(struct json_object *im, size_t i, struct json_objec
             struct buf t;
             buf_init(&t, XLATE_MAX_BODY);
             blocks_text(parts, &t);
-            json_object_object_add(m, "content", n_parts || !n_calls
-                                                     ? json_object_new_string_len(t.p ? t.p : "", (int)t.len)
-                                                     : NULL);
+            json_object_object_add(m, "content",
+                                   n_parts || !n_calls
+                                       ? json_object_new_string_len(t.p ? t.p : "", (int)t.len)
+                                       : NULL);
             buf_free(&t);
             json_object_put(parts);
         } else {
@@ -452,7 +466,8 @@ static int anthropic_request(struct json_object *in, struct json_object *req, en
         blocks_text(sys, &t);
         struct json_object *m = json_object_new_object();
         json_object_object_add(m, "role", json_object_new_string("system"));
-        json_object_object_add(m, "content", json_object_new_string_len(t.p ? t.p : "", (int)t.len));
+        json_object_object_add(m, "content",
+                               json_object_new_string_len(t.p ? t.p : "", (int)t.len));
         json_object_array_add(msgs, m);
         buf_free(&t);
     }
@@ -475,9 +490,8 @@ static int anthropic_request(struct json_object *in, struct json_object *req, en
     const char *user = mstr(member(in, "metadata"), "user_id");
     if (user) json_object_object_add(req, "user", json_object_new_string(user));
     struct json_object *tools = member(in, "tools");
-    size_t nt = tools && json_object_is_type(tools, json_type_array)
-                    ? json_object_array_length(tools)
-                    : 0;
+    size_t nt =
+        tools && json_object_is_type(tools, json_type_array) ? json_object_array_length(tools) : 0;
     if (nt) {
         struct json_object *out = json_object_new_array();
         for (size_t i = 0; i < nt; i++) {
@@ -524,7 +538,8 @@ static void count_text(struct json_object *in, struct buf *t)
 {
     blocks_text(member(in, "system"), t);
     struct json_object *msgs = member(in, "messages");
-    size_t n = msgs && json_object_is_type(msgs, json_type_array) ? json_object_array_length(msgs) : 0;
+    size_t n =
+        msgs && json_object_is_type(msgs, json_type_array) ? json_object_array_length(msgs) : 0;
     for (size_t i = 0; i < n; i++) {
         struct json_object *c = member(json_object_array_get_idx(msgs, i), "content");
         if (t->len) (void)app(t, "\n");
@@ -541,8 +556,8 @@ static void count_text(struct json_object *in, struct buf *t)
 }
 
 int xlate_prepare(struct xlate *x, enum xlate_mode mode, enum node_kind node, struct strv body,
-                  const char *route_model, const char *client_model, bool stream,
-                  uint64_t start_us, struct buf *local, char *why, size_t why_cap)
+                  const char *route_model, const char *client_model, bool stream, uint64_t start_us,
+                  struct buf *local, char *why, size_t why_cap)
 {
     xlate_free(x);
     memset(x, 0, sizeof *x);
@@ -582,7 +597,8 @@ int xlate_prepare(struct xlate *x, enum xlate_mode mode, enum node_kind node, st
             (void)app_str(local, client_model);
             (void)app(local, ",\"created_at\":");
             (void)app_created_at(local);
-            (void)app(local, gen ? ",\"response\":\"\"" : ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}");
+            (void)app(local, gen ? ",\"response\":\"\""
+                                 : ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}");
             (void)app(local, ",\"done\":true,\"done_reason\":");
             (void)app(local, unload ? "\"unload\"}" : "\"load\"}");
             rc = 1;
@@ -691,8 +707,9 @@ static int ollama_tail(struct xlate *x, struct buf *o, uint64_t now_us)
 {
     uint64_t total_ns = (now_us > x->start_us ? now_us - x->start_us : 0) * 1000u;
     uint64_t first = x->first_us ? x->first_us : now_us;
-    uint64_t prompt_ns = x->prompt_ms >= 0 ? (uint64_t)(x->prompt_ms * 1e6)
-                                           : (first > x->start_us ? first - x->start_us : 0) * 1000u;
+    uint64_t prompt_ns = x->prompt_ms >= 0
+                             ? (uint64_t)(x->prompt_ms * 1e6)
+                             : (first > x->start_us ? first - x->start_us : 0) * 1000u;
     uint64_t eval_ns = x->predicted_ms >= 0 ? (uint64_t)(x->predicted_ms * 1e6)
                                             : (now_us > first ? now_us - first : 0) * 1000u;
     int64_t evals = x->completion_tokens >= 0 ? x->completion_tokens : x->deltas;
@@ -895,12 +912,21 @@ int xlate_body(struct xlate *x, const char *p, size_t len, uint64_t now_us, stru
     int rc;
     switch (x->mode) {
     case XLATE_OLLAMA_CHAT:
-    case XLATE_OLLAMA_GENERATE: rc = body_ollama_chat(x, root, now_us, out); break;
+    case XLATE_OLLAMA_GENERATE:
+        rc = body_ollama_chat(x, root, now_us, out);
+        break;
     case XLATE_OLLAMA_EMBED:
-    case XLATE_OLLAMA_EMBEDDINGS: rc = body_ollama_embed(x, root, now_us, out); break;
-    case XLATE_ANTHROPIC: rc = body_anthropic(x, root, out); break;
-    case XLATE_ANTHROPIC_COUNT: rc = body_count(root, out); break;
-    default: rc = -1;
+    case XLATE_OLLAMA_EMBEDDINGS:
+        rc = body_ollama_embed(x, root, now_us, out);
+        break;
+    case XLATE_ANTHROPIC:
+        rc = body_anthropic(x, root, out);
+        break;
+    case XLATE_ANTHROPIC_COUNT:
+        rc = body_count(root, out);
+        break;
+    default:
+        rc = -1;
     }
     json_object_put(root);
     return rc;
@@ -1054,8 +1080,7 @@ static int anthropic_end(struct xlate *x, struct buf *o)
     return rc;
 }
 
-static int ollama_delta(struct xlate *x, struct buf *o, bool thinking, const char *text,
-                        size_t len)
+static int ollama_delta(struct xlate *x, struct buf *o, bool thinking, const char *text, size_t len)
 {
     bool gen = x->mode == XLATE_OLLAMA_GENERATE;
     int rc = ollama_head(x, o);
@@ -1063,8 +1088,9 @@ static int ollama_delta(struct xlate *x, struct buf *o, bool thinking, const cha
         rc = rc ? rc : app(o, thinking ? ",\"response\":\"\",\"thinking\":" : ",\"response\":");
     else
         rc = rc ? rc
-                : app(o, thinking ? ",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":"
-                                  : ",\"message\":{\"role\":\"assistant\",\"content\":");
+                : app(o, thinking
+                             ? ",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":"
+                             : ",\"message\":{\"role\":\"assistant\",\"content\":");
     if (!rc) rc = json_append_str(o, text, len);
     if (!rc) rc = app(o, gen ? ",\"done\":false}\n" : "},\"done\":false}\n");
     return rc;
@@ -1082,7 +1108,8 @@ static int ollama_end(struct xlate *x, struct buf *o, uint64_t now_us)
     }
     if (!rc) rc = ollama_head(x, o);
     if (!rc)
-        rc = app(o, gen ? ",\"response\":\"\"" : ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}");
+        rc = app(o, gen ? ",\"response\":\"\""
+                        : ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}");
     if (!rc) rc = ollama_tail(x, o, now_us);
     if (!rc) rc = app(o, "\n");
     return rc;
@@ -1215,12 +1242,18 @@ static int fast_chunk(struct xlate *x, struct strv data, struct buf *scratch, st
                 }
                 if (fast_num(&r, &v)) return -1;
                 if (v < 0) continue;
-                if (member_is(name, nl, "prompt_tokens")) x->prompt_tokens = (int64_t)v;
-                else if (member_is(name, nl, "completion_tokens")) x->completion_tokens = (int64_t)v;
-                else if (member_is(name, nl, "prompt_ms")) x->prompt_ms = v;
-                else if (member_is(name, nl, "predicted_ms")) x->predicted_ms = v;
-                else if (member_is(name, nl, "prompt_n") && x->prompt_tokens < 0) x->prompt_tokens = (int64_t)v;
-                else if (member_is(name, nl, "predicted_n") && x->completion_tokens < 0) x->completion_tokens = (int64_t)v;
+                if (member_is(name, nl, "prompt_tokens"))
+                    x->prompt_tokens = (int64_t)v;
+                else if (member_is(name, nl, "completion_tokens"))
+                    x->completion_tokens = (int64_t)v;
+                else if (member_is(name, nl, "prompt_ms"))
+                    x->prompt_ms = v;
+                else if (member_is(name, nl, "predicted_ms"))
+                    x->predicted_ms = v;
+                else if (member_is(name, nl, "prompt_n") && x->prompt_tokens < 0)
+                    x->prompt_tokens = (int64_t)v;
+                else if (member_is(name, nl, "predicted_n") && x->completion_tokens < 0)
+                    x->completion_tokens = (int64_t)v;
             }
         } else if (json_reader_skip(&r)) {
             return -1;
@@ -1280,15 +1313,18 @@ static int on_event(void *ctx, struct strv event, struct strv data)
     if (fr) snprintf(x->finish, sizeof x->finish, "%s", fr);
     int rc = 0;
     if (x->mode == XLATE_ANTHROPIC && !x->started) rc = anthropic_start(x, o);
-    size_t clen = c && json_object_is_type(c, json_type_string) ? (size_t)json_object_get_string_len(c) : 0;
-    size_t rlen = r && json_object_is_type(r, json_type_string) ? (size_t)json_object_get_string_len(r) : 0;
+    size_t clen =
+        c && json_object_is_type(c, json_type_string) ? (size_t)json_object_get_string_len(c) : 0;
+    size_t rlen =
+        r && json_object_is_type(r, json_type_string) ? (size_t)json_object_get_string_len(r) : 0;
     if ((clen || rlen) && !x->first_us) x->first_us = f->now_us;
     if (!rc && rlen && x->mode != XLATE_ANTHROPIC)
         rc = ollama_delta(x, o, true, json_object_get_string(r), rlen);
     if (!rc && clen) {
         x->deltas++;
-        rc = x->mode == XLATE_ANTHROPIC ? anthropic_text(x, o, json_object_get_string(c), clen)
-                                        : ollama_delta(x, o, false, json_object_get_string(c), clen);
+        rc = x->mode == XLATE_ANTHROPIC
+                 ? anthropic_text(x, o, json_object_get_string(c), clen)
+                 : ollama_delta(x, o, false, json_object_get_string(c), clen);
     }
     if (!rc && calls && json_object_is_type(calls, json_type_array)) {
         if (!x->first_us) x->first_us = f->now_us;

@@ -19,17 +19,17 @@
 #include "proto/node_api.h"
 
 enum xlate_mode {
-    XLATE_NONE = 0,        /* the node speaks the client's API: bytes pass through */
-    XLATE_OLLAMA_CHAT,     /* /api/chat → /v1/chat/completions */
-    XLATE_OLLAMA_GENERATE, /* /api/generate → /v1/chat/completions */
-    XLATE_OLLAMA_EMBED,    /* /api/embed → /v1/embeddings */
+    XLATE_NONE = 0,          /* the node speaks the client's API: bytes pass through */
+    XLATE_OLLAMA_CHAT,       /* /api/chat → /v1/chat/completions */
+    XLATE_OLLAMA_GENERATE,   /* /api/generate → /v1/chat/completions */
+    XLATE_OLLAMA_EMBED,      /* /api/embed → /v1/embeddings */
     XLATE_OLLAMA_EMBEDDINGS, /* /api/embeddings (legacy) → /v1/embeddings */
     XLATE_ANTHROPIC,         /* /v1/messages → /v1/chat/completions */
     XLATE_ANTHROPIC_COUNT,   /* /v1/messages/count_tokens → the node's /tokenize */
 };
 
 enum {
-    XLATE_MAX_TOOLS = 32,           /* tool calls one streamed answer may carry */
+    XLATE_MAX_TOOLS = 32,            /* tool calls one streamed answer may carry */
     XLATE_SCRATCH_BYTES = 64 * 1024, /* a chunk's decoded strings on the fast path */
 };
 
@@ -54,20 +54,20 @@ struct xlate {
     /* stream state */
     bool sse_used;
     struct sse_splitter sse;
-    int failed;          /* a chunk the translator could not read */
-    bool done;           /* the node's [DONE] was seen and the closing events written */
-    bool started;        /* message_start written (Anthropic) */
-    int open_block;      /* Anthropic: index of the open content block, -1 none */
-    bool open_is_text;   /* the open block is text */
-    int next_block;      /* the next content block index */
-    char finish[24];     /* the node's finish_reason */
+    int failed;        /* a chunk the translator could not read */
+    bool done;         /* the node's [DONE] was seen and the closing events written */
+    bool started;      /* message_start written (Anthropic) */
+    int open_block;    /* Anthropic: index of the open content block, -1 none */
+    bool open_is_text; /* the open block is text */
+    int next_block;    /* the next content block index */
+    char finish[24];   /* the node's finish_reason */
     int64_t prompt_tokens, completion_tokens; /* usage, -1 unknown */
-    int64_t deltas;      /* content deltas seen (a token count when usage is missing) */
+    int64_t deltas;                 /* content deltas seen (a token count when usage is missing) */
     double prompt_ms, predicted_ms; /* llama-server's timings, < 0 unknown */
     struct xlate_tool tools[XLATE_MAX_TOOLS];
     size_t n_tools;
-    struct buf out;      /* the client's bytes of the last feed (owned, reused) */
-    struct buf scratch;  /* decoded strings of one chunk (owned, reused) */
+    struct buf out;     /* the client's bytes of the last feed (owned, reused) */
+    struct buf scratch; /* decoded strings of one chunk (owned, reused) */
 };
 
 /* How a request of this API kind reaches a node of this kind: XLATE_NONE when it goes as it
@@ -85,8 +85,8 @@ bool xlate_any_node(enum api_kind kind);
  * cannot tokenize): *local then holds the 200 body; or -1 with why filled (a request the
  * translation cannot express: answered 400). x is reset first; xlate_free releases it. */
 int xlate_prepare(struct xlate *x, enum xlate_mode mode, enum node_kind node, struct strv body,
-                  const char *route_model, const char *client_model, bool stream,
-                  uint64_t start_us, struct buf *local, char *why, size_t why_cap) WUR;
+                  const char *route_model, const char *client_model, bool stream, uint64_t start_us,
+                  struct buf *local, char *why, size_t why_cap) WUR;
 
 /* A buffered 2xx answer of the node, rewritten for the client into out. -1 when the node's
  * body is not what its API promises (malformed: a node fault). */

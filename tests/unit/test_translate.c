@@ -90,7 +90,8 @@ static void test_ollama_chat_request(void **state)
     struct json_object *img = json_object_array_get_idx(json_object_object_get(m0, "content"), 1);
     assert_string_equal(jpath(img, "image_url", "url", NULL), "data:image/jpeg;base64,QUJD");
     struct json_object *m1 = json_object_array_get_idx(m, 1);
-    struct json_object *call = json_object_array_get_idx(json_object_object_get(m1, "tool_calls"), 0);
+    struct json_object *call =
+        json_object_array_get_idx(json_object_object_get(m1, "tool_calls"), 0);
     assert_string_equal(jpath(call, "function", "arguments", NULL), "{\"a\":1}");
     const char *id = jpath(call, "id", NULL, NULL);
     struct json_object *m2 = json_object_array_get_idx(m, 2);
@@ -166,9 +167,9 @@ static void test_embed(void **state)
 {
     (void)state;
     struct xlate x;
-    struct json_object *o = prepare(&x, API_OLLAMA_EMBED, NODE_KIND_OPENAI,
-                                    "{\"model\":\"asked\",\"input\":[\"a\",\"b\"],\"truncate\":true}",
-                                    false);
+    struct json_object *o =
+        prepare(&x, API_OLLAMA_EMBED, NODE_KIND_OPENAI,
+                "{\"model\":\"asked\",\"input\":[\"a\",\"b\"],\"truncate\":true}", false);
     assert_string_equal(x.target, "/v1/embeddings");
     assert_string_equal(jpath(o, "input", "1", NULL), "b");
     json_object_put(o);
@@ -207,9 +208,11 @@ static void test_anthropic_request(void **state)
         "{\"type\":\"object\"}}],\"tool_choice\":{\"type\":\"any\"},"
         "\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},"
         "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"checking\"},"
-        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{\"c\":\"P\"}}]},"
+        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{\"c\":\"P\"}"
+        "}]},"
         "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_1\","
-        "\"content\":[{\"type\":\"text\",\"text\":\"sunny\"}]},{\"type\":\"text\",\"text\":\"so?\"}]}]}",
+        "\"content\":[{\"type\":\"text\",\"text\":\"sunny\"}]},{\"type\":\"text\",\"text\":\"so?\"}"
+        "]}]}",
         false);
     assert_string_equal(jpath(o, "max_tokens", NULL, NULL), "100");
     assert_string_equal(jpath(o, "stop", "0", NULL), "END");
@@ -224,8 +227,8 @@ static void test_anthropic_request(void **state)
     assert_string_equal(jpath(m, "0", "role", NULL), "system");
     assert_string_equal(jpath(m, "0", "content", NULL), "S");
     assert_string_equal(jpath(m, "2", "content", NULL), "checking");
-    struct json_object *call =
-        json_object_array_get_idx(json_object_object_get(json_object_array_get_idx(m, 2), "tool_calls"), 0);
+    struct json_object *call = json_object_array_get_idx(
+        json_object_object_get(json_object_array_get_idx(m, 2), "tool_calls"), 0);
     assert_string_equal(jpath(call, "id", NULL, NULL), "toolu_1");
     assert_string_equal(jpath(call, "function", "arguments", NULL), "{\"c\":\"P\"}");
     assert_string_equal(jpath(m, "3", "role", NULL), "tool");
@@ -269,7 +272,8 @@ static void test_buffered_answers(void **state)
     xlate_free(&x);
 
     o = prepare(&x, API_OLLAMA_CHAT, NODE_KIND_LLAMACPP,
-                "{\"model\":\"asked\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", false);
+                "{\"model\":\"asked\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                false);
     json_object_put(o);
     const char *ans2 = "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"hey\"},"
                        "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":3,"
@@ -385,7 +389,8 @@ static void test_ollama_stream(void **state)
     const char *want[] = {
         "\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n",
         "\"content\":\"lo \\\"data: [DONE]\\\"\"},\"done\":false}\n",
-        "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]},\"done\":false}\n",
+        "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]},\"done\":false}"
+        "\n",
         "\"done\":true,\"done_reason\":\"stop\"",
         "\"prompt_eval_count\":5",
         "\"eval_count\":4",
@@ -420,7 +425,8 @@ static void test_anthropic_stream(void **state)
         "\"input\":{}}",
         "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\"\"}",
         "{\"type\":\"input_json_delta\",\"partial_json\":\":1}\"}",
-        "\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"input_tokens\":5,"
+        "\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"input_"
+        "tokens\":5,"
         "\"output_tokens\":4}}",
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     };
