@@ -32,8 +32,8 @@ describe('anthropic client through drover serve over drover sim', { timeout: 120
       });
       gws[kind] = {
         base: gw.base,
-        // the SDK sends the key as x-api-key: the gateway takes it like a Bearer token
-        client: new Anthropic({ baseURL: gw.base, apiKey: 'sekrit', maxRetries: 0, timeout: 15000 }),
+        // authToken: the SDK sends Authorization: Bearer (the gateway's client keys, keys.c)
+        client: new Anthropic({ baseURL: gw.base, apiKey: null, authToken: 'sekrit', maxRetries: 0, timeout: 15000 }),
       };
     }
   });
@@ -102,7 +102,7 @@ describe('anthropic client through drover serve over drover sim', { timeout: 120
         const { base } = gws[kind];
         const r = await fetch(`${base}/v1/messages/count_tokens`, {
           method: 'POST',
-          headers: { 'x-api-key': 'sekrit', 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+          headers: { authorization: 'Bearer sekrit', 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
           body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'abcdefgh abcdefgh' }] }),
         });
         assert.equal(r.status, 200);
@@ -115,13 +115,13 @@ describe('anthropic client through drover serve over drover sim', { timeout: 120
           (e) => e instanceof Anthropic.NotFoundError && e.error?.type === 'error' && e.error?.error?.type === 'not_found_error');
         await assert.rejects(client.messages.create({ model: MODEL, max_tokens: 0, messages: [{ role: 'user', content: 'x' }] }),
           (e) => e instanceof Anthropic.BadRequestError && e.error?.error?.type === 'invalid_request_error' && /max_tokens/.test(e.error.error.message));
-        const bad = new Anthropic({ baseURL: base, apiKey: 'wrong', maxRetries: 0 });
+        const bad = new Anthropic({ baseURL: base, apiKey: null, authToken: 'wrong', maxRetries: 0 });
         await assert.rejects(bad.messages.create({ model: MODEL, max_tokens: 4, messages: [{ role: 'user', content: 'x' }] }),
-          (e) => e instanceof Anthropic.AuthenticationError && e.error?.error?.type === 'authentication_error');
+          (e) => e instanceof Anthropic.AuthenticationError);
       });
 
       test('a stream cut by the node ends with an error event the SDK raises', async () => {
-        const cut = new Anthropic({ baseURL: gws[kind].base, apiKey: 'sekrit', maxRetries: 0, defaultHeaders: { 'X-Sim-Fault': 'cut_after=3' } });
+        const cut = new Anthropic({ baseURL: gws[kind].base, apiKey: null, authToken: 'sekrit', maxRetries: 0, defaultHeaders: { 'X-Sim-Fault': 'cut_after=3' } });
         const stream = cut.messages.stream({ model: MODEL, max_tokens: 12, messages: [{ role: 'user', content: USER }] });
         await assert.rejects(stream.finalMessage(), /node failed/);
       });
