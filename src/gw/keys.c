@@ -56,6 +56,8 @@ const char *key_endpoint_name(unsigned bit)
 unsigned key_endpoint_of_path(struct strv path)
 {
     if (strv_eq_cstr(path, "/v1/chat/completions")) return KEP_CHAT;
+    /* the Anthropic Messages API is chat, translated (docs/translate.md) */
+    if (strv_starts_with(path, STRV_LIT("/v1/messages"))) return KEP_CHAT;
     if (strv_eq_cstr(path, "/v1/completions")) return KEP_COMPLETIONS;
     if (strv_eq_cstr(path, "/v1/embeddings")) return KEP_EMBEDDINGS;
     if (strv_eq_cstr(path, "/v1/models")) return KEP_MODELS;
@@ -638,10 +640,15 @@ bool keys_auth_required(const struct gw *g)
     return g->cfg.api_key || g->cfg.keys_required || (g->keys && g->keys->any_stored);
 }
 
-/* The token of "Authorization: Bearer <token>" (RFC 7235: scheme in any case, 1+ spaces). */
+/* The token of "Authorization: Bearer <token>" (RFC 7235: scheme in any case, 1+ spaces), or,
+ * with no Authorization header, of "x-api-key: <token>" (how Anthropic's SDKs send a key). */
 static struct strv bearer_token(const struct http_request *req)
 {
     struct strv h = http_request_header(req, "Authorization");
+    if (!h.p) {
+        struct strv x = strv_trim(http_request_header(req, "x-api-key"));
+        return x.p && x.len ? x : STRV_NULL;
+    }
     const struct strv scheme = STRV_LIT("Bearer");
     if (!h.p || h.len <= scheme.len || !strv_eq_ci(strv_sub(h, 0, scheme.len), scheme) ||
         h.p[scheme.len] != ' ')
@@ -649,6 +656,16 @@ static struct strv bearer_token(const struct http_request *req)
     size_t i = scheme.len;
     while (i < h.len && h.p[i] == ' ') i++;
     return strv_trim(strv_sub(h, i, h.len - i));
+}
+
+/* Constant time in the token's bytes (the length may show). */
+static bool token_equals(struct strv tok, const char *want)
+{
+    size_t n = strlen(want);
+    if (tok.len != n) return false;
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++) d |= (unsigned char)(tok.p[i] ^ want[i]);
+    return d == 0;
 }
 
 struct client_key *keys_authenticate(struct gw *g, const struct http_request *req, const char **why)
@@ -661,7 +678,7 @@ struct client_key *keys_authenticate(struct gw *g, const struct http_request *re
     struct client_key *k = NULL;
     if (!tok.p || tok.len == 0) {
         *why = "missing";
-    } else if (g->cfg.api_key && gw_bearer_matches(req, g->cfg.api_key)) {
+    } else if (g->cfg.api_key && token_equals(tok, g->cfg.api_key)) {
         /* without a table (keys_open not called: tests) the legacy key still passes */
         static struct client_key bare_legacy = {
             .id = "legacy", .legacy = true, .spec = {.endpoints = KEP_ALL}};
@@ -693,7 +710,9 @@ static void answer(struct http_request *req, int status, const char *type, const
     buf_init(&b, 4096);
     bool ollama = strv_starts_with(req->path, STRV_LIT("/api/"));
     int rc;
-    if (ollama) {
+    if (strv_starts_with(req->path, STRV_LIT("/v1/messages"))) {
+        rc = gw_anthropic_error_json(&b, status, msg); /* Anthropic's SDKs read their shape */
+    } else if (ollama) {
         rc = buf_append_cstr(&b, "{\"error\":");
         if (!rc) rc = json_append_str(&b, msg, strlen(msg));
         if (!rc) rc = buf_append_cstr(&b, "}");

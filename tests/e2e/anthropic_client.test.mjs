@@ -32,8 +32,8 @@ describe('anthropic client through drover serve over drover sim', { timeout: 120
       });
       gws[kind] = {
         base: gw.base,
-        // authToken: the SDK sends Authorization: Bearer (the gateway's client keys, keys.c)
-        client: new Anthropic({ baseURL: gw.base, apiKey: null, authToken: 'sekrit', maxRetries: 0, timeout: 15000 }),
+        // apiKey: the SDK sends x-api-key, which the gateway's client keys accept (keys.c)
+        client: new Anthropic({ baseURL: gw.base, apiKey: 'sekrit', maxRetries: 0, timeout: 15000 }),
       };
     }
   });
@@ -115,9 +115,13 @@ describe('anthropic client through drover serve over drover sim', { timeout: 120
           (e) => e instanceof Anthropic.NotFoundError && e.error?.type === 'error' && e.error?.error?.type === 'not_found_error');
         await assert.rejects(client.messages.create({ model: MODEL, max_tokens: 0, messages: [{ role: 'user', content: 'x' }] }),
           (e) => e instanceof Anthropic.BadRequestError && e.error?.error?.type === 'invalid_request_error' && /max_tokens/.test(e.error.error.message));
-        const bad = new Anthropic({ baseURL: base, apiKey: null, authToken: 'wrong', maxRetries: 0 });
+        const bad = new Anthropic({ baseURL: base, apiKey: 'wrong', maxRetries: 0 });
         await assert.rejects(bad.messages.create({ model: MODEL, max_tokens: 4, messages: [{ role: 'user', content: 'x' }] }),
-          (e) => e instanceof Anthropic.AuthenticationError);
+          (e) => e instanceof Anthropic.AuthenticationError && e.error?.error?.type === 'authentication_error');
+        // Authorization: Bearer works too (authToken)
+        const bearer = new Anthropic({ baseURL: base, apiKey: null, authToken: 'sekrit', maxRetries: 0 });
+        const ok = await bearer.messages.create({ model: MODEL, max_tokens: 4, messages: [{ role: 'user', content: 'x' }] });
+        assert.equal(ok.type, 'message');
       });
 
       test('a stream cut by the node ends with an error event the SDK raises', async () => {
