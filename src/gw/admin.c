@@ -9,6 +9,9 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "gw/errors_http.h"
+#include "gw/events.h"
+#include "gw/history.h"
+#include "gw/ui.h"
 #include "gw/gw.h"
 #include "gw/api.h"
 #include "gw/admin.h"
@@ -424,6 +427,45 @@ static bool probe_route(struct gw *g, struct http_request *req)
     return true;
 }
 
+/* GET /admin/v1/history?window=hour|day: the per-minute ring (history.h), one point a minute
+ * for the hour, one per 10 minutes for the day. */
+static void history_answer(struct gw *g, struct http_request *req)
+{
+    bool day = strv_eq_cstr(req->query, "window=day");
+    if (!g->history) return gw_reply_error(req, 503, "not_ready", NULL, "no history yet");
+    struct buf b;
+    buf_init(&b, 8u << 20);
+    if (history_json(g->history, events_wall_ms(g), day ? HISTORY_MINUTES : 60, day ? 10 : 1,
+                     &b)) {
+        buf_free(&b);
+        return gw_reply_error(req, 500, "internal_error", NULL, "history too large to show");
+    }
+    respond_buf(req, 200, &b);
+}
+
+/* The dashboard's reads: the live request log (SSE) and the history. */
+static bool dashboard_route(struct gw *g, struct http_request *req)
+{
+    bool events = strv_eq_cstr(req->path, "/admin/v1/events");
+    if (!events && !strv_eq_cstr(req->path, "/admin/v1/history")) return false;
+    if (!strv_eq_cstr(req->method, "GET"))
+        gw_reply_error(req, 405, "method_not_allowed", NULL, "use GET");
+    else if (events)
+        events_subscribe(g, req);
+    else
+        history_answer(g, req);
+    return true;
+}
+
+/* POST /ui/login: the token comes as a Bearer header, so it is checked exactly as every admin
+ * request's; the session gets its id and role (ui.c). */
+static void dashboard_login(struct gw *g, struct http_request *req)
+{
+    struct admin_principal who;
+    if (!authenticate(g, req, &who)) return ui_login(g, req, NULL, NULL);
+    ui_login(g, req, who.id, role_name(who.role));
+}
+
 void admin_handle(struct http_request *req, void *ctx)
 {
     struct gw *g = ctx;
@@ -433,14 +475,26 @@ void admin_handle(struct http_request *req, void *ctx)
         return;
     }
     if (probe_route(g, req)) return;
+    if (strv_eq_cstr(path, "/ui/login")) return dashboard_login(g, req);
+    if (ui_route(g, req)) return; /* the dashboard: assets, logout, session (ui.c) */
     struct admin_principal who;
     if (!authenticate(g, req, &who)) {
-        struct strv tok = http_request_header(req, "Authorization");
-        char shown[32];
-        keys_mask_token(tok.len > 7 ? strv_sub(tok, 7, tok.len) : STRV_NULL, shown, sizeof shown);
-        audit_auth_failed(g, req, "admin", tok.p ? "unknown" : "missing", shown);
-        return gw_reply_error(req, 401, "invalid_admin_token", NULL,
-                              "missing or wrong admin token");
+        const char *ui_id = NULL, *ui_role = NULL; /* a dashboard session and its CSRF header */
+        enum ui_auth ua = ui_admin_auth(g, req, &ui_id, &ui_role);
+        if (ua == UI_AUTH_REFUSED) return;
+        if (ua == UI_AUTH_NONE) {
+            struct strv tok = http_request_header(req, "Authorization");
+            char shown[32];
+            keys_mask_token(tok.len > 7 ? strv_sub(tok, 7, tok.len) : STRV_NULL, shown,
+                            sizeof shown);
+            audit_auth_failed(g, req, "admin", tok.p ? "unknown" : "missing", shown);
+            return gw_reply_error(req, 401, "invalid_admin_token", NULL,
+                                  "missing or wrong admin token");
+        }
+        who = (struct admin_principal){
+            ui_id, strcmp(ui_role, "operator") == 0 ? ADMIN_ROLE_OPERATOR : ADMIN_ROLE_VIEWER};
+    } else if (!g->cfg.admin_token && !g->cfg.n_admin_tokens && ui_refuse_cross_site(req)) {
+        return; /* open (dev) mode: a browser page of another site may not write */
     }
     if (!is_read(req)) {
         if (who.role != ADMIN_ROLE_OPERATOR)
@@ -449,6 +503,7 @@ void admin_handle(struct http_request *req, void *ctx)
         /* submitted before the handler's own store writes: durable before any answer */
         audit_record(g, req, who.id, role_name(who.role), NULL);
     }
+    if (dashboard_route(g, req)) return;
     if (strv_eq_cstr(path, "/metrics")) {
         struct buf b;
         buf_init(&b, 256u << 20);

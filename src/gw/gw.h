@@ -20,6 +20,9 @@
 struct proxy;
 struct keys;
 struct usage;
+struct events;
+struct history;
+struct ui;
 
 struct gw {
     uv_loop_t *loop;
@@ -39,9 +42,12 @@ struct gw {
     struct load *loads;     /* loads.c: running cold loads and unloads */
     struct catalogue cat;   /* catalogue.c: the file's entries and the API's */
     uv_timer_t replicas_timer;
-    struct keys *keys;   /* keys.c: the client key table */
-    struct usage *usage; /* usage.c: per-key usage waiting for the store, and its counters */
-    struct audit audit;  /* audit.c: failed-authentication log limiter */
+    struct keys *keys;       /* keys.c: the client key table */
+    struct usage *usage;     /* usage.c: per-key usage waiting for the store, and its counters */
+    struct audit audit;      /* audit.c: failed-authentication log limiter */
+    struct events *events;   /* events.c: the live request log (NULL until started) */
+    struct history *history; /* history.c: per-minute ring of the last day (events owns it) */
+    struct ui *ui;           /* ui.c: dashboard sessions */
 };
 
 /* Milliseconds on the loop's clock (uv_now), for liveness, cooling, deadlines and timers.

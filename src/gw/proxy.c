@@ -19,6 +19,7 @@
 #include "gw/accounting.h"
 #include "gw/admission.h"
 #include "gw/errors_http.h"
+#include "gw/events.h"
 #include "gw/gw.h"
 #include "gw/proxy.h"
 #include "gw/keys.h"
@@ -220,6 +221,20 @@ static void log_request(struct proxy *p, int status, const char *outcome)
     LOGI("request", "id=%llu model=%s node=%s status=%d attempts=%u outcome=%s dur_ms=%llu",
          (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
          status, p->attempts, outcome, (unsigned long long)(dur_us / 1000));
+    events_request(p->g, &(struct req_event){
+                             .id = p->req ? p->req->id : 0,
+                             .model = p->v.model,
+                             .node = p->node ? p->node->name : NULL,
+                             .status = status,
+                             .outcome = outcome,
+                             .last_class = p->attempts ? outcome_class_name(p->last_cls) : NULL,
+                             .attempts = p->attempts,
+                             .dur_us = dur_us,
+                             .stream = p->v.stream,
+                             .tried = p->tried,
+                             .n_tried = p->n_tried,
+                             .body = p->v.stream ? NULL : &p->body,
+                         });
 }
 
 /* Response headers for a proxied answer: content type plus X-Drover-Node/Attempts. */

@@ -20,9 +20,11 @@
 #include "gw/proxy.h"
 #include "gw/admin.h"
 #include "gw/api.h"
+#include "gw/events.h"
 #include "gw/health.h"
 #include "gw/keys.h"
 #include "gw/usage.h"
+#include "gw/ui.h"
 #include "gw/nodes.h"
 #include "gw/models.h"
 #include "gw/ops.h"
@@ -341,6 +343,8 @@ static void close_all(struct serve *s)
 {
     struct gw *g = &s->g;
     health_stop(g);
+    events_stop(g);
+    ui_stop(g);
     proxy_stop(g);
     ops_stop(g);
     models_stop(g);
@@ -562,6 +566,8 @@ int serve_main(int argc, char **argv)
     nodes_flush_dirty(g); /* static nodes' rows before serving */
     nodes_flush_start(g);
     health_start(g);
+    events_start(g);
+    ui_start(g);
 
     uv_signal_init(g->loop, &s.sigterm);
     uv_signal_init(g->loop, &s.sigint);
