@@ -435,8 +435,7 @@ static void history_answer(struct gw *g, struct http_request *req)
     if (!g->history) return gw_reply_error(req, 503, "not_ready", NULL, "no history yet");
     struct buf b;
     buf_init(&b, 8u << 20);
-    if (history_json(g->history, events_wall_ms(g), day ? HISTORY_MINUTES : 60, day ? 10 : 1,
-                     &b)) {
+    if (history_json(g->history, events_wall_ms(g), day ? HISTORY_MINUTES : 60, day ? 10 : 1, &b)) {
         buf_free(&b);
         return gw_reply_error(req, 500, "internal_error", NULL, "history too large to show");
     }
