@@ -1,9 +1,9 @@
-/* events — the ring is an array of rendered JSON lines indexed by sequence number modulo
- * EVENTS_RING, so a replay is a walk back from the newest; subscribers are a fixed table of
- * open SSE responses. A subscriber over its socket's high-water mark skips events (counted
- * and reported in a `: dropped N` comment once it drains) instead of queueing them. Streams
- * end when the gateway stops (events_stop) or the client leaves (abort callback). The loop
- * thread only. */
+/* events — the ring is a fixed array of rendered JSON lines (1 MiB, rendered through one
+ * reused buffer: no allocation per request) indexed by sequence number modulo EVENTS_RING, so a
+ * replay is a walk back from the newest; subscribers are a fixed table of open SSE responses. A
+ * subscriber over its socket's high-water mark skips events (counted and reported in a `: dropped
+ * N` comment once it drains) instead of queueing them. Streams end when the gateway stops
+ * (events_stop) or the client leaves (abort callback). The loop thread only. */
 #include "gw/events.h"
 
 #include <stdio.h>
@@ -29,8 +29,9 @@ struct subscriber {
 struct events {
     struct gw *g;
     uv_timer_t heartbeat;
-    char *ring[EVENTS_RING]; /* owned rendered events ("{…}") */
-    uint64_t seq;            /* sequence number of the next event; the newest is seq-1 */
+    char ring[EVENTS_RING][EVENT_MAX_BYTES]; /* rendered events ("{…}"), NUL-terminated */
+    struct buf scratch;                      /* reused for rendering: no malloc per request */
+    uint64_t seq; /* sequence number of the next event; the newest is seq-1 */
     struct subscriber subs[EVENTS_MAX_SUBSCRIBERS];
     uint64_t wall_at_start_ms, loop_at_start_ms;
     unsigned ticks;
@@ -75,6 +76,7 @@ void events_start(struct gw *g)
 {
     struct events *ev = xcalloc(1, sizeof *ev);
     ev->g = g;
+    buf_init(&ev->scratch, EVENT_MAX_BYTES);
     ev->wall_at_start_ms = clock_wall_ms();
     ev->loop_at_start_ms = gw_now_ms(g);
     uv_timer_init(g->loop, &ev->heartbeat);
@@ -87,7 +89,7 @@ void events_start(struct gw *g)
 static void on_closed(uv_handle_t *h)
 {
     struct events *ev = h->data;
-    for (size_t i = 0; i < EVENTS_RING; i++) xfree(ev->ring[i]);
+    buf_free(&ev->scratch);
     xfree(ev);
 }
 
@@ -171,15 +173,12 @@ void events_request(struct gw *g, const struct req_event *e)
     if (g->history)
         history_record(g->history, wall, e->node, e->model, e->status, e->outcome, e->dur_us,
                        tokens);
-    struct buf b;
-    buf_init(&b, EVENT_MAX_BYTES);
-    if (render(e, ev->seq, wall, tokens, &b) || buf_append(&b, "", 1)) {
-        buf_free(&b);
+    struct buf *b = &ev->scratch;
+    buf_reset(b);
+    if (render(e, ev->seq, wall, tokens, b) || buf_append(b, "", 1))
         return; /* an event past the cap (a request that tried very many nodes) is not shown */
-    }
     size_t slot = ev->seq % EVENTS_RING;
-    xfree(ev->ring[slot]);
-    ev->ring[slot] = b.p; /* owned now */
+    memcpy(ev->ring[slot], b->p, b->len);
     uint64_t seq = ev->seq++;
     for (size_t i = 0; i < EVENTS_MAX_SUBSCRIBERS; i++) {
         struct subscriber *s = &ev->subs[i];
@@ -245,5 +244,5 @@ void events_subscribe(struct gw *g, struct http_request *req)
     http_request_on_abort(req, on_abort, s);
     if (http_stream_write(req, "retry: 2000\n\n", 13)) return;
     for (uint64_t q = ev->seq - backlog; q < ev->seq && s->req; q++)
-        if (ev->ring[q % EVENTS_RING]) write_event(s, q, ev->ring[q % EVENTS_RING]);
+        write_event(s, q, ev->ring[q % EVENTS_RING]);
 }
