@@ -311,6 +311,9 @@ function lineChart(title, points, series, unit) {
     let d = '';
     s.values.forEach((v, i) => { if (v === null || v === undefined) return; d += `${d ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`; });
     if (d) g.append(svg('path', { d, fill: 'none', stroke: COLORS[k % COLORS.length], 'stroke-width': 1.5 }));
+    const i = s.values.length - 1; // the latest value as a dot: a lone point is visible too
+    if (i >= 0 && s.values[i] !== null && s.values[i] !== undefined)
+      g.append(svg('circle', { cx: x(i).toFixed(1), cy: y(s.values[i]).toFixed(1), r: 2.5, fill: COLORS[k % COLORS.length] }));
   });
   return h('div', { class: 'card' }, h('h2', {}, title),
     h('div', { class: 'legend' }, series.map((s, k) => h('span', {}, h('span', { class: 'sw', 'data-c': k }), `${s.name} (now ${fmt(s.values.at(-1), 2)})`))), g);
