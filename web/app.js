@@ -4,7 +4,7 @@
 // events over fetch (EventSource cannot send the CSRF header), and draws charts as SVG.
 'use strict';
 
-const S = { auth: null, role: 'admin', csrf: null, page: null, timer: null, stream: null,
+const S = { auth: null, role: 'operator', csrf: null, page: null, timer: null, stream: null,
   live: new Map(), log: [], logPaused: false, window: 'hour' };
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000, STRIP = 60, LOG_MAX = 300;
@@ -53,7 +53,7 @@ async function api(method, path, body) {
   return data;
 }
 
-const canWrite = () => S.role === 'admin';
+const canWrite = () => S.role === 'operator';
 const ago = (ms) => ms < 1000 ? `${ms} ms` : ms < 60000 ? `${(ms / 1000).toFixed(0)} s`
   : ms < 3600000 ? `${(ms / 60000).toFixed(0)} min` : `${(ms / 3600000).toFixed(1)} h`;
 const fmt = (v, d = 1) => v === null || v === undefined ? '–' : Number(v).toFixed(d);
@@ -352,15 +352,21 @@ async function pageKeys(root) {
   let body;
   try {
     const d = await api('GET', '/admin/v1/keys');
-    const keys = d.keys || d.data || [];
+    const keys = d.keys || [];
+    const cell = (k, f) => (k[f] === undefined || k[f] === null ? '–' : typeof k[f] === 'object' ? JSON.stringify(k[f]) : String(k[f]));
     body = keys.length ? h('table', { 'aria-label': 'Client keys' },
-      h('thead', {}, h('tr', {}, ['Key', 'Details'].map((t) => h('th', { scope: 'col', text: t })))),
-      h('tbody', {}, keys.map((k) => h('tr', {}, h('td', { text: k.name || k.id || k.prefix || '?' }), h('td', { text: JSON.stringify(k) })))))
-      : h('p', { class: 'muted', text: 'No client keys.' });
+      h('thead', {}, h('tr', {}, ['Key', 'Name', 'Prefix', 'Status', 'In flight', 'Details'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('tbody', {}, keys.map((k) => {
+        const rest = Object.fromEntries(Object.entries(k).filter(([f]) => !['id', 'name', 'prefix', 'status', 'in_flight'].includes(f)));
+        return h('tr', { 'data-key': k.id }, h('th', { scope: 'row', text: cell(k, 'id') }), h('td', { text: cell(k, 'name') }),
+          h('td', { text: cell(k, 'prefix') }), h('td', { text: cell(k, 'status') }), h('td', { class: 'num', text: cell(k, 'in_flight') }),
+          h('td', { class: 'muted', text: JSON.stringify(rest) }));
+      })))
+      : h('p', { class: 'muted', text: 'No client keys (drover keys create NAME makes one).' });
   } catch (e) {
-    body = h('p', { class: 'muted', text: `Client keys and usage are not available on this gateway yet (${e.message}).` });
+    body = h('p', { class: 'muted', text: `Client keys are not available on this gateway (${e.message}).` });
   }
-  root.replaceChildren(h('h1', {}, 'Keys and usage'), body);
+  root.replaceChildren(h('h1', {}, 'Keys'), h('p', { class: 'muted', text: 'Read only here for now: create, rotate and revoke with drover keys.' }), body);
 }
 
 const PAGES = { fleet: pageFleet, models: pageModels, ops: pageOps, log: pageLog, charts: pageCharts, keys: pageKeys };
@@ -424,10 +430,11 @@ async function boot() {
 
 $('login-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  const body = { token: $('login-token').value };
-  if ($('login-viewer').checked) body.role = 'viewer';
+  // the token goes as a Bearer header, checked as any admin request's; the body may ask for less
+  const body = $('login-viewer').checked ? { role: 'viewer' } : {};
   const r = await fetch('/ui/login', { method: 'POST', credentials: 'same-origin',
-    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${$('login-token').value}` },
+    body: JSON.stringify(body) });
   const d = await r.json().catch(() => ({}));
   if (!r.ok) { $('login-error').textContent = d.error ? d.error.message : `login failed (${r.status})`; return; }
   $('login-token').value = '';

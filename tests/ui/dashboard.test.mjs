@@ -6,7 +6,7 @@
 // Screenshots of every page go to an artifacts directory printed at the end.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -14,6 +14,7 @@ import { DROVER, Proc, parseKv, poll, startServe, stateDir, stopAll } from '../e
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TOKEN = 'ui-test-admin-token';
+const VIEWER_TOKEN = 'ui-test-viewer-token';
 const ART = process.env.DROVER_UI_ARTIFACTS || mkdtempSync(join(tmpdir(), 'drover-ui-artifacts-'));
 mkdirSync(ART, { recursive: true });
 const PAGES = ['fleet', 'models', 'ops', 'log', 'charts', 'keys'];
@@ -119,9 +120,11 @@ describe('dashboard in chromium', { timeout: 240000 }, () => {
     sims.faulty = await startSim('faulty', ['--nodes', '1', '--fault-rate', '1', '--fault', 'status=500']);
     sims.doomed = await startSim('doomed', ['--nodes', '1']);
     const p = sims.main.port;
+    const cfg = join(stateDir('cfg'), 'drover.yaml');
+    writeFileSync(cfg, `admin_tokens:\n  - {id: ro, token: ${VIEWER_TOKEN}, role: viewer}\n`);
     gw = await startServe([`a=http://127.0.0.1:${p}`, `b=http://127.0.0.1:${p + 1}`,
       `f=http://127.0.0.1:${sims.faulty.port}`, `k=http://127.0.0.1:${sims.doomed.port}`],
-      ['--set', `admin_token=${TOKEN}`, '--set', 'join.token=ui-join', '--set', 'health.interval=1s',
+      ['--config', cfg, '--set', `admin_token=${TOKEN}`, '--set', 'join.token=ui-join', '--set', 'health.interval=1s',
         '--set', 'health.fall=2', '--set', 'health.timeout=500ms']);
     procs.push(gw.proc);
     // a node that joins (pending): approve, label and remove need one not from the config
@@ -274,22 +277,35 @@ describe('dashboard in chromium', { timeout: 240000 }, () => {
     await page.screenshot({ path: join(ART, 'fleet-killed.png'), fullPage: true });
   });
 
-  it('hides the actions from a viewer, and the API refuses a viewer\'s writes', async () => {
-    const ctx = await browser.createBrowserContext();
-    const vp = await openPage(ctx);
-    await login(vp, { viewer: true });
-    await vp.waitForSelector('tr[data-node="a"]');
-    assert.equal(await vp.$$eval('button[data-action]', (b) => b.length), 0);
-    assert.match(await vp.$eval('#who', (e) => e.textContent), /viewer/);
-    const st = await vp.evaluate(async () => {
-      const s = await (await fetch('/ui/session')).json();
-      return (await fetch('/admin/v1/nodes/a/drain', { method: 'POST', headers: { 'X-Drover-CSRF': s.csrf } })).status;
+  for (const [what, opts] of [['a viewer token', { token: VIEWER_TOKEN }], ['an operator who asks for less', { viewer: true }]]) {
+    it(`hides the actions from ${what}, and the API refuses its writes`, async () => {
+      const ctx = await browser.createBrowserContext();
+      const vp = await openPage(ctx);
+      await login(vp, opts);
+      await vp.waitForSelector('tr[data-node="a"]');
+      assert.equal(await vp.$$eval('button[data-action]', (b) => b.length), 0);
+      assert.match(await vp.$eval('#who', (e) => e.textContent), /viewer/);
+      const st = await vp.evaluate(async () => {
+        const s = await (await fetch('/ui/session')).json();
+        return (await fetch('/admin/v1/nodes/a/drain', { method: 'POST', headers: { 'X-Drover-CSRF': s.csrf } })).status;
+      });
+      assert.equal(st, 403);
+      await vp.screenshot({ path: join(ART, `fleet-viewer-${opts.token ? 'token' : 'asked'}.png`), fullPage: true });
+      await vp.click('#logout');
+      await vp.waitForSelector('#login:not([hidden])');
+      await ctx.close();
     });
-    assert.equal(st, 403);
-    await vp.screenshot({ path: join(ART, 'fleet-viewer.png'), fullPage: true });
-    await vp.click('#logout');
-    await vp.waitForSelector('#login:not([hidden])');
-    await ctx.close();
+  }
+
+  it('never gives a viewer token more than viewer, and audits the dashboard\'s writes as its token', async () => {
+    const up = await fetch(`${gw.admin}/ui/login`, { method: 'POST',
+      headers: { Authorization: `Bearer ${VIEWER_TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ role: 'operator' }) });
+    assert.equal(up.status, 403);
+    const audit = await (await fetch(`${gw.admin}/admin/v1/audit?limit=100`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+    const text = JSON.stringify(audit);
+    assert.match(text, /nodes\/a\/drain/);
+    assert.match(text, /admin_token/);
   });
 });
 
