@@ -490,8 +490,8 @@ void admin_handle(struct http_request *req, void *ctx)
             return gw_reply_error(req, 401, "invalid_admin_token", NULL,
                                   "missing or wrong admin token");
         }
-        who = (struct admin_principal){
-            ui_id, strcmp(ui_role, "operator") == 0 ? ADMIN_ROLE_OPERATOR : ADMIN_ROLE_VIEWER};
+        who = (struct admin_principal){ui_id, strcmp(ui_role, "operator") == 0 ? ADMIN_ROLE_OPERATOR
+                                                                               : ADMIN_ROLE_VIEWER};
     } else if (!g->cfg.admin_token && !g->cfg.n_admin_tokens && ui_refuse_cross_site(req)) {
         return; /* open (dev) mode: a browser page of another site may not write */
     }
