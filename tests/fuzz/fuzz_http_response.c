@@ -118,7 +118,7 @@ static void run(const char *p, size_t len, const size_t *cuts, size_t n_cuts, bo
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     ss.ss_family = AF_INET;
-    struct conn *c = conn_new(cl, origin_get(cl, &ss));
+    struct conn *c = conn_new(cl, origin_get(cl, &ss, false, NULL));
     struct http_call *call = xcalloc(1, sizeof *call);
     static const struct http_client_callbacks cbs = {fz_on_head, fz_on_data, fz_on_done};
     call->cl = cl;
