@@ -230,8 +230,8 @@ static bool has_embed(struct strv m)
 static void ollama_show(struct gw *g, struct http_request *req)
 {
     struct gw_answer_ctx c = {.ollama = true};
-    struct json_object *root = json_parse_strict(req->body.p ? req->body.p : "", req->body.len,
-                                                 32, NULL);
+    struct json_object *root =
+        json_parse_strict(req->body.p ? req->body.p : "", req->body.len, 32, NULL);
     struct strv model = STRV_NULL;
     if (!root || (json_get_str(root, "model", &model) && json_get_str(root, "name", &model)) ||
         !model.len) {
@@ -252,8 +252,7 @@ static void ollama_show(struct gw *g, struct http_request *req)
         (void)gw_answer(req, ANSWER_MODEL_NOT_FOUND, &c, msg);
         return;
     }
-    bool embed = cm && cm->caps ? !(cm->caps & (CAP_CHAT | CAP_COMPLETIONS))
-                                : has_embed(model);
+    bool embed = cm && cm->caps ? !(cm->caps & (CAP_CHAT | CAP_COMPLETIONS)) : has_embed(model);
     struct buf out;
     buf_init(&out, 64 * 1024);
     int rc = buf_append_cstr(
@@ -276,8 +275,8 @@ static void ollama_show(struct gw *g, struct http_request *req)
 static bool native_route(struct gw *g, struct http_request *req, bool is_get, bool is_post)
 {
     struct strv path = req->path;
-    bool anthropic = strv_eq_cstr(path, "/v1/messages") ||
-                     strv_eq_cstr(path, "/v1/messages/count_tokens");
+    bool anthropic =
+        strv_eq_cstr(path, "/v1/messages") || strv_eq_cstr(path, "/v1/messages/count_tokens");
     bool version = strv_eq_cstr(path, "/api/version"), ps = strv_eq_cstr(path, "/api/ps");
     bool show = strv_eq_cstr(path, "/api/show");
     if (!anthropic && !version && !ps && !show) return false;

@@ -285,10 +285,9 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
     bool has_str = root && !has_obj && e && json_object_is_type(e, json_type_string);
     int rc = 0;
     if (p->v.anthropic) {
-        const char *msg =
-            has_obj ? json_object_get_string(json_object_object_get(e, "message"))
-            : has_str ? json_object_get_string(e)
-                      : NULL;
+        const char *msg = has_obj   ? json_object_get_string(json_object_object_get(e, "message"))
+                          : has_str ? json_object_get_string(e)
+                                    : NULL;
         char raw[1024];
         snprintf(raw, sizeof raw, "%.*s", (int)(body->len < 1000 ? body->len : 1000),
                  body->p ? body->p : "");
@@ -450,8 +449,8 @@ static void on_head(struct http_call *call, const struct http_response_head *hea
         }
     }
     if (p->status >= 200 && p->status < 300) {
-        if (p->xl.mode) snprintf(p->content_type, sizeof p->content_type, "%s",
-                                 xlate_content_type(&p->xl));
+        if (p->xl.mode)
+            snprintf(p->content_type, sizeof p->content_type, "%s", xlate_content_type(&p->xl));
         buf_init(&p->body, PROXY_MAX_BUFFERED_BODY);
         /* A buffered answer of known length: one allocation, not a doubling series. */
         if (!p->v.stream && head->content_length > 0 &&
@@ -1065,7 +1064,7 @@ static void start_attempt(struct proxy *p)
         .target = p->xl.mode ? strv_from_cstr(p->xl.target) : req->target,
         .headers = up,
         .n_headers = nh,
-        .body = p->xl.mode ? buf_view(&p->xl.up_body)
+        .body = p->xl.mode       ? buf_view(&p->xl.up_body)
                 : p->up_body.len ? (struct strv){p->up_body.p, p->up_body.len}
                                  : req->body,
         .connect_timeout_ms = g->cfg.connect_timeout_ms,

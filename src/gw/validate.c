@@ -763,8 +763,8 @@ static int check(enum api_kind kind, const struct facts *f, struct validated *ou
         }
         if (f->kind[K_MAX_TOKENS] < 0 || f->kind[K_MAX_TOKENS] == JSON_K_NULL)
             return bad(e, "missing_parameter", "max_tokens", "max_tokens: Field required");
-        if (in_range(&openai_ranges[4], "max_tokens",
-                     f->kind[K_MAX_TOKENS], f->num[K_MAX_TOKENS], false, e))
+        if (in_range(&openai_ranges[4], "max_tokens", f->kind[K_MAX_TOKENS], f->num[K_MAX_TOKENS],
+                     false, e))
             return -1;
         break;
     default:

@@ -673,7 +673,8 @@ int node_api_join_emit(struct buf *out, const struct node_api_join *j)
 
 static int set_param(char param[NODE_API_MAX_PARAM], const char *name, int code)
 {
-    if (param) snprintf(param, NODE_API_MAX_PARAM, "%s", name);
+    /* an empty member name is still named, as the two quotes it was sent as */
+    if (param) snprintf(param, NODE_API_MAX_PARAM, "%s", name[0] ? name : "\"\"");
     return code;
 }
 

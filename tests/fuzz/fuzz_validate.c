@@ -41,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strlen(v.model) != v.model_len) __builtin_trap();
         for (size_t i = 0; i < v.model_len; i++)
             if ((unsigned char)v.model[i] < 0x20 || v.model[i] == 0x7f) __builtin_trap();
-        if (v.ollama != (kind >= API_OLLAMA_CHAT)) __builtin_trap();
+        if (v.ollama != (kind >= API_OLLAMA_CHAT && kind <= API_OLLAMA_EMBEDDINGS_LEGACY))
+            __builtin_trap();
         /* what validate accepts, the strict json-c parse accepts too */
         struct gw_error err = {0};
         struct json_object *o = json_parse_strict(copy, size, 32, &err);

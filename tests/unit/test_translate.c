@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/mem.h"
 #include "gw/translate.h"
 
 enum { NOW = 5000000, START = 1000000 };
@@ -363,22 +364,22 @@ static void check_split_invariance(enum api_kind kind, const char *want_sub[], s
         assert_memory_equal(b.p, whole.p, b.len);
         buf_free(&b);
     }
-    size_t *cuts = calloc(len, sizeof *cuts); /* byte by byte */
+    size_t *cuts = xcalloc(len, sizeof *cuts); /* byte by byte */
     for (size_t c = 1; c < len; c++) cuts[c - 1] = c;
     struct buf b;
     buf_init(&b, 1 << 20);
     assert_true(run_stream(kind, OAI_STREAM, cuts, len - 1, &b));
     assert_int_equal(b.len, whole.len);
     assert_memory_equal(b.p, whole.p, b.len);
-    free(cuts);
+    xfree(cuts);
     buf_free(&b);
     /* cut before [DONE]: not complete */
     struct buf cut;
     buf_init(&cut, 1 << 20);
     const char *end = strstr(OAI_STREAM, "data: [DONE]");
-    char *head = strndup(OAI_STREAM, (size_t)(end - OAI_STREAM));
+    char *head = xstrndup(OAI_STREAM, (size_t)(end - OAI_STREAM));
     assert_false(run_stream(kind, head, NULL, 0, &cut));
-    free(head);
+    xfree(head);
     buf_free(&cut);
     buf_free(&whole);
 }
