@@ -64,6 +64,7 @@ struct store {
     char *label; /* the path, or "postgres HOST:PORT/DB": never the URL (it may hold a password) */
     /* PostgreSQL reconnection: store thread only */
     char *url;
+    char *origin; /* SET drover.origin after every connect; may be NULL */
     unsigned connect_timeout_ms, statement_timeout_ms;
     unsigned backoff_ms;
     int64_t next_connect_ms; /* monotonic */
@@ -119,7 +120,13 @@ static bool reconnect(struct store *s, bool is_forced)
     struct store_db *db = NULL;
     struct gw_error err = {0};
     char q[256], w[GW_ERROR_MSG_BYTES + 8];
-    if (store_db_connect_pg(s->url, s->connect_timeout_ms, s->statement_timeout_ms, &db, &err)) {
+    int crc = store_db_connect_pg(s->url, s->connect_timeout_ms, s->statement_timeout_ms, &db, &err);
+    if (!crc && store_db_set_origin(db, s->origin)) {
+        crc = store_db_error(db, "postgres: set origin", &err);
+        store_db_close(db);
+        db = NULL;
+    }
+    if (crc) {
         s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : STORE_RECONNECT_MIN_MS;
         if (s->backoff_ms > STORE_RECONNECT_MAX_MS) s->backoff_ms = STORE_RECONNECT_MAX_MS;
         s->next_connect_ms = mono_ms() + s->backoff_ms;
@@ -283,6 +290,7 @@ static void on_async_closed(uv_handle_t *h)
     uv_mutex_destroy(&s->mu);
     xfree(s->label);
     xfree(s->url);
+    xfree(s->origin);
     xfree(s);
 }
 
@@ -305,6 +313,11 @@ int store_sync(struct store *s, store_run_fn run, void *ctx, struct gw_error *er
     uv_mutex_unlock(&s->mu);
     if (j.rc && err) *err = j.err;
     return j.rc;
+}
+
+enum store_engine store_engine(const struct store *s)
+{
+    return s->engine;
 }
 
 int store_schema_version(const struct store *s)
@@ -492,6 +505,8 @@ static int open_pg(const struct store_config *cfg, struct store_db **out, int *v
     int rc =
         store_db_connect_pg(cfg->url, cfg->connect_timeout_ms, cfg->statement_timeout_ms, &db, err);
     if (!rc) rc = store_migrate(db, version, err);
+    if (!rc && store_db_set_origin(db, cfg->origin))
+        rc = store_db_error(db, "postgres: set origin", err);
     if (rc) {
         store_db_close(db);
         return rc;
@@ -521,6 +536,7 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
     s->is_available = true;
     if (cfg->engine == STORE_ENGINE_POSTGRES) {
         s->url = xstrdup(cfg->url);
+        s->origin = cfg->origin ? xstrdup(cfg->origin) : NULL;
         s->connect_timeout_ms =
             cfg->connect_timeout_ms ? cfg->connect_timeout_ms : STORE_DEFAULT_CONNECT_TIMEOUT_MS;
         s->statement_timeout_ms = cfg->statement_timeout_ms ? cfg->statement_timeout_ms

@@ -31,6 +31,8 @@ struct store_config {
     unsigned connect_timeout_ms;   /* PostgreSQL: per host, default 5000 (unless url sets one) */
     unsigned statement_timeout_ms; /* PostgreSQL: default 10000 (unless url's options set one);
                                     * any answer is awaited at most this + 2 s */
+    const char *origin;            /* PostgreSQL: this gateway's name in change notifications
+                                    * (docs/store.md, "Several gateways"); may be NULL */
 };
 
 /* SQLite: opens (creating the file if missing; its directory must exist and be writable), sets
@@ -57,6 +59,9 @@ int store_schema_version(const struct store *s);
  * and admin writes can answer 503 store_unavailable without submitting). Always true for
  * SQLite. Any thread. */
 bool store_is_available(struct store *s);
+
+/* The engine the store runs on. Any thread. */
+enum store_engine store_engine(const struct store *s);
 
 /* Generic jobs, for tables that later modules add (catalogue, ops). run is called on the
  * store thread inside one transaction (rolled back when run returns non-zero), with the
@@ -106,6 +111,17 @@ void store_nodes_free(struct store_node *v, size_t n);
 /* Asynchronous upsert of the whole row, labels included (replaced), in one transaction. The
  * node is copied at call time. done may be NULL. */
 void store_put_node(struct store *s, const struct store_node *n, store_done_fn done, void *ctx);
+/* Several gateways: upsert that, for an existing row, writes only what this gateway observes
+ * (discovery, inventory, fault record) and leaves admin intent, identity and labels as stored. */
+void store_put_node_facts(struct store *s, const struct store_node *n, store_done_fn done,
+                          void *ctx);
+/* Store thread (inside a job): the row named name (NULL: every row, by name) with its labels;
+ * *n is 0 when there is none. Free with store_nodes_free. */
+int store_nodes_read(struct store_db *db, const char *name, struct store_node **out, size_t *n,
+                     struct gw_error *err) WUR;
+/* PostgreSQL: NOTIFY drover with payload, sent after the jobs queued before it committed (FIFO).
+ * No-op on SQLite. */
+void store_notify(struct store *s, const char *payload);
 /* Deletes the row and its labels (the secret hash goes with it). Deleting a missing name is
  * not an error. */
 void store_delete_node(struct store *s, const char *name, store_done_fn done, void *ctx);

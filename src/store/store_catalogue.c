@@ -23,14 +23,17 @@ const char store_catalogue_schema_pg_sql[] = "CREATE TABLE catalogue ("
 struct cat_load {
     struct store_cat_row *v;
     size_t n, cap;
+    const char *id; /* NULL: every row */
 };
 
 static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct cat_load *l = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "SELECT id, body FROM catalogue ORDER BY id", &st))
+    if (store_prepare(db, "SELECT id, body FROM catalogue WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+                      &st))
         return store_db_error(db, "load catalogue", err);
+    store_bind_text(st, 1, l->id);
     int rc;
     while ((rc = store_step(st)) == STORE_ROW) {
         if (l->n == l->cap) {
@@ -53,6 +56,22 @@ void store_catalogue_free(struct store_cat_row *v, size_t n)
         xfree(v[i].json);
     }
     xfree(v);
+}
+
+int store_catalogue_read(struct store_db *db, const char *id, struct store_cat_row **out,
+                         size_t *n, struct gw_error *err)
+{
+    struct cat_load l = {.id = id};
+    *out = NULL;
+    *n = 0;
+    int rc = run_load(db, &l, err);
+    if (rc) {
+        store_catalogue_free(l.v, l.n);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
 }
 
 int store_load_catalogue(struct store *s, struct store_cat_row **out, size_t *n,

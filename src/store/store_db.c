@@ -262,6 +262,21 @@ int store_db_connect_pg(const char *url, unsigned connect_timeout_ms, unsigned s
     return 0;
 }
 
+int store_db_set_origin(struct store_db *db, const char *origin)
+{
+    if (db->engine != STORE_ENGINE_POSTGRES || !origin) return 0;
+    const char *v[1] = {origin};
+    PGresult *r = NULL;
+    int rc = pg_query(db, "SELECT set_config('drover.origin', $1, false)", 1, v, &r);
+    PQclear(r);
+    return rc;
+}
+
+void *store_db_pgconn(struct store_db *db)
+{
+    return db->pg;
+}
+
 void store_db_close(struct store_db *db)
 {
     if (!db) return;

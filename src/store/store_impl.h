@@ -30,6 +30,12 @@ int store_db_connect_pg(const char *url, unsigned connect_timeout_ms, unsigned s
                         struct store_db **out, struct gw_error *err) WUR;
 void store_db_close(struct store_db *db); /* NULL is fine */
 
+/* PostgreSQL: names this session's writes in the NOTIFY payloads of the change triggers
+ * (SET drover.origin), so a gateway can skip its own changes. No-op on SQLite. */
+int store_db_set_origin(struct store_db *db, const char *origin) WUR;
+/* The libpq connection (PGconn *) of a PostgreSQL db, for store_watch; NULL for SQLite. */
+void *store_db_pgconn(struct store_db *db);
+
 /* "PATH" for SQLite, "postgres HOST:PORT/DB" for PostgreSQL: the prefix of messages. */
 const char *store_db_label(const struct store_db *db);
 /* The PostgreSQL connection was lost or timed out: close it and connect again. */

@@ -78,6 +78,42 @@ static const char nodes_pg_sql[] =
     "  PRIMARY KEY (node, key)"
     ");";
 
+/* 5: several gateways (DESIGN §9, docs/store.md). ops rows carry a lease (owner and expiry,
+ * in the database's clock) so one gateway at a time attempts an operation. PostgreSQL only:
+ * ops ids come in blocks from ops_id_block (a gateway takes a block at start-up), and every
+ * change to a shared table sends NOTIFY drover 'TABLE ORIGIN KEY' at commit (ORIGIN: the writing
+ * session's drover.origin), which the other gateways re-read. */
+static const char sync_sqlite_sql[] =
+    "ALTER TABLE ops ADD COLUMN lease_owner TEXT;"
+    "ALTER TABLE ops ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;";
+
+static const char sync_pg_sql[] =
+    "ALTER TABLE ops ADD COLUMN lease_owner TEXT;"
+    "ALTER TABLE ops ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0;"
+    "CREATE SEQUENCE ops_id_block START 1;"
+    "CREATE FUNCTION drover_notify() RETURNS trigger LANGUAGE plpgsql AS $f$"
+    " DECLARE r jsonb; k text; t text;"
+    " BEGIN"
+    "  IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;"
+    "  t := CASE TG_TABLE_NAME WHEN 'node_labels' THEN 'nodes' WHEN 'ops_dead' THEN 'ops'"
+    "       ELSE TG_TABLE_NAME END;"
+    "  k := CASE TG_TABLE_NAME WHEN 'nodes' THEN r->>'name' WHEN 'node_labels' THEN r->>'node'"
+    "       ELSE r->>'id' END;"
+    "  PERFORM pg_notify('drover', t || ' ' ||"
+    "    coalesce(nullif(current_setting('drover.origin', true), ''), '-') || ' ' || k);"
+    "  RETURN NULL;"
+    " END $f$;"
+    "CREATE TRIGGER nodes_notify AFTER INSERT OR UPDATE OR DELETE ON nodes"
+    " FOR EACH ROW EXECUTE FUNCTION drover_notify();"
+    "CREATE TRIGGER node_labels_notify AFTER INSERT OR UPDATE OR DELETE ON node_labels"
+    " FOR EACH ROW EXECUTE FUNCTION drover_notify();"
+    "CREATE TRIGGER catalogue_notify AFTER INSERT OR UPDATE OR DELETE ON catalogue"
+    " FOR EACH ROW EXECUTE FUNCTION drover_notify();"
+    "CREATE TRIGGER ops_notify AFTER INSERT OR UPDATE OR DELETE ON ops"
+    " FOR EACH ROW EXECUTE FUNCTION drover_notify();"
+    "CREATE TRIGGER ops_dead_notify AFTER INSERT OR UPDATE OR DELETE ON ops_dead"
+    " FOR EACH ROW EXECUTE FUNCTION drover_notify();";
+
 static const struct store_migration migrations[] = {
     {1, nodes_sqlite_sql, nodes_pg_sql},
     /* 2: durable fleet operations and their dead letters (docs/ops.md) */
@@ -86,6 +122,7 @@ static const struct store_migration migrations[] = {
     {3, store_catalogue_schema_sql, store_catalogue_schema_pg_sql},
     /* 4: client keys (hashed), usage per minute, the admin audit log (docs/security.md) */
     {4, store_keys_schema_sql, store_keys_schema_pg_sql},
+    {5, sync_sqlite_sql, sync_pg_sql},
 };
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };

@@ -80,13 +80,35 @@ static const char PUT_SQL[] =
     " ejections = excluded.ejections, faults_total = excluded.faults_total,"
     " created_ms = excluded.created_ms, updated_ms = excluded.updated_ms";
 
+/* Several gateways: what one gateway observes (fault record, inventory, discovery) is written
+ * without touching what is shared (admin intent, identity, labels), which only admin actions
+ * and joins write; a missing row is inserted whole. */
+static const char PUT_FACTS_SQL[] =
+    "INSERT INTO nodes (name, url, kind, engine, admin, secret_hash, discovery_json,"
+    " inventory_json, excluded, consecutive_faults, ejections, faults_total, created_ms,"
+    " updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    " ON CONFLICT (name) DO UPDATE SET"
+    " discovery_json = excluded.discovery_json, inventory_json = excluded.inventory_json,"
+    " excluded = excluded.excluded, consecutive_faults = excluded.consecutive_faults,"
+    " ejections = excluded.ejections, faults_total = excluded.faults_total,"
+    " updated_ms = excluded.updated_ms";
+
+static int put_row_sql(struct store_db *db, const char *sql, const struct store_node *n,
+                       struct gw_error *err);
+
 static int put_row(struct store_db *db, const struct store_node *n, struct gw_error *err)
+{
+    return put_row_sql(db, PUT_SQL, n, err);
+}
+
+static int put_row_sql(struct store_db *db, const char *sql, const struct store_node *n,
+                       struct gw_error *err)
 {
     if (n->faults_total > (uint64_t)INT64_MAX)
         return gw_error_set(err, GW_E_INVALID, "node %s: faults_total out of range",
                             n->name ? n->name : "?");
     struct store_stmt *st = NULL;
-    if (store_prepare(db, PUT_SQL, &st)) return store_db_error(db, "prepare put node", err);
+    if (store_prepare(db, sql, &st)) return store_db_error(db, "prepare put node", err);
     store_bind_text(st, 1, n->name);
     store_bind_text(st, 2, n->url);
     store_bind_text(st, 3, n->kind);
@@ -144,6 +166,24 @@ static int put_run(struct store_db *db, void *ctx, struct gw_error *err)
     return rc;
 }
 
+static int put_facts_run(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    return put_row_sql(db, PUT_FACTS_SQL, ctx, err);
+}
+
+static int notify_run(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    const struct store_node *n = ctx; /* name holds the payload */
+    if (store_db_engine(db) != STORE_ENGINE_POSTGRES) return 0;
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, "SELECT pg_notify('drover', ?1)", &st))
+        return store_db_error(db, "prepare notify", err);
+    store_bind_text(st, 1, n->name);
+    int rc = store_step(st);
+    store_finalize(st);
+    return rc == STORE_ROW || rc == STORE_DONE ? 0 : store_db_error(db, "notify", err);
+}
+
 static int delete_run(struct store_db *db, void *ctx, struct gw_error *err)
 {
     const struct store_node *n = ctx;
@@ -160,6 +200,7 @@ static int delete_run(struct store_db *db, void *ctx, struct gw_error *err)
 struct load_ctx {
     struct store_node *v;
     size_t n, cap;
+    const char *name; /* NULL: every row */
 };
 
 static int load_labels(struct store_stmt *st, struct store_node *n)
@@ -188,13 +229,15 @@ static int load_run(struct store_db *db, void *ctx, struct gw_error *err)
     if (store_prepare(db,
                       "SELECT name, url, kind, engine, admin, secret_hash, discovery_json,"
                       " inventory_json, excluded, consecutive_faults, ejections,"
-                      " faults_total, created_ms, updated_ms FROM nodes ORDER BY name",
+                      " faults_total, created_ms, updated_ms FROM nodes"
+                      " WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
                       &st) ||
         store_prepare(db, "SELECT key, value FROM node_labels WHERE node = ?1 ORDER BY key",
                       &lst)) {
         rc = store_db_error(db, "prepare load nodes", err);
         goto out;
     }
+    store_bind_text(st, 1, l->name);
     int src;
     while ((src = store_step(st)) == STORE_ROW) {
         if (l->n == l->cap) {
@@ -227,6 +270,22 @@ out:
     store_finalize(st);
     store_finalize(lst);
     return rc;
+}
+
+int store_nodes_read(struct store_db *db, const char *name, struct store_node **out, size_t *n,
+                     struct gw_error *err)
+{
+    struct load_ctx l = {.name = name};
+    *out = NULL;
+    *n = 0;
+    int rc = load_run(db, &l, err);
+    if (rc) {
+        store_nodes_free(l.v, l.n);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
 }
 
 /* ---- loop thread ---------------------------------------------------------------------- */
@@ -277,6 +336,25 @@ void store_put_node(struct store *s, const struct store_node *n, store_done_fn d
     j->ctx = ctx;
     j->what = "put";
     store_submit(s, put_run, node_job_done, j);
+}
+
+void store_put_node_facts(struct store *s, const struct store_node *n, store_done_fn done,
+                          void *ctx)
+{
+    struct node_job *j = xcalloc(1, sizeof *j);
+    store_node_copy(&j->node, n);
+    j->done = done;
+    j->ctx = ctx;
+    j->what = "put_facts";
+    store_submit(s, put_facts_run, node_job_done, j);
+}
+
+void store_notify(struct store *s, const char *payload)
+{
+    struct node_job *j = xcalloc(1, sizeof *j);
+    j->node.name = dup_or_null(payload);
+    j->what = "notify";
+    store_submit(s, notify_run, node_job_done, j);
 }
 
 void store_delete_node(struct store *s, const char *name, store_done_fn done, void *ctx)

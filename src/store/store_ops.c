@@ -93,6 +93,7 @@ static int sql_fail(struct store_db *db, struct gw_error *err, const char *what)
 
 struct load_job {
     bool dead;
+    int64_t id; /* > 0: that row only */
     struct store_op *v;
     size_t n, cap;
 };
@@ -102,11 +103,14 @@ static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
     struct load_job *j = ctx;
     const char *sql = j->dead
                           ? "SELECT id,node,target,op,params,NULL,attempts,0,last_error,last_class,"
-                            "created_ms,updated_ms,dead_ms FROM ops_dead ORDER BY id"
+                            "created_ms,updated_ms,dead_ms,0 FROM ops_dead"
+                            " WHERE CAST(?1 AS BIGINT) <= 0 OR id = CAST(?1 AS BIGINT) ORDER BY id"
                           : "SELECT id,node,target,op,params,state,attempts,next_try_ms,last_error,"
-                            "last_class,created_ms,updated_ms,0 FROM ops ORDER BY id";
+                            "last_class,created_ms,updated_ms,0,lease_until_ms FROM ops"
+                            " WHERE CAST(?1 AS BIGINT) <= 0 OR id = CAST(?1 AS BIGINT) ORDER BY id";
     struct store_stmt *st = NULL;
     if (store_prepare(db, sql, &st)) return sql_fail(db, err, "load ops");
+    store_bind_int64(st, 1, j->id);
     int rc;
     while ((rc = store_step(st)) == STORE_ROW) {
         if (j->n == j->cap) {
@@ -128,9 +132,26 @@ static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
         o->created_ms = store_col_int64(st, 10);
         o->updated_ms = store_col_int64(st, 11);
         o->dead_ms = store_col_int64(st, 12);
+        o->lease_until_ms = store_col_int64(st, 13);
     }
     store_finalize(st);
     if (rc != STORE_DONE) return sql_fail(db, err, "load ops");
+    return 0;
+}
+
+int store_ops_read(struct store_db *db, bool dead, int64_t id, struct store_op **out, size_t *n,
+                   struct gw_error *err)
+{
+    struct load_job j = {.dead = dead, .id = id};
+    int rc = run_load(db, &j, err);
+    if (rc) {
+        store_ops_free(j.v, j.n);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *out = j.v;
+    *n = j.n;
     return 0;
 }
 
@@ -205,9 +226,8 @@ static int run_delete(struct store_db *db, void *ctx, struct gw_error *err)
     return delete_row(db, "ops", ((struct write_job *)ctx)->op.id, err);
 }
 
-static int run_bury(struct store_db *db, void *ctx, struct gw_error *err)
+static int run_bury_row(struct store_db *db, const struct store_op *o, struct gw_error *err)
 {
-    const struct store_op *o = &((struct write_job *)ctx)->op;
     static const char sql[] =
         "INSERT INTO ops_dead(id,node,target,op,params,attempts,last_error,"
         "last_class,created_ms,updated_ms,dead_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11) "
@@ -228,8 +248,14 @@ static int run_bury(struct store_db *db, void *ctx, struct gw_error *err)
     store_bind_int64(st, 11, o->dead_ms);
     int rc = store_step(st);
     store_finalize(st);
-    if (rc != STORE_DONE) return sql_fail(db, err, "bury op");
-    return delete_row(db, "ops", o->id, err);
+    return rc != STORE_DONE ? sql_fail(db, err, "bury op") : 0;
+}
+
+static int run_bury(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    const struct store_op *o = &((struct write_job *)ctx)->op;
+    int rc = run_bury_row(db, o, err);
+    return rc ? rc : delete_row(db, "ops", o->id, err);
 }
 
 static int run_raise(struct store_db *db, void *ctx, struct gw_error *err)
@@ -246,6 +272,9 @@ static void write_done(void *ctx, int rc, const char *msg)
     store_op_clear(&j->op);
     xfree(j);
 }
+
+struct finish_job;
+static void finish_done(void *ctx, int rc, const char *msg);
 
 static void submit(struct store *s, store_run_fn run, const struct store_op *o, int64_t other,
                    store_done_fn done, void *ctx)
@@ -278,4 +307,153 @@ void store_raise_op(struct store *s, int64_t dead_id, const struct store_op *o, 
                     void *ctx)
 {
     submit(s, run_raise, o, dead_id, done, ctx);
+}
+
+/* ---- several gateways --------------------------------------------------------------------- */
+
+static int run_id_block(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    int64_t *first = ctx;
+    *first = 0;
+    if (store_db_engine(db) != STORE_ENGINE_POSTGRES) return 0;
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, "SELECT nextval('ops_id_block')", &st))
+        return sql_fail(db, err, "ops id block");
+    int rc = store_step(st);
+    if (rc == STORE_ROW) *first = store_col_int64(st, 0) * (int64_t)STORE_OPS_ID_BLOCK;
+    store_finalize(st);
+    return rc == STORE_ROW ? 0 : sql_fail(db, err, "ops id block");
+}
+
+int store_ops_id_block(struct store *s, int64_t *first, struct gw_error *err)
+{
+    return store_sync(s, run_id_block, first, err);
+}
+
+/* the database's clock, in unix ms: leases never depend on the gateways' clocks agreeing */
+#define DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+struct claim_job {
+    int64_t id, now_ms, lease_ms;
+    char *owner;
+    bool claimed;
+    struct store_op row;
+    store_claim_fn *done;
+    void *ctx;
+};
+
+static int run_claim(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct claim_job *j = ctx;
+    static const char sql[] =
+        "UPDATE ops SET state = 'running', lease_owner = ?2, lease_until_ms = " DB_NOW_MS
+        " + ?3 WHERE id = (SELECT id FROM ops WHERE id = ?1 AND ((state = 'pending' AND"
+        " next_try_ms <= ?4) OR (state = 'running' AND lease_until_ms < " DB_NOW_MS "))"
+        " FOR UPDATE SKIP LOCKED)"
+        " RETURNING id,node,target,op,params,state,attempts,next_try_ms,last_error,last_class,"
+        "created_ms,updated_ms,lease_until_ms";
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, sql, &st)) return sql_fail(db, err, "claim op");
+    store_bind_int64(st, 1, j->id);
+    store_bind_text(st, 2, j->owner);
+    store_bind_int64(st, 3, j->lease_ms);
+    store_bind_int64(st, 4, j->now_ms);
+    int rc = store_step(st);
+    if (rc == STORE_ROW) {
+        struct store_op *o = &j->row;
+        j->claimed = true;
+        o->id = store_col_int64(st, 0);
+        o->node = dup_or_null(store_col_text(st, 1));
+        o->target = dup_or_null(store_col_text(st, 2));
+        o->op = dup_or_null(store_col_text(st, 3));
+        o->params_json = dup_or_null(store_col_text(st, 4));
+        o->state = dup_or_null(store_col_text(st, 5));
+        o->attempts = (unsigned)store_col_int64(st, 6);
+        o->next_try_ms = store_col_int64(st, 7);
+        o->last_error = dup_or_null(store_col_text(st, 8));
+        o->last_class = dup_or_null(store_col_text(st, 9));
+        o->created_ms = store_col_int64(st, 10);
+        o->updated_ms = store_col_int64(st, 11);
+        o->lease_until_ms = store_col_int64(st, 12);
+    }
+    store_finalize(st);
+    return rc == STORE_ROW || rc == STORE_DONE ? 0 : sql_fail(db, err, "claim op");
+}
+
+static void claim_done(void *ctx, int rc, const char *msg)
+{
+    (void)msg;
+    struct claim_job *j = ctx;
+    j->done(j->ctx, rc, rc ? false : j->claimed, &j->row);
+    store_op_clear(&j->row);
+    xfree(j->owner);
+    xfree(j);
+}
+
+void store_claim_op(struct store *s, int64_t id, const char *owner, int64_t now_ms,
+                    int64_t lease_ms, store_claim_fn *done, void *ctx)
+{
+    struct claim_job *j = xcalloc(1, sizeof *j);
+    j->id = id;
+    j->owner = xstrdup(owner);
+    j->now_ms = now_ms;
+    j->lease_ms = lease_ms;
+    j->done = done;
+    j->ctx = ctx;
+    store_submit(s, run_claim, claim_done, j);
+}
+
+struct finish_job {
+    struct write_job w; /* first: write_done frees it */
+    char *owner;
+    bool bury;
+};
+
+static int run_finish(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct finish_job *j = ctx;
+    const struct store_op *o = &j->w.op;
+    static const char upd[] =
+        "UPDATE ops SET state = ?3, attempts = ?4, next_try_ms = ?5, last_error = ?6,"
+        " last_class = ?7, updated_ms = ?8, lease_owner = NULL, lease_until_ms = 0"
+        " WHERE id = ?1 AND lease_owner = ?2 RETURNING id";
+    static const char del[] = "DELETE FROM ops WHERE id = ?1 AND lease_owner = ?2 RETURNING id";
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, j->bury ? del : upd, &st)) return sql_fail(db, err, "finish op");
+    store_bind_int64(st, 1, o->id);
+    store_bind_text(st, 2, j->owner);
+    if (!j->bury) {
+        store_bind_text(st, 3, o->state ? o->state : "pending");
+        store_bind_int64(st, 4, o->attempts);
+        store_bind_int64(st, 5, o->next_try_ms);
+        store_bind_text(st, 6, o->last_error);
+        store_bind_text(st, 7, o->last_class);
+        store_bind_int64(st, 8, o->updated_ms);
+    }
+    int rc = store_step(st);
+    store_finalize(st);
+    if (rc == STORE_DONE)
+        return gw_error_set(err, GW_E_STATE, "op %lld: the lease was lost (another gateway took it)",
+                            (long long)o->id);
+    if (rc != STORE_ROW) return sql_fail(db, err, "finish op");
+    return j->bury ? run_bury_row(db, o, err) : 0;
+}
+
+void store_finish_op(struct store *s, const struct store_op *o, const char *owner, bool bury,
+                     store_done_fn done, void *ctx)
+{
+    struct finish_job *j = xcalloc(1, sizeof *j);
+    store_op_copy(&j->w.op, o);
+    j->w.done = done;
+    j->w.ctx = ctx;
+    j->owner = xstrdup(owner);
+    j->bury = bury;
+    store_submit(s, run_finish, finish_done, j);
+}
+
+static void finish_done(void *ctx, int rc, const char *msg)
+{
+    struct finish_job *j = ctx;
+    xfree(j->owner);
+    write_done(&j->w, rc, msg); /* frees j (w is its first member) */
 }
