@@ -80,6 +80,7 @@ static const struct key_def keys[] = {
     {"store.path", K_STR, OFF(store_path), 0, 0},
     {"store.url", K_STR, OFF(store_url), 0, 0},
     {"store.flush_interval", K_DURATION, OFF(store_flush_ms), 10, 3600000},
+    {"store.lease", K_DURATION, OFF(store_lease_ms), 100, 3600000},
     {"join.token", K_STR, OFF(join_token), 0, 0},
     {"join.auto_approve", K_BOOL, OFF(auto_approve), 0, 0},
     {"join.poll_interval", K_DURATION, OFF(agent_poll_ms), 100, 86400000},
@@ -128,6 +129,7 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->store_engine = xstrdup("sqlite");
     cfg->store_path = xstrdup("drover.db");
     cfg->store_flush_ms = 1000;
+    cfg->store_lease_ms = 10000;
     cfg->agent_poll_ms = 10000;
     cfg->ops_interval_ms = 5000;
     cfg->ops_timeout_ms = 600000;

@@ -70,6 +70,7 @@ struct gw_config {
     bool auto_approve;       /* a new node that joins is approved at once */
     uint64_t agent_poll_ms;  /* how often an agent rejoins (told in the join answer) */
     uint64_t store_flush_ms; /* how often live state (faults, inventory) is written */
+    uint64_t store_lease_ms; /* PostgreSQL: leader lock attempts and checks (docs/deploy.md) */
 
     uint64_t ops_interval_ms;    /* reconciler period for durable operations */
     uint64_t ops_timeout_ms;     /* one operation on an agent */

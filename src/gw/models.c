@@ -92,6 +92,69 @@ int models_load(struct gw *g, struct gw_error *err)
     return 0;
 }
 
+/* ---- several gateways --------------------------------------------------------------------- */
+
+void models_apply_remote(struct gw *g, const char *id, const char *json)
+{
+    struct cat_model *old = catalogue_find(&g->cat, strv_from_cstr(id));
+    if (old && (old->from_config || strcmp(old->id, id) != 0)) return; /* the file's, or an alias */
+    if (!json) {
+        if (old) {
+            catalogue_remove(&g->cat, id);
+            registry_generation++;
+            LOGI("model_removed", "model=%s by=remote", id);
+        }
+        return;
+    }
+    if (old) {
+        struct buf b;
+        buf_init(&b, 1u << 20);
+        bool same = cat_model_to_json(old, &b) == 0 && b.len == strlen(json) &&
+                    memcmp(b.p, json, b.len) == 0;
+        buf_free(&b);
+        if (same) return;
+    }
+    struct json_object *o = json_parse_strict(json, strlen(json), 16, NULL);
+    struct cat_model *m = NULL;
+    char field[64] = "", why[200] = "";
+    if (o) json_object_object_del(o, "source");
+    if (!o || cat_model_from_json(o, &m, field, sizeof field, why, sizeof why)) {
+        LOGW("catalogue_row_skipped", "model=%s reason=\"%s %s\"", id, o ? field : "not JSON",
+             o ? why : "");
+        if (o) json_object_put(o);
+        return;
+    }
+    json_object_put(o);
+    if (old) catalogue_remove(&g->cat, id);
+    const char *clash = catalogue_name_clash(&g->cat, m);
+    if (clash) {
+        LOGW("catalogue_row_skipped", "model=%s reason=\"the name %s is taken here\"", id, clash);
+        cat_model_free(m);
+        return;
+    }
+    catalogue_put(&g->cat, m);
+    registry_generation++;
+    LOGI(old ? "model_changed" : "model_added", "model=%s by=remote", id);
+}
+
+void models_resync(struct gw *g, const struct store_cat_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) models_apply_remote(g, rows[i].id, rows[i].json);
+    for (size_t i = 0; i < g->cat.n;) {
+        struct cat_model *m = g->cat.v[i];
+        bool found = m->from_config;
+        for (size_t j = 0; j < n && !found; j++) found = strcmp(rows[j].id, m->id) == 0;
+        char idc[CAT_MAX_ID];
+        snprintf(idc, sizeof idc, "%s", m->id);
+        if (!found && catalogue_remove(&g->cat, idc)) {
+            registry_generation++;
+            LOGI("model_removed", "model=%s by=remote", idc);
+            continue; /* v[i] is another entry now */
+        }
+        i++;
+    }
+}
+
 /* ---- admin API --------------------------------------------------------------------------- */
 
 /* Where each catalogued model is loaded and where it could be (GET /admin/v1/models, and the
@@ -132,8 +195,9 @@ static int status_json(struct gw *g, const struct cat_model *m, struct buf *b)
     unsigned loading = loads_count(g, m->id);
     int rc = buf_appendf(b,
                          ",\"replicas_status\":{\"wanted\":%u,\"present\":%u,\"loading\":%u,"
-                         "\"reconciler_passes\":%llu,\"unmet_reason\":",
-                         m->replicas_min, present, loading, (unsigned long long)reconcile_passes);
+                         "\"reconciler_passes\":%llu,\"leader\":%s,\"unmet_reason\":",
+                         m->replicas_min, present, loading, (unsigned long long)reconcile_passes,
+                         !g->sync || g->is_leader ? "true" : "false");
     if (!rc && present + loading >= m->replicas_min) {
         rc = buf_append_cstr(b, "null");
     } else if (!rc) {
@@ -357,6 +421,8 @@ static void add_replica(struct gw *g, struct cat_model *m, uint64_t now, const c
 
 void models_reconcile(struct gw *g)
 {
+    /* several gateways: one pass for the fleet, on the leader (sync.c) */
+    if (g->sync && !g->is_leader) return;
     uint64_t now = gw_now_ms(g);
     reconcile_passes++;
     loads_tick(g); /* placement's per-pass work: eviction config, LFU counts, defrag */

@@ -13,6 +13,11 @@ void models_admin(struct gw *g, struct http_request *req, struct strv rest); /* 
 int models_where_json(struct gw *g, const struct cat_model *m, struct buf *b) WUR;
 void models_reconcile(struct gw *g); /* one pass (the timer calls it) */
 void models_start(struct gw *g);
+/* Several gateways (sync.c): entry id as stored by another gateway (json NULL: deleted); the
+ * file's entries win. models_resync applies every row and drops API entries without one. */
+struct store_cat_row;
+void models_apply_remote(struct gw *g, const char *id, const char *json);
+void models_resync(struct gw *g, const struct store_cat_row *rows, size_t n);
 void models_stop(struct gw *g);
 
 #endif

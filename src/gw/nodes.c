@@ -15,6 +15,7 @@
 #include "gw/errors_http.h"
 #include "gw/gw.h"
 #include "gw/nodes.h"
+#include "gw/sync.h"
 #include "store/store.h"
 
 static int admin_parse(const char *s, enum node_admin *out)
@@ -64,6 +65,21 @@ static void snapshot(const struct node *n, struct store_node *r, struct store_la
     r->updated_ms = (int64_t)clock_wall_ms();
 }
 
+/* Several gateways: the flush writes only what this gateway observes (store_put_node_facts),
+ * never admin intent, identity or labels, so a stale copy here cannot undo another gateway's
+ * admin change. */
+static void persist_facts(struct gw *g, struct node *n)
+{
+    n->dirty = false;
+    struct store_label *labels = xcalloc(n->n_labels ? n->n_labels : 1, sizeof *labels);
+    struct store_node row;
+    char *inv = NULL;
+    snapshot(n, &row, labels, &inv);
+    store_put_node_facts(g->store, &row, NULL, NULL);
+    xfree(inv);
+    xfree(labels);
+}
+
 void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx)
 {
     n->dirty = false;
@@ -88,8 +104,14 @@ static void on_flush(uv_timer_t *t)
 
 void nodes_flush_dirty(struct gw *g)
 {
-    for (size_t i = 0; i < g->reg.n; i++)
-        if (g->reg.nodes[i]->dirty) nodes_persist(g, g->reg.nodes[i], NULL, NULL);
+    for (size_t i = 0; i < g->reg.n; i++) {
+        struct node *n = g->reg.nodes[i];
+        if (!n->dirty) continue;
+        if (g->sync && g->store && !n->from_config && n->admin != ADMIN_REMOVED)
+            persist_facts(g, n);
+        else
+            nodes_persist(g, n, NULL, NULL);
+    }
 }
 
 void nodes_flush_start(struct gw *g)
@@ -215,4 +237,116 @@ void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req,
 {
     /* a failed write leaves the change in memory: the flush timer writes it again */
     nodes_persist(g, n, gw_reply_done, gw_reply_new(req, status, body, &n->dirty));
+    /* an admin recover is local state (fault record, marks) on every gateway: tell the others,
+     * after the row (FIFO), so they clear theirs too */
+    struct strv tail = STRV_LIT("/recover");
+    if (g->sync && req->path.len > tail.len &&
+        strv_eq(strv_sub(req->path, req->path.len - tail.len, req->path.len), tail))
+        sync_notify_recover(g, n->name);
+}
+
+/* ---- several gateways: rows other gateways wrote ---------------------------------------- */
+
+static bool labels_equal(const struct node *n, const struct store_node *r)
+{
+    if (n->n_labels != r->n_labels) return false;
+    for (size_t i = 0; i < r->n_labels; i++) {
+        bool found = false;
+        for (size_t j = 0; j < n->n_labels && !found; j++)
+            found = !strcmp(n->labels[j].key, r->labels[i].key) &&
+                    !strcmp(n->labels[j].value, r->labels[i].value);
+        if (!found) return false;
+    }
+    return true;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+    if (!a || !*a) return b && *b;
+    return !b || strcmp(a, b) != 0;
+}
+
+void nodes_apply_remote(struct gw *g, const char *name, const struct store_node *r)
+{
+    struct node *n = registry_find(&g->reg, strv_from_cstr(name));
+    if (!r) {
+        if (n && !n->from_config && n->admin != ADMIN_REMOVED) {
+            LOGI("node_removed", "node=%s by=remote in_flight=%u", n->name, n->inflight);
+            registry_tombstone(n);
+            n->dirty = false;
+            registry_generation++;
+        }
+        return;
+    }
+    enum node_admin a;
+    if (admin_parse(r->admin, &a)) return;
+    bool agent = r->kind && strcmp(r->kind, "agent") == 0;
+    if (!n) {
+        /* static nodes come from each gateway's own file; a removed row needs no node */
+        if (!agent || a == ADMIN_REMOVED) return;
+        enum node_kind kind = NODE_KIND_OPENAI;
+        if (r->engine && node_kind_parse(r->engine, &kind)) kind = NODE_KIND_OPENAI;
+        struct gw_error err = {0};
+        if (registry_add(&g->reg, r->name, r->url, kind, r->secret_hash, &n, &err)) {
+            LOGW("node_row_skipped", "node=%s reason=\"%s\"", r->name, err.msg);
+            return;
+        }
+        n->via_agent = true;
+        registry_set_str(&n->secret_hash, r->secret_hash);
+        registry_set_str(&n->discovery_json, r->discovery_json);
+        registry_set_facts_from_discovery(n, n->discovery_json);
+        for (size_t l = 0; l < r->n_labels; l++)
+            registry_set_label(n, r->labels[l].key, r->labels[l].value);
+        registry_restore(&g->reg, n, a, false, 0, 0, gw_now_ms(g));
+        n->created_ms = r->created_ms;
+        n->dirty = false;
+        registry_generation++;
+        LOGI("node_added", "node=%s by=remote admin=%s", n->name, node_admin_name(a));
+        return;
+    }
+    if (n->from_config != !agent) return; /* the file took the name, or the reverse */
+    if (a == ADMIN_REMOVED) {
+        if (n->admin != ADMIN_REMOVED) nodes_apply_remote(g, name, NULL);
+        return;
+    }
+    bool changed = false;
+    if (agent) {
+        if (str_differs(n->url, r->url) && r->url && registry_set_url(n, r->url) == 0)
+            changed = true;
+        if (str_differs(n->secret_hash, r->secret_hash) ||
+            (n->admin == ADMIN_REMOVED && r->secret_hash)) {
+            registry_set_str(&n->secret_hash, r->secret_hash);
+            registry_set_str(&n->api_key, r->secret_hash); /* the gateway key H */
+            changed = true;
+        }
+        if (str_differs(n->discovery_json, r->discovery_json)) {
+            registry_set_str(&n->discovery_json, r->discovery_json);
+            registry_set_facts_from_discovery(n, n->discovery_json);
+            changed = true;
+        }
+        if (!labels_equal(n, r)) {
+            registry_clear_labels(n);
+            for (size_t l = 0; l < r->n_labels; l++)
+                registry_set_label(n, r->labels[l].key, r->labels[l].value);
+            LOGI("node_labels_changed", "node=%s by=remote", n->name);
+            changed = true;
+        }
+    }
+    if (a != n->admin) {
+        registry_set_admin(&g->reg, n, a, "remote change");
+        changed = true;
+    }
+    if (changed) registry_generation++;
+}
+
+void nodes_resync(struct gw *g, const struct store_node *rows, size_t n_rows)
+{
+    for (size_t i = 0; i < n_rows; i++) nodes_apply_remote(g, rows[i].name, &rows[i]);
+    for (size_t i = 0; i < g->reg.n; i++) {
+        struct node *n = g->reg.nodes[i];
+        if (n->from_config || !n->via_agent || n->admin == ADMIN_REMOVED) continue;
+        bool found = false;
+        for (size_t j = 0; j < n_rows && !found; j++) found = strcmp(rows[j].name, n->name) == 0;
+        if (!found) nodes_apply_remote(g, n->name, NULL);
+    }
 }

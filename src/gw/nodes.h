@@ -15,6 +15,11 @@ void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx);
 void nodes_persist_reply(struct gw *g, struct node *n, struct http_request *req, int status,
                          struct buf *body);
 void nodes_flush_dirty(struct gw *g);
+/* Several gateways (sync.c): the stored row of node name as another gateway left it (NULL:
+ * deleted); applies only what is shared (admin intent, identity, labels). nodes_resync applies
+ * every row and tombstones joined nodes that no longer have one. */
+void nodes_apply_remote(struct gw *g, const char *name, const struct store_node *row);
+void nodes_resync(struct gw *g, const struct store_node *rows, size_t n);
 void nodes_flush_start(struct gw *g);
 void nodes_flush_stop(struct gw *g);
 

@@ -72,6 +72,13 @@ struct issue {
 
 static void attempt_start(struct gw *g, struct op_row *r);
 
+/* Several gateways share the rows (PostgreSQL): attempts are taken with a lease
+ * (store_claim_op) and finished only by the lease's holder; ids come from a block of our own. */
+static bool is_shared(const struct gw *g)
+{
+    return g->store && store_engine(g->store) == STORE_ENGINE_POSTGRES;
+}
+
 int64_t ops_now_ms(const struct gw *g)
 {
     return (int64_t)clock_wall_ms(); /* base/clock: wall time + the testing offset */
@@ -578,7 +585,12 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
         LOGI("op_done", "op=%lld node=%s target=%s kind=%s class=%s", (long long)r->s.id, r->s.node,
              r->s.target, r->s.op, op_class_name(cls));
         if (is) is->res[r->waiter_slot].result = "success";
-        row_persist(g, r, NULL, NULL);
+        if (is_shared(g)) {
+            r->s.updated_ms = ops_now_ms(g);
+            store_finish_op(g->store, &r->s, g->origin, false, NULL, NULL);
+        } else {
+            row_persist(g, r, NULL, NULL);
+        }
     } else {
         r->s.attempts++;
         set_str(&r->s.last_class, answered ? op_class_name(cls) : "unreachable");
@@ -595,7 +607,10 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
             r->s.updated_ms = r->s.dead_ms;
             LOGW("op_dead", "op=%lld node=%s target=%s kind=%s attempts=%u last=\"%s\"",
                  (long long)r->s.id, r->s.node, r->s.target, r->s.op, r->s.attempts, msg);
-            if (g->store) store_bury_op(g->store, &r->s, NULL, NULL);
+            if (is_shared(g))
+                store_finish_op(g->store, &r->s, g->origin, true, NULL, NULL);
+            else if (g->store)
+                store_bury_op(g->store, &r->s, NULL, NULL);
             o->dead = xrealloc(o->dead, (o->n_dead + 1) * sizeof *o->dead);
             store_op_copy(&o->dead[o->n_dead++], &r->s);
             set_str(&o->dead[o->n_dead - 1].state, NULL);
@@ -607,10 +622,55 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
                  "next_try_in_ms=%lld error=\"%s\"",
                  (long long)r->s.id, r->s.node, r->s.target, r->s.op, r->s.attempts,
                  r->s.last_class, (long long)(r->s.next_try_ms - ops_now_ms(g)), msg);
-            row_persist(g, r, NULL, NULL);
+            if (is_shared(g)) {
+                r->s.updated_ms = ops_now_ms(g);
+                store_finish_op(g->store, &r->s, g->origin, false, NULL, NULL);
+            } else {
+                row_persist(g, r, NULL, NULL);
+            }
         }
     }
     if (is) issue_step(is);
+}
+
+static void attempt_send(struct gw *g, struct op_row *r, struct node *n);
+
+struct claim_ctx {
+    struct gw *g;
+    int64_t id;
+};
+
+static void on_claimed(void *ctx, int rc, bool claimed, const struct store_op *row)
+{
+    struct claim_ctx *cc = ctx;
+    struct gw *g = cc->g;
+    struct ops *o = g->ops;
+    struct op_row *r = o && o->started ? row_by_id(o, cc->id) : NULL;
+    xfree(cc);
+    if (!r) return; /* gone, or shutting down: the lease expires by itself */
+    struct node *n = registry_find(&g->reg, strv_from_cstr(r->s.node));
+    if (rc || !claimed || !n || !n->api_key) {
+        /* another gateway holds it (its notification brings the row), or the store is away */
+        r->running = false;
+        struct issue *is = r->waiter;
+        r->waiter = NULL;
+        if (claimed) {
+            set_str(&r->s.state, "pending"); /* the lease expires; any gateway retakes it */
+        }
+        if (is) {
+            is->res[r->waiter_slot].result = "queued";
+            set_str(&is->res[r->waiter_slot].reason,
+                    rc ? "the store is unavailable" : "another gateway is attempting it");
+            issue_step(is);
+        }
+        return;
+    }
+    /* the row as stored: attempts by every gateway so far */
+    struct store_op keep = r->s;
+    store_op_copy(&r->s, row);
+    store_op_clear(&keep);
+    if (op_kind_parse(strv_from_cstr(r->s.op), &r->kind)) r->kind = OP_INSTALL;
+    attempt_send(g, r, n);
 }
 
 static void attempt_start(struct gw *g, struct op_row *r)
@@ -618,8 +678,21 @@ static void attempt_start(struct gw *g, struct op_row *r)
     struct node *n = registry_find(&g->reg, strv_from_cstr(r->s.node));
     if (!n || !n->api_key) return;
     r->running = true;
+    if (is_shared(g)) {
+        struct claim_ctx *cc = xmalloc(sizeof *cc);
+        cc->g = g;
+        cc->id = r->s.id;
+        store_claim_op(g->store, r->s.id, g->origin, ops_now_ms(g),
+                       (int64_t)(g->cfg.ops_timeout_ms + OPS_ATTEMPT_MARGIN_MS), on_claimed, cc);
+        return;
+    }
     set_str(&r->s.state, "running");
     row_persist(g, r, NULL, NULL);
+    attempt_send(g, r, n);
+}
+
+static void attempt_send(struct gw *g, struct op_row *r, struct node *n)
+{
     struct buf body;
     buf_init(&body, 64 * 1024);
     const char *colon = strchr(r->s.target, ':');
@@ -655,10 +728,18 @@ void ops_tick(struct gw *g)
 {
     struct ops *o = g->ops;
     if (!o) return;
-    int64_t now = ops_now_ms(g);
+    /* several gateways: the queue pauses while the store is away (leases cannot be taken) */
+    if (is_shared(g) && !store_is_available(g->store)) return;
+    int64_t now = ops_now_ms(g), wall = (int64_t)clock_wall_ms();
     for (size_t i = 0; i < o->n; i++) {
         struct op_row *r = o->rows[i];
-        if (r->running || strcmp(r->s.state, "pending") != 0 || r->s.next_try_ms > now) continue;
+        if (r->running) continue;
+        bool due = strcmp(r->s.state, "pending") == 0 && r->s.next_try_ms <= now;
+        /* another gateway's attempt whose lease ran out (it died mid-attempt): take it over; the
+         * claim decides, with the database's clock */
+        bool orphan = is_shared(g) && strcmp(r->s.state, "running") == 0 &&
+                      r->s.lease_until_ms < wall;
+        if (!due && !orphan) continue;
         struct node *n = registry_find(&g->reg, strv_from_cstr(r->s.node));
         if (!n || !node_ready_for_ops(g, n)) continue; /* stays queued until the node is back */
         attempt_start(g, r);
@@ -701,6 +782,11 @@ int ops_start(struct gw *g, struct gw_error *err)
     struct store_op *rows = NULL, *dead = NULL;
     size_t n_rows = 0, n_dead = 0;
     if (g->store) {
+        if (is_shared(g)) {
+            int64_t first = 0;
+            if (store_ops_id_block(g->store, &first, err)) return -1;
+            if (first > o->next_id) o->next_id = first;
+        }
         if (store_load_ops(g->store, false, &rows, &n_rows, err)) return -1;
         if (store_load_ops(g->store, true, &dead, &n_dead, err)) {
             store_ops_free(rows, n_rows);
@@ -712,7 +798,8 @@ int ops_start(struct gw *g, struct gw_error *err)
         struct store_op *s = &rows[i];
         if (s->id >= o->next_id) o->next_id = s->id + 1;
         const char *why;
-        if (prune_reason(g, s, &why)) {
+        /* several gateways: the leader prunes (ops_on_leader) */
+        if (!is_shared(g) && prune_reason(g, s, &why)) {
             LOGI("op_pruned", "op=%lld node=%s target=%s reason=\"%s\"", (long long)s->id,
                  s->node ? s->node : "-", s->target ? s->target : "-", why);
             store_delete_op(g->store, s->id, NULL, NULL);
@@ -724,7 +811,7 @@ int ops_start(struct gw *g, struct gw_error *err)
         r->s = *s;
         memset(s, 0, sizeof *s);                                                    /* moved */
         if (op_kind_parse(strv_from_cstr(r->s.op), &r->kind)) r->kind = OP_INSTALL; /* pruned */
-        if (!r->s.state || strcmp(r->s.state, "running") == 0) {
+        if (!r->s.state || (!is_shared(g) && strcmp(r->s.state, "running") == 0)) {
             /* killed mid-attempt: the attempt's answer is lost; the op is idempotent on the
              * agent, so it is simply due again */
             set_str(&r->s.state, "pending");
@@ -744,6 +831,96 @@ int ops_start(struct gw *g, struct gw_error *err)
     o->started = true;
     LOGI("ops_loaded", "pending=%zu dead=%zu pruned=%zu", o->n, o->n_dead, pruned);
     return 0;
+}
+
+/* ---- several gateways (sync.c) ----------------------------------------------------------- */
+
+void ops_on_leader(struct gw *g)
+{
+    struct ops *o = g->ops;
+    if (!o || !o->started || !is_shared(g)) return;
+    size_t pruned = 0;
+    for (size_t i = 0; i < o->n;) {
+        struct op_row *r = o->rows[i];
+        const char *why;
+        if (r->running || !prune_reason(g, &r->s, &why)) {
+            i++;
+            continue;
+        }
+        LOGI("op_pruned", "op=%lld node=%s target=%s reason=\"%s\"", (long long)r->s.id,
+             r->s.node ? r->s.node : "-", r->s.target ? r->s.target : "-", why);
+        store_delete_op(g->store, r->s.id, NULL, NULL);
+        row_remove(o, r); /* moves the last row to i */
+        pruned++;
+    }
+    if (pruned) LOGI("ops_pruned", "pruned=%zu by=leader", pruned);
+}
+
+static void dead_apply(struct ops *o, int64_t id, const struct store_op *dead)
+{
+    size_t i = 0;
+    while (i < o->n_dead && o->dead[i].id != id) i++;
+    if (dead && i == o->n_dead) {
+        o->dead = xrealloc(o->dead, (o->n_dead + 1) * sizeof *o->dead);
+        store_op_copy(&o->dead[o->n_dead++], dead);
+    } else if (dead) {
+        store_op_clear(&o->dead[i]);
+        store_op_copy(&o->dead[i], dead);
+    } else if (i < o->n_dead) {
+        store_op_clear(&o->dead[i]);
+        o->dead[i] = o->dead[--o->n_dead];
+    }
+}
+
+void ops_apply_remote(struct gw *g, int64_t id, const struct store_op *row,
+                      const struct store_op *dead)
+{
+    struct ops *o = g->ops;
+    if (!o || !o->started) return;
+    dead_apply(o, id, dead);
+    struct op_row *r = row_by_id(o, id);
+    if (r && r->running) return; /* our attempt: we hold the lease and write its outcome */
+    if (!row) {
+        if (r) row_remove(o, r);
+        return;
+    }
+    if (!r) {
+        if (o->n >= OPS_MAX_ROWS) return;
+        /* the same (node, target, op) under another id: the store's row wins */
+        struct op_row *old = row_find(o, row->node, row->target, row->op);
+        if (old && !old->running) row_remove(o, old);
+        r = xcalloc(1, sizeof *r);
+        r->g = g;
+        o->rows = xrealloc(o->rows, (o->n + 1) * sizeof *o->rows);
+        o->rows[o->n++] = r;
+    } else {
+        store_op_clear(&r->s);
+    }
+    store_op_copy(&r->s, row);
+    if (!r->s.state) set_str(&r->s.state, "pending");
+    if (op_kind_parse(strv_from_cstr(r->s.op), &r->kind)) r->kind = OP_INSTALL;
+}
+
+void ops_resync(struct gw *g, const struct store_op *rows, size_t n, const struct store_op *dead,
+                size_t n_dead)
+{
+    struct ops *o = g->ops;
+    if (!o || !o->started) return;
+    for (size_t i = 0; i < n; i++) ops_apply_remote(g, rows[i].id, &rows[i], NULL);
+    for (size_t i = 0; i < o->n;) {
+        struct op_row *r = o->rows[i];
+        bool found = r->running;
+        for (size_t j = 0; j < n && !found; j++) found = rows[j].id == r->s.id;
+        if (found) {
+            i++;
+            continue;
+        }
+        row_remove(o, r);
+    }
+    store_ops_free(o->dead, o->n_dead);
+    o->dead = xcalloc(n_dead ? n_dead : 1, sizeof *o->dead);
+    o->n_dead = n_dead;
+    for (size_t i = 0; i < n_dead; i++) store_op_copy(&o->dead[i], &dead[i]);
 }
 
 static void on_ops_closed(uv_handle_t *h)

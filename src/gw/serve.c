@@ -28,6 +28,7 @@
 #include "gw/nodes.h"
 #include "gw/models.h"
 #include "gw/ops.h"
+#include "gw/sync.h"
 
 extern char **environ;
 
@@ -342,6 +343,7 @@ static void reload(struct serve *s)
 static void close_all(struct serve *s)
 {
     struct gw *g = &s->g;
+    sync_stop(g);
     health_stop(g);
     events_stop(g);
     ui_stop(g);
@@ -530,7 +532,9 @@ int serve_main(int argc, char **argv)
     tls_ctx_unref(admin_tls);
     if (lrc) return 1;
     bool is_pg = g->cfg.store_engine && strcmp(g->cfg.store_engine, "postgres") == 0;
+    sync_make_origin(g);
     struct store_config sc = {
+        .origin = g->origin,
         .engine = is_pg ? STORE_ENGINE_POSTGRES : STORE_ENGINE_SQLITE,
         .path = g->cfg.store_path ? g->cfg.store_path : ":memory:",
         .busy_timeout_ms = 5000,
@@ -559,6 +563,11 @@ int serve_main(int argc, char **argv)
     models_start(g);
     if (ops_start(g, &err)) {
         fprintf(stderr, "drover serve: operations: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    if (sync_start(g, &err)) {
+        fprintf(stderr, "drover serve: %s\n", err.msg);
         store_close(g->store);
         return 2;
     }

@@ -1,0 +1,221 @@
+/* sync — several gateways on one PostgreSQL (DESIGN §9). store_watch reports each change
+ * another gateway committed as (table, key); this module re-reads that row on the store thread
+ * (a job in the store's FIFO, so it sees every write this gateway queued before) and applies it
+ * on the loop thread through the owning module (nodes_apply_remote, models_apply_remote,
+ * ops_apply_remote), which applies only what is shared: admin intent, identities, labels,
+ * catalogue entries, operation rows. Liveness, fault records, exclusions and marks stay local; a
+ * remote recover (an explicit notification) clears this gateway's own fault record and marks.
+ * After every (re)connection of the watch, everything is re-read (what was notified meanwhile
+ * is lost). The leader (PostgreSQL's session advisory lock, held by the watch's connection) runs
+ * the fleet-wide periodic jobs: the replicas reconciler and the prune of dead operation rows.
+ * The loop thread only. */
+#include "gw/sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/sha256.h"
+#include "gw/models.h"
+#include "gw/nodes.h"
+#include "gw/ops.h"
+#include "gw/placement.h"
+#include "store/store_catalogue.h"
+#include "store/store_ops.h"
+#include "store/store_watch.h"
+
+enum { SYNC_LEADER_LOCK = 0x64726f77 }; /* "drow": the leader of fleet-wide jobs */
+
+struct sync {
+    struct store_watch *watch;
+    unsigned resyncs;
+};
+
+void sync_make_origin(struct gw *g)
+{
+    char hex[65];
+    if (random_secret_hex(hex)) snprintf(hex, sizeof hex, "%08x", (unsigned)rand());
+    snprintf(g->origin, sizeof g->origin, "gw-%.12s", hex);
+}
+
+/* ---- one row ------------------------------------------------------------------------------ */
+
+enum what { WHAT_NODE, WHAT_MODEL, WHAT_OP, WHAT_ALL };
+
+struct reread {
+    struct gw *g;
+    enum what what;
+    char *key;
+    struct store_node *nodes;
+    size_t n_nodes;
+    struct store_cat_row *cat;
+    size_t n_cat;
+    struct store_op *ops, *dead;
+    size_t n_ops, n_dead;
+};
+
+static int run_reread(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct reread *r = ctx;
+    int rc = 0;
+    int64_t id = 0;
+    switch (r->what) {
+    case WHAT_NODE:
+        return store_nodes_read(db, r->key, &r->nodes, &r->n_nodes, err);
+    case WHAT_MODEL:
+        return store_catalogue_read(db, r->key, &r->cat, &r->n_cat, err);
+    case WHAT_OP:
+        id = strtoll(r->key, NULL, 10);
+        if (id <= 0) return 0;
+        rc = store_ops_read(db, false, id, &r->ops, &r->n_ops, err);
+        if (!rc) rc = store_ops_read(db, true, id, &r->dead, &r->n_dead, err);
+        return rc;
+    case WHAT_ALL:
+        rc = store_nodes_read(db, NULL, &r->nodes, &r->n_nodes, err);
+        if (!rc) rc = store_catalogue_read(db, NULL, &r->cat, &r->n_cat, err);
+        if (!rc) rc = store_ops_read(db, false, 0, &r->ops, &r->n_ops, err);
+        if (!rc) rc = store_ops_read(db, true, 0, &r->dead, &r->n_dead, err);
+        return rc;
+    }
+    return 0;
+}
+
+static void reread_free(struct reread *r)
+{
+    store_nodes_free(r->nodes, r->n_nodes);
+    store_catalogue_free(r->cat, r->n_cat);
+    store_ops_free(r->ops, r->n_ops);
+    store_ops_free(r->dead, r->n_dead);
+    xfree(r->key);
+    xfree(r);
+}
+
+static void on_reread(void *ctx, int rc, const char *msg)
+{
+    struct reread *r = ctx;
+    struct gw *g = r->g;
+    if (rc) {
+        /* the store went away: the watch reconnects and everything is re-read then */
+        LOGW("sync_reread_failed", "what=%d key=%s err=\"%s\"", (int)r->what,
+             r->key ? r->key : "-", msg ? msg : "?");
+    } else if (!g->stopping && g->sync) {
+        switch (r->what) {
+        case WHAT_NODE:
+            nodes_apply_remote(g, r->key, r->n_nodes ? &r->nodes[0] : NULL);
+            break;
+        case WHAT_MODEL:
+            models_apply_remote(g, r->key, r->n_cat ? r->cat[0].json : NULL);
+            break;
+        case WHAT_OP:
+            ops_apply_remote(g, strtoll(r->key, NULL, 10), r->n_ops ? &r->ops[0] : NULL,
+                             r->n_dead ? &r->dead[0] : NULL);
+            break;
+        case WHAT_ALL:
+            nodes_resync(g, r->nodes, r->n_nodes);
+            models_resync(g, r->cat, r->n_cat);
+            ops_resync(g, r->ops, r->n_ops, r->dead, r->n_dead);
+            LOGI("sync_resynced", "nodes=%zu models=%zu ops=%zu dead=%zu", r->n_nodes, r->n_cat,
+                 r->n_ops, r->n_dead);
+            break;
+        }
+    }
+    reread_free(r);
+}
+
+static void reread(struct gw *g, enum what what, const char *key)
+{
+    struct reread *r = xcalloc(1, sizeof *r);
+    r->g = g;
+    r->what = what;
+    r->key = key ? xstrdup(key) : NULL;
+    store_submit(g->store, run_reread, on_reread, r);
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void remote_recover(struct gw *g, const char *name)
+{
+    struct node *n = registry_find(&g->reg, strv_from_cstr(name));
+    if (!n || n->admin == ADMIN_REMOVED) return;
+    registry_recover(&g->reg, n, "remote recover");
+    placement_forget_node(&g->cat, n->name);
+}
+
+static void on_event(void *ctx, enum store_watch_event ev, const char *table, const char *key)
+{
+    struct gw *g = ctx;
+    if (g->stopping || !g->sync) return;
+    switch (ev) {
+    case STORE_WATCH_CHANGE:
+        if (!strcmp(table, "nodes"))
+            reread(g, WHAT_NODE, key);
+        else if (!strcmp(table, "catalogue"))
+            reread(g, WHAT_MODEL, key);
+        else if (!strcmp(table, "ops"))
+            reread(g, WHAT_OP, key);
+        else if (!strcmp(table, "recover"))
+            remote_recover(g, key);
+        break;
+    case STORE_WATCH_RESYNC:
+        g->sync->resyncs++;
+        reread(g, WHAT_ALL, NULL);
+        break;
+    case STORE_WATCH_DOWN:
+        break; /* logged by the watch; the store's own connection reports its state */
+    case STORE_WATCH_LEADER:
+        g->is_leader = true;
+        LOGI("leader", "origin=%s role=leader", g->origin);
+        ops_on_leader(g);
+        models_reconcile(g);
+        break;
+    case STORE_WATCH_FOLLOWER:
+        g->is_leader = false;
+        LOGW("leader", "origin=%s role=follower reason=\"lost the coordination connection\"",
+             g->origin);
+        break;
+    }
+}
+
+int sync_start(struct gw *g, struct gw_error *err)
+{
+    g->is_leader = true; /* one gateway: every job is its own */
+    if (!g->store || store_engine(g->store) != STORE_ENGINE_POSTGRES) return 0;
+    g->is_leader = false;
+    struct sync *s = xcalloc(1, sizeof *s);
+    struct store_watch_config wc = {
+        .url = g->cfg.store_url,
+        .origin = g->origin,
+        .lock_key = SYNC_LEADER_LOCK,
+        .lease_ms = (unsigned)g->cfg.store_lease_ms,
+        .connect_timeout_ms = 5000,
+    };
+    g->sync = s;
+    if (store_watch_start(g->loop, &wc, on_event, g, &s->watch, err)) {
+        g->sync = NULL;
+        xfree(s);
+        return -1;
+    }
+    LOGI("sync_started", "origin=%s lease_ms=%llu", g->origin,
+         (unsigned long long)g->cfg.store_lease_ms);
+    return 0;
+}
+
+void sync_stop(struct gw *g)
+{
+    struct sync *s = g->sync;
+    if (!s) return;
+    g->sync = NULL;
+    g->is_leader = false;
+    store_watch_stop(s->watch);
+    xfree(s);
+}
+
+void sync_notify_recover(struct gw *g, const char *name)
+{
+    if (!g->sync || !g->store) return;
+    char payload[320];
+    snprintf(payload, sizeof payload, "recover %s %s", g->origin, name);
+    store_notify(g->store, payload);
+}
