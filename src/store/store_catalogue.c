@@ -30,7 +30,7 @@ static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct cat_load *l = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "SELECT id, body FROM catalogue WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+    if (store_prepare(db, "SELECT id, body FROM catalogue WHERE CAST(?1 AS TEXT) IS NULL OR id = CAST(?1 AS TEXT) ORDER BY id",
                       &st))
         return store_db_error(db, "load catalogue", err);
     store_bind_text(st, 1, l->id);

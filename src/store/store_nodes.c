@@ -230,7 +230,7 @@ static int load_run(struct store_db *db, void *ctx, struct gw_error *err)
                       "SELECT name, url, kind, engine, admin, secret_hash, discovery_json,"
                       " inventory_json, excluded, consecutive_faults, ejections,"
                       " faults_total, created_ms, updated_ms FROM nodes"
-                      " WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+                      " WHERE CAST(?1 AS TEXT) IS NULL OR name = CAST(?1 AS TEXT) ORDER BY name",
                       &st) ||
         store_prepare(db, "SELECT key, value FROM node_labels WHERE node = ?1 ORDER BY key",
                       &lst)) {

@@ -43,7 +43,7 @@
 #include "store/store_copy.h"
 #include "store/store_ops.h"
 
-enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 4 }; /* nodes, ops, catalogue, keys */
+enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 5 }; /* nodes, ops, catalogue, keys, sync */
 
 /* The engine the current group runs on, and PostgreSQL's URL. */
 static enum store_engine g_engine = STORE_ENGINE_SQLITE;
