@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/health.h"
 #include "gw/nodes.h"
 #include "gw/sync.h"
 #include "store/store.h"
@@ -302,6 +303,8 @@ void nodes_apply_remote(struct gw *g, const char *name, const struct store_node 
         n->dirty = false;
         registry_generation++;
         LOGI("node_added", "node=%s by=remote admin=%s", n->name, node_admin_name(a));
+        health_attach(g, n); /* this gateway's own observation of it */
+        if (a == ADMIN_APPROVED) health_probe_now(g, n);
         return;
     }
     if (n->from_config != !agent) return; /* the file took the name, or the reverse */
@@ -336,7 +339,11 @@ void nodes_apply_remote(struct gw *g, const char *name, const struct store_node 
         registry_set_admin(&g->reg, n, a, "remote change");
         changed = true;
     }
-    if (changed) registry_generation++;
+    if (changed) {
+        registry_generation++;
+        health_attach(g, n);
+        if (n->admin == ADMIN_APPROVED || n->admin == ADMIN_DRAINING) health_probe_now(g, n);
+    }
 }
 
 void nodes_resync(struct gw *g, const struct store_node *rows, size_t n_rows)

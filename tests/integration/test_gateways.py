@@ -238,6 +238,12 @@ def test_operations_applied_exactly_once(pg, three):
                      lambda: all(node(g, ag.name) for g in gws), timeout=5)
             assert admin(gws[(i + 1) % 3], "POST",
                          "/admin/v1/nodes/%s/approve" % ag.name)[0] == 200
+            # the agent's next join (through a third gateway) brings its secret
+            wait_for("the approval visible on the third gateway",
+                     lambda: (node(gws[(i + 2) % 3], ag.name) or {}).get("admin") == "approved",
+                     timeout=5)
+            join(gws[(i + 2) % 3], ag)
+            assert ag.secret, "a secret once approved"
         for g in gws:
             wait_for("every agent healthy on each gateway",
                      lambda: all((node(g, ag.name) or {}).get("liveness") == "healthy" or
@@ -280,6 +286,8 @@ def test_lease_taken_over_after_kill9(pg):
     try:
         join(gws[0], ag)
         assert admin(gws[0], "POST", "/admin/v1/nodes/slow/approve")[0] == 200
+        join(gws[0], ag)
+        assert ag.secret
         wait_for("the agent healthy everywhere",
                  lambda: all((node(g, "slow") or {}).get("liveness") == "healthy"
                              for g in gws), timeout=15)
