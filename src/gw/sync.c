@@ -11,6 +11,7 @@
  * The loop thread only. */
 #include "gw/sync.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,20 @@
 
 enum { SYNC_LEADER_LOCK = 0x64726f77 }; /* "drow": the leader of fleet-wide jobs */
 
+enum what { WHAT_NODE, WHAT_MODEL, WHAT_OP, WHAT_ALL };
+
 struct sync {
     struct store_watch *watch;
     unsigned resyncs;
+    uv_timer_t retry; /* a re-read failed (the store away): re-read everything later */
 };
+
+static void reread(struct gw *g, enum what what, const char *key);
+
+static struct sync *container_of_retry(uv_handle_t *h)
+{
+    return (struct sync *)((char *)h - offsetof(struct sync, retry));
+}
 
 void sync_make_origin(struct gw *g)
 {
@@ -42,7 +53,6 @@ void sync_make_origin(struct gw *g)
 
 /* ---- one row ------------------------------------------------------------------------------ */
 
-enum what { WHAT_NODE, WHAT_MODEL, WHAT_OP, WHAT_ALL };
 
 struct reread {
     struct gw *g;
@@ -92,14 +102,22 @@ static void reread_free(struct reread *r)
     xfree(r);
 }
 
+static void on_retry(uv_timer_t *t)
+{
+    struct gw *g = t->data;
+    if (!g->stopping && g->sync) reread(g, WHAT_ALL, NULL);
+}
+
 static void on_reread(void *ctx, int rc, const char *msg)
 {
     struct reread *r = ctx;
     struct gw *g = r->g;
     if (rc) {
-        /* the store went away: the watch reconnects and everything is re-read then */
+        /* the store is away: what this change said is re-read with everything, later */
         LOGW("sync_reread_failed", "what=%d key=%s err=\"%s\"", (int)r->what,
              r->key ? r->key : "-", msg ? msg : "?");
+        if (!g->stopping && g->sync && !uv_is_active((uv_handle_t *)&g->sync->retry))
+            uv_timer_start(&g->sync->retry, on_retry, g->cfg.store_lease_ms, 0);
     } else if (!g->stopping && g->sync) {
         switch (r->what) {
         case WHAT_NODE:
@@ -178,6 +196,11 @@ static void on_event(void *ctx, enum store_watch_event ev, const char *table, co
     }
 }
 
+static void on_sync_closed(uv_handle_t *h)
+{
+    xfree(container_of_retry(h));
+}
+
 int sync_start(struct gw *g, struct gw_error *err)
 {
     g->is_leader = true; /* one gateway: every job is its own */
@@ -192,9 +215,11 @@ int sync_start(struct gw *g, struct gw_error *err)
         .connect_timeout_ms = 5000,
     };
     g->sync = s;
+    uv_timer_init(g->loop, &s->retry);
+    s->retry.data = g;
     if (store_watch_start(g->loop, &wc, on_event, g, &s->watch, err)) {
         g->sync = NULL;
-        xfree(s);
+        uv_close((uv_handle_t *)&s->retry, on_sync_closed);
         return -1;
     }
     LOGI("sync_started", "origin=%s lease_ms=%llu", g->origin,
@@ -209,7 +234,8 @@ void sync_stop(struct gw *g)
     g->sync = NULL;
     g->is_leader = false;
     store_watch_stop(s->watch);
-    xfree(s);
+    uv_timer_stop(&s->retry);
+    uv_close((uv_handle_t *)&s->retry, on_sync_closed);
 }
 
 void sync_notify_recover(struct gw *g, const char *name)
