@@ -650,18 +650,27 @@ static void on_claimed(void *ctx, int rc, bool claimed, const struct store_op *r
     if (!r) return; /* gone, or shutting down: the lease expires by itself */
     struct node *n = registry_find(&g->reg, strv_from_cstr(r->s.node));
     if (rc || !claimed || !n || !n->api_key) {
-        /* another gateway holds it (its notification brings the row), or the store is away */
+        /* another gateway holds it or finished it, or the store is away */
         r->running = false;
         struct issue *is = r->waiter;
         r->waiter = NULL;
-        if (claimed) {
-            set_str(&r->s.state, "pending"); /* the lease expires; any gateway retakes it */
-        }
         if (is) {
             is->res[r->waiter_slot].result = "queued";
             set_str(&is->res[r->waiter_slot].reason,
                     rc ? "the store is unavailable" : "another gateway is attempting it");
             issue_step(is);
+        }
+        if (claimed) {
+            set_str(&r->s.state, "pending"); /* the lease expires; any gateway retakes it */
+        } else if (!rc && row) {
+            /* the row as another gateway left it (notifications that came while we were
+             * claiming were not applied to it) */
+            struct store_op keep = r->s;
+            store_op_copy(&r->s, row);
+            store_op_clear(&keep);
+        } else if (!rc) {
+            row_remove(o, r); /* done and buried or pruned elsewhere; its dead letter comes by
+                               * notification or the next full re-read */
         }
         return;
     }

@@ -377,14 +377,27 @@ static int run_claim(struct store_db *db, void *ctx, struct gw_error *err)
         o->lease_until_ms = store_col_int64(st, 12);
     }
     store_finalize(st);
-    return rc == STORE_ROW || rc == STORE_DONE ? 0 : sql_fail(db, err, "claim op");
+    if (rc == STORE_DONE) {
+        /* not ours: the row as it stands, so the caller's copy is not left behind */
+        struct store_op *v = NULL;
+        size_t n = 0;
+        int rrc = store_ops_read(db, false, j->id, &v, &n, err);
+        if (rrc) return rrc;
+        if (n) {
+            j->row = v[0];
+            memset(&v[0], 0, sizeof v[0]);
+        }
+        store_ops_free(v, n);
+        return 0;
+    }
+    return rc == STORE_ROW ? 0 : sql_fail(db, err, "claim op");
 }
 
 static void claim_done(void *ctx, int rc, const char *msg)
 {
     (void)msg;
     struct claim_job *j = ctx;
-    j->done(j->ctx, rc, rc ? false : j->claimed, &j->row);
+    j->done(j->ctx, rc, rc ? false : j->claimed, rc || !j->row.id ? NULL : &j->row);
     store_op_clear(&j->row);
     xfree(j->owner);
     xfree(j);

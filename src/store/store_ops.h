@@ -56,8 +56,9 @@ int store_ops_id_block(struct store *s, int64_t *first, struct gw_error *err) WU
 
 /* Takes the lease on row id for lease_ms (database clock) for owner, if the row is pending and
  * due at now_ms or its previous lease expired; FOR UPDATE SKIP LOCKED, so gateways claiming
- * together never wait on each other. done gets claimed and the row as stored (state running,
- * attempts so far) on the loop thread; the row is borrowed for the call. */
+ * together never wait on each other. done gets claimed and the row as stored (claimed: state
+ * running, attempts so far; not claimed: as another gateway left it, NULL when it is no longer in
+ * ops or rc is set) on the loop thread; the row is borrowed for the call. */
 typedef void store_claim_fn(void *ctx, int rc, bool claimed, const struct store_op *row);
 void store_claim_op(struct store *s, int64_t id, const char *owner, int64_t now_ms,
                     int64_t lease_ms, store_claim_fn *done, void *ctx);
