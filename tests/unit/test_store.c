@@ -1108,6 +1108,108 @@ static void test_pg_down_then_back(void **state)
     close_store(f, s);
 }
 
+/* ---- several gateways (PostgreSQL) ------------------------------------------------------ */
+
+struct claim_rec {
+    bool is_done, claimed;
+    int rc;
+    unsigned attempts;
+    char state[16];
+};
+
+static void on_claim(void *ctx, int rc, bool claimed, const struct store_op *row)
+{
+    struct claim_rec *c = ctx;
+    c->is_done = true;
+    c->rc = rc;
+    c->claimed = claimed;
+    if (row) {
+        c->attempts = row->attempts;
+        snprintf(c->state, sizeof c->state, "%s", row->state ? row->state : "");
+    }
+}
+
+static struct claim_rec claim(struct fx *f, struct store *s, const char *owner, int64_t lease_ms)
+{
+    struct claim_rec c = {0};
+    store_claim_op(s, 5, owner, 1000, lease_ms, on_claim, &c);
+    run_until(&f->loop, &c.is_done);
+    return c;
+}
+
+/* One gateway at a time holds an attempt; the holder alone writes its outcome; an expired lease
+ * is taken over; ids come in blocks no two stores share. */
+static void test_pg_op_leases(void **state)
+{
+    if (!is_pg()) skip();
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    struct store_op o = {.id = 5, .node = "n", .target = "model:m", .op = "install",
+                         .state = "pending", .attempts = 2, .next_try_ms = 500,
+                         .created_ms = 1, .updated_ms = 1};
+    struct done_rec d = {.f = f};
+    store_put_op(s, &o, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+
+    struct claim_rec a = claim(f, s, "gw-a", 60000);
+    assert_int_equal(a.rc, 0);
+    assert_true(a.claimed);
+    assert_int_equal(a.attempts, 2);
+    assert_string_equal(a.state, "running");
+    struct claim_rec b = claim(f, s, "gw-b", 60000);
+    assert_int_equal(b.rc, 0);
+    assert_false(b.claimed);
+    assert_string_equal(b.state, "running"); /* the row as stored comes back */
+
+    /* the wrong owner writes nothing */
+    o.state = "done";
+    d = (struct done_rec){.f = f};
+    store_finish_op(s, &o, "gw-b", false, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, GW_E_STATE);
+    assert_int_equal(count(s, "SELECT count(*) FROM ops WHERE state = 'running'"), 1);
+
+    /* an expired lease is taken over, and the old holder's outcome is refused */
+    pg_admin("UPDATE ops SET lease_until_ms = 0");
+    b = claim(f, s, "gw-b", 60000);
+    assert_true(b.claimed);
+    d = (struct done_rec){.f = f};
+    store_finish_op(s, &o, "gw-a", false, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, GW_E_STATE);
+    o.attempts = 3;
+    o.state = "pending";
+    o.next_try_ms = 999999;
+    d = (struct done_rec){.f = f};
+    store_finish_op(s, &o, "gw-b", false, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM ops WHERE state = 'pending' AND attempts = 3"
+                              " AND lease_owner IS NULL"),
+                     1);
+    a = claim(f, s, "gw-a", 60000); /* not due yet */
+    assert_false(a.claimed);
+
+    /* the holder buries the row */
+    pg_admin("UPDATE ops SET next_try_ms = 0");
+    a = claim(f, s, "gw-a", 60000);
+    assert_true(a.claimed);
+    o.dead_ms = 7;
+    d = (struct done_rec){.f = f};
+    store_finish_op(s, &o, "gw-a", true, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM ops"), 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM ops_dead WHERE id = 5"), 1);
+
+    int64_t b1 = 0, b2 = 0;
+    assert_int_equal(store_ops_id_block(s, &b1, NULL), 0);
+    assert_int_equal(store_ops_id_block(s, &b2, NULL), 0);
+    assert_true(b1 >= STORE_OPS_ID_BLOCK && b2 >= b1 + STORE_OPS_ID_BLOCK);
+    store_close(s);
+}
+
 #define TESTS(X)                                                                                   \
     X(test_memory_roundtrip)                                                                       \
     X(test_migrations_recorded_once)                                                               \
@@ -1127,7 +1229,8 @@ static void test_pg_down_then_back(void **state)
     X(test_pg_unreachable_fails_fast)                                                              \
     X(test_pg_statement_timeout)                                                                   \
     X(test_pg_lost_connection_replaced)                                                            \
-    X(test_pg_down_then_back)
+    X(test_pg_down_then_back)                                                                      \
+    X(test_pg_op_leases)
 #define ENTRY(t) cmocka_unit_test_setup_teardown(t, setup, teardown),
 
 /* The whole suite on SQLite, then on PostgreSQL when DROVER_TEST_PG_URL is set. */
