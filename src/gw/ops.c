@@ -746,8 +746,8 @@ void ops_tick(struct gw *g)
         bool due = strcmp(r->s.state, "pending") == 0 && r->s.next_try_ms <= now;
         /* another gateway's attempt whose lease ran out (it died mid-attempt): take it over; the
          * claim decides, with the database's clock */
-        bool orphan = is_shared(g) && strcmp(r->s.state, "running") == 0 &&
-                      r->s.lease_until_ms < wall;
+        bool orphan =
+            is_shared(g) && strcmp(r->s.state, "running") == 0 && r->s.lease_until_ms < wall;
         if (!due && !orphan) continue;
         struct node *n = registry_find(&g->reg, strv_from_cstr(r->s.node));
         if (!n || !node_ready_for_ops(g, n)) continue; /* stays queued until the node is back */

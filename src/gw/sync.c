@@ -53,7 +53,6 @@ void sync_make_origin(struct gw *g)
 
 /* ---- one row ------------------------------------------------------------------------------ */
 
-
 struct reread {
     struct gw *g;
     enum what what;
@@ -114,8 +113,8 @@ static void on_reread(void *ctx, int rc, const char *msg)
     struct gw *g = r->g;
     if (rc) {
         /* the store is away: what this change said is re-read with everything, later */
-        LOGW("sync_reread_failed", "what=%d key=%s err=\"%s\"", (int)r->what,
-             r->key ? r->key : "-", msg ? msg : "?");
+        LOGW("sync_reread_failed", "what=%d key=%s err=\"%s\"", (int)r->what, r->key ? r->key : "-",
+             msg ? msg : "?");
         if (!g->stopping && g->sync && !uv_is_active((uv_handle_t *)&g->sync->retry))
             uv_timer_start(&g->sync->retry, on_retry, g->cfg.store_lease_ms, 0);
     } else if (!g->stopping && g->sync) {

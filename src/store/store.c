@@ -120,7 +120,8 @@ static bool reconnect(struct store *s, bool is_forced)
     struct store_db *db = NULL;
     struct gw_error err = {0};
     char q[256], w[GW_ERROR_MSG_BYTES + 8];
-    int crc = store_db_connect_pg(s->url, s->connect_timeout_ms, s->statement_timeout_ms, &db, &err);
+    int crc =
+        store_db_connect_pg(s->url, s->connect_timeout_ms, s->statement_timeout_ms, &db, &err);
     if (!crc && store_db_set_origin(db, s->origin)) {
         crc = store_db_error(db, "postgres: set origin", &err);
         store_db_close(db);

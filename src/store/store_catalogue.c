@@ -30,7 +30,9 @@ static int run_load(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct cat_load *l = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(db, "SELECT id, body FROM catalogue WHERE CAST(?1 AS TEXT) IS NULL OR id = CAST(?1 AS TEXT) ORDER BY id",
+    if (store_prepare(db,
+                      "SELECT id, body FROM catalogue WHERE CAST(?1 AS TEXT) IS NULL OR id = "
+                      "CAST(?1 AS TEXT) ORDER BY id",
                       &st))
         return store_db_error(db, "load catalogue", err);
     store_bind_text(st, 1, l->id);
@@ -58,8 +60,8 @@ void store_catalogue_free(struct store_cat_row *v, size_t n)
     xfree(v);
 }
 
-int store_catalogue_read(struct store_db *db, const char *id, struct store_cat_row **out,
-                         size_t *n, struct gw_error *err)
+int store_catalogue_read(struct store_db *db, const char *id, struct store_cat_row **out, size_t *n,
+                         struct gw_error *err)
 {
     struct cat_load l = {.id = id};
     *out = NULL;

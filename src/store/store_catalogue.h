@@ -16,8 +16,8 @@ int store_load_catalogue(struct store *s, struct store_cat_row **out, size_t *n,
                          struct gw_error *err) WUR;
 void store_catalogue_free(struct store_cat_row *v, size_t n);
 /* Store thread (inside a job): the entry id (NULL: every entry). */
-int store_catalogue_read(struct store_db *db, const char *id, struct store_cat_row **out,
-                         size_t *n, struct gw_error *err) WUR;
+int store_catalogue_read(struct store_db *db, const char *id, struct store_cat_row **out, size_t *n,
+                         struct gw_error *err) WUR;
 /* Asynchronous upsert / delete; strings copied at call time. */
 void store_put_catalogue(struct store *s, const char *id, const char *json, store_done_fn done,
                          void *ctx);

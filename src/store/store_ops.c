@@ -446,7 +446,8 @@ static int run_finish(struct store_db *db, void *ctx, struct gw_error *err)
     int rc = store_step(st);
     store_finalize(st);
     if (rc == STORE_DONE)
-        return gw_error_set(err, GW_E_STATE, "op %lld: the lease was lost (another gateway took it)",
+        return gw_error_set(err, GW_E_STATE,
+                            "op %lld: the lease was lost (another gateway took it)",
                             (long long)o->id);
     if (rc != STORE_ROW) return sql_fail(db, err, "finish op");
     return j->bury ? run_bury_row(db, o, err) : 0;

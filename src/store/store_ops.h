@@ -21,7 +21,7 @@ struct store_op {
     int64_t next_try_ms;
     char *last_error, *last_class; /* may be NULL */
     int64_t created_ms, updated_ms;
-    int64_t dead_ms; /* dead letters only */
+    int64_t dead_ms;        /* dead letters only */
     int64_t lease_until_ms; /* ops, several gateways: the attempt's lease ends (database clock) */
 };
 

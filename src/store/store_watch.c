@@ -105,7 +105,8 @@ static void drain_notifies(struct store_watch *w)
         char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
         if (sp1 && sp2) {
             *sp1 = *sp2 = '\0';
-            if (!w->origin || strcmp(sp1 + 1, w->origin) != 0) post(w, STORE_WATCH_CHANGE, p, sp2 + 1);
+            if (!w->origin || strcmp(sp1 + 1, w->origin) != 0)
+                post(w, STORE_WATCH_CHANGE, p, sp2 + 1);
         }
         PQfreemem(n);
     }

@@ -26,10 +26,10 @@ typedef void store_watch_fn(void *ctx, enum store_watch_event ev, const char *ta
                             const char *key);
 
 struct store_watch_config {
-    const char *url;         /* libpq connection string or URI (copied) */
-    const char *origin;      /* this gateway's origin: its own changes are not reported */
-    int64_t lock_key;        /* the advisory lock of the leader */
-    unsigned lease_ms;       /* lock attempts and connection checks */
+    const char *url;    /* libpq connection string or URI (copied) */
+    const char *origin; /* this gateway's origin: its own changes are not reported */
+    int64_t lock_key;   /* the advisory lock of the leader */
+    unsigned lease_ms;  /* lock attempts and connection checks */
     unsigned connect_timeout_ms;
 };
 

@@ -1144,9 +1144,15 @@ static void test_pg_op_leases(void **state)
     if (!is_pg()) skip();
     struct fx *f = *state;
     struct store *s = open_ok(f, f->path);
-    struct store_op o = {.id = 5, .node = "n", .target = "model:m", .op = "install",
-                         .state = "pending", .attempts = 2, .next_try_ms = 500,
-                         .created_ms = 1, .updated_ms = 1};
+    struct store_op o = {.id = 5,
+                         .node = "n",
+                         .target = "model:m",
+                         .op = "install",
+                         .state = "pending",
+                         .attempts = 2,
+                         .next_try_ms = 500,
+                         .created_ms = 1,
+                         .updated_ms = 1};
     struct done_rec d = {.f = f};
     store_put_op(s, &o, on_done, &d);
     run_until(&f->loop, &d.is_done);
