@@ -108,7 +108,7 @@ void nodes_flush_dirty(struct gw *g)
     for (size_t i = 0; i < g->reg.n; i++) {
         struct node *n = g->reg.nodes[i];
         if (!n->dirty) continue;
-        if (g->sync && g->store && !n->from_config && n->admin != ADMIN_REMOVED)
+        if (g->sync && g->store && n->admin != ADMIN_REMOVED)
             persist_facts(g, n);
         else
             nodes_persist(g, n, NULL, NULL);

@@ -955,13 +955,20 @@ void ops_stop(struct gw *g)
     for (size_t i = 0; i < o->n; i++) {
         struct op_row *r = o->rows[i];
         if (r->call) http_call_cancel(r->call);
+        bool was_sending = r->call != NULL;
         r->call = NULL;
         r->running = false;
         r->waiter = NULL;
-        /* an attempt cut by shutdown is due again at the next start */
+        /* an attempt cut by shutdown is due again at the next start; several gateways: only an
+         * attempt this gateway holds the lease of, handed back (another's is not ours to touch) */
         if (r->s.state && strcmp(r->s.state, "running") == 0) {
             set_str(&r->s.state, "pending");
-            row_persist(g, r, NULL, NULL);
+            if (!is_shared(g)) {
+                row_persist(g, r, NULL, NULL);
+            } else if (was_sending) {
+                r->s.updated_ms = ops_now_ms(g);
+                store_finish_op(g->store, &r->s, g->origin, false, NULL, NULL);
+            }
         }
     }
     uv_timer_stop(&o->timer);
