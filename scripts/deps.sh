@@ -7,7 +7,7 @@ set -euo pipefail
 
 PKGS=(cmake ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
       libuv1-dev node-llhttp libjson-c-dev libyaml-dev libsqlite3-dev libpq-dev postgresql-15 postgresql-client-15
-      libcmocka-dev libssl-dev openssl python3 python3-pytest curl tmux "$@")
+      libcmocka-dev libssl-dev openssl python3 python3-pytest curl tmux haproxy "$@")
 
 OPTIONAL=(chromium)
 
