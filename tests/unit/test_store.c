@@ -42,6 +42,7 @@
 #include "store/store_catalogue.h"
 #include "store/store_copy.h"
 #include "store/store_ops.h"
+#include "store/store_watch.h"
 
 enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 5 }; /* nodes, ops, catalogue, keys, sync */
 
@@ -1216,6 +1217,105 @@ static void test_pg_op_leases(void **state)
     store_close(s);
 }
 
+struct watch_rec {
+    int resyncs, leaders, followers, changes;
+    char last_key[64];
+};
+
+static void on_watch(void *ctx, enum store_watch_event ev, const char *table, const char *key)
+{
+    struct watch_rec *w = ctx;
+    if (ev == STORE_WATCH_RESYNC) w->resyncs++;
+    if (ev == STORE_WATCH_LEADER) w->leaders++;
+    if (ev == STORE_WATCH_FOLLOWER) w->followers++;
+    if (ev == STORE_WATCH_CHANGE && !strcmp(table, "nodes")) {
+        w->changes++;
+        snprintf(w->last_key, sizeof w->last_key, "%s", key);
+    }
+}
+
+struct watch_wait {
+    struct watch_rec *a, *b;
+    int what; /* 0: both listening, one leader; 1: a saw the change; 2: b is the leader */
+};
+
+static void on_watch_poll(uv_timer_t *t)
+{
+    struct watch_wait *ww = t->data;
+    bool ok = ww->what == 0
+                  ? ww->a->resyncs && ww->b->resyncs && ww->a->leaders + ww->b->leaders == 1
+              : ww->what == 1 ? ww->a->changes > 0
+              : ww->what == 2 ? ww->b->leaders == 1
+                              : ww->a->leaders == 1;
+    if (ok) uv_timer_stop(t);
+}
+
+static void watch_wait(struct fx *f, struct watch_wait *ww)
+{
+    uv_timer_t t;
+    uv_timer_init(&f->loop, &t);
+    t.data = ww;
+    uv_timer_start(&t, on_watch_poll, 10, 10);
+    uint64_t deadline = uv_now(&f->loop) + WATCHDOG_MS;
+    while (uv_is_active((uv_handle_t *)&t) && uv_now(&f->loop) < deadline)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    bool timed_out = uv_is_active((uv_handle_t *)&t);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_false(timed_out);
+}
+
+/* Two watches: both listen, one holds the lock; a change by another origin is reported, the
+ * watch's own origin's is not; when the leader goes, the other takes the lock. */
+static void test_pg_watch(void **state)
+{
+    if (!is_pg()) skip();
+    struct fx *f = *state;
+    struct store_config c = config_for(f->path);
+    c.origin = "writer";
+    struct store *s = NULL;
+    assert_int_equal(store_open(&f->loop, &c, &s, NULL), 0);
+    struct watch_rec ra = {0}, rb = {0};
+    struct store_watch *wa = NULL, *wb = NULL;
+    struct store_watch_config wc = {.url = g_pg_url,
+                                    .origin = "other",
+                                    .lock_key = 4242,
+                                    .lease_ms = 100,
+                                    .connect_timeout_ms = 2000};
+    assert_int_equal(store_watch_start(&f->loop, &wc, on_watch, &ra, &wa, NULL), 0);
+    wc.origin = "writer"; /* b is the writer's own watch */
+    assert_int_equal(store_watch_start(&f->loop, &wc, on_watch, &rb, &wb, NULL), 0);
+    struct watch_wait ww = {&ra, &rb, 0};
+    watch_wait(f, &ww);
+
+    struct store_node n = {.name = "gpu-9",
+                           .url = "http://x:1",
+                           .kind = "openai",
+                           .admin = "approved",
+                           .created_ms = 1,
+                           .updated_ms = 1};
+    put_wait(f, s, &n, 0);
+    ww.what = 1;
+    watch_wait(f, &ww);
+    assert_string_equal(ra.last_key, "gpu-9");
+    assert_int_equal(rb.changes, 0); /* its own origin's change */
+
+    /* the leader goes: the other takes the lock within a lease or two */
+    if (ra.leaders) {
+        store_watch_stop(wa);
+        wa = NULL;
+        ww.what = 2;
+    } else {
+        store_watch_stop(wb);
+        wb = NULL;
+        ww.what = 3;
+    }
+    watch_wait(f, &ww);
+    store_watch_stop(wa);
+    store_watch_stop(wb);
+    store_close(s);
+}
+
 #define TESTS(X)                                                                                   \
     X(test_memory_roundtrip)                                                                       \
     X(test_migrations_recorded_once)                                                               \
@@ -1236,7 +1336,8 @@ static void test_pg_op_leases(void **state)
     X(test_pg_statement_timeout)                                                                   \
     X(test_pg_lost_connection_replaced)                                                            \
     X(test_pg_down_then_back)                                                                      \
-    X(test_pg_op_leases)
+    X(test_pg_op_leases)                                                                           \
+    X(test_pg_watch)
 #define ENTRY(t) cmocka_unit_test_setup_teardown(t, setup, teardown),
 
 /* The whole suite on SQLite, then on PostgreSQL when DROVER_TEST_PG_URL is set. */
