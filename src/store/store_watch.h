@@ -1,6 +1,6 @@
 /* store_watch — coordination between gateways on one PostgreSQL (DESIGN §9): a thread of its
  * own with a dedicated connection that LISTENs on channel "drover" (the change triggers of
- * migration 4 notify TABLE ORIGIN KEY at commit) and holds the leader's session advisory lock
+ * migration 5 notify TABLE ORIGIN KEY at commit) and holds the leader's session advisory lock
  * (pg_try_advisory_lock; PostgreSQL releases it when this connection dies). Events reach the
  * loop thread through a uv_async, in order. After every (re)connection it reports RESYNC: what
  * was notified while it was away is lost, so the receiver re-reads everything. Reconnection
