@@ -48,9 +48,9 @@ struct gw {
     struct events *events;   /* events.c: the live request log (NULL until started) */
     struct history *history; /* history.c: per-minute ring of the last day (events owns it) */
     struct ui *ui;           /* ui.c: dashboard sessions */
-    struct sync *sync; /* sync.c: several gateways on PostgreSQL; NULL otherwise */
-    char origin[24];   /* sync.c: this process's name in change notifications and op leases */
-    bool is_leader;    /* sync.c: fleet-wide periodic jobs run here (always true without sync) */
+    struct sync *sync;       /* sync.c: several gateways on PostgreSQL; NULL otherwise */
+    char origin[24];         /* sync.c: this process's name in change notifications and op leases */
+    bool is_leader; /* sync.c: fleet-wide periodic jobs run here (always true without sync) */
 };
 
 /* Milliseconds on the loop's clock (uv_now), for liveness, cooling, deadlines and timers.
