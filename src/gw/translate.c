@@ -633,8 +633,8 @@ int xlate_prepare(struct xlate *x, enum xlate_mode mode, enum node_kind node, st
                 json_object_object_del(req, "model");
                 json_object_object_add(req, "add_special", json_object_new_boolean(1));
             }
-            json_object_object_add(node == NODE_KIND_LLAMACPP ? req : req,
-                                   node == NODE_KIND_LLAMACPP ? "content" : "prompt",
+            /* llama-server's /tokenize reads "content"; vLLM's reads "prompt" */
+            json_object_object_add(req, node == NODE_KIND_LLAMACPP ? "content" : "prompt",
                                    json_object_new_string_len(t.p ? t.p : "", (int)t.len));
         } else {
             /* The node cannot tokenize: an estimate (4 bytes a token), marked as one. */
