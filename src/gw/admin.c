@@ -401,31 +401,6 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
     node_answer(g, req, n, true);
 }
 
-/* /healthz: the process is alive. /readyz: it can serve, i.e. at least one node is routable
- * and the gateway is not shutting down; else 503 with Retry-After, so a load balancer or a
- * Kubernetes readiness probe keeps traffic away. Neither needs a token: they tell nothing but
- * a count. The same answers on both listeners (see the twin in src/gw/api.c). */
-static bool probe_route(struct gw *g, struct http_request *req)
-{
-    if (strv_eq_cstr(req->path, "/healthz")) {
-        (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
-        return true;
-    }
-    if (!strv_eq_cstr(req->path, "/readyz")) return false;
-    if (g->stopping) {
-        (void)gw_answer(req, ANSWER_SHUTTING_DOWN, NULL, "not ready: the gateway is shutting down");
-        return true;
-    }
-    size_t n = registry_count_routable(&g->reg, gw_now_ms(g));
-    if (n == 0) {
-        (void)gw_answer(req, ANSWER_NO_HEALTHY_NODES, NULL, "not ready: no node is routable yet");
-        return true;
-    }
-    char body[64];
-    int len = snprintf(body, sizeof body, "{\"status\":\"ready\",\"routable_nodes\":%zu}", n);
-    (void)http_respond_json(req, 200, NULL, 0, body, (size_t)len);
-    return true;
-}
 
 /* GET /admin/v1/history?window=hour|day: the per-minute ring (history.h), one point a minute
  * for the hour, one per 10 minutes for the day. */
@@ -473,7 +448,7 @@ void admin_handle(struct http_request *req, void *ctx)
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
         return;
     }
-    if (probe_route(g, req)) return;
+    if (api_probe_route(g, req)) return;
     if (strv_eq_cstr(path, "/ui/login")) return dashboard_login(g, req);
     if (ui_route(g, req)) return; /* the dashboard: assets, logout, session (ui.c) */
     struct admin_principal who;

@@ -164,8 +164,8 @@ static void list_models(struct gw *g, struct http_request *req, bool ollama,
 /* /healthz: the process is alive. /readyz: it can serve, i.e. at least one node is routable
  * and the gateway is not shutting down; else 503 with Retry-After, so a load balancer or a
  * Kubernetes readiness probe keeps traffic away. Neither needs a token: they tell nothing but
- * a count. The same answers on both listeners (see the twin in src/gw/admin.c). */
-static bool probe_route(struct gw *g, struct http_request *req)
+ * a count. The same answers on both listeners (admin.c calls this too). */
+bool api_probe_route(struct gw *g, struct http_request *req)
 {
     if (strv_eq_cstr(req->path, "/healthz")) {
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
@@ -309,7 +309,7 @@ void api_handle(struct http_request *req, void *ctx)
         (void)http_respond_json(req, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
         return;
     }
-    if (probe_route(g, req)) return;
+    if (api_probe_route(g, req)) return;
     if (strv_eq_cstr(path, NODE_API_PATH_JOIN)) {
         join_handle(g, req); /* its own token, not the client API key */
         return;

@@ -12,4 +12,7 @@ void api_handle(struct http_request *req, void *ctx);
 /* api.c: constant-time check of "Authorization: Bearer <want>". */
 bool gw_bearer_matches(const struct http_request *req, const char *want);
 
+/* /healthz and /readyz, answered on both listeners without a token; false for other paths. */
+bool api_probe_route(struct gw *g, struct http_request *req);
+
 #endif
