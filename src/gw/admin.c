@@ -401,7 +401,6 @@ static void nodes_route(struct gw *g, struct http_request *req, struct strv rest
     node_answer(g, req, n, true);
 }
 
-
 /* GET /admin/v1/history?window=hour|day: the per-minute ring (history.h), one point a minute
  * for the hour, one per 10 minutes for the day. */
 static void history_answer(struct gw *g, struct http_request *req)

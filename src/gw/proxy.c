@@ -711,7 +711,8 @@ static size_t forwarded_for(const struct gw *g, const struct http_request *req, 
 /* No node can take the next attempt: answer with what the history says. */
 static void give_up(struct proxy *p, const struct route_result *r)
 {
-    if (p->attempts == 1) acct_settle(p->g, &p->acct); /* no other node was tried */
+    /* no other node was tried (a busy answer takes its node back off the tried list) */
+    if (p->n_tried == 1) acct_settle(p->g, &p->acct);
     if (p->last_error.len || p->last_error_status) {
         if (r->status == ROUTE_CAPABILITY_MISSING || r->status == ROUTE_EXHAUSTED) {
             answer_client_error(p, p->last_error_status ? p->last_error_status : 400,

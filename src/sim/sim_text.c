@@ -42,7 +42,8 @@ uint64_t sim_text_rand(uint64_t *state)
 
 uint64_t sim_text_tokens(size_t bytes)
 {
-    return ((uint64_t)bytes + SIM_TEXT_BYTES_PER_TOKEN - 1) / SIM_TEXT_BYTES_PER_TOKEN;
+    /* no overflow near SIZE_MAX */
+    return (uint64_t)(bytes / SIM_TEXT_BYTES_PER_TOKEN) + (bytes % SIM_TEXT_BYTES_PER_TOKEN != 0);
 }
 
 const char *sim_text_token(uint64_t seed, uint64_t i)

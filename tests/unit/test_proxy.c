@@ -530,10 +530,28 @@ static void test_panic_refused_is_503(void **state)
     const struct answer *a = ask(f, false);
     assert_int_equal(a->status, 503);
     assert_true(a->retry_after[0] != '\0');
-    assert_true(atoi(a->retry_after) > 0);
+    uint64_t ra = 0;
+    assert_int_equal(strv_to_u64(strv_from_cstr(a->retry_after), &ra), 0);
+    assert_true(ra > 0);
     assert_string_equal(a->attempts, "1"); /* it was tried */
     assert_true(fn->n->faults_total == 1); /* a refused connection is a transport fault */
     assert_int_equal(fn->n->inflight, 0);
+}
+
+/* Poison rule: a held 5xx counts when no other node was tried. A busy answer from the same node
+ * first does not make it "another node". */
+static void test_busy_then_500_on_only_node_counts(void **state)
+{
+    struct fx *f = *state;
+    struct fnode *fn = add_node(f, "a");
+    script(f, (struct step){PLAY_JSON, 503, "{\"error\":\"busy\"}", "1"});
+    script(f, (struct step){PLAY_JSON, 500, err500, NULL});
+    const struct answer *a = ask(f, false);
+    assert_int_equal(fn->requests, 2);
+    assert_int_equal(a->status, 502);
+    assert_string_equal(a->attempts, "2");
+    assert_true(fn->n->busy_total == 1);
+    assert_true(fn->n->faults_total == 1);
 }
 
 int main(void)
@@ -549,6 +567,7 @@ int main(void)
         ENTRY(test_busy_costs_no_attempt),
         ENTRY(test_client_error_passed_through),
         ENTRY(test_panic_refused_is_503),
+        ENTRY(test_busy_then_500_on_only_node_counts),
     };
 #undef ENTRY
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -64,6 +64,7 @@ static void test_tokens_round_up(void **state)
     assert_int_equal(sim_text_tokens(0), 0);
     for (size_t b = 1; b <= 4; b++) assert_int_equal(sim_text_tokens(b), 1);
     assert_int_equal(sim_text_tokens(5), 2);
+    assert_true(sim_text_tokens(SIZE_MAX) == (uint64_t)(SIZE_MAX / 4 + 1)); /* no wrap */
     assert_int_equal(sim_text_tokens(8), 2);
     assert_int_equal(sim_text_tokens(9), 3);
     assert_int_equal(sim_text_tokens(4000), 1000);
