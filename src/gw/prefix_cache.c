@@ -28,6 +28,7 @@ struct prefix_cache {
     uint32_t mask;
     size_t block_bytes, max_blocks;
     uint64_t *scratch; /* max_blocks keys */
+    char *text;        /* prefix_cache_render's buffer, max_blocks × block_bytes */
     uint32_t *counts;  /* entries per node id */
     size_t n_counts;
 };
@@ -78,6 +79,7 @@ void prefix_cache_free(struct prefix_cache *pc)
     xfree(pc->e);
     xfree(pc->heads);
     xfree(pc->scratch);
+    xfree(pc->text);
     xfree(pc->counts);
     xfree(pc);
 }
@@ -340,4 +342,12 @@ size_t prefix_render_prompt(struct strv body, char *out, size_t cap)
     }
     json_object_put(root);
     return o.len;
+}
+
+struct strv prefix_cache_render(struct prefix_cache *pc, struct strv body)
+{
+    size_t cap = pc->max_blocks * pc->block_bytes;
+    if (!pc->text) pc->text = xmalloc(cap);
+    size_t n = prefix_render_prompt(body, pc->text, cap);
+    return (struct strv){pc->text, n};
 }

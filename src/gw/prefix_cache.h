@@ -65,5 +65,7 @@ void prefix_cache_forget(struct prefix_cache *pc, const struct node *n);
  * at most cap bytes into out. Returns the bytes written (0 when the body has no prompt or is
  * not JSON). Allocation: one json-c parse of the body (only cache_aware requests pay it). */
 size_t prefix_render_prompt(struct strv body, char *out, size_t cap);
+/* The same into the cache's own buffer (prefix_bytes long): valid until the next call. */
+struct strv prefix_cache_render(struct prefix_cache *pc, struct strv body);
 
 #endif

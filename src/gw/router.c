@@ -19,12 +19,12 @@ void route_params_defaults(struct route_params *rp)
 {
     *rp = (struct route_params){
         .policy = ROUTE_POLICY_LEAST_LOADED,
-        .match_threshold_pm = 500,
+        .match_threshold_pct = 50,
         .balance_abs = 8,
         .balance_rel_pct = 150,
         .session_load_pct = 125,
         .max_waiting = 16,
-        .kv_high_pm = 950,
+        .kv_high_pct = 95,
         .kv_penalty = 2,
         .signals_fresh_ms = 30000,
     };
@@ -81,7 +81,7 @@ unsigned router_node_load(const struct node *n, const struct route_params *rp, u
                                    n);
         if (eng > (long)load) load = (unsigned)eng;
     }
-    if (s->kv_pm >= 0 && rp->kv_high_pm && (unsigned)s->kv_pm >= rp->kv_high_pm)
+    if (s->kv_pm >= 0 && rp->kv_high_pct && (unsigned)s->kv_pm >= rp->kv_high_pct * 10)
         load += rp->kv_penalty;
     return load;
 }
@@ -212,7 +212,7 @@ static size_t pick_cache_aware(const struct route_query *q, const struct route_p
     if (imbalanced) {
         out->fallback = "imbalance";
         chosen = least_loaded_of(pk, pc);
-    } else if (best_m && match_pm >= rp->match_threshold_pm) {
+    } else if (best_m && match_pm >= rp->match_threshold_pct * 10) {
         chosen = best;
     } else {
         out->fallback = best_m ? "low_match" : "no_match";

@@ -32,12 +32,12 @@ enum { ROUTE_POLICY_COUNT = 5, ROUTE_EXPLAIN_BYTES = 192 };
 /* The routing knobs (config `routing.*`, docs/config.md). */
 struct route_params {
     enum route_policy policy;     /* global default (least_loaded) */
-    unsigned match_threshold_pm;  /* cache_aware: a match ratio at least this (per mille) wins */
+    unsigned match_threshold_pct; /* cache_aware: a match ratio at least this (percent) wins */
     unsigned balance_abs;         /* cache_aware: max−min load above this is an imbalance */
     unsigned balance_rel_pct;     /* ... and max above min × this / 100 */
     unsigned session_load_pct;    /* session: a node above this % of the mean load is skipped */
     unsigned max_waiting;         /* engine queue at least this: saturated (0: never) */
-    unsigned kv_high_pm;          /* KV use at least this adds kv_penalty to the load */
+    unsigned kv_high_pct;         /* KV use at least this (percent) adds kv_penalty to the load */
     unsigned kv_penalty;
     uint64_t signals_fresh_ms;    /* signals older than this are ignored */
 };
