@@ -121,6 +121,8 @@ struct node {
     void *health; /* owned by the health module */
     struct node_signals sig; /* the engine's own load report (signals.c) */
     uint32_t route_id;       /* prefix_cache.c: the node's small id in the prefix table (0: none) */
+    uint64_t route_prefix_hits_total; /* router.c: cache_aware picks on a cached prefix */
+    uint64_t route_fallbacks_total;   /* router.c: picks where the policy's choice was overruled */
 };
 
 struct registry_config {

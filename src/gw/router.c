@@ -378,6 +378,9 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         out->node = best;
         out->tier = tier;
         if (tier != TIER_NORMAL) out->fallback = "no_normal_node";
+        if (out->fallback && policy != ROUTE_POLICY_LEAST_LOADED) best->route_fallbacks_total++;
+        if (policy == ROUTE_POLICY_CACHE_AWARE && !out->fallback && out->match_pm > 0)
+            best->route_prefix_hits_total++;
         if (q->explain) explain(q, out, mn, rp);
         return;
     }
