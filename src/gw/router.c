@@ -6,9 +6,11 @@
  * ROUTER_MAX_CANDIDATES) and choose among them afterwards (docs/routing.md). */
 #include "gw/router.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "gw/catalogue.h"
 #include "gw/placement.h"
 #include "gw/prefix_cache.h"
@@ -258,39 +260,40 @@ static size_t pick_session(const struct route_query *q, const struct route_param
     return fit;
 }
 
-static void explain(const struct route_query *q, const struct route_result *out,
+/* Appends to the explanation, truncating at its end. */
+static void PRINTF_LIKE(3, 4) app(char *e, size_t *n, const char *fmt, ...)
+{
+    size_t cap = ROUTE_EXPLAIN_BYTES;
+    if (*n + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(e + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (w > 0) *n = (size_t)w < cap - *n ? *n + (size_t)w : cap - 1;
+}
+
+static void explain(const struct route_query *q, struct route_result *out,
                     const struct model_nodes *mn, const struct route_params *rp)
 {
-    char *e = (char *)out->explain;
-    size_t cap = sizeof out->explain, n = 0;
-    int w = snprintf(e, cap, "policy=%s node=%s", route_policy_name(out->policy),
-                     out->node ? out->node->name : "-");
-    n = w > 0 && (size_t)w < cap ? (size_t)w : cap - 1;
-    if (out->match_pm >= 0 && n < cap) {
-        w = snprintf(e + n, cap - n, " match=%d.%02d", out->match_pm / 1000,
-                     (out->match_pm % 1000) / 10);
-        n += w > 0 && (size_t)w < cap - n ? (size_t)w : cap - n - 1;
-    }
-    if (mn && n + 7 < cap) {
-        memcpy(e + n, " loads=", 7);
-        n += 7;
-        for (size_t i = 0; i < mn->n && n + 12 < cap; i++) {
+    char *e = out->explain;
+    size_t n = 0;
+    app(e, &n, "policy=%s node=%s", route_policy_name(out->policy),
+        out->node ? out->node->name : "-");
+    if (out->match_pm >= 0)
+        app(e, &n, " match=%d.%02d", out->match_pm / 1000, (out->match_pm % 1000) / 10);
+    if (mn) {
+        app(e, &n, " loads=");
+        for (size_t i = 0; i < mn->n; i++) {
             if (i == ROUTER_EXPLAIN_LOADS) {
-                memcpy(e + n, "/...", 4);
-                n += 4;
+                app(e, &n, "/...");
                 break;
             }
-            w = snprintf(e + n, cap - n, "%s%u", i ? "/" : "",
-                         router_node_load(mn->slots[i].node, rp, q->now_ms));
-            n += w > 0 && (size_t)w < cap - n ? (size_t)w : cap - n - 1;
+            app(e, &n, "%s%u", i ? "/" : "", router_node_load(mn->slots[i].node, rp, q->now_ms));
         }
     }
-    if (out->fallback && n < cap) {
-        w = snprintf(e + n, cap - n, " fallback=%s", out->fallback);
-        n += w > 0 && (size_t)w < cap - n ? (size_t)w : cap - n - 1;
-    }
-    if (out->tier != TIER_NORMAL && n < cap)
-        snprintf(e + n, cap - n, " tier=%s", out->tier == TIER_MARKED ? "marked" : "panic");
+    if (out->fallback) app(e, &n, " fallback=%s", out->fallback);
+    if (out->tier != TIER_NORMAL)
+        app(e, &n, " tier=%s", out->tier == TIER_MARKED ? "marked" : "panic");
 }
 
 void router_pick(struct registry *reg, const struct route_query *q, struct route_result *out)
