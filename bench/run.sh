@@ -26,7 +26,7 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    : "${S6_DURATION:=3}" "${S7_DURATION:=8}"
+    : "${S6_DURATION:=3}" "${S7_DURATION:=8}" "${S7_WARMUP:=5}"
     : "${ROUNDS:=3}" "${S1_ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
         "${S2_WINDOW:=2}" "${S2_ROUNDS:=1}" "${S4_DURATION:=6}" "${S5_IDLE:=4}" "${ROUTER_PICKS:=50000}"
 fi
@@ -56,15 +56,19 @@ S6_FULL_SLOTS=${S6_FULL_SLOTS:-2}
 S6_FULL_TPS=${S6_FULL_TPS:-400}
 S6_MAX_TOKENS=${S6_MAX_TOKENS:-16}
 S7_DURATION=${S7_DURATION:-20}
+S7_WARMUP=${S7_WARMUP:-10}
 S7_RATE=${S7_RATE:-20}
 S7_NODES=${S7_NODES:-4}
 S7_SLOTS=${S7_SLOTS:-4}
-S7_CACHE_BLOCKS=${S7_CACHE_BLOCKS:-512}
+S7_CACHE_BLOCKS=${S7_CACHE_BLOCKS:-1024}
 S7_TTFT_PER_TOKEN_MS=${S7_TTFT_PER_TOKEN_MS:-0.1}
-S7_TPS=${S7_TPS:-100}
-S7_USERS=${S7_USERS:-64}
+S7_TPS=${S7_TPS:-1000}
+S7_MAX_TOKENS=${S7_MAX_TOKENS:-64}
+S7_TURN_BYTES=${S7_TURN_BYTES:-200}
+S7_USERS=${S7_USERS:-32}
+S7_TURNS=${S7_TURNS:-10}
 S7_SYSTEMS=${S7_SYSTEMS:-4}
-S7_SYSTEM_BYTES=${S7_SYSTEM_BYTES:-6144}
+S7_SYSTEM_BYTES=${S7_SYSTEM_BYTES:-4096}
 S7_POLICIES=${S7_POLICIES:-"round_robin least_loaded cache_aware"}
 SCENARIOS=${SCENARIOS:-"s5 s2 s1 s3 s4 s6 s7"}
 SCENARIOS=${SCENARIOS,,} # S6 and s6 alike
@@ -921,9 +925,10 @@ s7() {
         local before after out
         before=$(s7_counters "${ports[@]}")
         say "s7: $pol (${S7_RATE} req/s for ${S7_DURATION}s, $S7_USERS users, $S7_SYSTEMS system prompts)"
-        out=$(timeout $((S7_DURATION + 60)) "${LOAD_PIN[@]}" python3 bench/s7_load.py --port "$dport" \
+        out=$(timeout $((S7_DURATION + S7_WARMUP + 60)) "${LOAD_PIN[@]}" python3 bench/s7_load.py --port "$dport" \
             --model "$MODEL" --rate "$S7_RATE" --duration "$S7_DURATION" --users "$S7_USERS" \
-            --systems "$S7_SYSTEMS" --system-bytes "$S7_SYSTEM_BYTES" 2>>"$TMP/s7_load$k.err") || true
+            --systems "$S7_SYSTEMS" --system-bytes "$S7_SYSTEM_BYTES" --max-tokens "$S7_MAX_TOKENS" \
+            --turn-bytes "$S7_TURN_BYTES" --turns "$S7_TURNS" --warmup "$S7_WARMUP" 2>>"$TMP/s7_load$k.err") || true
         after=$(s7_counters "${ports[@]}")
         stop "$sampler"
         echo "== s7 $pol" >>"$TMP/wrk.log"
@@ -943,8 +948,9 @@ s7() {
     done
     report ""
     report "S7 routing policies (issue 16): $S7_NODES sim nodes (one drover sim), $S7_SLOTS slots each, prefix cache $S7_CACHE_BLOCKS blocks of 16 tokens,"
-    report "   TTFT = 5 ms + ${S7_TTFT_PER_TOKEN_MS} ms per uncached prompt token, $S7_TPS tok/s, max_tokens 8; $S7_USERS users over $S7_SYSTEMS system prompts of $S7_SYSTEM_BYTES B"
-    report "   (popularity 4:3:2:1), 6-turn conversations, streamed, open loop at $S7_RATE req/s (Poisson) for ${S7_DURATION}s; fresh sim and drover per policy;"
+    report "   TTFT = 5 ms + ${S7_TTFT_PER_TOKEN_MS} ms per uncached prompt token, $S7_TPS tok/s, max_tokens $S7_MAX_TOKENS; $S7_USERS users over $S7_SYSTEMS system prompts of $S7_SYSTEM_BYTES B"
+    report "   (popularity 4:3:2:1), $S7_TURNS-turn conversations (questions of $S7_TURN_BYTES B, the answers streamed back kept in the history), streamed, open loop at $S7_RATE req/s (Poisson), ${S7_WARMUP}s warm-up not counted, then ${S7_DURATION}s measured;"
+    report "   fresh sim and drover per policy;"
     report "   drover: routing.cache_aware.balance_abs $S7_SLOTS, routing.signals.max_waiting 1, nodes kind llamacpp (signals from the sim's /metrics)"
     report "   hit% = the sims' cache-hit prompt tokens / prompt tokens; busy/queued = the most slots busy / requests queued on any node (sampled every 0.2 s)"
     report "$(printf '%-13s %6s %6s %8s %9s %9s %9s %9s %6s %5s %7s %8s %s' policy ok failed thr_rps ttft_mean ttft_p50 ttft_p99 total_p99 hit% busy queued queued% per_node)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """s7_load — the S7 load generator (bench/run.sh, issue 16): many users sharing a few long
 system prompts, each in a multi-turn conversation, offered at a fixed (open-loop, Poisson)
-rate so every routing policy is measured at the same throughput.
+rate so every routing policy is measured at the same throughput. With --warmup W the first W
+seconds of requests are sent (caches fill) but not counted; --duration is the measured part.
 
 User u talks under system prompt (u's weighted pick among --systems prompts of
 --system-bytes); each request is the system prompt, the user's conversation so far (its own
@@ -62,11 +63,13 @@ async def one(host, port, path, body, timeout):
     t0 = time.monotonic()
     ttft = None
     node = None
+    route = ""
     status = 0
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         data = json.dumps(body).encode()
         writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                     b"X-Drover-Explain: 1\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n"
                      % (path.encode(), host.encode(), len(data)) + data)
         await writer.drain()
@@ -91,6 +94,8 @@ async def one(host, port, path, body, timeout):
             k, _, v = l.partition(b":")
             if k.strip().lower() == b"x-drover-node":
                 node = v.strip().decode()
+            if k.strip().lower() == b"x-drover-route":
+                route = v.strip().decode()
             if k.strip().lower() == b"transfer-encoding" and b"chunked" in v.lower():
                 chunked = True
         payload = dechunk(rest) if chunked else rest
@@ -111,7 +116,7 @@ async def one(host, port, path, body, timeout):
             except ValueError:
                 pass
         ok = status == 200 and done
-        return ok, ttft, time.monotonic() - t0, node, "".join(text)
+        return ok, ttft, time.monotonic() - t0, node + "|" + route if node else node, "".join(text)
     except (OSError, asyncio.TimeoutError, ValueError, IndexError):
         return False, ttft, time.monotonic() - t0, node, ""
 
@@ -132,9 +137,12 @@ async def main():
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="seconds at the start whose requests are sent but not counted")
     a = ap.parse_args()
 
     rng = random.Random(a.seed)
+    arrivals = random.Random(a.seed + 1)  # the same arrival times whatever the answers do
     systems = [words(random.Random(1000 + s), a.system_bytes, "System prompt %d." % s)
                for s in range(a.systems)]
     weights = [float(w) for w in a.system_weights.split(",")][:a.systems]
@@ -155,9 +163,11 @@ async def main():
         msgs = [{"role": "system", "content": systems[st["system"]]}] + st["history"] + \
             [{"role": "user", "content": q}]
         body = {"model": a.model, "stream": True, "max_tokens": a.max_tokens, "messages": msgs}
+        counted = time.monotonic() - t_start >= a.warmup
         ok, ttft, total, node, text = await one(a.host, a.port, "/v1/chat/completions", body,
                                                 a.timeout)
-        results.append((ok, ttft, total, node))
+        if counted:
+            results.append((ok, ttft, total, node))
         st["turn"] += 1
         if st["turn"] >= a.turns or not ok:
             st["history"], st["turn"] = [], 0  # a new conversation
@@ -169,8 +179,8 @@ async def main():
     t_start = time.monotonic()
     t_next = t_start
     while True:
-        t_next += rng.expovariate(a.rate)
-        if t_next - t_start >= a.duration:
+        t_next += arrivals.expovariate(a.rate)
+        if t_next - t_start >= a.warmup + a.duration:
             break
         delay = t_next - time.monotonic()
         if delay > 0:
@@ -178,18 +188,27 @@ async def main():
         # the arrival goes to a random user who is not waiting for an answer
         idle = [u for u in range(a.users) if not users[u]["busy"]]
         if not idle:
-            results.append((False, None, 0.0, None))
+            if t_next - t_start >= a.warmup:
+                results.append((False, None, 0.0, None))
             continue
         tasks.append(asyncio.ensure_future(run_user_turn(rng.choice(idle))))
     if tasks:
         await asyncio.gather(*tasks)
-    elapsed = max(a.duration, time.monotonic() - t_start)
+    elapsed = max(a.duration, time.monotonic() - t_start - a.warmup)
     ok = [r for r in results if r[0]]
     ttfts = [r[1] * 1000 for r in ok if r[1] is not None]
     totals = [r[2] * 1000 for r in ok]
     per_node = {}
     for r in ok:
-        per_node[r[3] or "-"] = per_node.get(r[3] or "-", 0) + 1
+        n = (r[3] or "-").split("|")[0]
+        per_node[n] = per_node.get(n, 0) + 1
+    # why the slowest 5 % went where they went (X-Drover-Route's fallback, "policy" if none)
+    slow_why = {}
+    for r in sorted((r for r in ok if r[1] is not None), key=lambda r: -r[1])[:max(1, len(ok) // 20)]:
+        route = (r[3] or "").partition("|")[2]
+        why = [w[9:] for w in route.split() if w.startswith("fallback=")]
+        key = why[0] if why else ("policy" if route else "-")
+        slow_why[key] = slow_why.get(key, 0) + 1
     print(json.dumps({
         "requests": len(results), "ok": len(ok), "failed": len(results) - len(ok),
         "duration_s": round(elapsed, 2), "throughput_rps": round(len(ok) / a.duration, 2),
@@ -201,6 +220,7 @@ async def main():
         "total_mean_ms": round(sum(totals) / len(totals), 2) if totals else None,
         "total_p99_ms": round(percentile(totals, 99), 2) if totals else None,
         "per_node": per_node,
+        "slowest_5pct_why": slow_why,
     }))
 
 

@@ -92,10 +92,12 @@ bool router_engine_saturated(const struct node *n, const struct route_params *rp
 {
     if (!rp || !rp->max_waiting || !signals_fresh(n, rp, now_ms) || n->sig.waiting < 0)
         return false;
-    /* only what the gateway added since counts on top; requests that ended drained it */
+    /* What the engine reported, less what ended since (each end frees a slot for a waiting
+     * request). What the gateway sent since is not added: the report does not say how many
+     * slots were free, and a node with room must not look full (it would lose its cached
+     * prefixes to others). */
     long w = n->sig.waiting;
     if (n->inflight < n->sig.inflight_at) w -= (long)(n->sig.inflight_at - n->inflight);
-    else w += (long)(n->inflight - n->sig.inflight_at);
     return w >= (long)rp->max_waiting;
 }
 

@@ -107,7 +107,8 @@ int route_policy_parse(const char *s, enum route_policy *out);
  * itself reports (running + waiting, corrected by what the gateway sent or finished since the
  * scrape) while the scrape is fresh, plus a penalty when the KV cache is nearly full. */
 unsigned router_node_load(const struct node *n, const struct route_params *rp, uint64_t now_ms);
-/* The engine reported a queue of at least max_waiting (corrected as above): no new requests. */
+/* The engine reported a queue of at least max_waiting (less the requests that ended since the
+ * scrape): no new requests until it drains. */
 bool router_engine_saturated(const struct node *n, const struct route_params *rp,
                              uint64_t now_ms);
 

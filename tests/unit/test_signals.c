@@ -156,14 +156,20 @@ static void test_router_uses_signals(void **state)
     assert_string_equal(n.sig.source, "metrics");
     assert_int_equal(router_node_load(&n, &rp, 1000), 8);
     assert_false(router_engine_saturated(&n, &rp, 1000));
-    /* we sent one more since the scrape: it waits too → the queue is full */
+    /* we sent one more since the scrape: it counts in the load, but the report said nothing
+     * about free slots, so it does not fill the queue */
     n.inflight = 2;
     assert_int_equal(router_node_load(&n, &rp, 1000), 9);
-    assert_true(router_engine_saturated(&n, &rp, 1000));
-    /* both ours ended since: the queue drained by as much */
-    n.inflight = 0;
-    assert_int_equal(router_node_load(&n, &rp, 1000), 7);
     assert_false(router_engine_saturated(&n, &rp, 1000));
+    /* a full queue reported: saturated until requests end */
+    r.waiting = 4;
+    signals_apply(&n, SIG_PROM_LLAMACPP, &r, 1000);
+    assert_true(router_engine_saturated(&n, &rp, 1000));
+    n.inflight = 3;
+    assert_true(router_engine_saturated(&n, &rp, 1000));
+    n.inflight = 1; /* one of ours ended since: a waiting request took its slot */
+    assert_false(router_engine_saturated(&n, &rp, 1000));
+    assert_int_equal(router_node_load(&n, &rp, 1000), 8);
     /* a stale report counts nothing */
     n.inflight = 2;
     assert_int_equal(router_node_load(&n, &rp, 1000 + rp.signals_fresh_ms + 1), 2);
