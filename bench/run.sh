@@ -915,6 +915,7 @@ s7() {
   policy: $pol
   cache_aware:
     balance_abs: $S7_SLOTS
+    node_entries: $S7_CACHE_BLOCKS
   signals:
     max_waiting: 1" start_drover "s7_drover$k" plain "${ports[@]}"
         local dpid=$PEER_PID dport=$PEER_PORT
@@ -951,7 +952,7 @@ s7() {
     report "   TTFT = 5 ms + ${S7_TTFT_PER_TOKEN_MS} ms per uncached prompt token, $S7_TPS tok/s, max_tokens $S7_MAX_TOKENS; $S7_USERS users over $S7_SYSTEMS system prompts of $S7_SYSTEM_BYTES B"
     report "   (popularity 4:3:2:1), $S7_TURNS-turn conversations (questions of $S7_TURN_BYTES B, the answers streamed back kept in the history), streamed, open loop at $S7_RATE req/s (Poisson), ${S7_WARMUP}s warm-up not counted, then ${S7_DURATION}s measured;"
     report "   fresh sim and drover per policy;"
-    report "   drover: routing.cache_aware.balance_abs $S7_SLOTS, routing.signals.max_waiting 1, nodes kind llamacpp (signals from the sim's /metrics)"
+    report "   drover: routing.cache_aware.balance_abs $S7_SLOTS, node_entries $S7_CACHE_BLOCKS (the sims' cache), routing.signals.max_waiting 1, nodes kind llamacpp (signals from the sim's /metrics)"
     report "   hit% = the sims' cache-hit prompt tokens / prompt tokens; busy/queued = the most slots busy / requests queued on any node (sampled every 0.2 s)"
     report "$(printf '%-13s %6s %6s %8s %9s %9s %9s %9s %6s %5s %7s %8s %s' policy ok failed thr_rps ttft_mean ttft_p50 ttft_p99 total_p99 hit% busy queued queued% per_node)"
     for pol in $S7_POLICIES; do

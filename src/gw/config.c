@@ -74,6 +74,7 @@ static const struct key_def keys[] = {
     {"routing.cache_aware.balance_abs", K_U32, OFF(route.balance_abs), 0, 1000000},
     {"routing.cache_aware.balance_rel", K_U32, OFF(route.balance_rel_pct), 100, 100000},
     {"routing.cache_aware.max_entries", K_U64, OFF(prefix_max_entries), 0, 1u << 26},
+    {"routing.cache_aware.node_entries", K_U64, OFF(prefix_node_entries), 0, 1u << 26},
     {"routing.cache_aware.block_bytes", K_SIZE, OFF(prefix_block_bytes), 16, 65536},
     {"routing.cache_aware.prefix_bytes", K_SIZE, OFF(prefix_bytes), 64, 1u << 20},
     {"routing.session.header", K_STR, OFF(session_header), 0, 0},
@@ -156,6 +157,7 @@ void gw_config_defaults(struct gw_config *cfg)
     route_params_defaults(&cfg->route);
     cfg->routing_policy = xstrdup("least_loaded");
     cfg->prefix_max_entries = 262144;
+    cfg->prefix_node_entries = 8192;
     cfg->prefix_block_bytes = 64;
     cfg->prefix_bytes = 32 * 1024;
     cfg->session_header = xstrdup("X-Session-Id");

@@ -112,6 +112,7 @@ struct gw_config {
     char *routing_policy;          /* "least_loaded" (default), "cache_aware", "session", … */
     bool routing_explain;          /* X-Drover-Route on every answer, not only when asked */
     uint64_t prefix_max_entries;   /* cache_aware: (node, block) entries kept, all nodes */
+    uint64_t prefix_node_entries;  /* cache_aware: ... per node (its engine's cache), 0: no cap */
     uint64_t prefix_block_bytes;   /* cache_aware: bytes of prompt text per block */
     uint64_t prefix_bytes;         /* cache_aware: leading prompt bytes looked at */
     char *session_header;          /* session: the header that carries the key */

@@ -1,6 +1,6 @@
 /* prefix_cache — per-node prompt-prefix table for cache-aware routing (docs/routing.md).
- * Invariant: every used entry is in exactly one bucket chain and in the recency list, n <= cap,
- * and counts[id] is the number of used entries of node id. Entries are allocated once, at
+ * Invariant: every used entry is in exactly one bucket chain, in the global recency list and in
+ * its node's, n <= cap, and nodes[id].count (<= node_cap) is the number of used entries of id. Entries are allocated once, at
  * the first use (cap × 24 bytes plus the buckets). The loop thread only. */
 #include "gw/prefix_cache.h"
 
@@ -16,8 +16,14 @@ enum { NIL = UINT32_MAX };
 struct pc_entry {
     uint64_t key;
     uint32_t node;
-    uint32_t prev, next; /* recency list (prev is more recent); free list through next */
-    uint32_t hnext;      /* bucket chain */
+    uint32_t prev, next;   /* recency list (prev is more recent); free list through next */
+    uint32_t nprev, nnext; /* the node's own recency list */
+    uint32_t hnext;        /* bucket chain */
+};
+
+struct pc_node {
+    uint32_t count;    /* entries of the node */
+    uint32_t mru, lru; /* its own recency list */
 };
 
 struct prefix_cache {
@@ -29,8 +35,9 @@ struct prefix_cache {
     size_t block_bytes, max_blocks;
     uint64_t *scratch; /* max_blocks keys */
     char *text;        /* prefix_cache_render's buffer, max_blocks × block_bytes */
-    uint32_t *counts;  /* entries per node id */
-    size_t n_counts;
+    size_t node_cap;      /* entries per node at most (its engine's cache), 0: no cap */
+    struct pc_node *nodes; /* per node id */
+    size_t n_nodes;
 };
 
 /* Node ids are unique for the process (a re-created cache never gives two nodes one id). */
@@ -60,9 +67,11 @@ static uint64_t hash_block(uint64_t seed, const char *p, size_t n)
     return mix64(h);
 }
 
-struct prefix_cache *prefix_cache_new(size_t max_entries, size_t block_bytes, size_t prefix_bytes)
+struct prefix_cache *prefix_cache_new(size_t max_entries, size_t node_entries, size_t block_bytes,
+                                      size_t prefix_bytes)
 {
     struct prefix_cache *pc = xcalloc(1, sizeof *pc);
+    pc->node_cap = node_entries;
     pc->cap = max_entries ? max_entries : 1;
     if (pc->cap > UINT32_MAX - 1) pc->cap = UINT32_MAX - 1;
     pc->block_bytes = block_bytes < PREFIX_MIN_BLOCK_BYTES ? PREFIX_MIN_BLOCK_BYTES : block_bytes;
@@ -80,28 +89,29 @@ void prefix_cache_free(struct prefix_cache *pc)
     xfree(pc->heads);
     xfree(pc->scratch);
     xfree(pc->text);
-    xfree(pc->counts);
+    xfree(pc->nodes);
     xfree(pc);
 }
 
 static struct prefix_cache *shared;
-static size_t shared_sizes[3];
+static size_t shared_sizes[4];
 
-struct prefix_cache *prefix_cache_shared(size_t max_entries, size_t block_bytes,
-                                         size_t prefix_bytes)
+struct prefix_cache *prefix_cache_shared(size_t max_entries, size_t node_entries,
+                                         size_t block_bytes, size_t prefix_bytes)
 {
     if (!max_entries) {
         prefix_cache_shared_free();
         return NULL;
     }
     if (shared && shared_sizes[0] == max_entries && shared_sizes[1] == block_bytes &&
-        shared_sizes[2] == prefix_bytes)
+        shared_sizes[2] == prefix_bytes && shared_sizes[3] == node_entries)
         return shared;
     prefix_cache_free(shared);
-    shared = prefix_cache_new(max_entries, block_bytes, prefix_bytes);
+    shared = prefix_cache_new(max_entries, node_entries, block_bytes, prefix_bytes);
     shared_sizes[0] = max_entries;
     shared_sizes[1] = block_bytes;
     shared_sizes[2] = prefix_bytes;
+    shared_sizes[3] = node_entries;
     return shared;
 }
 
@@ -158,6 +168,44 @@ static void push_mru(struct prefix_cache *pc, uint32_t i)
     if (pc->lru == NIL) pc->lru = i;
 }
 
+static struct pc_node *node_of(struct prefix_cache *pc, uint32_t id)
+{
+    if (id >= pc->n_nodes) {
+        size_t nn = pc->n_nodes ? pc->n_nodes : 64;
+        while (nn <= id) nn *= 2;
+        pc->nodes = xrealloc(pc->nodes, nn * sizeof *pc->nodes);
+        for (size_t k = pc->n_nodes; k < nn; k++)
+            pc->nodes[k] = (struct pc_node){0, NIL, NIL};
+        pc->n_nodes = nn;
+    }
+    return &pc->nodes[id];
+}
+
+static void unlink_node(struct prefix_cache *pc, uint32_t i)
+{
+    struct pc_entry *x = &pc->e[i];
+    struct pc_node *nd = node_of(pc, x->node);
+    if (x->nprev != NIL)
+        pc->e[x->nprev].nnext = x->nnext;
+    else
+        nd->mru = x->nnext;
+    if (x->nnext != NIL)
+        pc->e[x->nnext].nprev = x->nprev;
+    else
+        nd->lru = x->nprev;
+}
+
+static void push_node_mru(struct prefix_cache *pc, uint32_t i)
+{
+    struct pc_entry *x = &pc->e[i];
+    struct pc_node *nd = node_of(pc, x->node);
+    x->nprev = NIL;
+    x->nnext = nd->mru;
+    if (nd->mru != NIL) pc->e[nd->mru].nprev = i;
+    nd->mru = i;
+    if (nd->lru == NIL) nd->lru = i;
+}
+
 static void unlink_bucket(struct prefix_cache *pc, uint32_t i)
 {
     uint32_t *pp = &pc->heads[bucket(pc, pc->e[i].key, pc->e[i].node)];
@@ -165,27 +213,14 @@ static void unlink_bucket(struct prefix_cache *pc, uint32_t i)
     *pp = pc->e[i].hnext;
 }
 
-static void count(struct prefix_cache *pc, uint32_t node, int delta)
-{
-    if (node >= pc->n_counts) {
-        size_t nc = pc->n_counts ? pc->n_counts : 64;
-        while (nc <= node) nc *= 2;
-        pc->counts = xrealloc(pc->counts, nc * sizeof *pc->counts);
-        memset(pc->counts + pc->n_counts, 0, (nc - pc->n_counts) * sizeof *pc->counts);
-        pc->n_counts = nc;
-    }
-    if (delta > 0)
-        pc->counts[node]++;
-    else if (pc->counts[node])
-        pc->counts[node]--;
-}
 
 /* Removes entry i from every list; the caller reuses or frees the slot. */
 static void drop(struct prefix_cache *pc, uint32_t i)
 {
     unlink_recency(pc, i);
+    unlink_node(pc, i);
     unlink_bucket(pc, i);
-    count(pc, pc->e[i].node, -1);
+    node_of(pc, pc->e[i].node)->count--;
     pc->n--;
 }
 
@@ -229,9 +264,15 @@ void prefix_cache_insert(struct prefix_cache *pc, struct node *n, const struct p
         if (i != NIL) {
             unlink_recency(pc, i);
             push_mru(pc, i);
+            unlink_node(pc, i);
+            push_node_mru(pc, i);
             continue;
         }
-        if (pc->free_head != NIL) {
+        struct pc_node *nd = node_of(pc, id);
+        if (pc->node_cap && nd->count >= pc->node_cap) {
+            i = nd->lru; /* the node's engine holds no more: its oldest prefix goes */
+            drop(pc, i);
+        } else if (pc->free_head != NIL) {
             i = pc->free_head;
             pc->free_head = pc->e[i].next;
         } else if (pc->used < pc->cap) {
@@ -247,14 +288,15 @@ void prefix_cache_insert(struct prefix_cache *pc, struct node *n, const struct p
         x->hnext = pc->heads[h];
         pc->heads[h] = i;
         push_mru(pc, i);
-        count(pc, id, +1);
+        push_node_mru(pc, i);
+        node_of(pc, id)->count++;
         pc->n++;
     }
 }
 
 size_t prefix_cache_node_entries(const struct prefix_cache *pc, const struct node *n)
 {
-    return n->route_id && n->route_id < pc->n_counts ? pc->counts[n->route_id] : 0;
+    return n->route_id && n->route_id < pc->n_nodes ? pc->nodes[n->route_id].count : 0;
 }
 
 size_t prefix_cache_entries(const struct prefix_cache *pc)
@@ -270,14 +312,12 @@ size_t prefix_cache_capacity(const struct prefix_cache *pc)
 void prefix_cache_forget(struct prefix_cache *pc, const struct node *n)
 {
     if (!pc->e || !n->route_id || prefix_cache_node_entries(pc, n) == 0) return;
-    for (uint32_t i = pc->mru; i != NIL;) {
-        uint32_t next = pc->e[i].next;
-        if (pc->e[i].node == n->route_id) {
-            drop(pc, i);
-            pc->e[i].next = pc->free_head;
-            pc->free_head = i;
-        }
-        i = next;
+    struct pc_node *nd = node_of(pc, n->route_id);
+    while (nd->mru != NIL) {
+        uint32_t i = nd->mru;
+        drop(pc, i);
+        pc->e[i].next = pc->free_head;
+        pc->free_head = i;
     }
 }
 

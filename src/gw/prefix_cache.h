@@ -5,8 +5,8 @@
  * i's key hashes block i−1's key, the model and the block's bytes, so one key stands for the
  * whole prefix up to it (a radix tree flattened into a hash table, as vLLM's and the sim's
  * block caches do). One table of (node, block key) entries with one LRU list and a global
- * cap bounds memory whatever the fleet or the traffic; a node's old prefixes age out as its
- * engine's would. A match is the longest run of leading blocks present for the node, found by
+ * cap bounds memory whatever the fleet or the traffic; a per-node LRU list and cap (the size
+ * of the engine's cache) make a node's old prefixes age out as its engine's would. A match is the longest run of leading blocks present for the node, found by
  * binary search (approximate where an entry inside a prefix was evicted before its tail).
  * The loop thread only; no allocation after the first use except when the caps change. */
 #ifndef DROVER_GW_PREFIX_CACHE_H
@@ -31,16 +31,19 @@ struct prefix_keys {
     size_t n;
 };
 
-/* A cache of at most max_entries (node, block) entries (≥ 1). block_bytes is clamped to at
- * least PREFIX_MIN_BLOCK_BYTES, prefix_bytes/block_bytes to PREFIX_MAX_BLOCKS. */
-struct prefix_cache *prefix_cache_new(size_t max_entries, size_t block_bytes, size_t prefix_bytes);
+/* A cache of at most max_entries (node, block) entries (≥ 1), and at most node_entries per node
+ * (0: no per-node cap; set it to what one engine's prefix cache holds, in blocks, so that the
+ * table forgets what the engine must have evicted). block_bytes is clamped to at least
+ * PREFIX_MIN_BLOCK_BYTES, prefix_bytes/block_bytes to PREFIX_MAX_BLOCKS. */
+struct prefix_cache *prefix_cache_new(size_t max_entries, size_t node_entries, size_t block_bytes,
+                                      size_t prefix_bytes);
 void prefix_cache_free(struct prefix_cache *pc);
 
 /* The gateway's one cache, created on first use and re-created (empty) when a reload changes
  * a size; NULL when max_entries is 0 (cache-aware routing then acts as least_loaded).
  * prefix_cache_shared_free() releases it at exit. */
-struct prefix_cache *prefix_cache_shared(size_t max_entries, size_t block_bytes,
-                                         size_t prefix_bytes);
+struct prefix_cache *prefix_cache_shared(size_t max_entries, size_t node_entries,
+                                         size_t block_bytes, size_t prefix_bytes);
 void prefix_cache_shared_free(void);
 
 /* The keys of text's full blocks (a trailing partial block has none) for model. The result

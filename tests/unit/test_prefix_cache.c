@@ -28,7 +28,7 @@ static void text(char *out, size_t n, unsigned seed)
 static void test_match_is_per_node_and_per_prefix(void **state)
 {
     (void)state;
-    struct prefix_cache *pc = prefix_cache_new(1000, 16, 4096);
+    struct prefix_cache *pc = prefix_cache_new(1000, 0, 16, 4096);
     struct node a = {0}, b = {0};
     char sys[257], p1[400], p2[400];
     text(sys, 256, 1);
@@ -58,7 +58,7 @@ static void test_memory_bounded_lru(void **state)
 {
     (void)state;
     enum { CAP = 64 };
-    struct prefix_cache *pc = prefix_cache_new(CAP, 16, 4096);
+    struct prefix_cache *pc = prefix_cache_new(CAP, 0, 16, 4096);
     struct node a = {0}, b = {0};
     char t[20][161];
     for (unsigned i = 0; i < 20; i++) text(t[i], 160, 100 + i); /* 10 blocks each */
@@ -100,6 +100,35 @@ static void test_memory_bounded_lru(void **state)
     prefix_cache_free(pc);
 }
 
+/* The per-node cap (the engine's cache size): a node's oldest prefixes go first, other nodes'
+ * entries stay. */
+static void test_node_cap(void **state)
+{
+    (void)state;
+    struct prefix_cache *pc = prefix_cache_new(1000, 25, 16, 4096);
+    struct node a = {0}, b = {0};
+    char t[4][161];
+    for (unsigned i = 0; i < 4; i++) text(t[i], 160, 900 + i); /* 10 blocks each */
+    struct prefix_keys k = prefix_cache_keys(pc, S("m"), S(t[3]));
+    prefix_cache_insert(pc, &b, &k);
+    for (unsigned i = 0; i < 3; i++) {
+        k = prefix_cache_keys(pc, S("m"), S(t[i]));
+        prefix_cache_insert(pc, &a, &k);
+        assert_true(prefix_cache_node_entries(pc, &a) <= 25);
+    }
+    assert_int_equal(prefix_cache_node_entries(pc, &a), 25);
+    assert_int_equal(prefix_cache_node_entries(pc, &b), 10);
+    k = prefix_cache_keys(pc, S("m"), S(t[2]));
+    assert_int_equal(prefix_cache_match(pc, &a, &k), 10); /* the newest whole */
+    k = prefix_cache_keys(pc, S("m"), S(t[1]));
+    assert_int_equal(prefix_cache_match(pc, &a, &k), 10);
+    k = prefix_cache_keys(pc, S("m"), S(t[0]));
+    assert_true(prefix_cache_match(pc, &a, &k) < 10); /* the oldest lost its tail */
+    k = prefix_cache_keys(pc, S("m"), S(t[3]));
+    assert_int_equal(prefix_cache_match(pc, &b, &k), 10);
+    prefix_cache_free(pc);
+}
+
 static void test_render_prompt(void **state)
 {
     (void)state;
@@ -132,6 +161,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_is_per_node_and_per_prefix),
         cmocka_unit_test(test_memory_bounded_lru),
+        cmocka_unit_test(test_node_cap),
         cmocka_unit_test(test_render_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

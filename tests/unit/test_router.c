@@ -544,7 +544,7 @@ static void test_cache_aware_follows_prefix(void **state)
     fleet(&reg, v, 3);
     struct route_params rp;
     route_params_defaults(&rp);
-    struct prefix_cache *pc = prefix_cache_new(100000, 64, 8192);
+    struct prefix_cache *pc = prefix_cache_new(100000, 0, 64, 8192);
     char p[3][2048];
     for (unsigned s = 0; s < 3; s++) long_prompt(p[s], sizeof p[s], s, 0);
     struct node *home[3];
@@ -595,7 +595,7 @@ static void test_imbalance_escape(void **state)
     struct route_params rp;
     route_params_defaults(&rp);
     rp.balance_abs = 4;
-    struct prefix_cache *pc = prefix_cache_new(100000, 64, 8192);
+    struct prefix_cache *pc = prefix_cache_new(100000, 0, 64, 8192);
     char hot[2048];
     long_prompt(hot, sizeof hot, 7, 0);
     unsigned escapes = 0;
