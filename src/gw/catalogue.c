@@ -456,7 +456,8 @@ int cat_model_to_json(const struct cat_model *m, struct buf *b)
     }
     if (!rc) rc = buf_appendf(b, ",\"max_per_node\":%u", m->max_per_node);
     if (!rc && m->routing)
-        rc = buf_appendf(b, ",\"routing\":\"%s\"", route_policy_name((enum route_policy)m->routing));
+        rc =
+            buf_appendf(b, ",\"routing\":\"%s\"", route_policy_name((enum route_policy)m->routing));
     if (!rc) rc = buf_appendf(b, ",\"source\":\"%s\"}", m->from_config ? "config" : "api");
     return rc;
 }

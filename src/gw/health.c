@@ -265,8 +265,8 @@ static void sig_on_done(struct http_call *call, const struct http_call_result *r
         signals_apply(n, pr->sig_src, &r, gw_now_ms(pr->g));
     } else {
         signals_failed(n);
-        if (res->err == 0 && (pr->sig_status == 404 || pr->sig_status == 501 ||
-                              pr->sig_status == 200)) {
+        if (res->err == 0 &&
+            (pr->sig_status == 404 || pr->sig_status == 501 || pr->sig_status == 200)) {
             /* switched off (llama-server without --metrics answers 501) or not this format:
              * try the next endpoint from the next probe on, and say so once */
             enum signals_source next = signals_fallback(pr->sig_src);

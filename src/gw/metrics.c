@@ -206,8 +206,8 @@ void metrics_render(const struct metrics *m, const struct registry *reg,
          "Picks of the node where the routing policy's own choice was overruled (load imbalance, "
          "bounded load, no prompt or session key).",
          "counter", g_route_fallbacks},
-        {"drover_node_engine_scrape_errors_total",
-         "Failed scrapes of the engine's load endpoint.", "counter", g_scrape_errors},
+        {"drover_node_engine_scrape_errors_total", "Failed scrapes of the engine's load endpoint.",
+         "counter", g_scrape_errors},
     };
     for (size_t k = 0; k < sizeof gauges / sizeof gauges[0] && !rc; k++) {
         rc = buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", gauges[k].name, gauges[k].help,

@@ -1,7 +1,8 @@
 /* prefix_cache — per-node prompt-prefix table for cache-aware routing (docs/routing.md).
  * Invariant: every used entry is in exactly one bucket chain, in the global recency list and in
- * its node's, n <= cap, and nodes[id].count (<= node_cap) is the number of used entries of id. Entries are allocated once, at
- * the first use (cap × 24 bytes plus the buckets). The loop thread only. */
+ * its node's, n <= cap, and nodes[id].count (<= node_cap) is the number of used entries of id.
+ * Entries are allocated once, at the first use (cap × 32 bytes plus the buckets). The loop thread
+ * only. */
 #include "gw/prefix_cache.h"
 
 #include <json-c/json.h>
@@ -33,9 +34,9 @@ struct prefix_cache {
     uint32_t *heads;
     uint32_t mask;
     size_t block_bytes, max_blocks;
-    uint64_t *scratch; /* max_blocks keys */
-    char *text;        /* prefix_cache_render's buffer, max_blocks × block_bytes */
-    size_t node_cap;      /* entries per node at most (its engine's cache), 0: no cap */
+    uint64_t *scratch;     /* max_blocks keys */
+    char *text;            /* prefix_cache_render's buffer, max_blocks × block_bytes */
+    size_t node_cap;       /* entries per node at most (its engine's cache), 0: no cap */
     struct pc_node *nodes; /* per node id */
     size_t n_nodes;
 };
@@ -174,8 +175,7 @@ static struct pc_node *node_of(struct prefix_cache *pc, uint32_t id)
         size_t nn = pc->n_nodes ? pc->n_nodes : 64;
         while (nn <= id) nn *= 2;
         pc->nodes = xrealloc(pc->nodes, nn * sizeof *pc->nodes);
-        for (size_t k = pc->n_nodes; k < nn; k++)
-            pc->nodes[k] = (struct pc_node){0, NIL, NIL};
+        for (size_t k = pc->n_nodes; k < nn; k++) pc->nodes[k] = (struct pc_node){0, NIL, NIL};
         pc->n_nodes = nn;
     }
     return &pc->nodes[id];
@@ -212,7 +212,6 @@ static void unlink_bucket(struct prefix_cache *pc, uint32_t i)
     while (*pp != i) pp = &pc->e[*pp].hnext;
     *pp = pc->e[i].hnext;
 }
-
 
 /* Removes entry i from every list; the caller reuses or frees the slot. */
 static void drop(struct prefix_cache *pc, uint32_t i)
@@ -362,8 +361,7 @@ size_t prefix_render_prompt(struct strv body, char *out, size_t cap)
         for (size_t i = 0; i < json_object_array_length(msgs) && o.len < cap; i++) {
             struct json_object *m = json_object_array_get_idx(msgs, i);
             struct strv role;
-            if (!m || !json_object_is_type(m, json_type_object) ||
-                json_get_str(m, "role", &role))
+            if (!m || !json_object_is_type(m, json_type_object) || json_get_str(m, "role", &role))
                 continue;
             put(&o, role.p, role.len);
             put(&o, ": ", 2);

@@ -6,9 +6,10 @@
  * whole prefix up to it (a radix tree flattened into a hash table, as vLLM's and the sim's
  * block caches do). One table of (node, block key) entries with one LRU list and a global
  * cap bounds memory whatever the fleet or the traffic; a per-node LRU list and cap (the size
- * of the engine's cache) make a node's old prefixes age out as its engine's would. A match is the longest run of leading blocks present for the node, found by
- * binary search (approximate where an entry inside a prefix was evicted before its tail).
- * The loop thread only; no allocation after the first use except when the caps change. */
+ * of the engine's cache) make a node's old prefixes age out as its engine's would. A match is the
+ * longest run of leading blocks present for the node, found by binary search (approximate where an
+ * entry inside a prefix was evicted before its tail). The loop thread only; no allocation after the
+ * first use except when the caps change. */
 #ifndef DROVER_GW_PREFIX_CACHE_H
 #define DROVER_GW_PREFIX_CACHE_H
 #include <stdbool.h>

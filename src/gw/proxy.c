@@ -985,11 +985,13 @@ static void route_fill(struct proxy *p, const struct cat_model *cm, struct route
                                         g->cfg.prefix_block_bytes, g->cfg.prefix_bytes);
         if (q->prefix) q->prompt = prefix_cache_render(q->prefix, req->body);
     } else if (q->policy == ROUTE_POLICY_SESSION) {
-        if (g->cfg.session_header) q->session = strv_trim(http_request_header(req, g->cfg.session_header));
+        if (g->cfg.session_header)
+            q->session = strv_trim(http_request_header(req, g->cfg.session_header));
         size_t s, e;
         if (!q->session.len && !json_top_string_span(req->body.p, req->body.len, "user", &s, &e) &&
             e - s >= 2)
-            q->session = (struct strv){req->body.p + s + 1, e - s - 2}; /* the raw bytes inside the quotes */
+            q->session =
+                (struct strv){req->body.p + s + 1, e - s - 2}; /* the raw bytes inside the quotes */
     }
 }
 
@@ -1030,8 +1032,7 @@ static void start_attempt(struct proxy *p)
             q.ollama_only = false;
             router_pick(&g->reg, &q, &r);
         }
-        if (r.status == ROUTE_OK && q.explain)
-            snprintf(p->route, sizeof p->route, "%s", r.explain);
+        if (r.status == ROUTE_OK && q.explain) snprintf(p->route, sizeof p->route, "%s", r.explain);
         if (r.status == ROUTE_CAPACITY) {
             if (wait_capacity(p, waking)) return;
         } else if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) {

@@ -43,15 +43,15 @@ struct node_model {
  * llama-server /metrics or /slots, vLLM /metrics, Ollama /api/ps). Written only by
  * signals_apply(); the router reads it beside the gateway's own in-flight count. */
 struct node_signals {
-    uint64_t at_ms;        /* when it was scraped; 0: never (or the engine exposes nothing) */
-    int running;           /* requests the engine is working on (busy slots); -1 unknown */
-    int waiting;           /* requests queued in the engine (deferred, waiting); -1 unknown */
-    int slots;             /* parallel slots the engine reported (/slots); -1 unknown */
-    int kv_pm;             /* KV cache in use, per mille; -1 unknown */
-    int models_loaded;     /* Ollama /api/ps: models in memory; -1 unknown */
-    unsigned inflight_at;  /* the gateway's in-flight count for the node when scraped */
+    uint64_t at_ms;       /* when it was scraped; 0: never (or the engine exposes nothing) */
+    int running;          /* requests the engine is working on (busy slots); -1 unknown */
+    int waiting;          /* requests queued in the engine (deferred, waiting); -1 unknown */
+    int slots;            /* parallel slots the engine reported (/slots); -1 unknown */
+    int kv_pm;            /* KV cache in use, per mille; -1 unknown */
+    int models_loaded;    /* Ollama /api/ps: models in memory; -1 unknown */
+    unsigned inflight_at; /* the gateway's in-flight count for the node when scraped */
     uint64_t scrapes_total, scrape_errors_total;
-    char source[16];       /* "metrics", "slots", "api_ps" or "" */
+    char source[16]; /* "metrics", "slots", "api_ps" or "" */
 };
 
 struct node_label {
@@ -118,7 +118,7 @@ struct node {
     uint64_t latency_ewma_ms; /* completed attempts, for the expected wait */
 
     uint64_t requests_total, faults_total;
-    void *health; /* owned by the health module */
+    void *health;            /* owned by the health module */
     struct node_signals sig; /* the engine's own load report (signals.c) */
     uint32_t route_id;       /* prefix_cache.c: the node's small id in the prefix table (0: none) */
     uint64_t route_prefix_hits_total; /* router.c: cache_aware picks on a cached prefix */

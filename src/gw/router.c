@@ -78,9 +78,8 @@ unsigned router_node_load(const struct node *n, const struct route_params *rp, u
     if (!rp || !signals_fresh(n, rp, now_ms)) return load;
     const struct node_signals *s = &n->sig;
     if (s->running >= 0 || s->waiting >= 0) {
-        long eng = engine_estimate((long)(s->running > 0 ? s->running : 0) +
-                                       (s->waiting > 0 ? s->waiting : 0),
-                                   n);
+        long eng = engine_estimate(
+            (long)(s->running > 0 ? s->running : 0) + (s->waiting > 0 ? s->waiting : 0), n);
         if (eng > (long)load) load = (unsigned)eng;
     }
     if (s->kv_pm >= 0 && rp->kv_high_pct && (unsigned)s->kv_pm >= rp->kv_high_pct * 10)
@@ -177,10 +176,9 @@ static size_t least_loaded_of(const struct pick *pk, struct prefix_cache *pc)
 {
     size_t b = 0;
     for (size_t i = 1; i < pk->n; i++) {
-        if (pk->c[i].load < pk->c[b].load ||
-            (pc && pk->c[i].load == pk->c[b].load &&
-             prefix_cache_node_entries(pc, pk->c[i].node) <
-                 prefix_cache_node_entries(pc, pk->c[b].node)))
+        if (pk->c[i].load < pk->c[b].load || (pc && pk->c[i].load == pk->c[b].load &&
+                                              prefix_cache_node_entries(pc, pk->c[i].node) <
+                                                  prefix_cache_node_entries(pc, pk->c[b].node)))
             b = i;
     }
     return b;

@@ -39,7 +39,7 @@ struct route_params {
     unsigned max_waiting;         /* engine queue at least this: saturated (0: never) */
     unsigned kv_high_pct;         /* KV use at least this (percent) adds kv_penalty to the load */
     unsigned kv_penalty;
-    uint64_t signals_fresh_ms;    /* signals older than this are ignored */
+    uint64_t signals_fresh_ms; /* signals older than this are ignored */
 };
 /* The defaults documented in docs/routing.md. */
 void route_params_defaults(struct route_params *rp);
@@ -83,10 +83,10 @@ enum route_tier {
 
 struct route_result {
     enum route_status status;
-    struct node *node;      /* ROUTE_OK: borrowed */
-    enum route_tier tier;   /* ROUTE_OK: why this node */
-    uint64_t retry_after_s; /* for ROUTE_CAPACITY and the 503s */
-    uint64_t wait_ms;       /* ROUTE_CAPACITY: when a busy node likely frees (at least 1) */
+    struct node *node;        /* ROUTE_OK: borrowed */
+    enum route_tier tier;     /* ROUTE_OK: why this node */
+    uint64_t retry_after_s;   /* for ROUTE_CAPACITY and the 503s */
+    uint64_t wait_ms;         /* ROUTE_CAPACITY: when a busy node likely frees (at least 1) */
     enum route_policy policy; /* ROUTE_OK: the policy that decided (after any fallback) */
     int match_pm;             /* cache_aware: the chosen node's match ratio ‰; -1: none */
     const char *fallback;     /* why the policy's first choice was not taken, or NULL */
@@ -109,8 +109,6 @@ int route_policy_parse(const char *s, enum route_policy *out);
 unsigned router_node_load(const struct node *n, const struct route_params *rp, uint64_t now_ms);
 /* The engine reported a queue of at least max_waiting (less the requests that ended since the
  * scrape): no new requests until it drains. */
-bool router_engine_saturated(const struct node *n, const struct route_params *rp,
-                             uint64_t now_ms);
-
+bool router_engine_saturated(const struct node *n, const struct route_params *rp, uint64_t now_ms);
 
 #endif

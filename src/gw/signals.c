@@ -167,8 +167,7 @@ static int parse_ollama_ps(const char *text, size_t len, struct signals_report *
     return 0;
 }
 
-int signals_parse(enum signals_source src, const char *text, size_t len,
-                  struct signals_report *r)
+int signals_parse(enum signals_source src, const char *text, size_t len, struct signals_report *r)
 {
     *r = (struct signals_report){-1, -1, -1, -1, -1};
     if (!text) text = "";
@@ -192,8 +191,10 @@ void signals_apply(struct node *n, enum signals_source src, const struct signals
     s->at_ms = now_ms ? now_ms : 1;
     s->running = r->running;
     s->waiting = r->waiting;
-    if (r->slots >= 0) s->slots = r->slots;
-    else if (src != SIG_SLOTS) s->slots = s->slots > 0 ? s->slots : -1;
+    if (r->slots >= 0)
+        s->slots = r->slots;
+    else if (src != SIG_SLOTS)
+        s->slots = s->slots > 0 ? s->slots : -1;
     s->kv_pm = r->kv_pm;
     s->models_loaded = r->models_loaded;
     s->inflight_at = n->inflight;

@@ -39,8 +39,7 @@ const char *signals_source_name(enum signals_source src);
 
 /* Parses an answer of src. Returns 0 with r filled (fields the answer lacks stay -1), or
  * GW_E_INVALID when the text is not that endpoint's format or says nothing usable. */
-int signals_parse(enum signals_source src, const char *text, size_t len,
-                  struct signals_report *r);
+int signals_parse(enum signals_source src, const char *text, size_t len, struct signals_report *r);
 /* One Prometheus text sample value: the sum over every series of `name` (labels ignored),
  * and their maximum in *max_out (may be NULL). GW_E_NOTFOUND when there is none. */
 int signals_prom_value(const char *text, size_t len, const char *name, double *sum_out,

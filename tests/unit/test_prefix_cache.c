@@ -13,13 +13,13 @@
 #include "gw/prefix_cache.h"
 #include "gw/registry_types.h"
 
-static struct strv S(const char *s)
-{
+static struct strv S(const char *s) {
     return strv_from_cstr(s);
 }
 
 /* n bytes of text that differ from any other seed's */
-static void text(char *out, size_t n, unsigned seed)
+static void
+text(char *out, size_t n, unsigned seed)
 {
     for (size_t i = 0; i < n; i++) out[i] = (char)('a' + (seed * 7 + i * 13 + (i / 5)) % 26);
     out[n] = '\0';
@@ -133,10 +133,11 @@ static void test_render_prompt(void **state)
 {
     (void)state;
     char out[256];
-    const char *chat = "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
-                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi \"},"
-                       "{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}},"
-                       "{\"type\":\"text\",\"text\":\"there\"}]}]}";
+    const char *chat =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi \"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}},"
+        "{\"type\":\"text\",\"text\":\"there\"}]}]}";
     size_t n = prefix_render_prompt(S(chat), out, sizeof out);
     assert_int_equal(n, strlen("system: be brief\nuser: hi there\n"));
     assert_memory_equal(out, "system: be brief\nuser: hi there\n", n);

@@ -558,8 +558,7 @@ static void test_cache_aware_follows_prefix(void **state)
     assert_ptr_not_equal(home[1], home[2]);
     assert_ptr_not_equal(home[0], home[2]);
     for (int i = 0; i < 9; i++) {
-        struct route_result r =
-            pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, p[i % 3], NULL);
+        struct route_result r = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, p[i % 3], NULL);
         assert_ptr_equal(r.node, home[i % 3]);
         assert_null(r.fallback);
         assert_int_equal(r.match_pm, 1000);
@@ -568,7 +567,8 @@ static void test_cache_aware_follows_prefix(void **state)
     }
     /* a conversation's next turn (the same text and more) goes home too */
     char longer[4096];
-    snprintf(longer, sizeof longer, "%s assistant: an answer of some length. user: and then?", p[1]);
+    snprintf(longer, sizeof longer, "%s assistant: an answer of some length. user: and then?",
+             p[1]);
     assert_ptr_equal(pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, longer, NULL).node,
                      home[1]);
     /* no prompt (embeddings, or the cache off): least loaded */

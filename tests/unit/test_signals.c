@@ -111,12 +111,12 @@ static void test_prom_reader(void **state)
     (void)state;
     double sum, max;
     const char *t = "# TYPE x gauge\n"
-                    "x_total 100\n"                          /* a longer name */
-                    "x{a=\"}\",b=\"q\\\"}\"} 2\n"           /* '}' and \" inside labels */
-                    "x 3.5\r\n"                              /* CRLF */
-                    "x{a=\"1\"} NaN\n"                       /* not a number we use */
-                    "x{a=\"2\"} 1e1 1700000000000\n"         /* with a timestamp */
-                    "x";                                     /* cut short */
+                    "x_total 100\n"                  /* a longer name */
+                    "x{a=\"}\",b=\"q\\\"}\"} 2\n"    /* '}' and \" inside labels */
+                    "x 3.5\r\n"                      /* CRLF */
+                    "x{a=\"1\"} NaN\n"               /* not a number we use */
+                    "x{a=\"2\"} 1e1 1700000000000\n" /* with a timestamp */
+                    "x";                             /* cut short */
     assert_int_equal(signals_prom_value(t, strlen(t), "x", &sum, &max), 0);
     assert_true(sum > 15.49 && sum < 15.51);
     assert_true(max > 9.99 && max < 10.01);
@@ -150,8 +150,8 @@ static void test_router_uses_signals(void **state)
     assert_int_equal(router_node_load(&n, &rp, 1000), 1);
     assert_false(router_engine_saturated(&n, &rp, 1000));
     /* the engine has other clients: 5 running + 3 waiting while we sent 1 */
-    struct signals_report r = {.running = 5, .waiting = 3, .slots = -1, .kv_pm = -1,
-                               .models_loaded = -1};
+    struct signals_report r = {
+        .running = 5, .waiting = 3, .slots = -1, .kv_pm = -1, .models_loaded = -1};
     signals_apply(&n, SIG_PROM_LLAMACPP, &r, 1000);
     assert_string_equal(n.sig.source, "metrics");
     assert_int_equal(router_node_load(&n, &rp, 1000), 8);
@@ -175,8 +175,8 @@ static void test_router_uses_signals(void **state)
     assert_int_equal(router_node_load(&n, &rp, 1000 + rp.signals_fresh_ms + 1), 2);
     assert_false(router_engine_saturated(&n, &rp, 1000 + rp.signals_fresh_ms + 1));
     /* KV nearly full adds the penalty */
-    r = (struct signals_report){.running = 0, .waiting = 0, .slots = -1, .kv_pm = 960,
-                                .models_loaded = -1};
+    r = (struct signals_report){
+        .running = 0, .waiting = 0, .slots = -1, .kv_pm = 960, .models_loaded = -1};
     n.inflight = 0;
     signals_apply(&n, SIG_PROM_VLLM, &r, 2000);
     assert_int_equal(router_node_load(&n, &rp, 2000), rp.kv_penalty);
@@ -193,12 +193,10 @@ static void test_full_engine_queue_is_saturated(void **state)
     struct registry reg;
     registry_init(&reg, NULL);
     struct node *a = NULL, *b = NULL;
-    assert_int_equal(registry_add(&reg, "a", "http://127.0.0.1:9001", NODE_KIND_LLAMACPP, NULL,
-                                  &a, NULL),
-                     0);
-    assert_int_equal(registry_add(&reg, "b", "http://127.0.0.1:9002", NODE_KIND_LLAMACPP, NULL,
-                                  &b, NULL),
-                     0);
+    assert_int_equal(
+        registry_add(&reg, "a", "http://127.0.0.1:9001", NODE_KIND_LLAMACPP, NULL, &a, NULL), 0);
+    assert_int_equal(
+        registry_add(&reg, "b", "http://127.0.0.1:9002", NODE_KIND_LLAMACPP, NULL, &b, NULL), 0);
     struct strv id = strv_from_cstr("m");
     registry_set_models(a, &id, 1);
     registry_set_models(b, &id, 1);
@@ -209,16 +207,16 @@ static void test_full_engine_queue_is_saturated(void **state)
     struct route_params rp;
     route_params_defaults(&rp);
     rp.max_waiting = 8;
-    struct signals_report full = {.running = 4, .waiting = 8, .slots = -1, .kv_pm = -1,
-                                  .models_loaded = -1};
+    struct signals_report full = {
+        .running = 4, .waiting = 8, .slots = -1, .kv_pm = -1, .models_loaded = -1};
     signals_apply(a, SIG_PROM_LLAMACPP, &full, 1000);
     signals_apply(b, SIG_PROM_LLAMACPP, &full, 1000);
     struct route_query q = {.model = id, .cap = CAP_CHAT, .now_ms = 2000, .params = &rp};
     struct route_result res;
     router_pick(&reg, &q, &res);
     assert_int_equal(res.status, ROUTE_CAPACITY); /* both full: wait, not a 503 from a node */
-    struct signals_report room = {.running = 4, .waiting = 1, .slots = -1, .kv_pm = -1,
-                                  .models_loaded = -1};
+    struct signals_report room = {
+        .running = 4, .waiting = 1, .slots = -1, .kv_pm = -1, .models_loaded = -1};
     signals_apply(b, SIG_PROM_LLAMACPP, &room, 1500);
     for (int i = 0; i < 4; i++) {
         router_pick(&reg, &q, &res);
