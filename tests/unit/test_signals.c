@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "base/err.h"
+#include "base/mem.h"
 #include "gw/registry.h"
 #include "gw/router.h"
 #include "gw/signals.h"
@@ -30,7 +31,7 @@ static char *fixture(const char *name, size_t *len)
         print_error("no fixture %s\n", path);
         fail();
     }
-    char *buf = malloc(1 << 20);
+    char *buf = xmalloc(1 << 20);
     *len = fread(buf, 1, (1 << 20) - 1, f);
     buf[*len] = '\0';
     fclose(f);
@@ -43,7 +44,7 @@ static struct signals_report parse(enum signals_source src, const char *name, in
     char *t = fixture(name, &len);
     struct signals_report r;
     assert_int_equal(signals_parse(src, t, len, &r), want_rc);
-    free(t);
+    xfree(t);
     return r;
 }
 
