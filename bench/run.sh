@@ -14,6 +14,7 @@
 #   QUICK=1 bench/run.sh       # ~2 min, smaller and shorter
 #   SCENARIOS="s1 s5" bench/run.sh
 #   SCENARIOS=S6 bench/run.sh   # busy answers only, ~1.5 min
+#   SCENARIOS=S7 bench/run.sh   # routing policies only, ~1.5 min
 # Loopback only. Installs what is missing (wrk, nginx-light, haproxy, node, npm through
 # scripts/deps.sh; Portkey into PORTKEY_DIR), builds the release preset, and stops every
 # process it started (by pid) on exit. See bench/README.md for every knob.
@@ -25,7 +26,7 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    : "${S6_DURATION:=3}"
+    : "${S6_DURATION:=3}" "${S7_DURATION:=8}" "${S7_WARMUP:=5}"
     : "${ROUNDS:=3}" "${S1_ROUNDS:=3}" "${S1_DURATION:=1}" "${S3_DURATION:=1}" "${STREAMS:=1000}" \
         "${S2_WINDOW:=2}" "${S2_ROUNDS:=1}" "${S4_DURATION:=6}" "${S5_IDLE:=4}" "${ROUTER_PICKS:=50000}"
 fi
@@ -54,7 +55,22 @@ S6_TTFT_MS=${S6_TTFT_MS:-5}
 S6_FULL_SLOTS=${S6_FULL_SLOTS:-2}
 S6_FULL_TPS=${S6_FULL_TPS:-400}
 S6_MAX_TOKENS=${S6_MAX_TOKENS:-16}
-SCENARIOS=${SCENARIOS:-"s5 s2 s1 s3 s4 s6"}
+S7_DURATION=${S7_DURATION:-20}
+S7_WARMUP=${S7_WARMUP:-10}
+S7_RATE=${S7_RATE:-20}
+S7_NODES=${S7_NODES:-4}
+S7_SLOTS=${S7_SLOTS:-4}
+S7_CACHE_BLOCKS=${S7_CACHE_BLOCKS:-1024}
+S7_TTFT_PER_TOKEN_MS=${S7_TTFT_PER_TOKEN_MS:-0.1}
+S7_TPS=${S7_TPS:-1000}
+S7_MAX_TOKENS=${S7_MAX_TOKENS:-64}
+S7_TURN_BYTES=${S7_TURN_BYTES:-200}
+S7_USERS=${S7_USERS:-32}
+S7_TURNS=${S7_TURNS:-10}
+S7_SYSTEMS=${S7_SYSTEMS:-4}
+S7_SYSTEM_BYTES=${S7_SYSTEM_BYTES:-4096}
+S7_POLICIES=${S7_POLICIES:-"round_robin least_loaded cache_aware"}
+SCENARIOS=${SCENARIOS:-"s5 s2 s1 s3 s4 s6 s7"}
 SCENARIOS=${SCENARIOS,,} # S6 and s6 alike
 PIN=${PIN:-auto}
 PORTKEY=${PORTKEY:-on}
@@ -219,12 +235,14 @@ start_drover() { # name mode ports...
             echo "  interval: 1s"
             echo "  rise: 1"
         fi
+        # S7: routing keys (docs/routing.md)
+        [ -n "${DROVER_EXTRA_YAML:-}" ] && printf '%s\n' "$DROVER_EXTRA_YAML"
         if [ $# -eq 0 ]; then echo "nodes: []"; else echo "nodes:"; fi
         for p in "$@"; do
             i=$((i + 1))
             echo "  - name: sim-$i"
             echo "    url: http://127.0.0.1:$p"
-            echo "    kind: openai"
+            echo "    kind: ${DROVER_NODE_KIND:-openai}"
         done
     } >"$TMP/$name.yaml"
     "${SRV_PIN[@]}" "$DROVER" serve --config "$TMP/$name.yaml" >"$TMP/$name.out" 2>"$TMP/$name.err" &
@@ -867,11 +885,107 @@ s6() {
     for name in "${S6_CASES[@]}"; do report "  $name: ${S6[$name.drover.metrics]:-n/a}"; done
 }
 
+# ---- S7: routing policies (issue 16) ---------------------------------------------------------
+s7_sample() { # file ports...: every 0.2 s, each node's busy slots and queued requests
+    local f=$1 p
+    shift
+    while :; do
+        for p in "$@"; do
+            curl -fs -m 1 "http://127.0.0.1:$p/metrics" 2>/dev/null |
+                awk -v p="$p" '/^llamacpp:requests_processing /{r=$2} /^llamacpp:requests_deferred /{d=$2} END{print p, r+0, d+0}'
+        done >>"$f"
+        sleep 0.2
+    done
+}
+s7_counters() { # ports... -> "prompt_tokens cache_hit_tokens" summed
+    local p
+    for p in "$@"; do curl -fs -m 2 "http://127.0.0.1:$p/metrics" || true; done |
+        awk '/^llamacpp:prompt_tokens_total /{t+=$2} /^drover_sim_prompt_cache_hit_tokens_total /{h+=$2} END{printf "%d %d\n", t, h}'
+}
+s7() {
+    declare -gA S7=()
+    local k=0 pol
+    for pol in $S7_POLICIES; do
+        k=$((k + 1))
+        start_sim "s7_sim$k" "$S7_NODES" "$S7_TPS" --ttft-ms 5 --ttft-per-token-ms "$S7_TTFT_PER_TOKEN_MS" \
+            --slots "$S7_SLOTS" --queue 256 --cache-blocks "$S7_CACHE_BLOCKS" --block-tokens 16
+        local spid=$SIM_PID ports=()
+        mapfile -t ports <"$TMP/s7_sim$k.ports"
+        DROVER_NODE_KIND=llamacpp DROVER_EXTRA_YAML="routing:
+  policy: $pol
+  cache_aware:
+    balance_abs: $S7_SLOTS
+    node_entries: $S7_CACHE_BLOCKS
+  signals:
+    max_waiting: 1" start_drover "s7_drover$k" plain "${ports[@]}"
+        local dpid=$PEER_PID dport=$PEER_PORT
+        : >"$TMP/s7_sample$k.txt"
+        s7_sample "$TMP/s7_sample$k.txt" "${ports[@]}" &
+        local sampler=$!
+        PIDS+=("$sampler")
+        local before after out
+        before=$(s7_counters "${ports[@]}")
+        say "s7: $pol (${S7_RATE} req/s for ${S7_DURATION}s, $S7_USERS users, $S7_SYSTEMS system prompts)"
+        out=$(timeout $((S7_DURATION + S7_WARMUP + 60)) "${LOAD_PIN[@]}" python3 bench/s7_load.py --port "$dport" \
+            --model "$MODEL" --rate "$S7_RATE" --duration "$S7_DURATION" --users "$S7_USERS" \
+            --systems "$S7_SYSTEMS" --system-bytes "$S7_SYSTEM_BYTES" --max-tokens "$S7_MAX_TOKENS" \
+            --turn-bytes "$S7_TURN_BYTES" --turns "$S7_TURNS" --warmup "$S7_WARMUP" 2>>"$TMP/s7_load$k.err") || true
+        after=$(s7_counters "${ports[@]}")
+        stop "$sampler"
+        echo "== s7 $pol" >>"$TMP/wrk.log"
+        echo "$out" >>"$TMP/wrk.log"
+        S7[$pol.json]=$out
+        local t0 h0 t1 h1
+        read -r t0 h0 <<<"$before"
+        read -r t1 h1 <<<"$after"
+        S7[$pol.hit]=$(awk -v t=$((t1 - t0)) -v h=$((h1 - h0)) 'BEGIN { if (t > 0) printf "%.1f", h * 100 / t; else print "n/a" }')
+        S7[$pol.max_busy]=$(awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$TMP/s7_sample$k.txt")
+        S7[$pol.max_queued]=$(awk 'BEGIN{m=0} $3>m{m=$3} END{print m}' "$TMP/s7_sample$k.txt")
+        S7[$pol.queued_pct]=$(awk '{n++; if ($3>0) q++} END{ if (n) printf "%.1f", q*100/n; else print "n/a" }' "$TMP/s7_sample$k.txt")
+        curl -fs -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/s7_drover$k.metrics" || true
+        S7[$pol.fallbacks]=$(awk '/^drover_node_route_fallbacks_total\{/{s+=$2} END{print s+0}' "$TMP/s7_drover$k.metrics")
+        S7[$pol.prefix_hits]=$(awk '/^drover_node_route_prefix_hits_total\{/{s+=$2} END{print s+0}' "$TMP/s7_drover$k.metrics")
+        stop "$dpid" "$spid"
+    done
+    report ""
+    report "S7 routing policies (issue 16): $S7_NODES sim nodes (one drover sim), $S7_SLOTS slots each, prefix cache $S7_CACHE_BLOCKS blocks of 16 tokens,"
+    report "   TTFT = 5 ms + ${S7_TTFT_PER_TOKEN_MS} ms per uncached prompt token, $S7_TPS tok/s, max_tokens $S7_MAX_TOKENS; $S7_USERS users over $S7_SYSTEMS system prompts of $S7_SYSTEM_BYTES B"
+    report "   (popularity 4:3:2:1), $S7_TURNS-turn conversations (questions of $S7_TURN_BYTES B, the answers streamed back kept in the history), streamed, open loop at $S7_RATE req/s (Poisson), ${S7_WARMUP}s warm-up not counted, then ${S7_DURATION}s measured;"
+    report "   fresh sim and drover per policy;"
+    report "   drover: routing.cache_aware.balance_abs $S7_SLOTS, node_entries $S7_CACHE_BLOCKS (the sims' cache), routing.signals.max_waiting 1, nodes kind llamacpp (signals from the sim's /metrics)"
+    report "   hit% = the sims' cache-hit prompt tokens / prompt tokens; busy/queued = the most slots busy / requests queued on any node (sampled every 0.2 s)"
+    report "$(printf '%-13s %6s %6s %8s %9s %9s %9s %9s %6s %5s %7s %8s %s' policy ok failed thr_rps ttft_mean ttft_p50 ttft_p99 total_p99 hit% busy queued queued% per_node)"
+    for pol in $S7_POLICIES; do
+        local j=${S7[$pol.json]:-"{}"}
+        local row
+        row=$(python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.argv[1])
+except ValueError:
+    d = {}
+g = lambda k: d.get(k) if d.get(k) is not None else "n/a"
+pn = "/".join("%s:%d" % kv for kv in sorted((d.get("per_node") or {}).items()))
+print(g("ok"), g("failed"), g("throughput_rps"), g("ttft_mean_ms"), g("ttft_p50_ms"), g("ttft_p99_ms"), g("total_p99_ms"), pn or "-")
+' "$j")
+        local ok failed thr mean p50 p99 tp99 pn
+        read -r ok failed thr mean p50 p99 tp99 pn <<<"$row"
+        S7[$pol.ok]=$ok S7[$pol.thr]=$thr S7[$pol.mean]=$mean S7[$pol.p99]=$p99 S7[$pol.failed]=$failed
+        report "$(printf '%-13s %6s %6s %8s %9s %9s %9s %9s %6s %5s %7s %8s %s' "$pol" "$ok" "$failed" "$thr" "$mean" "$p50" "$p99" "$tp99" \
+            "${S7[$pol.hit]}" "${S7[$pol.max_busy]}" "${S7[$pol.max_queued]}" "${S7[$pol.queued_pct]}" "$pn")"
+    done
+    if [ -n "${S7[cache_aware.mean]:-}" ] && [ -n "${S7[least_loaded.mean]:-}" ]; then
+        report ""
+        report "   mean TTFT least_loaded/cache_aware: $(ratio "${S7[least_loaded.mean]}" "${S7[cache_aware.mean]}"), round_robin/cache_aware: $(ratio "${S7[round_robin.mean]:-0}" "${S7[cache_aware.mean]}");" \
+            "cache_aware picks on a cached prefix ${S7[cache_aware.prefix_hits]}, policy overruled (imbalance, no match) ${S7[cache_aware.fallbacks]}"
+    fi
+}
+
 # ---- run -------------------------------------------------------------------------------------
 for s in $SCENARIOS; do
     case $s in
-    s1 | s2 | s3 | s4 | s5 | s6) "$s" ;;
-    *) die "unknown scenario $s (s1..s6)" ;;
+    s1 | s2 | s3 | s4 | s5 | s6 | s7) "$s" ;;
+    *) die "unknown scenario $s (s1..s7)" ;;
     esac
 done
 
@@ -924,6 +1038,21 @@ if has s6; then
         verdict "S6 $name: goodput >= the best peer's" "${S6[$name.drover.good]} >= ${S6[$name.best]}" \
             "drover ${S6[$name.drover.good]}/s, best peer ${S6[$name.best]}/s (${S6[$name.good_ratio]})"
     done
+fi
+
+if has s7; then
+    report ""
+    report "Targets (issue 16)"
+    verdict "S7 cache_aware mean TTFT >= 2x lower than least_loaded" "${S7[cache_aware.mean]} * 2 <= ${S7[least_loaded.mean]}" \
+        "least_loaded ${S7[least_loaded.mean]} ms, cache_aware ${S7[cache_aware.mean]} ms ($(ratio "${S7[least_loaded.mean]}" "${S7[cache_aware.mean]}"))"
+    verdict "S7 at the same throughput (within 5 %)" "${S7[cache_aware.thr]} >= 0.95 * ${S7[least_loaded.thr]}" \
+        "cache_aware ${S7[cache_aware.thr]} req/s, least_loaded ${S7[least_loaded.thr]} req/s"
+    verdict "S7 cache_aware p99 TTFT no worse than least_loaded" "${S7[cache_aware.p99]} <= ${S7[least_loaded.p99]}" \
+        "cache_aware ${S7[cache_aware.p99]} ms, least_loaded ${S7[least_loaded.p99]} ms"
+    verdict "S7 cache_aware: no node above its slots" "${S7[cache_aware.max_queued]} == 0 && ${S7[cache_aware.max_busy]} <= $S7_SLOTS" \
+        "at most ${S7[cache_aware.max_busy]} busy and ${S7[cache_aware.max_queued]} queued on a node with $S7_SLOTS slots"
+    verdict "S7 no failed requests" "${S7[cache_aware.failed]} == 0 && ${S7[least_loaded.failed]} == 0 && ${S7[round_robin.failed]:-0} == 0" \
+        "cache_aware ${S7[cache_aware.failed]}, least_loaded ${S7[least_loaded.failed]}, round_robin ${S7[round_robin.failed]:-n/a}"
 fi
 
 # ---- header: versions and machine ------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/yaml.h"
+#include "gw/router.h"
 
 void cat_model_free(struct cat_model *m)
 {
@@ -88,7 +89,8 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
                                         "min_compute_capability",
                                         "cuda_version",
                                         "device_name",
-                                        "max_per_node"};
+                                        "max_per_node",
+                                        "routing"};
     json_object_object_foreach(o, key, val)
     {
         (void)val;
@@ -241,6 +243,18 @@ int cat_model_from_json(struct json_object *o, struct cat_model **out, char *fie
             return bad(field, fcap, "pinned", why, wcap, "'pinned' must be true or false");
         }
         m->pinned = json_object_get_boolean(v);
+    }
+    v = NULL;
+    if (json_object_object_get_ex(o, "routing", &v) && v &&
+        !json_object_is_type(v, json_type_null)) {
+        enum route_policy rpol;
+        if (!json_object_is_type(v, json_type_string) ||
+            route_policy_parse(json_object_get_string(v), &rpol)) {
+            cat_model_free(m);
+            return bad(field, fcap, "routing", why, wcap,
+                       "'routing' must be least_loaded, cache_aware, session or round_robin");
+        }
+        m->routing = (int)rpol;
     }
     v = NULL;
     if (json_object_object_get_ex(o, "load_options", &v) && v &&
@@ -441,6 +455,9 @@ int cat_model_to_json(const struct cat_model *m, struct buf *b)
         if (!rc) rc = json_append_str(b, m->device_name, strlen(m->device_name));
     }
     if (!rc) rc = buf_appendf(b, ",\"max_per_node\":%u", m->max_per_node);
+    if (!rc && m->routing)
+        rc =
+            buf_appendf(b, ",\"routing\":\"%s\"", route_policy_name((enum route_policy)m->routing));
     if (!rc) rc = buf_appendf(b, ",\"source\":\"%s\"}", m->from_config ? "config" : "api");
     return rc;
 }

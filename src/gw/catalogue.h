@@ -42,6 +42,7 @@ struct cat_model {
     unsigned replicas_min, replicas_max; /* max 0: no upper bound */
     bool pinned;                         /* never evicted */
     char *load_options_json;             /* owned JSON object, or NULL */
+    int routing; /* enum route_policy (router.h) for this model; 0: the global routing.policy */
     bool from_config;
     /* device constraints (issue 18): "" when not asked */
     char min_compute_capability[16]; /* "8.0": at least min_devices devices have it or more */

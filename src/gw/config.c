@@ -68,6 +68,22 @@ static const struct key_def keys[] = {
     {"faults.ejection_max", K_DURATION, OFF(reg.ejection_max_ms), 1, 86400000},
     {"faults.max_excluded_percent", K_PERCENT, OFF(reg.max_excluded_percent), 0, 100},
     {"routing.panic_threshold", K_PERCENT, OFF(reg.panic_percent), 0, 100},
+    {"routing.policy", K_STR, OFF(routing_policy), 0, 0},
+    {"routing.explain", K_BOOL, OFF(routing_explain), 0, 0},
+    {"routing.cache_aware.match_threshold", K_PERCENT, OFF(route.match_threshold_pct), 0, 100},
+    {"routing.cache_aware.balance_abs", K_U32, OFF(route.balance_abs), 0, 1000000},
+    {"routing.cache_aware.balance_rel", K_U32, OFF(route.balance_rel_pct), 100, 100000},
+    {"routing.cache_aware.max_entries", K_U64, OFF(prefix_max_entries), 0, 1u << 26},
+    {"routing.cache_aware.node_entries", K_U64, OFF(prefix_node_entries), 0, 1u << 26},
+    {"routing.cache_aware.block_bytes", K_SIZE, OFF(prefix_block_bytes), 16, 65536},
+    {"routing.cache_aware.prefix_bytes", K_SIZE, OFF(prefix_bytes), 64, 1u << 20},
+    {"routing.session.header", K_STR, OFF(session_header), 0, 0},
+    {"routing.session.load_factor", K_U32, OFF(route.session_load_pct), 100, 100000},
+    {"routing.signals.enabled", K_BOOL, OFF(signals_enabled), 0, 0},
+    {"routing.signals.max_waiting", K_U32, OFF(route.max_waiting), 0, 1000000},
+    {"routing.signals.kv_high", K_PERCENT, OFF(route.kv_high_pct), 0, 100},
+    {"routing.signals.kv_penalty", K_U32, OFF(route.kv_penalty), 0, 1000000},
+    {"routing.signals.max_age", K_DURATION, OFF(route.signals_fresh_ms), 0, 86400000},
     {"busy.cool_after", K_U32, OFF(reg.busy_cool_after), 1, 1000},
     {"busy.max_retry_after", K_DURATION, OFF(reg.busy_max_cool_ms), 0, 3600000},
     {"busy.max_limit", K_U32, OFF(reg.max_conc_limit), 1, 1000000},
@@ -140,6 +156,14 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->load_timeout_ms = 600000;
     cfg->usage_flush_ms = 10000;
     cfg->auth_log_per_min = 10;
+    route_params_defaults(&cfg->route);
+    cfg->routing_policy = xstrdup("least_loaded");
+    cfg->prefix_max_entries = 262144;
+    cfg->prefix_node_entries = 8192;
+    cfg->prefix_block_bytes = 64;
+    cfg->prefix_bytes = 32 * 1024;
+    cfg->session_header = xstrdup("X-Session-Id");
+    cfg->signals_enabled = true;
 }
 
 static void free_nodes(struct gw_config *cfg)
@@ -542,8 +566,14 @@ static int apply_root(struct gw_config *cfg, const char *file, const struct ynod
 }
 
 /* Rules across keys, after every source was applied. */
-static int check_whole(const struct gw_config *cfg, struct gw_error *err)
+static int check_whole(struct gw_config *cfg, struct gw_error *err)
 {
+    if (route_policy_parse(cfg->routing_policy ? cfg->routing_policy : "least_loaded",
+                           &cfg->route.policy))
+        return gw_error_set(err, GW_E_INVALID,
+                            "routing.policy: '%s' is not least_loaded, cache_aware, session or "
+                            "round_robin",
+                            cfg->routing_policy);
     if (cfg->reg.ejection_max_ms < cfg->reg.ejection_base_ms)
         return gw_error_set(err, GW_E_INVALID,
                             "faults.ejection_max must be >= faults.ejection_base");

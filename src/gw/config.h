@@ -14,6 +14,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "gw/registry.h"
+#include "gw/router.h"
 
 struct cat_model;
 
@@ -106,6 +107,17 @@ struct gw_config {
     unsigned defrag_after_cycles;   /* load/unload cycles on a node before a defrag; 0: off */
     uint64_t load_wait_ms;          /* how long a request waits for a cold load or capacity */
     uint64_t load_timeout_ms;       /* one load on an agent */
+
+    /* routing (docs/routing.md); route.policy is resolved from routing_policy at load */
+    struct route_params route;
+    char *routing_policy;         /* "least_loaded" (default), "cache_aware", "session", … */
+    bool routing_explain;         /* X-Drover-Route on every answer, not only when asked */
+    uint64_t prefix_max_entries;  /* cache_aware: (node, block) entries kept, all nodes */
+    uint64_t prefix_node_entries; /* cache_aware: ... per node (its engine's cache), 0: no cap */
+    uint64_t prefix_block_bytes;  /* cache_aware: bytes of prompt text per block */
+    uint64_t prefix_bytes;        /* cache_aware: leading prompt bytes looked at */
+    char *session_header;         /* session: the header that carries the key */
+    bool signals_enabled;         /* scrape the engines' load endpoints on the probe schedule */
 };
 
 void gw_config_defaults(struct gw_config *cfg);

@@ -4,8 +4,10 @@
  * refreshes the node's inventory; anything else is a failure; the registry applies rise/fall. The
  * first probe of each node is spread over the jitter window so a thousand nodes do not all fire at
  * once. A probe that fails on a reused pooled connection before any byte is retried at once on a
- * fresh one (the server closed an idle connection; that says nothing about the node). The loop
- * thread only. */
+ * fresh one (the server closed an idle connection; that says nothing about the node). After a
+ * good probe the engine's load endpoint is scraped on its own call (signals.h: llama-server
+ * /metrics or /slots, vLLM /metrics, Ollama /api/ps); a scrape never changes liveness, and one
+ * that fails only drops the node's signals. The loop thread only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,10 +17,15 @@
 #include "base/mem.h"
 #include "gw/gw.h"
 #include "gw/health.h"
+#include "gw/signals.h"
 #include "gw/upstream.h"
 #include "proto/node_api.h"
 
-enum { PROBE_MAX_BODY = 4 * 1024 * 1024, PROBE_MAX_MODELS = 4096 };
+enum {
+    PROBE_MAX_BODY = 4 * 1024 * 1024,
+    PROBE_MAX_MODELS = 4096,
+    SIGNALS_MAX_BODY = 2 * 1024 * 1024,
+};
 
 struct probe {
     struct gw *g;
@@ -29,7 +36,14 @@ struct probe {
     int status;
     bool again_fresh;
     bool stopping;
+    /* the engine's load endpoint (signals.h), scraped after each good probe */
+    enum signals_source sig_src; /* SIG_NONE: nothing to scrape (or every endpoint is off) */
+    struct http_call *sig_call;
+    struct buf sig_body;
+    int sig_status;
 };
+
+static void start_scrape(struct probe *pr);
 
 static void schedule(struct probe *pr, uint64_t delay_ms);
 
@@ -157,6 +171,7 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     struct gw *g = pr->g;
     if (res->err == 0 && pr->status == 200) {
         parse_inventory(pr);
+        start_scrape(pr);
     } else if (res->err && res->reused_conn && !res->got_head && !pr->again_fresh &&
                res->err != GW_E_TOTAL_TIMEOUT && res->err != GW_E_FIRST_BYTE_TIMEOUT) {
         buf_free(&pr->body);
@@ -222,6 +237,77 @@ static void start_probe(struct probe *pr, bool fresh)
     }
 }
 
+/* ---- engine load signals ----------------------------------------------------------- */
+
+static void sig_on_head(struct http_call *call, const struct http_response_head *head, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)call;
+    pr->sig_status = head->status;
+}
+
+static void sig_on_data(struct http_call *call, const char *p, size_t len, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)call;
+    if (buf_append(&pr->sig_body, p, len)) pr->sig_status = -1; /* too large: dropped */
+}
+
+static void sig_on_done(struct http_call *call, const struct http_call_result *res, void *ctx)
+{
+    struct probe *pr = ctx;
+    (void)call;
+    pr->sig_call = NULL;
+    struct node *n = pr->node;
+    struct signals_report r;
+    if (res->err == 0 && pr->sig_status == 200 &&
+        signals_parse(pr->sig_src, pr->sig_body.p, pr->sig_body.len, &r) == 0) {
+        signals_apply(n, pr->sig_src, &r, gw_now_ms(pr->g));
+    } else {
+        signals_failed(n);
+        if (res->err == 0 &&
+            (pr->sig_status == 404 || pr->sig_status == 501 || pr->sig_status == 200)) {
+            /* switched off (llama-server without --metrics answers 501) or not this format:
+             * try the next endpoint from the next probe on, and say so once */
+            enum signals_source next = signals_fallback(pr->sig_src);
+            LOGI("signals_off", "node=%s path=%s status=%d next=%s", n->name,
+                 signals_path(pr->sig_src), pr->sig_status, next ? signals_path(next) : "none");
+            pr->sig_src = next;
+        }
+    }
+    buf_free(&pr->sig_body);
+}
+
+static void start_scrape(struct probe *pr)
+{
+    struct gw *g = pr->g;
+    struct node *n = pr->node;
+    if (!g->cfg.signals_enabled || pr->sig_call || pr->stopping || n->via_agent) return;
+    if (!pr->sig_src) return;
+    buf_init(&pr->sig_body, SIGNALS_MAX_BODY);
+    pr->sig_status = 0;
+    struct http_header hdrs[1];
+    struct upstream_auth auth;
+    size_t nh = upstream_auth_header(n, &auth, &hdrs[0]);
+    struct http_client_request req = {
+        .method = STRV_LIT("GET"),
+        .target = strv_from_cstr(signals_path(pr->sig_src)),
+        .headers = hdrs,
+        .n_headers = nh,
+        .connect_timeout_ms = g->cfg.probe_timeout_ms < g->cfg.connect_timeout_ms
+                                  ? g->cfg.probe_timeout_ms
+                                  : g->cfg.connect_timeout_ms,
+        .total_timeout_ms = g->cfg.probe_timeout_ms,
+    };
+    upstream_address(n, &req);
+    static const struct http_client_callbacks cbs = {sig_on_head, sig_on_data, sig_on_done};
+    if (http_client_request(g->client, &req, &cbs, pr, &pr->sig_call)) {
+        pr->sig_call = NULL;
+        buf_free(&pr->sig_body);
+        signals_failed(n);
+    }
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct probe *pr = t->data;
@@ -246,6 +332,7 @@ void health_attach(struct gw *g, struct node *n)
     struct probe *pr = xcalloc(1, sizeof *pr);
     pr->g = g;
     pr->node = n;
+    pr->sig_src = signals_source_for(n->kind);
     uv_timer_init(g->loop, &pr->timer);
     pr->timer.data = pr;
     n->health = pr;
@@ -284,6 +371,9 @@ void health_stop(struct gw *g)
         if (pr->call) http_call_cancel(pr->call);
         pr->call = NULL;
         buf_free(&pr->body);
+        if (pr->sig_call) http_call_cancel(pr->sig_call);
+        pr->sig_call = NULL;
+        buf_free(&pr->sig_body);
         uv_close((uv_handle_t *)&pr->timer, on_close);
         g->reg.nodes[i]->health = NULL;
     }

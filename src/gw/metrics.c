@@ -2,6 +2,8 @@
  * series stay near the front); rendering builds the whole page into one buffer. */
 #include "gw/metrics.h"
 
+#include <stddef.h>
+
 #include <string.h>
 
 #include "base/mem.h"
@@ -103,6 +105,18 @@ static uint64_t g_busy(const struct node *n)
 {
     return n->busy_total;
 }
+static uint64_t g_prefix_hits(const struct node *n)
+{
+    return n->route_prefix_hits_total;
+}
+static uint64_t g_route_fallbacks(const struct node *n)
+{
+    return n->route_fallbacks_total;
+}
+static uint64_t g_scrape_errors(const struct node *n)
+{
+    return n->sig.scrape_errors_total;
+}
 
 void metrics_render(const struct metrics *m, const struct registry *reg,
                     const struct admission *adm, const struct http_client_stats *pool,
@@ -185,6 +199,15 @@ void metrics_render(const struct metrics *m, const struct registry *reg,
          g_busy},
         {"drover_node_cooled", "Node answering busy to everything, cooled now (1) or not (0).",
          "gauge", NULL},
+        {"drover_node_route_prefix_hits_total",
+         "cache_aware picks of the node for a prompt prefix it was sent before.", "counter",
+         g_prefix_hits},
+        {"drover_node_route_fallbacks_total",
+         "Picks of the node where the routing policy's own choice was overruled (load imbalance, "
+         "bounded load, no prompt or session key).",
+         "counter", g_route_fallbacks},
+        {"drover_node_engine_scrape_errors_total", "Failed scrapes of the engine's load endpoint.",
+         "counter", g_scrape_errors},
     };
     for (size_t k = 0; k < sizeof gauges / sizeof gauges[0] && !rc; k++) {
         rc = buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", gauges[k].name, gauges[k].help,
@@ -196,6 +219,32 @@ void metrics_render(const struct metrics *m, const struct registry *reg,
             rc = buf_appendf(out, "%s{node=\"", gauges[k].name);
             if (!rc) rc = label(out, n->name);
             if (!rc) rc = buf_appendf(out, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+    /* the engines' own load reports (signals.c), for nodes that gave one */
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } sig[] = {
+        {"drover_node_engine_running", "Requests the engine reports running (busy slots).",
+         offsetof(struct node_signals, running)},
+        {"drover_node_engine_waiting", "Requests the engine reports queued (deferred, waiting).",
+         offsetof(struct node_signals, waiting)},
+        {"drover_node_engine_kv_usage_ratio", "KV cache use the engine reports (0..1).",
+         offsetof(struct node_signals, kv_pm)},
+    };
+    for (size_t k = 0; k < sizeof sig / sizeof sig[0] && !rc; k++) {
+        rc = buf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n", sig[k].name, sig[k].help,
+                         sig[k].name);
+        for (size_t i = 0; i < reg->n && !rc; i++) {
+            const struct node *n = reg->nodes[i];
+            int v = *(const int *)((const char *)&n->sig + sig[k].off);
+            if (n->admin == ADMIN_REMOVED || !n->sig.at_ms || v < 0) continue;
+            rc = buf_appendf(out, "%s{node=\"", sig[k].name);
+            if (!rc) rc = label(out, n->name);
+            if (!rc)
+                rc = k == 2 ? buf_appendf(out, "\"} %.3f\n", v / 1000.0)
+                            : buf_appendf(out, "\"} %d\n", v);
         }
     }
     if (!rc && adm)

@@ -27,6 +27,7 @@
 #include "gw/usage.h"
 #include "gw/outcome.h"
 #include "gw/placement.h"
+#include "gw/prefix_cache.h"
 #include "gw/router.h"
 #include "gw/translate.h"
 #include "gw/upstream.h"
@@ -41,6 +42,7 @@ enum {
     PROXY_MAX_BUFFERED_BODY = 256 * 1024 * 1024,
     PROXY_MAX_EVENT_BYTES = 4 * 1024 * 1024, /* one SSE event or NDJSON line of a stream */
     PROXY_SPARES = 64,                       /* freed request states kept for reuse */
+    PROXY_ANSWER_HEADERS = 11, /* answer_headers(): 4 own, 6 of the key grant, X-Drover-Route */
 };
 
 struct proxy {
@@ -102,6 +104,9 @@ struct proxy {
     struct key_grant grant;        /* keys.c: the client key's admission (released once) */
 
     struct xlate xl; /* the client's API over a node that speaks another (docs/translate.md) */
+    /* routing (docs/routing.md): the last pick's explanation, for X-Drover-Route and the log */
+    bool route_header; /* the client sent X-Drover-Explain: 1, or routing.explain is on */
+    char route[ROUTE_EXPLAIN_BYTES];
 };
 
 /* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
@@ -218,9 +223,10 @@ static void log_request(struct proxy *p, int status, const char *outcome)
     if (status >= 200 && status < 300 && !p->v.stream)
         (void)usage_tokens_from_body(p->body.p, p->body.len, &pt, &ct);
     keys_release(p->g, &p->grant, status, pt, ct, p->node ? p->node->name : NULL);
-    LOGI("request", "id=%llu model=%s node=%s status=%d attempts=%u outcome=%s dur_ms=%llu",
+    LOGI("request", "id=%llu model=%s node=%s status=%d attempts=%u outcome=%s dur_ms=%llu%s%s%s",
          (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
-         status, p->attempts, outcome, (unsigned long long)(dur_us / 1000));
+         status, p->attempts, outcome, (unsigned long long)(dur_us / 1000),
+         p->route[0] ? " route=\"" : "", p->route, p->route[0] ? "\"" : "");
     events_request(p->g, &(struct req_event){
                              .id = p->req ? p->req->id : 0,
                              .model = p->v.model,
@@ -237,7 +243,8 @@ static void log_request(struct proxy *p, int status, const char *outcome)
                          });
 }
 
-/* Response headers for a proxied answer: content type plus X-Drover-Node/Attempts. */
+/* Response headers for a proxied answer: content type plus X-Drover-Node/Attempts, and
+ * X-Drover-Route when asked (h must hold PROXY_ANSWER_HEADERS). */
 static size_t answer_headers(struct proxy *p, struct http_header *h, char *att, size_t att_cap)
 {
     size_t n = 0;
@@ -252,6 +259,8 @@ static size_t answer_headers(struct proxy *p, struct http_header *h, char *att, 
     size_t att_len = att_cap >= 20 ? u64_to_dec(att, p->attempts) : 0;
     h[n++] = (struct http_header){STRV_LIT("X-Drover-Attempts"), (struct strv){att, att_len}};
     n += keys_grant_headers(&p->grant, h + n, 6);
+    if (p->route_header && p->route[0])
+        h[n++] = (struct http_header){STRV_LIT("X-Drover-Route"), strv_from_cstr(p->route)};
     return n;
 }
 
@@ -322,7 +331,7 @@ static void answer_client_error(struct proxy *p, int status, struct buf *body)
                           NULL))
             buf_reset(&out);
     }
-    struct http_header h[10];
+    struct http_header h[PROXY_ANSWER_HEADERS];
     char att[24];
     p->content_type[0] = '\0';
     bool stream = p->v.stream;
@@ -483,7 +492,7 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
     }
     if (!p->req) return;
     if (!p->head_sent) {
-        struct http_header h[10];
+        struct http_header h[PROXY_ANSWER_HEADERS];
         char att[24];
         size_t nh = answer_headers(p, h, att, sizeof att);
         if (http_stream_start(p->req, p->status, h, nh, -1)) return;
@@ -507,7 +516,7 @@ static void finish_success(struct proxy *p)
         return;
     }
     if (!p->req) return;
-    struct http_header h[10];
+    struct http_header h[PROXY_ANSWER_HEADERS];
     char att[24];
     size_t n = answer_headers(p, h, att, sizeof att);
     metrics_observe(&p->g->metrics.ttfb, now_us() - p->start_us);
@@ -963,6 +972,30 @@ static bool xlate_attempt(struct proxy *p, const struct node *node)
     return rc != 0;
 }
 
+/* The routing policy's inputs (docs/routing.md): the prompt text for cache_aware, the
+ * session key (routing.session.header, else the body's `user`) for session. */
+static void route_fill(struct proxy *p, const struct cat_model *cm, struct route_query *q)
+{
+    struct gw *g = p->g;
+    struct http_request *req = p->req;
+    q->params = &g->cfg.route;
+    q->policy = router_policy_for(cm, &g->cfg.route);
+    q->explain = p->route_header || log_level_current <= LOG_INFO;
+    if (q->policy == ROUTE_POLICY_CACHE_AWARE) {
+        q->prefix = prefix_cache_shared(g->cfg.prefix_max_entries, g->cfg.prefix_node_entries,
+                                        g->cfg.prefix_block_bytes, g->cfg.prefix_bytes);
+        if (q->prefix) q->prompt = prefix_cache_render(q->prefix, req->body);
+    } else if (q->policy == ROUTE_POLICY_SESSION) {
+        if (g->cfg.session_header)
+            q->session = strv_trim(http_request_header(req, g->cfg.session_header));
+        size_t s, e;
+        if (!q->session.len && !json_top_string_span(req->body.p, req->body.len, "user", &s, &e) &&
+            e - s >= 2)
+            q->session =
+                (struct strv){req->body.p + s + 1, e - s - 2}; /* the raw bytes inside the quotes */
+    }
+}
+
 static void start_attempt(struct proxy *p)
 {
     struct gw *g = p->g;
@@ -993,12 +1026,14 @@ static void start_attempt(struct proxy *p)
             .n_tried = p->n_tried,
             .now_ms = now,
         };
+        route_fill(p, cm, &q);
         router_pick(&g->reg, &q, &r);
         if (r.status != ROUTE_OK && q.ollama_only && xlate_any_node(p->kind)) {
             /* no Ollama node can take it: any node, with translation (docs/translate.md) */
             q.ollama_only = false;
             router_pick(&g->reg, &q, &r);
         }
+        if (r.status == ROUTE_OK && q.explain) snprintf(p->route, sizeof p->route, "%s", r.explain);
         if (r.status == ROUTE_CAPACITY) {
             if (wait_capacity(p, waking)) return;
         } else if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) {
@@ -1182,6 +1217,9 @@ void proxy_handle(struct gw *g, struct http_request *req)
         proxy_free(p);
         return;
     }
+    p->route[0] = '\0';
+    p->route_header = g->cfg.routing_explain ||
+                      strv_eq_cstr(strv_trim(http_request_header(req, "X-Drover-Explain")), "1");
     http_request_on_abort(req, on_abort, p);
     http_request_on_drain(req, on_drain, p);
     start_attempt(p);

@@ -39,6 +39,21 @@ struct node_model {
     struct model_marks *marks; /* owned, NULL until the first mark */
 };
 
+/* What the node's engine says about its own load (signals.c, scraped on the probe schedule:
+ * llama-server /metrics or /slots, vLLM /metrics, Ollama /api/ps). Written only by
+ * signals_apply(); the router reads it beside the gateway's own in-flight count. */
+struct node_signals {
+    uint64_t at_ms;       /* when it was scraped; 0: never (or the engine exposes nothing) */
+    int running;          /* requests the engine is working on (busy slots); -1 unknown */
+    int waiting;          /* requests queued in the engine (deferred, waiting); -1 unknown */
+    int slots;            /* parallel slots the engine reported (/slots); -1 unknown */
+    int kv_pm;            /* KV cache in use, per mille; -1 unknown */
+    int models_loaded;    /* Ollama /api/ps: models in memory; -1 unknown */
+    unsigned inflight_at; /* the gateway's in-flight count for the node when scraped */
+    uint64_t scrapes_total, scrape_errors_total;
+    char source[16]; /* "metrics", "slots", "api_ps" or "" */
+};
+
 struct node_label {
     char *key, *value; /* owned */
 };
@@ -103,7 +118,11 @@ struct node {
     uint64_t latency_ewma_ms; /* completed attempts, for the expected wait */
 
     uint64_t requests_total, faults_total;
-    void *health; /* owned by the health module */
+    void *health;            /* owned by the health module */
+    struct node_signals sig; /* the engine's own load report (signals.c) */
+    uint32_t route_id;       /* prefix_cache.c: the node's small id in the prefix table (0: none) */
+    uint64_t route_prefix_hits_total; /* router.c: cache_aware picks on a cached prefix */
+    uint64_t route_fallbacks_total;   /* router.c: picks where the policy's choice was overruled */
 };
 
 struct registry_config {

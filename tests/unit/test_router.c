@@ -10,6 +10,9 @@
 
 #include <cmocka.h>
 
+#include "gw/catalogue.h"
+#include "gw/config.h"
+#include "gw/prefix_cache.h"
 #include "gw/registry.h"
 #include "gw/router.h"
 
@@ -459,6 +462,239 @@ static void test_bad_urls(void **state)
     registry_free(&reg);
 }
 
+/* ---- routing policies (docs/routing.md) ---------------------------------------------- */
+
+static struct route_result pick_with(struct registry *reg, enum route_policy pol,
+                                     const struct route_params *rp, struct prefix_cache *pc,
+                                     const char *prompt, const char *session)
+{
+    struct route_query q = {.model = strv_from_cstr("m"),
+                            .cap = CAP_CHAT,
+                            .now_ms = 5000,
+                            .policy = pol,
+                            .params = rp,
+                            .prefix = pc,
+                            .prompt = prompt ? strv_from_cstr(prompt) : STRV_NULL,
+                            .session = session ? strv_from_cstr(session) : STRV_NULL,
+                            .explain = true};
+    struct route_result r;
+    router_pick(reg, &q, &r);
+    assert_int_equal(r.status, ROUTE_OK);
+    return r;
+}
+
+static void fleet(struct registry *reg, struct node **v, size_t n)
+{
+    registry_init(reg, NULL);
+    static const char *const names[] = {"a", "b", "c", "d", "e", "f"};
+    for (size_t i = 0; i < n; i++) {
+        v[i] = add(reg, names[i], 9001 + (int)i, "m");
+        make_healthy(reg, v[i]);
+    }
+}
+
+static void long_prompt(char *out, size_t cap, unsigned sys, unsigned user)
+{
+    size_t n = 0;
+    for (unsigned i = 0; n + 40 < cap && i < 30; i++)
+        n += (size_t)snprintf(out + n, cap - n, "system prompt %u sentence %u. ", sys, i);
+    snprintf(out + n, cap - n, "user %u asks a question about something long enough", user);
+}
+
+static void test_policy_per_model(void **state)
+{
+    (void)state;
+    struct route_params rp;
+    route_params_defaults(&rp);
+    assert_int_equal(router_policy_for(NULL, &rp), ROUTE_POLICY_LEAST_LOADED);
+    rp.policy = ROUTE_POLICY_CACHE_AWARE;
+    struct cat_model cm = {0};
+    assert_int_equal(router_policy_for(&cm, &rp), ROUTE_POLICY_CACHE_AWARE);
+    cm.routing = ROUTE_POLICY_SESSION;
+    assert_int_equal(router_policy_for(&cm, &rp), ROUTE_POLICY_SESSION);
+    assert_int_equal(router_policy_for(NULL, NULL), ROUTE_POLICY_LEAST_LOADED);
+    /* from the config file: a global policy and per-model ones */
+    const char *yaml = "routing:\n  policy: cache_aware\n  explain: true\n"
+                       "models:\n  - id: chat\n    routing: session\n"
+                       "  - id: other\n";
+    struct gw_config cfg;
+    struct gw_error err = {0};
+    assert_int_equal(gw_config_parse(&cfg, "t.yaml", yaml, strlen(yaml), &err), 0);
+    assert_int_equal(cfg.route.policy, ROUTE_POLICY_CACHE_AWARE);
+    assert_true(cfg.routing_explain);
+    assert_int_equal(cfg.n_models, 2);
+    assert_int_equal(router_policy_for(cfg.models[0], &cfg.route), ROUTE_POLICY_SESSION);
+    assert_int_equal(router_policy_for(cfg.models[1], &cfg.route), ROUTE_POLICY_CACHE_AWARE);
+    gw_config_free(&cfg);
+    const char *bad = "routing:\n  policy: random\n";
+    assert_int_not_equal(gw_config_parse(&cfg, "t.yaml", bad, strlen(bad), &err), 0);
+    assert_non_null(strstr(err.msg, "routing.policy"));
+    gw_config_free(&cfg);
+    const char *bad2 = "models:\n  - id: chat\n    routing: fastest\n";
+    assert_int_not_equal(gw_config_parse(&cfg, "t.yaml", bad2, strlen(bad2), &err), 0);
+    assert_non_null(strstr(err.msg, "routing"));
+    gw_config_free(&cfg);
+}
+
+static void test_cache_aware_follows_prefix(void **state)
+{
+    (void)state;
+    struct registry reg;
+    struct node *v[3];
+    fleet(&reg, v, 3);
+    struct route_params rp;
+    route_params_defaults(&rp);
+    struct prefix_cache *pc = prefix_cache_new(100000, 0, 64, 8192);
+    char p[3][2048];
+    for (unsigned s = 0; s < 3; s++) long_prompt(p[s], sizeof p[s], s, 0);
+    struct node *home[3];
+    for (unsigned s = 0; s < 3; s++) {
+        struct route_result r = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, p[s], NULL);
+        assert_string_equal(r.fallback, "no_match");
+        home[s] = r.node;
+    }
+    /* new prefixes spread (fewest entries first), then each prefix stays home */
+    assert_ptr_not_equal(home[0], home[1]);
+    assert_ptr_not_equal(home[1], home[2]);
+    assert_ptr_not_equal(home[0], home[2]);
+    for (int i = 0; i < 9; i++) {
+        struct route_result r = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, p[i % 3], NULL);
+        assert_ptr_equal(r.node, home[i % 3]);
+        assert_null(r.fallback);
+        assert_int_equal(r.match_pm, 1000);
+        assert_non_null(strstr(r.explain, "policy=cache_aware node="));
+        assert_non_null(strstr(r.explain, "match=1.00 loads=0/0/0"));
+    }
+    /* a conversation's next turn (the same text and more) goes home too */
+    char longer[4096];
+    snprintf(longer, sizeof longer, "%s assistant: an answer of some length. user: and then?",
+             p[1]);
+    assert_ptr_equal(pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, longer, NULL).node,
+                     home[1]);
+    /* no prompt (embeddings, or the cache off): least loaded */
+    v[0]->inflight = 2;
+    v[1]->inflight = 1;
+    struct route_result r = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, NULL, NULL);
+    assert_ptr_equal(r.node, v[2]);
+    assert_string_equal(r.fallback, "no_prompt");
+    r = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, NULL, p[0], NULL);
+    assert_ptr_equal(r.node, v[2]);
+    prefix_cache_free(pc);
+    registry_free(&reg);
+}
+
+/* One hot prefix cannot pin all traffic to one node: requests pile up in flight on the node
+ * that has it until max−min passes balance_abs, then the escape sends them elsewhere (where
+ * the prefix then gets cached too). */
+static void test_imbalance_escape(void **state)
+{
+    (void)state;
+    struct registry reg;
+    struct node *v[3];
+    fleet(&reg, v, 3);
+    struct route_params rp;
+    route_params_defaults(&rp);
+    rp.balance_abs = 4;
+    struct prefix_cache *pc = prefix_cache_new(100000, 0, 64, 8192);
+    char hot[2048];
+    long_prompt(hot, sizeof hot, 7, 0);
+    unsigned escapes = 0;
+    for (int i = 0; i < 60; i++) {
+        struct route_result r = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, hot, NULL);
+        r.node->inflight++; /* nothing finishes: the worst case for a hot prefix */
+        if (r.fallback && !strcmp(r.fallback, "imbalance")) {
+            escapes++;
+            assert_non_null(strstr(r.explain, "fallback=imbalance"));
+        }
+        unsigned lo = UINT32_MAX, hi = 0;
+        for (int k = 0; k < 3; k++) {
+            if (v[k]->inflight < lo) lo = v[k]->inflight;
+            if (v[k]->inflight > hi) hi = v[k]->inflight;
+        }
+        assert_true(hi - lo <= rp.balance_abs + 1);
+    }
+    assert_true(escapes > 0);
+    for (int k = 0; k < 3; k++) assert_true(v[k]->inflight >= 60 / 3 - 3);
+    /* a saturated node is never picked, whatever its prefix */
+    for (int k = 0; k < 3; k++) v[k]->inflight = 0;
+    struct node *home = pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, hot, NULL).node;
+    home->conc_limit = 1;
+    home->inflight = 1;
+    for (int i = 0; i < 5; i++)
+        assert_ptr_not_equal(pick_with(&reg, ROUTE_POLICY_CACHE_AWARE, &rp, pc, hot, NULL).node,
+                             home);
+    prefix_cache_free(pc);
+    registry_free(&reg);
+}
+
+static void test_session_affinity_survives_restart(void **state)
+{
+    (void)state;
+    struct registry reg;
+    struct node *v[4];
+    fleet(&reg, v, 4);
+    struct route_params rp;
+    route_params_defaults(&rp);
+    enum { K = 64 };
+    struct node *first[K];
+    char key[K][24];
+    unsigned per[4] = {0};
+    for (int i = 0; i < K; i++) {
+        snprintf(key[i], sizeof key[i], "user-%d", i);
+        first[i] = pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, key[i]).node;
+        per[first[i] == v[0] ? 0 : first[i] == v[1] ? 1 : first[i] == v[2] ? 2 : 3]++;
+        /* the same key again: the same node */
+        assert_ptr_equal(pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, key[i]).node,
+                         first[i]);
+    }
+    for (int k = 0; k < 4; k++) assert_true(per[k] > 0); /* keys spread over every node */
+    /* b goes down: only b's sessions move */
+    for (unsigned i = 0; i < reg.cfg.fall; i++) registry_probe_failed(&reg, v[1], 2000, "down");
+    assert_int_equal(v[1]->live, LIVE_UNHEALTHY);
+    for (int i = 0; i < K; i++) {
+        struct node *n = pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, key[i]).node;
+        assert_ptr_not_equal(n, v[1]);
+        if (first[i] != v[1]) assert_ptr_equal(n, first[i]);
+    }
+    /* b comes back (a restart): every session is where it was */
+    for (unsigned i = 0; i < reg.cfg.rise; i++) registry_probe_ok(&reg, v[1], 3000);
+    for (int i = 0; i < K; i++)
+        assert_ptr_equal(pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, key[i]).node,
+                         first[i]);
+    /* bounded load: a session's node far above the mean is passed over, and comes back */
+    struct node *home = first[0];
+    home->inflight = 10;
+    struct route_result r = pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, key[0]);
+    assert_ptr_not_equal(r.node, home);
+    assert_string_equal(r.fallback, "bounded_load");
+    home->inflight = 0;
+    assert_ptr_equal(pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, key[0]).node, home);
+    /* no key: least loaded */
+    v[0]->inflight = v[1]->inflight = v[2]->inflight = 3;
+    r = pick_with(&reg, ROUTE_POLICY_SESSION, &rp, NULL, NULL, NULL);
+    assert_ptr_equal(r.node, v[3]);
+    assert_string_equal(r.fallback, "no_session");
+    registry_free(&reg);
+}
+
+static void test_round_robin_ignores_load(void **state)
+{
+    (void)state;
+    struct registry reg;
+    struct node *v[3];
+    fleet(&reg, v, 3);
+    v[0]->inflight = 5;
+    unsigned seen[3] = {0};
+    for (int i = 0; i < 9; i++) {
+        struct node *n = pick_with(&reg, ROUTE_POLICY_ROUND_ROBIN, NULL, NULL, NULL, NULL).node;
+        seen[n == v[0] ? 0 : n == v[1] ? 1 : 2]++;
+    }
+    assert_int_equal(seen[0], 3);
+    assert_int_equal(seen[1], 3);
+    assert_int_equal(seen[2], 3);
+    registry_free(&reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +708,11 @@ int main(void)
         cmocka_unit_test(test_busy_limits),
         cmocka_unit_test(test_alive_by_traffic_and_panic),
         cmocka_unit_test(test_ollama_latest),
+        cmocka_unit_test(test_policy_per_model),
+        cmocka_unit_test(test_cache_aware_follows_prefix),
+        cmocka_unit_test(test_imbalance_escape),
+        cmocka_unit_test(test_session_affinity_survives_restart),
+        cmocka_unit_test(test_round_robin_ignores_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
