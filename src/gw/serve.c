@@ -17,6 +17,7 @@
 #include "base/mem.h"
 #include "gw/serve.h"
 #include "gw/gw.h"
+#include "gw/prefix_cache.h"
 #include "gw/proxy.h"
 #include "gw/admin.h"
 #include "gw/api.h"
@@ -605,6 +606,7 @@ int serve_main(int argc, char **argv)
     registry_free(&g->reg);
     catalogue_free(&g->cat);
     proxy_free_spares(g);
+    prefix_cache_shared_free(); /* the cache_aware policy's prefix table */
     metrics_free(&g->metrics);
     gw_config_free(&g->cfg);
     for (size_t i = 0; i < s.n_sets; i++) xfree(s.owned_sets[i]);
