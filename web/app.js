@@ -216,7 +216,9 @@ async function pageOps(root) {
     h('h2', {}, `Dead letters (${dead.length})`),
     dead.length ? h('table', { 'aria-label': 'Dead letters' }, h('thead', {}, h('tr', {}, [...cols, 'Actions'].map((t) => h('th', { scope: 'col', text: t })))),
       h('tbody', {}, dead.map((o) => row(o, canWrite() ? [h('button', { type: 'button', 'aria-label': `Retry operation ${o.id}`, 'data-action': 'retry',
-        onclick: () => act(`Retry dead operation ${o.id} (${o.op} ${o.target} on ${o.node})?`, 'POST', `/admin/v1/ops/dead/${o.id}/retry`) }, 'Retry')] : []))))
+        onclick: () => act(`Retry dead operation ${o.id} (${o.op} ${o.target} on ${o.node})?`, 'POST', `/admin/v1/ops/dead/${o.id}/retry`) }, 'Retry'),
+        h('button', { type: 'button', 'aria-label': `Cancel operation ${o.id}`, 'data-action': 'cancel',
+          onclick: () => act(`Cancel dead operation ${o.id} (${o.op} ${o.target} on ${o.node}) for good?`, 'DELETE', `/admin/v1/ops/dead/${o.id}`) }, 'Cancel')] : []))))
       : h('p', { class: 'muted', text: 'No dead letters.' }));
 }
 

@@ -24,6 +24,7 @@ static void usage(FILE *f)
             "  ls [--all]              pending operations (--all: done ones too)\n"
             "  dead                    dead letters (failed 10 times)\n"
             "  retry ID                move a dead letter back to the queue\n"
+            "  cancel ID               give up on a dead letter for good\n"
             "  inventory               models and backends of every node, with digests\n"
             "  upgrades TARGET         which nodes have an outdated digest of TARGET\n"
             "  upgrades [--apply]      every node's installed models and backends from its\n"
@@ -305,7 +306,7 @@ static int fleet_upgrades(struct admin_target *t, bool json, bool apply)
 }
 
 static const char commands_list[] =
-    "install, upgrade, delete, load, unload, ls, dead, retry, inventory, upgrades";
+    "install, upgrade, delete, load, unload, ls, dead, retry, cancel, inventory, upgrades";
 
 int ops_main(int argc, char **argv)
 {
@@ -405,16 +406,19 @@ int ops_main(int argc, char **argv)
     } else if (!strcmp(cmd, "dead")) {
         snprintf(path, sizeof path, "/admin/v1/ops/dead");
         show = SHOW_DEAD;
-    } else if (!strcmp(cmd, "retry")) {
+    } else if (!strcmp(cmd, "retry") || !strcmp(cmd, "cancel")) {
+        bool retry = !strcmp(cmd, "retry");
         if (nargs != 2 || !*args[1] || strspn(args[1], "0123456789") != strlen(args[1]) ||
             strlen(args[1]) > 18) {
-            fprintf(stderr, "drover ops: retry needs the ID of a dead letter (see 'drover ops "
-                            "dead')\n");
+            fprintf(stderr,
+                    "drover ops: %s needs the ID of a dead letter (see 'drover ops "
+                    "dead')\n",
+                    cmd);
             buf_free(&body);
             return 2;
         }
-        snprintf(path, sizeof path, "/admin/v1/ops/dead/%s/retry", args[1]);
-        method = "POST";
+        snprintf(path, sizeof path, "/admin/v1/ops/dead/%s%s", args[1], retry ? "/retry" : "");
+        method = retry ? "POST" : "DELETE";
         show = SHOW_ROW;
     } else if (!strcmp(cmd, "inventory")) {
         snprintf(path, sizeof path, "/admin/v1/inventory");

@@ -1051,6 +1051,28 @@ static void retry_dead(struct gw *g, struct http_request *req, int64_t id)
         gw_reply_done(reply, 0, NULL);
 }
 
+/* DELETE /admin/v1/ops/dead/{id}: the admin gives up on a dead letter; it is gone for good. */
+static void cancel_dead(struct gw *g, struct http_request *req, int64_t id)
+{
+    struct ops *o = g->ops;
+    size_t i = 0;
+    while (i < o->n_dead && o->dead[i].id != id) i++;
+    if (i == o->n_dead)
+        return gw_reply_error(req, 404, "op_not_found", NULL, "no such dead letter");
+    LOGI("op_cancelled", "op=%lld node=%s target=%s kind=%s", (long long)id, o->dead[i].node,
+         o->dead[i].target, o->dead[i].op);
+    struct buf b;
+    buf_init(&b, 1u << 20);
+    if (row_json(&b, &o->dead[i], true, 0)) buf_reset(&b);
+    store_op_clear(&o->dead[i]);
+    o->dead[i] = o->dead[--o->n_dead];
+    struct gw_reply *reply = gw_reply_new(req, 200, &b, NULL);
+    if (g->store)
+        store_delete_dead_op(g->store, id, gw_reply_done, reply);
+    else
+        gw_reply_done(reply, 0, NULL);
+}
+
 void ops_admin(struct gw *g, struct http_request *req, struct strv rest)
 {
     bool get = strv_eq_cstr(req->method, "GET"), post = strv_eq_cstr(req->method, "POST");
@@ -1067,6 +1089,12 @@ void ops_admin(struct gw *g, struct http_request *req, struct strv rest)
         return list_dead(g, req);
     }
     struct strv pre = STRV_LIT("/dead/"), suf = STRV_LIT("/retry");
+    if (strv_starts_with(rest, pre) && strv_eq_cstr(req->method, "DELETE")) {
+        uint64_t id;
+        if (strv_to_u64(strv_sub(rest, pre.len, rest.len - pre.len), &id))
+            return gw_reply_error(req, 404, "op_not_found", NULL, "no such dead letter");
+        return cancel_dead(g, req, (int64_t)id);
+    }
     if (strv_starts_with(rest, pre) && rest.len > pre.len + suf.len &&
         strv_eq(strv_sub(rest, rest.len - suf.len, rest.len), suf)) {
         if (!post) return gw_reply_error(req, 405, "method_not_allowed", NULL, "use POST");

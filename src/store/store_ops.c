@@ -226,6 +226,11 @@ static int run_delete(struct store_db *db, void *ctx, struct gw_error *err)
     return delete_row(db, "ops", ((struct write_job *)ctx)->op.id, err);
 }
 
+static int run_delete_dead(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    return delete_row(db, "ops_dead", ((struct write_job *)ctx)->op.id, err);
+}
+
 static int run_bury_row(struct store_db *db, const struct store_op *o, struct gw_error *err)
 {
     static const char sql[] =
@@ -296,6 +301,12 @@ void store_delete_op(struct store *s, int64_t id, store_done_fn done, void *ctx)
 {
     struct store_op o = {.id = id};
     submit(s, run_delete, &o, 0, done, ctx);
+}
+
+void store_delete_dead_op(struct store *s, int64_t id, store_done_fn done, void *ctx)
+{
+    struct store_op o = {.id = id};
+    submit(s, run_delete_dead, &o, 0, done, ctx);
 }
 
 void store_bury_op(struct store *s, const struct store_op *o, store_done_fn done, void *ctx)

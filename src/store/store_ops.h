@@ -37,6 +37,8 @@ int store_load_ops(struct store *s, bool dead, struct store_op **out, size_t *n,
 /* Asynchronous; the row is copied at call time; done may be NULL. */
 void store_put_op(struct store *s, const struct store_op *o, store_done_fn done, void *ctx);
 void store_delete_op(struct store *s, int64_t id, store_done_fn done, void *ctx);
+/* Deletes dead letter id (the admin cancelled it: it will not be retried). */
+void store_delete_dead_op(struct store *s, int64_t id, store_done_fn done, void *ctx);
 /* Moves the row to ops_dead (with o's fields and dead_ms) in one transaction. */
 void store_bury_op(struct store *s, const struct store_op *o, store_done_fn done, void *ctx);
 /* Moves dead letter dead_id back into ops as o (attempts 0, due now) in one transaction. */

@@ -232,6 +232,36 @@ def test_inventory_and_upgrade_check(fleet):
     assert out == {"a1": False, "a2": False, "a3": True}, "upgrade check by digest"
 
 
+def make_dead_letter(gw, agents, target):
+    """An install on a1 that fails 10 times (the test clock moved past each backoff): its row
+    becomes a dead letter; returns its id."""
+    agents["a1"].op_answer = {"class": "exception", "message": "boom", "listed": False}
+    st, res = issue(gw, "install", target, nodes=["a1"])
+    assert res.get("a1", {}).get("result") == "error", "explicit failure is an error"
+    op_id = row(gw, "a1", target, "install")["id"]
+    for k in range(2, 11):
+        advance(gw, 20 * MIN)
+        wait_for("attempt %d recorded" % k,
+                 lambda k=k: (row(gw, "a1", target, "install") or
+                              {"attempts": 10, "state": "pending"})["attempts"] >= k)
+    wait_for("dead letter", lambda: any(
+        d["id"] == op_id for d in admin(gw, "GET", "/admin/v1/ops/dead")[1].get("dead", [])))
+    return op_id
+
+
+def test_dead_letter_cancel(fleet):
+    gw, agents = fleet.gw, fleet.agents
+    op_id = make_dead_letter(gw, agents, "model:hopeless")
+    code, out, err = cli(gw, "cancel", str(op_id))
+    assert code == 0, "drover ops cancel: %r" % err
+    assert admin(gw, "GET", "/admin/v1/ops/dead")[1]["dead"] == [], "the dead letter is gone"
+    assert row(gw, "a1", "model:hopeless", "install") is None, "and not queued again"
+    st, b = admin(gw, "DELETE", "/admin/v1/ops/dead/%d" % op_id)
+    assert st == 404, "a cancelled dead letter cannot be cancelled twice"
+    st, b = admin(gw, "POST", "/admin/v1/ops/dead/%d/retry" % op_id)
+    assert st == 404, "nor retried"
+
+
 def test_dead_letters_and_retry(fleet):
     gw, agents = fleet.gw, fleet.agents
     agents["a1"].op_answer = {"class": "exception", "message": "boom", "listed": False}
