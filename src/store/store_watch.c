@@ -153,6 +153,8 @@ static void watch_main(void *arg)
             if (rc) {
                 backoff_ms = backoff_ms ? backoff_ms * 2 : WATCH_RECONNECT_MIN_MS;
                 if (backoff_ms > WATCH_RECONNECT_MAX_MS) backoff_ms = WATCH_RECONNECT_MAX_MS;
+                /* never slower than a lease: changes missed meanwhile wait for this reconnect */
+                if (w->lease_ms && backoff_ms > w->lease_ms) backoff_ms = (unsigned)w->lease_ms;
                 next_connect_ms = mono_ms() + backoff_ms;
                 LOGW("store_watch_reconnect_failed", "retry_ms=%u err=%s", backoff_ms,
                      log_quote(q, sizeof q, err.msg, strlen(err.msg)));

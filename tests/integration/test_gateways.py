@@ -444,7 +444,7 @@ def test_postgres_outage_under_load():
         for g in gws:
             wait_for("every acknowledged write on each gateway after the resync",
                      lambda: all(admin(g, "GET", "/admin/v1/models/" + m)[0] == 200
-                                 for m in acked), timeout=15)
+                                 for m in acked), timeout=30)
             # connected at start, and again after the outage (then re-read everything)
             assert full_log(g).count("store_watch_connected") >= 2
     finally:
