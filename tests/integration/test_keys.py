@@ -413,3 +413,62 @@ def test_budget_spent_mid_stream_finishes_then_refuses(gw):
     assert st == 200, body
     key = body.get("key", body)
     assert key["budget_used"] >= 60, key
+
+
+# ---- safe defaults: the join token and plain HTTP beyond loopback (DESIGN §10) ----------------
+
+def serve_refused(*args):
+    p = subprocess.run([DROVER, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
+                        "127.0.0.1:0", "--set", "store.path="] + list(args),
+                       capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert b"drover-serve ready" not in p.stdout
+    return p.stderr.decode()
+
+
+def join_status(port, token):
+    st, _, _ = request(port, "POST", "/drover/v1/nodes/join", body={"name": "x"},
+                       headers={"Authorization": "Bearer " + token})
+    return st
+
+
+def test_join_token_generated_once_and_reused(tmp_path):
+    db = tmp_path / "d.db"
+    args = ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--set", "join.enabled=true"]
+    gw = Proc(args, "drover serve: new join token", env={"DROVER_STORE_PATH": str(db)})
+    try:
+        token = gw.ready_line.rsplit(": ", 1)[1]
+        assert token.startswith("djt-") and len(token) == 52, gw.ready_line
+        f = tmp_path / "d.db.join-token"
+        assert f.read_text().strip() == token
+        assert (f.stat().st_mode & 0o777) == 0o600
+        assert token not in gw.read_log(), "the token is never logged"
+    finally:
+        gw.stop()
+    gw = Proc(args, "drover-serve ready", env={"DROVER_STORE_PATH": str(db)})
+    try:
+        port = int(gw.fields["listen"].rsplit(":", 1)[1])
+        assert join_status(port, token) != 401, "the stored token is reused"
+        assert join_status(port, "dev-join-token") == 401
+        assert "join_token" in gw.read_log() and token not in gw.read_log()
+    finally:
+        gw.stop()
+
+
+def test_example_join_token_refused():
+    err = serve_refused("--set", "join.token=dev-join-token")
+    assert "published example" in err and "join.allow_example_token" in err, err
+    gw = Proc(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+               "--set", "join.token=dev-join-token", "--set", "join.allow_example_token=true"],
+              "drover-serve ready")
+    gw.stop()
+
+
+def test_non_loopback_listener_needs_tls_or_explicit_plain_http(tmp_path):
+    err = serve_refused("--listen", "0.0.0.0:0", "--set", "api_key=" + LEGACY)
+    assert "without TLS" in err and "allow_plain_http" in err and "tls.cert" in err, err
+    gw = Proc(["serve", "--listen", "0.0.0.0:0", "--admin-listen", "127.0.0.1:0",
+               "--set", "api_key=" + LEGACY, "--set", "allow_plain_http=true"],
+              "drover-serve ready")
+    gw.stop()

@@ -482,6 +482,7 @@ static void test_admin_tokens_config(void **state)
     c.listen = xstrdup("0.0.0.0:8080");
     xfree(c.admin_listen);
     c.admin_listen = xstrdup("0.0.0.0:8081");
+    c.allow_plain_http = true; /* the TLS rule is test_config's */
     assert_int_equal(gw_config_exposure_check(&c, NULL, NULL, &err), 0);
     /* a reload that drops them all is refused */
     assert_int_equal(gw_config_parse(&n, "n.yaml", "log_level: info\n", 16, &err), 0);
