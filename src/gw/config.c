@@ -3,11 +3,15 @@
 #include "gw/config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/mem.h"
 #include "base/sha256.h"
@@ -33,6 +37,7 @@ static const struct key_def keys[] = {
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0},
     {"allow_no_auth", K_BOOL, OFF(allow_no_auth), 0, 0},
     {"allow_empty_fleet", K_BOOL, OFF(allow_empty_fleet), 0, 0},
+    {"allow_plain_http", K_BOOL, OFF(allow_plain_http), 0, 0},
     {"limits.max_header_bytes", K_SIZE, OFF(max_header_bytes), 1024, 1 << 20},
     {"limits.max_body_bytes", K_SIZE, OFF(max_body_bytes), 1024, 1ull << 31},
     {"limits.max_connections", K_U64, OFF(max_connections), 1, 1000000},
@@ -98,6 +103,9 @@ static const struct key_def keys[] = {
     {"store.flush_interval", K_DURATION, OFF(store_flush_ms), 10, 3600000},
     {"store.lease", K_DURATION, OFF(store_lease_ms), 100, 3600000},
     {"join.token", K_STR, OFF(join_token), 0, 0},
+    {"join.enabled", K_BOOL, OFF(join_enabled), 0, 0},
+    {"join.token_file", K_STR, OFF(join_token_file), 0, 0},
+    {"join.allow_example_token", K_BOOL, OFF(join_allow_example_token), 0, 0},
     {"join.auto_approve", K_BOOL, OFF(auto_approve), 0, 0},
     {"join.poll_interval", K_DURATION, OFF(agent_poll_ms), 100, 86400000},
     {"ops.interval", K_DURATION, OFF(ops_interval_ms), 10, 3600000},
@@ -209,6 +217,8 @@ void gw_config_free(struct gw_config *cfg)
     cfg->n_models = 0;
     xfree(cfg->path);
     cfg->path = NULL;
+    xfree(cfg->join_token_from);
+    cfg->join_token_from = NULL;
 }
 
 int gw_parse_hostport(const char *s, char *host, size_t host_cap, int *port)
@@ -730,23 +740,167 @@ static bool addr_is_loopback(const char *addr)
            gw_host_is_loopback(host);
 }
 
+/* Join tokens published in this repository's examples and docs: anyone can read them. */
+static const char *const example_join_tokens[] = {"dev-join-token", "join-token", "changeme",
+                                                  "change-me", "secret"};
+
+bool gw_join_token_is_example(const char *token)
+{
+    for (size_t i = 0; i < sizeof example_join_tokens / sizeof *example_join_tokens; i++)
+        if (token && strcasecmp(token, example_join_tokens[i]) == 0) return true;
+    return false;
+}
+
+static bool has_tls(const char *cert, const char *key)
+{
+    return cert && *cert && key && *key;
+}
+
 int gw_config_exposure_check(const struct gw_config *cfg, const char *listen,
                              const char *admin_listen, struct gw_error *err)
 {
-    if (cfg->allow_no_auth) return 0;
     if (!listen) listen = cfg->listen;
     if (!admin_listen) admin_listen = cfg->admin_listen;
-    if (!cfg->api_key && !cfg->keys_required && !addr_is_loopback(listen))
+    if (!cfg->allow_no_auth && !cfg->api_key && !cfg->keys_required && !addr_is_loopback(listen))
         return gw_error_set(err, GW_E_INVALID,
                             "the client API listens on %s (not loopback) without an api_key; set "
                             "api_key or keys.required: true, or allow_no_auth: true to run it "
                             "open",
                             listen);
-    if (!cfg->admin_token && !cfg->n_admin_tokens && !addr_is_loopback(admin_listen))
+    if (!cfg->allow_no_auth && !cfg->admin_token && !cfg->n_admin_tokens &&
+        !addr_is_loopback(admin_listen))
         return gw_error_set(err, GW_E_INVALID,
                             "the admin API listens on %s (not loopback) without an admin_token; "
                             "set admin_token, or allow_no_auth: true to run it open",
                             admin_listen);
+    /* DESIGN §10: secrets never travel in clear beyond loopback */
+    if (!cfg->allow_plain_http && !has_tls(cfg->tls_cert, cfg->tls_key) &&
+        !addr_is_loopback(listen))
+        return gw_error_set(err, GW_E_INVALID,
+                            "the client API listens on %s (not loopback) without TLS: client keys "
+                            "would cross the network in clear; set tls.cert and tls.key, or "
+                            "allow_plain_http: true (a TLS proxy in front, a private network)",
+                            listen);
+    if (!cfg->allow_plain_http && !has_tls(cfg->admin_tls_cert, cfg->admin_tls_key) &&
+        !addr_is_loopback(admin_listen))
+        return gw_error_set(err, GW_E_INVALID,
+                            "the admin API listens on %s (not loopback) without TLS: admin tokens "
+                            "would cross the network in clear; set admin_tls.cert and "
+                            "admin_tls.key, or allow_plain_http: true",
+                            admin_listen);
+    if (cfg->join_token && !cfg->join_allow_example_token &&
+        gw_join_token_is_example(cfg->join_token))
+        return gw_error_set(err, GW_E_INVALID,
+                            "join.token is a published example value: anyone could ask to join; "
+                            "remove join.token (with join.enabled: true one is generated and "
+                            "stored) or set a secret of your own (join.allow_example_token: true "
+                            "for tests only)");
+    if (cfg->join_token && !*cfg->join_token)
+        return gw_error_set(err, GW_E_INVALID, "join.token is empty; remove it or set a secret");
+    return 0;
+}
+
+/* The generated token's file: join.token_file, else beside a SQLite store file. NULL with
+ * *ephemeral when the store keeps nothing (":memory:"); NULL without it for PostgreSQL. */
+static char *join_token_path(const struct gw_config *cfg, bool *ephemeral)
+{
+    *ephemeral = false;
+    if (cfg->join_token_file && *cfg->join_token_file) return xstrdup(cfg->join_token_file);
+    if (cfg->store_engine && strcmp(cfg->store_engine, "postgres") == 0) return NULL;
+    if (!cfg->store_path || !*cfg->store_path || strcmp(cfg->store_path, ":memory:") == 0) {
+        *ephemeral = true;
+        return NULL;
+    }
+    size_t n = strlen(cfg->store_path) + sizeof ".join-token";
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s.join-token", cfg->store_path);
+    return p;
+}
+
+static int read_token_file(const char *path, int fd, char **out, struct gw_error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return gw_error_set(err, GW_E_IO, "join token file %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077))
+        return gw_error_set(err, GW_E_INVALID,
+                            "join token file %s: must be a regular file readable by its owner "
+                            "only (chmod 600)",
+                            path);
+    char b[256];
+    ssize_t n = read(fd, b, sizeof b - 1);
+    if (n < 0) return gw_error_set(err, GW_E_IO, "join token file %s: %s", path, strerror(errno));
+    while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ')) n--;
+    b[n] = '\0';
+    if (n < 16 ||
+        strspn(b, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != (size_t)n)
+        return gw_error_set(err, GW_E_INVALID,
+                            "join token file %s: not a token (16+ letters, digits, - or _); "
+                            "remove it to generate a new one",
+                            path);
+    *out = xstrdup(b);
+    return 0;
+}
+
+int gw_config_join_token_resolve(struct gw_config *cfg, char **generated, const char **where,
+                                 struct gw_error *err)
+{
+    *generated = NULL;
+    *where = NULL;
+    if (cfg->join_token || !cfg->join_enabled) return 0;
+    bool ephemeral;
+    char *path = join_token_path(cfg, &ephemeral);
+    if (!path && !ephemeral)
+        return gw_error_set(err, GW_E_INVALID,
+                            "join.enabled without join.token on PostgreSQL: set join.token (the "
+                            "same on every gateway) or join.token_file");
+    if (path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            int rc = read_token_file(path, fd, &cfg->join_token, err);
+            close(fd);
+            if (!rc)
+                cfg->join_token_from = path;
+            else
+                xfree(path);
+            return rc;
+        }
+        if (errno != ENOENT) {
+            int e = errno;
+            xfree(path);
+            return gw_error_set(err, GW_E_IO, "join token file: %s", strerror(e));
+        }
+    }
+    /* "djt-" + 48 hex characters: 192 bits from getrandom */
+    unsigned char raw[24];
+    if (random_bytes(raw, sizeof raw)) {
+        xfree(path);
+        return gw_error_set(err, GW_E_IO, "join token: no random bytes from the kernel");
+    }
+    char tok[4 + 2 * sizeof raw + 1] = "djt-";
+    for (size_t i = 0; i < sizeof raw; i++) snprintf(tok + 4 + 2 * i, 3, "%02x", raw[i]);
+    if (path) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            int e = errno;
+            gw_error_set(err, GW_E_IO, "join token file %s: %s", path, strerror(e));
+            xfree(path);
+            return GW_E_IO;
+        }
+        size_t len = strlen(tok);
+        bool ok = write(fd, tok, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+        close(fd);
+        if (!ok) {
+            (void)unlink(path);
+            gw_error_set(err, GW_E_IO, "join token file %s: cannot write it", path);
+            xfree(path);
+            return GW_E_IO;
+        }
+        cfg->join_token_from = path;
+    }
+    cfg->join_token = xstrdup(tok);
+    *generated = cfg->join_token;
+    *where = path ? path : "(not stored: store.path is :memory:)";
     return 0;
 }
 

@@ -46,6 +46,7 @@ struct gw_config {
     bool allow_no_auth;     /* may run without admin_token/api_key on a non-loopback listener,
                                and a reload may drop a token that was set */
     bool allow_empty_fleet; /* a reload may drop every static node */
+    bool allow_plain_http;  /* a non-loopback listener may serve without TLS (DESIGN §10) */
 
     uint64_t max_header_bytes, max_body_bytes, max_connections;
     uint64_t header_timeout_ms, body_timeout_ms, client_idle_timeout_ms;
@@ -64,13 +65,17 @@ struct gw_config {
 
     uint64_t shutdown_grace_ms;
 
-    char *store_engine;      /* "sqlite" (default) or "postgres" */
-    char *store_path;        /* SQLite file; ":memory:" keeps nothing across restarts */
-    char *store_url;         /* PostgreSQL: libpq connection string or URI (may hold a password) */
-    char *join_token;        /* NULL: joining through /drover/v1/nodes/join is off */
-    bool auto_approve;       /* a new node that joins is approved at once */
-    uint64_t agent_poll_ms;  /* how often an agent rejoins (told in the join answer) */
-    uint64_t store_flush_ms; /* how often live state (faults, inventory) is written */
+    char *store_engine;    /* "sqlite" (default) or "postgres" */
+    char *store_path;      /* SQLite file; ":memory:" keeps nothing across restarts */
+    char *store_url;       /* PostgreSQL: libpq connection string or URI (may hold a password) */
+    char *join_token;      /* NULL: joining through /drover/v1/nodes/join is off */
+    bool join_enabled;     /* joining on; without join_token one is generated and stored */
+    char *join_token_file; /* where a generated token is kept; NULL: beside the store */
+    char *join_token_from; /* owned, not a key: the file join_token was read from, or NULL */
+    bool join_allow_example_token; /* tests only: accept a published example join token */
+    bool auto_approve;             /* a new node that joins is approved at once */
+    uint64_t agent_poll_ms;        /* how often an agent rejoins (told in the join answer) */
+    uint64_t store_flush_ms;       /* how often live state (faults, inventory) is written */
     uint64_t store_lease_ms; /* PostgreSQL: leader lock attempts and checks (docs/deploy.md) */
 
     uint64_t ops_interval_ms;    /* reconciler period for durable operations */
@@ -143,11 +148,29 @@ int gw_config_parse(struct gw_config *cfg, const char *name, const char *text, s
 int gw_config_reload_check(const struct gw_config *cur, const struct gw_config *next,
                            struct gw_error *err) WUR;
 
-/* Refuses (GW_E_INVALID) a client listener (listen) without api_key, or an admin listener
- * (admin_listen) without admin_token, bound to anything but loopback, unless cfg has
- * allow_no_auth. listen/admin_listen NULL: cfg's own. Pure. */
+/* Refuses (GW_E_INVALID, err says why and which key opts out), in this order: a client
+ * listener (listen) without api_key/keys.required, or an admin listener (admin_listen) without
+ * admin_token, bound to anything but loopback, unless cfg has allow_no_auth; either listener
+ * bound to anything but loopback without its TLS cert and key, unless allow_plain_http; a
+ * join.token that is a published example value (gw_join_token_is_example) unless
+ * join.allow_example_token, or an empty one. listen/admin_listen NULL: cfg's own. Pure. */
 int gw_config_exposure_check(const struct gw_config *cfg, const char *listen,
                              const char *admin_listen, struct gw_error *err) WUR;
+
+/* True for the join tokens this repository's examples and docs publish ("dev-join-token", …). */
+bool gw_join_token_is_example(const char *token);
+
+/* join.enabled without join.token: reads the token from join.token_file (default: the SQLite
+ * store's path + ".join-token"), or, when that file does not exist, generates one ("djt-" + 48
+ * hex characters from getrandom) and creates the file with mode 0600 (O_EXCL). Sets
+ * cfg->join_token (and join_token_from). *generated is the new token when one was made (the
+ * caller shows it once, on stdout, never in the log), else NULL; *where names the file.
+ * Refuses a file readable by group or others, a file that holds no token, and PostgreSQL
+ * without join.token_file (every gateway must share the token). A :memory: store gets a new
+ * token at each start, not stored. Does nothing when join.token is set or joining is off.
+ * Start-up and reload, loop thread. */
+int gw_config_join_token_resolve(struct gw_config *cfg, char **generated, const char **where,
+                                 struct gw_error *err) WUR;
 
 /* True when host (no port, no brackets) is a loopback address or "localhost". */
 bool gw_host_is_loopback(const char *host);

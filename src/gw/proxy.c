@@ -102,6 +102,10 @@ struct proxy {
     uint64_t queue_until_ms;       /* the wait budget for capacity, set at the first wait */
     bool waking;                   /* start_attempt runs from the queue's wake */
     struct key_grant grant;        /* keys.c: the client key's admission (released once) */
+    bool usage_asked;              /* we added include_usage: the usage chunk is not relayed */
+    bool has_stream_usage;         /* the stream told its tokens (usage chunk, last NDJSON line) */
+    uint64_t stream_pt, stream_ct; /* those tokens, for keys_release */
+    struct buf relay;              /* usage_asked: this read's events, re-framed for the client */
 
     struct xlate xl; /* the client's API over a node that speaks another (docs/translate.md) */
     /* routing (docs/routing.md): the last pick's explanation, for X-Drover-Route and the log */
@@ -169,6 +173,7 @@ static void proxy_free(struct proxy *p)
     splitter_free(p);
     if (p->queue.queued) admission_leave(&p->g->admission, &p->queue);
     buf_free(&p->up_body);
+    buf_free(&p->relay);
     buf_free(&p->body);
     buf_free(&p->last_error);
     xlate_free(&p->xl);
@@ -222,6 +227,11 @@ static void log_request(struct proxy *p, int status, const char *outcome)
     uint64_t pt = 0, ct = 0;
     if (status >= 200 && status < 300 && !p->v.stream)
         (void)usage_tokens_from_body(p->body.p, p->body.len, &pt, &ct);
+    else if (p->xl.mode && p->v.stream) /* translated: the translator read the node's usage */
+        pt = p->xl.prompt_tokens > 0 ? (uint64_t)p->xl.prompt_tokens : 0,
+        ct = p->xl.completion_tokens > 0 ? (uint64_t)p->xl.completion_tokens : 0;
+    else if (p->has_stream_usage)
+        pt = p->stream_pt, ct = p->stream_ct;
     keys_release(p->g, &p->grant, status, pt, ct, p->node ? p->node->name : NULL);
     LOGI("request", "id=%llu model=%s node=%s status=%d attempts=%u outcome=%s dur_ms=%llu%s%s%s",
          (unsigned long long)(p->req ? p->req->id : 0), p->v.model, p->node ? p->node->name : "-",
@@ -405,18 +415,48 @@ static void on_abort(struct http_request *req, void *ctx)
      * retries start from inside on_done before returning to the loop. */
 }
 
+/* Reads the tokens a stream reports (the include_usage chunk); when the gateway asked for
+ * them, re-frames every other event into p->relay and keeps the usage-only chunk back. */
 static int on_sse_event(void *ctx, struct strv event, struct strv data)
 {
     struct proxy *p = ctx;
-    (void)event;
-    if (sse_data_is_done(data)) p->done_seen = true;
-    return 0;
+    bool drop = false;
+    if (sse_data_is_done(data)) {
+        p->done_seen = true;
+    } else if (memmem(data.p, data.len, "\"usage\"", 7) &&
+               usage_tokens_from_body(data.p, data.len, &p->stream_pt, &p->stream_ct)) {
+        p->has_stream_usage = true;
+        drop = p->usage_asked && usage_chunk_is_usage_only(data.p, data.len);
+    }
+    if (!p->usage_asked || drop) return 0;
+    int rc = 0;
+    if (event.len) {
+        rc = buf_append_cstr(&p->relay, "event: ");
+        if (!rc) rc = buf_append_strv(&p->relay, event);
+        if (!rc) rc = buf_append(&p->relay, "\n", 1);
+    }
+    /* data lines joined with LF go back as one "data:" line each */
+    for (size_t i = 0; !rc && i <= data.len;) {
+        size_t e = i;
+        while (e < data.len && data.p[e] != '\n') e++;
+        rc = buf_append(&p->relay, "data: ", 6);
+        if (!rc) rc = buf_append(&p->relay, data.p + i, e - i);
+        if (!rc) rc = buf_append(&p->relay, "\n", 1);
+        i = e + 1;
+    }
+    if (!rc) rc = buf_append(&p->relay, "\n", 1);
+    return rc;
 }
 
 static int on_ndjson_line(void *ctx, struct strv line)
 {
     struct proxy *p = ctx;
-    if (ndjson_line_is_done(line)) p->done_seen = true;
+    if (ndjson_line_is_done(line)) {
+        p->done_seen = true;
+        /* Ollama's last line: prompt_eval_count / eval_count */
+        if (usage_tokens_from_body(line.p, line.len, &p->stream_pt, &p->stream_ct))
+            p->has_stream_usage = true;
+    }
     return 0;
 }
 
@@ -457,6 +497,7 @@ static void on_head(struct http_call *call, const struct http_response_head *hea
             p->retry_after_s = strv_to_u64(strv_trim(h->value), &s) == 0 ? s : 1;
         }
     }
+    p->has_stream_usage = false; /* this attempt's stream tells its own */
     if (p->status >= 200 && p->status < 300) {
         if (p->xl.mode)
             snprintf(p->content_type, sizeof p->content_type, "%s", xlate_content_type(&p->xl));
@@ -486,6 +527,12 @@ static void on_data(struct http_call *call, const char *data, size_t len, void *
         p->done_seen = p->xl.done;
         data = p->xl.out.p;
         len = p->xl.out.len;
+        if (!len) return;
+    } else if (p->usage_asked && !p->done_seen) {
+        buf_reset(&p->relay);
+        scan_events(p, data, len);
+        data = p->relay.p;
+        len = p->relay.len;
         if (!len) return;
     } else {
         scan_events(p, data, len);
@@ -1136,6 +1183,25 @@ static int rewrite_model(struct proxy *p, const char *id)
     return rc;
 }
 
+/* Adds stream_options.include_usage to the node's body when the client did not set
+ * stream_options (docs/security.md "Streamed usage"); every other byte is kept. */
+static int ask_stream_usage(struct proxy *p)
+{
+    struct strv b = p->up_body.len ? buf_view(&p->up_body) : p->req->body;
+    struct buf nb;
+    buf_init(&nb, b.len + 64);
+    int rc = usage_ask_stream_usage(b, &nb);
+    if (rc <= 0) {
+        buf_free(&nb);
+        return rc;
+    }
+    buf_free(&p->up_body);
+    p->up_body = nb;
+    p->usage_asked = true;
+    buf_init(&p->relay, PROXY_MAX_BUFFERED_BODY);
+    return 0;
+}
+
 void proxy_handle(struct gw *g, struct http_request *req)
 {
     enum api_kind kind;
@@ -1208,6 +1274,12 @@ void proxy_handle(struct gw *g, struct http_request *req)
             proxy_free(p);
             return;
         }
+    }
+    /* an OpenAI stream tells its tokens only when asked: ask for limits and budgets */
+    if (p->v.stream && (kind == API_CHAT || kind == API_COMPLETIONS) && ask_stream_usage(p)) {
+        answer_failure(p, ANSWER_INVALID_REQUEST, 0, "could not prepare the stream's usage");
+        proxy_free(p);
+        return;
     }
     /* the routed model, resolved once and carried: every mark and count names it */
     p->model = strv_from_cstr(route_model(p));

@@ -278,6 +278,15 @@ static void add_nodes(struct gw *g, const struct gw_config *cfg)
     }
 }
 
+/* A generated join token is shown once, on stdout (never in the log, which is shipped and
+ * kept); afterwards only its file names it. */
+static void show_join_token(const char *token, const char *where)
+{
+    printf("drover serve: new join token (shown once; stored in %s): %s\n", where, token);
+    fflush(stdout);
+    LOGI("join_token_generated", "file=\"%s\"", where);
+}
+
 static void reload(struct serve *s)
 {
     struct gw *g = &s->g;
@@ -289,6 +298,14 @@ static void reload(struct serve *s)
         gw_config_free(&next);
         return;
     }
+    char *gen;
+    const char *where;
+    if (gw_config_join_token_resolve(&next, &gen, &where, &err)) {
+        LOGE("config_reload_failed", "reason=\"%s\" keeping=previous", err.msg);
+        gw_config_free(&next);
+        return;
+    }
+    if (gen) show_join_token(gen, where);
     /* fail closed: a reload never drops auth or the whole fleet by accident (DESIGN §3) */
     if (gw_config_reload_check(&g->cfg, &next, &err)) {
         LOGE("config_reload_refused", "reason=\"%s\" keeping=previous", err.msg);
@@ -488,12 +505,20 @@ int serve_main(int argc, char **argv)
         gw_config_free(&g->cfg);
         return 0;
     }
-    if (gw_config_exposure_check(&g->cfg, NULL, NULL, &err)) {
+    char *join_gen;
+    const char *join_where;
+    if (gw_config_exposure_check(&g->cfg, NULL, NULL, &err) ||
+        gw_config_join_token_resolve(&g->cfg, &join_gen, &join_where, &err)) {
         fprintf(stderr, "drover serve: %s\n", err.msg);
         gw_config_free(&g->cfg);
         return 2;
     }
     log_set_level(g->cfg.log_level);
+    /* shown at once: a start that fails later has stored it already (the file keeps it) */
+    if (join_gen)
+        show_join_token(join_gen, join_where);
+    else if (g->cfg.join_token_from)
+        LOGI("join_token", "file=\"%s\"", g->cfg.join_token_from);
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)(uv_hrtime() ^ (uint64_t)getpid()));

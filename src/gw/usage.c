@@ -337,6 +337,64 @@ bool usage_tokens_from_body(const char *p, size_t len, uint64_t *prompt, uint64_
     return found;
 }
 
+/* The kind of the top-level member name of an object body, or -1 when absent or not an object. */
+static int top_member_kind(const char *p, size_t len, const char *name)
+{
+    struct json_reader r;
+    json_reader_init(&r, p, len, 64, NULL);
+    enum json_kind k;
+    if (json_reader_peek(&r, &k) || k != JSON_K_OBJECT || json_reader_enter(&r, k)) return -1;
+    for (;;) {
+        char n[32];
+        size_t nl;
+        bool more;
+        if (json_reader_member(&r, n, sizeof n, &nl, &more) || !more) return -1;
+        if (nl == strlen(name) && nl < sizeof n && !memcmp(n, name, nl))
+            return json_reader_peek(&r, &k) ? -1 : (int)k;
+        if (json_reader_skip(&r)) return -1;
+    }
+}
+
+int usage_ask_stream_usage(struct strv body, struct buf *out)
+{
+    if (top_member_kind(body.p, body.len, "stream_options") >= 0) return 0; /* the client's */
+    size_t i = 0;
+    while (i < body.len &&
+           (body.p[i] == ' ' || body.p[i] == '\t' || body.p[i] == '\r' || body.p[i] == '\n'))
+        i++;
+    if (i >= body.len || body.p[i] != '{') return GW_E_INVALID;
+    /* a member follows: the body has at least "model" (validated), so the comma is right */
+    static const char ins[] = "\"stream_options\":{\"include_usage\":true},";
+    int rc = buf_append(out, body.p, i + 1);
+    if (!rc) rc = buf_append(out, ins, sizeof ins - 1);
+    if (!rc) rc = buf_append(out, body.p + i + 1, body.len - i - 1);
+    return rc ? rc : 1;
+}
+
+bool usage_chunk_is_usage_only(const char *p, size_t len)
+{
+    if (top_member_kind(p, len, "usage") != JSON_K_OBJECT) return false;
+    int k = top_member_kind(p, len, "choices");
+    if (k < 0) return true;
+    if (k != JSON_K_ARRAY) return false;
+    /* "choices": [] — the chunk OpenAI adds for include_usage */
+    struct json_reader r;
+    json_reader_init(&r, p, len, 64, NULL);
+    enum json_kind jk;
+    if (json_reader_peek(&r, &jk) || json_reader_enter(&r, jk)) return false;
+    for (;;) {
+        char n[32];
+        size_t nl;
+        bool more;
+        if (json_reader_member(&r, n, sizeof n, &nl, &more) || !more) return false;
+        if (nl == 7 && !memcmp(n, "choices", 7)) {
+            if (json_reader_enter(&r, JSON_K_ARRAY)) return false;
+            return json_reader_element(&r, &more) == 0 && !more;
+        }
+        if (json_reader_skip(&r)) return false;
+    }
+}
+
 /* ---- gateway wiring ---------------------------------------------------------------------- */
 
 static void flush_done(void *ctx, int rc, const char *msg)

@@ -41,6 +41,17 @@ int usage_render(const struct usage *u, struct buf *out) WUR;
  * when any was found (the others stay 0). Allocation-free; never fails on odd input. */
 bool usage_tokens_from_body(const char *p, size_t len, uint64_t *prompt, uint64_t *completion);
 
+/* Streams (docs/security.md "Streamed usage"): an OpenAI stream reports its tokens only when
+ * the request has stream_options.include_usage. When body (a validated JSON object) has no
+ * top-level "stream_options", appends to out the same bytes with
+ * "stream_options":{"include_usage":true} inserted as the first member (every other byte
+ * kept) and returns 1; returns 0 (out untouched) when the client set stream_options itself;
+ * GW_E_INVALID when body is not an object, GW_E_LIMIT when out's cap is hit. */
+int usage_ask_stream_usage(struct strv body, struct buf *out) WUR;
+/* True for the chunk include_usage adds at the end of a stream: a top-level "usage" object and
+ * "choices" empty or absent. The gateway drops it from the relay when it asked for it. */
+bool usage_chunk_is_usage_only(const char *p, size_t len);
+
 /* Gateway wiring: starts the flush timer (g->usage must exist); stop flushes what is pending
  * (the store then writes it before closing). */
 int usage_start(struct gw *g);

@@ -639,7 +639,11 @@ static void conn_tls_read(struct http_conn *c, const char *p, size_t n)
         long r = tls_conn_read(c->tls, plain, sizeof c->srv->read_buf);
         if (r > 0) {
             conn_on_bytes(c, plain, (size_t)r);
-            continue;
+            /* nothing left to decrypt: no second SSL_read just to hear "want read" (with
+             * released buffers it would allocate and free a record buffer each time) */
+            if (c->is_closing || !c->tls || tls_conn_has_input(c->tls)) continue;
+            (void)conn_tls_flush(c);
+            return;
         }
         if (conn_tls_flush(c)) return;
         if (r == 0) return;

@@ -21,6 +21,11 @@ struct tls_ctx {
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
+enum {
+    TLS_SESSION_CACHE_MAX = 20000, /* TLS 1.2 sessions kept for resumption (LRU) */
+    TLS_SESSION_LIFETIME_S = 7200, /* tickets and cached sessions */
+};
+
 static int min_version(const char *v, int *out)
 {
     if (!v || !*v || strcmp(v, "1.2") == 0) {
@@ -98,6 +103,16 @@ int tls_server_ctx_new(const struct tls_server_config *cfg, struct tls_ctx **out
         return rc;
     }
     SSL_CTX_set_alpn_select_cb(c, alpn_select, NULL);
+    /* Resumption (docs/tls.md): TLS 1.3 tickets and the TLS 1.2 session cache, both bounded.
+     * One ticket per full handshake instead of OpenSSL's two: each costs a session encoding,
+     * an encryption and a MAC on the handshake path, and an HTTP/1.1 client resumes one
+     * connection with one ticket. */
+    SSL_CTX_set_num_tickets(c, 1);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(c, TLS_SESSION_CACHE_MAX);
+    SSL_CTX_set_timeout(c, TLS_SESSION_LIFETIME_S);
+    static const unsigned char sid_ctx[] = "drover";
+    (void)SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
     struct tls_ctx *t = xcalloc(1, sizeof *t);
     t->ssl_ctx = c;
     t->refs = 1;
@@ -331,7 +346,8 @@ void tls_conn_out_consume(struct tls_conn *t, size_t n)
 
 bool tls_conn_has_input(struct tls_conn *t)
 {
-    return t->ssl && (BIO_ctrl_pending((BIO *)t->rbio) > 0 || SSL_pending(t->ssl) > 0);
+    /* SSL_has_pending: processed or unprocessed bytes inside OpenSSL (a record read ahead) */
+    return t->ssl && (BIO_ctrl_pending((BIO *)t->rbio) > 0 || SSL_has_pending(t->ssl));
 }
 
 bool tls_conn_is_open(const struct tls_conn *t)

@@ -318,3 +318,157 @@ def test_cli_keys_and_usage(gw):
     env["DROVER_ADMIN_TOKEN"] = VIEWER
     rc, out, err = drover("keys", "create", "nope")
     assert rc == 1 and "403" in err
+
+
+def stream(port, secret, path="/v1/chat/completions", model=LLAMA, max_tokens=8, **extra):
+    """A streamed request; returns (status, headers, raw body bytes)."""
+    if path.startswith("/api/"):
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}],
+                "options": {"num_predict": max_tokens}}
+    else:
+        body = {"model": model, "stream": True, "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": "hi"}]}
+    body.update(extra)
+    return request(port, "POST", path, body=body,
+                   headers={"Authorization": "Bearer " + secret})
+
+
+def sse_chunks(data):
+    out = []
+    for ev in data.decode().split("\n\n"):
+        for line in ev.splitlines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                out.append(json.loads(line[6:]))
+    return out
+
+
+def usage_rows(gw, kid, requests):
+    def rows():
+        st, body = admin(gw, "GET", "/admin/v1/usage?group_by=key&key=" + kid)
+        assert st == 200, body
+        r = body["rows"]
+        return r if r and r[0]["requests"] == requests else None
+    return wait_until(None, "usage flushed", rows)[0]
+
+
+def test_stream_tokens_counted_and_usage_chunk_not_shown(gw):
+    """The client did not ask for usage: the gateway asks the node, counts the tokens, and the
+    client sees no usage chunk (the stream ends with [DONE] as usual)."""
+    kid, secret = create(gw)
+    st, h, data = stream(gw.port, secret, max_tokens=8)
+    assert st == 200, data
+    chunks = sse_chunks(data)
+    assert chunks and all(c.get("choices") for c in chunks), data
+    assert not any(c.get("usage") for c in chunks), "a usage chunk the client did not ask for"
+    assert data.rstrip().endswith(b"data: [DONE]")
+    r = usage_rows(gw, kid, 1)
+    assert r["prompt_tokens"] > 0 and r["completion_tokens"] == 8, r
+
+
+def test_stream_usage_shown_when_the_client_asks(gw):
+    kid, secret = create(gw)
+    st, h, data = stream(gw.port, secret, max_tokens=5,
+                         stream_options={"include_usage": True})
+    assert st == 200, data
+    last = sse_chunks(data)[-1]
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 5, last
+    r = usage_rows(gw, kid, 1)
+    assert r["completion_tokens"] == 5, r
+
+
+def test_ollama_stream_tokens_counted(gw):
+    kid, secret = create(gw)
+    st, h, data = stream(gw.port, secret, path="/api/chat", max_tokens=6)
+    assert st == 200, data
+    lines = [json.loads(x) for x in data.decode().splitlines() if x.strip()]
+    assert lines[-1]["done"] is True
+    r = usage_rows(gw, kid, 1)
+    assert r["completion_tokens"] == 6 and r["prompt_tokens"] > 0, r
+
+
+def test_stream_tokens_feed_tpm(gw):
+    _, secret = create(gw, tpm=10)
+    st, h, data = stream(gw.port, secret, max_tokens=40)
+    assert st == 200, data
+    st, h, body = chat(gw, secret)
+    assert st == 429, body
+    assert body["error"]["type"] == "tokens", body
+
+
+def test_budget_spent_mid_stream_finishes_then_refuses(gw):
+    """A budget of 20 tokens, a stream of 60: the stream finishes whole (no cut in the middle);
+    the next request is refused with 429 insufficient_quota."""
+    kid, secret = create(gw, budget_tokens=20, budget_period="day")
+    st, h, data = stream(gw.port, secret, max_tokens=60)
+    assert st == 200, data
+    chunks = sse_chunks(data)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length", chunks[-1]
+    assert data.rstrip().endswith(b"data: [DONE]")
+    st, h, body = chat(gw, secret)
+    assert st == 429, body
+    assert body["error"]["code"] == "insufficient_quota"
+    assert body["error"]["type"] == "insufficient_quota"
+    assert int(h["retry-after"]) >= 1
+    st, body = admin(gw, "GET", "/admin/v1/keys/" + kid)
+    assert st == 200, body
+    key = body.get("key", body)
+    assert key["budget_used"] >= 60, key
+
+
+# ---- safe defaults: the join token and plain HTTP beyond loopback (DESIGN §10) ----------------
+
+def serve_refused(*args):
+    p = subprocess.run([DROVER, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
+                        "127.0.0.1:0", "--set", "store.path="] + list(args),
+                       capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert b"drover-serve ready" not in p.stdout
+    return p.stderr.decode()
+
+
+def join_status(port, token):
+    st, _, _ = request(port, "POST", "/drover/v1/nodes/join", body={"name": "x"},
+                       headers={"Authorization": "Bearer " + token})
+    return st
+
+
+def test_join_token_generated_once_and_reused(tmp_path):
+    db = tmp_path / "d.db"
+    args = ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--set", "join.enabled=true"]
+    gw = Proc(args, "drover serve: new join token", env={"DROVER_STORE_PATH": str(db)})
+    try:
+        token = gw.ready_line.rsplit(": ", 1)[1]
+        assert token.startswith("djt-") and len(token) == 52, gw.ready_line
+        f = tmp_path / "d.db.join-token"
+        assert f.read_text().strip() == token
+        assert (f.stat().st_mode & 0o777) == 0o600
+        assert token not in gw.read_log(), "the token is never logged"
+    finally:
+        gw.stop()
+    gw = Proc(args, "drover-serve ready", env={"DROVER_STORE_PATH": str(db)})
+    try:
+        port = int(gw.fields["listen"].rsplit(":", 1)[1])
+        assert join_status(port, token) != 401, "the stored token is reused"
+        assert join_status(port, "dev-join-token") == 401
+        assert "join_token" in gw.read_log() and token not in gw.read_log()
+    finally:
+        gw.stop()
+
+
+def test_example_join_token_refused():
+    err = serve_refused("--set", "join.token=dev-join-token")
+    assert "published example" in err and "join.allow_example_token" in err, err
+    gw = Proc(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+               "--set", "join.token=dev-join-token", "--set", "join.allow_example_token=true"],
+              "drover-serve ready")
+    gw.stop()
+
+
+def test_non_loopback_listener_needs_tls_or_explicit_plain_http(tmp_path):
+    err = serve_refused("--listen", "0.0.0.0:0", "--set", "api_key=" + LEGACY)
+    assert "without TLS" in err and "allow_plain_http" in err and "tls.cert" in err, err
+    gw = Proc(["serve", "--listen", "0.0.0.0:0", "--admin-listen", "127.0.0.1:0",
+               "--set", "api_key=" + LEGACY, "--set", "allow_plain_http=true"],
+              "drover-serve ready")
+    gw.stop()

@@ -196,3 +196,30 @@ def test_bad_cert_refused_at_start(pki):
         capture_output=True, timeout=30, env=dict(os.environ, DROVER_STORE_PATH=":memory:"))
     assert p.returncode == 2, p.stderr
     assert b"two.key" in p.stderr
+
+
+def _get_models(s):
+    s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_session_resumption(gw, pki, version):
+    """A client that kept the session (a TLS 1.3 ticket, a TLS 1.2 session) resumes it: no
+    certificate, no signature on the second handshake."""
+    ctx = client_ctx(pki, minimum_version=version, maximum_version=version)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert _get_models(s).startswith(b"HTTP/1.1 200")  # the ticket comes with data
+            session = s.session
+            assert not s.session_reused
+    assert session is not None
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            assert _get_models(s).startswith(b"HTTP/1.1 200")
+            assert s.session_reused, "the session was not resumed"

@@ -3,9 +3,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -213,11 +215,42 @@ static void test_exposure(void **state)
     gw_config_free(&cfg);
 
     parse_ok(&cfg, "listen: 0.0.0.0:8080\nadmin_listen: 10.0.0.1:8081\napi_key: k\n"
-                   "admin_token: t\n");
+                   "admin_token: t\nallow_plain_http: true\n");
     assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
     gw_config_free(&cfg);
 
-    parse_ok(&cfg, "listen: 0.0.0.0:8080\nallow_no_auth: true\n");
+    /* tokens but no TLS: refused, saying why and what opts out (DESIGN §10) */
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\napi_key: k\n");
+    assert_int_not_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "without TLS"));
+    assert_non_null(strstr(err.msg, "allow_plain_http"));
+    gw_config_free(&cfg);
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\napi_key: k\ntls: {cert: c.pem, key: k.pem}\n"
+                   "admin_listen: 10.0.0.1:8081\nadmin_token: t\n");
+    assert_int_not_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(
+        strstr(err.msg, "admin API listens on 10.0.0.1:8081 (not loopback) without TLS"));
+    gw_config_free(&cfg);
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\napi_key: k\ntls: {cert: c.pem, key: k.pem}\n"
+                   "admin_listen: 10.0.0.1:8081\nadmin_token: t\n"
+                   "admin_tls: {cert: c.pem, key: k.pem}\n");
+    assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    gw_config_free(&cfg);
+
+    /* a published join token is refused unless a test says so */
+    parse_ok(&cfg, "join: {token: dev-join-token}\n");
+    assert_int_not_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "published example"));
+    gw_config_free(&cfg);
+    parse_ok(&cfg, "join: {token: dev-join-token, allow_example_token: true}\n");
+    assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    gw_config_free(&cfg);
+
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\nallow_no_auth: true\n"); /* open, but still in clear */
+    assert_int_not_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "allow_plain_http"));
+    gw_config_free(&cfg);
+    parse_ok(&cfg, "listen: 0.0.0.0:8080\nallow_no_auth: true\nallow_plain_http: true\n");
     assert_int_equal(gw_config_exposure_check(&cfg, NULL, NULL, &err), 0);
     gw_config_free(&cfg);
 
@@ -258,6 +291,66 @@ static void test_parse_from_memory(void **state)
     gw_config_free(&cfg);
 }
 
+/* join.enabled without a token: generated once into a 0600 file beside the store, reused. */
+static void test_join_token_generated(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/drover-test-join-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char yaml[256], file[300];
+    snprintf(yaml, sizeof yaml, "store: {path: %s/d.db}\njoin: {enabled: true}\n", dir);
+    snprintf(file, sizeof file, "%s/d.db.join-token", dir);
+    struct gw_config cfg;
+    struct gw_error err = {0};
+    char *gen;
+    const char *where;
+    parse_ok(&cfg, yaml);
+    assert_int_equal(gw_config_join_token_resolve(&cfg, &gen, &where, &err), 0);
+    assert_non_null(gen);
+    assert_string_equal(where, file);
+    assert_int_equal(strncmp(gen, "djt-", 4), 0);
+    assert_int_equal(strlen(gen), 52);
+    char first[64];
+    snprintf(first, sizeof first, "%s", gen);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    gw_config_free(&cfg);
+
+    parse_ok(&cfg, yaml); /* the second start reads it back and shows nothing */
+    assert_int_equal(gw_config_join_token_resolve(&cfg, &gen, &where, &err), 0);
+    assert_null(gen);
+    assert_string_equal(cfg.join_token, first);
+    gw_config_free(&cfg);
+
+    assert_int_equal(chmod(file, 0644), 0); /* readable by others: refused */
+    parse_ok(&cfg, yaml);
+    assert_int_not_equal(gw_config_join_token_resolve(&cfg, &gen, &where, &err), 0);
+    assert_non_null(strstr(err.msg, "chmod 600"));
+    gw_config_free(&cfg);
+    assert_int_equal(unlink(file), 0);
+
+    /* an explicit token wins; joining off generates nothing */
+    snprintf(yaml, sizeof yaml,
+             "store: {path: %s/d.db}\njoin: {enabled: true, token: own-secret-1234567}\n", dir);
+    parse_ok(&cfg, yaml);
+    assert_int_equal(gw_config_join_token_resolve(&cfg, &gen, &where, &err), 0);
+    assert_null(gen);
+    assert_string_equal(cfg.join_token, "own-secret-1234567");
+    gw_config_free(&cfg);
+    snprintf(yaml, sizeof yaml, "store: {path: %s/d.db}\n", dir);
+    parse_ok(&cfg, yaml);
+    assert_int_equal(gw_config_join_token_resolve(&cfg, &gen, &where, &err), 0);
+    assert_null(cfg.join_token);
+    gw_config_free(&cfg);
+    assert_int_not_equal(access(file, F_OK), 0);
+    parse_ok(&cfg, "store: {engine: postgres, url: 'host=x'}\njoin: {enabled: true}\n");
+    assert_int_not_equal(gw_config_join_token_resolve(&cfg, &gen, &where, &err), 0);
+    assert_non_null(strstr(err.msg, "join.token_file"));
+    gw_config_free(&cfg);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_env_and_set_errors),
         cmocka_unit_test(test_reload_fails_closed),
         cmocka_unit_test(test_exposure),
+        cmocka_unit_test(test_join_token_generated),
         cmocka_unit_test(test_parse_from_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -482,6 +482,7 @@ static void test_admin_tokens_config(void **state)
     c.listen = xstrdup("0.0.0.0:8080");
     xfree(c.admin_listen);
     c.admin_listen = xstrdup("0.0.0.0:8081");
+    c.allow_plain_http = true; /* the TLS rule is test_config's */
     assert_int_equal(gw_config_exposure_check(&c, NULL, NULL, &err), 0);
     /* a reload that drops them all is refused */
     assert_int_equal(gw_config_parse(&n, "n.yaml", "log_level: info\n", 16, &err), 0);
@@ -506,6 +507,52 @@ static void test_admin_tokens_config(void **state)
     }
 }
 
+/* The gateway asks a stream for its usage with every other byte of the body kept. */
+static void test_ask_stream_usage(void **state)
+{
+    (void)state;
+    const char *in =
+        "  {\"model\":\"m\", "
+        "\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"\\u00e9\"}]}\n";
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    assert_int_equal(usage_ask_stream_usage(strv_from_cstr(in), &out), 1);
+    const char *want =
+        "  {\"stream_options\":{\"include_usage\":true},\"model\":\"m\", "
+        "\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"\\u00e9\"}]}\n";
+    assert_string_equal(out.p, want);
+    buf_free(&out);
+    /* the client's own stream_options (even without include_usage) are left alone */
+    const char *own = "{\"model\":\"m\",\"stream_options\":{\"include_usage\":false}}";
+    buf_init(&out, 1 << 16);
+    assert_int_equal(usage_ask_stream_usage(strv_from_cstr(own), &out), 0);
+    assert_int_equal(out.len, 0);
+    /* a nested stream_options is not the top-level one */
+    const char *nested = "{\"metadata\":{\"stream_options\":1},\"model\":\"m\"}";
+    assert_int_equal(usage_ask_stream_usage(strv_from_cstr(nested), &out), 1);
+    assert_non_null(strstr(out.p, "{\"stream_options\":{\"include_usage\":true},\"metadata\""));
+    buf_free(&out);
+    buf_init(&out, 8); /* over the cap: an error, never a cut body */
+    assert_int_equal(usage_ask_stream_usage(strv_from_cstr(in), &out), GW_E_LIMIT);
+    buf_free(&out);
+}
+
+static void test_usage_only_chunk(void **state)
+{
+    (void)state;
+    const char *last =
+        "{\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}";
+    const char *with_choice =
+        "{\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":{\"prompt_tokens\":3}}";
+    const char *null_usage = "{\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}";
+    const char *text = "{\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\":{}\"}}]}";
+    assert_true(usage_chunk_is_usage_only(last, strlen(last)));
+    assert_false(usage_chunk_is_usage_only(with_choice, strlen(with_choice)));
+    assert_false(usage_chunk_is_usage_only(null_usage, strlen(null_usage)));
+    assert_false(usage_chunk_is_usage_only(text, strlen(text)));
+    assert_false(usage_chunk_is_usage_only("not json", 8));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +568,8 @@ int main(void)
         cmocka_unit_test(test_endpoints_of_paths),
         cmocka_unit_test(test_usage_aggregates_and_caps),
         cmocka_unit_test(test_tokens_from_bodies),
+        cmocka_unit_test(test_ask_stream_usage),
+        cmocka_unit_test(test_usage_only_chunk),
         cmocka_unit_test(test_log_limit),
         cmocka_unit_test(test_admin_tokens_config),
     };
