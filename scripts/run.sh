@@ -88,7 +88,7 @@ for ((i = 0; i < 150; i++)); do
 done
 say "simulated nodes on 127.0.0.1:9101-9103 (pid $SIM_PID), gateway pid $SERVE_PID"
 say "client API 127.0.0.1:8080, admin API and /metrics 127.0.0.1:8081; stop with Ctrl-C or scripts/run.sh stop"
-say "try  curl -s localhost:8080/v1/chat/completions -d '{\"model\":\"llama3.2:1b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'"
+say "try  curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"llama3.2:1b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'"
 status=0
 wait -n "$SIM_PID" "$SERVE_PID" || status=$?
 exit "$status"
