@@ -368,7 +368,22 @@ async function pageKeys(root) {
   } catch (e) {
     body = h('p', { class: 'muted', text: `Client keys are not available on this gateway (${e.message}).` });
   }
-  root.replaceChildren(h('h1', {}, 'Keys'), h('p', { class: 'muted', text: 'Read only here for now: create, rotate and revoke with drover keys.' }), body);
+  const usage = [];
+  for (const by of ['key', 'model']) {
+    try {
+      const u = await api('GET', `/admin/v1/usage?group_by=${by}`);
+      const rows = u.rows || [];
+      usage.push(h('h2', { text: `Usage by ${by}` }), rows.length ? h('table', { 'aria-label': `Usage by ${by}` },
+        h('thead', {}, h('tr', {}, [by === 'key' ? 'Key' : 'Model', 'Requests', 'Errors', 'Prompt tokens', 'Completion tokens'].map((t) => h('th', { scope: 'col', text: t })))),
+        h('tbody', {}, rows.map((r) => h('tr', { [`data-usage-${by}`]: String(r[by]) }, h('th', { scope: 'row', text: String(r[by]) }),
+          ...['requests', 'errors', 'prompt_tokens', 'completion_tokens'].map((f) => h('td', { class: 'num', text: String(r[f] ?? 0) }))))))
+        : h('p', { class: 'muted', text: 'No usage recorded yet.' }));
+    } catch (e) {
+      usage.push(h('p', { class: 'muted', text: `Usage is not available on this gateway (${e.message}).` }));
+      break;
+    }
+  }
+  root.replaceChildren(h('h1', {}, 'Keys'), h('p', { class: 'muted', text: 'Read only here for now: create, rotate and revoke with drover keys.' }), body, ...usage);
 }
 
 const PAGES = { fleet: pageFleet, models: pageModels, ops: pageOps, log: pageLog, charts: pageCharts, keys: pageKeys };

@@ -189,6 +189,10 @@ describe('dashboard in chromium', { timeout: 240000 }, () => {
         assert.ok(target >= 0);
       }
       if (name === 'log') assert.ok(stops.some((s) => s.startsWith('input|')), 'Tab reaches the filter');
+      if (name === 'keys') {
+        // usage per key and per model, from /admin/v1/usage (the test's requests made some)
+        await page.waitForFunction(() => [...document.querySelectorAll('h2')].some((e) => e.textContent === 'Usage by model'));
+      }
     }
   });
 
