@@ -21,10 +21,6 @@
 
 /* --- pure parsers ---------------------------------------------------------------------- */
 
-/* OpenAI list {"data":[{"id":...}]} (llama-server, vLLM, any OpenAI server): every model is
- * appended as loaded with capabilities guessed from its id. */
-int agent_engine_parse_oai_models(const char *p, size_t len, struct node_api_models *out,
-                                  struct gw_error *err) WUR;
 /* llama-server /slots: an array of slots; a slot is busy when "is_processing" is true (newer
  * servers) or "state" is non-zero (older ones). */
 int agent_engine_parse_llamacpp_slots(const char *p, size_t len, uint32_t *busy, uint32_t *total,
@@ -32,11 +28,6 @@ int agent_engine_parse_llamacpp_slots(const char *p, size_t len, uint32_t *busy,
 /* Prometheus text: the sum of every sample of metric `name` (with or without labels).
  * GW_E_NOTFOUND when no sample has that name. */
 int agent_engine_prom_sum(const char *p, size_t len, const char *name, double *out) WUR;
-/* Ollama /api/tags (ps false: status on_disk) or /api/ps (ps true: status loaded). A model
- * already in out takes the new status when ps is true (loaded beats on disk). size_mb from
- * "size"; capabilities from the name and details.family/families. */
-int agent_engine_parse_ollama_list(const char *p, size_t len, bool ps, struct node_api_models *out,
-                                   struct gw_error *err) WUR;
 
 /* What the inventory fetch got: one body per endpoint (status 0 = unreachable). */
 enum agent_engine_ep {

@@ -110,35 +110,23 @@ static void parse_inventory(struct probe *pr)
         parse_agent_health(pr);
         return;
     }
-    struct json_object *root =
-        json_parse_strict(pr->body.p ? pr->body.p : "", pr->body.len, 16, NULL);
-    if (!root) {
-        registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g), "model list is not JSON");
-        return;
-    }
+    /* the engine's own list, read by the parser the agent uses too (proto) */
+    struct node_api_models l = {0};
+    struct gw_error err = {0};
     bool ollama = pr->node->kind == NODE_KIND_OLLAMA; /* /api/tags: models[].name */
-    struct json_object *arr = NULL;
-    if (json_get_arr(root, ollama ? "models" : "data", &arr)) {
-        json_object_put(root);
+    int rc = ollama ? node_api_ollama_list_parse(pr->body.p, pr->body.len, false, &l, &err)
+                    : node_api_oai_models_parse(pr->body.p, pr->body.len, &l, &err);
+    if (rc) {
+        node_api_models_free(&l);
         registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g),
-                              ollama ? "no models array" : "no data array");
+                              err.msg[0] ? err.msg : "model list is not JSON");
         return;
     }
-    size_t n = json_object_array_length(arr);
-    if (n > PROBE_MAX_MODELS) n = PROBE_MAX_MODELS;
-    struct strv *ids = xcalloc(n ? n : 1, sizeof *ids);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *m = json_object_array_get_idx(arr, i);
-        struct strv id;
-        if (json_get_str(m, ollama ? "name" : "id", &id) == 0 && id.len)
-            ids[k++] = id;
-        else if (ollama && json_get_str(m, "model", &id) == 0 && id.len)
-            ids[k++] = id;
-    }
-    registry_set_models(pr->node, ids, k);
+    struct strv *ids = xcalloc(l.n ? l.n : 1, sizeof *ids);
+    for (size_t i = 0; i < l.n; i++) ids[i] = strv_from_cstr(l.v[i].id);
+    registry_set_models(pr->node, ids, l.n);
     xfree(ids);
-    json_object_put(root);
+    node_api_models_free(&l);
     registry_probe_ok(&pr->g->reg, pr->node, gw_now_ms(pr->g));
 }
 

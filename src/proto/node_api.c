@@ -983,3 +983,87 @@ int node_api_op_answer_parse(const char *p, size_t len, struct node_api_op_answe
     json_object_put(root);
     return rc;
 }
+
+/* --- the engines' own model lists (read by the agent and by the gateway's probe of a node
+ * without an agent: one parser for both) ----------------------------------------------- */
+
+int node_api_oai_models_parse(const char *p, size_t len, struct node_api_models *out,
+                              struct gw_error *err)
+{
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_ENGINE_MAX_DEPTH, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct json_object *data = NULL;
+    int rc = 0;
+    if (!json_object_is_type(root, json_type_object) || json_get_arr(root, "data", &data)) {
+        rc = gw_error_set(err, GW_E_INVALID, "/v1/models: no \"data\" array");
+        goto out;
+    }
+    size_t n = json_object_array_length(data);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(data, i);
+        struct strv id;
+        if (!json_object_is_type(m, json_type_object) || json_get_str(m, "id", &id) || !id.len)
+            continue;
+        if (node_api_models_find(out, id)) continue;
+        struct node_api_model *nm = node_api_models_add(out, id);
+        if (!nm) break;
+        nm->status = NODE_API_MODEL_LOADED;
+        nm->caps = node_api_caps_guess(id, STRV_NULL);
+    }
+out:
+    json_object_put(root);
+    return rc;
+}
+
+int node_api_ollama_list_parse(const char *p, size_t len, bool ps, struct node_api_models *out,
+                               struct gw_error *err)
+{
+    struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_ENGINE_MAX_DEPTH, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    struct json_object *models = NULL;
+    int rc = 0;
+    if (!json_object_is_type(root, json_type_object) || json_get_arr(root, "models", &models)) {
+        rc = gw_error_set(err, GW_E_INVALID, "%s: no \"models\" array",
+                          ps ? "/api/ps" : "/api/tags");
+        goto out;
+    }
+    size_t n = json_object_array_length(models);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(models, i);
+        struct strv name;
+        if (!json_object_is_type(m, json_type_object)) continue;
+        if ((json_get_str(m, "name", &name) || !name.len) &&
+            (json_get_str(m, "model", &name) || !name.len))
+            continue;
+        struct strv family = STRV_NULL;
+        struct json_object *details = NULL;
+        if (json_get_obj(m, "details", &details) == 0) {
+            if (json_get_str(details, "family", &family)) family = STRV_NULL;
+            struct json_object *fams = NULL;
+            if (json_get_arr(details, "families", &fams) == 0) {
+                for (size_t f = 0; f < json_object_array_length(fams); f++) {
+                    struct json_object *fv = json_object_array_get_idx(fams, f);
+                    if (!json_object_is_type(fv, json_type_string)) continue;
+                    struct strv s = strv_make(json_object_get_string(fv),
+                                              (size_t)json_object_get_string_len(fv));
+                    if (node_api_caps_guess(STRV_NULL, s) == CAP_EMBEDDINGS) family = s;
+                }
+            }
+        }
+        struct node_api_model *nm = node_api_models_find(out, name);
+        if (!nm) {
+            nm = node_api_models_add(out, name);
+            if (!nm) break;
+            nm->status = ps ? NODE_API_MODEL_LOADED : NODE_API_MODEL_ON_DISK;
+        } else if (ps) {
+            nm->status = NODE_API_MODEL_LOADED;
+        }
+        nm->caps = node_api_caps_guess(name, family);
+        int64_t size = 0;
+        if (nm->size_mb < 0 && json_get_int(m, "size", &size) == 0 && size >= 0)
+            nm->size_mb = size / (1024 * 1024);
+    }
+out:
+    json_object_put(root);
+    return rc;
+}

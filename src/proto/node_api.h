@@ -135,6 +135,16 @@ struct node_api_models {
 struct node_api_model *node_api_models_add(struct node_api_models *l, struct strv id);
 struct node_api_model *node_api_models_find(struct node_api_models *l, struct strv id);
 void node_api_models_free(struct node_api_models *l);
+/* The engines' own model lists, parsed once for the agent and for the gateway's probe of a
+ * static node. OpenAI list {"data":[{"id":...}]} (llama-server, vLLM, any OpenAI server):
+ * every model appended as loaded, capabilities guessed from its id. Ollama /api/tags (on disk)
+ * or /api/ps (ps: loaded): "name" (or "model"), family from details, size. Models already in
+ * out are updated, not repeated; past NODE_API_MAX_MODELS the rest is dropped. */
+enum { NODE_API_ENGINE_MAX_DEPTH = 32 };
+int node_api_oai_models_parse(const char *p, size_t len, struct node_api_models *out,
+                              struct gw_error *err) WUR;
+int node_api_ollama_list_parse(const char *p, size_t len, bool ps, struct node_api_models *out,
+                               struct gw_error *err) WUR;
 
 /* --- discovery ----------------------------------------------------------------------- */
 

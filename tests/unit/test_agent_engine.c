@@ -124,19 +124,19 @@ static void test_oai_models(void **state)
 {
     (void)state;
     struct node_api_models l = {0};
-    assert_int_equal(agent_engine_parse_oai_models(LIT(LLAMA_MODELS), &l, NULL), 0);
+    assert_int_equal(node_api_oai_models_parse(LIT(LLAMA_MODELS), &l, NULL), 0);
     assert_int_equal(l.n, 1);
     assert_string_equal(l.v[0].id, "qwen2.5-0.5b-instruct-q4_k_m.gguf");
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);
     assert_int_equal(l.v[0].caps, CAP_CHAT | CAP_COMPLETIONS);
     node_api_models_free(&l);
-    assert_int_equal(agent_engine_parse_oai_models(LIT(VLLM_MODELS), &l, NULL), 0);
+    assert_int_equal(node_api_oai_models_parse(LIT(VLLM_MODELS), &l, NULL), 0);
     assert_int_equal(l.n, 2);
     assert_int_equal(l.v[1].caps, CAP_EMBEDDINGS);
     node_api_models_free(&l);
     struct gw_error err = {0};
-    assert_int_not_equal(agent_engine_parse_oai_models(LIT("{\"object\":\"list\"}"), &l, &err), 0);
-    assert_int_not_equal(agent_engine_parse_oai_models(LIT("<html>"), &l, &err), 0);
+    assert_int_not_equal(node_api_oai_models_parse(LIT("{\"object\":\"list\"}"), &l, &err), 0);
+    assert_int_not_equal(node_api_oai_models_parse(LIT("<html>"), &l, &err), 0);
     node_api_models_free(&l);
 }
 
@@ -214,7 +214,7 @@ static void test_ollama_lists(void **state)
 {
     (void)state;
     struct node_api_models l = {0};
-    assert_int_equal(agent_engine_parse_ollama_list(LIT(OLLAMA_TAGS), false, &l, NULL), 0);
+    assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_TAGS), false, &l, NULL), 0);
     assert_int_equal(l.n, 3);
     assert_string_equal(l.v[0].id, "llama3.2:1b");
     assert_int_equal(l.v[0].status, NODE_API_MODEL_ON_DISK);
@@ -222,19 +222,19 @@ static void test_ollama_lists(void **state)
     assert_int_equal(l.v[0].size_mb, 1321098329 / (1024 * 1024));
     assert_int_equal(l.v[1].caps, CAP_EMBEDDINGS); /* nomic-bert, and the name */
     assert_int_equal(l.v[2].caps, CAP_EMBEDDINGS); /* bert family only */
-    assert_int_equal(agent_engine_parse_ollama_list(LIT(OLLAMA_PS), true, &l, NULL), 0);
+    assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_PS), true, &l, NULL), 0);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);
     assert_int_equal(l.v[1].status, NODE_API_MODEL_ON_DISK);
     node_api_models_free(&l);
     /* ps alone: a loaded model not in tags is still listed */
-    assert_int_equal(agent_engine_parse_ollama_list(LIT(OLLAMA_PS), true, &l, NULL), 0);
+    assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_PS), true, &l, NULL), 0);
     assert_int_equal(l.n, 1);
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);
     node_api_models_free(&l);
-    assert_int_equal(agent_engine_parse_ollama_list(LIT("{\"models\":[]}"), false, &l, NULL), 0);
+    assert_int_equal(node_api_ollama_list_parse(LIT("{\"models\":[]}"), false, &l, NULL), 0);
     assert_int_equal(l.n, 0);
-    assert_int_not_equal(agent_engine_parse_ollama_list(LIT("{}"), false, &l, NULL), 0);
+    assert_int_not_equal(node_api_ollama_list_parse(LIT("{}"), false, &l, NULL), 0);
     node_api_models_free(&l);
 }
 
