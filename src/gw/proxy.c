@@ -1275,17 +1275,24 @@ void proxy_handle(struct gw *g, struct http_request *req)
             return;
         }
     }
-    /* an OpenAI stream tells its tokens only when asked: ask for limits and budgets */
-    if (p->v.stream && (kind == API_CHAT || kind == API_COMPLETIONS) && ask_stream_usage(p)) {
-        answer_failure(p, ANSWER_INVALID_REQUEST, 0, "could not prepare the stream's usage");
-        proxy_free(p);
-        return;
-    }
     /* the routed model, resolved once and carried: every mark and count names it */
     p->model = strv_from_cstr(route_model(p));
     p->caps = p->v.cap | p->v.features;
     if (keys_admit(g, req, p->model, &p->grant)) { /* answered: 401, 403 or 429 */
         log_request(p, p->grant.status, "key_refused");
+        proxy_free(p);
+        return;
+    }
+    /* An OpenAI stream tells its tokens only when asked: ask for every client key (its usage
+     * and limits count tokens). Asking changes the engine's last events (llama-server moves
+     * its timings into the usage chunk, which the client does not see), so on an open API, or
+     * with the config's single api_key, the stream goes to the client exactly as the node
+     * sends it. */
+    const struct client_key *k = p->grant.key;
+    bool count_tokens = k && !k->legacy;
+    if (count_tokens && p->v.stream && (kind == API_CHAT || kind == API_COMPLETIONS) &&
+        ask_stream_usage(p)) {
+        answer_failure(p, ANSWER_INVALID_REQUEST, 0, "could not prepare the stream's usage");
         proxy_free(p);
         return;
     }
