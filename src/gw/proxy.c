@@ -770,7 +770,7 @@ static void give_up(struct proxy *p, const struct route_result *r)
     /* no other node was tried (a busy answer takes its node back off the tried list) */
     if (p->n_tried == 1) acct_settle(p->g, &p->acct);
     if (p->last_error.len || p->last_error_status) {
-        if (r->status == ROUTE_CAPABILITY_MISSING || r->status == ROUTE_EXHAUSTED) {
+        if (r->status == ROUTE_EXHAUSTED) {
             answer_client_error(p, p->last_error_status ? p->last_error_status : 400,
                                 &p->last_error);
             return;
@@ -809,13 +809,6 @@ static void give_up(struct proxy *p, const struct route_result *r)
                  "the nodes that serve '%s' are unhealthy or excluded now; retry shortly",
                  p->v.model);
         answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, r->retry_after_s, msg);
-        break;
-    case ROUTE_CAPABILITY_MISSING:
-        snprintf(msg, sizeof msg, "the model '%s' does not support %s", p->v.model,
-                 p->v.cap == CAP_CHAT         ? "chat"
-                 : p->v.cap == CAP_EMBEDDINGS ? "embeddings"
-                                              : "completions");
-        answer_failure(p, ANSWER_CAPABILITY_MISSING, 0, msg);
         break;
     case ROUTE_CAPACITY:
         answer_failure(p, ANSWER_CAPACITY, r->retry_after_s,
@@ -1262,9 +1255,7 @@ void proxy_handle(struct gw *g, struct http_request *req)
         if (cm->caps && !(cm->caps & p->v.cap)) {
             char msg[400];
             snprintf(msg, sizeof msg, "the model '%s' does not support %s", cm->id,
-                     p->v.cap == CAP_CHAT         ? "chat"
-                     : p->v.cap == CAP_EMBEDDINGS ? "embeddings"
-                                                  : "completions");
+                     cap_name(p->v.cap));
             answer_failure(p, ANSWER_CAPABILITY_MISSING, 0, msg);
             proxy_free(p);
             return;

@@ -103,8 +103,8 @@ bool router_engine_saturated(const struct node *n, const struct route_params *rp
 const char *route_status_name(enum route_status s)
 {
     static const char *const names[] = {
-        "ok",       "model_not_found",    "no_healthy_nodes", "feasible_node_unhealthy",
-        "capacity", "capability_missing", "exhausted"};
+        "ok",       "model_not_found", "no_healthy_nodes", "feasible_node_unhealthy",
+        "capacity", "exhausted"};
     return (unsigned)s <= ROUTE_EXHAUSTED ? names[s] : "?";
 }
 

@@ -50,7 +50,6 @@ enum route_status {
     ROUTE_NO_HEALTHY_NODES,   /* no node is routable at all */
     ROUTE_FEASIBLE_UNHEALTHY, /* nodes have the model but none is routable now */
     ROUTE_CAPACITY,           /* every node with the model is busy (cooled or at its limit) */
-    ROUTE_CAPABILITY_MISSING, /* every node with the model lacks the capability */
     ROUTE_EXHAUSTED,          /* every candidate was already tried by this request */
 };
 
