@@ -345,6 +345,17 @@ def test_kill9_between_accepting_and_applying(fleet):
     wait_for("op applied after restart",
              lambda: (row(gw, "a2", "model:k", "install") or {}).get("state") == "done")
     assert len(agents["a2"].ops_for(k_id)) == 1, "applied once"
+
+    # "done" as DESIGN §7 means it: committed to the store (the admin API shows the row's state
+    # in memory, which runs ahead of the store write by one store-thread round trip)
+    def stored_done():
+        con = sqlite3.connect(fleet.db)
+        try:
+            r = con.execute("SELECT state FROM ops WHERE id=?", (k_id,)).fetchone()
+        finally:
+            con.close()
+        return r is not None and r[0] == "done"
+    wait_for("the done state committed", stored_done)
     gw = fleet.restart("kill -9")
     wait_for("a2 healthy", lambda: node(gw, "a2").get("liveness") == "healthy")
     fleet.wait_healthy("a1")
