@@ -50,6 +50,8 @@ struct gw {
     struct ui *ui;           /* ui.c: dashboard sessions */
     struct sync *sync;       /* sync.c: several gateways on PostgreSQL; NULL otherwise */
     char origin[24];         /* sync.c: this process's name in change notifications and op leases */
+    struct sync_pending *pending; /* sync.c: shared rows with a local write in the store's queue */
+    size_t n_pending;
     bool is_leader; /* sync.c: fleet-wide periodic jobs run here (always true without sync) */
 };
 

@@ -16,6 +16,7 @@
 #include "gw/models.h"
 #include "gw/loads.h"
 #include "gw/placement.h"
+#include "gw/sync.h"
 #include "store/store_catalogue.h"
 
 enum { MODELS_BACKOFF_MAX_MS = 5 * 60 * 1000 };
@@ -96,6 +97,7 @@ int models_load(struct gw *g, struct gw_error *err)
 
 void models_apply_remote(struct gw *g, const char *id, const char *json)
 {
+    if (sync_write_pending(g, SYNC_MODEL, id)) return; /* ours is newer (sync.h) */
     struct cat_model *old = catalogue_find(&g->cat, strv_from_cstr(id));
     if (old && (old->from_config || strcmp(old->id, id) != 0)) return; /* the file's, or an alias */
     if (!json) {
@@ -142,7 +144,7 @@ void models_resync(struct gw *g, const struct store_cat_row *rows, size_t n)
     for (size_t i = 0; i < n; i++) models_apply_remote(g, rows[i].id, rows[i].json);
     for (size_t i = 0; i < g->cat.n;) {
         struct cat_model *m = g->cat.v[i];
-        bool found = m->from_config;
+        bool found = m->from_config || sync_write_pending(g, SYNC_MODEL, m->id);
         for (size_t j = 0; j < n && !found; j++) found = strcmp(rows[j].id, m->id) == 0;
         char idc[CAT_MAX_ID];
         snprintf(idc, sizeof idc, "%s", m->id);
@@ -250,9 +252,11 @@ static void persist_then_answer(struct gw *g, struct http_request *req, const ch
     if (!g->store)
         gw_reply_done(r, 0, NULL);
     else if (json)
-        store_put_catalogue(g->store, id, json, gw_reply_done, r);
+        store_put_catalogue(g->store, id, json, sync_write_done,
+                            sync_write(g, SYNC_MODEL, id, gw_reply_done, r));
     else
-        store_delete_catalogue(g->store, id, gw_reply_done, r);
+        store_delete_catalogue(g->store, id, sync_write_done,
+                               sync_write(g, SYNC_MODEL, id, gw_reply_done, r));
 }
 
 static void put_model(struct gw *g, struct http_request *req, struct strv path_id)

@@ -92,7 +92,8 @@ void nodes_persist(struct gw *g, struct node *n, store_done_fn done, void *ctx)
     struct store_node row;
     char *inv = NULL;
     snapshot(n, &row, labels, &inv);
-    store_put_node(g->store, &row, done, ctx); /* copies the row */
+    /* copies the row */
+    store_put_node(g->store, &row, sync_write_done, sync_write(g, SYNC_NODE, n->name, done, ctx));
     xfree(inv);
     xfree(labels);
 }
@@ -269,6 +270,7 @@ static bool str_differs(const char *a, const char *b)
 
 void nodes_apply_remote(struct gw *g, const char *name, const struct store_node *r)
 {
+    if (sync_write_pending(g, SYNC_NODE, name)) return; /* ours is newer (sync.h) */
     struct node *n = registry_find(&g->reg, strv_from_cstr(name));
     if (!r) {
         if (n && !n->from_config && n->admin != ADMIN_REMOVED) {

@@ -21,6 +21,7 @@
 #include "gw/ops.h"
 #include "gw/ops_policy.h"
 #include "gw/placement.h"
+#include "gw/sync.h"
 #include "store/store_ops.h"
 
 enum {
@@ -123,11 +124,19 @@ static void set_str(char **f, const char *v)
     *f = v ? xstrdup(v) : NULL;
 }
 
+/* The callback context of a write of operation row id (sync.h: re-reads queued before it do
+ * not overwrite the row meanwhile); pass with sync_write_done. */
+static void *op_write(struct gw *g, int64_t id, store_done_fn done, void *ctx)
+{
+    char key[24];
+    return sync_write(g, SYNC_OP, sync_op_key(id, key), done, ctx);
+}
+
 static void row_persist(struct gw *g, struct op_row *r, store_done_fn done, void *ctx)
 {
     r->s.updated_ms = ops_now_ms(g);
     if (g->store)
-        store_put_op(g->store, &r->s, done, ctx);
+        store_put_op(g->store, &r->s, sync_write_done, op_write(g, r->s.id, done, ctx));
     else if (done)
         done(ctx, 0, NULL);
 }
@@ -587,7 +596,8 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
         if (is) is->res[r->waiter_slot].result = "success";
         if (is_shared(g)) {
             r->s.updated_ms = ops_now_ms(g);
-            store_finish_op(g->store, &r->s, g->origin, false, NULL, NULL);
+            store_finish_op(g->store, &r->s, g->origin, false, sync_write_done,
+                            op_write(g, r->s.id, NULL, NULL));
         } else {
             row_persist(g, r, NULL, NULL);
         }
@@ -608,9 +618,10 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
             LOGW("op_dead", "op=%lld node=%s target=%s kind=%s attempts=%u last=\"%s\"",
                  (long long)r->s.id, r->s.node, r->s.target, r->s.op, r->s.attempts, msg);
             if (is_shared(g))
-                store_finish_op(g->store, &r->s, g->origin, true, NULL, NULL);
+                store_finish_op(g->store, &r->s, g->origin, true, sync_write_done,
+                                op_write(g, r->s.id, NULL, NULL));
             else if (g->store)
-                store_bury_op(g->store, &r->s, NULL, NULL);
+                store_bury_op(g->store, &r->s, sync_write_done, op_write(g, r->s.id, NULL, NULL));
             o->dead = xrealloc(o->dead, (o->n_dead + 1) * sizeof *o->dead);
             store_op_copy(&o->dead[o->n_dead++], &r->s);
             set_str(&o->dead[o->n_dead - 1].state, NULL);
@@ -624,7 +635,8 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
                  r->s.last_class, (long long)(r->s.next_try_ms - ops_now_ms(g)), msg);
             if (is_shared(g)) {
                 r->s.updated_ms = ops_now_ms(g);
-                store_finish_op(g->store, &r->s, g->origin, false, NULL, NULL);
+                store_finish_op(g->store, &r->s, g->origin, false, sync_write_done,
+                                op_write(g, r->s.id, NULL, NULL));
             } else {
                 row_persist(g, r, NULL, NULL);
             }
@@ -858,7 +870,7 @@ void ops_on_leader(struct gw *g)
         }
         LOGI("op_pruned", "op=%lld node=%s target=%s reason=\"%s\"", (long long)r->s.id,
              r->s.node ? r->s.node : "-", r->s.target ? r->s.target : "-", why);
-        store_delete_op(g->store, r->s.id, NULL, NULL);
+        store_delete_op(g->store, r->s.id, sync_write_done, op_write(g, r->s.id, NULL, NULL));
         row_remove(o, r); /* moves the last row to i */
         pruned++;
     }
@@ -885,7 +897,8 @@ void ops_apply_remote(struct gw *g, int64_t id, const struct store_op *row,
                       const struct store_op *dead)
 {
     struct ops *o = g->ops;
-    if (!o || !o->started) return;
+    char key[24];
+    if (!o || !o->started || sync_write_pending(g, SYNC_OP, sync_op_key(id, key))) return;
     dead_apply(o, id, dead);
     struct op_row *r = row_by_id(o, id);
     if (r && r->running) return; /* our attempt: we hold the lease and write its outcome */
@@ -918,7 +931,8 @@ void ops_resync(struct gw *g, const struct store_op *rows, size_t n, const struc
     for (size_t i = 0; i < n; i++) ops_apply_remote(g, rows[i].id, &rows[i], NULL);
     for (size_t i = 0; i < o->n;) {
         struct op_row *r = o->rows[i];
-        bool found = r->running;
+        char key[24];
+        bool found = r->running || sync_write_pending(g, SYNC_OP, sync_op_key(r->s.id, key));
         for (size_t j = 0; j < n && !found; j++) found = rows[j].id == r->s.id;
         if (found) {
             i++;
@@ -926,10 +940,19 @@ void ops_resync(struct gw *g, const struct store_op *rows, size_t n, const struc
         }
         row_remove(o, r);
     }
+    /* the dead letters read, except those with a write of ours queued: ours stand for them */
+    struct store_op *v = xcalloc(n_dead + o->n_dead + 1, sizeof *v);
+    size_t k = 0;
+    char key[24];
+    for (size_t i = 0; i < n_dead; i++)
+        if (!sync_write_pending(g, SYNC_OP, sync_op_key(dead[i].id, key)))
+            store_op_copy(&v[k++], &dead[i]);
+    for (size_t i = 0; i < o->n_dead; i++)
+        if (sync_write_pending(g, SYNC_OP, sync_op_key(o->dead[i].id, key)))
+            store_op_copy(&v[k++], &o->dead[i]);
     store_ops_free(o->dead, o->n_dead);
-    o->dead = xcalloc(n_dead ? n_dead : 1, sizeof *o->dead);
-    o->n_dead = n_dead;
-    for (size_t i = 0; i < n_dead; i++) store_op_copy(&o->dead[i], &dead[i]);
+    o->dead = v;
+    o->n_dead = k;
 }
 
 static void on_ops_closed(uv_handle_t *h)
@@ -967,7 +990,8 @@ void ops_stop(struct gw *g)
                 row_persist(g, r, NULL, NULL);
             } else if (was_sending) {
                 r->s.updated_ms = ops_now_ms(g);
-                store_finish_op(g->store, &r->s, g->origin, false, NULL, NULL);
+                store_finish_op(g->store, &r->s, g->origin, false, sync_write_done,
+                                op_write(g, r->s.id, NULL, NULL));
             }
         }
     }
@@ -1046,7 +1070,8 @@ static void retry_dead(struct gw *g, struct http_request *req, int64_t id)
     if (row_json(&b, &r->s, false, ops_now_ms(g))) buf_reset(&b);
     struct gw_reply *reply = gw_reply_new(req, 200, &b, NULL);
     if (g->store)
-        store_raise_op(g->store, r->s.id, &r->s, gw_reply_done, reply);
+        store_raise_op(g->store, r->s.id, &r->s, sync_write_done,
+                       op_write(g, r->s.id, gw_reply_done, reply));
     else
         gw_reply_done(reply, 0, NULL);
 }
@@ -1068,7 +1093,7 @@ static void cancel_dead(struct gw *g, struct http_request *req, int64_t id)
     o->dead[i] = o->dead[--o->n_dead];
     struct gw_reply *reply = gw_reply_new(req, 200, &b, NULL);
     if (g->store)
-        store_delete_dead_op(g->store, id, gw_reply_done, reply);
+        store_delete_dead_op(g->store, id, sync_write_done, op_write(g, id, gw_reply_done, reply));
     else
         gw_reply_done(reply, 0, NULL);
 }

@@ -625,6 +625,7 @@ int serve_main(int argc, char **argv)
     uv_run(g->loop, UV_RUN_DEFAULT);
     store_close(g->store); /* runs every queued write and its completion */
     g->store = NULL;
+    sync_free(g);
     uv_run(g->loop, UV_RUN_NOWAIT);
     uv_loop_close(g->loop);
     keys_close(g);

@@ -117,7 +117,7 @@ static void on_reread(void *ctx, int rc, const char *msg)
              msg ? msg : "?");
         if (!g->stopping && g->sync && !uv_is_active((uv_handle_t *)&g->sync->retry))
             uv_timer_start(&g->sync->retry, on_retry, g->cfg.store_lease_ms, 0);
-    } else if (!g->stopping && g->sync) {
+    } else if (!g->stopping && (g->sync || r->what != WHAT_ALL)) {
         switch (r->what) {
         case WHAT_NODE:
             nodes_apply_remote(g, r->key, r->n_nodes ? &r->nodes[0] : NULL);
@@ -148,6 +148,85 @@ static void reread(struct gw *g, enum what what, const char *key)
     r->what = what;
     r->key = key ? xstrdup(key) : NULL;
     store_submit(g->store, run_reread, on_reread, r);
+}
+
+/* ---- local writes in flight ----------------------------------------------------------------- */
+
+struct sync_pending {
+    enum sync_table table;
+    char *key;
+    unsigned writes; /* queued and not yet completed */
+};
+
+struct sync_write_ctx {
+    struct gw *g;
+    enum sync_table table;
+    char *key;
+    store_done_fn done;
+    void *ctx;
+};
+
+static struct sync_pending *pending_find(const struct gw *g, enum sync_table t, const char *key)
+{
+    for (size_t i = 0; i < g->n_pending; i++)
+        if (g->pending[i].table == t && strcmp(g->pending[i].key, key) == 0) return &g->pending[i];
+    return NULL;
+}
+
+void *sync_write(struct gw *g, enum sync_table t, const char *key, store_done_fn done, void *ctx)
+{
+    struct sync_pending *p = pending_find(g, t, key);
+    if (!p) {
+        g->pending = xrealloc(g->pending, (g->n_pending + 1) * sizeof *g->pending);
+        p = &g->pending[g->n_pending++];
+        *p = (struct sync_pending){.table = t, .key = xstrdup(key)};
+    }
+    p->writes++;
+    struct sync_write_ctx *w = xmalloc(sizeof *w);
+    *w = (struct sync_write_ctx){.g = g, .table = t, .key = xstrdup(key), .done = done, .ctx = ctx};
+    return w;
+}
+
+static const enum what what_of[] = {
+    [SYNC_NODE] = WHAT_NODE, [SYNC_MODEL] = WHAT_MODEL, [SYNC_OP] = WHAT_OP};
+
+void sync_write_done(void *ctx, int rc, const char *msg)
+{
+    struct sync_write_ctx *w = ctx;
+    struct gw *g = w->g;
+    struct sync_pending *p = pending_find(g, w->table, w->key);
+    if (p && --p->writes == 0) {
+        xfree(p->key);
+        *p = g->pending[--g->n_pending];
+    }
+    if (rc && !g->stopping && g->store) {
+        /* memory ran ahead of the store: read back what the store holds */
+        LOGW("store_write_failed", "table=%d key=%s err=\"%s\" then=reread", (int)w->table, w->key,
+             msg ? msg : "?");
+        reread(g, what_of[w->table], w->key);
+    }
+    if (w->done) w->done(w->ctx, rc, msg);
+    xfree(w->key);
+    xfree(w);
+}
+
+bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key)
+{
+    return key && pending_find(g, t, key) != NULL;
+}
+
+const char *sync_op_key(int64_t id, char out[24])
+{
+    snprintf(out, 24, "%lld", (long long)id);
+    return out;
+}
+
+void sync_free(struct gw *g)
+{
+    for (size_t i = 0; i < g->n_pending; i++) xfree(g->pending[i].key);
+    xfree(g->pending);
+    g->pending = NULL;
+    g->n_pending = 0;
 }
 
 /* ---- events ------------------------------------------------------------------------------- */

@@ -16,4 +16,23 @@ void sync_stop(struct gw *g);
  * and marks for it). Sent after the writes queued before it. No-op without sync. */
 void sync_notify_recover(struct gw *g, const char *name);
 
+/* Local writes of shared rows (DESIGN §9). This gateway changes its memory first and then
+ * queues the write; a re-read queued before that write (a notification from another gateway, or
+ * the full re-read after a reconnection) completes before it and holds the row as it was, so
+ * while the write is in the store's queue, re-read copies of that row are not applied (nor is
+ * the row removed for being absent). A write that fails re-reads its row, so memory goes back to
+ * what the store holds. One mechanism for nodes, catalogue entries and operation rows. */
+enum sync_table { SYNC_NODE, SYNC_MODEL, SYNC_OP };
+/* Registers a write of (table, key) about to be queued; pass sync_write_done and the returned
+ * context as the store call's callback: it forgets the write, handles a failure, then calls
+ * done(ctx, rc, msg) when done is not NULL. */
+void *sync_write(struct gw *g, enum sync_table t, const char *key, store_done_fn done, void *ctx);
+void sync_write_done(void *ctx, int rc, const char *msg);
+/* Whether a local write of (table, key) is still in the store's queue. */
+bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key);
+/* An operation row's key (its id in decimal). */
+const char *sync_op_key(int64_t id, char out[24]);
+/* Frees what is left after the store has closed (every write's completion has run). */
+void sync_free(struct gw *g);
+
 #endif

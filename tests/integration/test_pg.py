@@ -132,7 +132,10 @@ def test_store_unit_suite_on_postgres(pg):
     env = dict(os.environ, DROVER_TEST_PG_URL=url)
     p = subprocess.run([TEST_STORE], capture_output=True, timeout=240, env=env)
     out = p.stdout.decode() + p.stderr.decode()
-    assert p.returncode == 0, out[-4000:]
+    # the failing lines first: a CI log keeps only the head of a long message
+    failing = [ln for ln in out.splitlines()
+               if "FAILED" in ln or "ERROR" in ln or "rror:" in ln or "Failure" in ln]
+    assert p.returncode == 0, "\n".join(failing[:20]) + "\n---\n" + out[-3000:]
     assert out.count("Running") == 2, "both engines ran:\n" + out[-2000:]
     assert pg.sql("SELECT count(*) FROM schema_migrations", db="unit") != "0"
 
