@@ -1004,14 +1004,17 @@ static void test_pg_unreachable_fails_fast(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd); /* bound, never listened: connections are refused */
+    /* bound and never listened: connections are refused, and while it stays open no other
+     * process can take the port (closing it first let a parallel test's listener in) */
     char url[160];
     snprintf(url, sizeof url, "host=127.0.0.1 port=%d dbname=x user=u password=hunter2",
              ntohs(a.sin_port));
     struct store_config cfg = {.engine = STORE_ENGINE_POSTGRES, .url = url};
     struct store *s = NULL;
     struct gw_error err = {0};
-    assert_int_equal(store_open(&f->loop, &cfg, &s, &err), STORE_E_UNAVAILABLE);
+    int rc = store_open(&f->loop, &cfg, &s, &err);
+    close(fd);
+    assert_int_equal(rc, STORE_E_UNAVAILABLE);
     assert_null(s);
     assert_int_equal(strncmp(err.msg, "postgres: ", 10), 0);
     assert_null(strchr(err.msg, '\n'));
@@ -1052,7 +1055,9 @@ static void test_pg_lost_connection_replaced(void **state)
     struct fx *f = *state;
     if (!is_pg()) skip();
     struct store *s = open_ok(f, NULL);
-    pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    /* the wait (10 s at most) makes the backend gone before the next job: without it the job
+     * could reach the backend before it took the signal, and die mid-flight */
+    pg_admin("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
              " WHERE application_name = 'drover' AND pid <> pg_backend_pid()");
     char hash[65];
     struct store_node n;
@@ -1082,7 +1087,8 @@ static void test_pg_down_then_back(void **state)
     if (store_open(&f->loop, &cfg, &s, &err)) fail_msg("open: %s", err.msg);
 
     pg_admin("ALTER ROLE drover_t NOLOGIN;"
-             " SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'drover_t'");
+             " SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = "
+             "'drover_t'");
     char hash[65];
     struct store_node n;
     make_node(&n, "while-down", hash);
