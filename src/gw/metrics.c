@@ -262,10 +262,16 @@ void metrics_render(const struct metrics *m, const struct registry *reg,
             "# TYPE drover_queue_rejected_total counter\ndrover_queue_rejected_total %llu\n"
             "# HELP drover_queue_wait_seconds_total Time served requests spent waiting.\n"
             "# TYPE drover_queue_wait_seconds_total counter\n"
-            "drover_queue_wait_seconds_total %.3f\n",
+            "drover_queue_wait_seconds_total %.3f\n"
+            "# HELP drover_queue_tenants Keys with requests waiting now.\n"
+            "# TYPE drover_queue_tenants gauge\ndrover_queue_tenants %zu\n"
+            "# HELP drover_queue_pushed_out_total Waits ended to give another key its share of a "
+            "full queue (503 capacity).\n"
+            "# TYPE drover_queue_pushed_out_total counter\ndrover_queue_pushed_out_total %llu\n",
             adm->n, (unsigned long long)adm->entered_total, (unsigned long long)adm->served_total,
             (unsigned long long)adm->timeouts_total, (unsigned long long)adm->rejected_total,
-            (double)adm->wait_ms_sum / 1000.0);
+            (double)adm->wait_ms_sum / 1000.0, admission_tenants(adm),
+            (unsigned long long)adm->pushed_out_total);
     if (!rc)
         rc = buf_appendf(out,
                          "# HELP drover_in_flight Client requests in flight.\n"

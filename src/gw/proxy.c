@@ -964,6 +964,15 @@ static void on_queue_wake(struct admission_waiter *w, bool timed_out)
     start_attempt(p);
 }
 
+/* The admission queue's tenant of a request: its client key (one line without keys). */
+static uint64_t queue_tenant(const char *key_id)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = key_id ? key_id : ""; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    return h;
+}
+
 /* Every node that could serve is busy (cooled or at its limit): wait in the admission queue
  * instead of an instant 503, within the budget. Returns false when the request cannot wait
  * (budget spent, queue full): the caller answers 503 capacity. */
@@ -981,6 +990,7 @@ static bool wait_capacity(struct proxy *p, bool waking)
         return true;
     }
     p->queue.wake = on_queue_wake;
+    p->queue.tenant = queue_tenant(p->grant.key_id);
     if (admission_enter(&g->admission, &p->queue, now, p->queue_until_ms)) return false;
     return true;
 }

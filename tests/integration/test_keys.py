@@ -1,16 +1,13 @@
 """test_keys — client keys, admin roles, usage and the audit log (docs/security.md, DESIGN §10)
 with a real `drover serve` in front of a `drover sim` node. Loopback only; readiness lines,
 never sleeps; every process ended by its pid.
-
-The tests marked `wired` need the data-path hook (keys_admit / keys_release called by
-src/gw/proxy.c): entitlements by model, limits and usage of inference requests. They run when
-DROVER_KEYS_WIRED is set in the environment; everything else (authentication of every client
-request, revocation and rotation, /v1/models filtering, roles, audit) works without it.
 """
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -472,3 +469,47 @@ def test_non_loopback_listener_needs_tls_or_explicit_plain_http(tmp_path):
                "--set", "api_key=" + LEGACY, "--set", "allow_plain_http=true"],
               "drover-serve ready")
     gw.stop()
+
+
+def queue_metric(gw, name):
+    _, _, text = request(gw.admin, "GET", "/metrics", headers={"Authorization": "Bearer " + OPERATOR})
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_full_queue_is_shared_across_keys(tmp_path):
+    """Issue 16: the admission queue is fair across keys. One key fills the queue of a node
+    whose only slot is busy; another key's request is not refused for a queue it did not fill:
+    it takes the newest place of the first key (that one gets 503 capacity) and is served."""
+    slow = start_sim("--model", LLAMA, "--slots", "1", "--queue", "0", "--busy-retry-after", "1",
+                     "--tokens-per-second", "20", "--max-tokens", "4")
+    gw = start_gw(slow, tmp_path, extra=["--set", "queue.max=3", "--set", "queue.max_wait=20s"])
+    try:
+        _, flood = create(gw, name="flood")
+        _, other = create(gw, name="other")
+        results = []
+        lock = threading.Lock()
+
+        def one(secret):
+            st, _, body = chat(gw, secret)
+            with lock:
+                results.append((secret, st, body))
+        ts = [threading.Thread(target=one, args=(flood,)) for _ in range(4)]
+        for t in ts:
+            t.start()
+        wait_until(None, "the flooding key fills the queue",
+                   lambda: queue_metric(gw, "drover_queue_waiting") >= 3)
+        st, _, body = chat(gw, other)
+        assert st == 200, body
+        for t in ts:
+            t.join(timeout=60)
+        assert queue_metric(gw, "drover_queue_pushed_out_total") == 1
+        flood_st = sorted(st for s, st, _ in results if s == flood)
+        assert flood_st == [200, 200, 200, 503], flood_st
+        refused = [b for s, st, b in results if st == 503][0]
+        assert refused["error"]["code"] == "capacity", refused
+    finally:
+        gw.stop()
+        slow.stop()

@@ -1,7 +1,9 @@
 /* The admission queue (docs/gateway.md "Admission queue") on a real libuv loop: FIFO order
  * across passes, requeued waiters keep their place ahead of those not yet visited, a waiter
  * may leave during a pass, a full queue refuses with GW_E_LIMIT, a spent deadline wakes the
- * waiter with timed_out, and a kick wakes waiters on the next loop turn, not at once. */
+ * waiter with timed_out, and a kick wakes waiters on the next loop turn, not at once. Across
+ * tenants (keys): turns in round robin, and a full queue gives a newcomer of a smaller tenant
+ * the newest place of the largest. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,18 +84,25 @@ static void enter(struct fixture *f, int i, uint64_t in_ms)
     assert_int_equal(admission_enter(&f->a, &f->w[i].w, now, now + in_ms), 0);
 }
 
-/* The ids in the queue, head first, and a check that the links agree with n. */
-static size_t queue_ids(struct fixture *f, int *out)
+/* The ids in tenant's line, head first, with a check of the links. */
+static size_t tenant_ids(struct fixture *f, uint64_t tenant, int *out)
 {
     size_t k = 0;
     const struct admission_waiter *prev = NULL;
-    for (const struct admission_waiter *p = f->a.head; p; p = p->next) {
+    for (const struct admission_waiter *p = admission_first(&f->a, tenant); p; p = p->next) {
         assert_ptr_equal(p->prev, prev);
         assert_true(p->queued);
+        assert_int_equal(p->tenant, tenant);
         out[k++] = ((const struct waiter *)p)->id;
         prev = p;
     }
-    assert_ptr_equal(f->a.tail, prev);
+    return k;
+}
+
+/* The ids in the queue (one tenant), head first, and a check that the links agree with n. */
+static size_t queue_ids(struct fixture *f, int *out)
+{
+    size_t k = tenant_ids(f, 0, out);
     assert_int_equal(k, f->a.n);
     return k;
 }
@@ -251,12 +260,87 @@ static void test_deadline_timeout(void **state)
     fx_free(f);
 }
 
+static void enter_as(struct fixture *f, int i, uint64_t tenant)
+{
+    f->w[i].w.tenant = tenant;
+    enter(f, i, FAR_MS);
+}
+
+/* Two keys: the first floods the line before the second arrives; a pass takes them in turn,
+ * so the second's waiters are not behind all of the first's; each key's own order holds. */
+static void test_tenants_take_turns(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_new(32);
+    for (int i = 1; i <= 6; i++) enter_as(f, i, 0xA);
+    enter_as(f, 7, 0xB);
+    enter_as(f, 8, 0xB);
+    assert_int_equal(admission_tenants(&f->a), 2);
+    for (int i = 1; i <= 8; i++) f->w[i].act = ACT_SERVE;
+    admission_kick(&f->a);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    int want[] = {1, 7, 2, 8, 3, 4, 5, 6};
+    assert_ids(wakes.order, wakes.n, want, 8);
+    assert_int_equal(f->a.n, 0);
+    assert_int_equal(admission_tenants(&f->a), 0);
+    /* a bounded pass (one kick: 1 + 8) that stops midway resumes with the next key's turn */
+    wakes.n = 0;
+    for (int i = 1; i <= 12; i++) {
+        f->w[i].act = ACT_REQUEUE;
+        enter_as(f, i, i <= 10 ? 0xA : 0xB);
+    }
+    admission_kick(&f->a);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    int want2[] = {1, 11, 2, 12, 3, 4, 5, 6, 7};
+    assert_ids(wakes.order, wakes.n, want2, 9);
+    int ids[MAXW];
+    int want_a[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    assert_ids(ids, tenant_ids(f, 0xA, ids), want_a, 10);
+    int want_b[] = {11, 12};
+    assert_ids(ids, tenant_ids(f, 0xB, ids), want_b, 2);
+    fx_free(f);
+}
+
+/* A full queue held by one key: another key's newcomer takes the newest place of the first
+ * (woken timed out on the next turn), until their shares are within one; then the queue is
+ * full for both. The one that was pushed out may also leave before its wake. */
+static void test_full_queue_shared_fairly(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_new(4);
+    for (int i = 1; i <= 4; i++) enter_as(f, i, 0xA);
+    uint64_t now = uv_now(&f->loop);
+    f->w[5].w.tenant = 0xA; /* the same key: refused, as before */
+    assert_int_equal(admission_enter(&f->a, &f->w[5].w, now, now + FAR_MS), GW_E_LIMIT);
+    enter_as(f, 6, 0xB); /* takes 4's place */
+    enter_as(f, 7, 0xB); /* takes 3's place: 2 and 2 */
+    f->w[8].w.tenant = 0xB;
+    assert_int_equal(admission_enter(&f->a, &f->w[8].w, now, now + FAR_MS), GW_E_LIMIT);
+    assert_int_equal(f->a.pushed_out_total, 2);
+    assert_int_equal(f->a.rejected_total, 2);
+    assert_int_equal(f->a.n, 4);
+    assert_true(f->w[3].w.queued && f->w[4].w.queued); /* until their wake, or they leave */
+    admission_leave(&f->a, &f->w[3].w);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    int want[] = {4};
+    assert_ids(wakes.order, wakes.n, want, 1);
+    assert_true(wakes.timed_out[0]);
+    assert_false(f->w[4].w.queued);
+    int ids[MAXW];
+    int want_a[] = {1, 2};
+    assert_ids(ids, tenant_ids(f, 0xA, ids), want_a, 2);
+    int want_b[] = {6, 7};
+    assert_ids(ids, tenant_ids(f, 0xB, ids), want_b, 2);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kick_next_turn_in_order), cmocka_unit_test(test_requeue_keeps_order),
-        cmocka_unit_test(test_leave_during_pass),       cmocka_unit_test(test_full_queue),
-        cmocka_unit_test(test_deadline_timeout),
+        cmocka_unit_test(test_kick_next_turn_in_order),  cmocka_unit_test(test_requeue_keeps_order),
+        cmocka_unit_test(test_leave_during_pass),        cmocka_unit_test(test_full_queue),
+        cmocka_unit_test(test_deadline_timeout),         cmocka_unit_test(test_tenants_take_turns),
+        cmocka_unit_test(test_full_queue_shared_fairly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
