@@ -11,13 +11,26 @@
 #                                  on the same DIR, it keeps its data and its port.
 #        scripts/pg.sh stop DIR    stop the server started in DIR by its pid (fast shutdown,
 #                                  then immediate after 20 s) and wait until it is gone.
+#        scripts/pg.sh standby DIR PRIMARY_DIR
+#                                  a streaming-replication standby of the server started in
+#                                  PRIMARY_DIR: pg_basebackup (-R: it follows the primary) into
+#                                  DIR/data (a fast checkpoint), then started as `start` does (read-only until
+#                                  promoted). For failover tests.
+#        scripts/pg.sh promote DIR the standby in DIR becomes a primary (pg_ctl promote, waits).
 # fsync is off: the cluster is for tests and is deleted with DIR.
 set -euo pipefail
 
-usage() { echo "usage: scripts/pg.sh start|stop DIR" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: scripts/pg.sh start|stop|promote DIR, or standby DIR PRIMARY_DIR" >&2; exit 2; }
+[ $# -ge 2 ] || usage
 cmd=$1
 dir=$(cd "$2" && pwd) || { echo "pg.sh: $2: no such directory" >&2; exit 2; }
+primary=""
+if [ "$cmd" = standby ]; then
+    [ $# -eq 3 ] || usage
+    primary=$(cd "$3" && pwd) || { echo "pg.sh: $3: no such directory" >&2; exit 2; }
+else
+    [ $# -eq 2 ] || usage
+fi
 
 bin=""
 for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
@@ -95,8 +108,32 @@ stop() {
     exit 1
 }
 
+standby() {
+    [ -n "$bin" ] || { echo "pg.sh: no PostgreSQL server binaries (apt-get install postgresql-15)" >&2; exit 1; }
+    [ -f "$primary/port" ] || { echo "pg.sh: no server was started in $primary" >&2; exit 1; }
+    [ ! -e "$dir/data" ] || { echo "pg.sh: $dir/data exists already" >&2; exit 1; }
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres: "$dir"
+        chmod 0755 "$dir"
+    fi
+    as_owner "$bin/pg_basebackup" -h 127.0.0.1 -p "$(cat "$primary/port")" -U postgres \
+        -D "$dir/data" -R -X stream -c fast --no-sync >"$dir/basebackup.log" 2>&1 ||
+        { cat "$dir/basebackup.log" >&2; echo "pg.sh: pg_basebackup failed" >&2; exit 1; }
+    rm -f "$dir/data/postmaster.pid" "$dir/port"
+    start
+}
+
+promote() {
+    [ -f "$dir/pid" ] || { echo "pg.sh: no server was started in $dir" >&2; exit 1; }
+    as_owner "$bin/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null ||
+        { tail -n 20 "$dir/log" >&2; echo "pg.sh: promote failed" >&2; exit 1; }
+    echo "pg.sh: promoted $(cat "$dir/pid")"
+}
+
 case "$cmd" in
 start) start ;;
 stop) stop ;;
+standby) standby ;;
+promote) promote ;;
 *) usage ;;
 esac

@@ -42,12 +42,14 @@ class Cluster:
     def start(self):
         p = subprocess.run([PG_SH, "start", self.dir], capture_output=True, timeout=120)
         assert p.returncode == 0, "pg.sh start: %s" % p.stderr.decode()
+        self.running = True
         with open(os.path.join(self.dir, "url")) as f:
             self.url = f.read().strip()
 
     def stop(self):
         p = subprocess.run([PG_SH, "stop", self.dir], capture_output=True, timeout=60)
         assert p.returncode == 0, "pg.sh stop: %s" % p.stderr.decode()
+        self.running = False
 
     def sql(self, text, db="postgres"):
         p = subprocess.run([pg_bin("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
@@ -64,7 +66,8 @@ class Cluster:
 
     def close(self):
         try:
-            self.stop()
+            if self.running:
+                self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -242,3 +245,66 @@ def test_postgres_outage_under_a_running_gateway(pg):
         if gw:
             gw.stop()
         c.close()
+
+
+def test_failover_to_a_promoted_standby(pg):
+    """docs/deploy.md: a multi-host store.url with target_session_attrs=read-write makes a
+    standby promotion a reconnect. A primary and its streaming standby (scripts/pg.sh
+    standby); the primary stops; until the standby is promoted admin writes answer 503
+    (the standby is read-only: never written to), the data path keeps answering; after the
+    promotion the gateway reconnects to it by itself and writes land there, with what was
+    written before the failover still present."""
+    primary = Cluster()
+    standby_dir = tempfile.mkdtemp(prefix="drover-pg-standby-")
+    standby_up = False
+    gw = None
+    try:
+        primary.new_db("fo")
+        p = subprocess.run([PG_SH, "standby", standby_dir, primary.dir], capture_output=True,
+                           timeout=120)
+        assert p.returncode == 0, "pg.sh standby: %s" % p.stderr.decode()
+        standby_up = True
+        with open(os.path.join(standby_dir, "port")) as f:
+            standby_port = int(f.read().strip())
+        with open(os.path.join(primary.dir, "port")) as f:
+            primary_port = int(f.read().strip())
+        url = ("host=127.0.0.1,127.0.0.1 port=%d,%d user=postgres dbname=fo "
+               "target_session_attrs=read-write connect_timeout=2" % (primary_port, standby_port))
+        gw = start_gw({"url": url})
+        st, _ = admin(gw, "PUT", "/admin/v1/models/before", body={"id": "before"})
+        assert st in (200, 201)
+
+        def standby_sql(text):
+            q = subprocess.run([pg_bin("psql"), "-X", "-q", "-t", "-A", "-h", "127.0.0.1",
+                                "-p", str(standby_port), "-U", "postgres", "-d", "fo", "-c", text],
+                               capture_output=True, timeout=30)
+            assert q.returncode == 0, q.stderr.decode()
+            return q.stdout.decode().strip()
+        wait_until(None, "the standby has replayed the write",
+                   lambda: standby_sql("SELECT count(*) FROM catalogue WHERE id = 'before'")
+                   == "1", timeout=20)
+        assert standby_sql("SELECT pg_is_in_recovery()") == "t"
+
+        primary.stop()
+        st, b = admin(gw, "PUT", "/admin/v1/models/during", body={"id": "during"})
+        assert st == 503 and b["error"]["code"] == "store_unavailable", (st, b)
+        st, _, _ = request(ports(gw)[0], "GET", "/v1/models", timeout=10)
+        assert st == 200
+
+        p = subprocess.run([PG_SH, "promote", standby_dir], capture_output=True, timeout=90)
+        assert p.returncode == 0, "pg.sh promote: %s" % p.stderr.decode()
+        wait_until(None, "an admin write succeeds on the promoted standby",
+                   lambda: admin(gw, "PUT", "/admin/v1/models/after",
+                                 body={"id": "after"})[0] in (200, 201), timeout=40)
+        assert standby_sql("SELECT pg_is_in_recovery()") == "f"
+        assert standby_sql("SELECT string_agg(id, ',' ORDER BY id) FROM catalogue") == \
+            "after,before"
+        assert admin(gw, "GET", "/admin/v1/models/before")[0] == 200
+        assert "store_reconnected" in gw.read_log()
+    finally:
+        if gw:
+            gw.stop()
+        if standby_up:
+            subprocess.run([PG_SH, "stop", standby_dir], capture_output=True, timeout=60)
+        shutil.rmtree(standby_dir, ignore_errors=True)
+        primary.close()
