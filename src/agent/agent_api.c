@@ -298,6 +298,7 @@ void agent_api_handle(struct http_request *req, void *ctx)
         return;
     }
     if (strv_eq_cstr(p, NODE_API_PATH_INVENTORY)) {
+        if (!get) goto method;
         agent_inventory_handle(a, req);
         return;
     }

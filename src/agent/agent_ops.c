@@ -4,7 +4,8 @@
  * and killed after the timeout; the exit decides the outcome class. After the attempt the
  * agent says whether the target is listed (engine model list, or the backend.list template),
  * so the gateway can check a generic error. One operation per target at a time.
- * GET /drover/v1/inventory lists models (with Ollama's digests) and backends.
+ * GET /drover/v1/inventory answers proto's inventory: the engine's models (with Ollama's
+ * digests) and the backend.list backends.
  * The loop thread only. */
 #include "agent/agent_ops.h"
 
@@ -20,6 +21,7 @@
 enum { OPS_MAX_OUTPUT = 64 * 1024, OPS_MAX_RUNNING = 16, OPS_LIST_TIMEOUT_MS = 30000 };
 
 struct aop;
+struct inv;
 typedef void aop_step_fn(struct aop *o);
 
 struct aop {
@@ -49,6 +51,7 @@ struct aop {
     enum op_class cls;
     char message[256];
     bool listed;
+    struct inv *inv; /* the inventory a backend.list run is for, or NULL */
     struct aop *next;
 };
 
@@ -564,13 +567,13 @@ void agent_ops_handle(struct agent *a, struct http_request *req)
 
 /* ---- inventory ------------------------------------------------------------------------------ */
 
+/* GET /drover/v1/inventory (proto's node_api_inventory): the models of the engine's view (its
+ * list read by proto's parsers, with Ollama's digests), then the backends of the backend.list
+ * template when there is one. */
 struct inv {
     struct agent *a;
     struct http_request *req;
-    struct http_call *call;
-    int status;
-    struct buf tags;
-    struct aop *list; /* backend.list run */
+    struct node_api_inventory inv;
 };
 
 void agent_ops_fill_discovery(struct agent *a)
@@ -591,29 +594,27 @@ void agent_ops_fill_discovery(struct agent *a)
     }
 }
 
-static void inv_free(struct inv *v)
+size_t agent_ops_inventory_models(const struct node_api_models *engine,
+                                  struct node_api_inv_items *out)
 {
-    if (v->a->pending) v->a->pending--;
-    buf_free(&v->tags);
-    xfree(v);
+    size_t skipped = 0;
+    for (size_t i = 0; i < engine->n; i++) {
+        const struct node_api_model *m = &engine->v[i];
+        if (node_api_inv_items_add(out, strv_from_cstr(m->id), STRV_NULL, strv_from_cstr(m->digest),
+                                   STRV_NULL, NULL))
+            skipped++;
+    }
+    return skipped;
 }
 
-static void inv_abort(struct http_request *req, void *ctx)
+size_t agent_ops_backends_parse(const char *text, size_t len, struct node_api_inv_items *out)
 {
-    (void)req;
-    ((struct inv *)ctx)->req = NULL;
-}
-
-/* Appends ITEMs from backend.list output: NAME [VERSION [DIGEST]] per line. */
-static int backends_json(struct buf *b, const char *text, size_t len)
-{
-    int rc = buf_append_cstr(b, "[");
-    size_t k = 0;
+    size_t skipped = 0;
     const char *p = text, *end = text + len;
-    while (p < end && !rc) {
+    while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if (!eol) eol = end;
-        struct strv f[3];
+        struct strv f[3] = {STRV_NULL, STRV_NULL, STRV_NULL};
         size_t nf = 0;
         const char *q = p;
         while (q < eol && nf < 3) {
@@ -623,106 +624,82 @@ static int backends_json(struct buf *b, const char *text, size_t len)
             if (w > q) f[nf++] = (struct strv){q, (size_t)(w - q)};
             q = w;
         }
-        if (nf) {
-            if (k++) rc = buf_append_cstr(b, ",");
-            if (!rc) rc = buf_append_cstr(b, "{\"name\":");
-            if (!rc) rc = json_append_str(b, f[0].p, f[0].len);
-            if (!rc && nf > 1) rc = buf_append_cstr(b, ",\"version\":");
-            if (!rc && nf > 1) rc = json_append_str(b, f[1].p, f[1].len);
-            if (!rc && nf > 2) rc = buf_append_cstr(b, ",\"digest\":");
-            if (!rc && nf > 2) rc = json_append_str(b, f[2].p, f[2].len);
-            if (!rc) rc = buf_append_cstr(b, "}");
-        }
+        if (nf && node_api_inv_items_add(out, f[0], f[1], f[2], STRV_NULL, NULL)) skipped++;
         p = eol + 1;
     }
-    return rc ? rc : buf_append_cstr(b, "]");
+    return skipped;
 }
 
-/* Appends ITEMs from an Ollama /api/tags body (name, digest) or an OpenAI /v1/models list. */
-static int models_json(struct buf *b, const struct buf *tags, bool ollama)
+static void inv_free(struct inv *v)
 {
-    int rc = buf_append_cstr(b, "[");
-    struct json_object *root =
-        json_parse_strict(tags->p ? tags->p : "", tags->len, NODE_API_MAX_DEPTH, NULL);
-    struct json_object *arr = NULL;
-    if (root && json_get_arr(root, ollama ? "models" : "data", &arr) == 0) {
-        size_t k = 0;
-        for (size_t i = 0; i < json_object_array_length(arr) && !rc; i++) {
-            struct json_object *m = json_object_array_get_idx(arr, i);
-            struct strv name, digest;
-            if (json_get_str(m, ollama ? "name" : "id", &name)) continue;
-            if (k++) rc = buf_append_cstr(b, ",");
-            if (!rc) rc = buf_append_cstr(b, "{\"name\":");
-            if (!rc) rc = json_append_str(b, name.p, name.len);
-            if (!rc && ollama && json_get_str(m, "digest", &digest) == 0) {
-                rc = buf_append_cstr(b, ",\"digest\":");
-                if (!rc) rc = json_append_str(b, digest.p, digest.len);
-            }
-            if (!rc) rc = buf_append_cstr(b, "}");
-        }
-    }
-    if (root) json_object_put(root);
-    return rc ? rc : buf_append_cstr(b, "]");
+    if (v->a->pending) v->a->pending--;
+    node_api_inventory_free(&v->inv);
+    xfree(v);
 }
 
-static void inv_answer(struct inv *v, const char *backends, size_t blen)
+static void inv_abort(struct http_request *req, void *ctx)
 {
-    if (v->req) {
-        struct buf b;
-        buf_init(&b, 4u << 20);
-        int rc = buf_append_cstr(&b, "{\"models\":");
-        if (!rc) rc = models_json(&b, &v->tags, v->a->cfg.engine == NODE_KIND_OLLAMA);
-        if (!rc) rc = buf_append_cstr(&b, ",\"backends\":");
-        if (!rc) rc = backends_json(&b, backends ? backends : "", blen);
-        if (!rc) rc = buf_append_cstr(&b, "}");
-        http_request_on_abort(v->req, NULL, NULL);
-        (void)http_respond_json(v->req, rc ? 500 : 200, NULL, 0, b.p, b.len);
-        buf_free(&b);
+    (void)req;
+    ((struct inv *)ctx)->req = NULL;
+}
+
+static void inv_answer(struct inv *v)
+{
+    if (!v->req) return;
+    http_request_on_abort(v->req, NULL, NULL);
+    struct buf b;
+    buf_init(&b, NODE_API_MAX_INVENTORY_BYTES);
+    if (node_api_inventory_emit(&b, &v->inv)) {
+        LOGW("inventory_too_large", "models=%zu backends=%zu max_bytes=%d", v->inv.models.n,
+             v->inv.backends.n, NODE_API_MAX_INVENTORY_BYTES);
+        (void)agent_answer_error(v->req, 500, "server_error", NULL, "inventory too large", NULL,
+                                 NULL);
+    } else {
+        (void)http_respond_json(v->req, 200, NULL, 0, b.p, b.len);
     }
+    buf_free(&b);
 }
 
 static void after_inv_list(struct aop *o)
 {
-    struct inv *v = (struct inv *)o->params_json; /* borrowed slot: see inv_tags_done */
-    o->params_json = NULL;
-    bool ok = !o->timed_out && !o->term_signal && o->exit_status == 0;
-    inv_answer(v, ok ? o->output.p : NULL, ok ? o->output.len : 0);
+    struct inv *v = o->inv;
+    if (!o->timed_out && !o->term_signal && o->exit_status == 0) {
+        size_t skipped = agent_ops_backends_parse(o->output.p ? o->output.p : "", o->output.len,
+                                                  &v->inv.backends);
+        if (skipped)
+            LOGW("inventory_backends", "skipped_lines=%zu reason=\"do not fit an item\"", skipped);
+    } else {
+        LOGW("inventory_backends",
+             "reason=\"backend.list failed\" timed_out=%d signal=%d exit=%lld", o->timed_out,
+             o->term_signal, (long long)o->exit_status);
+    }
+    inv_answer(v);
     inv_free(v);
     buf_free(&o->output);
     xfree(o);
 }
 
-static void inv_head(struct http_call *c, const struct http_response_head *h, void *ctx)
+static void on_inv_view(struct agent_engine_view *view, void *ctx)
 {
-    (void)c;
-    ((struct inv *)ctx)->status = h->status;
-}
-
-static void inv_data(struct http_call *c, const char *p, size_t len, void *ctx)
-{
-    (void)c;
     struct inv *v = ctx;
-    if (buf_append(&v->tags, p, len)) buf_reset(&v->tags);
-}
-
-static void inv_done(struct http_call *c, const struct http_call_result *res, void *ctx)
-{
-    (void)c;
-    struct inv *v = ctx;
-    v->call = NULL;
-    if (res->err || v->status != 200) buf_reset(&v->tags);
-    const char *list = template_for(v->a, "backend.list");
+    struct agent *a = v->a;
+    if (!view->reachable)
+        LOGW("engine_down", "engine=%s url=%s reason=\"%s\"", node_kind_name(a->cfg.engine),
+             a->engine.url, view->error);
+    size_t skipped = agent_ops_inventory_models(&view->models, &v->inv.models);
+    if (skipped) LOGW("inventory_models", "skipped=%zu reason=\"do not fit an item\"", skipped);
+    const char *list = template_for(a, "backend.list");
     if (list) {
         struct aop *o = xcalloc(1, sizeof *o);
-        o->a = v->a;
+        o->a = a;
+        o->inv = v;
         buf_init(&o->output, OPS_MAX_OUTPUT + 1);
-        o->params_json = (char *)v; /* carried to after_inv_list */
         if (run_command(o, list, OPS_LIST_TIMEOUT_MS, after_inv_list)) return;
         o->after = after_inv_list; /* runs once the handles closed, with no output */
         o->exit_status = 1;
         return;
     }
-    inv_answer(v, NULL, 0);
+    inv_answer(v);
     inv_free(v);
 }
 
@@ -731,20 +708,7 @@ void agent_inventory_handle(struct agent *a, struct http_request *req)
     struct inv *v = xcalloc(1, sizeof *v);
     v->a = a;
     v->req = req;
-    buf_init(&v->tags, 4u << 20);
     a->pending++;
     http_request_on_abort(req, inv_abort, v);
-    struct http_client_request rq = {
-        .host = a->engine.host,
-        .port = a->engine.port,
-        .method = STRV_LIT("GET"),
-        .target = strv_from_cstr(node_api_models_path(a->cfg.engine)),
-        .connect_timeout_ms = 5000,
-        .total_timeout_ms = a->cfg.engine_timeout_ms,
-    };
-    static const struct http_client_callbacks cbs = {inv_head, inv_data, inv_done};
-    if (http_client_request(a->client, &rq, &cbs, v, &v->call)) {
-        struct http_call_result res = {.err = GW_E_CLOSED};
-        inv_done(NULL, &res, v);
-    }
+    agent_engine_inventory(&a->engine, on_inv_view, v);
 }

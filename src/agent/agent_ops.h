@@ -15,5 +15,13 @@ int agent_ops_expand(const char *tmpl, const char *name, const char *params_json
                      char *why, size_t why_cap) WUR;
 enum op_class agent_ops_exit_class(bool timed_out, int term_signal, int64_t exit_status);
 bool agent_ops_list_has(const char *text, size_t len, const char *name);
+/* The inventory's lists (proto's node_api_inventory). Models: the engine's list as proto's
+ * parsers read it (name and digest). Backends: backend.list output, NAME [VERSION [DIGEST]] a
+ * line (more words ignored, blank lines skipped). An entry that does not fit an ITEM (too
+ * long, a control byte) or comes past NODE_API_MAX_INV_ITEMS is skipped; both return how many
+ * were. */
+size_t agent_ops_inventory_models(const struct node_api_models *engine,
+                                  struct node_api_inv_items *out);
+size_t agent_ops_backends_parse(const char *text, size_t len, struct node_api_inv_items *out);
 
 #endif

@@ -1156,16 +1156,18 @@ void ops_testing_clock(struct gw *g, struct http_request *req)
 /* ---- inventory and the upgrade check ----------------------------------------------------- */
 
 /* GET /admin/v1/inventory: every approved agent node's models and backends with version and
- * digest, asked of the agents at once (bounded by the probe timeout). GET
- * /admin/v1/inventory/upgrades?target=model:NAME compares each node's digest of the target
- * with the latest digest the agent knows, else with the digest most nodes have. */
+ * digest, asked of the agents at once (bounded by the probe timeout) and read with proto's
+ * inventory parser. GET /admin/v1/inventory/upgrades?target=model:NAME compares each node's
+ * digest of the target with the latest digest the agent knows, else with the digest most
+ * nodes have. */
 struct inv_node {
     struct inv *inv;
     struct node *node;
     struct http_call *call;
     int status;
     struct buf body;
-    const char *error;
+    struct node_api_inventory parsed; /* owned; valid when error is "" */
+    char error[GW_ERROR_MSG_BYTES + 64];
 };
 
 struct inv {
@@ -1183,43 +1185,31 @@ static void inv_abort(struct http_request *req, void *ctx)
     ((struct inv *)ctx)->req = NULL;
 }
 
-/* Finds the item named name in the node's answer list "models" or "backends". */
-static struct json_object *inv_item(struct json_object *root, bool model, const char *name)
+/* The item named name in the node's models or backends, or NULL (also for a node in error). */
+static const struct node_api_inv_item *inv_item(const struct inv_node *in, bool model,
+                                                const char *name)
 {
-    struct json_object *arr = NULL;
-    if (!root || json_get_arr(root, model ? "models" : "backends", &arr)) return NULL;
-    for (size_t i = 0; i < json_object_array_length(arr); i++) {
-        struct json_object *it = json_object_array_get_idx(arr, i);
-        struct strv n;
-        if (json_get_str(it, "name", &n) == 0 && strv_eq_cstr(n, name)) return it;
-    }
-    return NULL;
+    if (in->error[0]) return NULL;
+    return node_api_inv_items_find(model ? &in->parsed.models : &in->parsed.backends,
+                                   strv_from_cstr(name));
 }
 
 static int emit_upgrades(struct inv *inv, struct buf *b)
 {
     bool model = strncmp(inv->target, "model:", 6) == 0;
     const char *name = strchr(inv->target, ':') + 1;
-    struct json_object **roots = xcalloc(inv->n ? inv->n : 1, sizeof *roots);
-    for (size_t i = 0; i < inv->n; i++)
-        if (!inv->nodes[i].error)
-            roots[i] = json_parse_strict(inv->nodes[i].body.p ? inv->nodes[i].body.p : "",
-                                         inv->nodes[i].body.len, 16, NULL);
     /* the reference: the digest most nodes have */
     const char *ref = NULL;
     size_t best = 0;
     for (size_t i = 0; i < inv->n; i++) {
-        struct strv d;
-        struct json_object *it = inv_item(roots[i], model, name);
-        if (!it || json_get_str(it, "digest", &d)) continue;
+        const struct node_api_inv_item *it = inv_item(&inv->nodes[i], model, name);
+        if (!it || !it->digest[0]) continue;
         size_t count = 0;
         for (size_t j = 0; j < inv->n; j++) {
-            struct strv e;
-            struct json_object *jt = inv_item(roots[j], model, name);
-            if (jt && json_get_str(jt, "digest", &e) == 0 && strv_eq(d, e)) count++;
+            const struct node_api_inv_item *jt = inv_item(&inv->nodes[j], model, name);
+            if (jt && !strcmp(jt->digest, it->digest)) count++;
         }
-        if (count > best)
-            best = count, ref = json_object_get_string(json_object_object_get(it, "digest"));
+        if (count > best) best = count, ref = it->digest;
     }
     int rc = buf_append_cstr(b, "{\"target\":");
     if (!rc) rc = json_append_str(b, inv->target, strlen(inv->target));
@@ -1228,34 +1218,53 @@ static int emit_upgrades(struct inv *inv, struct buf *b)
     if (!rc) rc = buf_append_cstr(b, ",\"nodes\":[");
     size_t k = 0;
     for (size_t i = 0; i < inv->n && !rc; i++) {
-        struct json_object *it = inv_item(roots[i], model, name);
-        if (!it && !inv->nodes[i].error) continue;
-        struct strv d = STRV_NULL, latest = STRV_NULL;
-        bool has_d = it && json_get_str(it, "digest", &d) == 0;
-        bool has_latest = it && json_get_str(it, "latest_digest", &latest) == 0;
+        const struct inv_node *in = &inv->nodes[i];
+        const struct node_api_inv_item *it = inv_item(in, model, name);
+        if (!it && !in->error[0]) continue;
+        const char *d = it && it->digest[0] ? it->digest : NULL;
+        const char *latest = it && it->latest_digest[0] ? it->latest_digest : NULL;
         if (k++) rc = buf_append_cstr(b, ",");
         if (!rc) rc = buf_append_cstr(b, "{\"node\":");
-        if (!rc)
-            rc = json_append_str(b, inv->nodes[i].node->name, strlen(inv->nodes[i].node->name));
+        if (!rc) rc = json_append_str(b, in->node->name, strlen(in->node->name));
         if (!rc) rc = buf_append_cstr(b, ",\"digest\":");
-        if (!rc) rc = has_d ? json_append_str(b, d.p, d.len) : buf_append_cstr(b, "null");
+        if (!rc) rc = str_or_null(b, d);
         if (!rc) rc = buf_append_cstr(b, ",\"latest_digest\":");
-        if (!rc)
-            rc = has_latest ? json_append_str(b, latest.p, latest.len) : buf_append_cstr(b, "null");
-        bool outdated = has_d && ((has_latest && !strv_eq(d, latest)) ||
-                                  (!has_latest && ref && !strv_eq_cstr(d, ref)));
-        const char *why = !has_d       ? "no digest known"
-                          : has_latest ? "compared with the latest digest the node knows"
-                                       : "compared with the digest most nodes have";
-        if (inv->nodes[i].error) why = inv->nodes[i].error;
+        if (!rc) rc = str_or_null(b, latest);
+        bool outdated =
+            d && ((latest && strcmp(d, latest) != 0) || (!latest && ref && strcmp(d, ref) != 0));
+        const char *why = !d       ? "no digest known"
+                          : latest ? "compared with the latest digest the node knows"
+                                   : "compared with the digest most nodes have";
+        if (in->error[0]) why = in->error;
         if (!rc) rc = buf_appendf(b, ",\"outdated\":%s,\"basis\":", outdated ? "true" : "false");
         if (!rc) rc = json_append_str(b, why, strlen(why));
         if (!rc) rc = buf_append_cstr(b, "}");
     }
     if (!rc) rc = buf_append_cstr(b, "]}");
-    for (size_t i = 0; i < inv->n; i++)
-        if (roots[i]) json_object_put(roots[i]);
-    xfree(roots);
+    return rc;
+}
+
+/* {"nodes":[{"name","models":[ITEM…],"backends":[ITEM…],"error"}…]}: the lists as proto
+ * emits them, empty for a node in error. */
+static int emit_inventory(struct inv *inv, struct buf *b)
+{
+    static const struct node_api_inv_items none = {0};
+    int rc = buf_append_cstr(b, "{\"nodes\":[");
+    for (size_t i = 0; i < inv->n && !rc; i++) {
+        const struct inv_node *in = &inv->nodes[i];
+        bool ok = !in->error[0];
+        if (i) rc = buf_append_cstr(b, ",");
+        if (!rc) rc = buf_append_cstr(b, "{\"name\":");
+        if (!rc) rc = json_append_str(b, in->node->name, strlen(in->node->name));
+        if (!rc) rc = buf_append_cstr(b, ",\"models\":");
+        if (!rc) rc = node_api_inv_items_emit(b, ok ? &in->parsed.models : &none);
+        if (!rc) rc = buf_append_cstr(b, ",\"backends\":");
+        if (!rc) rc = node_api_inv_items_emit(b, ok ? &in->parsed.backends : &none);
+        if (!rc) rc = buf_append_cstr(b, ",\"error\":");
+        if (!rc) rc = str_or_null(b, ok ? NULL : in->error);
+        if (!rc) rc = buf_append_cstr(b, "}");
+    }
+    if (!rc) rc = buf_append_cstr(b, "]}");
     return rc;
 }
 
@@ -1264,44 +1273,22 @@ static void inv_finish(struct inv *inv)
     if (inv->req) {
         struct buf b;
         buf_init(&b, 256u << 20);
-        int rc = 0;
-        if (inv->target[0]) {
-            rc = emit_upgrades(inv, &b);
-        } else {
-            rc = buf_append_cstr(&b, "{\"nodes\":[");
-            for (size_t i = 0; i < inv->n && !rc; i++) {
-                struct inv_node *in = &inv->nodes[i];
-                if (i) rc = buf_append_cstr(&b, ",");
-                if (!rc) rc = buf_append_cstr(&b, "{\"name\":");
-                if (!rc) rc = json_append_str(&b, in->node->name, strlen(in->node->name));
-                struct json_object *root =
-                    in->error
-                        ? NULL
-                        : json_parse_strict(in->body.p ? in->body.p : "", in->body.len, 16, NULL);
-                struct json_object *m = NULL, *bk = NULL;
-                if (root &&
-                    (json_get_arr(root, "models", &m) || json_get_arr(root, "backends", &bk)))
-                    in->error = "the agent's inventory has no models or backends list";
-                if (!rc && !in->error) {
-                    rc = buf_appendf(&b, ",\"models\":%s,\"backends\":%s,\"error\":null",
-                                     json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN),
-                                     json_object_to_json_string_ext(bk, JSON_C_TO_STRING_PLAIN));
-                } else if (!rc) {
-                    rc = buf_append_cstr(&b, ",\"models\":[],\"backends\":[],\"error\":");
-                    if (!rc) rc = json_append_str(&b, in->error, strlen(in->error));
-                }
-                if (root) json_object_put(root);
-                if (!rc) rc = buf_append_cstr(&b, "}");
-            }
-            if (!rc) rc = buf_append_cstr(&b, "]}");
-        }
+        int rc = inv->target[0] ? emit_upgrades(inv, &b) : emit_inventory(inv, &b);
         http_request_on_abort(inv->req, NULL, NULL);
         (void)http_respond_json(inv->req, rc ? 500 : 200, NULL, 0, b.p, b.len);
         buf_free(&b);
     }
-    for (size_t i = 0; i < inv->n; i++) buf_free(&inv->nodes[i].body);
+    for (size_t i = 0; i < inv->n; i++) {
+        buf_free(&inv->nodes[i].body);
+        node_api_inventory_free(&inv->nodes[i].parsed);
+    }
     xfree(inv->nodes);
     xfree(inv);
+}
+
+static void inv_set_error(struct inv_node *in, const char *why)
+{
+    snprintf(in->error, sizeof in->error, "%s", why);
 }
 
 static void inv_head(struct http_call *c, const struct http_response_head *h, void *ctx)
@@ -1316,7 +1303,7 @@ static void inv_data(struct http_call *c, const char *p, size_t len, void *ctx)
     if (buf_append(&in->body, p, len)) {
         http_call_cancel(c);
         in->call = NULL;
-        in->error = "inventory too large";
+        inv_set_error(in, "inventory too large");
         if (--in->inv->pending == 0) inv_finish(in->inv);
     }
 }
@@ -1326,10 +1313,16 @@ static void inv_done(struct http_call *c, const struct http_call_result *res, vo
     (void)c;
     struct inv_node *in = ctx;
     in->call = NULL;
-    if (res->err)
-        in->error = "the agent did not answer";
-    else if (in->status != 200)
-        in->error = "the agent refused the inventory request";
+    struct gw_error err = {0};
+    if (res->err) {
+        inv_set_error(in, "the agent did not answer");
+    } else if (in->status != 200) {
+        inv_set_error(in, "the agent refused the inventory request");
+    } else if (node_api_inventory_parse(in->body.p, in->body.len, &in->parsed, &err)) {
+        snprintf(in->error, sizeof in->error, "the agent's inventory is malformed: %s", err.msg);
+        LOGW("inventory_malformed", "node=%s reason=\"%s\"", in->node->name, err.msg);
+    }
+    buf_free(&in->body); /* parsed: the bytes are not needed any more */
     if (--in->inv->pending == 0) inv_finish(in->inv);
 }
 
@@ -1354,7 +1347,7 @@ void ops_inventory(struct gw *g, struct http_request *req, const char *target)
         struct inv_node *in = &inv->nodes[inv->n++];
         in->inv = inv;
         in->node = n;
-        buf_init(&in->body, 4u << 20);
+        buf_init(&in->body, NODE_API_MAX_INVENTORY_BYTES);
     }
     http_request_on_abort(req, inv_abort, inv);
     inv->pending = 1;
@@ -1365,7 +1358,7 @@ void ops_inventory(struct gw *g, struct http_request *req, const char *target)
         if (upstream_agent_call(g, in->node, "GET", NODE_API_PATH_INVENTORY, STRV_NULL,
                                 g->cfg.probe_timeout_ms, &cbs, in, &in->call)) {
             in->call = NULL;
-            in->error = "could not ask the agent";
+            inv_set_error(in, "could not ask the agent");
             inv->pending--;
         }
     }

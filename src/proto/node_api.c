@@ -571,10 +571,12 @@ int node_api_health_emit(struct buf *out, const struct node_api_health *h)
     return rc;
 }
 
-static struct json_object *parse_root(const char *p, size_t len, struct gw_error *err)
+/* The body as a JSON object of at most cap bytes (strict, depth-capped), or NULL with err. */
+static struct json_object *parse_root_capped(const char *p, size_t len, size_t cap,
+                                             struct gw_error *err)
 {
-    if (len > NODE_API_MAX_BODY_BYTES) {
-        gw_error_set(err, GW_E_LIMIT, "body larger than %d bytes", NODE_API_MAX_BODY_BYTES);
+    if (len > cap) {
+        gw_error_set(err, GW_E_LIMIT, "body larger than %zu bytes", cap);
         return NULL;
     }
     struct json_object *root = json_parse_strict(p ? p : "", len, NODE_API_MAX_DEPTH, err);
@@ -584,6 +586,11 @@ static struct json_object *parse_root(const char *p, size_t len, struct gw_error
         return NULL;
     }
     return root;
+}
+
+static struct json_object *parse_root(const char *p, size_t len, struct gw_error *err)
+{
+    return parse_root_capped(p, len, NODE_API_MAX_BODY_BYTES, err);
 }
 
 int node_api_health_parse(const char *p, size_t len, struct node_api_health *h,
@@ -1062,8 +1069,162 @@ int node_api_ollama_list_parse(const char *p, size_t len, bool ps, struct node_a
         int64_t size = 0;
         if (nm->size_mb < 0 && json_get_int(m, "size", &size) == 0 && size >= 0)
             nm->size_mb = size / (1024 * 1024);
+        /* a cut digest would be a wrong one: one that does not fit is not kept */
+        struct strv digest;
+        if (!nm->digest[0] && json_get_str(m, "digest", &digest) == 0 &&
+            digest.len < sizeof nm->digest && !memchr(digest.p, '\0', digest.len))
+            copy_strv(nm->digest, sizeof nm->digest, digest);
     }
 out:
+    json_object_put(root);
+    return rc;
+}
+
+/* --- inventory --------------------------------------------------------------------------- */
+
+/* A value of an ITEM: fits cap (with its NUL) and holds no control byte. */
+static int inv_value_check(struct strv v, size_t cap, const char *list, size_t idx,
+                           const char *field, struct gw_error *err)
+{
+    if (v.len >= cap)
+        return gw_error_set(err, GW_E_INVALID, "%s[%zu].%s: longer than %zu bytes", list, idx,
+                            field, cap - 1);
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.p[i] < 0x20)
+            return gw_error_set(err, GW_E_INVALID, "%s[%zu].%s: holds a control byte", list, idx,
+                                field);
+    return 0;
+}
+
+/* node_api_inv_items_add with the list's name for err (the parser names the JSON path). */
+static int inv_add(struct node_api_inv_items *l, const char *list, struct strv name,
+                   struct strv version, struct strv digest, struct strv latest,
+                   struct gw_error *err)
+{
+    size_t idx = l->n;
+    if (l->n >= NODE_API_MAX_INV_ITEMS)
+        return gw_error_set(err, GW_E_LIMIT, "%s: more than %d items", list,
+                            NODE_API_MAX_INV_ITEMS);
+    if (!name.len)
+        return gw_error_set(err, GW_E_INVALID, "%s[%zu].name: expected a non-empty string", list,
+                            idx);
+    struct node_api_inv_item *it = NULL;
+    int rc = inv_value_check(name, sizeof it->name, list, idx, "name", err);
+    if (!rc) rc = inv_value_check(version, sizeof it->version, list, idx, "version", err);
+    if (!rc) rc = inv_value_check(digest, sizeof it->digest, list, idx, "digest", err);
+    if (!rc)
+        rc = inv_value_check(latest, sizeof it->latest_digest, list, idx, "latest_digest", err);
+    if (rc) return rc;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    it = &l->v[l->n++];
+    memset(it, 0, sizeof *it);
+    copy_strv(it->name, sizeof it->name, name);
+    copy_strv(it->version, sizeof it->version, version);
+    copy_strv(it->digest, sizeof it->digest, digest);
+    copy_strv(it->latest_digest, sizeof it->latest_digest, latest);
+    return 0;
+}
+
+int node_api_inv_items_add(struct node_api_inv_items *l, struct strv name, struct strv version,
+                           struct strv digest, struct strv latest_digest, struct gw_error *err)
+{
+    return inv_add(l, "items", name, version, digest, latest_digest, err);
+}
+
+const struct node_api_inv_item *node_api_inv_items_find(const struct node_api_inv_items *l,
+                                                        struct strv name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strv_eq_cstr(name, l->v[i].name)) return &l->v[i];
+    return NULL;
+}
+
+void node_api_inventory_free(struct node_api_inventory *inv)
+{
+    xfree(inv->models.v);
+    xfree(inv->backends.v);
+    memset(inv, 0, sizeof *inv);
+}
+
+int node_api_inv_items_emit(struct buf *out, const struct node_api_inv_items *l)
+{
+    int rc = buf_append_cstr(out, "[");
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        const struct node_api_inv_item *it = &l->v[i];
+        if (i) rc = buf_append_cstr(out, ",");
+        if (!rc) rc = buf_append_cstr(out, "{");
+        if (!rc) rc = append_kv_str(out, "name", it->name, false);
+        if (!rc && it->version[0]) rc = append_kv_str(out, "version", it->version, true);
+        if (!rc && it->digest[0]) rc = append_kv_str(out, "digest", it->digest, true);
+        if (!rc && it->latest_digest[0])
+            rc = append_kv_str(out, "latest_digest", it->latest_digest, true);
+        if (!rc) rc = buf_append_cstr(out, "}");
+    }
+    if (!rc) rc = buf_append_cstr(out, "]");
+    return rc;
+}
+
+int node_api_inventory_emit(struct buf *out, const struct node_api_inventory *inv)
+{
+    int rc = buf_append_cstr(out, "{\"models\":");
+    if (!rc) rc = node_api_inv_items_emit(out, &inv->models);
+    if (!rc) rc = buf_append_cstr(out, ",\"backends\":");
+    if (!rc) rc = node_api_inv_items_emit(out, &inv->backends);
+    if (!rc) rc = buf_append_cstr(out, "}");
+    return rc;
+}
+
+/* An optional string value of an ITEM: absent or null is STRV_NULL. */
+static int inv_opt_str(struct json_object *o, const char *key, struct strv *out, const char *list,
+                       size_t idx, struct gw_error *err)
+{
+    *out = STRV_NULL;
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !v) return 0;
+    if (json_get_str(o, key, out))
+        return gw_error_set(err, GW_E_INVALID, "%s[%zu].%s: expected a string", list, idx, key);
+    return 0;
+}
+
+static int inv_list_parse(struct json_object *root, const char *list, struct node_api_inv_items *l,
+                          struct gw_error *err)
+{
+    struct json_object *arr = NULL;
+    int rc = json_get_arr(root, list, &arr);
+    if (rc == GW_E_NOTFOUND) return gw_error_set(err, GW_E_INVALID, "%s: missing", list);
+    if (rc) return gw_error_set(err, GW_E_INVALID, "%s: expected an array", list);
+    size_t n = json_object_array_length(arr);
+    if (n > NODE_API_MAX_INV_ITEMS)
+        return gw_error_set(err, GW_E_LIMIT, "%s: more than %d items", list,
+                            NODE_API_MAX_INV_ITEMS);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *o = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(o, json_type_object))
+            return gw_error_set(err, GW_E_INVALID, "%s[%zu]: expected an object", list, i);
+        struct strv name, version, digest, latest;
+        if (json_get_str(o, "name", &name))
+            return gw_error_set(err, GW_E_INVALID, "%s[%zu].name: expected a non-empty string",
+                                list, i);
+        if ((rc = inv_opt_str(o, "version", &version, list, i, err)) ||
+            (rc = inv_opt_str(o, "digest", &digest, list, i, err)) ||
+            (rc = inv_opt_str(o, "latest_digest", &latest, list, i, err)) ||
+            (rc = inv_add(l, list, name, version, digest, latest, err)))
+            return rc;
+    }
+    return 0;
+}
+
+int node_api_inventory_parse(const char *p, size_t len, struct node_api_inventory *inv,
+                             struct gw_error *err)
+{
+    memset(inv, 0, sizeof *inv);
+    struct json_object *root = parse_root_capped(p, len, NODE_API_MAX_INVENTORY_BYTES, err);
+    if (!root) return err ? err->code : GW_E_PARSE;
+    int rc = inv_list_parse(root, "models", &inv->models, err);
+    if (!rc) rc = inv_list_parse(root, "backends", &inv->backends, err);
     json_object_put(root);
     return rc;
 }

@@ -1,10 +1,11 @@
 /* node_api — the names and JSON shapes of docs/node_api.md, shared by the gateway (src/gw/)
  * and the agent (src/agent/): paths, header names, engine kinds, model status and capability
- * names, and emit/parse helpers for the MODEL list, the discovery object, the health answer
- * and the join request and answer. Emitters append to a capped struct buf (GW_E_LIMIT past
- * its cap). Parsers take the raw bytes (strict JSON, depth-capped), copy what they keep into
- * fixed-size fields or owned arrays, refuse a known field of the wrong type (GW_E_INVALID with
- * the field named in err) and ignore unknown fields. Any thread; no global state. */
+ * names, and emit/parse helpers for the MODEL list, the discovery object, the health answer,
+ * the join request and answer, the fleet operation and its answer, and the inventory. Emitters
+ * append to a capped struct buf (GW_E_LIMIT past its cap). Parsers take the raw bytes (strict JSON,
+ * depth-capped), copy what they keep into fixed-size fields or owned arrays, refuse a known field
+ * of the wrong type (GW_E_INVALID with the field named in err) and ignore unknown fields. Any
+ * thread; no global state. */
 #ifndef DROVER_PROTO_NODE_API_H
 #define DROVER_PROTO_NODE_API_H
 #include <stdbool.h>
@@ -80,6 +81,7 @@ enum {
     NODE_API_MAX_DISCOVERY_BYTES = 64 * 1024, /* a join's discovery object, as sent */
     NODE_API_MAX_VERSION = 64,                /* agent_version */
     NODE_API_MAX_PARAM = 64,                  /* the field a refusal names, plus NUL */
+    NODE_API_MAX_DIGEST = 80,                 /* "sha256:" and 64 hex digits fit */
 };
 
 enum node_api_model_status {
@@ -123,6 +125,9 @@ struct node_api_model {
     unsigned caps; /* CAP_* */
     uint32_t in_flight;
     int64_t size_mb; /* -1 when unknown (not emitted) */
+    /* the engine's digest of the model (Ollama's lists); "" unknown. Not part of MODEL: only
+     * the engine list parsers fill it, and the agent's inventory carries it */
+    char digest[NODE_API_MAX_DIGEST];
 };
 
 /* A growable list; owned items. Zero-initialised is an empty list. */
@@ -138,8 +143,9 @@ void node_api_models_free(struct node_api_models *l);
 /* The engines' own model lists, parsed once for the agent and for the gateway's probe of a
  * static node. OpenAI list {"data":[{"id":...}]} (llama-server, vLLM, any OpenAI server):
  * every model appended as loaded, capabilities guessed from its id. Ollama /api/tags (on disk)
- * or /api/ps (ps: loaded): "name" (or "model"), family from details, size. Models already in
- * out are updated, not repeated; past NODE_API_MAX_MODELS the rest is dropped. */
+ * or /api/ps (ps: loaded): "name" (or "model"), family from details, size, and "digest" when it
+ * is a string that fits (else none). Models already in out are updated, not repeated; past
+ * NODE_API_MAX_MODELS the rest is dropped. */
 enum { NODE_API_ENGINE_MAX_DEPTH = 32 };
 int node_api_oai_models_parse(const char *p, size_t len, struct node_api_models *out,
                               struct gw_error *err) WUR;
@@ -160,7 +166,7 @@ struct node_api_gpu {
 
 /* An installed model or backend with its digest and, when the agent's check template ran,
  * the source's latest digest (docs/agent.md "Upgrade checks"). Empty strings: unknown. */
-enum { NODE_API_MAX_INSTALLED = 64, NODE_API_MAX_DIGEST = 80 };
+enum { NODE_API_MAX_INSTALLED = 64 };
 struct node_api_installed {
     bool is_model; /* "kind":"model", else "backend" */
     char name[NODE_API_MAX_ID];
@@ -326,6 +332,52 @@ int node_api_op_answer_emit(struct buf *out, const struct node_api_op_answer *a)
 /* The gateway's parser: "class" must be a known class; "message" and "listed" are optional
  * (absent or of another type: "" and false). */
 int node_api_op_answer_parse(const char *p, size_t len, struct node_api_op_answer *a,
+                             struct gw_error *err) WUR;
+
+/* --- inventory (GET /drover/v1/inventory) ------------------------------------------------ */
+/* {"models":[ITEM…],"backends":[ITEM…]}, ITEM {"name":…,"version":…,"digest":…,
+ * "latest_digest":…}: name 1..255 bytes, the others only when known (an empty string is
+ * unknown and not emitted). The agent emits it (models from the engine's list, backends from
+ * the backend.list template); the gateway parses it for GET /admin/v1/inventory and the
+ * upgrade check. Names are not deduplicated: a lookup takes the first. */
+enum {
+    NODE_API_MAX_INV_ITEMS = 4096,                  /* per list */
+    NODE_API_MAX_INVENTORY_BYTES = 4 * 1024 * 1024, /* the answer, as sent */
+};
+struct node_api_inv_item {
+    char name[NODE_API_MAX_ID];
+    char version[NODE_API_MAX_TEXT];
+    char digest[NODE_API_MAX_DIGEST];
+    char latest_digest[NODE_API_MAX_DIGEST]; /* the newest the node could fetch */
+};
+/* A growable list; owned items. Zero-initialised is an empty list. */
+struct node_api_inv_items {
+    struct node_api_inv_item *v;
+    size_t n, cap;
+};
+struct node_api_inventory {
+    struct node_api_inv_items models;
+    struct node_api_inv_items backends;
+};
+/* Appends an item; the strings are copied, never cut. GW_E_INVALID (with err naming the
+ * field) when name is empty or a value does not fit its field or holds a control byte;
+ * GW_E_LIMIT past NODE_API_MAX_INV_ITEMS. STRV_NULL or "" for an unknown value. */
+int node_api_inv_items_add(struct node_api_inv_items *l, struct strv name, struct strv version,
+                           struct strv digest, struct strv latest_digest, struct gw_error *err) WUR;
+/* The first item named name, or NULL. */
+const struct node_api_inv_item *node_api_inv_items_find(const struct node_api_inv_items *l,
+                                                        struct strv name);
+void node_api_inventory_free(struct node_api_inventory *inv);
+/* [ITEM…]: one list (the gateway's admin answer re-emits each node's lists with it). */
+int node_api_inv_items_emit(struct buf *out, const struct node_api_inv_items *l) WUR;
+int node_api_inventory_emit(struct buf *out, const struct node_api_inventory *inv) WUR;
+/* The gateway's parser, strict: an object of at most NODE_API_MAX_INVENTORY_BYTES with both
+ * "models" and "backends" arrays of ITEM objects, each value as node_api_inv_items_add takes
+ * it; null for an optional value is its absence; unknown fields are ignored. GW_E_PARSE when
+ * the body is not JSON, GW_E_INVALID for a bad field (err names it: "models[2].digest: …"),
+ * GW_E_LIMIT past a cap. inv is filled (owned: free with node_api_inventory_free, also after
+ * an error). */
+int node_api_inventory_parse(const char *p, size_t len, struct node_api_inventory *inv,
                              struct gw_error *err) WUR;
 
 #endif

@@ -1,9 +1,9 @@
 /* fuzz_node_api — every parser of proto/node_api.h (join request and answer, health, the
- * models answer, a bare MODEL array, discovery) and the name parsers of proto/op_result.h
- * over arbitrary bytes. Byte 0 picks the message; the rest is the body (copied to an exact-size
- * buffer so ASan sees any overread). A refusal must be a negative code with a message (and, for
- * the join, a param naming the field when the body was JSON). An accepted message must hold
- * what the gateway relies on (valid name, http:// url, 64-hex secret or none, caps on labels,
+ * models answer, a bare MODEL array, discovery, the inventory) and the name parsers of
+ * proto/op_result.h over arbitrary bytes. Byte 0 picks the message; the rest is the body (copied to
+ * an exact-size buffer so ASan sees any overread). A refusal must be a negative code with a message
+ * (and, for the join, a param naming the field when the body was JSON). An accepted message must
+ * hold what the gateway relies on (valid name, http:// url, 64-hex secret or none, caps on labels,
  * gpus and models) and must round-trip: emit → parse gives the same struct, and emitting that
  * gives the same bytes. Any difference traps. */
 #include <stddef.h>
@@ -25,6 +25,7 @@ enum {
     MSG_MODELS_ARRAY,
     MSG_DISCOVERY,
     MSG_NAMES,
+    MSG_INVENTORY, /* after NAMES: the seeds' first bytes keep their messages */
     MSG_COUNT,
 };
 
@@ -116,6 +117,23 @@ static bool join_answer_eq(const struct node_api_join_answer *a,
 {
     return !strcmp(a->name, b->name) && a->state == b->state && !strcmp(a->secret, b->secret) &&
            a->poll_ms == b->poll_ms;
+}
+
+static bool inv_items_eq(const struct node_api_inv_items *a, const struct node_api_inv_items *b)
+{
+    if (a->n != b->n) return false;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct node_api_inv_item *x = &a->v[i], *y = &b->v[i];
+        if (strcmp(x->name, y->name) || strcmp(x->version, y->version) ||
+            strcmp(x->digest, y->digest) || strcmp(x->latest_digest, y->latest_digest))
+            return false;
+    }
+    return true;
+}
+
+static bool inventory_eq(const struct node_api_inventory *a, const struct node_api_inventory *b)
+{
+    return inv_items_eq(&a->models, &b->models) && inv_items_eq(&a->backends, &b->backends);
 }
 
 static bool health_eq(const struct node_api_health *a, const struct node_api_health *b)
@@ -292,6 +310,39 @@ static void fuzz_discovery(const char *p, size_t n)
     xfree(d2);
 }
 
+static void check_inv_items(const struct node_api_inv_items *l)
+{
+    if (l->n > NODE_API_MAX_INV_ITEMS || l->n > l->cap) __builtin_trap();
+    for (size_t i = 0; i < l->n; i++) {
+        const struct node_api_inv_item *it = &l->v[i];
+        if (!it->name[0] || !is_c_string(it->name, sizeof it->name) ||
+            !is_c_string(it->version, sizeof it->version) ||
+            !is_c_string(it->digest, sizeof it->digest) ||
+            !is_c_string(it->latest_digest, sizeof it->latest_digest))
+            __builtin_trap();
+    }
+}
+
+/* The gateway's parser of the agent's inventory: what it accepts the agent's emitter sends
+ * back byte for byte. */
+static void fuzz_inventory(const char *p, size_t n)
+{
+    struct node_api_inventory inv;
+    struct gw_error err = {0};
+    int rc = node_api_inventory_parse(p, n, &inv, &err);
+    if (rc) {
+        check_refusal(rc, &err);
+        node_api_inventory_free(&inv);
+        return;
+    }
+    check_inv_items(&inv.models);
+    check_inv_items(&inv.backends);
+    ROUND_TRIP(struct node_api_inventory, &inv, node_api_inventory_emit,
+               node_api_inventory_parse(b1.p, b1.len, &second, &e2), inventory_eq,
+               node_api_inventory_free(&second));
+    node_api_inventory_free(&inv);
+}
+
 /* The small name parsers: whatever they accept prints back as the same name. */
 static void fuzz_names(const char *p, size_t n)
 {
@@ -335,6 +386,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case MSG_DISCOVERY:
         fuzz_discovery(p, n);
+        break;
+    case MSG_INVENTORY:
+        fuzz_inventory(p, n);
         break;
     default:
         fuzz_names(p, n);

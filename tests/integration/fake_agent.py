@@ -25,6 +25,7 @@ class FakeAgent:
         self.op_calls = []          # bodies of POST /drover/v1/ops, in order
         self.op_answer = {"class": "ok", "message": "", "listed": True}
         self.installed = {}         # target name -> digest
+        self.inventory = None       # when set: the inventory answer as sent, instead of installed
         self.lock = threading.Lock()
         agent = self
 
@@ -78,6 +79,9 @@ class FakeAgent:
                     with agent.lock:
                         items = [{"name": k, "version": "1", "digest": v}
                                  for k, v in sorted(agent.installed.items())]
+                        override = agent.inventory
+                    if override is not None:
+                        return self._send(200, override)
                     return self._send(200, {"models": items, "backends": []})
                 return self._send(404, {"error": {"message": "nope"}})
 

@@ -232,6 +232,36 @@ def test_inventory_and_upgrade_check(fleet):
     assert out == {"a1": False, "a2": False, "a3": True}, "upgrade check by digest"
 
 
+def test_inventory_malformed_and_latest_digest(fleet):
+    """The gateway reads each agent's inventory with proto's parser: a malformed one is that
+    node's error (naming the field), never the others'; an agent's latest_digest is the basis
+    of its upgrade check."""
+    gw, agents = fleet.gw, fleet.agents
+    agents["a1"].inventory = {"models": [{"name": "m1", "digest": "sha256:old",
+                                          "latest_digest": "sha256:new"}],
+                              "backends": [{"name": "cuda12", "version": "12.4"}]}
+    agents["a2"].inventory = {"models": [{"name": "m1", "digest": "sha256:old"}],
+                              "backends": []}
+    agents["a3"].inventory = {"models": [{"name": "m1", "digest": 7}], "backends": []}
+    st, inv = admin(gw, "GET", "/admin/v1/inventory")
+    names = {n["name"]: n for n in inv.get("nodes", [])}
+    assert st == 200 and names["a1"]["error"] is None and names["a1"]["models"] == [
+        {"name": "m1", "digest": "sha256:old", "latest_digest": "sha256:new"}] and names[
+        "a1"]["backends"] == [{"name": "cuda12", "version": "12.4"}], (
+        "a1's items as the agent sent them: %r" % inv)
+    a3 = names.get("a3", {})
+    assert a3.get("models") == [] and "models[0].digest" in (a3.get("error") or ""), (
+        "a malformed inventory is a3's error, naming the field: %r" % a3)
+    st, up = admin(gw, "GET", "/admin/v1/inventory/upgrades?target=model:m1")
+    by = {n["node"]: n for n in up.get("nodes", [])}
+    assert st == 200 and by["a1"]["outdated"] and by["a1"]["basis"].startswith(
+        "compared with the latest"), "a1 is behind its own latest digest: %r" % up
+    assert not by["a2"]["outdated"] and up["fleet_digest"] == "sha256:old", (
+        "a2 agrees with the fleet: %r" % up)
+    assert "malformed" in by["a3"]["basis"] and by["a3"]["digest"] is None, (
+        "a3 is listed with its error: %r" % up)
+
+
 def make_dead_letter(gw, agents, target):
     """An install on a1 that fails 10 times (the test clock moved past each backoff): its row
     becomes a dead letter; returns its id."""

@@ -222,6 +222,10 @@ static void test_ollama_lists(void **state)
     assert_int_equal(l.v[0].size_mb, 1321098329 / (1024 * 1024));
     assert_int_equal(l.v[1].caps, CAP_EMBEDDINGS); /* nomic-bert, and the name */
     assert_int_equal(l.v[2].caps, CAP_EMBEDDINGS); /* bert family only */
+    /* digests: the inventory's (not part of MODEL) */
+    assert_string_equal(l.v[0].digest,
+                        "baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878");
+    assert_string_equal(l.v[2].digest, ""); /* none given */
     assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_PS), true, &l, NULL), 0);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);

@@ -1,6 +1,7 @@
 /* test_node_api — the shapes of docs/node_api.md: MODEL list, discovery, health, models answer,
- * join body and join answer each emitted and parsed back to the same values; the parsers'
- * refusals (wrong types, unknown status, bad names and secrets); the name tables. */
+ * join body and join answer, ops and the inventory each emitted and parsed back to the same
+ * values; the parsers' refusals (wrong types, unknown status, bad names and secrets, values
+ * that do not fit, lists past their cap); the name tables. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -563,6 +564,212 @@ static void test_op_roundtrip(void **state)
     buf_free(&b);
 }
 
+/* GET /drover/v1/inventory: the agent emits, the gateway parses back the same items; the bytes
+ * are those the hand-written agent sent before proto had the message (name, then version and
+ * digest when known), so agents and gateways of either age read each other. */
+static void test_inventory_roundtrip(void **state)
+{
+    (void)state;
+    struct node_api_inventory inv = {0};
+    assert_int_equal(node_api_inv_items_add(&inv.models, STRV_LIT("llama3.2:1b"), STRV_NULL,
+                                            STRV_LIT("sha256:aa"), STRV_NULL, NULL),
+                     0);
+    assert_int_equal(node_api_inv_items_add(&inv.backends, STRV_LIT("cuda12"), STRV_LIT("12.4"),
+                                            STRV_LIT("sha256:b4ck"), STRV_NULL, NULL),
+                     0);
+    struct buf b;
+    buf_init(&b, NODE_API_MAX_INVENTORY_BYTES);
+    assert_int_equal(node_api_inventory_emit(&b, &inv), 0);
+    assert_string_equal(b.p, "{\"models\":[{\"name\":\"llama3.2:1b\",\"digest\":\"sha256:aa\"}],"
+                             "\"backends\":[{\"name\":\"cuda12\",\"version\":\"12.4\","
+                             "\"digest\":\"sha256:b4ck\"}]}");
+    /* every field, quotes and UTF-8, an item with the name only */
+    assert_int_equal(node_api_inv_items_add(&inv.models, STRV_LIT("qwen \"q\" \xc3\xa9"),
+                                            STRV_LIT("v1"), STRV_LIT("sha256:01"),
+                                            STRV_LIT("sha256:02"), NULL),
+                     0);
+    assert_int_equal(node_api_inv_items_add(&inv.backends, STRV_LIT("vulkan"), STRV_NULL,
+                                            STRV_LIT(""), STRV_NULL, NULL),
+                     0);
+    buf_reset(&b);
+    assert_int_equal(node_api_inventory_emit(&b, &inv), 0);
+    struct node_api_inventory back;
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &back, NULL), 0);
+    const struct node_api_inv_items *lists[2][2] = {{&inv.models, &back.models},
+                                                    {&inv.backends, &back.backends}};
+    for (int l = 0; l < 2; l++) {
+        assert_int_equal(lists[l][0]->n, lists[l][1]->n);
+        for (size_t i = 0; i < lists[l][0]->n; i++) {
+            const struct node_api_inv_item *x = &lists[l][0]->v[i], *y = &lists[l][1]->v[i];
+            assert_string_equal(x->name, y->name);
+            assert_string_equal(x->version, y->version);
+            assert_string_equal(x->digest, y->digest);
+            assert_string_equal(x->latest_digest, y->latest_digest);
+        }
+    }
+    assert_int_equal(back.models.n, 2);
+    assert_string_equal(back.models.v[1].latest_digest, "sha256:02");
+    assert_string_equal(back.backends.v[1].digest, ""); /* "" is unknown: not sent */
+    /* emitting what was parsed gives the same bytes */
+    struct buf b2;
+    buf_init(&b2, NODE_API_MAX_INVENTORY_BYTES);
+    assert_int_equal(node_api_inventory_emit(&b2, &back), 0);
+    assert_int_equal(b2.len, b.len);
+    assert_memory_equal(b2.p, b.p, b.len);
+    const struct node_api_inv_item *it =
+        node_api_inv_items_find(&back.backends, STRV_LIT("cuda12"));
+    assert_non_null(it);
+    assert_string_equal(it->version, "12.4");
+    assert_null(node_api_inv_items_find(&back.backends, STRV_LIT("cuda")));
+    node_api_inventory_free(&back);
+    /* an empty inventory */
+    node_api_inventory_free(&inv);
+    buf_reset(&b);
+    assert_int_equal(node_api_inventory_emit(&b, &inv), 0);
+    assert_string_equal(b.p, "{\"models\":[],\"backends\":[]}");
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &back, NULL), 0);
+    assert_int_equal(back.models.n + back.backends.n, 0);
+    node_api_inventory_free(&back);
+    buf_free(&b);
+    buf_free(&b2);
+}
+
+/* What agents send that proto's emitter would not: null for an unknown value, fields proto
+ * does not know, repeated names (the first one is the one a lookup finds). */
+static void test_inventory_lenient(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"models\":[{\"name\":\"m1\",\"version\":null,\"digest\":\"sha256:1\",\"size\":7,"
+        "\"extra\":{\"a\":[1]}},{\"name\":\"m1\",\"digest\":\"sha256:2\"}],"
+        "\"backends\":[{\"name\":\"b\",\"latest_digest\":null}],\"agent\":\"newer\"}";
+    struct node_api_inventory inv;
+    assert_int_equal(node_api_inventory_parse(LIT(body), &inv, NULL), 0);
+    assert_int_equal(inv.models.n, 2);
+    assert_string_equal(inv.models.v[0].version, "");
+    assert_string_equal(node_api_inv_items_find(&inv.models, STRV_LIT("m1"))->digest, "sha256:1");
+    assert_int_equal(inv.backends.n, 1);
+    assert_string_equal(inv.backends.v[0].latest_digest, "");
+    node_api_inventory_free(&inv);
+}
+
+static void test_inventory_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        int code;
+        const char *msg; /* a part of err.msg */
+    } rows[] = {
+        {"", GW_E_PARSE, ""},
+        {"{\"models\":[", GW_E_PARSE, ""},
+        {"[]", GW_E_INVALID, "expected a JSON object"},
+        {"{}", GW_E_INVALID, "models: missing"},
+        {"{\"models\":[]}", GW_E_INVALID, "backends: missing"},
+        {"{\"models\":{},\"backends\":[]}", GW_E_INVALID, "models: expected an array"},
+        {"{\"models\":[],\"backends\":null}", GW_E_INVALID, "backends: expected an array"},
+        {"{\"models\":[\"m\"],\"backends\":[]}", GW_E_INVALID, "models[0]: expected an object"},
+        {"{\"models\":[{\"name\":\"a\"},{}],\"backends\":[]}", GW_E_INVALID,
+         "models[1].name: expected a non-empty string"},
+        {"{\"models\":[{\"name\":\"\"}],\"backends\":[]}", GW_E_INVALID,
+         "models[0].name: expected a non-empty string"},
+        {"{\"models\":[{\"name\":7}],\"backends\":[]}", GW_E_INVALID, "models[0].name"},
+        {"{\"models\":[],\"backends\":[{\"name\":\"b\",\"digest\":1}]}", GW_E_INVALID,
+         "backends[0].digest: expected a string"},
+        {"{\"models\":[],\"backends\":[{\"name\":\"b\",\"version\":[]}]}", GW_E_INVALID,
+         "backends[0].version: expected a string"},
+        {"{\"models\":[{\"name\":\"m\",\"latest_digest\":true}],\"backends\":[]}", GW_E_INVALID,
+         "models[0].latest_digest: expected a string"},
+        {"{\"models\":[{\"name\":\"a\\u0000b\"}],\"backends\":[]}", GW_E_INVALID,
+         "models[0].name: holds a control byte"},
+        {"{\"models\":[{\"name\":\"a\",\"digest\":\"x\\ny\"}],\"backends\":[]}", GW_E_INVALID,
+         "models[0].digest: holds a control byte"},
+        {"{\"models\":[{\"name\":\"a\",\"digest\":\"\xff\"}],\"backends\":[]}", GW_E_PARSE, ""},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct node_api_inventory inv;
+        struct gw_error err = {0};
+        int rc = node_api_inventory_parse(rows[i].body, strlen(rows[i].body), &inv, &err);
+        if (rc != rows[i].code || !strstr(err.msg, rows[i].msg))
+            fail_msg("row %zu: rc %d msg '%s'", i, rc, err.msg);
+        assert_true(err.msg[0] != '\0');
+        node_api_inventory_free(&inv); /* also after an error */
+    }
+
+    /* values that do not fit their field are refused, never cut */
+    struct buf b;
+    buf_init(&b, NODE_API_MAX_INVENTORY_BYTES + 16);
+    char digest[NODE_API_MAX_DIGEST + 1];
+    memset(digest, 'a', sizeof digest - 1);
+    digest[sizeof digest - 1] = '\0';
+    assert_int_equal(buf_appendf(&b,
+                                 "{\"models\":[{\"name\":\"m\",\"digest\":\"%s\"}],"
+                                 "\"backends\":[]}",
+                                 digest),
+                     0);
+    struct node_api_inventory inv;
+    struct gw_error err = {0};
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &inv, &err), GW_E_INVALID);
+    assert_non_null(strstr(err.msg, "models[0].digest: longer than 79 bytes"));
+    node_api_inventory_free(&inv);
+    digest[NODE_API_MAX_DIGEST - 1] = '\0'; /* 79 bytes fit */
+    buf_reset(&b);
+    assert_int_equal(buf_appendf(&b,
+                                 "{\"models\":[{\"name\":\"m\",\"digest\":\"%s\"}],"
+                                 "\"backends\":[]}",
+                                 digest),
+                     0);
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &inv, NULL), 0);
+    assert_string_equal(inv.models.v[0].digest, digest);
+    node_api_inventory_free(&inv);
+    char name[NODE_API_MAX_ID + 1];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    buf_reset(&b);
+    assert_int_equal(buf_appendf(&b, "{\"models\":[],\"backends\":[{\"name\":\"%s\"}]}", name), 0);
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &inv, &err), GW_E_INVALID);
+    assert_non_null(strstr(err.msg, "backends[0].name: longer than 255 bytes"));
+    node_api_inventory_free(&inv);
+
+    /* too many items in a list, and a body past the cap */
+    buf_reset(&b);
+    int rc = buf_append_cstr(&b, "{\"backends\":[],\"models\":[");
+    for (int i = 0; i <= NODE_API_MAX_INV_ITEMS && !rc; i++)
+        rc = buf_appendf(&b, "%s{\"name\":\"m%d\"}", i ? "," : "", i);
+    if (!rc) rc = buf_append_cstr(&b, "]}");
+    assert_int_equal(rc, 0);
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &inv, &err), GW_E_LIMIT);
+    assert_non_null(strstr(err.msg, "models: more than 4096 items"));
+    node_api_inventory_free(&inv);
+    buf_reset(&b);
+    rc = buf_append_cstr(&b, "{\"models\":[],\"backends\":[],\"pad\":\"");
+    while (!rc && b.len <= NODE_API_MAX_INVENTORY_BYTES) rc = buf_append_cstr(&b, "xxxxxxxx");
+    if (!rc) rc = buf_append_cstr(&b, "\"}");
+    assert_int_equal(rc, 0);
+    assert_int_equal(node_api_inventory_parse(b.p, b.len, &inv, &err), GW_E_LIMIT);
+    node_api_inventory_free(&inv);
+    buf_free(&b);
+
+    /* the emitter's side: add refuses the same values, and the list's cap */
+    struct node_api_inv_items l = {0};
+    assert_int_equal(node_api_inv_items_add(&l, STRV_NULL, STRV_NULL, STRV_NULL, STRV_NULL, &err),
+                     GW_E_INVALID);
+    assert_int_equal(
+        node_api_inv_items_add(&l, STRV_LIT("m"), STRV_NULL, strv_from_cstr(name), STRV_NULL, &err),
+        GW_E_INVALID);
+    assert_int_equal(
+        node_api_inv_items_add(&l, STRV_LIT("m\t2"), STRV_NULL, STRV_NULL, STRV_NULL, &err),
+        GW_E_INVALID);
+    assert_int_equal(l.n, 0);
+    for (int i = 0; i < NODE_API_MAX_INV_ITEMS; i++)
+        assert_int_equal(
+            node_api_inv_items_add(&l, STRV_LIT("m"), STRV_NULL, STRV_NULL, STRV_NULL, NULL), 0);
+    assert_int_equal(
+        node_api_inv_items_add(&l, STRV_LIT("m"), STRV_NULL, STRV_NULL, STRV_NULL, &err),
+        GW_E_LIMIT);
+    xfree(l.v);
+}
+
 /* Paths and kinds both sides name the same way. */
 static void test_paths(void **state)
 {
@@ -600,6 +807,9 @@ int main(void)
         cmocka_unit_test(test_discovery_versions_installed),
         cmocka_unit_test(test_load_roundtrip),
         cmocka_unit_test(test_op_roundtrip),
+        cmocka_unit_test(test_inventory_roundtrip),
+        cmocka_unit_test(test_inventory_lenient),
+        cmocka_unit_test(test_inventory_refusals),
         cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
