@@ -40,6 +40,7 @@ struct op_row {
     int status;
     struct issue *waiter; /* an admin request waiting for this attempt, or NULL */
     size_t waiter_slot;
+    uint64_t renew_at_ms; /* several gateways: when the attempt's lease is renewed (loop clock) */
 };
 
 struct ops {
@@ -652,6 +653,43 @@ struct claim_ctx {
     int64_t id;
 };
 
+/* Several gateways: an attempt's lease is three periods (store.lease, or ops.interval when
+ * the ticks that renew it are further apart), renewed every store.lease while the attempt runs
+ * (ops_tick), so a long attempt keeps it and a gateway killed mid-attempt hands its row over
+ * within a few periods, however long ops.timeout is. */
+static int64_t attempt_lease_ms(const struct gw *g)
+{
+    uint64_t period = g->cfg.store_lease_ms;
+    if (g->cfg.ops_interval_ms > period) period = g->cfg.ops_interval_ms;
+    return 3 * (int64_t)period;
+}
+
+static void on_renewed(void *ctx, int rc, const char *msg)
+{
+    struct claim_ctx *cc = ctx;
+    if (rc == GW_E_STATE)
+        LOGW("op_lease_lost", "op=%lld err=\"%s\" then=\"our outcome will not be written\"",
+             (long long)cc->id, msg ? msg : "?");
+    else if (rc)
+        LOGW("op_lease_renew_failed", "op=%lld err=\"%s\"", (long long)cc->id, msg ? msg : "?");
+    xfree(cc);
+}
+
+static void renew_leases(struct gw *g)
+{
+    struct ops *o = g->ops;
+    uint64_t now = gw_now_ms(g);
+    for (size_t i = 0; i < o->n; i++) {
+        struct op_row *r = o->rows[i];
+        if (!r->running || !r->call || now < r->renew_at_ms) continue;
+        r->renew_at_ms = now + g->cfg.store_lease_ms;
+        struct claim_ctx *cc = xmalloc(sizeof *cc);
+        cc->g = g;
+        cc->id = r->s.id;
+        store_renew_op(g->store, r->s.id, g->origin, attempt_lease_ms(g), on_renewed, cc);
+    }
+}
+
 static void on_claimed(void *ctx, int rc, bool claimed, const struct store_op *row)
 {
     struct claim_ctx *cc = ctx;
@@ -691,6 +729,7 @@ static void on_claimed(void *ctx, int rc, bool claimed, const struct store_op *r
     store_op_copy(&r->s, row);
     store_op_clear(&keep);
     if (op_kind_parse(strv_from_cstr(r->s.op), &r->kind)) r->kind = OP_INSTALL;
+    r->renew_at_ms = gw_now_ms(g) + g->cfg.store_lease_ms;
     attempt_send(g, r, n);
 }
 
@@ -703,8 +742,8 @@ static void attempt_start(struct gw *g, struct op_row *r)
         struct claim_ctx *cc = xmalloc(sizeof *cc);
         cc->g = g;
         cc->id = r->s.id;
-        store_claim_op(g->store, r->s.id, g->origin, ops_now_ms(g),
-                       (int64_t)(g->cfg.ops_timeout_ms + OPS_ATTEMPT_MARGIN_MS), on_claimed, cc);
+        store_claim_op(g->store, r->s.id, g->origin, ops_now_ms(g), attempt_lease_ms(g), on_claimed,
+                       cc);
         return;
     }
     set_str(&r->s.state, "running");
@@ -751,6 +790,7 @@ void ops_tick(struct gw *g)
     if (!o) return;
     /* several gateways: the queue pauses while the store is away (leases cannot be taken) */
     if (is_shared(g) && !store_is_available(g->store)) return;
+    if (is_shared(g)) renew_leases(g);
     int64_t now = ops_now_ms(g), wall = (int64_t)clock_wall_ms();
     for (size_t i = 0; i < o->n; i++) {
         struct op_row *r = o->rows[i];

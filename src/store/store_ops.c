@@ -476,6 +476,53 @@ void store_finish_op(struct store *s, const struct store_op *o, const char *owne
     store_submit(s, run_finish, finish_done, j);
 }
 
+struct renew_job {
+    int64_t id, lease_ms;
+    char *owner;
+    store_done_fn done;
+    void *ctx;
+};
+
+static int run_renew(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct renew_job *j = ctx;
+    static const char sql[] = "UPDATE ops SET lease_until_ms = " DB_NOW_MS " + ?3"
+                              " WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'"
+                              " RETURNING id";
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, sql, &st)) return sql_fail(db, err, "renew op lease");
+    store_bind_int64(st, 1, j->id);
+    store_bind_text(st, 2, j->owner);
+    store_bind_int64(st, 3, j->lease_ms);
+    int rc = store_step(st);
+    store_finalize(st);
+    if (rc == STORE_DONE)
+        return gw_error_set(err, GW_E_STATE,
+                            "op %lld: the lease was lost (another gateway took it)",
+                            (long long)j->id);
+    return rc == STORE_ROW ? 0 : sql_fail(db, err, "renew op lease");
+}
+
+static void renew_done(void *ctx, int rc, const char *msg)
+{
+    struct renew_job *j = ctx;
+    if (j->done) j->done(j->ctx, rc, msg);
+    xfree(j->owner);
+    xfree(j);
+}
+
+void store_renew_op(struct store *s, int64_t id, const char *owner, int64_t lease_ms,
+                    store_done_fn done, void *ctx)
+{
+    struct renew_job *j = xcalloc(1, sizeof *j);
+    j->id = id;
+    j->owner = xstrdup(owner);
+    j->lease_ms = lease_ms;
+    j->done = done;
+    j->ctx = ctx;
+    store_submit(s, run_renew, renew_done, j);
+}
+
 static void finish_done(void *ctx, int rc, const char *msg)
 {
     struct finish_job *j = ctx;

@@ -64,6 +64,10 @@ int store_ops_id_block(struct store *s, int64_t *first, struct gw_error *err) WU
 typedef void store_claim_fn(void *ctx, int rc, bool claimed, const struct store_op *row);
 void store_claim_op(struct store *s, int64_t id, const char *owner, int64_t now_ms,
                     int64_t lease_ms, store_claim_fn *done, void *ctx);
+/* Extends owner's lease on row id (running) to lease_ms from now (database clock), while its
+ * attempt runs; GW_E_STATE when the lease was lost (expired and taken, or the row finished). */
+void store_renew_op(struct store *s, int64_t id, const char *owner, int64_t lease_ms,
+                    store_done_fn done, void *ctx);
 /* Writes the outcome of an attempt owner holds the lease of and ends the lease; bury moves the
  * row to ops_dead instead. A lease that was lost (expired and taken) writes nothing and fails
  * with GW_E_STATE. */

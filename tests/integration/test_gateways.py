@@ -283,7 +283,7 @@ def test_operations_applied_exactly_once(pg, three):
 
 def test_lease_taken_over_after_kill9(pg):
     url = pg.new_db("lease")
-    # ops.timeout 3 s: the lease is the attempt's bound plus a margin (docs/store.md)
+    # store.lease 1 s: an attempt's lease is 3 s, renewed every second while it runs
     gws = [start_gw(url, ["--set", "ops.timeout=3s", "--set", "ops.answer_wait=200ms"])
            for _ in range(3)]
     ag = OpsAgent("slow", delay_s=1.5)
@@ -320,6 +320,52 @@ def test_lease_taken_over_after_kill9(pg):
                      lambda: any(r["target"] == "model:big" and r["state"] == "done"
                                  for r in admin(g, "GET", "/admin/v1/ops?all=1")[1]["ops"]),
                      timeout=5)
+    finally:
+        for g in gws:
+            g.stop()
+        ag.close()
+
+
+def test_long_attempt_keeps_its_lease_and_a_dead_holder_hands_over(pg):
+    """An attempt longer than its lease (3 × store.lease = 3 s; the agent answers after 5 s)
+    keeps it by renewal: no other gateway attempts it meanwhile, whatever ops.timeout (60 s)
+    says. A holder killed mid-attempt hands the row over within a few lease periods, not after
+    ops.timeout."""
+    url = pg.new_db("renew")
+    gws = [start_gw(url, ["--set", "ops.timeout=60s", "--set", "ops.answer_wait=200ms"])
+           for _ in range(2)]
+    ag = OpsAgent("long", delay_s=5.0)
+    try:
+        join(gws[0], ag)
+        assert admin(gws[0], "POST", "/admin/v1/nodes/long/approve")[0] == 200
+        join(gws[0], ag)
+        wait_for("the agent healthy everywhere",
+                 lambda: all((node(g, "long") or {}).get("liveness") == "healthy"
+                             for g in gws), timeout=15)
+
+        def state(target):
+            return pg.sql("SELECT state FROM ops WHERE target = '%s'" % target, db="renew")
+        st, b = admin(gws[0], "POST", "/admin/v1/ops",
+                      body={"op": "install", "target": "model:slow1", "nodes": ["long"]})
+        assert st == 200, b
+        wait_for("the attempt is done", lambda: state("model:slow1") == "done", timeout=30)
+        assert ag.count("slow1") == 1, "attempted once: the lease was renewed, never taken"
+
+        st, b = admin(gws[1], "POST", "/admin/v1/ops",
+                      body={"op": "install", "target": "model:slow2", "nodes": ["long"]})
+        assert st == 200, b
+        wait_for("the attempt reached the agent", lambda: ag.count("slow2") >= 1, timeout=10)
+        owner = pg.sql("SELECT lease_owner FROM ops WHERE target = 'model:slow2'", db="renew")
+        holder = [g for g in gws if ("origin=" + owner) in g.read_log()][0]
+        holder.kill9()
+        t_kill = time.monotonic()
+        survivor = [g for g in gws if g is not holder][0]
+        wait_for("the survivor completes it",
+                 lambda: state("model:slow2") == "done", timeout=40)
+        took = time.monotonic() - t_kill
+        assert ag.count("slow2") == 2
+        assert took < 20, "handed over within a few lease periods, not ops.timeout (%.1f s)" % took
+        assert survivor.alive()
     finally:
         for g in gws:
             g.stop()

@@ -1191,6 +1191,19 @@ static void test_pg_op_leases(void **state)
     store_finish_op(s, &o, "gw-a", false, on_done, &d);
     run_until(&f->loop, &d.is_done);
     assert_int_equal(d.rc, GW_E_STATE);
+    /* only the holder renews; the renewal moves the lease's end from the database's now */
+    pg_admin("UPDATE ops SET lease_until_ms = 1");
+    d = (struct done_rec){.f = f};
+    store_renew_op(s, 5, "gw-a", 60000, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, GW_E_STATE);
+    d = (struct done_rec){.f = f};
+    store_renew_op(s, 5, "gw-b", 60000, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(count(s, "SELECT count(*) FROM ops WHERE lease_owner = 'gw-b' AND"
+                              " lease_until_ms > (extract(epoch from now()) * 1000)::bigint"),
+                     1);
     o.attempts = 3;
     o.state = "pending";
     o.next_try_ms = 999999;
