@@ -7,7 +7,10 @@
 #   handshake   wrk over https with Connection: close: one full TLS handshake per request
 #               (handshakes/s; no session resumption: wrk does not resume)
 # plus drover over plain http as the reference for what TLS costs. The issue's goal is
-# drover/nginx >= 0.9 on both TLS rows.
+# drover/nginx >= 0.9 on both TLS rows. Rounds interleave the targets (each round starts one
+# target later), so a shared machine's slow and fast phases hit all of them alike, and every
+# run also reports the server's CPU time per request (/proc/PID/stat), which other load moves
+# far less than throughput.
 #
 # One command, loopback only, bounded in time (about 5 × ROUNDS × DURATION s plus start-up):
 #   bench/tls_vs_nginx.sh
@@ -142,6 +145,7 @@ PIDS+=("$NGINX_PID")
 # ---- drover serve: TLS on the client listener, plain on the admin one ----------------------------
 GW_PORT=$(free_port)
 PLAIN_PORT=$(free_port)
+GW_PIDS=()
 start_gw() { # port, out-file, extra args...
     local port=$1 out=$2
     shift 2
@@ -149,6 +153,7 @@ start_gw() { # port, out-file, extra args...
         --set store.path=:memory: --set log_level=warn --node "n0=http://127.0.0.1:$SIM_PORT" \
         "$@" >"$out" 2>"$out.err" &
     PIDS+=($!)
+    GW_PIDS+=($!)
     wait_ready "$out" "^drover-serve ready" $! 15 || { say "drover serve did not start"; cat "$out.err" >&2; exit 1; }
 }
 start_gw "$GW_PORT" "$TMP/gw.out" --set "tls.cert=$TMP/srv.pem" --set "tls.key=$TMP/srv.key"
@@ -177,42 +182,60 @@ for url in "https://127.0.0.1:$NGINX_PORT" "https://127.0.0.1:$GW_PORT" "http://
     [ $ok = 1 ] || { say "$url does not answer a completion"; exit 1; }
 done
 
-run_wrk() { # url, lua
-    local out
+# CPU time (user + system) of a process so far, in clock ticks (/proc/PID/stat fields 14, 15)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+run_wrk() { # url, lua, server pid -> "req/s p50 p99 non2xx errors cpu_us_per_request"
+    local out c0 c1 n
+    c0=$(cpu_ticks "$3")
     out=$(timeout "$WRK_TIMEOUT" "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
         --latency -s "$2" "$1" 2>&1) || true
+    c1=$(cpu_ticks "$3")
     echo "$out" >>"$TMP/wrk.log"
-    wrk_summary <<<"$out"
+    n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    echo "$(wrk_summary <<<"$out") $(awk -v d=$((c1 - c0)) -v n="${n:-0}" -v t="$TICK_US" \
+        'BEGIN { if (n > 0) printf "%.1f", d * t / n; else print 0 }')"
 }
-declare -A RPS P50 P99 BAD ERR
-measure() { # name, url, lua
-    local r rows=""
-    for r in $(seq "$ROUNDS"); do
-        say "$1: round $r/$ROUNDS (${DURATION}s, $CONNS connections, $THREADS threads)"
-        rows+="$(run_wrk "$2" "$3")"$'\n'
-    done
-    RPS[$1]=$(awk 'NF { print $1 }' <<<"$rows" | median)
-    P50[$1]=$(awk 'NF { print $2 }' <<<"$rows" | median)
-    P99[$1]=$(awk 'NF { print $3 }' <<<"$rows" | median)
-    BAD[$1]=$(awk '{ s += $4 } END { print s + 0 }' <<<"$rows")
-    ERR[$1]=$(awk '{ s += $5 } END { print s + 0 }' <<<"$rows")
-}
+GW_PID=${GW_PIDS[0]}
+PLAIN_PID=${GW_PIDS[1]}
 P=/v1/chat/completions
-measure nginx_keep "https://127.0.0.1:$NGINX_PORT$P" "$TMP/keep.lua"
-measure drover_keep "https://127.0.0.1:$GW_PORT$P" "$TMP/keep.lua"
-measure nginx_hs "https://127.0.0.1:$NGINX_PORT$P" "$TMP/close.lua"
-measure drover_hs "https://127.0.0.1:$GW_PORT$P" "$TMP/close.lua"
-measure drover_plain "http://127.0.0.1:$PLAIN_PORT$P" "$TMP/keep.lua"
+TARGETS=(nginx_keep drover_keep nginx_hs drover_hs drover_plain)
+declare -A URL LUA PID ROWS RPS P50 P99 BAD ERR CPU
+URL[nginx_keep]="https://127.0.0.1:$NGINX_PORT$P"; LUA[nginx_keep]=$TMP/keep.lua; PID[nginx_keep]=$NGINX_PID
+URL[drover_keep]="https://127.0.0.1:$GW_PORT$P"; LUA[drover_keep]=$TMP/keep.lua; PID[drover_keep]=$GW_PID
+URL[nginx_hs]="https://127.0.0.1:$NGINX_PORT$P"; LUA[nginx_hs]=$TMP/close.lua; PID[nginx_hs]=$NGINX_PID
+URL[drover_hs]="https://127.0.0.1:$GW_PORT$P"; LUA[drover_hs]=$TMP/close.lua; PID[drover_hs]=$GW_PID
+URL[drover_plain]="http://127.0.0.1:$PLAIN_PORT$P"; LUA[drover_plain]=$TMP/keep.lua; PID[drover_plain]=$PLAIN_PID
+# Rounds interleave the targets, and each round starts one target later: the machine's slow
+# and fast phases (other jobs on a shared box) hit every target alike.
+for r in $(seq "$ROUNDS"); do
+    for i in "${!TARGETS[@]}"; do
+        t=${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}
+        say "round $r/$ROUNDS: $t (${DURATION}s, $CONNS connections, $THREADS threads)"
+        ROWS[$t]+="$(run_wrk "${URL[$t]}" "${LUA[$t]}" "${PID[$t]}")"$'\n'
+    done
+done
+for t in "${TARGETS[@]}"; do
+    rows=${ROWS[$t]}
+    RPS[$t]=$(awk 'NF { print $1 }' <<<"$rows" | median)
+    P50[$t]=$(awk 'NF { print $2 }' <<<"$rows" | median)
+    P99[$t]=$(awk 'NF { print $3 }' <<<"$rows" | median)
+    BAD[$t]=$(awk '{ s += $4 } END { print s + 0 }' <<<"$rows")
+    ERR[$t]=$(awk '{ s += $5 } END { print s + 0 }' <<<"$rows")
+    CPU[$t]=$(awk 'NF { print $6 }' <<<"$rows" | median)
+done
 
 echo
 echo "drover TLS vs nginx TLS — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "  drover   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
 echo "  nginx    $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(openssl version)"
 echo "  cpus     $(nproc)${SRV_PIN[*]:+ (gateways pinned to cpu 0, wrk and the sim unpinned)}"
-echo "  load     wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, medians; P-256 certificate; both proxy to one drover sim"
+echo "  load     wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS interleaved rounds, medians; P-256 certificate; both proxy to one drover sim"
+echo "  cpu/req  the server process's user+system CPU time over a run / the requests wrk completed"
 echo
-printf '%-13s %-40s %10s %9s %9s %7s %7s %9s\n' target what req/s p50_ms p99_ms non2xx errors "vs nginx"
-for t in nginx_keep drover_keep nginx_hs drover_hs drover_plain; do
+printf '%-13s %-40s %10s %9s %9s %7s %7s %9s %11s %9s\n' target what req/s p50_ms p99_ms non2xx errors "vs nginx" "cpu_us/req" "cpu vs"
+for t in "${TARGETS[@]}"; do
     case $t in
     nginx_keep) what="https keep-alive, proxy to sim"; base=nginx_keep ;;
     drover_keep) what="https keep-alive, gateway to sim"; base=nginx_keep ;;
@@ -221,6 +244,9 @@ for t in nginx_keep drover_keep nginx_hs drover_hs drover_plain; do
     drover_plain) what="plain http keep-alive (reference)"; base=nginx_keep ;;
     esac
     ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
-    printf '%-13s %-40s %10.0f %9.3f %9.3f %7d %7d %9s\n' "$t" "$what" "${RPS[$t]}" "${P50[$t]}" \
-        "${P99[$t]}" "${BAD[$t]}" "${ERR[$t]}" "$ratio"
+    cratio=$(awk -v a="${CPU[$t]}" -v b="${CPU[$base]}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
+    printf '%-13s %-40s %10.0f %9.3f %9.3f %7d %7d %9s %11.1f %9s\n' "$t" "$what" "${RPS[$t]}" "${P50[$t]}" \
+        "${P99[$t]}" "${BAD[$t]}" "${ERR[$t]}" "$ratio" "${CPU[$t]}" "$cratio"
 done
+echo
+echo "vs nginx: req/s ratio (higher is better); cpu vs: CPU per request ratio (lower is better)."
