@@ -478,9 +478,8 @@ void catalogue_put(struct catalogue *c, struct cat_model *m)
 {
     for (size_t i = 0; i < c->n; i++) {
         if (strcmp(c->v[i]->id, m->id) == 0) {
-            /* keep the reconciler's memory across an edit */
-            m->backoff_until_ms = 0;
-            m->backoff_failures = 0;
+            /* the new entry starts with no reconciler backoff: an edit (here or through another
+             * gateway) may have made feasible what failed before, so it gets a fresh try */
             cat_model_free(c->v[i]);
             c->v[i] = m;
             return;

@@ -78,7 +78,7 @@ int cat_model_to_json(const struct cat_model *m, struct buf *b);
 
 /* By id or alias; NULL when unknown. */
 struct cat_model *catalogue_find(const struct catalogue *c, struct strv id_or_alias);
-/* Replaces or adds (takes m). */
+/* Replaces or adds (takes m); a replaced entry's reconciler backoff is not carried over. */
 void catalogue_put(struct catalogue *c, struct cat_model *m);
 bool catalogue_remove(struct catalogue *c, const char *id);
 /* Does any other entry use one of m's names (id or alias)? Returns that name or NULL. */
