@@ -48,8 +48,10 @@ struct agent {
     size_t n_loading;
 
     /* joining */
-    char gw_host[128];
+    char gw_host[128]; /* numeric (resolved once at start) or localhost */
     int gw_port;
+    bool gw_tls;           /* https:// gateway: verified against gateway_ca_file or the system */
+    char gw_tls_name[128]; /* the host as the URL wrote it: checked against its certificate */
     uv_timer_t join_timer;
     struct http_call *join_call;
     struct buf join_answer;
@@ -64,7 +66,7 @@ struct agent {
     /* lifecycle */
     bool stopping;
     unsigned term_count;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup; /* SIGHUP: re-read the TLS files */
     uv_timer_t grace;
     uv_check_t drain_check;
 };

@@ -1,18 +1,22 @@
 /* agent_config — one table of scalar keys drives the YAML file, DROVER_AGENT_* variables and
  * flags; `labels` (map) and `discovery` (override object) exist only in the file, plus
- * `--label k=v` on the command line. Main thread, before the loop. */
+ * `--label k=v` on the command line. Dotted keys (tls.cert) are nested maps in the file and
+ * DROVER_AGENT_TLS_CERT in the environment. The checks at the end refuse settings that would
+ * put a secret on the network in clear (DESIGN §10). Main thread, before the loop. */
 #include "agent/agent_config.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/agent_engine.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/yaml.h"
+#include "net/http_client.h"
 
-enum ktype { K_STR, K_ENGINE, K_DURATION, K_LOGLEVEL };
+enum ktype { K_STR, K_ENGINE, K_DURATION, K_LOGLEVEL, K_BOOL };
 
 struct key_def {
     const char *name;
@@ -41,6 +45,12 @@ static const struct key_def keys[] = {
     {"discovery_interval", K_DURATION, OFF(discovery_interval_ms), 100, 86400000},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0},
     {"ops_timeout", K_DURATION, OFF(ops_timeout_ms), 100, 86400000},
+    {"tls.cert", K_STR, OFF(tls_cert), 0, 0},
+    {"tls.key", K_STR, OFF(tls_key), 0, 0},
+    {"tls.client_ca", K_STR, OFF(tls_client_ca), 0, 0},
+    {"tls.min_version", K_STR, OFF(tls_min_version), 0, 0},
+    {"gateway_ca_file", K_STR, OFF(gateway_ca_file), 0, 0},
+    {"allow_plain_http", K_BOOL, OFF(allow_plain_http), 0, 0},
 };
 
 const char *const agent_ops_templates[AGENT_OPS_N_TEMPLATES] = {
@@ -98,6 +108,11 @@ static int set_key(struct agent_config *c, const struct key_def *k, const char *
             return gw_error_set(err, GW_E_INVALID, "%s%s: '%s' is not a log level", where, k->name,
                                 val);
         return 0;
+    case K_BOOL:
+        if (parse_bool_str(val, (bool *)(void *)base))
+            return gw_error_set(err, GW_E_INVALID, "%s%s: '%s' is not true or false", where,
+                                k->name, val);
+        return 0;
     }
     return GW_E_INVALID;
 }
@@ -106,6 +121,19 @@ static const struct key_def *find_key(const char *name, size_t len)
 {
     for (size_t i = 0; i < N_KEYS; i++)
         if (strlen(keys[i].name) == len && strncmp(keys[i].name, name, len) == 0) return &keys[i];
+    return NULL;
+}
+
+/* An environment variable's name, lower-cased: '_' stands for the '.' of a dotted key. */
+static const struct key_def *find_env_key(const char *lower, size_t len)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const char *k = keys[i].name;
+        if (strlen(k) != len) continue;
+        size_t j = 0;
+        while (j < len && (k[j] == lower[j] || (k[j] == '.' && lower[j] == '_'))) j++;
+        if (j == len) return &keys[i];
+    }
     return NULL;
 }
 
@@ -227,6 +255,22 @@ static int load_file(struct agent_config *c, const char *path, struct gw_error *
                 rc = gw_error_set(err, GW_E_INVALID, "%sdiscovery: %s", where, e2.msg);
             continue;
         }
+        if (v->type == YNODE_MAP) { /* tls: {cert: …} is tls.cert */
+            for (size_t m = 0; m < v->n && !rc; m++) {
+                char dotted[128];
+                snprintf(where, sizeof where, "%s:%d: ", path, v->key_lines[m]);
+                snprintf(dotted, sizeof dotted, "%s.%s", key, v->keys[m]);
+                const struct key_def *k = find_key(dotted, strlen(dotted));
+                if (!k)
+                    rc = gw_error_set(err, GW_E_INVALID, "%sunknown key '%s'", where, dotted);
+                else if (v->kids[m]->type != YNODE_SCALAR)
+                    rc = gw_error_set(err, GW_E_INVALID, "%s%s: expected a single value", where,
+                                      dotted);
+                else
+                    rc = set_key(c, k, v->kids[m]->scalar, where, err);
+            }
+            continue;
+        }
         const struct key_def *k = find_key(key, strlen(key));
         if (!k) {
             rc = gw_error_set(err, GW_E_INVALID, "%sunknown key '%s'", where, key);
@@ -242,6 +286,8 @@ out:
     ynode_free(root);
     return rc;
 }
+
+static int check_tls(const struct agent_config *c, struct gw_error *err);
 
 int agent_config_load(struct agent_config *c, const char *path, char *const *env,
                       const char *const *sets, size_t n_sets, struct gw_error *err)
@@ -261,7 +307,7 @@ int agent_config_load(struct agent_config *c, const char *path, char *const *env
         for (size_t i = 0; i < n; i++)
             lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
         lower[n] = '\0';
-        const struct key_def *k = find_key(lower, n);
+        const struct key_def *k = find_env_key(lower, n);
         if (!k) continue; /* other tools' variables share the prefix rarely; ignore */
         char where[96];
         snprintf(where, sizeof where, "DROVER_AGENT_%.*s: ", (int)n, name);
@@ -304,10 +350,105 @@ int agent_config_load(struct agent_config *c, const char *path, char *const *env
                             c->name);
     if (c->gateway && !c->join_token)
         return gw_error_set(err, GW_E_INVALID, "join_token: needed to join %s", c->gateway);
-    if (c->gateway && strncmp(c->gateway, "http://", 7) != 0)
-        return gw_error_set(err, GW_E_INVALID, "gateway: '%s' is not an http:// URL", c->gateway);
     if (!c->state_file) return gw_error_set(err, GW_E_INVALID, "state_file: must not be empty");
+    return check_tls(c, err) || agent_config_exposure_check(c, err) ? GW_E_INVALID : 0;
+}
+
+int agent_config_split_hostport(const char *addr, char *host, size_t cap, int *port)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!colon || colon == addr) return GW_E_INVALID;
+    const char *hs = addr, *he = colon;
+    if (*hs == '[') {
+        if (he[-1] != ']') return GW_E_INVALID;
+        hs++;
+        he--;
+    }
+    size_t n = (size_t)(he - hs);
+    if (n == 0 || n >= cap) return GW_E_INVALID;
+    memcpy(host, hs, n);
+    host[n] = '\0';
+    uint64_t p;
+    if (strv_to_u64(strv_from_cstr(colon + 1), &p) || p > 65535) return GW_E_INVALID;
+    *port = (int)p;
     return 0;
+}
+
+bool agent_config_has_tls(const struct agent_config *c)
+{
+    return c->tls_cert && c->tls_key;
+}
+
+/* Settings that go together, and URLs that must agree with them. */
+static int check_tls(const struct agent_config *c, struct gw_error *err)
+{
+    char host[128];
+    int port;
+    if (agent_config_split_hostport(c->listen, host, sizeof host, &port))
+        return gw_error_set(err, GW_E_INVALID, "listen: '%s' is not HOST:PORT",
+                            c->listen ? c->listen : "");
+    if (!c->tls_cert != !c->tls_key)
+        return gw_error_set(err, GW_E_INVALID, "tls.cert and tls.key go together: set both");
+    if (c->tls_client_ca && !c->tls_cert)
+        return gw_error_set(err, GW_E_INVALID,
+                            "tls.client_ca: mutual TLS needs the listener's tls.cert and tls.key");
+    if (c->tls_min_version && strcmp(c->tls_min_version, "1.2") != 0 &&
+        strcmp(c->tls_min_version, "1.3") != 0)
+        return gw_error_set(err, GW_E_INVALID, "tls.min_version: '%s' is not 1.2 or 1.3",
+                            c->tls_min_version);
+    if (c->advertise && agent_config_has_tls(c) && strncmp(c->advertise, "https://", 8) != 0)
+        return gw_error_set(err, GW_E_INVALID,
+                            "advertise: '%s' while the agent serves TLS: advertise an https:// URL",
+                            c->advertise);
+    bool gw_tls = false;
+    if (c->gateway) {
+        struct gw_error e2 = {0};
+        if (agent_engine_parse_base_url(c->gateway, host, sizeof host, &port, &gw_tls, &e2))
+            return gw_error_set(err, GW_E_INVALID, "gateway: %s", e2.msg);
+    }
+    if (c->gateway_ca_file && !gw_tls)
+        return gw_error_set(err, GW_E_INVALID,
+                            "gateway_ca_file: set, but the gateway URL is not https:// ('%s')",
+                            c->gateway ? c->gateway : "none");
+    return 0;
+}
+
+int agent_config_exposure_check(const struct agent_config *c, struct gw_error *err)
+{
+    if (c->allow_plain_http) return 0;
+    char host[128];
+    int port;
+    if (!agent_config_has_tls(c) &&
+        (agent_config_split_hostport(c->listen, host, sizeof host, &port) ||
+         !http_host_is_loopback(host)))
+        return gw_error_set(err, GW_E_INVALID,
+                            "the agent listens on %s (not loopback) without TLS: the gateway's "
+                            "key, prompts and answers would cross the network in clear; set "
+                            "tls.cert and tls.key, or allow_plain_http: true (a TLS proxy in "
+                            "front, a private network)",
+                            c->listen ? c->listen : "");
+    bool gw_tls = false;
+    if (c->gateway &&
+        agent_engine_parse_base_url(c->gateway, host, sizeof host, &port, &gw_tls, NULL))
+        return gw_error_set(err, GW_E_INVALID, "gateway: '%s' is not an http(s):// URL",
+                            c->gateway);
+    if (c->gateway && !gw_tls && !http_host_is_loopback(host))
+        return gw_error_set(err, GW_E_INVALID,
+                            "the gateway %s is plain http to a non-loopback address: the join "
+                            "token and the node secret would cross the network in clear; use "
+                            "its https:// URL (gateway_ca_file for a private CA), or "
+                            "allow_plain_http: true (a private network)",
+                            c->gateway);
+    return 0;
+}
+
+void agent_config_advertise(const struct agent_config *c, const char *listen_addr, char *out,
+                            size_t cap)
+{
+    if (c->advertise)
+        snprintf(out, cap, "%s", c->advertise);
+    else
+        snprintf(out, cap, "%s://%s", agent_config_has_tls(c) ? "https" : "http", listen_addr);
 }
 
 void agent_config_free(struct agent_config *c)

@@ -211,10 +211,21 @@ int agent_engine_ollama_load_body(struct buf *out, const char *model, bool unloa
 int agent_engine_parse_url(const char *url, char *host, size_t host_cap, int *port,
                            struct gw_error *err)
 {
-    const char *p = url;
-    if (!p || strncmp(p, "http://", 7) != 0)
+    if (!url || strncmp(url, "http://", 7) != 0)
         return gw_error_set(err, GW_E_INVALID, "'%s': expected http://HOST:PORT", url ? url : "");
-    p += 7;
+    bool is_tls;
+    return agent_engine_parse_base_url(url, host, host_cap, port, &is_tls, err);
+}
+
+int agent_engine_parse_base_url(const char *url, char *host, size_t host_cap, int *port,
+                                bool *is_tls, struct gw_error *err)
+{
+    const char *p = url;
+    *is_tls = p && strncmp(p, "https://", 8) == 0;
+    if (!p || (!*is_tls && strncmp(p, "http://", 7) != 0))
+        return gw_error_set(err, GW_E_INVALID, "'%s': expected http://HOST:PORT or https://",
+                            url ? url : "");
+    p += *is_tls ? 8 : 7;
     const char *hs = p, *he;
     if (*p == '[') {
         he = strchr(p, ']');
@@ -229,7 +240,7 @@ int agent_engine_parse_url(const char *url, char *host, size_t host_cap, int *po
     if (hl == 0 || hl >= host_cap) return gw_error_set(err, GW_E_INVALID, "'%s': bad host", url);
     memcpy(host, hs, hl);
     host[hl] = '\0';
-    uint64_t pn = 80;
+    uint64_t pn = *is_tls ? 443 : 80;
     if (*p == ':') {
         p++;
         const char *ps = p;

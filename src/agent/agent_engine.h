@@ -77,6 +77,10 @@ struct agent_engine {
 /* Parses "http://HOST:PORT[/]" into host and port; GW_E_INVALID otherwise (with err). */
 int agent_engine_parse_url(const char *url, char *host, size_t host_cap, int *port,
                            struct gw_error *err) WUR;
+/* The same for "http://" or "https://" (the gateway's URL): *is_tls says which; the port
+ * defaults to 80 or 443. host is bare (no brackets). */
+int agent_engine_parse_base_url(const char *url, char *host, size_t host_cap, int *port,
+                                bool *is_tls, struct gw_error *err) WUR;
 
 typedef void agent_engine_view_fn(struct agent_engine_view *view, void *ctx);
 /* Fetches the endpoints of e's kind in parallel and calls cb once with the view (owned by the

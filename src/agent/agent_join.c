@@ -211,6 +211,15 @@ static void j_done(struct http_call *call, const struct http_call_result *res, v
                      (unsigned long long)(a->poll_ms ? a->poll_ms : a->cfg.poll_ms));
             set_state(a, now);
         }
+    } else if (st == 400 && error_code_is(body, "insecure_node_url")) {
+        /* the gateway will not send this node's key over plain http beyond loopback */
+        if (strcmp(prev, "refused_insecure") != 0)
+            LOGE("join_refused",
+                 "gateway=%s name=%s status=400 code=insecure_node_url advertise=%s reason=\"the "
+                 "gateway refuses to call a plain http:// agent beyond loopback: serve TLS "
+                 "(tls.cert, tls.key) so the agent advertises https://\"",
+                 a->cfg.gateway, a->cfg.name, a->advertise);
+        set_state(a, "refused_insecure");
     } else if (st == 403 && error_code_is(body, "node_identity_refused")) {
         /* the name is approved and this agent does not hold its secret: nothing it can do
          * by retrying; say so plainly, once per change of state */
@@ -280,6 +289,8 @@ static void join_tick(uv_timer_t *t)
         .connect_timeout_ms = JOIN_TIMEOUT_MS,
         .first_byte_timeout_ms = JOIN_TIMEOUT_MS,
         .total_timeout_ms = JOIN_TIMEOUT_MS,
+        .tls = a->gw_tls,
+        .tls_name = a->gw_tls ? a->gw_tls_name : NULL,
     };
     a->join_status = 0;
     buf_reset(&a->join_answer);
@@ -325,9 +336,10 @@ int agent_join_start(struct agent *a, struct gw_error *err)
     a->join_timer.data = a;
     buf_init(&a->join_answer, JOIN_MAX_ANSWER);
     if (!a->cfg.gateway) return 0;
-    int rc =
-        agent_engine_parse_url(a->cfg.gateway, a->gw_host, sizeof a->gw_host, &a->gw_port, err);
+    int rc = agent_engine_parse_base_url(a->cfg.gateway, a->gw_host, sizeof a->gw_host, &a->gw_port,
+                                         &a->gw_tls, err);
     if (rc) return rc;
+    snprintf(a->gw_tls_name, sizeof a->gw_tls_name, "%s", a->gw_host);
     if ((rc = resolve(a->gw_host, sizeof a->gw_host, err))) return rc;
     uv_timer_start(&a->join_timer, join_tick, 0, 0);
     return 0;

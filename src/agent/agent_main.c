@@ -2,8 +2,9 @@
  * join loop, signals and the ready line:
  *   drover-agent ready listen=127.0.0.1:9300
  * SIGTERM/SIGINT stop accepting, let proxied requests and engine operations finish within the
- * grace period, then close everything and exit 0; a second signal exits at once. The loop
- * thread only. */
+ * grace period, then close everything and exit 0; a second signal exits at once. SIGHUP
+ * re-reads the TLS files (listener certificate, key and client CA; the gateway's CA) for new
+ * connections, keeping the previous ones when a file fails. The loop thread only. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +36,16 @@ static void usage(FILE *f)
             "  --engine-url URL       the engine's base URL (default per kind, on 127.0.0.1)\n"
             "  --name NAME            node name (default: the hostname)\n"
             "  --listen HOST:PORT     the agent's listener (default 127.0.0.1:9300; port 0 picks)\n"
-            "  --advertise URL        the URL the gateway calls (default http://<listen>)\n"
+            "  --advertise URL        the URL the gateway calls (default http(s)://<listen>)\n"
             "  --label KEY=VALUE      a label for placement (repeatable)\n"
             "  --state-file PATH      where the node secret is kept (default drover-agent.state)\n"
             "  --poll-interval DUR    join heartbeat until the gateway says otherwise (10s)\n"
             "  --nvidia-smi PROG      GPU probe program, or off (default nvidia-smi)\n"
+            "  --tls-cert FILE        serve TLS with this certificate chain (and --tls-key)\n"
+            "  --tls-key FILE         its private key\n"
+            "  --tls-client-ca FILE   require a client certificate signed by these CAs (mTLS)\n"
+            "  --gateway-ca-file FILE CAs for an https:// gateway (default: the system store)\n"
+            "  --allow-plain-http     allow plain HTTP beyond loopback (listener, gateway URL)\n"
             "  --set KEY=VALUE        any config key, e.g. --set engine_timeout=2s\n"
             "  --log-level LEVEL      debug, info, warn, error\n"
             "  -h, --help             this help\n"
@@ -49,6 +55,58 @@ static void usage(FILE *f)
 }
 
 static struct agent g_agent; /* lives for the process */
+
+/* The listener's TLS context, or NULL (plain) without tls.cert. */
+static int make_server_tls(const struct agent_config *c, struct tls_ctx **out, struct gw_error *err)
+{
+    *out = NULL;
+    if (!agent_config_has_tls(c)) return 0;
+    struct tls_server_config tc = {.cert_file = c->tls_cert,
+                                   .key_file = c->tls_key,
+                                   .min_version = c->tls_min_version,
+                                   .client_ca_file = c->tls_client_ca};
+    return tls_server_ctx_new(&tc, out, err);
+}
+
+/* The context for an https:// gateway, or NULL when the gateway is plain (or absent). */
+static int make_client_tls(const struct agent_config *c, struct tls_ctx **out, struct gw_error *err)
+{
+    *out = NULL;
+    if (!c->gateway || strncmp(c->gateway, "https://", 8) != 0) return 0;
+    struct tls_client_config tc = {.ca_file = c->gateway_ca_file};
+    return tls_client_ctx_new(&tc, out, err);
+}
+
+/* SIGHUP: the same files read again, as `drover serve` does (docs/tls.md "Certificate
+ * reload"): new connections get the new contexts, open ones keep theirs. */
+static void reload_tls(struct agent *a)
+{
+    struct gw_error err = {0};
+    struct tls_ctx *t = NULL;
+    bool listener = http_server_is_tls(a->srv);
+    if (!listener && !a->gw_tls) {
+        LOGI("sighup", "action=none note=\"no TLS: nothing to re-read\"");
+        return;
+    }
+    if (listener && make_server_tls(&a->cfg, &t, &err)) {
+        LOGE("tls_reload_failed", "side=listener reason=\"%s\" keeping=previous", err.msg);
+    } else if (listener) {
+        if (http_server_set_tls(a->srv, t) == 0)
+            LOGI("tls_reloaded", "side=listener cert=%s client_ca=%s", a->cfg.tls_cert,
+                 a->cfg.tls_client_ca ? a->cfg.tls_client_ca : "-");
+        tls_ctx_unref(t);
+    }
+    if (!a->gw_tls) return;
+    t = NULL;
+    if (make_client_tls(&a->cfg, &t, &err)) {
+        LOGE("tls_reload_failed", "side=gateway reason=\"%s\" keeping=previous", err.msg);
+        return;
+    }
+    http_client_set_tls(a->client, t);
+    tls_ctx_unref(t);
+    LOGI("tls_reloaded", "side=gateway ca_file=%s",
+         a->cfg.gateway_ca_file ? a->cfg.gateway_ca_file : "system");
+}
 
 static void on_gpus(int rc, const char *out, size_t len, void *ctx)
 {
@@ -95,6 +153,7 @@ static void close_all(struct agent *a)
     a->client = NULL;
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
     uv_close((uv_handle_t *)&a->grace, NULL);
     uv_close((uv_handle_t *)&a->drain_check, NULL);
 }
@@ -121,6 +180,10 @@ static void on_grace(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct agent *a = h->data;
+    if (signum == SIGHUP) {
+        if (!a->stopping) reload_tls(a);
+        return;
+    }
     if (++a->term_count > 1) {
         LOGW("shutdown", "reason=second_signal");
         _exit(0);
@@ -136,26 +199,6 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     uv_timer_start(&a->grace, on_grace, a->cfg.shutdown_grace_ms, 0);
     uv_check_start(&a->drain_check, on_drain_check);
-}
-
-static int split_hostport(const char *addr, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr) return -1;
-    const char *hs = addr, *he = colon;
-    if (*hs == '[') {
-        if (he[-1] != ']') return -1;
-        hs++;
-        he--;
-    }
-    size_t n = (size_t)(he - hs);
-    if (n == 0 || n >= cap) return -1;
-    memcpy(host, hs, n);
-    host[n] = '\0';
-    uint64_t p;
-    if (strv_to_u64(strv_from_cstr(colon + 1), &p) || p > 65535) return -1;
-    *port = (int)p;
-    return 0;
 }
 
 static int add_set(const char **sets, char **owned, size_t *n, const char *key, const char *val)
@@ -191,6 +234,11 @@ int agent_main(int argc, char **argv)
         {"--state-file", "state_file"},
         {"--poll-interval", "poll_interval"},
         {"--nvidia-smi", "nvidia_smi"},
+        {"--tls-cert", "tls.cert"},
+        {"--tls-key", "tls.key"},
+        {"--tls-client-ca", "tls.client_ca"},
+        {"--gateway-ca-file", "gateway_ca_file"},
+        {"--allow-plain-http", "allow_plain_http"},
         {"--log-level", "log_level"},
         {"--set", NULL},
         {"--config", NULL},
@@ -218,6 +266,7 @@ int agent_main(int argc, char **argv)
             fprintf(stderr, "drover agent: unknown option '%s' (see --help)\n", arg);
             goto out_sets;
         }
+        if (!val && strcmp(name, "--allow-plain-http") == 0) val = "true"; /* a switch */
         if (!val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "drover agent: %s needs a value (see --help)\n", name);
@@ -246,7 +295,7 @@ int agent_main(int argc, char **argv)
     log_set_level(a->cfg.log_level);
     char host[128];
     int port;
-    if (split_hostport(a->cfg.listen, host, sizeof host, &port)) {
+    if (agent_config_split_hostport(a->cfg.listen, host, sizeof host, &port)) {
         fprintf(stderr, "drover agent: listen: '%s' is not HOST:PORT\n", a->cfg.listen);
         goto out_cfg;
     }
@@ -279,12 +328,23 @@ int agent_main(int argc, char **argv)
     }
     agent_ops_fill_discovery(a);
 
+    struct tls_ctx *srv_tls = NULL, *gw_tls = NULL;
+    if (make_server_tls(&a->cfg, &srv_tls, &err) || make_client_tls(&a->cfg, &gw_tls, &err)) {
+        fprintf(stderr, "drover agent: %s\n", err.msg);
+        tls_ctx_unref(srv_tls);
+        goto out_cfg;
+    }
+
     signal(SIGPIPE, SIG_IGN);
     a->loop = uv_default_loop();
     struct http_client_config cc;
     http_client_config_defaults(&cc);
-    if (http_client_new(a->loop, &cc, &a->client)) {
+    cc.tls = gw_tls; /* only the join uses it: the engine is plain http */
+    rc = http_client_new(a->loop, &cc, &a->client);
+    tls_ctx_unref(gw_tls); /* the client holds its own reference */
+    if (rc) {
         fprintf(stderr, "drover agent: cannot create the HTTP client\n");
+        tls_ctx_unref(srv_tls);
         goto out_cfg;
     }
     a->engine.client = a->client;
@@ -293,7 +353,10 @@ int agent_main(int argc, char **argv)
     hc.host = host;
     hc.port = port;
     hc.server_name = "drover-agent";
-    if (http_server_start(a->loop, &hc, agent_api_handle, a, &a->srv, &err)) {
+    hc.tls = srv_tls;
+    rc = http_server_start(a->loop, &hc, agent_api_handle, a, &a->srv, &err);
+    tls_ctx_unref(srv_tls); /* the server holds its own reference */
+    if (rc) {
         fprintf(stderr, "drover agent: cannot listen on %s: %s\n", a->cfg.listen, err.msg);
         http_client_free(a->client);
         uv_run(a->loop, UV_RUN_NOWAIT);
@@ -301,16 +364,12 @@ int agent_main(int argc, char **argv)
     }
     snprintf(a->listen_addr, sizeof a->listen_addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
              http_server_port(a->srv));
-    if (a->cfg.advertise) {
-        snprintf(a->advertise, sizeof a->advertise, "%.500s", a->cfg.advertise);
-    } else {
-        if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
-            LOGW("advertise",
-                 "listen=%s note=\"listening on every address: set --advertise to "
-                 "the URL the gateway should call\"",
-                 a->listen_addr);
-        snprintf(a->advertise, sizeof a->advertise, "http://%.160s", a->listen_addr);
-    }
+    if (!a->cfg.advertise && (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0))
+        LOGW("advertise",
+             "listen=%s note=\"listening on every address: set --advertise to "
+             "the URL the gateway should call\"",
+             a->listen_addr);
+    agent_config_advertise(&a->cfg, a->listen_addr, a->advertise, sizeof a->advertise);
     if (agent_join_start(a, &err)) {
         fprintf(stderr, "drover agent: %s\n", err.msg);
         http_server_close(a->srv, NULL, NULL);
@@ -322,9 +381,11 @@ int agent_main(int argc, char **argv)
 
     uv_signal_init(a->loop, &a->sigterm);
     uv_signal_init(a->loop, &a->sigint);
-    a->sigterm.data = a->sigint.data = a;
+    uv_signal_init(a->loop, &a->sighup);
+    a->sigterm.data = a->sigint.data = a->sighup.data = a;
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
+    uv_signal_start(&a->sighup, on_signal, SIGHUP);
     uv_timer_init(a->loop, &a->gpu_timer);
     a->gpu_timer.data = a;
     a->gpu = agent_gpu_probe_new(a->loop, a->cfg.nvidia_smi);
@@ -337,9 +398,10 @@ int agent_main(int argc, char **argv)
     a->drain_check.data = a;
 
     LOGI("start",
-         "listen=%s advertise=%s name=%s engine=%s engine_url=%s gateway=%s "
-         "has_secret=%d gpus=%zu",
-         a->listen_addr, a->advertise, a->cfg.name, node_kind_name(a->cfg.engine),
+         "listen=%s advertise=%s tls=%s client_cert=%s name=%s engine=%s engine_url=%s "
+         "gateway=%s has_secret=%d gpus=%zu",
+         a->listen_addr, a->advertise, http_server_is_tls(a->srv) ? "on" : "off",
+         a->cfg.tls_client_ca ? "required" : "off", a->cfg.name, node_kind_name(a->cfg.engine),
          a->cfg.engine_url, a->cfg.gateway ? a->cfg.gateway : "-", a->secret[0] != 0,
          a->disc.n_gpus);
     printf("drover-agent ready listen=%s\n", a->listen_addr);

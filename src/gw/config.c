@@ -2,10 +2,8 @@
  * three can never disagree on names, types or validation. Nodes are a list in the file. */
 #include "gw/config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +16,7 @@
 #include "base/strv.h"
 #include "base/yaml.h"
 #include "gw/catalogue.h"
+#include "net/http_client.h"
 
 enum key_type { K_STR, K_ADDR, K_LOGLEVEL, K_U64, K_U32, K_BOOL, K_DURATION, K_SIZE, K_PERCENT };
 
@@ -721,15 +720,7 @@ fail:
 
 bool gw_host_is_loopback(const char *host)
 {
-    if (strcasecmp(host, "localhost") == 0) return true;
-    struct in_addr a4;
-    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET6, host, &a6) == 1) {
-        if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
-        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
-    }
-    return false; /* a name other than localhost, or 0.0.0.0 / :: (every interface) */
+    return http_host_is_loopback(host);
 }
 
 static bool addr_is_loopback(const char *addr)

@@ -19,6 +19,7 @@
 #include "gw/health.h"
 #include "gw/join.h"
 #include "gw/nodes.h"
+#include "gw/upstream.h"
 #include "proto/node_api.h"
 
 static void join_apply(struct gw *g, struct http_request *req, struct node_api_join *jr);
@@ -120,10 +121,25 @@ static void join_apply(struct gw *g, struct http_request *req, struct node_api_j
         registry_init(&scratch, NULL);
         struct node *tmp = NULL;
         int bad = registry_add(&scratch, name, url, jr->engine, NULL, &tmp, NULL);
+        bool in_clear = !bad && upstream_is_plain_beyond_loopback(tmp);
         registry_free(&scratch);
         if (bad) {
             return gw_reply_error(req, 400, "invalid_join", "url",
                                   "'url' must look like http://10.0.0.5:9300");
+        }
+        /* Every call to an agent carries its key H: a plain URL beyond loopback would put it
+         * on the network in clear, and the HTTP client would refuse each call (DESIGN §10).
+         * Say so to the agent now rather than keep a node that can never be reached. */
+        if (in_clear && !g->cfg.upstream_allow_plain_secrets) {
+            LOGW("join_refused",
+                 "node=%s peer=%s url=%s reason=\"plain http to a non-loopback agent\"", name,
+                 req->peer, url);
+            return gw_reply_error(req, 400, "insecure_node_url", "url",
+                                  "the gateway would send this node's key over plain http to a "
+                                  "non-loopback address: serve TLS on the agent (tls.cert, "
+                                  "tls.key) so it advertises https://, or set "
+                                  "upstream.allow_plain_secrets: true on the gateway (a private "
+                                  "network)");
         }
     }
     /* An approved identity (name, URL, engine) changes only when the agent proves the node's

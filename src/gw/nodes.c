@@ -17,6 +17,7 @@
 #include "gw/health.h"
 #include "gw/nodes.h"
 #include "gw/sync.h"
+#include "gw/upstream.h"
 #include "store/store.h"
 
 static int admin_parse(const char *s, enum node_admin *out)
@@ -229,6 +230,16 @@ int nodes_load(struct gw *g, struct gw_error *err)
         n->dirty = true; /* written by the first flush */
     }
     if (g->store) store_nodes_free(rows, n_rows);
+    /* The HTTP client refuses these nodes' calls (DESIGN §10): say why once, here, rather
+     * than leave only failed probes to explain it. */
+    for (size_t i = 0; i < g->reg.n && !g->cfg.upstream_allow_plain_secrets; i++) {
+        const struct node *n = g->reg.nodes[i];
+        if (n->api_key && n->admin != ADMIN_REMOVED && upstream_is_plain_beyond_loopback(n))
+            LOGW("node_unreachable_in_clear",
+                 "node=%s url=%s reason=\"its key would cross the network in clear: every call "
+                 "is refused; use an https:// URL, or upstream.allow_plain_secrets: true\"",
+                 n->name, n->url);
+    }
     return 0;
 }
 

@@ -103,7 +103,8 @@ static int make_client_tls(const struct gw_config *cfg, struct tls_ctx **out, st
 }
 
 /* Re-reads every certificate, key and CA file (SIGHUP): new connections use them, open ones
- * keep what they started with. A file that fails keeps the previous context for that side. */
+ * keep what they started with. A file that fails keeps the previous context for that side.
+ * upstream.allow_plain_secrets takes effect for requests started from now on. */
 static void reload_tls(struct gw *g, const struct gw_config *next)
 {
     struct {
@@ -133,6 +134,7 @@ static void reload_tls(struct gw *g, const struct gw_config *next)
             LOGI("tls_reloaded", "side=%s cert=%s", sides[i].name, sides[i].cert);
         tls_ctx_unref(t);
     }
+    http_client_set_refuse_plain_auth(g->client, !next->upstream_allow_plain_secrets);
     struct tls_ctx *ct = NULL;
     struct gw_error err = {0};
     if (make_client_tls(next, &ct, &err)) {

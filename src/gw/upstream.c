@@ -15,6 +15,11 @@ size_t upstream_auth_header(const struct node *n, struct upstream_auth *a, struc
     return 1;
 }
 
+bool upstream_is_plain_beyond_loopback(const struct node *n)
+{
+    return !n->tls && !http_host_is_loopback(n->host);
+}
+
 struct strv upstream_probe_path(const struct node *n)
 {
     return n->via_agent ? STRV_LIT(NODE_API_PATH_HEALTH)

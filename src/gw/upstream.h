@@ -5,6 +5,7 @@
  * the probes, loads, operations and inventory cannot disagree on them. The loop thread only. */
 #ifndef DROVER_GW_UPSTREAM_H
 #define DROVER_GW_UPSTREAM_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,11 @@ struct upstream_auth {
 /* Writes n's "Authorization: Bearer KEY" to *h (its value in *a) and returns 1; returns 0 and
  * writes nothing when n has no key. */
 size_t upstream_auth_header(const struct node *n, struct upstream_auth *a, struct http_header *h);
+
+/* True when requests to n cross a network in clear: a plain http:// URL whose host is not
+ * loopback. The HTTP client refuses to send n's key there unless upstream.allow_plain_secrets
+ * (DESIGN §10); joins and start-up use this to say so before any request is tried. */
+bool upstream_is_plain_beyond_loopback(const struct node *n);
 
 /* The request target of n's health probe. */
 struct strv upstream_probe_path(const struct node *n);

@@ -9,9 +9,11 @@
  * State table: docs/http_client.md. Thread: the loop thread only. */
 #include "net/http_client.h"
 
+#include <arpa/inet.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/buf.h"
 #include "base/log.h"
@@ -1061,6 +1063,18 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
 }
 
+bool http_host_is_loopback(const char *host)
+{
+    if (!host) return false;
+    if (strcasecmp(host, "localhost") == 0) return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false; /* a name other than localhost, or 0.0.0.0 / :: (every interface) */
+}
+
 static bool has_header(const struct http_client_request *req, const char *name)
 {
     for (size_t i = 0; i < req->n_headers; i++)
@@ -1101,6 +1115,11 @@ void http_client_set_tls(struct http_client *cl, struct tls_ctx *ctx)
     struct tls_ctx *old = cl->tls;
     cl->tls = ctx ? tls_ctx_ref(ctx) : NULL;
     tls_ctx_unref(old); /* open conns hold their own references */
+}
+
+void http_client_set_refuse_plain_auth(struct http_client *cl, bool refuse)
+{
+    cl->cfg.refuse_plain_auth = refuse;
 }
 
 void http_client_free(struct http_client *cl)

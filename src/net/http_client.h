@@ -39,6 +39,13 @@ void http_client_free(struct http_client *cl);
 /* Replaces the TLS context for connections opened from now on (CA or client certificate
  * reload); pooled connections keep theirs. ctx is borrowed (a reference is taken). */
 void http_client_set_tls(struct http_client *cl, struct tls_ctx *ctx);
+/* Changes refuse_plain_auth for requests started from now on (a config reload). */
+void http_client_set_refuse_plain_auth(struct http_client *cl, bool refuse);
+
+/* True when host (no port, no brackets) is "localhost" or a loopback literal (127.0.0.0/8,
+ * ::1, ::ffff:127.x.y.z): the only peers a secret may reach over plain TCP (DESIGN §10).
+ * Other names and the any-addresses (0.0.0.0, ::) are not. Pure; any thread. */
+bool http_host_is_loopback(const char *host);
 
 struct http_client_request {
     const char *host; /* numeric IPv4/IPv6 address or "localhost" */

@@ -83,6 +83,27 @@ static SSL_CTX *ctx_base(const SSL_METHOD *m, const char *minv, struct gw_error 
     return c;
 }
 
+/* Mutual TLS: the handshake fails unless the client presents a certificate that chains to a
+ * CA of ca_file (and is fit for client authentication when it names its purposes). The CA
+ * names are sent in the CertificateRequest so a client with several certificates picks the
+ * right one. */
+static int require_client_cert(SSL_CTX *c, const char *ca_file, struct gw_error *err)
+{
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (!names) {
+        if (ERR_peek_last_error()) return ssl_fail(err, "tls client CA file", ca_file);
+        return gw_error_set(err, GW_E_INVALID, "tls client CA file %s: no certificate in it",
+                            ca_file);
+    }
+    if (SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return ssl_fail(err, "tls client CA file", ca_file);
+    }
+    SSL_CTX_set_client_CA_list(c, names); /* takes names */
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return 0;
+}
+
 int tls_server_ctx_new(const struct tls_server_config *cfg, struct tls_ctx **out,
                        struct gw_error *err)
 {
@@ -98,6 +119,7 @@ int tls_server_ctx_new(const struct tls_server_config *cfg, struct tls_ctx **out
         rc = ssl_fail(err, "tls key", cfg->key_file);
     else if (SSL_CTX_check_private_key(c) != 1)
         rc = ssl_fail(err, "tls key does not match the certificate", cfg->key_file);
+    if (!rc && cfg->client_ca_file) rc = require_client_cert(c, cfg->client_ca_file, err);
     if (rc) {
         SSL_CTX_free(c);
         return rc;

@@ -3,9 +3,10 @@
  * (tls_conn_feed), pulls plaintext (tls_conn_read, which also drives the handshake), pushes
  * plaintext (tls_conn_write) and takes the ciphertext to send (tls_conn_out / tls_conn_out_consume)
  * after every one of those calls. Policy: TLS 1.2 or later, no renegotiation, no compression,
- * ALPN http/1.1; servers present a certificate and key read from PEM files; clients verify the
- * peer against the system store or a pinned CA file, check the host name or IP address, send
- * SNI for names (never for IP literals) and may present a certificate (mutual TLS).
+ * ALPN http/1.1; servers present a certificate and key read from PEM files and may require a
+ * client certificate signed by a CA of their own (mutual TLS); clients verify the peer against
+ * the system store or a pinned CA file, check the host name or IP address, send SNI for names
+ * (never for IP literals) and may present a certificate.
  * A struct tls_ctx is refcounted: a connection holds a reference for its life, so replacing a
  * listener's context (certificate reload) never disturbs open connections.
  * Thread: a tls_ctx may be shared read-only across threads (OpenSSL's SSL_CTX is); a tls_conn
@@ -20,9 +21,11 @@
 struct tls_ctx;
 
 struct tls_server_config {
-    const char *cert_file;   /* PEM chain, leaf first; required */
-    const char *key_file;    /* PEM private key; required */
-    const char *min_version; /* "1.2" (default, NULL) or "1.3" */
+    const char *cert_file;      /* PEM chain, leaf first; required */
+    const char *key_file;       /* PEM private key; required */
+    const char *min_version;    /* "1.2" (default, NULL) or "1.3" */
+    const char *client_ca_file; /* PEM CAs: require a client certificate signed by one of them
+                                   (mutual TLS); NULL: no client certificate asked */
 };
 
 struct tls_client_config {

@@ -761,7 +761,7 @@ int node_api_join_parse(const char *p, size_t len, struct node_api_join *j,
     }
     copy_strv(j->name, sizeof j->name, v);
     if (json_get_str(root, "url", &v) || v.len == 0 || v.len > NODE_API_MAX_JOIN_URL ||
-        !strv_starts_with(v, STRV_LIT("http://"))) {
+        (!strv_starts_with(v, STRV_LIT("http://")) && !strv_starts_with(v, STRV_LIT("https://")))) {
         rc = gw_error_set(err, GW_E_INVALID, "'url' must be a string like http://10.0.0.5:9300");
         rc = set_param(param, "url", rc);
         goto out;

@@ -267,8 +267,8 @@ struct node_api_join {
 };
 
 int node_api_join_emit(struct buf *out, const struct node_api_join *j) WUR;
-/* The gateway's check of a join body (docs/node_api.md), strict: name, url (http://, at most
- * 255 bytes), engine required; labels an object of at most 32 valid labels; secret 64
+/* The gateway's check of a join body (docs/node_api.md), strict: name, url (http:// or https://, at
+ * most 255 bytes), engine required; labels an object of at most 32 valid labels; secret 64
  * lowercase hex; discovery an object of at most 64 KiB whose known fields have their types;
  * agent_version a string of at most 64 bytes; null for an optional field is its absence; any
  * other field is refused. GW_E_PARSE when the body is not JSON at all; GW_E_INVALID (or

@@ -286,6 +286,53 @@ static void test_verify_failures(void **state)
     tls_ctx_unref(sys);
 }
 
+/* Mutual TLS: a server with client_ca_file admits a client certificate of that CA and
+ * refuses a client that presents none. */
+static void test_client_certificate_required(void **state)
+{
+    (void)state;
+    struct tls_server_config scfg = {
+        .cert_file = srv_crt, .key_file = srv_key, .client_ca_file = ca_pem};
+    struct tls_client_config ccfg = {.ca_file = ca_pem, .cert_file = cli_crt, .key_file = cli_key};
+    struct tls_ctx *sc = NULL, *with = NULL, *without = client_ctx(ca_pem);
+    struct gw_error err = {0};
+    assert_int_equal(tls_server_ctx_new(&scfg, &sc, &err), 0);
+    assert_int_equal(tls_client_ctx_new(&ccfg, &with, &err), 0);
+    for (int v = 0; v < 2; v++) { /* TLS 1.3, then 1.2 */
+        struct tls_conn s, c;
+        assert_int_equal(tls_conn_init(&s, sc, NULL), 0);
+        assert_int_equal(tls_conn_init(&c, with, "127.0.0.1"), 0);
+        if (v) SSL_set_max_proto_version(c.ssl, TLS1_2_VERSION);
+        assert_true(handshake(&c, &s, 0));
+        assert_int_equal(tls_conn_write(&c, "ping", 4), 0);
+        move(&c, &s, 0);
+        char buf[16];
+        assert_int_equal(tls_conn_read(&s, buf, sizeof buf), 4);
+        assert_memory_equal(buf, "ping", 4);
+        tls_conn_free(&s);
+        tls_conn_free(&c);
+        /* no certificate: the server fails the handshake */
+        assert_int_equal(tls_conn_init(&s, sc, NULL), 0);
+        assert_int_equal(tls_conn_init(&c, without, "127.0.0.1"), 0);
+        if (v) SSL_set_max_proto_version(c.ssl, TLS1_2_VERSION);
+        assert_false(handshake(&c, &s, 0));
+        assert_int_equal(s.state, TLS_FAILED);
+        assert_string_not_equal(tls_conn_reason(&s), "none");
+        tls_conn_free(&s);
+        tls_conn_free(&c);
+    }
+    tls_ctx_unref(sc);
+    tls_ctx_unref(with);
+    tls_ctx_unref(without);
+    /* a client CA file that holds no certificate, or none at all, is refused by name */
+    scfg.client_ca_file = srv_key;
+    assert_int_equal(tls_server_ctx_new(&scfg, &sc, &err), GW_E_INVALID);
+    assert_non_null(strstr(err.msg, srv_key));
+    scfg.client_ca_file = "/nonexistent-ca.pem";
+    assert_int_equal(tls_server_ctx_new(&scfg, &sc, &err), GW_E_INVALID);
+    assert_non_null(strstr(err.msg, "/nonexistent-ca.pem"));
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -462,9 +509,29 @@ static void test_refuse_plain_auth(void **state)
     assert_int_equal(http_client_request(cl, &rq, &cbs, NULL, &call), GW_E_INVALID);
     rq.tls = true; /* https with no context is refused too */
     assert_int_equal(http_client_request(cl, &rq, &cbs, NULL, &call), GW_E_INVALID);
+    /* a reload can turn the refusal off (upstream.allow_plain_secrets) and on again */
+    rq.tls = false;
+    http_client_set_refuse_plain_auth(cl, false);
+    assert_int_equal(http_client_request(cl, &rq, &cbs, NULL, &call), 0);
+    http_call_cancel(call);
+    http_client_set_refuse_plain_auth(cl, true);
+    assert_int_equal(http_client_request(cl, &rq, &cbs, NULL, &call), GW_E_INVALID);
     http_client_free(cl);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_host_is_loopback(void **state)
+{
+    (void)state;
+    const char *yes[] = {"127.0.0.1",        "127.1.2.3", "::1",
+                         "::ffff:127.0.0.1", "localhost", "LocalHost"};
+    const char *no[] = {"10.0.0.5",   "192.0.2.1",         "0.0.0.0", "::",   "::ffff:10.0.0.1",
+                        "gw.example", "localhost.example", "",        "[::1]"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        assert_true(http_host_is_loopback(yes[i]));
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++) assert_false(http_host_is_loopback(no[i]));
+    assert_false(http_host_is_loopback(NULL));
 }
 
 int main(void)
@@ -480,6 +547,8 @@ int main(void)
         cmocka_unit_test(test_http_keepalive_over_tls),
         cmocka_unit_test(test_http_untrusted_server),
         cmocka_unit_test(test_refuse_plain_auth),
+        cmocka_unit_test(test_client_certificate_required),
+        cmocka_unit_test(test_host_is_loopback),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }
