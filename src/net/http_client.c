@@ -923,6 +923,23 @@ static int conn_start_exchange(struct conn *c)
     return 0;
 }
 
+/* "address port name": what identifies a TLS destination for session resumption. */
+static void origin_session_key(const struct origin *o, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (o->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&o->addr;
+        (void)uv_ip6_name(a, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&o->addr;
+        (void)uv_ip4_name(a, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+    }
+    snprintf(out, cap, "%s %u %s", ip, port, o->tls_name);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
@@ -942,6 +959,11 @@ static void on_connect(uv_connect_t *req, int status)
             call_finish(c, rc);
             return;
         }
+        /* resume the last session this destination gave us (one full handshake per
+         * destination and reload, not per connection) */
+        char key[INET6_ADDRSTRLEN + HC_TLS_NAME_BYTES + 16];
+        origin_session_key(c->origin, key, sizeof key);
+        tls_conn_session_key(c->tls, key);
         rc = tls_conn_connect(c->tls);
         if (!rc) rc = conn_tls_flush(c);
         if (!rc) rc = conn_set_reading(c, true);

@@ -9,15 +9,66 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base/mem.h"
+
+enum { TLS_CLIENT_SESSIONS = 256 }; /* destinations a client context remembers a session for */
+
+/* A client's session for one destination (tls_conn_session_key), for resumption. */
+struct tls_client_session {
+    char *key;
+    SSL_SESSION *sess; /* one reference */
+    uint64_t used;     /* LRU clock */
+};
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx;
     unsigned refs;
     bool is_server;
+    /* clients: the last session each destination gave us. A context's cache dies with it, so
+     * a reloaded trust (CA file) never resumes a session verified under the old one. */
+    pthread_mutex_t mu;
+    struct tls_client_session *sessions; /* TLS_CLIENT_SESSIONS slots */
+    uint64_t clock;
 };
+
+static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+static int ex_conn = -1; /* SSL ex_data: the struct tls_conn (client connections) */
+
+static void ex_init(void)
+{
+    ex_conn = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* OpenSSL hands over each session a server gives this client connection (at the end of a
+ * TLS 1.2 handshake, with each TLS 1.3 ticket): kept under the connection's key. Returns 1:
+ * the reference is ours. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls_conn *t = ex_conn >= 0 ? SSL_get_ex_data(ssl, ex_conn) : NULL;
+    if (!t || !t->session_key || !t->ctx || !t->ctx->sessions) return 0;
+    struct tls_ctx *c = t->ctx;
+    pthread_mutex_lock(&c->mu);
+    struct tls_client_session *slot = NULL, *oldest = &c->sessions[0];
+    for (size_t i = 0; i < TLS_CLIENT_SESSIONS && !slot; i++) {
+        struct tls_client_session *e = &c->sessions[i];
+        if (e->key && strcmp(e->key, t->session_key) == 0) slot = e;
+        if (e->used < oldest->used) oldest = e;
+    }
+    if (!slot) {
+        slot = oldest;
+        xfree(slot->key);
+        slot->key = xstrdup(t->session_key);
+    }
+    if (slot->sess) SSL_SESSION_free(slot->sess);
+    slot->sess = sess;
+    slot->used = ++c->clock;
+    pthread_mutex_unlock(&c->mu);
+    return 1;
+}
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
@@ -174,9 +225,15 @@ int tls_client_ctx_new(const struct tls_client_config *cfg, struct tls_ctx **out
         return rc;
     }
     SSL_CTX_set_verify(c, cfg->no_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    /* sessions are kept by tls_conn_session_key, not by OpenSSL's own (server-side) cache */
+    (void)pthread_once(&ex_once, ex_init);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c, on_new_session);
     struct tls_ctx *t = xcalloc(1, sizeof *t);
     t->ssl_ctx = c;
     t->refs = 1;
+    pthread_mutex_init(&t->mu, NULL);
+    t->sessions = xcalloc(TLS_CLIENT_SESSIONS, sizeof *t->sessions);
     *out = t;
     return 0;
 }
@@ -190,8 +247,40 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx)
 void tls_ctx_unref(struct tls_ctx *ctx)
 {
     if (!ctx || --ctx->refs > 0) return;
+    if (ctx->sessions) {
+        for (size_t i = 0; i < TLS_CLIENT_SESSIONS; i++) {
+            xfree(ctx->sessions[i].key);
+            if (ctx->sessions[i].sess) SSL_SESSION_free(ctx->sessions[i].sess);
+        }
+        xfree(ctx->sessions);
+        pthread_mutex_destroy(&ctx->mu);
+    }
     SSL_CTX_free(ctx->ssl_ctx);
     xfree(ctx);
+}
+
+void tls_conn_session_key(struct tls_conn *t, const char *key)
+{
+    struct tls_ctx *c = t->ctx;
+    if (!t->ssl || t->is_server || !c || !c->sessions || !key || t->session_key) return;
+    t->session_key = xstrdup(key);
+    SSL_set_ex_data(t->ssl, ex_conn, t);
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < TLS_CLIENT_SESSIONS; i++) {
+        struct tls_client_session *e = &c->sessions[i];
+        if (!e->key || strcmp(e->key, key) != 0) continue;
+        if (e->sess && SSL_SESSION_is_resumable(e->sess)) {
+            (void)SSL_set_session(t->ssl, e->sess); /* takes its own reference */
+            e->used = ++c->clock;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+bool tls_conn_resumed(const struct tls_conn *t)
+{
+    return t->ssl && SSL_session_reused(t->ssl) == 1;
 }
 
 /* "127.0.0.1", "::1" or "[::1]" -> the bare address in ip; false for names. */
@@ -255,6 +344,8 @@ int tls_conn_init(struct tls_conn *t, struct tls_ctx *ctx, const char *peer_name
 void tls_conn_free(struct tls_conn *t)
 {
     if (t->ssl) SSL_free(t->ssl); /* frees both BIOs */
+    xfree(t->session_key);
+    t->session_key = NULL;
     t->ssl = t->rbio = t->wbio = NULL;
     tls_ctx_unref(t->ctx);
     t->ctx = NULL;

@@ -56,6 +56,7 @@ struct tls_conn {
     bool is_server;
     bool got_close_notify;
     unsigned long err_code; /* OpenSSL error that failed the connection, for logs; 0: none */
+    char *session_key;      /* clients: the destination's name in the session cache, owned */
 };
 
 /* Set up t as a server (peer_name NULL) or client. For clients, peer_name is the host the
@@ -64,6 +65,15 @@ struct tls_conn {
 int tls_conn_init(struct tls_conn *t, struct tls_ctx *ctx, const char *peer_name) WUR;
 void tls_conn_free(struct tls_conn *t); /* safe on a zeroed or already freed t */
 
+/* Client, after tls_conn_init and before tls_conn_connect: resume the session the context
+ * keeps for key (the caller's name of the destination: address, port and verified name) if it
+ * has one, and keep under key the sessions this connection is given. Each client context keeps
+ * the last session of up to 256 destinations (least recently used go first); a new context
+ * (a reload) starts empty. A server that declines resumption costs nothing: a full handshake,
+ * verified as always. */
+void tls_conn_session_key(struct tls_conn *t, const char *key);
+/* Whether the handshake resumed a session (no certificate exchange). */
+bool tls_conn_resumed(const struct tls_conn *t);
 /* Client: start the handshake (queues the ClientHello). Return 0 or GW_E_STATE. */
 int tls_conn_connect(struct tls_conn *t) WUR;
 /* Give the pump n ciphertext bytes read from the socket (copied). Return 0. */
