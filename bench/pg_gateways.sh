@@ -106,6 +106,20 @@ stop() { # pid...: TERM, wait up to 3 s, KILL; forget them
     PIDS=("${keep[@]}")
 }
 
+# The long commands run in the background and are waited for: bash runs a trap only once its
+# foreground command has ended, so a TERM or ^C (timeout puts its child in a process group of
+# its own: the terminal's ^C does not reach it) would otherwise wait for the whole helper run.
+bg_wait() { # seconds out err cmd...: its status; killed (TERM, then KILL) past the seconds
+    local secs=$1 out=$2 err=$3 p rc=0
+    shift 3
+    timeout -k 5 "$secs" "$@" >"$out" 2>"$err" &
+    p=$!
+    PIDS+=("$p")
+    wait "$p" || rc=$?
+    stop "$p"
+    return $rc
+}
+
 wait_line() { # file regex seconds pid
     local deadline=$((SECONDS + $3))
     while [ $SECONDS -lt $deadline ]; do
@@ -232,13 +246,13 @@ prop() {
         GWS_ADMIN+="${GWS_ADMIN:+,}$GW_ADMIN"
     done
     say "prop: $PROP_SAMPLES changes through gateway A, B and C polled every ${PROP_POLL_MS} ms"
-    out=$(timeout $((60 + PROP_SAMPLES * 11)) python3 "$HELPER" propagate --admin "$GWS_ADMIN" \
-        --api "${GWS_API%%,*}" --join-token "$JOIN_TOKEN" --samples "$PROP_SAMPLES" \
-        --poll-ms "$PROP_POLL_MS" 2>"$TMP/prop.err") || {
+    bg_wait $((60 + PROP_SAMPLES * 11)) "$TMP/prop.json" "$TMP/prop.err" python3 "$HELPER" propagate \
+        --admin "$GWS_ADMIN" --api "${GWS_API%%,*}" --join-token "$JOIN_TOKEN" --samples "$PROP_SAMPLES" \
+        --poll-ms "$PROP_POLL_MS" || {
         cat "$TMP/prop.err" >&2
         die "prop: the propagation probe failed"
     }
-    echo "$out" >"$TMP/prop.json"
+    out=$(cat "$TMP/prop.json")
     stop "${GWS_PIDS[@]}"
     report ""
     report "1. Admin-change propagation: 3 gateways on one PostgreSQL; $PROP_SAMPLES changes through A's admin API (alternately"
@@ -287,9 +301,9 @@ ops_case() { # case round -> the helper's JSON in $TMP/ops_CASE_ROUND.json
         adm+="${adm:+,}$GW_ADMIN"
     done
     say "ops: round $r/$OPS_ROUNDS $c: $OPS installs, $OPS_CLIENTS clients, $OPS_AGENTS agents, $n gateway(s)"
-    timeout 240 python3 "$HELPER" ops --admin "$adm" --api "$api" --agents-file "$TMP/agents_$tag" \
-        --join-token "$JOIN_TOKEN" --ops "$OPS" --clients "$OPS_CLIENTS" --timeout-s 180 \
-        >"$TMP/ops_$tag.json" 2>"$TMP/ops_$tag.err" || {
+    bg_wait 240 "$TMP/ops_$tag.json" "$TMP/ops_$tag.err" python3 "$HELPER" ops --admin "$adm" --api "$api" \
+        --agents-file "$TMP/agents_$tag" --join-token "$JOIN_TOKEN" --ops "$OPS" --clients "$OPS_CLIENTS" \
+        --timeout-s 180 || {
         cat "$TMP/ops_$tag.err" >&2
         say "ops: $c round $r failed (above); gateway logs: $TMP/ops_${tag}_*.err"
         for i in $(seq "$n"); do tail -n 5 "$TMP/ops_${tag}_$i.err" >&2; done
@@ -384,11 +398,11 @@ print(",".join("%s:%d" % kv for kv in sorted(t.items())) or "-")' "${ans[@]}")
 }
 
 # ---- 3. S1 through a gateway on SQLite vs one on PostgreSQL ----------------------------------
-run_wrk() { # url lua conns duration -> "rps p50_ms p99_ms non2xx errors"
-    local out
-    out=$(timeout $(($4 + 30)) "${LOAD_PIN[@]}" wrk -t1 -c"$3" -d"$4s" --timeout 10s --latency -s "$2" "$1" 2>&1) || true
-    echo "$out" >>"$TMP/wrk.log"
-    wrk_summary <<<"$out"
+run_wrk() { # url lua conns duration -> WRK_LINE="rps p50_ms p99_ms non2xx errors"
+    bg_wait $(($4 + 30)) "$TMP/wrk.out" "$TMP/wrk.out.err" "${LOAD_PIN[@]}" wrk -t1 -c"$3" -d"$4s" --timeout 10s \
+        --latency -s "$2" "$1" || true
+    cat "$TMP/wrk.out" "$TMP/wrk.out.err" >>"$TMP/wrk.log"
+    WRK_LINE=$(wrk_summary <"$TMP/wrk.out")
 }
 s1() {
     printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}' "$MODEL" >"$TMP/s1.json"
@@ -437,7 +451,8 @@ s1() {
         for t in "${order[@]}"; do
             say "s1: round $r/$S1_ROUNDS $t (${S1_DURATION}s, $S1_CONNS connections)"
             c0=$(cpu_ticks "${pid[$t]}") p0=$(pg_cpu_ticks)
-            line=$(run_wrk "http://127.0.0.1:${port[$t]}/v1/chat/completions" "$TMP/s1.lua" "$S1_CONNS" "$S1_DURATION")
+            run_wrk "http://127.0.0.1:${port[$t]}/v1/chat/completions" "$TMP/s1.lua" "$S1_CONNS" "$S1_DURATION"
+            line=$WRK_LINE
             c1=$(cpu_ticks "${pid[$t]}") p1=$(pg_cpu_ticks)
             kill -0 "${pid[$t]}" 2>/dev/null || die "s1: the $t gateway died (stderr: $(tail -n 3 "$TMP/s1_$t.err"))"
             rows[$t]+="$line $(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v rps="${line%% *}" -v d="$S1_DURATION" \
