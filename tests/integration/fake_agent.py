@@ -33,6 +33,7 @@ class FakeAgent:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes
 
             def setup(self):
                 super().setup()

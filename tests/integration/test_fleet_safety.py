@@ -40,6 +40,7 @@ class ScriptedNode:
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes
 
             def log_message(self, *a):
                 pass

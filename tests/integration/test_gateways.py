@@ -54,6 +54,7 @@ class OpsAgent:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes
 
             def log_message(self, *a):
                 pass
