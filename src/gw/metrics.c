@@ -285,10 +285,19 @@ void metrics_render(const struct metrics *m, const struct registry *reg,
                          "drover_pool_connects_total %llu\n"
                          "# HELP drover_pool_reuses_total Requests on a pooled connection.\n"
                          "# TYPE drover_pool_reuses_total counter\n"
-                         "drover_pool_reuses_total %llu\n",
+                         "drover_pool_reuses_total %llu\n"
+                         "# HELP drover_pool_tls_handshakes_total TLS handshakes with nodes.\n"
+                         "# TYPE drover_pool_tls_handshakes_total counter\n"
+                         "drover_pool_tls_handshakes_total %llu\n"
+                         "# HELP drover_pool_tls_resumed_total TLS handshakes with nodes that "
+                         "resumed a session.\n"
+                         "# TYPE drover_pool_tls_resumed_total counter\n"
+                         "drover_pool_tls_resumed_total %llu\n",
                          active_requests, pool ? pool->idle : 0, pool ? pool->active : 0,
                          (unsigned long long)(pool ? pool->connects : 0),
-                         (unsigned long long)(pool ? pool->reuses : 0));
+                         (unsigned long long)(pool ? pool->reuses : 0),
+                         (unsigned long long)(pool ? pool->tls_handshakes : 0),
+                         (unsigned long long)(pool ? pool->tls_resumed : 0));
     if (!rc)
         rc = histo(out, "drover_time_to_first_byte_seconds",
                    "Time from request to the first response byte sent to the client.", &m->ttfb);

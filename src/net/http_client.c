@@ -781,6 +781,8 @@ static void conn_tls_pump(struct conn *c)
         if (r == 0 && !frc) {
             if (c->state == CONN_CONNECTING && tls_conn_is_open(c->tls)) {
                 c->state = CONN_ACTIVE; /* handshake done: now the request */
+                c->cl->stats.tls_handshakes++;
+                if (tls_conn_resumed(c->tls)) c->cl->stats.tls_resumed++;
                 int rc = conn_start_exchange(c);
                 if (rc < 0) {
                     call_finish(c, rc);

@@ -105,10 +105,11 @@ void http_call_cancel(struct http_call *call);
 
 /* Pool statistics for /metrics and tests. */
 struct http_client_stats {
-    uint64_t connects; /* fresh connections opened */
-    uint64_t reuses;   /* calls that ran on a pooled connection */
-    unsigned idle;     /* connections in pools now */
-    unsigned active;   /* calls in progress */
+    uint64_t connects;                    /* fresh connections opened */
+    uint64_t reuses;                      /* calls that ran on a pooled connection */
+    uint64_t tls_handshakes, tls_resumed; /* TLS handshakes done, and those that resumed */
+    unsigned idle;                        /* connections in pools now */
+    unsigned active;                      /* calls in progress */
 };
 void http_client_get_stats(const struct http_client *cl, struct http_client_stats *out);
 

@@ -44,13 +44,16 @@ static void ex_init(void)
 }
 
 /* OpenSSL hands over each session a server gives this client connection (at the end of a
- * TLS 1.2 handshake, with each TLS 1.3 ticket): kept under the connection's key. Returns 1:
- * the reference is ours. */
+ * TLS 1.2 handshake, with each TLS 1.3 ticket): a copy is kept under the connection's key (a
+ * copy, because OpenSSL marks the connection's own session unresumable when the connection
+ * ends without close_notify, as pooled connections do). Returns 0: OpenSSL keeps its own. */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls_conn *t = ex_conn >= 0 ? SSL_get_ex_data(ssl, ex_conn) : NULL;
     if (!t || !t->session_key || !t->ctx || !t->ctx->sessions) return 0;
     struct tls_ctx *c = t->ctx;
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (!copy) return 0;
     pthread_mutex_lock(&c->mu);
     struct tls_client_session *slot = NULL, *oldest = &c->sessions[0];
     for (size_t i = 0; i < TLS_CLIENT_SESSIONS && !slot; i++) {
@@ -64,10 +67,10 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
         slot->key = xstrdup(t->session_key);
     }
     if (slot->sess) SSL_SESSION_free(slot->sess);
-    slot->sess = sess;
+    slot->sess = copy;
     slot->used = ++c->clock;
     pthread_mutex_unlock(&c->mu);
-    return 1;
+    return 0;
 }
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";

@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -206,6 +207,22 @@ def test_agent_serves_tls_and_the_gateway_routes_through_it(agent_files, sim, tm
     assert data.startswith(b"HTTP/1.1 400 ") and b"plain_http_to_https_port" in data, data
     # the agent's certificate as any client sees it: the fleet CA's, for 127.0.0.1
     assert peer_cn(a.port, ctx_for(pki)) == "drover-agent-one"
+
+    # the gateway's new connections to the agent resume the session the agent gave it: six
+    # chats at once need new connections, and only the first connection paid a full handshake
+    out = []
+    ts = [threading.Thread(target=lambda: out.append(chat(gw, pki)[0])) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=30)
+    assert out == [200] * 6, out
+    _, _, m = request(gw.admin, "GET", "/metrics", headers={"Authorization": "Bearer " + ADMIN})
+    got = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in m.decode().splitlines()
+           if ln.startswith("drover_pool_tls_")}
+    assert got["drover_pool_tls_handshakes_total"] >= 2, got
+    assert got["drover_pool_tls_resumed_total"] >= 1, got
+    assert got["drover_pool_tls_resumed_total"] < got["drover_pool_tls_handshakes_total"], got
 
     # SIGHUP: new connections get the new certificate; the gateway keeps routing
     for ext in ("pem", "key"):

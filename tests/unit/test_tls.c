@@ -139,6 +139,54 @@ static void test_handshake_and_alpn(void **state)
     tls_ctx_unref(cc); /* both conns released theirs: ASan sees any leak */
 }
 
+/* One handshake between fresh connections of sc and cc with the client's session key; returns
+ * whether the client resumed. Both sides read once more so TLS 1.3 tickets reach the client. */
+static bool connect_with_key(struct tls_ctx *sc, struct tls_ctx *cc, const char *key)
+{
+    struct tls_conn s, c;
+    assert_int_equal(tls_conn_init(&s, sc, NULL), 0);
+    assert_int_equal(tls_conn_init(&c, cc, "127.0.0.1"), 0);
+    tls_conn_session_key(&c, key);
+    assert_true(handshake(&c, &s, 0));
+    assert_int_equal(tls_conn_write(&c, "x", 1), 0);
+    move(&c, &s, 0);
+    char buf[8];
+    assert_int_equal(tls_conn_read(&s, buf, sizeof buf), 1);
+    move(&s, &c, 0);
+    (void)tls_conn_read(&c, buf, sizeof buf);
+    bool resumed = tls_conn_resumed(&c);
+    assert_true(tls_conn_resumed(&s) == resumed);
+    tls_conn_free(&s);
+    tls_conn_free(&c);
+    return resumed;
+}
+
+/* A client context resumes the session a destination gave it (by the caller's key); another
+ * key, a new client context (a reload of the trust) or a server that lost its ticket keys (a
+ * reload) does a full handshake. */
+static void test_client_session_resumption(void **state)
+{
+    (void)state;
+    struct tls_ctx *sc = server_ctx(), *cc = client_ctx(ca_pem);
+    assert_false(connect_with_key(sc, cc, "127.0.0.1 443 a"));
+    assert_true(connect_with_key(sc, cc, "127.0.0.1 443 a"));
+    assert_true(connect_with_key(sc, cc, "127.0.0.1 443 a"));
+    assert_false(connect_with_key(sc, cc, "127.0.0.1 444 a"));
+    struct tls_ctx *cc2 = client_ctx(ca_pem);
+    assert_false(connect_with_key(sc, cc2, "127.0.0.1 443 a"));
+    tls_ctx_unref(cc2);
+    tls_ctx_unref(cc);
+    /* a server that reloaded (new ticket keys) declines the old session: a full handshake,
+     * verified as always, and its new session resumes next time */
+    struct tls_ctx *sc2 = server_ctx(), *cc3 = client_ctx(ca_pem);
+    assert_false(connect_with_key(sc, cc3, "k"));
+    assert_false(connect_with_key(sc2, cc3, "k"));
+    assert_true(connect_with_key(sc2, cc3, "k"));
+    tls_ctx_unref(cc3);
+    tls_ctx_unref(sc2);
+    tls_ctx_unref(sc);
+}
+
 static void test_split_reads(void **state)
 {
     (void)state;
@@ -538,6 +586,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake_and_alpn),
+        cmocka_unit_test(test_client_session_resumption),
         cmocka_unit_test(test_split_reads),
         cmocka_unit_test(test_large_body),
         cmocka_unit_test(test_close_notify),
