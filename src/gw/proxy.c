@@ -119,6 +119,8 @@ struct proxy {
     bool ctx_refused;      /* a node refused it as longer than its context */
     unsigned ctx_refusals; /* attempts that ended so */
     uint32_t ctx_floor;    /* the largest context that refused it: only larger ones are tried */
+    uint32_t fail_ctx_max; /* the largest context of a node that failed otherwise (unknown:
+                              UINT32_MAX), 0: none */
 };
 
 /* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
@@ -638,6 +640,13 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     }
     if (o.cls == OUTCOME_STALE_CONN)
         o = outcome_classify(&(struct attempt_obs){.transport_err = res->err});
+    if (o.cls != OUTCOME_SUCCESS && o.cls != OUTCOME_CLIENT_ERROR &&
+        o.cls != OUTCOME_CONTEXT_EXCEEDED) {
+        /* a node that might have held the request failed otherwise: not a context 400 */
+        const struct node_model *fm = node_model_find(node, p->model);
+        uint32_t c = fm && fm->ctx_tokens ? fm->ctx_tokens : UINT32_MAX;
+        if (c > p->fail_ctx_max) p->fail_ctx_max = c;
+    }
     struct acct_attempt a = {
         .node = node,
         .model = p->model,
@@ -823,26 +832,27 @@ static void give_up(struct proxy *p, const struct route_result *r)
         answer_context(p, n_ctx);
         return;
     }
+    /* a context refusal is no failure of a node: the other attempts decide the rest */
+    unsigned tried = p->attempts - p->ctx_refusals;
     if (p->ctx_refused) {
-        /* the attempts that were not refusals decide between 503 and 400 */
-        unsigned other = p->attempts - p->ctx_refusals;
-        if (r->status == ROUTE_FEASIBLE_UNHEALTHY || r->status == ROUTE_NO_HEALTHY_NODES ||
-            (other && p->panic_attempts == other)) {
+        if (r->status == ROUTE_FEASIBLE_UNHEALTHY || r->status == ROUTE_NO_HEALTHY_NODES) {
             answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, 3,
                            "only nodes that are unhealthy now have a context long enough for "
                            "this request; retry shortly");
             return;
         }
-        if (r->status == ROUTE_CAPACITY || (other && p->acct.busy_count == other)) {
+        if (r->status == ROUTE_CAPACITY) {
             answer_failure(p, ANSWER_CAPACITY, r->retry_after_s ? r->retry_after_s : 1,
                            "every node with a context long enough for this request is busy; "
                            "retry shortly");
             return;
         }
-        if (!other || p->last_cls == OUTCOME_CONTEXT_EXCEEDED) {
+        if (p->fail_ctx_max <= p->ctx_floor) {
+            /* every node that might hold it refused it too, or there is none */
             answer_context(p, n_ctx);
             return;
         }
+        /* a node with a larger context failed otherwise: its failure is the answer */
     }
     if (p->last_error.len || p->last_error_status) {
         if (r->status == ROUTE_EXHAUSTED) {
@@ -851,12 +861,12 @@ static void give_up(struct proxy *p, const struct route_result *r)
             return;
         }
     }
-    if (p->attempts > 0 && p->acct.busy_count == p->attempts) {
+    if (tried > 0 && p->acct.busy_count == tried) {
         answer_failure(p, ANSWER_CAPACITY, p->acct.busy_retry_s,
                        "every node that serves this model is busy; retry shortly");
         return;
     }
-    if (p->attempts > 0 && p->panic_attempts == p->attempts) {
+    if (tried > 0 && p->panic_attempts == tried) {
         /* Only nodes already down were tried (panic routing) and they are still down: the
          * answer is the transient one the client would have had without trying them. */
         bool any = registry_count_routable(&p->g->reg, gw_now_ms(p->g)) > 0;
@@ -865,7 +875,7 @@ static void give_up(struct proxy *p, const struct route_result *r)
                            : "no healthy nodes at the moment; retry shortly");
         return;
     }
-    if (p->attempts > 0) {
+    if (tried > 0) {
         answer_failure(p, ANSWER_UPSTREAM_FAILED, 0, "every attempt failed on the nodes");
         return;
     }

@@ -206,7 +206,10 @@ describe('drover serve over two real llama-servers with different contexts', { t
   // Last: kills big.
   test('only a node that is down could hold it: 503, and small still serves what it can', opts, async () => {
     await llamas.big.proc.stop('SIGKILL');
-    await poll('big unhealthy', async () => (await getJson(`${gw.admin}/admin/v1/nodes/big`)).body?.liveness === 'unhealthy', { timeoutMs: 10000 });
+    // not routable: the probes say unhealthy, and its last answers (the refusals above) are
+    // older than interval × fall (until then it is alive by traffic, DESIGN §4, and a request
+    // would be tried there and get the refused connection's 502)
+    await poll('big not routable', async () => (await getJson(`${gw.admin}/admin/v1/nodes/big`)).body?.routable === false, { timeoutMs: 10000 });
     for (const n of [4000, 6000]) {
       const r = await rawChat(gw.base, text(n), { max_tokens: 4 });
       assert.equal(r.status, 503, r.text);

@@ -15,6 +15,8 @@ import json
 import os
 import socket
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -215,7 +217,7 @@ def test_only_a_down_node_could_hold_it_is_a_503(tmp_path):
     try:
         wait_for("both contexts learned", lambda: learned(gw, {"small": SMALL, "big": BIG}))
         big.stop()
-        wait_for("big unhealthy", lambda: admin_nodes(gw)["big"]["liveness"] == "unhealthy")
+        wait_for("big not routable", lambda: not admin_nodes(gw)["big"]["routable"])
         for nbytes in (6000, 3000):  # surely too long for small; maybe too long for it
             st, h, body = chat(gw, nbytes)
             assert st == 503, body
@@ -325,3 +327,63 @@ def test_an_agent_reports_its_engines_context(tmp_path):
         agent.stop()
         gw.stop()
         sim.stop()
+
+
+class FailingNode:
+    """An OpenAI-compatible node that lists "m" (saying no context) and answers every
+    completion 500: a node that might hold any request, and fails."""
+
+    def __init__(self):
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def send(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self.send(200, {"object": "list", "data": [{"id": "m"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send(500, {"error": {"message": "internal error", "type": "server_error"}})
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_a_refusal_does_not_hide_a_larger_nodes_failure(tmp_path):
+    """small refuses for its context; the only other node, whose context is unknown, failed
+    with a 500: the client gets that failure (502), not a 400 saying nothing could hold it."""
+    small = start_sim("--model", "m", "--preload", "--ctx", str(SMALL))
+    bad = FailingNode()
+    gw = start_gw(str(tmp_path), [("small", small.port, "llamacpp"),
+                                  ("bad", bad.port, "openai")])
+    try:
+        wait_for("small's context learned, bad routable",
+                 lambda: learned(gw, {"small": SMALL}) and admin_nodes(gw)["bad"]["routable"])
+        st, h, body = chat(gw, 3000)  # fits bad (unknown context), tight on small
+        assert st == 502, body
+        assert json.loads(body)["error"]["code"] == "upstream_failed", body
+        assert h["x-drover-attempts"] == "2", h
+        # what small surely cannot hold never reaches it; bad's 500 is the answer
+        st, h, body = chat(gw, 6000)
+        assert st == 502 and h["x-drover-node"] == "bad", (st, h, body)
+        sn = admin_nodes(gw)["small"]
+        assert sn["consecutive_faults"] == 0, sn
+    finally:
+        gw.stop()
+        bad.close()
+        small.stop()
