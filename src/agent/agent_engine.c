@@ -12,6 +12,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "proto/engine_ctx.h"
 
 enum {
     ENGINE_MAX_BODY_BYTES = 8 * 1024 * 1024,
@@ -113,6 +114,8 @@ const char *agent_engine_ep_path(enum node_kind kind, enum agent_engine_ep ep)
         return kind == NODE_KIND_LLAMACPP ? "/slots" : NULL;
     case AGENT_EP_METRICS:
         return kind == NODE_KIND_LLAMACPP || kind == NODE_KIND_VLLM ? "/metrics" : NULL;
+    case AGENT_EP_PROPS:
+        return kind == NODE_KIND_LLAMACPP ? ENGINE_CTX_PATH_PROPS : NULL;
     default:
         return NULL;
     }
@@ -188,6 +191,13 @@ void agent_engine_build(enum node_kind kind, const struct agent_engine_bodies *b
     /* llama-server serves one model: its in-flight requests are that model's */
     if (kind == NODE_KIND_LLAMACPP && view->models.n == 1)
         view->models.v[0].in_flight = view->running;
+    /* a slot's context, for the models whose list entry did not say it (older builds) */
+    int64_t n_ctx = 0;
+    if (kind == NODE_KIND_LLAMACPP && ep_ok(b, AGENT_EP_PROPS) &&
+        engine_ctx_llamacpp_props(b->body[AGENT_EP_PROPS].p, b->body[AGENT_EP_PROPS].len, &n_ctx,
+                                  NULL) == 0)
+        for (size_t i = 0; i < view->models.n; i++)
+            if (view->models.v[i].ctx_tokens <= 0) view->models.v[i].ctx_tokens = n_ctx;
 }
 
 void agent_engine_view_free(struct agent_engine_view *v)

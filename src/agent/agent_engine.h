@@ -2,8 +2,9 @@
  * queued requests) over each engine's own endpoints, and load/unload where the engine can.
  *
  * Two layers. The pure layer parses recorded response bodies (unit-tested on real samples):
- *   llamacpp  GET /v1/models, /slots (optional), /metrics (optional: llamacpp:requests_*)
- *   ollama    GET /api/tags (on disk), /api/ps (loaded)
+ *   llamacpp  GET /v1/models, /slots (optional), /metrics (optional: llamacpp:requests_*),
+ *             /props (a slot's context, when /v1/models does not say it)
+ *   ollama    GET /api/tags (on disk), /api/ps (loaded, with the context it is loaded with)
  *   vllm      GET /v1/models, /metrics (vllm:num_requests_running / _waiting)
  *   openai    GET /v1/models (all loaded)
  * The async layer (agent_engine_inventory, agent_engine_load) fetches those bodies with
@@ -35,6 +36,7 @@ enum agent_engine_ep {
     AGENT_EP_LOADED,  /* /api/ps (ollama) */
     AGENT_EP_SLOTS,   /* /slots (llamacpp) */
     AGENT_EP_METRICS, /* /metrics (llamacpp, vllm) */
+    AGENT_EP_PROPS,   /* /props (llamacpp): a slot's context length */
     AGENT_EP__COUNT,
 };
 struct agent_engine_bodies {

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "gw/admission.h"
+#include "gw/ctxfit.h"
 #include "gw/gw.h"
 #include "gw/health.h"
 
@@ -66,6 +67,18 @@ unsigned acct_outcome(struct gw *g, struct acct_request *r, const struct acct_at
         registry_note_alive(&g->reg, n, now);
         registry_node_ok(&g->reg, n, n->inflight, a->dur_ms);
         break;
+    case OUTCOME_CONTEXT_EXCEEDED: {
+        /* the request is longer than the node's context: the client's, not the node's. What
+         * the node says its context is, is learned (it may have restarted with another one, or
+         * never said it anywhere else); nothing is marked. */
+        registry_note_alive(&g->reg, n, now);
+        registry_node_ok(&g->reg, n, n->inflight, a->dur_ms);
+        uint32_t n_ctx, n_prompt;
+        ctxfit_refusal_numbers(a->body, a->body_len, &n_ctx, &n_prompt);
+        struct node_model *m = node_model_find(n, a->model);
+        if (m && n_ctx && m->ctx_tokens != n_ctx) registry_set_model_ctx(n, m, n_ctx, "rejection");
+        break;
+    }
     case OUTCOME_NODE_BUSY: {
         uint64_t s = a->retry_after_s ? a->retry_after_s : 1;
         registry_note_alive(&g->reg, n, now); /* busy is not dead */

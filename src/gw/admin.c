@@ -179,6 +179,12 @@ static int node_json(const struct gw *g, const struct node *n, struct buf *o)
         if (!rc) rc = buf_append_cstr(o, "{");
         if (!rc) rc = str_field(o, "id", m->id);
         if (!rc) rc = buf_appendf(o, ",\"in_flight\":%u,", m->inflight);
+        /* the context a request may fill on this node (docs/routing.md "Context length") */
+        if (!rc && m->ctx_tokens)
+            rc = buf_appendf(o, "\"context_length\":%u,\"context_source\":\"%s\",", m->ctx_tokens,
+                             m->ctx_source ? m->ctx_source : "");
+        else if (!rc)
+            rc = buf_append_cstr(o, "\"context_length\":null,");
         if (!rc) rc = marks_json(m, now, o);
         if (!rc) rc = buf_append_cstr(o, "}");
     }

@@ -88,6 +88,10 @@ static const struct key_def keys[] = {
     {"routing.signals.kv_high", K_PERCENT, OFF(route.kv_high_pct), 0, 100},
     {"routing.signals.kv_penalty", K_U32, OFF(route.kv_penalty), 0, 1000000},
     {"routing.signals.max_age", K_DURATION, OFF(route.signals_fresh_ms), 0, 86400000},
+    {"routing.context.enabled", K_BOOL, OFF(ctxfit.enabled), 0, 0},
+    {"routing.context.estimate_bytes_per_token", K_U32, OFF(ctxfit.estimate_bytes_per_tok), 1, 64},
+    {"routing.context.refuse_bytes_per_token", K_U32, OFF(ctxfit.refuse_bytes_per_tok), 1, 64},
+    {"routing.context.count_completion", K_BOOL, OFF(ctxfit.count_completion), 0, 0},
     {"busy.cool_after", K_U32, OFF(reg.busy_cool_after), 1, 1000},
     {"busy.max_retry_after", K_DURATION, OFF(reg.busy_max_cool_ms), 0, 3600000},
     {"busy.max_limit", K_U32, OFF(reg.max_conc_limit), 1, 1000000},
@@ -171,6 +175,7 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->prefix_bytes = 32 * 1024;
     cfg->session_header = xstrdup("X-Session-Id");
     cfg->signals_enabled = true;
+    ctxfit_params_defaults(&cfg->ctxfit);
 }
 
 static void free_nodes(struct gw_config *cfg)

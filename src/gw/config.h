@@ -123,6 +123,7 @@ struct gw_config {
     uint64_t prefix_bytes;        /* cache_aware: leading prompt bytes looked at */
     char *session_header;         /* session: the header that carries the key */
     bool signals_enabled;         /* scrape the engines' load endpoints on the probe schedule */
+    struct ctxfit_params ctxfit;  /* routing.context.* (docs/routing.md "Context length") */
 };
 
 void gw_config_defaults(struct gw_config *cfg);

@@ -27,6 +27,7 @@ static const struct gw_answer_info table[ANSWER__COUNT] = {
     [ANSWER_METHOD_NOT_ALLOWED] = {405, "method_not_allowed", "invalid_request_error", 0},
     [ANSWER_SHUTTING_DOWN] = {503, "shutting_down", "server_error", 5},
     [ANSWER_STORE_UNAVAILABLE] = {503, "store_unavailable", "server_error", 5},
+    [ANSWER_CONTEXT_LENGTH] = {400, "context_length_exceeded", "invalid_request_error", 0},
 };
 
 const struct gw_answer_info *gw_answer_info(enum gw_answer a)

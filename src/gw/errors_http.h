@@ -26,6 +26,7 @@ enum gw_answer {
     ANSWER_METHOD_NOT_ALLOWED, /* 405 method_not_allowed */
     ANSWER_SHUTTING_DOWN,      /* 503 shutting_down, Retry-After 5 */
     ANSWER_STORE_UNAVAILABLE,  /* 503 store_unavailable, Retry-After 5 (admin writes) */
+    ANSWER_CONTEXT_LENGTH,     /* 400 context_length_exceeded (no node's context holds it) */
     ANSWER__COUNT
 };
 

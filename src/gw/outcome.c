@@ -7,8 +7,9 @@
 #include "base/err.h"
 
 static const char *const names[OUTCOME__COUNT] = {
-    "success",   "client_error",       "inventory_miss", "capability_miss",
-    "node_busy", "node_misconfigured", "node_fault",     "stale_conn",
+    "success",         "client_error", "inventory_miss",
+    "capability_miss", "node_busy",    "node_misconfigured",
+    "node_fault",      "stale_conn",   "context_exceeded",
 };
 
 const char *outcome_class_name(enum outcome_class c)
@@ -48,6 +49,10 @@ static struct outcome make(enum outcome_class cls)
     case OUTCOME_STALE_CONN:
         o.retry_same_node = true;
         break;
+    case OUTCOME_CONTEXT_EXCEEDED:
+        /* only to a node with a larger context (the proxy tells the router); no fault, no mark */
+        o.retry_elsewhere = true;
+        break;
     default:
         break;
     }
@@ -83,6 +88,10 @@ struct outcome outcome_classify(const struct attempt_obs *obs)
         return obs->body_says_model_missing ? make(OUTCOME_INVENTORY_MISS)
                                             : make(OUTCOME_CLIENT_ERROR);
     }
+    /* The request is longer than the node's context (llama-server's 400 "exceeds the available
+     * context size", vLLM's "maximum context length"): the client's request, whatever the
+     * status, and another node may have a larger context. */
+    if (s >= 400 && s != 404 && obs->body_says_context) return make(OUTCOME_CONTEXT_EXCEEDED);
     if (s == 400 && obs->body_says_unsupported) return make(OUTCOME_CAPABILITY_MISS);
     if (s >= 400 && s < 500) return make(OUTCOME_CLIENT_ERROR);
     if (s >= 500 && obs->body_says_unsupported) {
@@ -127,6 +136,18 @@ void outcome_scan_error_body(const char *p, uint64_t len, struct attempt_obs *ob
     if (contains_ci(p, n, "does not support") || contains_ci(p, n, "not supported") ||
         contains_ci(p, n, "unsupported"))
         obs->body_says_unsupported = true;
+    /* the engines' own words for a request longer than the context (docs/routing.md) */
+    static const char *const context_words[] = {
+        "exceeds the available context size", /* llama-server */
+        "exceed_context_size",                /* llama-server's error type */
+        "maximum context length",             /* vLLM, OpenAI */
+        "context_length_exceeded",            /* OpenAI's code, a gateway in front */
+        "maximum model length",               /* vLLM: "longer than the maximum model length" */
+        "is too long and exceeds limit",      /* vLLM V1 */
+        "exceeds the context length",         /* Ollama's embed */
+    };
+    for (size_t i = 0; i < sizeof context_words / sizeof context_words[0]; i++)
+        if (contains_ci(p, n, context_words[i])) obs->body_says_context = true;
 }
 
 unsigned outcome_named_capability(const char *p, uint64_t len, unsigned used)

@@ -16,6 +16,9 @@ enum outcome_class {
     OUTCOME_NODE_MISCONFIGURED, /* 401/403: our credentials for the node are wrong */
     OUTCOME_NODE_FAULT,         /* 5xx, refused, reset, timeout, malformed, cut short */
     OUTCOME_STALE_CONN,         /* a reused pooled connection failed before any byte */
+    OUTCOME_CONTEXT_EXCEEDED,   /* the prompt (and completion) is longer than the node's context:
+                                   the client's request, never the node's fault; a node with a
+                                   larger context may take it (docs/routing.md) */
     OUTCOME__COUNT
 };
 
@@ -29,6 +32,7 @@ struct attempt_obs {
     bool got_bytes;       /* any response byte arrived from the node */
     bool body_says_model_missing; /* error body says the model is not found / does not exist */
     bool body_says_unsupported;   /* error body says the model does not support the operation */
+    bool body_says_context;       /* error body says the request exceeds the context length */
 };
 
 enum fault_action {
@@ -62,7 +66,7 @@ enum { CAP_PRIMARY_BITS = 7 };
  * primary capability only when the request used no optional feature; else 0 (mark nothing). */
 unsigned outcome_named_capability(const char *p, uint64_t len, unsigned used);
 
-/* Reads an error body (OpenAI, Ollama or plain text) for the two hints above. Bounded scan. */
+/* Reads an error body (OpenAI, Ollama or plain text) for the hints above. Bounded scan. */
 void outcome_scan_error_body(const char *p, uint64_t len, struct attempt_obs *obs);
 
 #endif

@@ -18,6 +18,7 @@
 #include "base/mem.h"
 #include "gw/accounting.h"
 #include "gw/admission.h"
+#include "gw/ctxfit.h"
 #include "gw/errors_http.h"
 #include "gw/events.h"
 #include "gw/gw.h"
@@ -111,6 +112,15 @@ struct proxy {
     /* routing (docs/routing.md): the last pick's explanation, for X-Drover-Route and the log */
     bool route_header; /* the client sent X-Drover-Explain: 1, or routing.explain is on */
     char route[ROUTE_EXPLAIN_BYTES];
+    /* context length (docs/routing.md "Context length"): what the request needs, estimated
+     * once when a node of the model has a known context; a context that refused it */
+    struct ctx_need need;
+    bool need_done;
+    bool ctx_refused;      /* a node refused it as longer than its context */
+    unsigned ctx_refusals; /* attempts that ended so */
+    uint32_t ctx_floor;    /* the largest context that refused it: only larger ones are tried */
+    uint32_t fail_ctx_max; /* the largest context of a node that failed otherwise (unknown:
+                              UINT32_MAX), 0: none */
 };
 
 /* A timer that may outlive its proxy: closed asynchronously, freed in its close callback. */
@@ -611,7 +621,8 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     p->last_cls = o.cls;
     struct node *node = p->node;
     uint64_t now = gw_now_ms(g);
-    if (o.cls != OUTCOME_SUCCESS && o.cls != OUTCOME_CLIENT_ERROR)
+    if (o.cls != OUTCOME_SUCCESS && o.cls != OUTCOME_CLIENT_ERROR &&
+        o.cls != OUTCOME_CONTEXT_EXCEEDED)
         LOGW("attempt_failed", "id=%llu node=%s model=%s class=%s status=%d err=%s reused=%d",
              (unsigned long long)(p->req ? p->req->id : 0), node->name, route_model(p),
              outcome_class_name(o.cls), obs.status, gw_strerror(res->err), res->reused_conn);
@@ -629,6 +640,13 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     }
     if (o.cls == OUTCOME_STALE_CONN)
         o = outcome_classify(&(struct attempt_obs){.transport_err = res->err});
+    if (o.cls != OUTCOME_SUCCESS && o.cls != OUTCOME_CLIENT_ERROR &&
+        o.cls != OUTCOME_CONTEXT_EXCEEDED) {
+        /* a node that might have held the request failed otherwise: not a context 400 */
+        const struct node_model *fm = node_model_find(node, p->model);
+        uint32_t c = fm && fm->ctx_tokens ? fm->ctx_tokens : UINT32_MAX;
+        if (c > p->fail_ctx_max) p->fail_ctx_max = c;
+    }
     struct acct_attempt a = {
         .node = node,
         .model = p->model,
@@ -661,6 +679,26 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
          * or takes another), and it costs no attempt; the wait budget bounds the retries. */
         p->n_tried--;
         p->busy_attempts++;
+    }
+    if (o.cls == OUTCOME_CONTEXT_EXCEEDED) {
+        /* The node counted exactly: only a node with a larger context may take it now
+         * (accounting already learned what the node said its context is). */
+        uint32_t n_ctx, n_prompt;
+        ctxfit_refusal_numbers(p->body.p, p->body.len, &n_ctx, &n_prompt);
+        const struct node_model *m = node_model_find(node, p->model);
+        if (!n_ctx && m) n_ctx = m->ctx_tokens;
+        if (n_ctx > p->ctx_floor) p->ctx_floor = n_ctx;
+        if (!p->need.known) (void)ctxfit_estimate(p->kind, p->req->body, &g->cfg.ctxfit, &p->need);
+        if (n_prompt) {
+            p->need.known = p->need.exact = true;
+            p->need.prompt_est = p->need.prompt_low = n_prompt;
+        }
+        p->need_done = true;
+        p->ctx_refused = true;
+        p->ctx_refusals++;
+        LOGI("context_refused", "id=%llu node=%s model=%s n_ctx=%u n_prompt=%u status=%d",
+             (unsigned long long)(p->req ? p->req->id : 0), node->name, route_model(p), n_ctx,
+             n_prompt, obs.status);
     }
     if (o.cls == OUTCOME_CAPABILITY_MISS) {
         /* kept: returned to the client if no node can do it */
@@ -764,11 +802,58 @@ static size_t forwarded_for(const struct gw *g, const struct http_request *req, 
     return n + peer.len;
 }
 
+/* 400 context_length_exceeded, in OpenAI's words, naming the largest context n_ctx. */
+static void answer_context(struct proxy *p, uint32_t n_ctx)
+{
+    char msg[400];
+    ctxfit_message(msg, sizeof msg, n_ctx, &p->need);
+    struct gw_answer_ctx ctx = {
+        .node = p->node ? p->node->name : NULL,
+        .attempts = p->attempts,
+        .param = p->need.param ? p->need.param : "messages",
+        .ollama = p->v.ollama,
+        .anthropic = p->v.anthropic,
+    };
+    log_request(p, 400, "context_length_exceeded");
+    struct http_request *req = take_req(p);
+    if (req) (void)gw_answer(req, ANSWER_CONTEXT_LENGTH, &ctx, msg);
+}
+
 /* No node can take the next attempt: answer with what the history says. */
 static void give_up(struct proxy *p, const struct route_result *r)
 {
     /* no other node was tried (a busy answer takes its node back off the tried list) */
     if (p->n_tried == 1) acct_settle(p->g, &p->acct);
+    /* Context length: no node can hold the request (the estimate says so before any attempt,
+     * or nodes refused it and none larger is left) is the client's 400; a larger node that is
+     * down or busy now is the usual transient 503. */
+    uint32_t n_ctx = r->ctx_max > p->ctx_floor ? r->ctx_max : p->ctx_floor;
+    if (r->status == ROUTE_CONTEXT_EXCEEDED) {
+        answer_context(p, n_ctx);
+        return;
+    }
+    /* a context refusal is no failure of a node: the other attempts decide the rest */
+    unsigned tried = p->attempts - p->ctx_refusals;
+    if (p->ctx_refused) {
+        if (r->status == ROUTE_FEASIBLE_UNHEALTHY || r->status == ROUTE_NO_HEALTHY_NODES) {
+            answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, 3,
+                           "only nodes that are unhealthy now have a context long enough for "
+                           "this request; retry shortly");
+            return;
+        }
+        if (r->status == ROUTE_CAPACITY) {
+            answer_failure(p, ANSWER_CAPACITY, r->retry_after_s ? r->retry_after_s : 1,
+                           "every node with a context long enough for this request is busy; "
+                           "retry shortly");
+            return;
+        }
+        if (p->fail_ctx_max <= p->ctx_floor) {
+            /* every node that might hold it refused it too, or there is none */
+            answer_context(p, n_ctx);
+            return;
+        }
+        /* a node with a larger context failed otherwise: its failure is the answer */
+    }
     if (p->last_error.len || p->last_error_status) {
         if (r->status == ROUTE_EXHAUSTED) {
             answer_client_error(p, p->last_error_status ? p->last_error_status : 400,
@@ -776,12 +861,12 @@ static void give_up(struct proxy *p, const struct route_result *r)
             return;
         }
     }
-    if (p->attempts > 0 && p->acct.busy_count == p->attempts) {
+    if (tried > 0 && p->acct.busy_count == tried) {
         answer_failure(p, ANSWER_CAPACITY, p->acct.busy_retry_s,
                        "every node that serves this model is busy; retry shortly");
         return;
     }
-    if (p->attempts > 0 && p->panic_attempts == p->attempts) {
+    if (tried > 0 && p->panic_attempts == tried) {
         /* Only nodes already down were tried (panic routing) and they are still down: the
          * answer is the transient one the client would have had without trying them. */
         bool any = registry_count_routable(&p->g->reg, gw_now_ms(p->g)) > 0;
@@ -790,7 +875,7 @@ static void give_up(struct proxy *p, const struct route_result *r)
                            : "no healthy nodes at the moment; retry shortly");
         return;
     }
-    if (p->attempts > 0) {
+    if (tried > 0) {
         answer_failure(p, ANSWER_UPSTREAM_FAILED, 0, "every attempt failed on the nodes");
         return;
     }
@@ -1022,6 +1107,16 @@ static bool xlate_attempt(struct proxy *p, const struct node *node)
     return rc != 0;
 }
 
+/* Whether a node of the model has said its context: only then is a request's size estimated
+ * (a fleet that says nothing pays nothing). */
+static bool model_has_ctx(struct registry *reg, struct strv model)
+{
+    const struct model_nodes *mn = registry_model_nodes(reg, model);
+    for (size_t i = 0; mn && i < mn->n; i++)
+        if (mn->slots[i].model->ctx_tokens) return true;
+    return false;
+}
+
 /* The routing policy's inputs (docs/routing.md): the prompt text for cache_aware, the
  * session key (routing.session.header, else the body's `user`) for session. */
 static void route_fill(struct proxy *p, const struct cat_model *cm, struct route_query *q)
@@ -1077,6 +1172,12 @@ static void start_attempt(struct proxy *p)
             .now_ms = now,
         };
         route_fill(p, cm, &q);
+        if (!p->need_done && model_has_ctx(&g->reg, p->model)) {
+            p->need_done = true;
+            (void)ctxfit_estimate(p->kind, p->req->body, &g->cfg.ctxfit, &p->need);
+        }
+        q.need = &p->need;
+        q.ctx_floor = p->ctx_floor;
         router_pick(&g->reg, &q, &r);
         if (r.status != ROUTE_OK && q.ollama_only && xlate_any_node(p->kind)) {
             /* no Ollama node can take it: any node, with translation (docs/translate.md) */

@@ -539,6 +539,17 @@ bool node_has_on_disk(const struct node *n, struct strv model)
     return false;
 }
 
+void registry_set_model_ctx(struct node *n, struct node_model *m, uint32_t ctx_tokens,
+                            const char *source)
+{
+    if (!m) return;
+    if (m->ctx_tokens != ctx_tokens)
+        LOGI("model_context", "node=%s model=%s ctx=%u was=%u source=%s", n->name, m->id,
+             ctx_tokens, m->ctx_tokens, source ? source : "-");
+    m->ctx_tokens = ctx_tokens;
+    m->ctx_source = ctx_tokens ? source : NULL;
+}
+
 void registry_model_loaded(struct node *n, struct strv id, uint64_t size_mb, uint64_t now_ms)
 {
     struct node_model *m = node_model_find(n, id);

@@ -85,6 +85,10 @@ unsigned model_marks_block(const struct node_model *m, unsigned caps, uint64_t n
  * with ids (copied), keeping what was learned about models that stay. */
 struct node_model *node_model_find(const struct node *n, struct strv model);
 void registry_set_models(struct node *n, const struct strv *ids, size_t n_ids);
+/* Records what the node says m's context is (tokens; 0 forgets it) and where it was read
+ * (a static string: "models", "props", "api_show", "agent", "rejection"). Logs a change once. */
+void registry_set_model_ctx(struct node *n, struct node_model *m, uint32_t ctx_tokens,
+                            const char *source);
 /* Replaces the on-disk list (copied). */
 void registry_set_disk(struct node *n, const struct strv *ids, size_t n_ids);
 bool node_has_on_disk(const struct node *n, struct strv model);

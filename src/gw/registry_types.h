@@ -37,6 +37,12 @@ struct node_model {
     uint64_t last_used_ms;
     uint64_t size_mb;          /* what the node says the model takes, 0 when unknown */
     struct model_marks *marks; /* owned, NULL until the first mark */
+    /* the context one request may fill on this node (prompt + completion, in tokens; a
+     * llama-server slot's n_ctx, vLLM's max_model_len, Ollama's num_ctx): 0 when unknown, which
+     * constrains nothing (docs/routing.md "Context length"); written by registry_set_model_ctx */
+    uint32_t ctx_tokens;
+    const char *ctx_source; /* static: where it was learned ("models", "props", "api_show",
+                               "agent", "rejection"); NULL when unknown */
 };
 
 /* What the node's engine says about its own load (signals.c, scraped on the probe schedule:

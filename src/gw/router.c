@@ -104,8 +104,8 @@ const char *route_status_name(enum route_status s)
 {
     static const char *const names[] = {
         "ok",       "model_not_found", "no_healthy_nodes", "feasible_node_unhealthy",
-        "capacity", "exhausted"};
-    return (unsigned)s <= ROUTE_EXHAUSTED ? names[s] : "?";
+        "capacity", "exhausted",       "context_exceeded"};
+    return (unsigned)s <= ROUTE_CONTEXT_EXCEEDED ? names[s] : "?";
 }
 
 static bool was_tried(const struct route_query *q, const struct node *n)
@@ -291,9 +291,17 @@ static void explain(const struct route_query *q, struct route_result *out,
             app(e, &n, "%s%u", i ? "/" : "", router_node_load(mn->slots[i].node, rp, q->now_ms));
         }
     }
+    if (q->need && q->need->known) {
+        app(e, &n, " need=%u", ctxfit_need_est(q->need));
+        const struct node_model *m = out->node ? node_model_find(out->node, q->model) : NULL;
+        if (m && m->ctx_tokens) app(e, &n, " ctx=%u", m->ctx_tokens);
+    }
     if (out->fallback) app(e, &n, " fallback=%s", out->fallback);
     if (out->tier != TIER_NORMAL)
-        app(e, &n, " tier=%s", out->tier == TIER_MARKED ? "marked" : "panic");
+        app(e, &n, " tier=%s",
+            out->tier == TIER_MARKED  ? "marked"
+            : out->tier == TIER_TIGHT ? "tight"
+                                      : "panic");
 }
 
 void router_pick(struct registry *reg, const struct route_query *q, struct route_result *out)
@@ -304,6 +312,7 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
     out->tier = TIER_NORMAL;
     out->match_pm = -1;
     out->fallback = NULL;
+    out->ctx_max = 0;
     out->explain[0] = '\0';
     struct route_params defaults;
     const struct route_params *rp = q->params;
@@ -327,11 +336,25 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
     pk.min_load = UINT32_MAX;
     pk.max_load = 0;
     size_t start = n ? (size_t)(reg->rr % n) : 0;
+    /* context length: nodes too small are no candidates; tight ones come after the normal
+     * tier, the largest context first */
+    bool judge_ctx = (q->need && q->need->known) || q->ctx_floor;
+    bool any_ctx_small = false;
+    uint32_t ctx_max = 0, tight_ctx = 0;
+    struct node *tight = NULL;
+    unsigned tight_load = 0;
 
     for (size_t k = 0, i = start; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
         const struct model_slot *sl = &mn->slots[i];
         struct node *nd = sl->node;
         if (filtered_out(q, nd)) continue;
+        uint32_t ctx = sl->model->ctx_tokens;
+        enum ctx_fit fit = judge_ctx ? ctxfit_judge(ctx, q->need, q->ctx_floor) : CTX_FITS;
+        if (fit == CTX_TOO_SMALL) {
+            any_ctx_small = true;
+            if (ctx > ctx_max) ctx_max = ctx;
+            continue;
+        }
         any_has_model = true;
         bool routable = node_is_routable(reg, nd, q->now_ms);
         bool panic = !routable && node_is_panic_candidate(nd);
@@ -353,7 +376,16 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         }
         enum route_tier t = panic                                             ? TIER_PANIC
                             : model_marks_block(sl->model, q->cap, q->now_ms) ? TIER_MARKED
+                            : fit == CTX_TIGHT                                ? TIER_TIGHT
                                                                               : TIER_NORMAL;
+        if (t == TIER_TIGHT) {
+            if (!tight || ctx > tight_ctx || (ctx == tight_ctx && load < tight_load)) {
+                tight = nd;
+                tight_ctx = ctx;
+                tight_load = load;
+            }
+            continue;
+        }
         consider(&pk, t, nd, load);
         if (t != TIER_NORMAL) continue;
         if (collect) {
@@ -373,6 +405,7 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
                                                       : 0;
         best = pk.c[i].node;
     }
+    if (!best && tight) best = tight, tier = TIER_TIGHT;
     if (!best && pk.best[TIER_MARKED]) best = pk.best[tier = TIER_MARKED];
     if (!best && panic_ok && pk.best[TIER_PANIC]) best = pk.best[tier = TIER_PANIC];
     if (best) {
@@ -380,11 +413,18 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
         out->status = ROUTE_OK;
         out->node = best;
         out->tier = tier;
-        if (tier != TIER_NORMAL) out->fallback = "no_normal_node";
+        if (tier != TIER_NORMAL) out->fallback = tier == TIER_TIGHT ? "context" : "no_normal_node";
         if (out->fallback && policy != ROUTE_POLICY_LEAST_LOADED) best->route_fallbacks_total++;
         if (policy == ROUTE_POLICY_CACHE_AWARE && !out->fallback && out->match_pm > 0)
             best->route_prefix_hits_total++;
         if (q->explain) explain(q, out, mn, rp);
+        return;
+    }
+    if (!any_has_model && any_ctx_small) {
+        /* every node that lists the model, whatever its state, is too small: the client's
+         * request can never be served as it is (400, not a transient 503) */
+        out->status = ROUTE_CONTEXT_EXCEEDED;
+        out->ctx_max = ctx_max;
         return;
     }
     if (!any_has_model) {

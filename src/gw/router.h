@@ -4,7 +4,9 @@
  * (docs/routing.md): least_loaded (fewest in-flight, engine signals included; round-robin on
  * ties), cache_aware (longest cached prompt prefix, with a load-imbalance escape), session
  * (rendezvous hashing of a session key with bounded load) or round_robin. Every pick can be
- * explained in one line. Nodes a mark says lack
+ * explained in one line. A node whose context length cannot hold the request is no candidate
+ * at all, one whose context the estimate cannot settle comes after the nodes that surely
+ * hold it (ctxfit.h). Nodes a mark says lack
  * what the request needs are a last resort, and when fewer than panic_percent of the model's
  * replicas are healthy, replicas that are down but not excluded are tried after them. When
  * none fits it says why, so the caller can answer with the right status of §5. Pure over the
@@ -15,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/strv.h"
+#include "gw/ctxfit.h"
 #include "gw/registry.h"
 
 struct cat_model;
@@ -51,6 +54,8 @@ enum route_status {
     ROUTE_FEASIBLE_UNHEALTHY, /* nodes have the model but none is routable now */
     ROUTE_CAPACITY,           /* every node with the model is busy (cooled or at its limit) */
     ROUTE_EXHAUSTED,          /* every candidate was already tried by this request */
+    ROUTE_CONTEXT_EXCEEDED,   /* nodes list the model, but no node's context can hold the
+                                 request, in any state (route_result.ctx_max: the largest) */
 };
 
 struct route_query {
@@ -71,6 +76,10 @@ struct route_query {
     struct strv prompt;                /* cache_aware: the prompt text as the engine sees it */
     struct strv session;               /* session: the key (X-Session-Id or `user`), may be empty */
     bool explain;                      /* fill route_result.explain */
+    /* context length (docs/routing.md "Context length"): what the request needs (NULL or
+     * !known: not judged), and a context that already refused it (0: none) */
+    const struct ctx_need *need;
+    uint32_t ctx_floor;
 };
 
 enum route_tier {
@@ -78,6 +87,9 @@ enum route_tier {
     TIER_MARKED,     /* routable, but a mark says it lacks what the request needs: last resort */
     TIER_PANIC,      /* not alive now, tried because too few replicas are healthy (Envoy's panic
                         routing) */
+    TIER_TIGHT,      /* routable, but the estimate cannot say whether its context holds the
+                        request: after the normal tier, largest context first (the engine's
+                        own count decides) */
 };
 
 struct route_result {
@@ -89,6 +101,7 @@ struct route_result {
     enum route_policy policy; /* ROUTE_OK: the policy that decided (after any fallback) */
     int match_pm;             /* cache_aware: the chosen node's match ratio ‰; -1: none */
     const char *fallback;     /* why the policy's first choice was not taken, or NULL */
+    uint32_t ctx_max;         /* ROUTE_CONTEXT_EXCEEDED: the largest context of the model's nodes */
     char explain[ROUTE_EXPLAIN_BYTES]; /* q->explain: "policy=… node=… match=… loads=…" */
 };
 

@@ -216,6 +216,7 @@ static int model_emit(struct buf *out, const struct node_api_model *m)
     if (!rc) rc = buf_append_cstr(out, "]");
     if (!rc) rc = append_kv_int(out, "in_flight", m->in_flight, true);
     if (!rc && m->size_mb >= 0) rc = append_kv_int(out, "size_mb", m->size_mb, true);
+    if (!rc && m->ctx_tokens > 0) rc = append_kv_int(out, "context_length", m->ctx_tokens, true);
     if (!rc) rc = buf_append_cstr(out, "}");
     return rc;
 }
@@ -286,6 +287,8 @@ static int model_parse(struct json_object *o, struct node_api_models *l, struct 
     if ((rc = opt_int(o, "in_flight", &v, err))) return rc;
     m->in_flight = v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
     if ((rc = opt_int(o, "size_mb", &m->size_mb, err))) return rc;
+    if ((rc = opt_int(o, "context_length", &m->ctx_tokens, err))) return rc;
+    if (m->ctx_tokens < 0) m->ctx_tokens = 0;
     return 0;
 }
 
@@ -1016,6 +1019,13 @@ int node_api_oai_models_parse(const char *p, size_t len, struct node_api_models 
         if (!nm) break;
         nm->status = NODE_API_MODEL_LOADED;
         nm->caps = node_api_caps_guess(id, STRV_NULL);
+        /* the context a request may fill: vLLM's max_model_len, llama-server's per-slot n_ctx */
+        int64_t ctx = 0;
+        struct json_object *meta = NULL;
+        if (json_get_int(m, "max_model_len", &ctx) &&
+            (json_get_obj(m, "meta", &meta) || json_get_int(meta, "n_ctx", &ctx)))
+            ctx = 0;
+        nm->ctx_tokens = ctx > 0 ? ctx : 0;
     }
 out:
     json_object_put(root);
@@ -1074,6 +1084,8 @@ int node_api_ollama_list_parse(const char *p, size_t len, bool ps, struct node_a
         if (!nm->digest[0] && json_get_str(m, "digest", &digest) == 0 &&
             digest.len < sizeof nm->digest && !memchr(digest.p, '\0', digest.len))
             copy_strv(nm->digest, sizeof nm->digest, digest);
+        int64_t ctx = 0; /* /api/ps: the context the model is loaded with */
+        if (json_get_int(m, "context_length", &ctx) == 0 && ctx > 0) nm->ctx_tokens = ctx;
     }
 out:
     json_object_put(root);

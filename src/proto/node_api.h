@@ -124,7 +124,9 @@ struct node_api_model {
     enum node_api_model_status status;
     unsigned caps; /* CAP_* */
     uint32_t in_flight;
-    int64_t size_mb; /* -1 when unknown (not emitted) */
+    int64_t size_mb;    /* -1 when unknown (not emitted) */
+    int64_t ctx_tokens; /* the context a request may fill, in tokens ("context_length");
+                           0 when unknown (not emitted) */
     /* the engine's digest of the model (Ollama's lists); "" unknown. Not part of MODEL: only
      * the engine list parsers fill it, and the agent's inventory carries it */
     char digest[NODE_API_MAX_DIGEST];
@@ -142,9 +144,11 @@ struct node_api_model *node_api_models_find(struct node_api_models *l, struct st
 void node_api_models_free(struct node_api_models *l);
 /* The engines' own model lists, parsed once for the agent and for the gateway's probe of a
  * static node. OpenAI list {"data":[{"id":...}]} (llama-server, vLLM, any OpenAI server):
- * every model appended as loaded, capabilities guessed from its id. Ollama /api/tags (on disk)
- * or /api/ps (ps: loaded): "name" (or "model"), family from details, size, and "digest" when it
- * is a string that fits (else none). Models already in out are updated, not repeated; past
+ * every model appended as loaded, capabilities guessed from its id, ctx_tokens from vLLM's
+ * "max_model_len" or llama-server's "meta":{"n_ctx"} (per slot) when there. Ollama /api/tags
+ * (on disk) or /api/ps (ps: loaded): "name" (or "model"), family from details, size, "digest"
+ * when it is a string that fits (else none), and ctx_tokens from /api/ps's "context_length"
+ * (the context it is loaded with). Models already in out are updated, not repeated; past
  * NODE_API_MAX_MODELS the rest is dropped. */
 enum { NODE_API_ENGINE_MAX_DEPTH = 32 };
 int node_api_oai_models_parse(const char *p, size_t len, struct node_api_models *out,

@@ -277,6 +277,17 @@ static uint64_t model_bytes(struct sim_node *n, struct sim_model_spec *m)
     return sim_config_model_vram_mb(n->sim->cfg, m) * 1024 * 1024;
 }
 
+/* The context of a model on this node (sim_config_ctx), and whether the model lists show it. */
+static uint64_t model_ctx(const struct sim_node *n, const struct sim_model_state *ms)
+{
+    return sim_config_ctx(n->sim->cfg, ms ? ms->spec : NULL, n->index);
+}
+
+static bool ctx_in_lists(const struct sim_node *n)
+{
+    return sim_config_ctx_hidden(n->sim->cfg) == 0;
+}
+
 static void ollama_model_obj(struct sim_out *o, struct sim_node *n, struct sim_model_state *ms,
                              bool ps)
 {
@@ -301,6 +312,9 @@ static void ollama_model_obj(struct sim_out *o, struct sim_node *n, struct sim_m
         iso_time(t, sizeof t, (clock_wall_ms() + 5 * 60 * 1000) * 1000);
         sim_out_fmt(o, ",\"expires_at\":\"%s\",\"size_vram\":%llu", t,
                     (unsigned long long)ms->vram_mb * 1024 * 1024);
+        /* Ollama's /api/ps: the context the model is loaded with */
+        if (model_ctx(n, ms) && ctx_in_lists(n))
+            sim_out_fmt(o, ",\"context_length\":%llu", (unsigned long long)model_ctx(n, ms));
     }
     sim_out_raw(o, "}");
 }
@@ -392,8 +406,14 @@ static void h_oai_models(struct sim_req *r)
         sim_out_raw(&o, first ? "{\"id\":" : ",{\"id\":");
         first = false;
         sim_out_cstr(&o, ms->spec->name);
-        sim_out_fmt(&o, ",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"%s\"}",
+        sim_out_fmt(&o, ",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"%s\"",
                     fingerprint);
+        /* vLLM's max_model_len, llama-server's meta.n_ctx (per slot) */
+        uint64_t ctx = model_ctx(n, ms);
+        if (ctx && ctx_in_lists(n))
+            sim_out_fmt(&o, ",\"max_model_len\":%llu,\"meta\":{\"n_ctx\":%llu}",
+                        (unsigned long long)ctx, (unsigned long long)ctx);
+        sim_out_raw(&o, "}");
     }
     sim_out_raw(&o, "]}");
     respond_out(r, 200, &h, "application/json", &o);
@@ -415,6 +435,76 @@ static void h_tags(struct sim_req *r, bool ps)
         ollama_model_obj(&o, n, ms, ps);
     }
     sim_out_raw(&o, "]}");
+    respond_out(r, 200, &h, "application/json", &o);
+}
+
+/* GET /props, llama-server's shape: a slot's context in default_generation_settings.n_ctx
+ * (the node's, else its first model's), total_slots, the model. 404 with --hide-ctx all. */
+static void h_props(struct sim_req *r)
+{
+    struct sim_node *n = r->node;
+    if (sim_config_ctx_hidden(n->sim->cfg) == 2) {
+        respond_error(r, 404, "not_found", "not found", -1);
+        return;
+    }
+    struct sim_model_state *first = NULL;
+    for (size_t i = 0; i < n->n_models && !first; i++)
+        if (n->models[i]->present) first = n->models[i];
+    uint64_t ctx = sim_config_ctx(n->sim->cfg, NULL, n->index);
+    if (!ctx) ctx = model_ctx(n, first);
+    struct sim_out o;
+    struct hdrs h = {0};
+    sim_out_init(&o, SIM_OUT_MAX_BYTES);
+    sim_out_fmt(&o,
+                "{\"default_generation_settings\":{\"params\":{\"n_predict\":-1},\"n_ctx\":%llu},"
+                "\"total_slots\":%u,\"model_alias\":",
+                (unsigned long long)ctx, n->sim->cfg->slots);
+    sim_out_cstr(&o, first ? first->spec->name : "");
+    sim_out_raw(&o, ",\"model_path\":\"/sim/model.gguf\",\"build_info\":\"drover-sim\"}");
+    respond_out(r, 200, &h, "application/json", &o);
+}
+
+/* POST /api/show {"model":"x"}, Ollama's shape: "parameters" with num_ctx and "model_info"
+ * with <arch>.context_length (both absent with --hide-ctx all or no context). */
+static void h_show(struct sim_req *r)
+{
+    struct sim_node *n = r->node;
+    struct gw_error e = {0};
+    struct json_object *root =
+        json_parse_strict(r->http->body.p, r->http->body.len, SIM_JSON_MAX_DEPTH, &e);
+    struct strv name = STRV_NULL;
+    if (!root || !json_object_is_type(root, json_type_object) ||
+        (json_get_str(root, "model", &name) && json_get_str(root, "name", &name))) {
+        respond_error(r, 400, "invalid_request", root ? "model is required" : e.msg, -1);
+        if (root) json_object_put(root);
+        return;
+    }
+    struct sim_model_state *ms = sim_node_model(n, name);
+    if (!ms) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "model '%.*s' not found", (int)(name.len > 200 ? 200 : name.len),
+                 name.p);
+        respond_error(r, 404, "model_not_found", msg, -1);
+        json_object_put(root);
+        return;
+    }
+    json_object_put(root);
+    uint64_t ctx = sim_config_ctx_hidden(n->sim->cfg) == 2 ? 0 : model_ctx(n, ms);
+    struct sim_out o;
+    struct hdrs h = {0};
+    sim_out_init(&o, SIM_OUT_MAX_BYTES);
+    sim_out_raw(&o, "{\"license\":\"\",\"modelfile\":\"FROM sim\\n\",\"parameters\":");
+    char params[96];
+    if (ctx)
+        snprintf(params, sizeof params, "num_ctx                        %llu\nstop \"<|eot|>\"",
+                 (unsigned long long)ctx);
+    else
+        snprintf(params, sizeof params, "stop \"<|eot|>\"");
+    sim_out_cstr(&o, params);
+    sim_out_fmt(&o, ",\"template\":\"{{ .Prompt }}\",\"details\":{\"format\":\"gguf\","
+                    "\"family\":\"sim\"},\"model_info\":{\"general.architecture\":\"sim\"");
+    if (ctx) sim_out_fmt(&o, ",\"sim.context_length\":%llu", (unsigned long long)ctx);
+    sim_out_raw(&o, "},\"capabilities\":[\"completion\"]}");
     respond_out(r, 200, &h, "application/json", &o);
 }
 
@@ -1197,6 +1287,40 @@ static void h_delete(struct sim_req *r)
     json_object_put(p.root);
 }
 
+/* The model's context on this node, as its engine enforces it: llama-server refuses a prompt
+ * of at least n_ctx tokens (400, its own words and fields) and stops generating at the end of
+ * the context; Ollama keeps the last n_ctx tokens of the prompt. True when answered. */
+static bool enforce_ctx(struct sim_req *r)
+{
+    uint64_t ctx = model_ctx(r->node, r->model);
+    if (!ctx) return false;
+    if (r->api == SIM_API_OLL_CHAT || r->api == SIM_API_OLL_GENERATE) {
+        if (r->prompt_tokens > ctx) r->prompt_tokens = ctx;
+        return false;
+    }
+    if (r->api != SIM_API_OAI_CHAT && r->api != SIM_API_OAI_COMPLETION) return false;
+    if (r->prompt_tokens >= ctx) {
+        char body[400];
+        int len = snprintf(body, sizeof body,
+                           "{\"error\":{\"code\":400,\"message\":\"request (%llu tokens) exceeds "
+                           "the available context size (%llu tokens), try increasing it\","
+                           "\"type\":\"exceed_context_size_error\",\"n_prompt_tokens\":%llu,"
+                           "\"n_ctx\":%llu}}",
+                           (unsigned long long)r->prompt_tokens, (unsigned long long)ctx,
+                           (unsigned long long)r->prompt_tokens, (unsigned long long)ctx);
+        struct hdrs h = {0};
+        LOGD("sim_context_exceeded", "node=%u req=%s prompt_tokens=%llu n_ctx=%llu", r->node->index,
+             r->id, (unsigned long long)r->prompt_tokens, (unsigned long long)ctx);
+        respond(r, 400, &h, "application/json", body, (size_t)len);
+        return true;
+    }
+    if (r->prompt_tokens + r->max_tokens > ctx) {
+        r->max_tokens = ctx - r->prompt_tokens;
+        r->length_limited = true;
+    }
+    return false;
+}
+
 static void h_model_route(struct sim_req *r)
 {
     struct sim_node *n = r->node;
@@ -1254,6 +1378,7 @@ static void h_model_route(struct sim_req *r)
         respond_error(r, 400, "invalid_request", p.msg, -1);
         goto out;
     }
+    if (enforce_ctx(r)) goto out;
     n->m.requests++;
     if (sim_node_admit(r)) {
         respond_error(r, 503, "server_busy",
@@ -1278,7 +1403,9 @@ enum route_kind {
     R_ROOT,
     R_DELETE,
     R_MODEL,
-    R_HARDWARE
+    R_HARDWARE,
+    R_PROPS,
+    R_SHOW,
 };
 
 struct route {
@@ -1299,6 +1426,8 @@ static const struct route routes[] = {
     {"GET", "/api/ps", R_PS, SIM_API_OTHER},
     {"GET", "/api/version", R_VERSION, SIM_API_OTHER},
     {"GET", "/sim/v1/hardware", R_HARDWARE, SIM_API_OTHER},
+    {"GET", "/props", R_PROPS, SIM_API_OTHER},
+    {"POST", "/api/show", R_SHOW, SIM_API_OTHER},
     {"POST", "/api/chat", R_MODEL, SIM_API_OLL_CHAT},
     {"POST", "/api/generate", R_MODEL, SIM_API_OLL_GENERATE},
     {"POST", "/api/embed", R_MODEL, SIM_API_OLL_EMBED},
@@ -1359,6 +1488,12 @@ static void dispatch(struct sim_req *r, const struct route *rt, bool path_known)
         break;
     case R_HARDWARE:
         h_hardware(r);
+        break;
+    case R_PROPS:
+        h_props(r);
+        break;
+    case R_SHOW:
+        h_show(r);
         break;
     }
 }

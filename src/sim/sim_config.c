@@ -67,6 +67,10 @@ static const struct opt opts[] = {
     {"node-vram-mb", OPT_U64, OFF(node_vram_mb), 1e12, "N",
      "VRAM per node; loading past it evicts the LRU idle model (0 = unlimited)"},
     {"model-vram-mb", OPT_U64, OFF(model_vram_mb), 1e12, "N", "default VRAM per model (1024)"},
+    {"ctx", OPT_U64, OFF(ctx), 1e9, "N",
+     "context per request in tokens, enforced like llama-server; 0 = unlimited (0)"},
+    {"hide-ctx", OPT_STR, OFF(hide_ctx), 0, "WHERE",
+     "none|models|all: where the context is not shown (none)"},
     {"max-tokens", OPT_UINT, OFF(default_max_tokens), 1e6, "N",
      "tokens generated when the request sets no limit (16)"},
     {"max-tokens-cap", OPT_UINT, OFF(max_tokens_cap), 1e7, "N",
@@ -129,6 +133,7 @@ void sim_config_free(struct sim_config *c)
     for (size_t i = 0; i < c->n_models; i++) spec_free(c->models[i]);
     xfree(c->models);
     xfree(c->hw);
+    xfree(c->hide_ctx);
     memset(c, 0, sizeof *c);
 }
 
@@ -237,6 +242,19 @@ int sim_config_add_model_arg(struct sim_config *c, const char *arg, struct gw_er
 uint64_t sim_config_model_vram_mb(const struct sim_config *c, const struct sim_model_spec *m)
 {
     return m->vram_mb == UINT64_MAX ? c->model_vram_mb : m->vram_mb;
+}
+
+uint64_t sim_config_ctx(const struct sim_config *c, const struct sim_model_spec *m, unsigned node)
+{
+    if (m && m->ctx) return m->ctx;
+    if (node < c->n_hw && c->hw[node].context_size) return c->hw[node].context_size;
+    return c->ctx;
+}
+
+int sim_config_ctx_hidden(const struct sim_config *c)
+{
+    if (!c->hide_ctx || !strcmp(c->hide_ctx, "none")) return 0;
+    return strcmp(c->hide_ctx, "models") ? 2 : 1;
 }
 
 uint64_t sim_config_model_load_ms(const struct sim_config *c, const struct sim_model_spec *m)
@@ -463,9 +481,11 @@ static int yaml_model(struct sim_config *c, struct ydoc *y, yaml_node_t *n)
             else
                 rc = yerr(y, v, "model kind '%s': expected chat or embedding", val);
         } else if (!strcmp(key, "vram_mb") || !strcmp(key, "load_ms") ||
-                   !strcmp(key, "unload_ms") || !strcmp(key, "dims")) {
+                   !strcmp(key, "unload_ms") || !strcmp(key, "dims") || !strcmp(key, "ctx")) {
             if (parse_u64(val, 1e12, &u)) {
                 rc = yerr(y, v, "model %s: expected a whole number", key);
+            } else if (key[0] == 'c') {
+                m->ctx = u;
             } else if (key[0] == 'v') {
                 m->vram_mb = u;
             } else if (key[0] == 'l') {
@@ -725,6 +745,10 @@ int sim_config_parse_args(struct sim_config *c, int argc, char **argv, FILE *out
                             c->nodes);
     if (c->fault_rate > 0 && c->n_faults == 0)
         return gw_error_set(err, GW_E_INVALID, "--fault-rate needs at least one --fault");
+    if (c->hide_ctx && strcmp(c->hide_ctx, "none") && strcmp(c->hide_ctx, "models") &&
+        strcmp(c->hide_ctx, "all"))
+        return gw_error_set(err, GW_E_INVALID, "--hide-ctx: '%s' is not none, models or all",
+                            c->hide_ctx);
     if (c->n_models == 0) {
         int rc = sim_config_add_model_arg(c, "sim-chat", err);
         if (!rc) rc = sim_config_add_model_arg(c, "sim-embed:embedding", err);

@@ -25,6 +25,7 @@ struct sim_model_spec {
     int64_t unload_ms;  /* -1: the node default */
     unsigned dims;      /* embedding size; 0: embedding_dims */
     bool preload;       /* loaded at start-up */
+    uint64_t ctx;       /* context per request (tokens); 0: the node's (sim_config_ctx) */
     uint64_t *on_nodes; /* owned; node indexes that have it; NULL: every node */
     size_t n_on_nodes;
 };
@@ -41,7 +42,8 @@ struct sim_hw {
     struct sim_gpu gpus[SIM_MAX_GPUS];
     size_t n_gpus;
     char cuda_version[32], rocm_version[32], driver_version[64];
-    uint64_t context_size; /* the engine's context window (num_ctx); 0: not said */
+    uint64_t context_size; /* the engine's context window (num_ctx); 0: not said. Enforced
+                              and shown like --ctx for this node's models */
 };
 
 struct sim_config {
@@ -71,6 +73,10 @@ struct sim_config {
     size_t n_faults;
 
     uint64_t model_vram_mb; /* default VRAM per model */
+    uint64_t ctx;           /* context per request (tokens) of every model; 0: unlimited */
+    char *hide_ctx;         /* owned; NULL/"none": shown where the engines show it; "models":
+                               not in the model lists (an older llama-server: /props only);
+                               "all": nowhere (enforced, never said) */
     bool preload_all;       /* every model loaded at start-up */
 
     struct sim_model_spec **models; /* owned array of owned specs (stable addresses) */
@@ -105,5 +111,10 @@ uint64_t sim_config_model_load_ms(const struct sim_config *c, const struct sim_m
 uint64_t sim_config_model_unload_ms(const struct sim_config *c, const struct sim_model_spec *m);
 unsigned sim_config_model_dims(const struct sim_config *c, const struct sim_model_spec *m);
 bool sim_config_model_on_node(const struct sim_model_spec *m, unsigned node);
+/* The context of model m on node: the model's `ctx`, else the node's hardware context_size,
+ * else --ctx; 0: unlimited. */
+uint64_t sim_config_ctx(const struct sim_config *c, const struct sim_model_spec *m, unsigned node);
+/* Where the context is shown: 0 everywhere, 1 not in model lists, 2 nowhere. */
+int sim_config_ctx_hidden(const struct sim_config *c);
 
 #endif

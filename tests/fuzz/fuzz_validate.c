@@ -4,13 +4,16 @@
  * and the contract must hold: 0 gives a non-empty model without control bytes and of the
  * length it says; -1 gives a code, a message, and a param that is a C string. An accepted
  * body must also be valid JSON by json_parse_strict (the reader's twin) or a top-level
- * object json-c refuses only for a lone surrogate escape, which validate refuses itself. */
+ * object json-c refuses only for a lone surrogate escape, which validate refuses itself. The
+ * context estimate (ctxfit) of an accepted body must succeed (except count_tokens) with its
+ * high number at least its sure one; the refusal reader takes the bytes as any error body. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "base/json.h"
 #include "base/mem.h"
+#include "gw/ctxfit.h"
 #include "gw/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,7 +51,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct json_object *o = json_parse_strict(copy, size, 32, &err);
         if (!o || !json_object_is_type(o, json_type_object)) __builtin_trap();
         json_object_put(o);
+        struct ctx_need need;
+        rc = ctxfit_estimate((enum api_kind)kind, body, NULL, &need);
+        if (kind == API_ANTHROPIC_COUNT_TOKENS ? rc != -1 : rc != 0) __builtin_trap();
+        if (rc == 0 && (need.prompt_est < need.prompt_low || !need.param ||
+                        ctxfit_need_est(&need) < ctxfit_need_low(&need)))
+            __builtin_trap();
     }
+    uint32_t n_ctx, n_prompt;
+    ctxfit_refusal_numbers(copy, size, &n_ctx, &n_prompt);
     struct validate_error e;
     int rc = validate_content_type(body, &e);
     if (rc == -1)

@@ -1,6 +1,6 @@
 """Agent in front of a real llama.cpp llama-server (scripts/llama-server.sh, the cached test
 chroot with a tiny random-weight model served as "tiny-llama"): the llamacpp adapter reads the
-real /v1/models, /slots and /metrics; inference passes through; load is unsupported. Skips
+real /v1/models (with a slot's context), /slots and /metrics; inference passes through; load is unsupported. Skips
 (with the reason) when the chroot is not built or we are not root, unless DROVER_E2E_LLAMA=1
 says llama-server is required. Every wait bounded; both processes stopped by pid."""
 import hashlib
@@ -91,6 +91,9 @@ def test_health_and_models(agent):
     m = models.get("tiny-llama", {})
     assert m.get("status") == "loaded", "llama-server's model is loaded"
     assert sorted(m.get("capabilities", [])) == ["chat", "completions"], "caps"
+    # a slot's context (scripts/llama-server.sh: -c 256 -np 2, each slot 256 tokens), which
+    # the gateway routes by (docs/routing.md "Context length")
+    assert m.get("context_length") == 256, "the engine's context: %r" % m
     assert (h["in_flight"], h["queued"]) == (0, 0), "idle server: nothing in flight"
 
 

@@ -501,3 +501,54 @@ def test_pull_and_delete(sim_d):
     assert "pulled:7b" not in tags, "deleted model gone from tags"
     st, _, data = post(p1, "/api/pull", {"model": "quick", "stream": False})
     assert (st, jbody(data)) == (200, {"status": "success"}), "pull stream:false"
+
+
+def test_context_shown_and_enforced_like_the_engines():
+    """--ctx: shown where llama-server, vLLM and Ollama show it, enforced as llama-server does
+    (its own 400 and fields for a prompt of at least n_ctx tokens; generation stops at the end
+    of the context), and Ollama's API keeps the end of an over-long prompt."""
+    s = start_sim("--model", "m", "--preload", "--ctx", "100")
+    try:
+        p = s.port
+        _, _, body = request(p, "GET", "/v1/models")
+        m = json.loads(body)["data"][0]
+        assert m["max_model_len"] == 100 and m["meta"]["n_ctx"] == 100, m
+        _, _, body = request(p, "GET", "/props")
+        assert json.loads(body)["default_generation_settings"]["n_ctx"] == 100
+        _, _, body = request(p, "GET", "/api/ps")
+        assert json.loads(body)["models"][0]["context_length"] == 100
+        st, _, body = post(p, "/api/show", {"model": "m"})
+        show = json.loads(body)
+        assert st == 200 and "num_ctx" in show["parameters"], show
+        assert show["model_info"]["sim.context_length"] == 100, show
+        assert post(p, "/api/show", {"model": "nope"})[0] == 404
+        # 396 bytes: 99 tokens fit (with 1 token left to generate); 400 bytes do not
+        st, _, body = post(p, "/v1/chat/completions",
+                           {"model": "m", "max_tokens": 50,
+                            "messages": [{"role": "user", "content": "x" * 396}]})
+        r = json.loads(body)
+        assert st == 200 and r["usage"]["completion_tokens"] == 1, r
+        assert r["choices"][0]["finish_reason"] == "length", r
+        st, _, body = post(p, "/v1/chat/completions",
+                           {"model": "m", "messages": [{"role": "user", "content": "x" * 400}]})
+        err = json.loads(body)["error"]
+        assert st == 400 and err["type"] == "exceed_context_size_error", body
+        assert (err["n_prompt_tokens"], err["n_ctx"]) == (100, 100), err
+        assert "exceeds the available context size" in err["message"], err
+        st, _, body = post(p, "/v1/completions", {"model": "m", "prompt": "y" * 1000})
+        assert st == 400 and json.loads(body)["error"]["n_prompt_tokens"] == 250, body
+        st, _, body = post(p, "/api/generate", {"model": "m", "prompt": "z" * 1000,
+                                                "stream": False})
+        assert st == 200 and json.loads(body)["prompt_eval_count"] == 100, body
+    finally:
+        s.stop()
+    hidden = start_sim("--model", "m", "--ctx", "100", "--hide-ctx", "all")
+    try:
+        _, _, body = request(hidden.port, "GET", "/v1/models")
+        assert "max_model_len" not in json.loads(body)["data"][0]
+        assert request(hidden.port, "GET", "/props")[0] == 404
+        st, _, _ = post(hidden.port, "/v1/chat/completions",
+                        {"model": "m", "messages": [{"role": "user", "content": "x" * 400}]})
+        assert st == 400, "hidden, still enforced"
+    finally:
+        hidden.stop()

@@ -293,6 +293,72 @@ static void test_build_llamacpp(void **state)
     agent_engine_view_free(&v);
 }
 
+/* Recorded from llama-server b11669 (-c 2048 -np 2), abridged: a slot's context. */
+static const char LLAMA_PROPS_B11669[] =
+    "{\"default_generation_settings\":{\"params\":{\"seed\":4294967295,\"temperature\":0.8,"
+    "\"n_predict\":-1,\"samplers\":[\"penalties\",\"top_k\"]},\"n_ctx\":1024},\"total_slots\":2,"
+    "\"model_alias\":\"tiny-llama\",\"model_path\":\"/opt/drover-model/llama-dense.gguf\","
+    "\"endpoint_slots\":true,\"chat_template\":\"{%- for message in messages -%}\"}";
+
+/* Ollama 0.12's /api/ps: the context each loaded model runs with. */
+static const char OLLAMA_PS_CTX[] =
+    "{\"models\":[{\"name\":\"gemma3:latest\",\"model\":\"gemma3:latest\",\"size\":6591830464,"
+    "\"digest\":\"a2af6cc3eb7fa8be8504abaf9b04e88f17a119ec3f04a3addf55f92841195f5a\",\"details\":{"
+    "\"parent_model\":\"\",\"format\":\"gguf\",\"family\":\"gemma3\",\"families\":[\"gemma3\"],"
+    "\"parameter_size\":\"4.3B\",\"quantization_level\":\"Q4_K_M\"},\"expires_at\":\"2025-10-17T16:"
+    "47:07.93355-07:00\",\"size_vram\":5333539264,\"context_length\":4096}]}";
+
+/* The context a request may fill, where each engine's list says it: llama-server's meta.n_ctx
+ * (a slot's), vLLM's max_model_len, Ollama's /api/ps context_length; /props when the list does
+ * not say it (older llama-server builds). */
+static void test_context_lengths(void **state)
+{
+    (void)state;
+    struct node_api_models l = {0};
+    assert_int_equal(node_api_oai_models_parse(LIT(LLAMA_MODELS_B11669), &l, NULL), 0);
+    assert_int_equal(l.v[0].ctx_tokens, 256);
+    node_api_models_free(&l);
+    assert_int_equal(node_api_oai_models_parse(LIT(LLAMA_MODELS), &l, NULL), 0);
+    assert_int_equal(l.v[0].ctx_tokens, 0); /* n_ctx_train is the model's, not the server's */
+    node_api_models_free(&l);
+    assert_int_equal(node_api_oai_models_parse(LIT(VLLM_MODELS), &l, NULL), 0);
+    assert_int_equal(l.v[0].ctx_tokens, 8192);
+    assert_int_equal(l.v[1].ctx_tokens, 0);
+    node_api_models_free(&l);
+    assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_PS_CTX), true, &l, NULL), 0);
+    assert_int_equal(l.v[0].ctx_tokens, 4096);
+    node_api_models_free(&l);
+    assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_TAGS), false, &l, NULL), 0);
+    assert_int_equal(l.v[0].ctx_tokens, 0);
+    node_api_models_free(&l);
+
+    assert_string_equal(agent_engine_ep_path(NODE_KIND_LLAMACPP, AGENT_EP_PROPS), "/props");
+    assert_null(agent_engine_ep_path(NODE_KIND_VLLM, AGENT_EP_PROPS));
+    assert_null(agent_engine_ep_path(NODE_KIND_OLLAMA, AGENT_EP_PROPS));
+    struct agent_engine_bodies b;
+    memset(&b, 0, sizeof b);
+    set_body(&b, AGENT_EP_MODELS, 200, LIT(LLAMA_MODELS));
+    set_body(&b, AGENT_EP_PROPS, 200, LIT(LLAMA_PROPS_B11669));
+    struct agent_engine_view v;
+    memset(&v, 0, sizeof v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
+    assert_int_equal(v.models.v[0].ctx_tokens, 1024);
+    agent_engine_view_free(&v);
+    /* the list's own n_ctx stands; /props only fills a gap */
+    set_body(&b, AGENT_EP_MODELS, 200, LIT(LLAMA_MODELS_B11669));
+    memset(&v, 0, sizeof v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
+    assert_int_equal(v.models.v[0].ctx_tokens, 256);
+    agent_engine_view_free(&v);
+    /* no /props (a server without it): unknown */
+    set_body(&b, AGENT_EP_MODELS, 200, LIT(LLAMA_MODELS));
+    set_body(&b, AGENT_EP_PROPS, 404, LIT("{\"error\":{\"code\":404}}"));
+    memset(&v, 0, sizeof v);
+    agent_engine_build(NODE_KIND_LLAMACPP, &b, &v);
+    assert_int_equal(v.models.v[0].ctx_tokens, 0);
+    agent_engine_view_free(&v);
+}
+
 static void test_build_ollama_vllm_openai(void **state)
 {
     (void)state;
@@ -376,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_ollama_lists),
         cmocka_unit_test(test_build_llamacpp),
         cmocka_unit_test(test_build_ollama_vllm_openai),
+        cmocka_unit_test(test_context_lengths),
         cmocka_unit_test(test_paths_and_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

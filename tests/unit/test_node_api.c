@@ -28,6 +28,7 @@ static void fill_models(struct node_api_models *l)
     m->caps = CAP_CHAT | CAP_COMPLETIONS;
     m->in_flight = 3;
     m->size_mb = 1234;
+    m->ctx_tokens = 8192;
     m = node_api_models_add(l, STRV_LIT("nomic-embed-text"));
     m->status = NODE_API_MODEL_ON_DISK;
     m->caps = CAP_EMBEDDINGS;
@@ -45,6 +46,7 @@ static void assert_models_equal(const struct node_api_models *a, const struct no
         assert_int_equal(a->v[i].caps, b->v[i].caps);
         assert_int_equal(a->v[i].in_flight, b->v[i].in_flight);
         assert_int_equal(a->v[i].size_mb, b->v[i].size_mb);
+        assert_int_equal(a->v[i].ctx_tokens, b->v[i].ctx_tokens);
     }
 }
 
@@ -159,6 +161,13 @@ static void test_models_answer_roundtrip(void **state)
     buf_init(&hb, 1 << 20);
     assert_int_equal(node_api_models_answer_emit(&ma, &h.models), 0);
     assert_int_equal(node_api_health_emit(&hb, &h), 0);
+    /* the context a model's requests may fill, where the agent read it (and only there) */
+    size_t seen = 0;
+    for (const char *q = hb.p; (q = memmem(q, hb.len - (size_t)(q - hb.p), "context_length", 14));
+         q++)
+        seen++;
+    assert_int_equal(seen, 1);
+    assert_non_null(memmem(hb.p, hb.len, "\"context_length\":8192", 21));
     struct json_object *mo = json_parse_strict(ma.p, ma.len, 16, NULL);
     struct json_object *ho = json_parse_strict(hb.p, hb.len, 16, NULL);
     struct json_object *ml = NULL, *hl = NULL;

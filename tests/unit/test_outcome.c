@@ -40,6 +40,24 @@ static const struct row rows[] = {
      false,
      false,
      FAULT_NONE},
+    {"400 longer than the node's context: the client's, a larger node may take it",
+     {.status = 400, .complete = true, .body_says_context = true},
+     OUTCOME_CONTEXT_EXCEEDED,
+     true,
+     false,
+     FAULT_NONE},
+    {"500 naming the context: the request's size, never a fault",
+     {.status = 500, .complete = true, .body_says_context = true},
+     OUTCOME_CONTEXT_EXCEEDED,
+     true,
+     false,
+     FAULT_NONE},
+    {"404 route whatever the body says",
+     {.status = 404, .complete = true, .body_says_context = true},
+     OUTCOME_CLIENT_ERROR,
+     false,
+     false,
+     FAULT_NONE},
     {"413", {.status = 413, .complete = true}, OUTCOME_CLIENT_ERROR, false, false, FAULT_NONE},
     {"422", {.status = 422, .complete = true}, OUTCOME_CLIENT_ERROR, false, false, FAULT_NONE},
     {"404 route",
@@ -216,6 +234,37 @@ static void test_scan(void **state)
     outcome_scan_error_body(cap, strlen(cap), &c);
     assert_true(c.body_says_unsupported);
     assert_false(c.body_says_model_missing);
+
+    /* a request longer than the context, in each engine's words */
+    static const char *const context[] = {
+        /* llama-server b11669, recorded */
+        "{\"error\":{\"code\":400,\"message\":\"request (1610 tokens) exceeds the available "
+        "context size (1024 tokens), try increasing it\",\"type\":\"exceed_context_size_error\","
+        "\"n_prompt_tokens\":1610,\"n_ctx\":1024}}",
+        /* vLLM */
+        "{\"object\":\"error\",\"message\":\"This model's maximum context length is 2048 "
+        "tokens. However, you requested 3000 tokens (2000 in the messages, 1000 in the "
+        "completion). Please reduce the length of the messages or completion.\",\"type\":"
+        "\"BadRequestError\",\"param\":null,\"code\":400}",
+        "{\"message\":\"The decoder prompt (length 5000) is longer than the maximum model "
+        "length of 4096.\"}",
+        "{\"message\":\"Input prompt (5000 tokens) is too long and exceeds limit of 4096\"}",
+        /* Ollama's embed */
+        "{\"error\":\"the input length exceeds the context length\"}",
+        /* a gateway in front (OpenAI's code) */
+        "{\"error\":{\"message\":\"...\",\"code\":\"context_length_exceeded\"}}",
+    };
+    for (size_t i = 0; i < sizeof context / sizeof context[0]; i++) {
+        struct attempt_obs x = {.status = 400, .complete = true};
+        outcome_scan_error_body(context[i], strlen(context[i]), &x);
+        assert_true(x.body_says_context);
+        assert_false(x.body_says_unsupported);
+        assert_int_equal(outcome_classify(&x).cls, OUTCOME_CONTEXT_EXCEEDED);
+    }
+    struct attempt_obs nc = {0};
+    outcome_scan_error_body(cap, strlen(cap), &nc);
+    assert_false(nc.body_says_context);
+    assert_string_equal(outcome_class_name(OUTCOME_CONTEXT_EXCEEDED), "context_exceeded");
 
     struct attempt_obs r = {0};
     const char *route = "404 page not found";

@@ -695,6 +695,133 @@ static void test_round_robin_ignores_load(void **state)
     registry_free(&reg);
 }
 
+static void set_ctx(struct node *n, const char *model, uint32_t ctx)
+{
+    registry_set_model_ctx(n, node_model_find(n, strv_from_cstr(model)), ctx, "models");
+}
+
+static struct route_result pick_need(struct registry *reg, const struct ctx_need *need,
+                                     uint32_t floor)
+{
+    struct route_query q = {.model = STRV_LIT("m"),
+                            .cap = CAP_CHAT,
+                            .now_ms = 5000,
+                            .need = need,
+                            .ctx_floor = floor,
+                            .explain = true};
+    struct route_result r;
+    router_pick(reg, &q, &r);
+    return r;
+}
+
+/* Context length (docs/routing.md): a node too small is never a candidate, one the estimate
+ * cannot settle comes after the nodes that surely hold the request (largest first), unknown
+ * contexts constrain nothing, and the reasons say 400 (no node can ever hold it) apart from
+ * 503 (only a node that is down or busy could). */
+static void test_context_filter(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *small = add(&reg, "small", 9001, "m");
+    struct node *mid = add(&reg, "mid", 9002, "m");
+    struct node *big = add(&reg, "big", 9003, "m");
+    make_healthy(&reg, small);
+    make_healthy(&reg, mid);
+    make_healthy(&reg, big);
+    set_ctx(small, "m", 512);
+    set_ctx(mid, "m", 2048);
+    set_ctx(big, "m", 8192);
+    /* a short request: anywhere (ties rotate over all three) */
+    struct ctx_need shortn = {.known = true, .prompt_est = 40, .prompt_low = 5};
+    int seen[3] = {0};
+    for (int i = 0; i < 6; i++) {
+        struct route_result r = pick_need(&reg, &shortn, 0);
+        assert_int_equal(r.status, ROUTE_OK);
+        assert_int_equal(r.tier, TIER_NORMAL);
+        seen[r.node == small ? 0 : r.node == mid ? 1 : 2]++;
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+    /* 1500..3000 tokens: small surely too small, mid tight, big fits: always big, even when
+     * big is the busiest */
+    struct ctx_need longn = {
+        .known = true, .prompt_est = 2900, .prompt_low = 1400, .completion = 100};
+    big->inflight = 5;
+    for (int i = 0; i < 4; i++) {
+        struct route_result r = pick_need(&reg, &longn, 0);
+        assert_ptr_equal(r.node, big);
+        assert_int_equal(r.tier, TIER_NORMAL);
+        assert_non_null(strstr(r.explain, "need=3000 ctx=8192"));
+    }
+    /* big down: the tight node is tried (the engine counts exactly), never the small one */
+    for (unsigned i = 0; i < reg.cfg.fall; i++) registry_probe_failed(&reg, big, 5000, "down");
+    reg.cfg.panic_percent = 0;
+    struct route_result r = pick_need(&reg, &longn, 0);
+    assert_ptr_equal(r.node, mid);
+    assert_int_equal(r.tier, TIER_TIGHT);
+    assert_non_null(strstr(r.explain, "tier=tight"));
+    /* mid refused (its context, 2048, is the floor now): only big could hold it, and big is
+     * down: the transient 503, not a 400 */
+    struct node *tried[1] = {mid};
+    struct route_query q = {.model = STRV_LIT("m"),
+                            .cap = CAP_CHAT,
+                            .now_ms = 5000,
+                            .need = &longn,
+                            .ctx_floor = 2048,
+                            .tried = tried,
+                            .n_tried = 1};
+    router_pick(&reg, &q, &r);
+    assert_int_equal(r.status, ROUTE_FEASIBLE_UNHEALTHY);
+    /* more than any node's context, surely: 400, naming the largest context */
+    struct ctx_need hugen = {.known = true, .prompt_est = 30000, .prompt_low = 9000};
+    r = pick_need(&reg, &hugen, 0);
+    assert_int_equal(r.status, ROUTE_CONTEXT_EXCEEDED);
+    assert_int_equal(r.ctx_max, 8192);
+    /* the floor alone rules out every context at most that large */
+    r = pick_need(&reg, NULL, 8192);
+    assert_int_equal(r.status, ROUTE_CONTEXT_EXCEEDED);
+    assert_string_equal(route_status_name(ROUTE_CONTEXT_EXCEEDED), "context_exceeded");
+    /* a node whose context is unknown holds anything until it says otherwise */
+    struct node *anon = add(&reg, "anon", 9004, "m");
+    make_healthy(&reg, anon);
+    r = pick_need(&reg, &hugen, 0);
+    assert_ptr_equal(r.node, anon);
+    assert_int_equal(r.tier, TIER_NORMAL);
+    /* no estimate: nothing is judged */
+    r = pick_need(&reg, NULL, 0);
+    assert_int_equal(r.status, ROUTE_OK);
+    registry_free(&reg);
+}
+
+/* Only tight nodes: the one with the largest context first, then the least loaded. */
+static void test_context_tight_prefers_the_largest(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "m");
+    struct node *c = add(&reg, "c", 9003, "m");
+    make_healthy(&reg, a);
+    make_healthy(&reg, b);
+    make_healthy(&reg, c);
+    set_ctx(a, "m", 1024);
+    set_ctx(b, "m", 2048);
+    set_ctx(c, "m", 2048);
+    struct ctx_need n = {.known = true, .prompt_est = 4000, .prompt_low = 1000};
+    b->inflight = 2;
+    for (int i = 0; i < 3; i++) {
+        struct route_result r = pick_need(&reg, &n, 0);
+        assert_ptr_equal(r.node, c);
+        assert_int_equal(r.tier, TIER_TIGHT);
+    }
+    /* a mark is worse than a tight context */
+    set_ctx(a, "m", 8192);
+    registry_mark_capability(&reg, a, node_model_find(a, STRV_LIT("m")), CAP_CHAT, 5000, "test");
+    assert_ptr_equal(pick_need(&reg, &n, 0).node, c);
+    registry_free(&reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -713,6 +840,8 @@ int main(void)
         cmocka_unit_test(test_imbalance_escape),
         cmocka_unit_test(test_session_affinity_survives_restart),
         cmocka_unit_test(test_round_robin_ignores_load),
+        cmocka_unit_test(test_context_filter),
+        cmocka_unit_test(test_context_tight_prefers_the_largest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

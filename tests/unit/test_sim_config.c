@@ -127,6 +127,42 @@ static void test_yaml_errors_have_lines(void **state)
     }
 }
 
+/* The context of a model on a node: its own `ctx`, else the node's hardware context_size,
+ * else --ctx; --hide-ctx says where it is not shown. */
+static void test_context(void **state)
+{
+    (void)state;
+    const char *path = write_tmp("nodes: 3\nctx: 4096\nhide_ctx: models\n"
+                                 "models:\n  - name: a\n    ctx: 512\n  - b\n"
+                                 "hardware:\n  - context_size: 0\n  - context_size: 2048\n");
+    char *argv[] = {"sim", "--config", (char *)path};
+    struct sim_config c;
+    struct gw_error e = {0};
+    assert_int_equal(parse(&c, 3, argv, &e), 0);
+    assert_int_equal(sim_config_ctx(&c, c.models[0], 1), 512);  /* the model's own */
+    assert_int_equal(sim_config_ctx(&c, c.models[1], 1), 2048); /* node 1's hardware */
+    assert_int_equal(sim_config_ctx(&c, c.models[1], 0), 4096); /* --ctx */
+    assert_int_equal(sim_config_ctx(&c, c.models[1], 2), 4096);
+    assert_int_equal(sim_config_ctx(&c, NULL, 1), 2048);
+    assert_int_equal(sim_config_ctx_hidden(&c), 1);
+    sim_config_free(&c);
+    unlink(path);
+    char *plain[] = {"sim", "--ctx", "100"};
+    assert_int_equal(parse(&c, 3, plain, &e), 0);
+    assert_int_equal(sim_config_ctx(&c, c.models[0], 0), 100);
+    assert_int_equal(sim_config_ctx_hidden(&c), 0);
+    sim_config_free(&c);
+    char *all[] = {"sim", "--hide-ctx", "all"};
+    assert_int_equal(parse(&c, 3, all, &e), 0);
+    assert_int_equal(sim_config_ctx_hidden(&c), 2);
+    assert_int_equal(sim_config_ctx(&c, c.models[0], 0), 0); /* unlimited */
+    sim_config_free(&c);
+    char *bad[] = {"sim", "--hide-ctx", "some"};
+    assert_true(parse(&c, 3, bad, &e) < 0);
+    assert_non_null(strstr(e.msg, "--hide-ctx"));
+    sim_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_yaml_and_override),
         cmocka_unit_test(test_yaml_errors_have_lines),
+        cmocka_unit_test(test_context),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
