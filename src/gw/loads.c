@@ -201,6 +201,8 @@ static void on_done(struct http_call *c, const struct http_call_result *res, voi
             size = (uint64_t)ans.size_mb;
         registry_model_loaded(l->node, strv_from_cstr(l->model), size, gw_now_ms(g));
         placement_loaded(&g->cat, l->node, l->model, -1, l->held_before);
+        struct node_model *nm = node_model_find(l->node, strv_from_cstr(l->model));
+        if (nm) nm->replicas = placement_replicas_on(l->node, l->model);
         placement_note_cycle(l->node);
         LOGI("model_loaded", "node=%s model=%s ms=%llu", l->node->name, l->model,
              (unsigned long long)(gw_now_ms(g) - l->started_ms));

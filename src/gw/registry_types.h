@@ -43,6 +43,9 @@ struct node_model {
     uint32_t ctx_tokens;
     const char *ctx_source; /* static: where it was learned ("models", "props", "api_show",
                                "agent", "rejection"); NULL when unknown */
+    /* instances of the model on this node (max_per_node, docs/placement.md): the router
+     * counts the node's load per replica; 0 or 1: one. Written by loads.c from placement. */
+    unsigned replicas;
 };
 
 /* What the node's engine says about its own load (signals.c, scraped on the probe schedule:

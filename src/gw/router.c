@@ -386,7 +386,10 @@ void router_pick(struct registry *reg, const struct route_query *q, struct route
             }
             continue;
         }
-        consider(&pk, t, nd, load);
+        /* several replicas of the model on the node share its load (rounded up, so a node with
+         * two replicas and three in flight ties with one replica and two) */
+        unsigned reps = sl->model->replicas;
+        consider(&pk, t, nd, reps > 1 ? (load + reps - 1) / reps : load);
         if (t != TIER_NORMAL) continue;
         if (collect) {
             if (pk.n < ROUTER_MAX_CANDIDATES) pk.c[pk.n++] = (struct cand){nd, load};

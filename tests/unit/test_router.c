@@ -71,6 +71,28 @@ static void test_least_inflight_and_round_robin(void **state)
     registry_free(&reg);
 }
 
+/* max_per_node: a node running three replicas of the model shares its in-flight among them */
+static void test_replicas_share_the_load(void **state)
+{
+    (void)state;
+    struct registry reg;
+    registry_init(&reg, NULL);
+    struct node *a = add(&reg, "a", 9001, "m");
+    struct node *b = add(&reg, "b", 9002, "m");
+    make_healthy(&reg, a);
+    make_healthy(&reg, b);
+    a->inflight = 3;
+    b->inflight = 2;
+    for (int i = 0; i < 4; i++) assert_ptr_equal(pick(&reg, "m", CAP_CHAT).node, b);
+    node_model_find(a, strv_from_cstr("m"))->replicas = 3; /* one each: less than b's two */
+    for (int i = 0; i < 4; i++) assert_ptr_equal(pick(&reg, "m", CAP_CHAT).node, a);
+    a->inflight = 6; /* two each: a tie with b, so both get picks */
+    int seen_a = 0;
+    for (int i = 0; i < 4; i++) seen_a += pick(&reg, "m", CAP_CHAT).node == a;
+    assert_int_equal(seen_a, 2);
+    registry_free(&reg);
+}
+
 static void test_reasons(void **state)
 {
     (void)state;
@@ -826,6 +848,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_least_inflight_and_round_robin),
+        cmocka_unit_test(test_replicas_share_the_load),
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_model_index),
         cmocka_unit_test(test_debounce_and_streaming),
