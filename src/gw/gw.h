@@ -34,6 +34,7 @@ struct gw {
     unsigned active_requests;     /* client requests being proxied */
     struct freelist proxy_spares; /* proxy.c: freed request states kept for reuse (no malloc) */
     struct admission admission;   /* proxy.c: requests waiting for capacity */
+    struct prefix_cache *prefix;  /* proxy.c: the cache_aware policy's prefix table, or NULL */
     bool stopping;
     uint64_t started_ms;
     struct store *store;    /* NULL: nothing is persisted */

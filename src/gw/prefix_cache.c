@@ -39,6 +39,7 @@ struct prefix_cache {
     size_t node_cap;       /* entries per node at most (its engine's cache), 0: no cap */
     struct pc_node *nodes; /* per node id */
     size_t n_nodes;
+    size_t sizes[4]; /* prefix_cache_ensure: what it was made with */
 };
 
 /* Node ids are unique for the process (a re-created cache never gives two nodes one id). */
@@ -94,32 +95,29 @@ void prefix_cache_free(struct prefix_cache *pc)
     xfree(pc);
 }
 
-static struct prefix_cache *shared;
-static size_t shared_sizes[4];
-
-struct prefix_cache *prefix_cache_shared(size_t max_entries, size_t node_entries,
-                                         size_t block_bytes, size_t prefix_bytes)
+struct prefix_cache *prefix_cache_ensure(struct prefix_cache **slot, size_t max_entries,
+                                         size_t node_entries, size_t block_bytes,
+                                         size_t prefix_bytes)
 {
+    struct prefix_cache *pc = *slot;
     if (!max_entries) {
-        prefix_cache_shared_free();
+        prefix_cache_free(pc);
+        *slot = NULL;
         return NULL;
     }
-    if (shared && shared_sizes[0] == max_entries && shared_sizes[1] == block_bytes &&
-        shared_sizes[2] == prefix_bytes && shared_sizes[3] == node_entries)
-        return shared;
-    prefix_cache_free(shared);
-    shared = prefix_cache_new(max_entries, node_entries, block_bytes, prefix_bytes);
-    shared_sizes[0] = max_entries;
-    shared_sizes[1] = block_bytes;
-    shared_sizes[2] = prefix_bytes;
-    shared_sizes[3] = node_entries;
-    return shared;
-}
-
-void prefix_cache_shared_free(void)
-{
-    prefix_cache_free(shared);
-    shared = NULL;
+    if (pc && pc->sizes[0] == max_entries && pc->sizes[1] == block_bytes &&
+        pc->sizes[2] == prefix_bytes && pc->sizes[3] == node_entries)
+        return pc;
+    prefix_cache_free(pc);
+    pc = prefix_cache_new(max_entries, node_entries, block_bytes, prefix_bytes);
+    if (pc) {
+        pc->sizes[0] = max_entries;
+        pc->sizes[1] = block_bytes;
+        pc->sizes[2] = prefix_bytes;
+        pc->sizes[3] = node_entries;
+    }
+    *slot = pc;
+    return pc;
 }
 
 static void ensure(struct prefix_cache *pc)

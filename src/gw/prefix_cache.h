@@ -40,12 +40,12 @@ struct prefix_cache *prefix_cache_new(size_t max_entries, size_t node_entries, s
                                       size_t prefix_bytes);
 void prefix_cache_free(struct prefix_cache *pc);
 
-/* The gateway's one cache, created on first use and re-created (empty) when a reload changes
- * a size; NULL when max_entries is 0 (cache-aware routing then acts as least_loaded).
- * prefix_cache_shared_free() releases it at exit. */
-struct prefix_cache *prefix_cache_shared(size_t max_entries, size_t node_entries,
-                                         size_t block_bytes, size_t prefix_bytes);
-void prefix_cache_shared_free(void);
+/* The cache kept in *slot (a gateway's own, struct gw): created on first use and re-created
+ * (empty) when a reload changes a size; NULL, and *slot freed, when max_entries is 0
+ * (cache-aware routing then acts as least_loaded). prefix_cache_free(*slot) at exit. */
+struct prefix_cache *prefix_cache_ensure(struct prefix_cache **slot, size_t max_entries,
+                                         size_t node_entries, size_t block_bytes,
+                                         size_t prefix_bytes);
 
 /* The keys of text's full blocks (a trailing partial block has none) for model. The result
  * borrows the cache's scratch: valid until the next call. */

@@ -1127,8 +1127,9 @@ static void route_fill(struct proxy *p, const struct cat_model *cm, struct route
     q->policy = router_policy_for(cm, &g->cfg.route);
     q->explain = p->route_header || log_level_current <= LOG_INFO;
     if (q->policy == ROUTE_POLICY_CACHE_AWARE) {
-        q->prefix = prefix_cache_shared(g->cfg.prefix_max_entries, g->cfg.prefix_node_entries,
-                                        g->cfg.prefix_block_bytes, g->cfg.prefix_bytes);
+        q->prefix =
+            prefix_cache_ensure(&g->prefix, g->cfg.prefix_max_entries, g->cfg.prefix_node_entries,
+                                g->cfg.prefix_block_bytes, g->cfg.prefix_bytes);
         if (q->prefix) q->prompt = prefix_cache_render(q->prefix, req->body);
     } else if (q->policy == ROUTE_POLICY_SESSION) {
         if (g->cfg.session_header)

@@ -634,7 +634,8 @@ int serve_main(int argc, char **argv)
     registry_free(&g->reg);
     catalogue_free(&g->cat);
     proxy_free_spares(g);
-    prefix_cache_shared_free(); /* the cache_aware policy's prefix table */
+    prefix_cache_free(g->prefix); /* the cache_aware policy's prefix table */
+    g->prefix = NULL;
     metrics_free(&g->metrics);
     gw_config_free(&g->cfg);
     for (size_t i = 0; i < s.n_sets; i++) xfree(s.owned_sets[i]);
