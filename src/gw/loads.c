@@ -102,6 +102,8 @@ static void load_free(struct gw *g, struct load *l, bool ok, const char *why)
             break;
         }
     }
+    /* a load (or the unloads before it) ended: requests waiting for room may find it now */
+    admission_kick(&g->admission);
     struct load_waiter *w = l->waiters;
     l->waiters = NULL;
     while (w) {

@@ -929,8 +929,8 @@ static void on_wait_timer(uv_timer_t *t)
     start_attempt(p);
 }
 
-/* Waits up to the request's wait budget (or poll_ms when polling for capacity). */
-static void arm_wait(struct proxy *p, uint64_t poll_ms)
+/* The deadline of a wait for a load (the load's own completion wakes it sooner). */
+static void arm_wait(struct proxy *p)
 {
     struct gw *g = p->g;
     uint64_t now = gw_now_ms(g);
@@ -940,7 +940,7 @@ static void arm_wait(struct proxy *p, uint64_t poll_ms)
     uv_timer_init(g->loop, &w->t);
     w->t.data = w;
     p->wait = w;
-    uv_timer_start(&w->t, on_wait_timer, poll_ms && poll_ms < left ? poll_ms : left, 0);
+    uv_timer_start(&w->t, on_wait_timer, left, 0);
 }
 
 static void on_load_done(void *ctx, bool ok, const char *why)
@@ -970,13 +970,16 @@ static bool wait_for_load(struct proxy *p, const struct cat_model *cm, bool can_
     }
     p->loads_seen++;
     p->waiting_load = loads_wait(p->g, cm->id, on_load_done, p);
-    arm_wait(p, 0);
+    arm_wait(p);
     return true;
 }
 
 /* After the router found no loaded replica: returns true when it took the request over
  * (waiting, or answered and freed); false to go on with *r (which may now be a node). */
-static bool placement_fallback(struct proxy *p, const struct cat_model *cm, struct route_result *r)
+static bool wait_capacity(struct proxy *p, bool waking, uint64_t until);
+
+static bool placement_fallback(struct proxy *p, const struct cat_model *cm, struct route_result *r,
+                               bool waking)
 {
     struct gw *g = p->g;
     uint64_t now = gw_now_ms(g);
@@ -1028,11 +1031,8 @@ static bool placement_fallback(struct proxy *p, const struct cat_model *cm, stru
         answer_failure(p, ANSWER_FEASIBLE_UNHEALTHY, 3, msg);
         break;
     case PLACE_NONE_HELD: /* its replicas are loading or busy elsewhere: wait for them */
-    case PLACE_NONE_FULL:
-        if (can_wait) {
-            arm_wait(p, 200); /* busy models may finish and become evictable */
-            return true;
-        }
+    case PLACE_NONE_FULL: /* busy models may finish and become evictable */
+        if (can_wait && wait_capacity(p, waking, p->wait_until_ms)) return true;
         answer_failure(p, ANSWER_CAPACITY, 1,
                        "every node that could serve this model is busy; retry shortly");
         break;
@@ -1058,15 +1058,18 @@ static uint64_t queue_tenant(const char *key_id)
     return h;
 }
 
-/* Every node that could serve is busy (cooled or at its limit): wait in the admission queue
- * instead of an instant 503, within the budget. Returns false when the request cannot wait
- * (budget spent, queue full): the caller answers 503 capacity. */
-static bool wait_capacity(struct proxy *p, bool waking)
+/* Every node that could serve is busy (cooled or at its limit), or every node that could load
+ * the model is full of models in use: wait in the admission queue instead of an instant 503,
+ * within the budget (until, or queue.max_wait when 0; the first wait's budget holds for the
+ * request). Woken when capacity frees (an attempt or a load ended) or by the queue's poll.
+ * Returns false when the request cannot wait (budget spent, queue full): the caller answers
+ * 503 capacity. */
+static bool wait_capacity(struct proxy *p, bool waking, uint64_t until)
 {
     struct gw *g = p->g;
     uint64_t now = gw_now_ms(g);
     if (!p->queue_until_ms) {
-        p->queue_until_ms = now + g->cfg.queue_wait_ms;
+        p->queue_until_ms = until ? until : now + g->cfg.queue_wait_ms;
         if (p->queue_until_ms > p->deadline_ms) p->queue_until_ms = p->deadline_ms;
     }
     if (now >= p->queue_until_ms) return false;
@@ -1187,8 +1190,8 @@ static void start_attempt(struct proxy *p)
         }
         if (r.status == ROUTE_OK && q.explain) snprintf(p->route, sizeof p->route, "%s", r.explain);
         if (r.status == ROUTE_CAPACITY) {
-            if (wait_capacity(p, waking)) return;
-        } else if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r)) {
+            if (wait_capacity(p, waking, 0)) return;
+        } else if (r.status != ROUTE_OK && cm && placement_fallback(p, cm, &r, waking)) {
             return;
         }
     }
