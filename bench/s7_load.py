@@ -13,6 +13,14 @@ earlier questions and the answers the node streamed back) and a new question of
 Prints one JSON object: requests, ok, failed, throughput_rps (ok / duration), ttft mean, p50,
 p90, p99 and max in ms, total-latency mean and p99, and requests per X-Drover-Node.
 Standard library only; deterministic given --seed.
+
+For real engines (bench/s7_llama.sh): --timings asks for the usage chunk
+(stream_options.include_usage) and reads llama-server's `timings` from the stream's last
+chunks, so the summary also sums, over the counted answers, the prompt tokens sent
+(usage.prompt_tokens, else prompt_n + cache_n) and the engine's prompt_n (tokens it actually
+prefilled) and cache_n (tokens it took from its cache); --record FILE writes one JSON line per
+counted request; --temperature sets the body's temperature (0: greedy, the same answers for
+every policy).
 """
 import argparse
 import asyncio
@@ -65,6 +73,7 @@ async def one(host, port, path, body, timeout):
     node = None
     route = ""
     status = 0
+    eng = {}  # from the stream: usage.prompt_tokens, timings.prompt_n / cache_n
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         data = json.dumps(body).encode()
@@ -113,12 +122,18 @@ async def one(host, port, path, body, timeout):
                 o = json.loads(d)
                 for c in o.get("choices", []):
                     text.append(c.get("delta", {}).get("content") or "")
-            except ValueError:
+                if isinstance(o.get("usage"), dict) and "prompt_tokens" in o["usage"]:
+                    eng["prompt_tokens"] = o["usage"]["prompt_tokens"]
+                if isinstance(o.get("timings"), dict):
+                    for k in ("prompt_n", "cache_n", "prompt_ms"):
+                        if k in o["timings"]:
+                            eng[k] = o["timings"][k]
+            except (ValueError, AttributeError):
                 pass
         ok = status == 200 and done
-        return ok, ttft, time.monotonic() - t0, node + "|" + route if node else node, "".join(text)
+        return ok, ttft, time.monotonic() - t0, node + "|" + route if node else node, "".join(text), eng
     except (OSError, asyncio.TimeoutError, ValueError, IndexError):
-        return False, ttft, time.monotonic() - t0, node, ""
+        return False, ttft, time.monotonic() - t0, node, "", eng
 
 
 async def main():
@@ -139,6 +154,10 @@ async def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--warmup", type=float, default=0.0,
                     help="seconds at the start whose requests are sent but not counted")
+    ap.add_argument("--timings", action="store_true",
+                    help="ask for usage and sum the engine's timings.prompt_n / cache_n")
+    ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--record", default=None, help="one JSON line per counted request")
     a = ap.parse_args()
 
     rng = random.Random(a.seed)
@@ -155,6 +174,7 @@ async def main():
 
     results = []
     tasks = []
+    record = open(a.record, "w") if a.record else None
 
     async def run_user_turn(u):
         st = users[u]
@@ -163,11 +183,23 @@ async def main():
         msgs = [{"role": "system", "content": systems[st["system"]]}] + st["history"] + \
             [{"role": "user", "content": q}]
         body = {"model": a.model, "stream": True, "max_tokens": a.max_tokens, "messages": msgs}
-        counted = time.monotonic() - t_start >= a.warmup
-        ok, ttft, total, node, text = await one(a.host, a.port, "/v1/chat/completions", body,
-                                                a.timeout)
+        if a.timings:
+            body["stream_options"] = {"include_usage": True}
+        if a.temperature is not None:
+            body["temperature"] = a.temperature
+        sent_at = time.monotonic() - t_start
+        counted = sent_at >= a.warmup
+        ok, ttft, total, node, text, eng = await one(a.host, a.port, "/v1/chat/completions",
+                                                     body, a.timeout)
         if counted:
-            results.append((ok, ttft, total, node))
+            results.append((ok, ttft, total, node, eng))
+            if record:
+                record.write(json.dumps({
+                    "t_s": round(sent_at - a.warmup, 3), "ok": ok, "user": u,
+                    "turn": st["turn"], "system": st["system"],
+                    "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
+                    "total_ms": round(total * 1000, 2), "node": (node or "-").split("|")[0],
+                    "route": (node or "").partition("|")[2], **eng}) + "\n")
         st["turn"] += 1
         if st["turn"] >= a.turns or not ok:
             st["history"], st["turn"] = [], 0  # a new conversation
@@ -189,11 +221,16 @@ async def main():
         idle = [u for u in range(a.users) if not users[u]["busy"]]
         if not idle:
             if t_next - t_start >= a.warmup:
-                results.append((False, None, 0.0, None))
+                results.append((False, None, 0.0, None, {}))
+                if record:
+                    record.write(json.dumps({"t_s": round(t_next - t_start - a.warmup, 3),
+                                             "ok": False, "why": "no idle user"}) + "\n")
             continue
         tasks.append(asyncio.ensure_future(run_user_turn(rng.choice(idle))))
     if tasks:
         await asyncio.gather(*tasks)
+    if record:
+        record.close()
     elapsed = max(a.duration, time.monotonic() - t_start - a.warmup)
     ok = [r for r in results if r[0]]
     ttfts = [r[1] * 1000 for r in ok if r[1] is not None]
@@ -221,7 +258,24 @@ async def main():
         "total_p99_ms": round(percentile(totals, 99), 2) if totals else None,
         "per_node": per_node,
         "slowest_5pct_why": slow_why,
+        **(engine_sums(ok) if a.timings else {}),
     }))
+
+
+def engine_sums(ok):
+    """Over the counted good answers: prompt tokens sent, prefilled (prompt_n) and cached."""
+    sent = prefilled = cached = missing = 0
+    for r in ok:
+        e = r[4]
+        if "prompt_n" not in e:
+            missing += 1
+            continue
+        prefilled += e["prompt_n"]
+        cached += e.get("cache_n", 0)
+        sent += e.get("prompt_tokens", e["prompt_n"] + e.get("cache_n", 0))
+    return {"prompt_tokens_sent": sent, "prompt_n": prefilled, "cache_n": cached,
+            "no_timings": missing,
+            "prefill_saved_pct": round(100.0 * (1 - prefilled / sent), 1) if sent else None}
 
 
 if __name__ == "__main__":
