@@ -21,8 +21,9 @@ void sync_notify_recover(struct gw *g, const char *name);
  * the full re-read after a reconnection) completes before it and holds the row as it was, so
  * while the write is in the store's queue, re-read copies of that row are not applied (nor is
  * the row removed for being absent). A write that fails re-reads its row, so memory goes back to
- * what the store holds. One mechanism for nodes, catalogue entries and operation rows. */
-enum sync_table { SYNC_NODE, SYNC_MODEL, SYNC_OP };
+ * what the store holds. One mechanism for nodes, catalogue entries, operation rows and client
+ * keys. */
+enum sync_table { SYNC_NODE, SYNC_MODEL, SYNC_OP, SYNC_KEY };
 /* Registers a write of (table, key) about to be queued; pass sync_write_done and the returned
  * context as the store call's callback: it forgets the write, handles a failure, then calls
  * done(ctx, rc, msg) when done is not NULL. */
