@@ -168,6 +168,7 @@ struct sync_pending {
     enum sync_table table;
     char *key;
     unsigned writes; /* queued and not yet completed */
+    bool reread;     /* re-read the row when they completed (sync_reread_after_writes) */
 };
 
 struct sync_write_ctx {
@@ -207,14 +208,18 @@ void sync_write_done(void *ctx, int rc, const char *msg)
     struct sync_write_ctx *w = ctx;
     struct gw *g = w->g;
     struct sync_pending *p = pending_find(g, w->table, w->key);
+    bool reread_now = false;
     if (p && --p->writes == 0) {
+        reread_now = p->reread;
         xfree(p->key);
         *p = g->pending[--g->n_pending];
     }
-    if (rc && !g->stopping && g->store) {
-        /* memory ran ahead of the store: read back what the store holds */
-        LOGW("store_write_failed", "table=%d key=%s err=\"%s\" then=reread", (int)w->table, w->key,
-             msg ? msg : "?");
+    if ((rc || reread_now) && !g->stopping && g->store) {
+        /* memory ran ahead of the store (a failed write), or another gateway's change waited
+         * for this write: read back what the store holds */
+        if (rc)
+            LOGW("store_write_failed", "table=%d key=%s err=\"%s\" then=reread", (int)w->table,
+                 w->key, msg ? msg : "?");
         reread(g, what_of[w->table], w->key);
     }
     if (w->done) w->done(w->ctx, rc, msg);
@@ -225,6 +230,12 @@ void sync_write_done(void *ctx, int rc, const char *msg)
 bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key)
 {
     return key && pending_find(g, t, key) != NULL;
+}
+
+void sync_reread_after_writes(struct gw *g, enum sync_table t, const char *key)
+{
+    struct sync_pending *p = key ? pending_find(g, t, key) : NULL;
+    if (p) p->reread = true;
 }
 
 const char *sync_op_key(int64_t id, char out[24])

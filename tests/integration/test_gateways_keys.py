@@ -5,6 +5,7 @@ scripts/pg.sh starts in a temp dir, with a `drover sim` node behind every gatewa
 - a key created, changed, rotated or revoked through gateway A takes effect on gateway B within
   1 s (the NOTIFY of client_keys and the re-read of the row): a revoked key gets 401 on B, a
   rotated key's old secret is refused and the new one accepted on B;
+- a rotation through A and a change of limits through B at the same moment both hold;
 - a revocation B missed (no notification: the trigger disabled, then every connection cut)
   takes effect with the full re-read after B's reconnection;
 - a key with 60 requests per minute hammered alternately through two gateways admits between
@@ -155,6 +156,31 @@ def test_key_changes_reach_every_gateway(two):
     # the revoked key stays refused (nothing brings it back), and the API stays closed
     assert chat(b, new, OTHER)[0] == 401
     assert chat(b, None)[0] == 401
+
+
+def test_concurrent_changes_through_two_gateways_both_hold(two):
+    """A rotation through A and a change of limits through B at the same moment: each write sets
+    only its own columns, so both hold on both gateways (a change of spec never writes back the
+    secret a rotation replaced)."""
+    _, (a, b) = two
+    for i in range(5):
+        kid, old = create(a, rpm=1000)
+        within("the key on B", lambda: admin(b, "GET", "/admin/v1/keys/" + kid)[0] == 200)
+        out = {}
+        ts = [threading.Thread(target=lambda: out.__setitem__(
+                  "rot", admin(a, "POST", "/admin/v1/keys/%s/rotate" % kid))),
+              threading.Thread(target=lambda: out.__setitem__(
+                  "set", admin(b, "PATCH", "/admin/v1/keys/" + kid, {"rpm": 500 + i})))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert out["rot"][0] == 200 and out["set"][0] == 200, out
+        new = out["rot"][1]["secret"]
+        for g in (a, b):
+            within("rotation and change both in force",
+                   lambda: admin(g, "GET", "/admin/v1/keys/" + kid)[1].get("spec", {})
+                   .get("rpm") == 500 + i and chat(g, old)[0] == 401 and chat(g, new)[0] == 200)
 
 
 def test_revocation_missed_is_applied_by_the_full_reread(pg, two):

@@ -748,17 +748,18 @@ static void test_remote_rows(void **state)
     assert_ptr_equal(keys_find_id(&g, STRV_LIT("key_r1")), k);
     assert_string_equal(k->hash, h2);
     assert_int_equal(k->spec.rpm, 7);
-    /* a local write in flight: a re-read copy of the row does not take it back */
+    /* a local write in flight: a re-read copy of the row does not take it back (the row is read
+     * again once the write completed), but a revocation is final and applies at once */
     void *w = sync_write(&g, SYNC_KEY, "key_r1", NULL, NULL);
     r = row_of("key_r1", h1, "dk-one", "{\"name\":\"a\"}");
     keys_apply_remote(&g, "key_r1", &r);
     assert_string_equal(k->hash, h2);
-    sync_write_done(w, 0, NULL);
-    /* revoked: out of the table, and a stale copy never brings it back */
     r = row_of("key_r1", h2, "dk-two", "{\"name\":\"a\"}");
     r.revoked_ms = 5;
     keys_apply_remote(&g, "key_r1", &r);
     assert_null(keys_find_id(&g, STRV_LIT("key_r1")));
+    sync_write_done(w, 0, NULL);
+    /* revoked: a stale copy never brings it back */
     r.revoked_ms = 0;
     keys_apply_remote(&g, "key_r1", &r);
     assert_null(keys_find_id(&g, STRV_LIT("key_r1")));
