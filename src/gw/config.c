@@ -116,6 +116,7 @@ static const struct key_def keys[] = {
     {"ops.answer_wait", K_DURATION, OFF(ops_answer_wait_ms), 0, 600000},
     {"testing.clock_control", K_BOOL, OFF(testing_clock_control), 0, 0},
     {"keys.required", K_BOOL, OFF(keys_required), 0, 0},
+    {"keys.sync_interval", K_DURATION, OFF(keys_sync_ms), 20, 10000},
     {"usage.flush_interval", K_DURATION, OFF(usage_flush_ms), 10, 3600000},
     {"audit.auth_log_per_minute", K_U32, OFF(auth_log_per_min), 0, 100000},
     {"placement.reconcile_interval", K_DURATION, OFF(reconcile_interval_ms), 10, 3600000},
@@ -166,6 +167,7 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->load_wait_ms = 30000;
     cfg->load_timeout_ms = 600000;
     cfg->usage_flush_ms = 10000;
+    cfg->keys_sync_ms = 250;
     cfg->auth_log_per_min = 10;
     route_params_defaults(&cfg->route);
     cfg->routing_policy = xstrdup("least_loaded");

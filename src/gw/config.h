@@ -100,6 +100,7 @@ struct gw_config {
     struct gw_admin_token *admin_tokens; /* owned; besides admin_token (an operator) */
     size_t n_admin_tokens;
     bool keys_required;        /* the client API needs a key even when none exists yet */
+    uint64_t keys_sync_ms;     /* several gateways: how often limits are reconciled */
     uint64_t usage_flush_ms;   /* how often usage rows are written to the store */
     unsigned auth_log_per_min; /* failed-authentication log lines per minute */
 

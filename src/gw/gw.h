@@ -19,6 +19,7 @@
 
 struct proxy;
 struct keys;
+struct limits;
 struct usage;
 struct events;
 struct history;
@@ -44,6 +45,7 @@ struct gw {
     struct catalogue cat;   /* catalogue.c: the file's entries and the API's */
     uv_timer_t replicas_timer;
     struct keys *keys;       /* keys.c: the client key table */
+    struct limits *limits;   /* limits.c: limits shared with other gateways; NULL otherwise */
     struct usage *usage;     /* usage.c: per-key usage waiting for the store, and its counters */
     struct audit audit;      /* audit.c: failed-authentication log limiter */
     struct events *events;   /* events.c: the live request log (NULL until started) */

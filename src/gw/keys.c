@@ -1,7 +1,10 @@
 /* keys — the client key table, its entitlements and limits, and the data path's admission
  * hook (keys.h; docs/security.md). Invariant: the table (id index and secret-hash index) holds
  * exactly the active, unexpired-or-expired-but-not-revoked keys; a revoked key leaves both at
- * once and lives on only while grants hold a reference. The loop thread only. */
+ * once and lives on only while grants hold a reference, and its id stays in the revoked set, so
+ * no row re-read from the store (several gateways: keys_apply_remote) brings it back. With
+ * several gateways the per-minute limits are this gateway's shares of the fleet's buckets
+ * (key_share_*, reconciled by limits.c) instead of its own buckets. The loop thread only. */
 #include "gw/keys.h"
 
 #include <fnmatch.h>
@@ -18,6 +21,8 @@
 #include "gw/audit.h"
 #include "gw/errors_http.h"
 #include "gw/gw.h"
+#include "gw/limits.h"
+#include "gw/sync.h"
 #include "gw/usage.h"
 #include "store/store_keys.h"
 
@@ -25,8 +30,15 @@ struct keys {
     struct client_key **v; /* active keys (in_table) */
     size_t n, cap;
     struct client_key **tab; /* open addressing by secret hash */
+    struct client_key **ids; /* open addressing by id (same capacity) */
     size_t tab_cap;
-    bool any_stored; /* a key row exists in the store (revoked ones too) */
+    char **revoked; /* open addressing: ids of keys known revoked (they never come back) */
+    size_t revoked_n, revoked_cap;
+    /* several gateways (keys_fleet_*): limits shared through the store */
+    bool fleet;
+    uint64_t fleet_interval_ms;
+    unsigned fleet_live; /* live gateways at the last reconciliation (>= 1) */
+    bool any_stored;     /* a key row exists in the store (revoked ones too) */
     size_t n_stored;
     struct client_key legacy; /* the config's api_key (refs never reach 0) */
     /* the key api.c found for the request being handled (keys_authenticate) */
@@ -391,6 +403,142 @@ void key_format_reset(uint64_t ms, char *out, size_t cap)
         snprintf(out, cap, "%s", sec);
 }
 
+/* ---- several gateways: shares of the fleet buckets --------------------------------------- */
+
+enum { MS_PER_DAY = 86400000 };
+
+static int64_t units_scaled(uint64_t units)
+{
+    if (units > (uint64_t)KEYS_MAX_RATE * 1440) units = (uint64_t)KEYS_MAX_RATE * 1440;
+    return (int64_t)units * MS_PER_MIN;
+}
+
+/* The fleet bucket's untaken level refilled since the last reconciliation (at most a minute's
+ * worth), divided by div (this gateway's share: the live gateways); a bucket never reconciled
+ * here counts as full. */
+static int64_t share_level(const struct key_share *s, uint64_t rate, unsigned div, uint64_t now_ms)
+{
+    int64_t cap = units_scaled(rate);
+    if (!div) div = 1;
+    if (!s->level_ms) return cap / div;
+    uint64_t dt = now_ms > s->level_ms ? now_ms - s->level_ms : 0;
+    if (dt > 2ull * MS_PER_DAY) dt = 2ull * MS_PER_DAY;
+    int64_t lv = s->level + (int64_t)(dt * rate);
+    return (lv > cap ? cap : lv) / (int64_t)div;
+}
+
+int64_t key_share_view(const struct key_share *s, uint64_t rate, const struct key_fleet_view *v)
+{
+    return share_level(s, rate, v->live, v->now_ms) - s->borrowed;
+}
+
+int key_share_may(struct key_share *s, uint64_t rate, uint64_t need, const struct key_fleet_view *v)
+{
+    int64_t n = units_scaled(need);
+    if (need ? s->grant >= n : s->grant > 0) return 1;
+    uint64_t slot = v->interval_ms ? v->now_ms / v->interval_ms : 0;
+    if (slot != s->slot) {
+        s->slot = slot;
+        s->slot_borrows = 0;
+    }
+    /* borrowing is not in the store until the next report, where another gateway may take it
+     * meanwhile: at most max(1, rate / (20 × live)) units an interval (5 % of the limit for all
+     * the gateways together), and only within this gateway's share of what the fleet bucket
+     * held untaken; tokens (unknown until the answer): one admission an interval */
+    uint64_t live = v->live ? v->live : 1, max = need ? rate / (20 * live) : 1;
+    if (!max) max = 1;
+    if (s->slot_borrows + (need ? need : 1) > max) return 0;
+    int64_t view = key_share_view(s, rate, v);
+    if (need ? view < n : view <= 0) return 0;
+    return 2;
+}
+
+void key_share_spend(struct key_share *s, uint64_t units)
+{
+    int64_t n = units_scaled(units);
+    int64_t covered = s->grant > 0 ? (s->grant < n ? s->grant : n) : 0;
+    s->borrowed += n - covered;
+    s->grant -= n;
+}
+
+void key_share_take(struct key_share *s, uint64_t need, int how)
+{
+    if (how == 2) s->slot_borrows += need ? need : 1;
+    if (need) key_share_spend(s, need);
+}
+
+void key_share_ask(struct key_share *s, uint64_t units)
+{
+    s->demand += units;
+}
+
+uint64_t key_share_remaining(const struct key_share *s, uint64_t rate, uint64_t now_ms)
+{
+    int64_t cap = units_scaled(rate);
+    int64_t lv = share_level(s, rate, 1, now_ms) - s->borrowed + (s->grant > 0 ? s->grant : 0);
+    if (lv > cap) lv = cap;
+    return lv > 0 ? (uint64_t)(lv / MS_PER_MIN) : 0;
+}
+
+uint64_t key_share_reset_ms(const struct key_share *s, uint64_t rate, uint64_t now_ms)
+{
+    if (!rate) return 0;
+    int64_t cap = units_scaled(rate);
+    int64_t lv = share_level(s, rate, 1, now_ms) - s->borrowed + (s->grant > 0 ? s->grant : 0);
+    if (lv >= cap) return 0;
+    return ((uint64_t)(cap - lv) + rate - 1) / rate;
+}
+
+uint64_t key_share_wait_ms(const struct key_share *s, uint64_t rate, uint64_t need,
+                           const struct key_fleet_view *v)
+{
+    int64_t n = need ? units_scaled(need) : 1;
+    int64_t view = key_share_view(s, rate, v);
+    if (view >= n || !rate) return v->interval_ms; /* the fleet holds it: the next reconciliation */
+    uint64_t live = v->live ? v->live : 1;
+    uint64_t t = ((uint64_t)(n - view) * live + rate - 1) / rate;
+    return t > v->interval_ms ? t : v->interval_ms;
+}
+
+void key_share_report(struct key_share *s, uint64_t rate, int64_t *give, int64_t *want)
+{
+    int64_t cap = units_scaled(rate);
+    *give = s->grant;
+    *want = 0;
+    uint64_t d = s->demand > (uint64_t)KEYS_MAX_RATE ? (uint64_t)KEYS_MAX_RATE : s->demand;
+    uint64_t dec = s->peak / 8 ? s->peak / 8 : 1, decayed = s->peak > dec ? s->peak - dec : 0;
+    s->peak = d > decayed ? d : decayed;
+    if (s->peak) {
+        int64_t w = units_scaled(2 * s->peak);
+        *want = w < cap ? w : cap;
+    }
+    s->give = s->grant;
+    s->asked = s->demand;
+    s->borrowed_sent = s->borrowed;
+    s->grant = 0;
+    s->demand = 0;
+}
+
+void key_share_reconciled(struct key_share *s, int64_t got, int64_t level, uint64_t now_ms)
+{
+    s->grant += got;
+    s->level = level;
+    s->level_ms = now_ms ? now_ms : 1;
+    s->borrowed -= s->borrowed_sent; /* given back with the grant: in the level now */
+    s->give = 0;
+    s->asked = 0;
+    s->borrowed_sent = 0;
+}
+
+void key_share_failed(struct key_share *s)
+{
+    s->grant += s->give;
+    s->demand += s->asked;
+    s->give = 0;
+    s->asked = 0;
+    s->borrowed_sent = 0;
+}
+
 uint64_t key_budget_period_start(enum key_budget_period p, uint64_t wall_ms)
 {
     uint64_t day = wall_ms / 86400000ull * 86400000ull;
@@ -457,18 +605,66 @@ static uint64_t hash_slot(const char *hex)
     return h;
 }
 
+static uint64_t id_slot(const char *id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *id; id++) h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return h;
+}
+
+static void index_insert(struct keys *ks, struct client_key *k)
+{
+    size_t m = ks->tab_cap - 1, s = (size_t)(hash_slot(k->hash) & m);
+    while (ks->tab[s]) s = (s + 1) & m;
+    ks->tab[s] = k;
+    s = (size_t)(id_slot(k->id) & m);
+    while (ks->ids[s]) s = (s + 1) & m;
+    ks->ids[s] = k;
+}
+
+/* Both indexes from ks->v (after a removal or a change of secret; an addition inserts). */
 static void index_rebuild(struct keys *ks)
 {
     size_t cap = 16;
     while (cap < ks->n * 2 + 1) cap <<= 1;
     xfree(ks->tab);
+    xfree(ks->ids);
     ks->tab = xcalloc(cap, sizeof *ks->tab);
+    ks->ids = xcalloc(cap, sizeof *ks->ids);
     ks->tab_cap = cap;
-    for (size_t i = 0; i < ks->n; i++) {
-        size_t s = (size_t)(hash_slot(ks->v[i]->hash) & (cap - 1));
-        while (ks->tab[s]) s = (s + 1) & (cap - 1);
-        ks->tab[s] = ks->v[i];
+    for (size_t i = 0; i < ks->n; i++) index_insert(ks, ks->v[i]);
+}
+
+static bool revoked_has(const struct keys *ks, const char *id)
+{
+    if (!ks->revoked_cap) return false;
+    size_t m = ks->revoked_cap - 1, s = (size_t)(id_slot(id) & m);
+    for (; ks->revoked[s]; s = (s + 1) & m)
+        if (!strcmp(ks->revoked[s], id)) return true;
+    return false;
+}
+
+/* Remembers that id is revoked: no re-read copy of its row brings it back (fail closed). */
+static void revoked_add(struct keys *ks, const char *id)
+{
+    if (revoked_has(ks, id)) return;
+    if (2 * (ks->revoked_n + 1) > ks->revoked_cap) {
+        size_t cap = ks->revoked_cap ? 2 * ks->revoked_cap : 64;
+        char **v = xcalloc(cap, sizeof *v);
+        for (size_t i = 0; i < ks->revoked_cap; i++) {
+            if (!ks->revoked[i]) continue;
+            size_t s = (size_t)(id_slot(ks->revoked[i]) & (cap - 1));
+            while (v[s]) s = (s + 1) & (cap - 1);
+            v[s] = ks->revoked[i];
+        }
+        xfree(ks->revoked);
+        ks->revoked = v;
+        ks->revoked_cap = cap;
     }
+    size_t m = ks->revoked_cap - 1, s = (size_t)(id_slot(id) & m);
+    while (ks->revoked[s]) s = (s + 1) & m;
+    ks->revoked[s] = xstrdup(id);
+    ks->revoked_n++;
 }
 
 static struct client_key *index_find(const struct keys *ks, const char *hex)
@@ -506,7 +702,10 @@ static void table_add(struct keys *ks, struct client_key *k)
     ks->v[ks->n++] = k;
     k->in_table = true;
     k->refs++;
-    index_rebuild(ks);
+    if (ks->tab_cap < ks->n * 2 + 1)
+        index_rebuild(ks);
+    else
+        index_insert(ks, k);
 }
 
 static void table_remove(struct keys *ks, struct client_key *k)
@@ -525,8 +724,14 @@ static void table_remove(struct keys *ks, struct client_key *k)
 struct client_key *keys_find_id(struct gw *g, struct strv id)
 {
     struct keys *ks = g->keys;
-    for (size_t i = 0; ks && i < ks->n; i++)
-        if (strv_eq_cstr(id, ks->v[i]->id)) return ks->v[i];
+    if (!ks || !ks->tab_cap) return NULL;
+    char buf[sizeof((struct client_key *)0)->id];
+    if (id.len >= sizeof buf) return NULL;
+    if (id.len) memcpy(buf, id.p, id.len);
+    buf[id.len] = '\0';
+    size_t m = ks->tab_cap - 1, s = (size_t)(id_slot(buf) & m);
+    for (; ks->ids[s]; s = (s + 1) & m)
+        if (!strcmp(ks->ids[s]->id, buf)) return ks->ids[s];
     return NULL;
 }
 
@@ -553,6 +758,38 @@ struct client_key *keys_add_for_test(struct gw *g, const char *secret, const str
     return k;
 }
 
+static bool is_hex64(const char *h)
+{
+    size_t i = 0;
+    for (; h && h[i]; i++)
+        if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f'))) return false;
+    return i == 64;
+}
+
+/* A key of the table made from a stored row (not revoked), or NULL when the row cannot be read
+ * (such a row grants nothing). */
+static struct client_key *key_from_row(const struct store_key_row *r, uint64_t now_ms)
+{
+    if (!r->id || strlen(r->id) >= sizeof((struct client_key *)0)->id || !r->id[0] ||
+        !is_hex64(r->secret_hash) || !r->spec_json)
+        return NULL;
+    struct client_key *k = xcalloc(1, sizeof *k);
+    key_spec_init(&k->spec);
+    char why[160];
+    if (key_spec_apply(&k->spec, r->spec_json, strlen(r->spec_json), why, sizeof why)) {
+        key_spec_free(&k->spec);
+        xfree(k);
+        return NULL;
+    }
+    snprintf(k->id, sizeof k->id, "%s", r->id);
+    snprintf(k->hash, sizeof k->hash, "%s", r->secret_hash);
+    snprintf(k->prefix, sizeof k->prefix, "%s", r->prefix ? r->prefix : "");
+    k->created_ms = (uint64_t)r->created_ms;
+    k->updated_ms = (uint64_t)r->updated_ms;
+    key_live_init(k, now_ms);
+    return k;
+}
+
 /* Counts the budgets' usage so far in the current periods (start-up). */
 static void load_budget_usage(struct gw *g)
 {
@@ -574,6 +811,10 @@ static void load_budget_usage(struct gw *g)
             if (!k || (int)k->spec.budget_period != p) continue;
             k->budget_used = res.rows[i].prompt_tokens + res.rows[i].completion_tokens;
             k->budget_period_start = start;
+            /* with several gateways the fleet's totals come from key_counters; this is a floor
+             * for them (usage written before they existed) */
+            k->budget_floor = k->budget_used;
+            k->budget_floor_start = start;
         }
         store_usage_rows_free(res.rows, res.n);
     }
@@ -597,24 +838,16 @@ int keys_open(struct gw *g, struct gw_error *err)
         struct store_key_row *r = &rows[i];
         ks->any_stored = true;
         ks->n_stored++;
-        if (r->revoked_ms) continue;
-        struct client_key *k = xcalloc(1, sizeof *k);
-        key_spec_init(&k->spec);
-        char why[160];
-        if (strlen(r->id) >= sizeof k->id || strlen(r->secret_hash) != 64 ||
-            key_spec_apply(&k->spec, r->spec_json, strlen(r->spec_json), why, sizeof why)) {
-            /* fail closed: a row we cannot read grants nothing */
-            LOGE("key_load_failed", "id=%s reason=\"unreadable spec\"", r->id);
-            key_spec_free(&k->spec);
-            xfree(k);
+        if (r->revoked_ms) {
+            revoked_add(ks, r->id);
             continue;
         }
-        snprintf(k->id, sizeof k->id, "%s", r->id);
-        snprintf(k->hash, sizeof k->hash, "%s", r->secret_hash);
-        snprintf(k->prefix, sizeof k->prefix, "%s", r->prefix);
-        k->created_ms = (uint64_t)r->created_ms;
-        k->updated_ms = (uint64_t)r->updated_ms;
-        key_live_init(k, now);
+        struct client_key *k = key_from_row(r, now);
+        if (!k) {
+            /* fail closed: a row we cannot read grants nothing */
+            LOGE("key_load_failed", "id=%s reason=\"unreadable row\"", r->id);
+            continue;
+        }
         table_add(ks, k);
     }
     store_key_rows_free(rows, n);
@@ -627,12 +860,127 @@ void keys_close(struct gw *g)
 {
     struct keys *ks = g->keys;
     if (!ks) return;
-    while (ks->n) table_remove(ks, ks->v[ks->n - 1]);
+    ks->cur_key = NULL;
+    while (ks->n) { /* no index rebuild per key: the indexes go too */
+        struct client_key *k = ks->v[--ks->n];
+        k->in_table = false;
+        key_unref(k);
+    }
     xfree(ks->v);
     xfree(ks->tab);
+    xfree(ks->ids);
+    for (size_t i = 0; i < ks->revoked_cap; i++) xfree(ks->revoked[i]);
+    xfree(ks->revoked);
     key_spec_free(&ks->legacy.spec);
     xfree(ks);
     g->keys = NULL;
+}
+
+/* ---- several gateways: key rows changed elsewhere --------------------------------------- */
+
+static void key_free_unlisted(struct client_key *k)
+{
+    key_spec_free(&k->spec);
+    xfree(k);
+}
+
+void keys_apply_remote(struct gw *g, const char *id, const struct store_key_row *r)
+{
+    struct keys *ks = g->keys;
+    if (!ks || !id) return;
+    /* a revocation is final whatever this gateway is writing: applied at once; any other copy
+     * waits for this gateway's write of the key, then the row is read again (sync.h) */
+    if (sync_write_pending(g, SYNC_KEY, id) && !(r && r->revoked_ms)) {
+        sync_reread_after_writes(g, SYNC_KEY, id);
+        return;
+    }
+    struct client_key *k = keys_find_id(g, strv_from_cstr(id));
+    if (r && !ks->any_stored) {
+        ks->any_stored = true; /* the client API needs a key from now on */
+        LOGI("keys_required", "reason=\"a key was made through another gateway\"");
+    }
+    if (!r || r->revoked_ms || revoked_has(ks, id)) {
+        if (r && r->revoked_ms) revoked_add(ks, id);
+        if (k) {
+            LOGI(r ? "key_revoked" : "key_removed", "key=%s by=remote", id);
+            table_remove(ks, k);
+        }
+        return;
+    }
+    struct client_key *n = key_from_row(r, clock_now_ms());
+    if (!n) {
+        /* fail closed: a row this gateway cannot read grants nothing */
+        LOGE("key_row_unreadable", "key=%s by=remote then=refused", id);
+        if (k) table_remove(ks, k);
+        return;
+    }
+    if (!k) {
+        if (ks->n >= KEYS_MAX_KEYS) {
+            LOGE("key_row_skipped", "key=%s by=remote reason=\"too many active keys\"", id);
+            key_free_unlisted(n);
+            return;
+        }
+        ks->n_stored++;
+        table_add(ks, n);
+        LOGI("key_created", "key=%s name=%s by=remote", n->id, n->spec.name);
+        return;
+    }
+    if (strcmp(k->hash, n->hash) != 0) {
+        memcpy(k->hash, n->hash, sizeof k->hash);
+        memcpy(k->prefix, n->prefix, sizeof k->prefix);
+        index_rebuild(ks); /* the old secret stops here */
+        LOGI("key_rotated", "key=%s by=remote", k->id);
+    }
+    struct buf a, b;
+    buf_init(&a, KEYS_MAX_SPEC_BYTES * 2);
+    buf_init(&b, KEYS_MAX_SPEC_BYTES * 2);
+    bool same = !key_spec_to_json(&k->spec, &a) && !key_spec_to_json(&n->spec, &b) &&
+                a.len == b.len && !memcmp(a.p, b.p, a.len);
+    buf_free(&a);
+    buf_free(&b);
+    if (!same) {
+        uint64_t now = clock_now_ms();
+        struct key_spec old = k->spec;
+        k->spec = n->spec;
+        n->spec = old;
+        key_bucket_set_rate(&k->req_bucket, k->spec.rpm, now);
+        key_bucket_set_rate(&k->tok_bucket, k->spec.tpm, now);
+        LOGI("key_updated", "key=%s by=remote", k->id);
+    }
+    k->updated_ms = n->updated_ms;
+    key_free_unlisted(n);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void keys_resync(struct gw *g, const struct store_key_row *rows, size_t n)
+{
+    struct keys *ks = g->keys;
+    if (!ks) return;
+    for (size_t i = 0; i < n; i++) keys_apply_remote(g, rows[i].id, &rows[i]);
+    const char **ids = xcalloc(n ? n : 1, sizeof *ids);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].id) ids[m++] = rows[i].id;
+    qsort(ids, m, sizeof *ids, cmp_str);
+    for (size_t i = 0; i < ks->n;) {
+        struct client_key *k = ks->v[i];
+        const char *key = k->id;
+        if (sync_write_pending(g, SYNC_KEY, k->id)) {
+            sync_reread_after_writes(g, SYNC_KEY, k->id);
+        } else if (!bsearch(&key, ids, m, sizeof *ids, cmp_str)) {
+            LOGI("key_removed", "key=%s by=remote reason=\"no row\"", k->id);
+            table_remove(ks, k); /* v[i] is another key now */
+            continue;
+        }
+        i++;
+    }
+    xfree(ids);
+    if (n) ks->any_stored = true;
+    if (n > ks->n_stored) ks->n_stored = n;
 }
 
 bool keys_auth_required(const struct gw *g)
@@ -760,23 +1108,155 @@ static void budget_roll(struct client_key *k, uint64_t wall_ms)
     }
 }
 
-static void fill_headers(struct client_key *k, uint64_t now_ms, struct key_grant *out)
+static bool fleet_on(const struct gw *g)
+{
+    return g && g->keys && g->keys->fleet;
+}
+
+static struct key_fleet_view fleet_view(const struct gw *g, uint64_t now_ms)
+{
+    return (struct key_fleet_view){.now_ms = now_ms,
+                                   .interval_ms = g->keys->fleet_interval_ms,
+                                   .live = g->keys->fleet_live ? g->keys->fleet_live : 1};
+}
+
+/* What x-ratelimit-remaining-* and GET /admin/v1/keys show: this gateway's bucket, or with
+ * several gateways its view of the fleet's. */
+static uint64_t remaining_of(const struct gw *g, const struct client_key *k, bool tokens,
+                             uint64_t now_ms)
+{
+    if (fleet_on(g))
+        return tokens ? key_share_remaining(&k->fleet_tok, k->spec.tpm, now_ms)
+                      : key_share_remaining(&k->fleet_req, k->spec.rpm, now_ms);
+    return key_bucket_remaining(tokens ? &k->tok_bucket : &k->req_bucket, now_ms);
+}
+
+static uint64_t reset_of(const struct gw *g, const struct client_key *k, bool tokens,
+                         uint64_t now_ms)
+{
+    if (fleet_on(g))
+        return tokens ? key_share_reset_ms(&k->fleet_tok, k->spec.tpm, now_ms)
+                      : key_share_reset_ms(&k->fleet_req, k->spec.rpm, now_ms);
+    return key_bucket_reset_ms(tokens ? &k->tok_bucket : &k->req_bucket, now_ms);
+}
+
+static void fill_headers(const struct gw *g, struct client_key *k, uint64_t now_ms,
+                         struct key_grant *out)
 {
     if (k->spec.rpm) {
         out->has_req = true;
         snprintf(out->lim_req, sizeof out->lim_req, "%llu", (unsigned long long)k->spec.rpm);
         snprintf(out->rem_req, sizeof out->rem_req, "%llu",
-                 (unsigned long long)key_bucket_remaining(&k->req_bucket, now_ms));
-        key_format_reset(key_bucket_reset_ms(&k->req_bucket, now_ms), out->reset_req,
-                         sizeof out->reset_req);
+                 (unsigned long long)remaining_of(g, k, false, now_ms));
+        key_format_reset(reset_of(g, k, false, now_ms), out->reset_req, sizeof out->reset_req);
     }
     if (k->spec.tpm) {
         out->has_tok = true;
         snprintf(out->lim_tok, sizeof out->lim_tok, "%llu", (unsigned long long)k->spec.tpm);
         snprintf(out->rem_tok, sizeof out->rem_tok, "%llu",
-                 (unsigned long long)key_bucket_remaining(&k->tok_bucket, now_ms));
-        key_format_reset(key_bucket_reset_ms(&k->tok_bucket, now_ms), out->reset_tok,
-                         sizeof out->reset_tok);
+                 (unsigned long long)remaining_of(g, k, true, now_ms));
+        key_format_reset(reset_of(g, k, true, now_ms), out->reset_tok, sizeof out->reset_tok);
+    }
+}
+
+/* Tokens a request of k is expected to use: the demand it adds to the tokens' fleet bucket. */
+static uint64_t tokens_expected(const struct client_key *k)
+{
+    uint64_t t = k->tok_avg ? k->tok_avg : 1000;
+    return k->spec.tpm && t > k->spec.tpm ? k->spec.tpm : t;
+}
+
+static bool has_limits(const struct client_key *k)
+{
+    return k->spec.rpm || k->spec.tpm || k->spec.budget_tokens;
+}
+
+/* ---- several gateways: the limits shared through the store (limits.c) --------------------- */
+
+void keys_fleet_enable(struct gw *g, uint64_t interval_ms)
+{
+    struct keys *ks = g->keys;
+    if (!ks) return;
+    ks->fleet = true;
+    ks->fleet_interval_ms = interval_ms ? interval_ms : 250;
+    if (!ks->fleet_live) ks->fleet_live = 1;
+}
+
+bool keys_fleet_enabled(const struct gw *g)
+{
+    return fleet_on(g);
+}
+
+void keys_fleet_report(struct gw *g, struct store_limits_round *r, uint64_t wall_ms, bool final)
+{
+    struct keys *ks = g->keys;
+    r->today = (int64_t)(wall_ms / MS_PER_DAY);
+    r->month_first_day = (int64_t)(key_budget_period_start(KEY_BUDGET_MONTH, wall_ms) / MS_PER_DAY);
+    if (!ks) return;
+    size_t cap = 0;
+    for (size_t i = 0; i < ks->n; i++) {
+        struct client_key *k = ks->v[i];
+        /* every key with limits: those with nothing to report learn the fleet's levels, so a
+         * burst here finds its share there at once */
+        bool req = k->spec.rpm && (k->fleet_req.grant || k->fleet_req.demand || k->fleet_req.peak);
+        bool tok = k->spec.tpm && (k->fleet_tok.grant || k->fleet_tok.demand || k->fleet_tok.peak);
+        if (!has_limits(k) && !k->requests_unsent && !k->tokens_unsent) continue;
+        if (r->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            r->v = xrealloc(r->v, cap * sizeof *r->v);
+        }
+        struct store_key_sync *e = &r->v[r->n++];
+        memset(e, 0, sizeof *e);
+        e->key_id = xstrdup(k->id);
+        e->ref = k;
+        k->refs++;
+        e->rpm = k->spec.rpm;
+        e->tpm = k->spec.tpm;
+        if (req) key_share_report(&k->fleet_req, k->spec.rpm, &e->give_req, &e->want_req);
+        if (tok) key_share_report(&k->fleet_tok, k->spec.tpm, &e->give_tok, &e->want_tok);
+        if (final) e->want_req = e->want_tok = 0;
+        e->requests = k->requests_sent = k->requests_unsent;
+        e->tokens = k->tokens_sent = k->tokens_unsent;
+        k->requests_unsent = k->tokens_unsent = 0;
+        e->day = r->today;
+        e->total = k->spec.budget_tokens != 0;
+    }
+}
+
+void keys_fleet_apply(struct gw *g, struct store_limits_round *r, int rc)
+{
+    struct keys *ks = g->keys;
+    uint64_t now = clock_now_ms(), wall = clock_wall_ms();
+    if (!rc && ks) ks->fleet_live = r->live_gateways ? r->live_gateways : 1;
+    for (size_t i = 0; i < r->n; i++) {
+        struct store_key_sync *e = &r->v[i];
+        struct client_key *k = e->ref;
+        if (rc) {
+            /* the store is away: what the round carried is this gateway's again */
+            if (e->rpm) key_share_failed(&k->fleet_req);
+            if (e->tpm) key_share_failed(&k->fleet_tok);
+            k->requests_unsent += k->requests_sent;
+            k->tokens_unsent += k->tokens_sent;
+        } else {
+            /* (a key whose limits changed meanwhile: the report concerned the old ones) */
+            if (e->rpm && e->has_level_req)
+                key_share_reconciled(&k->fleet_req, e->got_req, e->level_req, now);
+            if (e->tpm && e->has_level_tok)
+                key_share_reconciled(&k->fleet_tok, e->got_tok, e->level_tok, now);
+            /* the budget: the fleet's tokens of the period (this gateway's up to the report
+             * included) and what this gateway spent since; the day the round counted in must
+             * still be today (a round across midnight leaves the new period alone) */
+            if (e->total && k->spec.budget_tokens && (int64_t)(wall / MS_PER_DAY) == r->today) {
+                budget_roll(k, wall);
+                uint64_t fleet =
+                    k->spec.budget_period == KEY_BUDGET_MONTH ? e->month_tokens : e->day_tokens;
+                if (k->budget_floor_start == k->budget_period_start && fleet < k->budget_floor)
+                    fleet = k->budget_floor;
+                k->budget_used = fleet + k->tokens_unsent;
+            }
+        }
+        k->requests_sent = k->tokens_sent = 0;
+        key_unref(k);
     }
 }
 
@@ -784,7 +1264,6 @@ int keys_check(struct gw *g, struct client_key *k, unsigned endpoint, struct str
                uint64_t now_ms, uint64_t wall_ms, struct key_grant *out, uint64_t *retry_after_s,
                const char **code)
 {
-    (void)g;
     *retry_after_s = 0;
     *code = NULL;
     if (k->spec.expires_ms && wall_ms >= k->spec.expires_ms) {
@@ -810,23 +1289,54 @@ int keys_check(struct gw *g, struct client_key *k, unsigned endpoint, struct str
             wait_ms = key_budget_period_end(k->spec.budget_period, wall_ms) - wall_ms;
         }
     }
-    if (!*code && k->spec.rpm && key_bucket_wait_ms(&k->req_bucket, 1, now_ms)) {
-        *code = "requests";
-        wait_ms = key_bucket_wait_ms(&k->req_bucket, 1, now_ms);
-    }
-    if (!*code && k->spec.tpm && key_bucket_wait_ms(&k->tok_bucket, 0, now_ms)) {
-        *code = "tokens";
-        wait_ms = key_bucket_wait_ms(&k->tok_bucket, 0, now_ms);
+    bool fleet = fleet_on(g);
+    int how_req = 0, how_tok = 0;
+    if (fleet && !*code) {
+        /* several gateways: the allowances taken from the fleet's buckets (docs/deploy.md) */
+        struct key_fleet_view v = fleet_view(g, now_ms);
+        if (k->spec.rpm) {
+            key_share_ask(&k->fleet_req, 1);
+            how_req = key_share_may(&k->fleet_req, k->spec.rpm, 1, &v);
+            if (!how_req) {
+                *code = "requests";
+                wait_ms = key_share_wait_ms(&k->fleet_req, k->spec.rpm, 1, &v);
+            }
+        }
+        if (!*code && k->spec.tpm) {
+            key_share_ask(&k->fleet_tok, tokens_expected(k));
+            how_tok = key_share_may(&k->fleet_tok, k->spec.tpm, 0, &v);
+            if (!how_tok) {
+                *code = "tokens";
+                wait_ms = key_share_wait_ms(&k->fleet_tok, k->spec.tpm, 0, &v);
+            }
+        }
+        /* refused while the fleet still holds units: this gateway only lacks an allowance */
+        if (*code && wait_ms <= v.interval_ms) limits_wake(g);
+    } else if (!*code) {
+        if (k->spec.rpm && key_bucket_wait_ms(&k->req_bucket, 1, now_ms)) {
+            *code = "requests";
+            wait_ms = key_bucket_wait_ms(&k->req_bucket, 1, now_ms);
+        }
+        if (!*code && k->spec.tpm && key_bucket_wait_ms(&k->tok_bucket, 0, now_ms)) {
+            *code = "tokens";
+            wait_ms = key_bucket_wait_ms(&k->tok_bucket, 0, now_ms);
+        }
     }
     if (*code) {
         *retry_after_s = (wait_ms + 999) / 1000;
         if (*retry_after_s == 0) *retry_after_s = 1;
-        fill_headers(k, now_ms, out);
+        fill_headers(g, k, now_ms, out);
         k->rate_limited_total++;
         return 429;
     }
-    (void)key_bucket_take(&k->req_bucket, 1, now_ms);
-    fill_headers(k, now_ms, out);
+    if (fleet) {
+        if (k->spec.rpm) key_share_take(&k->fleet_req, 1, how_req);
+        if (k->spec.tpm) key_share_take(&k->fleet_tok, 0, how_tok);
+        if (has_limits(k)) k->requests_unsent++;
+    } else {
+        (void)key_bucket_take(&k->req_bucket, 1, now_ms);
+    }
+    fill_headers(g, k, now_ms, out);
     return 0;
 }
 
@@ -954,7 +1464,13 @@ void keys_release(struct gw *g, struct key_grant *gr, int status, uint64_t promp
     if (k) {
         uint64_t tokens = prompt_tokens + completion_tokens;
         if (gr->counted && k->inflight) k->inflight--;
-        key_bucket_debit(&k->tok_bucket, tokens, clock_now_ms());
+        if (fleet_on(g)) {
+            if (k->spec.tpm) key_share_spend(&k->fleet_tok, tokens);
+            if (has_limits(k)) k->tokens_unsent += tokens;
+        } else {
+            key_bucket_debit(&k->tok_bucket, tokens, clock_now_ms());
+        }
+        if (tokens) k->tok_avg = k->tok_avg ? (7 * k->tok_avg + tokens) / 8 : tokens;
         if (k->spec.budget_tokens) {
             budget_roll(k, clock_wall_ms());
             k->budget_used += tokens;
@@ -982,7 +1498,7 @@ static const char *key_status(const struct client_key *k, uint64_t wall_ms)
     return "active";
 }
 
-static int key_json(const struct client_key *k, struct buf *o)
+static int key_json(const struct gw *g, const struct client_key *k, struct buf *o)
 {
     uint64_t now = clock_now_ms(), wall = clock_wall_ms();
     int rc = buf_appendf(o, "{\"id\":\"%s\",\"prefix\":", k->id);
@@ -999,10 +1515,10 @@ static int key_json(const struct client_key *k, struct buf *o)
                          (unsigned long long)k->budget_used);
     if (!rc && k->spec.rpm)
         rc = buf_appendf(o, "\"remaining_requests\":%llu,",
-                         (unsigned long long)key_bucket_remaining(&k->req_bucket, now));
+                         (unsigned long long)remaining_of(g, k, false, now));
     if (!rc && k->spec.tpm)
         rc = buf_appendf(o, "\"remaining_tokens\":%llu,",
-                         (unsigned long long)key_bucket_remaining(&k->tok_bucket, now));
+                         (unsigned long long)remaining_of(g, k, true, now));
     if (!rc) rc = buf_append_cstr(o, "\"spec\":");
     if (!rc) rc = key_spec_to_json(&k->spec, o);
     if (!rc) rc = buf_append_cstr(o, "}");
@@ -1063,6 +1579,7 @@ static void key_write_done(void *ctx, int rc, const char *msg)
                 memset(&w->spec, 0, sizeof w->spec);
                 key_bucket_set_rate(&k->req_bucket, k->spec.rpm, now);
                 key_bucket_set_rate(&k->tok_bucket, k->spec.tpm, now);
+                k->updated_ms = clock_wall_ms();
             }
             LOGI("key_updated", "key=%s", k->id);
             break;
@@ -1094,29 +1611,38 @@ static void key_write_submit(struct gw *g, struct http_request *req, struct key_
     }
     struct store_key_row r;
     store_row_of(w->k, w->what == KC_ROTATE ? w->hash : w->k->hash, &spec, &r);
+    static const enum store_key_change change[] = {[KC_CREATE] = STORE_KEY_CREATE,
+                                                   [KC_ROTATE] = STORE_KEY_SECRET,
+                                                   [KC_REVOKE] = STORE_KEY_REVOKE,
+                                                   [KC_UPDATE] = STORE_KEY_SPEC};
+    r.change = change[w->what];
     if (w->what == KC_ROTATE) r.prefix = w->prefix;
     if (w->what == KC_UPDATE) r.updated_ms = (int64_t)clock_wall_ms();
+    /* sync.h: a re-read of this key queued before the write does not take it back, and a write
+     * that fails re-reads the row (a revocation stays: revoked ids never come back) */
     if (g->store)
-        store_put_key(g->store, &r, key_write_done, w);
+        store_put_key(g->store, &r, sync_write_done,
+                      sync_write(g, SYNC_KEY, w->k->id, key_write_done, w));
     else
         key_write_done(w, 0, NULL);
     buf_free(&spec);
 }
 
-static void reply_key(struct http_request *req, const struct client_key *k)
+static void reply_key(const struct gw *g, struct http_request *req, const struct client_key *k)
 {
     struct buf b;
     buf_init(&b, 1u << 20);
-    int rc = key_json(k, &b);
+    int rc = key_json(g, k, &b);
     (void)http_respond_json(req, rc ? 500 : 200, NULL, 0, b.p, b.len);
     buf_free(&b);
 }
 
 /* {"key":{…},"secret":"dk-…"}: the only time the secret is shown. */
-static int key_secret_body(const struct client_key *k, const char *secret, struct buf *b)
+static int key_secret_body(const struct gw *g, const struct client_key *k, const char *secret,
+                           struct buf *b)
 {
     int rc = buf_append_cstr(b, "{\"key\":");
-    if (!rc) rc = key_json(k, b);
+    if (!rc) rc = key_json(g, k, b);
     if (!rc) rc = buf_append_cstr(b, ",\"secret\":");
     if (!rc) rc = json_append_str(b, secret, strlen(secret));
     if (!rc)
@@ -1133,7 +1659,7 @@ static void keys_list(struct gw *g, struct http_request *req)
     int rc = buf_append_cstr(&b, "{\"keys\":[");
     for (size_t i = 0; i < ks->n && !rc; i++) {
         if (i) rc = buf_append_cstr(&b, ",");
-        if (!rc) rc = key_json(ks->v[i], &b);
+        if (!rc) rc = key_json(g, ks->v[i], &b);
     }
     if (!rc)
         rc =
@@ -1169,7 +1695,7 @@ static void keys_create(struct gw *g, struct http_request *req)
     key_spec_free(&s);
     struct buf b;
     buf_init(&b, 1u << 20);
-    if (key_secret_body(w->k, secret, &b)) buf_reset(&b);
+    if (key_secret_body(g, w->k, secret, &b)) buf_reset(&b);
     /* the body shows the key as it will be: active */
     w->k->in_table = false;
     key_write_submit(g, req, w, 201, &b);
@@ -1195,7 +1721,7 @@ void keys_admin(struct gw *g, struct http_request *req, struct strv rest)
     if (!k)
         return gw_reply_error(req, 404, "key_not_found", NULL,
                               "no such active key (revoked keys are gone)");
-    if (action.len == 0 && is_get) return reply_key(req, k);
+    if (action.len == 0 && is_get) return reply_key(g, req, k);
     bool revoke = (action.len == 0 && strv_eq_cstr(req->method, "DELETE")) ||
                   (is_post && strv_eq_cstr(action, "revoke"));
     bool rotate = is_post && strv_eq_cstr(action, "rotate");
@@ -1226,7 +1752,7 @@ void keys_admin(struct gw *g, struct http_request *req, struct strv rest)
         /* the answer shows the new spec */
         struct key_spec old = k->spec;
         k->spec = w->spec;
-        if (key_json(k, &b)) buf_reset(&b);
+        if (key_json(g, k, &b)) buf_reset(&b);
         k->spec = old;
         return key_write_submit(g, req, w, 200, &b);
     }
@@ -1245,7 +1771,7 @@ void keys_admin(struct gw *g, struct http_request *req, struct strv rest)
         memcpy(old_prefix, k->prefix, sizeof old_prefix);
         memcpy(k->prefix, w->prefix, sizeof k->prefix);
         k->updated_ms = clock_wall_ms();
-        if (key_secret_body(k, secret, &b)) buf_reset(&b);
+        if (key_secret_body(g, k, secret, &b)) buf_reset(&b);
         memcpy(k->prefix, old_prefix, sizeof k->prefix);
         memset(secret, 0, sizeof secret);
         return key_write_submit(g, req, w, 200, &b);
@@ -1254,7 +1780,8 @@ void keys_admin(struct gw *g, struct http_request *req, struct strv rest)
     w->what = KC_REVOKE;
     k->revoked_ms = clock_wall_ms();
     k->updated_ms = k->revoked_ms;
+    revoked_add(g->keys, k->id);
     table_remove(g->keys, k);
-    if (key_json(k, &b)) buf_reset(&b);
+    if (key_json(g, k, &b)) buf_reset(&b);
     key_write_submit(g, req, w, 200, &b);
 }

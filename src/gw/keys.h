@@ -7,8 +7,11 @@
  * (before the admin API answers). The old single `api_key` of the config is a legacy key with
  * no limits and every entitlement. Refusals are answered as OpenAI answers them: 401
  * invalid_api_key, 403 model_not_found for a model the key may not use, 429
- * rate_limit_exceeded / insufficient_quota with Retry-After and x-ratelimit-* headers.
- * The loop thread only, except the pure helpers (buckets, spec parsing, globs): any thread. */
+ * rate_limit_exceeded / insufficient_quota with Retry-After and x-ratelimit-* headers. Several
+ * gateways on one PostgreSQL share the keys (a change through one is applied by the others, a
+ * revocation at once) and the limits (docs/deploy.md "Client keys and limits").
+ * The loop thread only, except the pure helpers (buckets, shares, spec parsing, globs): any
+ * thread. */
 #ifndef DROVER_GW_KEYS_H
 #define DROVER_GW_KEYS_H
 #include <stdbool.h>
@@ -22,6 +25,7 @@
 
 struct gw;
 struct store;
+struct store_key_row;
 
 enum {
     KEYS_SECRET_CHARS = 40, /* base62 characters after "dk-" (about 238 bits) */
@@ -109,6 +113,69 @@ uint64_t key_bucket_reset_ms(const struct key_bucket *b, uint64_t now_ms);
 /* OpenAI's duration format of x-ratelimit-reset-*: "20ms", "1s", "1.5s", "6m0s". */
 void key_format_reset(uint64_t ms, char *out, size_t cap);
 
+/* ---- several gateways: this gateway's part of a fleet bucket (pure; injected time) ------
+ * With several gateways on one PostgreSQL (docs/deploy.md "Client keys and limits"), a key's
+ * requests and tokens per minute are one bucket per kind in the store (store_keys.h), of which
+ * each gateway holds an allowance (grant) taken at its last reconciliation; admission spends the
+ * grant without waiting for the store. Beyond it a gateway may borrow, at most
+ * max(1, rate / (20 × live gateways)) units per reconciliation interval, and only while its view
+ * of the fleet bucket (its share, 1 / live gateways, of the untaken level the store answered,
+ * refilled since, less what it borrowed since) holds them; what it spent beyond the grant is
+ * given back as a debt at the next report. So the allowances never exceed the bucket, and only
+ * borrowing can: by about what the gateways borrow in one interval, max(live, 5 % of the
+ * limit). Units × 60000, as the buckets above. */
+struct key_share {
+    int64_t grant;     /* this gateway may still spend it (below 0: it spent beyond) */
+    int64_t level;     /* the fleet bucket's untaken level at the last reconciliation */
+    uint64_t level_ms; /* when (the loop's clock); 0: never reconciled */
+    int64_t borrowed;  /* spent beyond the grant since then */
+    uint64_t demand;   /* units asked (taken or refused) since the last report */
+    uint64_t peak;     /* the largest recent demand of a report, decaying by 1/8 a report */
+    uint64_t slot;     /* the interval borrows are counted in, and how many */
+    uint64_t slot_borrows;
+    /* the report in the store's queue */
+    int64_t give;
+    uint64_t asked;
+    int64_t borrowed_sent;
+};
+
+/* The gateway-wide values of the views: now, the reconciliation interval, the live gateways. */
+struct key_fleet_view {
+    uint64_t now_ms, interval_ms;
+    unsigned live;
+};
+
+/* Whether need units may be spent now (tokens: need 0 means "while above zero"): 1 from the
+ * grant, 2 borrowed, 0 refused. Changes nothing but the borrow slot's start. */
+int key_share_may(struct key_share *s, uint64_t rate, uint64_t need,
+                  const struct key_fleet_view *v);
+/* Admits after key_share_may said how (1 or 2): requests spend their need units now; tokens
+ * (need 0) are spent after the answer with key_share_spend. */
+void key_share_take(struct key_share *s, uint64_t need, int how);
+/* Spends units from the grant (what it does not cover counts as borrowed). */
+void key_share_spend(struct key_share *s, uint64_t units);
+/* Counts demand (units asked) for the next report. */
+void key_share_ask(struct key_share *s, uint64_t units);
+/* This gateway's view of the fleet bucket: the level answered, refilled by rate / live since,
+ * less what it borrowed (never reconciled: a full bucket / live), units × 60000. */
+int64_t key_share_view(const struct key_share *s, uint64_t rate, const struct key_fleet_view *v);
+/* What x-ratelimit-remaining shows (whole units: the untaken level refilled, plus the grant) and
+ * the milliseconds until the bucket is full again. */
+uint64_t key_share_remaining(const struct key_share *s, uint64_t rate, uint64_t now_ms);
+uint64_t key_share_reset_ms(const struct key_share *s, uint64_t rate, uint64_t now_ms);
+/* Milliseconds until a refused request may pass: the next reconciliation when the fleet still
+ * holds units, else until it refilled them. */
+uint64_t key_share_wait_ms(const struct key_share *s, uint64_t rate, uint64_t need,
+                           const struct key_fleet_view *v);
+/* The report: gives back the whole grant (a debt when below zero) and wants twice the recent
+ * peak of the demand (so a key used here a moment ago keeps an allowance; nothing after a few
+ * seconds without demand), at most a minute's worth. */
+void key_share_report(struct key_share *s, uint64_t rate, int64_t *give, int64_t *want);
+/* The store's answer: got taken from a bucket whose untaken level is now level. */
+void key_share_reconciled(struct key_share *s, int64_t got, int64_t level, uint64_t now_ms);
+/* The report failed (the store away): everything it carried is this gateway's again. */
+void key_share_failed(struct key_share *s);
+
 /* Unix ms at which the budget period containing wall_ms began / ends (UTC day or month). */
 uint64_t key_budget_period_start(enum key_budget_period p, uint64_t wall_ms);
 uint64_t key_budget_period_end(enum key_budget_period p, uint64_t wall_ms);
@@ -134,6 +201,13 @@ struct client_key {
     unsigned inflight;
     uint64_t budget_used, budget_period_start;
     uint64_t requests_total, rate_limited_total;
+    /* several gateways (keys_fleet_*): the fleet buckets, the consumption not yet counted in the
+     * store (unsent) or in the report in its queue (sent), the fleet's tokens of the budget's
+     * period as last read, and the usage_minutes total read at start (a floor) */
+    struct key_share fleet_req, fleet_tok;
+    uint64_t tok_avg; /* tokens per answered request (moving average): demand of the tokens */
+    uint64_t requests_unsent, tokens_unsent, requests_sent, tokens_sent;
+    uint64_t budget_floor, budget_floor_start;
 };
 
 /* What keys_admit gives the data path: a reference on the key (held until keys_release) and
@@ -199,6 +273,30 @@ void keys_reply(struct http_request *req, int status, const char *code, const ch
 
 /* The models /v1/models may list for this request's key (NULL key: every model). */
 bool keys_may_list(const struct client_key *k, struct strv model);
+
+/* ---- several gateways (sync.c, limits.c) ------------------------------------------------ */
+
+/* A key row another gateway changed (NULL: the row is gone), re-read from the store: the key is
+ * added, its secret, spec and expiry replaced, or it leaves the table (revoked, gone, or a row
+ * this gateway cannot read: fail closed). A revoked id never comes back. Ignored while a write of
+ * this gateway for the key is in the store's queue (sync.h). */
+void keys_apply_remote(struct gw *g, const char *id, const struct store_key_row *row);
+/* Every key row (the full re-read after a reconnection): each applied as above, and the keys
+ * without a row leave the table. */
+void keys_resync(struct gw *g, const struct store_key_row *rows, size_t n);
+
+struct store_limits_round;
+/* Limits shared through the store from now on (limits.c; several gateways only). */
+void keys_fleet_enable(struct gw *g, uint64_t interval_ms);
+bool keys_fleet_enabled(const struct gw *g);
+/* Fills round with what each key has to report (grants given back, allowances wanted, requests
+ * and tokens to count, budgets to read) and holds a reference on each key until
+ * keys_fleet_apply. final: the gateway stops (everything given back, nothing wanted). */
+void keys_fleet_report(struct gw *g, struct store_limits_round *round, uint64_t wall_ms,
+                       bool final);
+/* The round's answer (rc 0: applied; otherwise what it carried is put back) and drops the
+ * references. */
+void keys_fleet_apply(struct gw *g, struct store_limits_round *round, int rc);
 
 /* Admin API: /admin/v1/keys[/ID[/rotate|/revoke]] (rest is what follows "/admin/v1/keys");
  * the caller checked the role and recorded the audit row. */

@@ -24,6 +24,7 @@
 #include "gw/events.h"
 #include "gw/health.h"
 #include "gw/keys.h"
+#include "gw/limits.h"
 #include "gw/usage.h"
 #include "gw/ui.h"
 #include "gw/nodes.h"
@@ -363,6 +364,7 @@ static void reload(struct serve *s)
 static void close_all(struct serve *s)
 {
     struct gw *g = &s->g;
+    limits_stop(g); /* its last round gives back what this gateway holds */
     sync_stop(g);
     health_stop(g);
     events_stop(g);
@@ -596,6 +598,11 @@ int serve_main(int argc, char **argv)
     }
     if (sync_start(g, &err)) {
         fprintf(stderr, "drover serve: %s\n", err.msg);
+        store_close(g->store);
+        return 2;
+    }
+    if (limits_start(g)) {
+        fprintf(stderr, "drover serve: limits\n");
         store_close(g->store);
         return 2;
     }

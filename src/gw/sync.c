@@ -2,13 +2,13 @@
  * another gateway committed as (table, key); this module re-reads that row on the store thread
  * (a job in the store's FIFO, so it sees every write this gateway queued before) and applies it
  * on the loop thread through the owning module (nodes_apply_remote, models_apply_remote,
- * ops_apply_remote), which applies only what is shared: admin intent, identities, labels,
- * catalogue entries, operation rows. Liveness, fault records, exclusions and marks stay local; a
- * remote recover (an explicit notification) clears this gateway's own fault record and marks.
- * After every (re)connection of the watch, everything is re-read (what was notified meanwhile
- * is lost). The leader (PostgreSQL's session advisory lock, held by the watch's connection) runs
- * the fleet-wide periodic jobs: the replicas reconciler and the prune of dead operation rows.
- * The loop thread only. */
+ * ops_apply_remote, keys_apply_remote), which applies only what is shared: admin intent,
+ * identities, labels, catalogue entries, operation rows, client keys. Liveness, fault records,
+ * exclusions and marks stay local; a remote recover (an explicit notification) clears this
+ * gateway's own fault record and marks. After every (re)connection of the watch, everything is
+ * re-read (what was notified meanwhile is lost). The leader (PostgreSQL's session advisory lock,
+ * held by the watch's connection) runs the fleet-wide periodic jobs: the replicas reconciler and
+ * the prune of dead operation rows. The loop thread only. */
 #include "gw/sync.h"
 
 #include <stddef.h>
@@ -19,17 +19,19 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sha256.h"
+#include "gw/keys.h"
 #include "gw/models.h"
 #include "gw/nodes.h"
 #include "gw/ops.h"
 #include "gw/placement.h"
 #include "store/store_catalogue.h"
+#include "store/store_keys.h"
 #include "store/store_ops.h"
 #include "store/store_watch.h"
 
 enum { SYNC_LEADER_LOCK = 0x64726f77 }; /* "drow": the leader of fleet-wide jobs */
 
-enum what { WHAT_NODE, WHAT_MODEL, WHAT_OP, WHAT_ALL };
+enum what { WHAT_NODE, WHAT_MODEL, WHAT_OP, WHAT_KEY, WHAT_ALL };
 
 struct sync {
     struct store_watch *watch;
@@ -63,6 +65,8 @@ struct reread {
     size_t n_cat;
     struct store_op *ops, *dead;
     size_t n_ops, n_dead;
+    struct store_key_row *keys;
+    size_t n_keys;
 };
 
 static int run_reread(struct store_db *db, void *ctx, struct gw_error *err)
@@ -81,11 +85,14 @@ static int run_reread(struct store_db *db, void *ctx, struct gw_error *err)
         rc = store_ops_read(db, false, id, &r->ops, &r->n_ops, err);
         if (!rc) rc = store_ops_read(db, true, id, &r->dead, &r->n_dead, err);
         return rc;
+    case WHAT_KEY:
+        return store_keys_read(db, r->key, &r->keys, &r->n_keys, err);
     case WHAT_ALL:
         rc = store_nodes_read(db, NULL, &r->nodes, &r->n_nodes, err);
         if (!rc) rc = store_catalogue_read(db, NULL, &r->cat, &r->n_cat, err);
         if (!rc) rc = store_ops_read(db, false, 0, &r->ops, &r->n_ops, err);
         if (!rc) rc = store_ops_read(db, true, 0, &r->dead, &r->n_dead, err);
+        if (!rc) rc = store_keys_read(db, NULL, &r->keys, &r->n_keys, err);
         return rc;
     }
     return 0;
@@ -97,6 +104,7 @@ static void reread_free(struct reread *r)
     store_catalogue_free(r->cat, r->n_cat);
     store_ops_free(r->ops, r->n_ops);
     store_ops_free(r->dead, r->n_dead);
+    store_key_rows_free(r->keys, r->n_keys);
     xfree(r->key);
     xfree(r);
 }
@@ -129,12 +137,16 @@ static void on_reread(void *ctx, int rc, const char *msg)
             ops_apply_remote(g, strtoll(r->key, NULL, 10), r->n_ops ? &r->ops[0] : NULL,
                              r->n_dead ? &r->dead[0] : NULL);
             break;
+        case WHAT_KEY:
+            keys_apply_remote(g, r->key, r->n_keys ? &r->keys[0] : NULL);
+            break;
         case WHAT_ALL:
             nodes_resync(g, r->nodes, r->n_nodes);
             models_resync(g, r->cat, r->n_cat);
             ops_resync(g, r->ops, r->n_ops, r->dead, r->n_dead);
-            LOGI("sync_resynced", "nodes=%zu models=%zu ops=%zu dead=%zu", r->n_nodes, r->n_cat,
-                 r->n_ops, r->n_dead);
+            keys_resync(g, r->keys, r->n_keys);
+            LOGI("sync_resynced", "nodes=%zu models=%zu ops=%zu dead=%zu keys=%zu", r->n_nodes,
+                 r->n_cat, r->n_ops, r->n_dead, r->n_keys);
             break;
         }
     }
@@ -156,6 +168,7 @@ struct sync_pending {
     enum sync_table table;
     char *key;
     unsigned writes; /* queued and not yet completed */
+    bool reread;     /* re-read the row when they completed (sync_reread_after_writes) */
 };
 
 struct sync_write_ctx {
@@ -188,21 +201,25 @@ void *sync_write(struct gw *g, enum sync_table t, const char *key, store_done_fn
 }
 
 static const enum what what_of[] = {
-    [SYNC_NODE] = WHAT_NODE, [SYNC_MODEL] = WHAT_MODEL, [SYNC_OP] = WHAT_OP};
+    [SYNC_NODE] = WHAT_NODE, [SYNC_MODEL] = WHAT_MODEL, [SYNC_OP] = WHAT_OP, [SYNC_KEY] = WHAT_KEY};
 
 void sync_write_done(void *ctx, int rc, const char *msg)
 {
     struct sync_write_ctx *w = ctx;
     struct gw *g = w->g;
     struct sync_pending *p = pending_find(g, w->table, w->key);
+    bool reread_now = false;
     if (p && --p->writes == 0) {
+        reread_now = p->reread;
         xfree(p->key);
         *p = g->pending[--g->n_pending];
     }
-    if (rc && !g->stopping && g->store) {
-        /* memory ran ahead of the store: read back what the store holds */
-        LOGW("store_write_failed", "table=%d key=%s err=\"%s\" then=reread", (int)w->table, w->key,
-             msg ? msg : "?");
+    if ((rc || reread_now) && !g->stopping && g->store) {
+        /* memory ran ahead of the store (a failed write), or another gateway's change waited
+         * for this write: read back what the store holds */
+        if (rc)
+            LOGW("store_write_failed", "table=%d key=%s err=\"%s\" then=reread", (int)w->table,
+                 w->key, msg ? msg : "?");
         reread(g, what_of[w->table], w->key);
     }
     if (w->done) w->done(w->ctx, rc, msg);
@@ -213,6 +230,12 @@ void sync_write_done(void *ctx, int rc, const char *msg)
 bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key)
 {
     return key && pending_find(g, t, key) != NULL;
+}
+
+void sync_reread_after_writes(struct gw *g, enum sync_table t, const char *key)
+{
+    struct sync_pending *p = key ? pending_find(g, t, key) : NULL;
+    if (p) p->reread = true;
 }
 
 const char *sync_op_key(int64_t id, char out[24])
@@ -251,6 +274,8 @@ static void on_event(void *ctx, enum store_watch_event ev, const char *table, co
             reread(g, WHAT_MODEL, key);
         else if (!strcmp(table, "ops"))
             reread(g, WHAT_OP, key);
+        else if (!strcmp(table, "client_keys"))
+            reread(g, WHAT_KEY, key);
         else if (!strcmp(table, "recover"))
             remote_recover(g, key);
         break;

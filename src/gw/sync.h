@@ -21,8 +21,9 @@ void sync_notify_recover(struct gw *g, const char *name);
  * the full re-read after a reconnection) completes before it and holds the row as it was, so
  * while the write is in the store's queue, re-read copies of that row are not applied (nor is
  * the row removed for being absent). A write that fails re-reads its row, so memory goes back to
- * what the store holds. One mechanism for nodes, catalogue entries and operation rows. */
-enum sync_table { SYNC_NODE, SYNC_MODEL, SYNC_OP };
+ * what the store holds. One mechanism for nodes, catalogue entries, operation rows and client
+ * keys. */
+enum sync_table { SYNC_NODE, SYNC_MODEL, SYNC_OP, SYNC_KEY };
 /* Registers a write of (table, key) about to be queued; pass sync_write_done and the returned
  * context as the store call's callback: it forgets the write, handles a failure, then calls
  * done(ctx, rc, msg) when done is not NULL. */
@@ -30,6 +31,11 @@ void *sync_write(struct gw *g, enum sync_table t, const char *key, store_done_fn
 void sync_write_done(void *ctx, int rc, const char *msg);
 /* Whether a local write of (table, key) is still in the store's queue. */
 bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key);
+/* A re-read copy of (table, key) was not applied because a local write is pending, but the row
+ * may carry another gateway's change to columns the local write does not set: re-read the row
+ * once the local writes completed (and apply it as a change from another gateway). No-op when no
+ * write is pending. */
+void sync_reread_after_writes(struct gw *g, enum sync_table t, const char *key);
 /* An operation row's key (its id in decimal). */
 const char *sync_op_key(int64_t id, char out[24]);
 /* Frees what is left after the store has closed (every write's completion has run). */

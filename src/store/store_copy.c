@@ -12,8 +12,8 @@
 #include "store/store_db.h"
 
 const char *const store_copy_tables[] = {
-    "nodes",       "node_labels",   "catalogue", "ops", "ops_dead",
-    "client_keys", "usage_minutes", "audit_log", NULL,
+    "nodes",         "node_labels", "catalogue",  "ops",          "ops_dead", "client_keys",
+    "usage_minutes", "audit_log",   "key_limits", "key_counters", NULL,
 };
 
 struct table_dump {

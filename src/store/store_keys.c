@@ -3,8 +3,10 @@
 #include "store/store_keys.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/mem.h"
 #include "store/store_db.h"
@@ -108,6 +110,7 @@ void store_key_rows_free(struct store_key_row *v, size_t n)
 }
 
 struct key_load {
+    const char *id; /* NULL: every row */
     struct store_key_row *v;
     size_t n, cap;
 };
@@ -117,10 +120,13 @@ static int run_load_keys(struct store_db *db, void *ctx, struct gw_error *err)
     struct key_load *l = ctx;
     struct store_stmt *st = NULL;
     if (store_prepare(db,
-                      "SELECT id, secret_hash, prefix, spec, created_ms, updated_ms, "
-                      "revoked_ms FROM client_keys ORDER BY id",
+                      l->id ? "SELECT id, secret_hash, prefix, spec, created_ms, updated_ms, "
+                              "revoked_ms FROM client_keys WHERE id = ?1"
+                            : "SELECT id, secret_hash, prefix, spec, created_ms, updated_ms, "
+                              "revoked_ms FROM client_keys ORDER BY id",
                       &st))
         return store_db_error(db, "load keys", err);
+    if (l->id) store_bind_text(st, 1, l->id);
     int rc;
     while ((rc = store_step(st)) == STORE_ROW) {
         if (l->n == l->cap) {
@@ -128,6 +134,7 @@ static int run_load_keys(struct store_db *db, void *ctx, struct gw_error *err)
             l->v = xrealloc(l->v, l->cap * sizeof *l->v);
         }
         struct store_key_row *r = &l->v[l->n++];
+        memset(r, 0, sizeof *r);
         r->id = dup_col(st, 0);
         r->secret_hash = dup_col(st, 1);
         r->prefix = dup_col(st, 2);
@@ -138,6 +145,22 @@ static int run_load_keys(struct store_db *db, void *ctx, struct gw_error *err)
     }
     store_finalize(st);
     if (rc != STORE_DONE) return store_db_error(db, "load keys", err);
+    return 0;
+}
+
+int store_keys_read(struct store_db *db, const char *id, struct store_key_row **out, size_t *n,
+                    struct gw_error *err)
+{
+    struct key_load l = {.id = id};
+    *out = NULL;
+    *n = 0;
+    int rc = run_load_keys(db, &l, err);
+    if (rc) {
+        store_key_rows_free(l.v, l.n);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
     return 0;
 }
 
@@ -163,21 +186,54 @@ struct key_job {
 static int run_put_key(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct key_job *j = ctx;
+    const struct store_key_row *r = &j->r;
+    const char *sql = NULL;
+    switch (r->change) {
+    case STORE_KEY_CREATE: /* an existing row (never: ids are random) keeps its revocation */
+        sql = "INSERT INTO client_keys (id, secret_hash, prefix, spec, created_ms, updated_ms, "
+              "revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET "
+              "secret_hash = excluded.secret_hash, prefix = excluded.prefix, spec = excluded.spec, "
+              "updated_ms = excluded.updated_ms, revoked_ms = CASE WHEN client_keys.revoked_ms "
+              "<> 0 THEN client_keys.revoked_ms ELSE excluded.revoked_ms END";
+        break;
+    case STORE_KEY_SECRET:
+        sql = "UPDATE client_keys SET secret_hash = ?2, prefix = ?3, updated_ms = ?4 WHERE id = ?1";
+        break;
+    case STORE_KEY_SPEC:
+        sql = "UPDATE client_keys SET spec = ?2, updated_ms = ?3 WHERE id = ?1";
+        break;
+    case STORE_KEY_REVOKE:
+        sql = "UPDATE client_keys SET revoked_ms = ?2, updated_ms = ?3 WHERE id = ?1 AND "
+              "revoked_ms = 0";
+        break;
+    }
+    if (!sql) return gw_error_set(err, GW_E_INVALID, "put key: unknown change");
     struct store_stmt *st = NULL;
-    if (store_prepare(
-            db,
-            "INSERT INTO client_keys (id, secret_hash, prefix, spec, created_ms, updated_ms, "
-            "revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET "
-            "secret_hash = ?2, prefix = ?3, spec = ?4, updated_ms = ?6, revoked_ms = ?7",
-            &st))
-        return store_db_error(db, "put key", err);
-    store_bind_text(st, 1, j->r.id);
-    store_bind_text(st, 2, j->r.secret_hash);
-    store_bind_text(st, 3, j->r.prefix ? j->r.prefix : "");
-    store_bind_text(st, 4, j->r.spec_json ? j->r.spec_json : "{}");
-    store_bind_int64(st, 5, j->r.created_ms);
-    store_bind_int64(st, 6, j->r.updated_ms);
-    store_bind_int64(st, 7, j->r.revoked_ms);
+    if (store_prepare(db, sql, &st)) return store_db_error(db, "put key", err);
+    store_bind_text(st, 1, r->id);
+    switch (r->change) {
+    case STORE_KEY_CREATE:
+        store_bind_text(st, 2, r->secret_hash);
+        store_bind_text(st, 3, r->prefix ? r->prefix : "");
+        store_bind_text(st, 4, r->spec_json ? r->spec_json : "{}");
+        store_bind_int64(st, 5, r->created_ms);
+        store_bind_int64(st, 6, r->updated_ms);
+        store_bind_int64(st, 7, r->revoked_ms);
+        break;
+    case STORE_KEY_SECRET:
+        store_bind_text(st, 2, r->secret_hash);
+        store_bind_text(st, 3, r->prefix ? r->prefix : "");
+        store_bind_int64(st, 4, r->updated_ms);
+        break;
+    case STORE_KEY_SPEC:
+        store_bind_text(st, 2, r->spec_json ? r->spec_json : "{}");
+        store_bind_int64(st, 3, r->updated_ms);
+        break;
+    case STORE_KEY_REVOKE:
+        store_bind_int64(st, 2, r->revoked_ms);
+        store_bind_int64(st, 3, r->updated_ms);
+        break;
+    }
     int rc = store_step(st);
     store_finalize(st);
     if (rc != STORE_DONE) return store_db_error(db, "put key", err);
@@ -388,6 +444,336 @@ int store_query_usage_sync(struct store *s, const struct store_usage_query *q,
     int rc = store_sync(s, run_query_usage, j, err);
     usage_q_free(j);
     return rc;
+}
+
+/* ---- limits shared by several gateways ------------------------------------------------ */
+
+enum { MS_PER_MIN = 60000, MIN_PER_DAY = 1440 };
+
+int64_t store_key_bucket_step(int64_t level, int64_t at_ms, int64_t now_ms, uint64_t rate,
+                              int64_t give, int64_t want, int64_t *got)
+{
+    if (rate > (uint64_t)INT64_MAX / MS_PER_MIN / MIN_PER_DAY)
+        rate = INT64_MAX / MS_PER_MIN / MIN_PER_DAY;
+    int64_t cap = (int64_t)rate * MS_PER_MIN, floor = -cap * MIN_PER_DAY;
+    if (now_ms > at_ms && level < cap) {
+        uint64_t dt = (uint64_t)(now_ms - at_ms);
+        /* a day of refill fills any bucket from its deepest debt */
+        level = dt >= (uint64_t)MS_PER_MIN * MIN_PER_DAY * 2 ? cap : level + (int64_t)(dt * rate);
+    }
+    if (level > cap) level = cap;
+    if (give > 0 && level > cap - give)
+        level = cap; /* unspent beyond a full bucket is gone */
+    else
+        level += give;
+    if (level < floor) level = floor;
+    int64_t g = 0;
+    if (want > 0 && level > 0) g = want < level ? want : level;
+    level -= g;
+    *got = g;
+    return level;
+}
+
+void store_limits_round_free(struct store_limits_round *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n; i++) xfree(r->v[i].key_id);
+    xfree(r->v);
+    xfree(r->origin);
+    xfree(r);
+}
+
+struct limits_job {
+    struct store_limits_round *r;
+    store_done_fn done;
+    void *ctx;
+};
+
+static int by_key_id(const void *a, const void *b)
+{
+    return strcmp(((const struct store_key_sync *)a)->key_id,
+                  ((const struct store_key_sync *)b)->key_id);
+}
+
+/* the database's clock (PostgreSQL): the buckets refill by one clock, whatever the gateways'
+ * clocks say; SQLite (one gateway) has only this gateway's */
+static int db_now_ms(struct store_db *db, int64_t *out, struct gw_error *err)
+{
+    if (store_db_engine(db) != STORE_ENGINE_POSTGRES) {
+        *out = (int64_t)clock_wall_ms();
+        return 0;
+    }
+    struct store_stmt *st = NULL;
+    int rc =
+        store_prepare(db, "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint", &st);
+    if (!rc) rc = store_step(st);
+    if (rc == STORE_ROW) *out = store_col_int64(st, 0);
+    store_finalize(st);
+    return rc == STORE_ROW ? 0 : store_db_error(db, "limits: clock", err);
+}
+
+/* One bucket: created full when missing, locked, refilled, given back to, taken from. */
+static int64_t cap_of(uint64_t rate)
+{
+    uint64_t max = (uint64_t)INT64_MAX / MS_PER_MIN / MIN_PER_DAY;
+    return (int64_t)(rate > max ? max : rate) * MS_PER_MIN;
+}
+
+/* The levels of the buckets the round does not touch (the keys with nothing to give or want):
+ * read without a lock and refilled to now; a bucket without a row is full. */
+static int peek_levels(struct store_db *db, struct store_limits_round *r, int64_t now)
+{
+    bool any = false;
+    for (size_t i = 0; i < r->n && !any; i++)
+        any = (r->v[i].rpm && !r->v[i].has_level_req) || (r->v[i].tpm && !r->v[i].has_level_tok);
+    if (!any) return 0;
+    struct store_stmt *st = NULL;
+    if (store_prepare(db, "SELECT key_id, kind, level, at_ms FROM key_limits", &st)) return -1;
+    int rc;
+    while ((rc = store_step(st)) == STORE_ROW) {
+        struct store_key_sync want = {.key_id = (char *)store_col_text(st, 0)};
+        struct store_key_sync *e =
+            want.key_id ? bsearch(&want, r->v, r->n, sizeof *r->v, by_key_id) : NULL;
+        const char *kind = store_col_text(st, 1);
+        if (!e || !kind) continue;
+        bool req = !strcmp(kind, "requests");
+        uint64_t rate = req ? e->rpm : e->tpm;
+        bool *has = req ? &e->has_level_req : &e->has_level_tok;
+        if (!rate || *has) continue;
+        int64_t got;
+        int64_t lv = store_key_bucket_step(store_col_int64(st, 2), store_col_int64(st, 3), now,
+                                           rate, 0, 0, &got);
+        *(req ? &e->level_req : &e->level_tok) = lv;
+        *has = true;
+    }
+    store_finalize(st);
+    if (rc != STORE_DONE) return -1;
+    for (size_t i = 0; i < r->n; i++) {
+        struct store_key_sync *e = &r->v[i];
+        if (e->rpm && !e->has_level_req) {
+            e->level_req = cap_of(e->rpm);
+            e->has_level_req = true;
+        }
+        if (e->tpm && !e->has_level_tok) {
+            e->level_tok = cap_of(e->tpm);
+            e->has_level_tok = true;
+        }
+    }
+    return 0;
+}
+
+static int bucket(struct store_db *db, struct store_stmt *ins, struct store_stmt *sel,
+                  struct store_stmt *upd, const char *key_id, const char *kind, uint64_t rate,
+                  int64_t now, int64_t give, int64_t want, int64_t *got, int64_t *level_out)
+{
+    int64_t cap = cap_of(rate);
+    store_reset(ins);
+    store_bind_text(ins, 1, key_id);
+    store_bind_text(ins, 2, kind);
+    store_bind_int64(ins, 3, cap);
+    store_bind_int64(ins, 4, now);
+    if (store_step(ins) != STORE_DONE) return -1;
+    store_reset(sel);
+    store_bind_text(sel, 1, key_id);
+    store_bind_text(sel, 2, kind);
+    if (store_step(sel) != STORE_ROW) return -1;
+    int64_t level = store_col_int64(sel, 0), at = store_col_int64(sel, 1);
+    store_reset(sel);
+    level = store_key_bucket_step(level, at, now, rate, give, want, got);
+    store_reset(upd);
+    store_bind_text(upd, 1, key_id);
+    store_bind_text(upd, 2, kind);
+    store_bind_int64(upd, 3, level);
+    store_bind_int64(upd, 4, now > at ? now : at);
+    if (store_step(upd) != STORE_DONE) return -1;
+    *level_out = level;
+    return 0;
+}
+
+/* PostgreSQL: the fleet's tokens of every key of the round with a budget, in one statement (the
+ * ids bound as one text[] literal, each quoted); the round's entries are sorted by id. */
+static int totals_pg(struct store_db *db, struct store_limits_round *r)
+{
+    struct buf ids;
+    buf_init(&ids, (size_t)1 << 30);
+    int rc = buf_append_cstr(&ids, "{");
+    size_t n = 0;
+    for (size_t i = 0; i < r->n && !rc; i++) {
+        if (!r->v[i].total) continue;
+        rc = buf_append_cstr(&ids, n++ ? ",\"" : "\"");
+        for (const char *c = r->v[i].key_id; *c && !rc; c++)
+            rc = *c == '"' || *c == '\\' ? buf_appendf(&ids, "\\%c", *c) : buf_append(&ids, c, 1);
+        if (!rc) rc = buf_append_cstr(&ids, "\"");
+    }
+    if (!rc) rc = buf_append_cstr(&ids, "}");
+    if (rc || !n) {
+        buf_free(&ids);
+        return rc ? -1 : 0;
+    }
+    struct store_stmt *st = NULL;
+    rc =
+        store_prepare(db,
+                      "SELECT key_id, coalesce(sum(CASE WHEN day = ?1 THEN tokens ELSE 0 END), 0), "
+                      "coalesce(sum(tokens), 0) FROM key_counters WHERE key_id = ANY(?3::text[]) "
+                      "AND day >= ?2 GROUP BY key_id",
+                      &st);
+    if (!rc) {
+        store_bind_int64(st, 1, r->today);
+        store_bind_int64(st, 2, r->month_first_day);
+        store_bind_text(st, 3, ids.p);
+        while ((rc = store_step(st)) == STORE_ROW) {
+            struct store_key_sync want = {.key_id = (char *)store_col_text(st, 0)};
+            struct store_key_sync *e =
+                want.key_id ? bsearch(&want, r->v, r->n, sizeof *r->v, by_key_id) : NULL;
+            if (!e) continue;
+            e->day_tokens = (uint64_t)store_col_int64(st, 1);
+            e->month_tokens = (uint64_t)store_col_int64(st, 2);
+        }
+        rc = rc == STORE_DONE ? 0 : -1;
+    }
+    store_finalize(st);
+    buf_free(&ids);
+    return rc;
+}
+
+static int run_limits(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct store_limits_round *r = ((struct limits_job *)ctx)->r;
+    bool pg = store_db_engine(db) == STORE_ENGINE_POSTGRES;
+    int64_t now = 0;
+    int rc = db_now_ms(db, &now, err);
+    if (rc) return rc;
+    r->db_now_ms = now;
+    struct store_stmt *ins = NULL, *sel = NULL, *upd = NULL, *cnt = NULL, *tot = NULL, *live = NULL;
+    const char *what = "limits: prepare";
+    if (store_prepare(db,
+                      "INSERT INTO key_limits (key_id, kind, level, at_ms) VALUES (?1, ?2, ?3, ?4) "
+                      "ON CONFLICT (key_id, kind) DO NOTHING",
+                      &ins) ||
+        store_prepare(db,
+                      pg ? "SELECT level, at_ms FROM key_limits WHERE key_id = ?1 AND kind = ?2 "
+                           "FOR UPDATE"
+                         : "SELECT level, at_ms FROM key_limits WHERE key_id = ?1 AND kind = ?2",
+                      &sel) ||
+        store_prepare(
+            db, "UPDATE key_limits SET level = ?3, at_ms = ?4 WHERE key_id = ?1 AND kind = ?2",
+            &upd) ||
+        store_prepare(
+            db,
+            "INSERT INTO key_counters (key_id, day, origin, requests, tokens, updated_ms) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key_id, day, origin) DO UPDATE "
+            "SET requests = key_counters.requests + excluded.requests, "
+            "tokens = key_counters.tokens + excluded.tokens, "
+            "updated_ms = excluded.updated_ms",
+            &cnt) ||
+        store_prepare(db,
+                      "SELECT coalesce(sum(CASE WHEN day = ?2 THEN tokens ELSE 0 END), 0), "
+                      "coalesce(sum(tokens), 0) FROM key_counters WHERE key_id = ?1 AND day >= ?3",
+                      &tot) ||
+        store_prepare(db,
+                      "SELECT count(DISTINCT origin) FROM key_counters WHERE key_id = '' AND "
+                      "day >= ?1 AND updated_ms >= ?2",
+                      &live))
+        goto fail;
+    /* buckets and counters, in key order (the row locks of every gateway's round too) */
+    what = "limits: buckets";
+    for (size_t i = 0; i < r->n; i++) {
+        struct store_key_sync *e = &r->v[i];
+        if (e->rpm && (e->give_req || e->want_req)) {
+            if (bucket(db, ins, sel, upd, e->key_id, "requests", e->rpm, now, e->give_req,
+                       e->want_req, &e->got_req, &e->level_req))
+                goto fail;
+            e->has_level_req = true;
+        }
+        if (e->tpm && (e->give_tok || e->want_tok)) {
+            if (bucket(db, ins, sel, upd, e->key_id, "tokens", e->tpm, now, e->give_tok,
+                       e->want_tok, &e->got_tok, &e->level_tok))
+                goto fail;
+            e->has_level_tok = true;
+        }
+    }
+    what = "limits: levels";
+    if (peek_levels(db, r, now)) goto fail;
+    what = "limits: counters";
+    for (size_t i = 0; i <= r->n; i++) {
+        /* i == n: this gateway's liveness (key ''), one request per round */
+        const struct store_key_sync *e = i < r->n ? &r->v[i] : NULL;
+        if (e && !e->requests && !e->tokens) continue;
+        store_reset(cnt);
+        store_bind_text(cnt, 1, e ? e->key_id : "");
+        store_bind_int64(cnt, 2, e ? e->day : r->today);
+        store_bind_text(cnt, 3, r->origin);
+        store_bind_int64(cnt, 4, e ? (int64_t)e->requests : 1);
+        store_bind_int64(cnt, 5, e ? (int64_t)e->tokens : 0);
+        store_bind_int64(cnt, 6, now);
+        if (store_step(cnt) != STORE_DONE) goto fail;
+    }
+    what = "limits: totals";
+    if (pg) {
+        /* one statement for every key with a budget: an index range per key */
+        if (totals_pg(db, r)) goto fail;
+    } else {
+        for (size_t i = 0; i < r->n; i++) {
+            struct store_key_sync *e = &r->v[i];
+            if (!e->total) continue;
+            store_reset(tot);
+            store_bind_text(tot, 1, e->key_id);
+            store_bind_int64(tot, 2, r->today);
+            store_bind_int64(tot, 3, r->month_first_day);
+            if (store_step(tot) != STORE_ROW) goto fail;
+            e->day_tokens = (uint64_t)store_col_int64(tot, 0);
+            e->month_tokens = (uint64_t)store_col_int64(tot, 1);
+        }
+    }
+    what = "limits: gateways";
+    store_bind_int64(live, 1, r->today - 1);
+    store_bind_int64(live, 2, now - r->live_ms);
+    if (store_step(live) != STORE_ROW) goto fail;
+    r->live_gateways = (unsigned)store_col_int64(live, 0);
+    if (r->live_gateways == 0) r->live_gateways = 1;
+    if (r->prune_before_day > 0) {
+        what = "limits: prune";
+        store_finalize(tot);
+        tot = NULL;
+        if (store_prepare(db, "DELETE FROM key_counters WHERE day < ?1", &tot)) goto fail;
+        store_bind_int64(tot, 1, r->prune_before_day);
+        if (store_step(tot) != STORE_DONE) goto fail;
+        store_finalize(tot);
+        tot = NULL;
+        /* a bucket idle for a day is full: dropping it changes nothing */
+        if (store_prepare(db, "DELETE FROM key_limits WHERE at_ms < ?1", &tot)) goto fail;
+        store_bind_int64(tot, 1, now - (int64_t)MS_PER_MIN * MIN_PER_DAY);
+        if (store_step(tot) != STORE_DONE) goto fail;
+    }
+    rc = 0;
+    goto out;
+fail:
+    rc = store_db_error(db, what, err);
+out:
+    store_finalize(ins);
+    store_finalize(sel);
+    store_finalize(upd);
+    store_finalize(cnt);
+    store_finalize(tot);
+    store_finalize(live);
+    return rc;
+}
+
+static void limits_done(void *ctx, int rc, const char *msg)
+{
+    struct limits_job *j = ctx;
+    if (j->done) j->done(j->ctx, rc, msg);
+    xfree(j);
+}
+
+void store_limits_sync(struct store *s, struct store_limits_round *r, store_done_fn done, void *ctx)
+{
+    if (r->n > 1) qsort(r->v, r->n, sizeof *r->v, by_key_id);
+    struct limits_job *j = xcalloc(1, sizeof *j);
+    j->r = r;
+    j->done = done;
+    j->ctx = ctx;
+    store_submit(s, run_limits, limits_done, j);
 }
 
 /* ---- audit ----------------------------------------------------------------------------- */

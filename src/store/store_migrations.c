@@ -1,6 +1,6 @@
 /* store_migrations — the schema, as numbered migrations for both engines. Migration N is
  * migrations[N - 1] = {N, SQLite DDL, PostgreSQL DDL}; a migration once released is never
- * edited, only followed by a new one (append {4, …, …} at the end; both texts are required).
+ * edited, only followed by a new one (append {N + 1, …, …} at the end; both texts are required).
  * Each runs in its own transaction that also re-reads the current version, so two processes
  * opening the same store at once cannot apply one twice: SQLite's BEGIN IMMEDIATE takes the
  * write lock; on PostgreSQL the transaction first takes pg_advisory_xact_lock (DDL is
@@ -114,6 +114,52 @@ static const char sync_pg_sql[] =
     "CREATE TRIGGER ops_dead_notify AFTER INSERT OR UPDATE OR DELETE ON ops_dead"
     " FOR EACH ROW EXECUTE FUNCTION drover_notify();";
 
+/* 6: client keys across gateways (docs/deploy.md "Client keys and limits"). PostgreSQL: changes
+ * of client_keys notify like the other shared tables ('client_keys ORIGIN ID'), so a key created,
+ * changed, rotated or revoked through one gateway is re-read by the others at once. Both engines
+ * get the tables of the shared limits (used only with several gateways): key_limits holds one
+ * bucket per key and kind whose level (units × 60000) is what no gateway has taken yet; the
+ * gateways give back what they did not use and take their next allowance from it, with the row
+ * locked; key_counters adds up each gateway's consumption per key and UTC day (the budgets' fleet
+ * totals), and each gateway's liveness under key_id ''. */
+static const char keys_sync_sqlite_sql[] =
+    "CREATE TABLE key_limits ("
+    "  key_id TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('requests', 'tokens')),"
+    "  level INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (key_id, kind)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE key_counters ("
+    "  key_id TEXT NOT NULL,"
+    "  day INTEGER NOT NULL,"
+    "  origin TEXT NOT NULL,"
+    "  requests INTEGER NOT NULL DEFAULT 0 CHECK (requests >= 0),"
+    "  tokens INTEGER NOT NULL DEFAULT 0 CHECK (tokens >= 0),"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (key_id, day, origin)"
+    ") STRICT, WITHOUT ROWID;";
+
+static const char keys_sync_pg_sql[] =
+    "CREATE TABLE key_limits ("
+    "  key_id TEXT COLLATE \"C\" NOT NULL,"
+    "  kind TEXT COLLATE \"C\" NOT NULL CHECK (kind IN ('requests', 'tokens')),"
+    "  level BIGINT NOT NULL,"
+    "  at_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (key_id, kind)"
+    ");"
+    "CREATE TABLE key_counters ("
+    "  key_id TEXT COLLATE \"C\" NOT NULL,"
+    "  day BIGINT NOT NULL,"
+    "  origin TEXT COLLATE \"C\" NOT NULL,"
+    "  requests BIGINT NOT NULL DEFAULT 0 CHECK (requests >= 0),"
+    "  tokens BIGINT NOT NULL DEFAULT 0 CHECK (tokens >= 0),"
+    "  updated_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (key_id, day, origin)"
+    ");"
+    "CREATE TRIGGER client_keys_notify AFTER INSERT OR UPDATE OR DELETE ON client_keys"
+    " FOR EACH ROW EXECUTE FUNCTION drover_notify();";
+
 static const struct store_migration migrations[] = {
     {1, nodes_sqlite_sql, nodes_pg_sql},
     /* 2: durable fleet operations and their dead letters (docs/ops.md) */
@@ -123,6 +169,7 @@ static const struct store_migration migrations[] = {
     /* 4: client keys (hashed), usage per minute, the admin audit log (docs/security.md) */
     {4, store_keys_schema_sql, store_keys_schema_pg_sql},
     {5, sync_sqlite_sql, sync_pg_sql},
+    {6, keys_sync_sqlite_sql, keys_sync_pg_sql},
 };
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };

@@ -1,7 +1,7 @@
 /* store_watch — coordination between gateways on one PostgreSQL (DESIGN §9): a thread of its
  * own with a dedicated connection that LISTENs on channel "drover" (the change triggers of
- * migration 5 notify TABLE ORIGIN KEY at commit) and holds the leader's session advisory lock
- * (pg_try_advisory_lock; PostgreSQL releases it when this connection dies). Events reach the
+ * migrations 5 and 6 notify TABLE ORIGIN KEY at commit) and holds the leader's session advisory
+ * lock (pg_try_advisory_lock; PostgreSQL releases it when this connection dies). Events reach the
  * loop thread through a uv_async, in order. After every (re)connection it reports RESYNC: what
  * was notified while it was away is lost, so the receiver re-reads everything. Reconnection
  * backs off from 250 ms to 10 s; a follower tries the lock every lease_ms; a leader checks its
@@ -14,10 +14,11 @@
 #include "base/err.h"
 
 enum store_watch_event {
-    STORE_WATCH_CHANGE,   /* table ("nodes", "catalogue", "ops", or "recover") and key changed */
-    STORE_WATCH_RESYNC,   /* (re)connected and listening: re-read everything */
-    STORE_WATCH_DOWN,     /* the connection is lost (changes are missed until RESYNC) */
-    STORE_WATCH_LEADER,   /* this gateway holds the lock */
+    STORE_WATCH_CHANGE, /* table ("nodes", "catalogue", "ops", "client_keys", or "recover") and key
+                         * changed */
+    STORE_WATCH_RESYNC, /* (re)connected and listening: re-read everything */
+    STORE_WATCH_DOWN,   /* the connection is lost (changes are missed until RESYNC) */
+    STORE_WATCH_LEADER, /* this gateway holds the lock */
     STORE_WATCH_FOLLOWER, /* it no longer does (connection lost) */
 };
 

@@ -1,7 +1,8 @@
 /* Client keys (src/gw/keys.c, usage.c, audit.c): secrets and their hashes, glob entitlements,
  * token buckets (refill math with an injected clock), reset formatting, budget periods, the
  * parsing of a key's spec, admission and release on a gateway without a store, usage
- * aggregation and the failed-authentication log limiter. */
+ * aggregation and the failed-authentication log limiter; with several gateways, the shares of
+ * the fleet buckets, admission from them, and key rows changed through other gateways. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,7 +18,9 @@
 #include "gw/audit.h"
 #include "gw/gw.h"
 #include "gw/keys.h"
+#include "gw/sync.h"
 #include "gw/usage.h"
+#include "store/store_keys.h"
 
 static uint64_t fake_us;
 static uint64_t fake_clock(void *ctx)
@@ -553,6 +556,241 @@ static void test_usage_only_chunk(void **state)
     assert_false(usage_chunk_is_usage_only("not json", 8));
 }
 
+/* ---- several gateways --------------------------------------------------------------------- */
+
+enum { U = 60000 };
+
+static void test_share_grant_borrow_report(void **state)
+{
+    (void)state;
+    struct key_share s;
+    memset(&s, 0, sizeof s);
+    struct key_fleet_view v = {.now_ms = 10000, .interval_ms = 250, .live = 2};
+    /* never reconciled: a full bucket's share (30 of 60) may be borrowed, one unit an interval */
+    assert_true(key_share_view(&s, 60, &v) == 30 * U);
+    int how = key_share_may(&s, 60, 1, &v);
+    assert_int_equal(how, 2);
+    key_share_ask(&s, 1);
+    key_share_take(&s, 1, how);
+    assert_true(s.grant == -U && s.borrowed == U);
+    key_share_ask(&s, 1);
+    assert_int_equal(key_share_may(&s, 60, 1, &v), 0); /* max(1, 60 / (20 × 2)) an interval */
+    v.now_ms += 250;
+    assert_int_equal(key_share_may(&s, 60, 1, &v), 2); /* the next interval */
+    /* the report gives back the debt and wants twice the demand */
+    int64_t give, want;
+    key_share_report(&s, 60, &give, &want);
+    assert_true(give == -U && want == 4 * U && s.grant == 0 && s.demand == 0);
+    /* taken from the fleet bucket: 4, leaving 20 untaken */
+    key_share_reconciled(&s, 4 * U, 20 * U, v.now_ms);
+    assert_true(s.grant == 4 * U && s.borrowed == 0 && s.level == 20 * U);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(key_share_may(&s, 60, 1, &v), 1);
+        key_share_take(&s, 1, 1);
+    }
+    assert_true(s.grant == 0);
+    /* remaining shows the untaken level (the fleet's); the wait is the next reconciliation */
+    assert_int_equal(key_share_remaining(&s, 60, v.now_ms), 20);
+    assert_int_equal(key_share_wait_ms(&s, 60, 1, &v), 250);
+    /* a failed report puts everything back */
+    key_share_ask(&s, 3);
+    s.grant = 2 * U;
+    key_share_report(&s, 60, &give, &want);
+    key_share_failed(&s);
+    assert_true(s.grant == 2 * U && s.demand == 3);
+    /* an empty fleet bucket: no borrowing, and the wait is this gateway's share of the refill */
+    memset(&s, 0, sizeof s);
+    key_share_reconciled(&s, 0, 0, v.now_ms);
+    v.now_ms += 250;
+    assert_int_equal(key_share_may(&s, 60, 1, &v), 0);
+    assert_int_equal(key_share_wait_ms(&s, 60, 1, &v), 1750); /* 2 s at 60/min over 2 gateways */
+    /* borrowing at 600/min over 3 gateways: 10 an interval (5 % of the limit for all three),
+     * and within this gateway's share of the untaken level (here 12 of 36) */
+    memset(&s, 0, sizeof s);
+    v.live = 3;
+    key_share_reconciled(&s, 0, 36 * U, v.now_ms);
+    int admitted = 0;
+    for (int i = 0; i < 30; i++) {
+        how = key_share_may(&s, 600, 1, &v);
+        if (!how) break;
+        key_share_take(&s, 1, how);
+        admitted++;
+    }
+    assert_int_equal(admitted, 10);
+    v.now_ms += 250; /* the next interval: 2 more (12 of the share; 250 ms of refill is 0.8) */
+    for (admitted = 0; admitted < 30; admitted++) {
+        how = key_share_may(&s, 600, 1, &v);
+        if (!how) break;
+        key_share_take(&s, 1, how);
+    }
+    assert_int_equal(admitted, 2);
+    v.now_ms -= 250;
+    v.live = 2;
+    /* tokens: admitted while above zero, spent after the answer; beyond the grant is borrowed */
+    memset(&s, 0, sizeof s);
+    key_share_reconciled(&s, 100 * U, 0, v.now_ms);
+    assert_int_equal(key_share_may(&s, 1000, 0, &v), 1);
+    key_share_spend(&s, 150);
+    assert_true(s.grant == -50 * U && s.borrowed == 50 * U);
+    assert_int_equal(key_share_may(&s, 1000, 0, &v), 0); /* in debt, the fleet bucket empty */
+}
+
+static struct client_key *fleet_key(struct gw *g, const char *secret, const char *json)
+{
+    struct key_spec s;
+    assert_int_equal(spec_from(&s, json), 0);
+    struct client_key *k = keys_add_for_test(g, secret, &s);
+    key_spec_free(&s);
+    return k;
+}
+
+/* Admission on a gateway that shares its limits: a borrowed unit, then refusals until a round
+ * brings an allowance; the round carries the debt back and the consumption; the budget follows
+ * the fleet's total. */
+static void test_fleet_admission_and_rounds(void **state)
+{
+    (void)state;
+    clock_set_source(fake_clock, NULL);
+    fake_us = 5000000000ull;
+    struct gw g;
+    memset(&g, 0, sizeof g);
+    assert_int_equal(keys_open(&g, NULL), 0);
+    keys_fleet_enable(&g, 250);
+    assert_true(keys_fleet_enabled(&g));
+    struct client_key *k =
+        fleet_key(&g, "dk-fleet-secret-0123456789", "{\"name\":\"t\",\"rpm\":2}");
+    struct client_key *b =
+        fleet_key(&g, "dk-budget2-secret-0123456789", "{\"name\":\"b\",\"budget_tokens\":100}");
+    struct key_grant gr;
+    uint64_t ra;
+    const char *code;
+    /* the round's day is checked against the wall clock when it is applied */
+    uint64_t now = clock_now_ms(), wall = clock_wall_ms();
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("m"), now, wall, &gr, &ra, &code), 0);
+    assert_string_equal(gr.lim_req, "2");
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("m"), now, wall, &gr, &ra, &code), 429);
+    assert_string_equal(code, "requests");
+    assert_int_equal(ra, 1);
+    /* the round: k gives back its debt and wants twice its demand; b reads its budget */
+    struct store_limits_round *r = xcalloc(1, sizeof *r);
+    r->origin = xstrdup("gw-test");
+    keys_fleet_report(&g, r, wall, false);
+    assert_int_equal(r->n, 2);
+    struct store_key_sync *ek = r->v[0].ref == k ? &r->v[0] : &r->v[1];
+    struct store_key_sync *eb = r->v[0].ref == b ? &r->v[0] : &r->v[1];
+    assert_true(ek->rpm == 2 && ek->give_req == -U && ek->want_req == 2 * U);
+    assert_true(ek->requests == 1 && eb->total);
+    assert_true(r->today == (int64_t)(wall / 86400000));
+    /* the store's answer: 2 taken from the fleet bucket (it holds 0 more); the fleet used 100 of
+     * b's tokens today */
+    ek->got_req = 2 * U;
+    ek->level_req = 0;
+    ek->has_level_req = true;
+    eb->day_tokens = 100;
+    eb->month_tokens = 100;
+    r->live_gateways = 3;
+    keys_fleet_apply(&g, r, 0);
+    store_limits_round_free(r);
+    for (int i = 0; i < 2; i++) {
+        memset(&gr, 0, sizeof gr);
+        assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("m"), now, wall, &gr, &ra, &code), 0);
+    }
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, k, KEP_CHAT, STRV_LIT("m"), now, wall, &gr, &ra, &code), 429);
+    assert_int_equal(ra, 90); /* the fleet bucket is empty: a unit of 2/min over 3 gateways */
+    memset(&gr, 0, sizeof gr);
+    assert_int_equal(keys_check(&g, b, KEP_CHAT, STRV_LIT("m"), now, wall, &gr, &ra, &code), 429);
+    assert_string_equal(code, "insufficient_quota");
+    /* a failed round gives everything back to this gateway */
+    r = xcalloc(1, sizeof *r);
+    r->origin = xstrdup("gw-test");
+    keys_fleet_report(&g, r, wall, false);
+    uint64_t unsent = k->requests_unsent;
+    keys_fleet_apply(&g, r, -5);
+    store_limits_round_free(r);
+    assert_true(k->requests_unsent == unsent + 2);
+    keys_close(&g);
+    clock_set_source(NULL, NULL);
+}
+
+static struct store_key_row row_of(const char *id, char *hash, const char *secret, const char *spec)
+{
+    sha256_hex(secret, strlen(secret), hash);
+    return (struct store_key_row){.id = (char *)id,
+                                  .secret_hash = hash,
+                                  .prefix = "dk-x",
+                                  .spec_json = (char *)spec,
+                                  .created_ms = 1,
+                                  .updated_ms = 2};
+}
+
+/* Key rows another gateway changed: created, rotated, changed, revoked (and never back), a row
+ * that cannot be read (refused), a local write in flight (wins), and the full re-read. */
+static void test_remote_rows(void **state)
+{
+    (void)state;
+    struct gw g;
+    memset(&g, 0, sizeof g);
+    assert_int_equal(keys_open(&g, NULL), 0);
+    assert_false(keys_auth_required(&g));
+    char h1[65], h2[65];
+    struct store_key_row r = row_of("key_r1", h1, "dk-one", "{\"name\":\"a\"}");
+    keys_apply_remote(&g, "key_r1", &r);
+    assert_true(keys_auth_required(&g)); /* a key exists: the API is closed from now on */
+    struct client_key *k = keys_find_id(&g, STRV_LIT("key_r1"));
+    assert_non_null(k);
+    assert_string_equal(k->hash, h1);
+    /* rotated and changed */
+    r = row_of("key_r1", h2, "dk-two", "{\"name\":\"a\",\"rpm\":7}");
+    keys_apply_remote(&g, "key_r1", &r);
+    assert_ptr_equal(keys_find_id(&g, STRV_LIT("key_r1")), k);
+    assert_string_equal(k->hash, h2);
+    assert_int_equal(k->spec.rpm, 7);
+    /* a local write in flight: a re-read copy of the row does not take it back (the row is read
+     * again once the write completed), but a revocation is final and applies at once */
+    void *w = sync_write(&g, SYNC_KEY, "key_r1", NULL, NULL);
+    r = row_of("key_r1", h1, "dk-one", "{\"name\":\"a\"}");
+    keys_apply_remote(&g, "key_r1", &r);
+    assert_string_equal(k->hash, h2);
+    r = row_of("key_r1", h2, "dk-two", "{\"name\":\"a\"}");
+    r.revoked_ms = 5;
+    keys_apply_remote(&g, "key_r1", &r);
+    assert_null(keys_find_id(&g, STRV_LIT("key_r1")));
+    sync_write_done(w, 0, NULL);
+    /* revoked: a stale copy never brings it back */
+    r.revoked_ms = 0;
+    keys_apply_remote(&g, "key_r1", &r);
+    assert_null(keys_find_id(&g, STRV_LIT("key_r1")));
+    /* a row this gateway cannot read grants nothing */
+    r = row_of("key_r2", h1, "dk-one", "{\"name\":\"b\"}");
+    keys_apply_remote(&g, "key_r2", &r);
+    assert_non_null(keys_find_id(&g, STRV_LIT("key_r2")));
+    r.spec_json = "{\"name\":\"b\",\"rpm\":-1}";
+    keys_apply_remote(&g, "key_r2", &r);
+    assert_null(keys_find_id(&g, STRV_LIT("key_r2")));
+    /* the full re-read: keys without a row leave, new ones come */
+    struct store_key_row rows[2];
+    char h3[65], h4[65];
+    rows[0] = row_of("key_r3", h3, "dk-three", "{\"name\":\"c\"}");
+    rows[1] = row_of("key_r4", h4, "dk-four", "{\"name\":\"d\"}");
+    keys_apply_remote(&g, "key_r3", &rows[0]);
+    struct client_key *gone = fleet_key(&g, "dk-gone-0123456789", "{\"name\":\"gone\"}");
+    char gone_id[24];
+    snprintf(gone_id, sizeof gone_id, "%s", gone->id);
+    keys_resync(&g, rows, 2);
+    assert_non_null(keys_find_id(&g, STRV_LIT("key_r3")));
+    assert_non_null(keys_find_id(&g, STRV_LIT("key_r4")));
+    assert_null(keys_find_id(&g, strv_from_cstr(gone_id)));
+    /* a row deleted from the table: the key goes */
+    keys_apply_remote(&g, "key_r3", NULL);
+    assert_null(keys_find_id(&g, STRV_LIT("key_r3")));
+    assert_true(keys_auth_required(&g));
+    sync_free(&g);
+    keys_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -572,6 +810,9 @@ int main(void)
         cmocka_unit_test(test_usage_only_chunk),
         cmocka_unit_test(test_log_limit),
         cmocka_unit_test(test_admin_tokens_config),
+        cmocka_unit_test(test_share_grant_borrow_report),
+        cmocka_unit_test(test_fleet_admission_and_rounds),
+        cmocka_unit_test(test_remote_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,10 +41,11 @@
 #include "store/store.h"
 #include "store/store_catalogue.h"
 #include "store/store_copy.h"
+#include "store/store_keys.h"
 #include "store/store_ops.h"
 #include "store/store_watch.h"
 
-enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 5 }; /* nodes, ops, catalogue, keys, sync */
+enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 6 }; /* nodes, ops, catalogue, keys, sync, keys sync */
 
 /* The engine the current group runs on, and PostgreSQL's URL. */
 static enum store_engine g_engine = STORE_ENGINE_SQLITE;
@@ -1236,9 +1237,224 @@ static void test_pg_op_leases(void **state)
     store_close(s);
 }
 
+/* ---- client keys across gateways --------------------------------------------------------- */
+
+static void put_key_wait(struct fx *f, struct store *s, const struct store_key_row *r)
+{
+    struct done_rec d = {.f = f};
+    store_put_key(s, r, on_done, &d);
+    run_until(&f->loop, &d.is_done);
+    if (d.rc) fail_msg("put key: %s", d.msg);
+}
+
+struct key_read {
+    const char *id;
+    struct store_key_row *v;
+    size_t n;
+};
+
+static int key_read_run(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct key_read *r = ctx;
+    return store_keys_read(db, r->id, &r->v, &r->n, err);
+}
+
+/* Each write sets only its columns, and nothing clears a revocation: a rotation and a change of
+ * limits through two gateways both hold, and a late write never brings a revoked key back. */
+static void test_key_writes_keep_revocation(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    char h1[65], h2[65];
+    sha256_hex("one", 3, h1);
+    sha256_hex("two", 3, h2);
+    struct store_key_row r = {.change = STORE_KEY_CREATE,
+                              .id = "key_0000000000000001",
+                              .secret_hash = h1,
+                              .prefix = "dk-one",
+                              .spec_json = "{\"name\":\"a\"}",
+                              .created_ms = 1,
+                              .updated_ms = 1};
+    put_key_wait(f, s, &r);
+    r.change = STORE_KEY_SECRET;
+    r.secret_hash = h2;
+    r.prefix = "dk-two";
+    r.spec_json = "{\"name\":\"stale\"}"; /* not a column of a rotation */
+    r.updated_ms = 2;
+    put_key_wait(f, s, &r);
+    r.change = STORE_KEY_SPEC;
+    r.secret_hash = h1; /* not a column of a change of spec */
+    r.spec_json = "{\"name\":\"b\",\"rpm\":5}";
+    r.updated_ms = 3;
+    put_key_wait(f, s, &r);
+    struct key_read kr = {.id = "key_0000000000000001"};
+    struct gw_error err = {0};
+    assert_int_equal(store_sync(s, key_read_run, &kr, &err), 0);
+    assert_int_equal(kr.n, 1);
+    assert_string_equal(kr.v[0].secret_hash, h2);
+    assert_string_equal(kr.v[0].prefix, "dk-two");
+    assert_string_equal(kr.v[0].spec_json, "{\"name\":\"b\",\"rpm\":5}");
+    assert_true(kr.v[0].revoked_ms == 0 && kr.v[0].updated_ms == 3);
+    store_key_rows_free(kr.v, kr.n);
+    r.change = STORE_KEY_REVOKE;
+    r.revoked_ms = r.updated_ms = 9;
+    put_key_wait(f, s, &r);
+    r.revoked_ms = 10; /* a second revocation keeps the first time */
+    put_key_wait(f, s, &r);
+    r.change = STORE_KEY_CREATE; /* even a whole row written over it */
+    r.revoked_ms = 0;
+    put_key_wait(f, s, &r);
+    r.change = STORE_KEY_SPEC;
+    put_key_wait(f, s, &r);
+    kr = (struct key_read){0};
+    assert_int_equal(store_sync(s, key_read_run, &kr, &err), 0);
+    assert_int_equal(kr.n, 1);
+    assert_true(kr.v[0].revoked_ms == 9);
+    store_key_rows_free(kr.v, kr.n);
+    close_store(f, s);
+}
+
+static void test_key_bucket_step(void **state)
+{
+    (void)state;
+    const int64_t U = 60000;
+    int64_t got = -1;
+    /* full bucket of 60/min: take 100 wanted → all 60 */
+    int64_t lv = store_key_bucket_step(60 * U, 0, 0, 60, 0, 100 * U, &got);
+    assert_true(got == 60 * U && lv == 0);
+    /* one second later: one unit refilled; a debt of 3 given back leaves -2 and nothing taken */
+    lv = store_key_bucket_step(lv, 0, 1000, 60, -3 * U, U, &got);
+    assert_true(lv == -2 * U && got == 0);
+    /* unspent given back never fills beyond a minute's worth */
+    lv = store_key_bucket_step(50 * U, 0, 0, 60, 30 * U, 0, &got);
+    assert_true(lv == 60 * U && got == 0);
+    /* a debt is at most a day of refill; a long idle time fills it whole */
+    lv = store_key_bucket_step(0, 0, 0, 60, INT64_MIN / 4, 0, &got);
+    assert_true(lv == -60 * U * 1440);
+    lv = store_key_bucket_step(lv, 0, 5ll * 86400000, 60, 0, 0, &got);
+    assert_true(lv == 60 * U);
+    /* a clock that went back refills nothing */
+    lv = store_key_bucket_step(U, 5000, 1000, 60, 0, 0, &got);
+    assert_true(lv == U);
+}
+
+struct limits_done {
+    struct fx *f;
+    bool is_done;
+    int rc;
+    char msg[GW_ERROR_MSG_BYTES];
+};
+
+static void on_limits(void *ctx, int rc, const char *msg)
+{
+    struct limits_done *d = ctx;
+    d->rc = rc;
+    snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
+    d->is_done = true;
+}
+
+static struct store_limits_round *limits_round(const char *origin, int64_t today)
+{
+    struct store_limits_round *r = xcalloc(1, sizeof *r);
+    r->origin = xstrdup(origin);
+    r->today = today;
+    r->month_first_day = today - 3;
+    r->live_ms = 60000;
+    r->v = xcalloc(2, sizeof *r->v);
+    return r;
+}
+
+static void limits_run(struct fx *f, struct store *s, struct store_limits_round *r)
+{
+    struct limits_done d = {.f = f};
+    store_limits_sync(s, r, on_limits, &d);
+    run_until(&f->loop, &d.is_done);
+    if (d.rc) fail_msg("limits round: %s", d.msg);
+}
+
+/* Two gateways take allowances from one bucket: together never more than it holds; what one
+ * gives back the other can take; their consumption adds up in the fleet's totals. */
+static void test_limits_rounds(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, f->path);
+    const int64_t U = 60000, today = 20000;
+    struct store_limits_round *a = limits_round("gw-a", today);
+    a->n = 2;
+    a->v[0] = (struct store_key_sync){.key_id = xstrdup("key_b"), .tpm = 1000, .want_tok = 10 * U};
+    a->v[1] = (struct store_key_sync){.key_id = xstrdup("key_a"),
+                                      .rpm = 60,
+                                      .want_req = 100 * U,
+                                      .requests = 5,
+                                      .tokens = 50,
+                                      .day = today,
+                                      .total = true};
+    limits_run(f, s, a);
+    /* sorted by key id for the locks; the caller finds its entries by ref or id */
+    assert_string_equal(a->v[0].key_id, "key_a");
+    assert_true(a->v[0].got_req == 60 * U); /* all there was */
+    assert_true(a->v[0].level_req == 0);
+    assert_true(a->v[1].got_tok == 10 * U && a->v[1].level_tok == 990 * U);
+    assert_true(a->v[0].day_tokens == 50 && a->v[0].month_tokens == 50);
+    assert_int_equal(a->live_gateways, 1);
+    store_limits_round_free(a);
+
+    struct store_limits_round *b = limits_round("gw-b", today);
+    b->n = 1;
+    b->v[0] = (struct store_key_sync){.key_id = xstrdup("key_a"),
+                                      .rpm = 60,
+                                      .want_req = 10 * U,
+                                      .tokens = 30,
+                                      .day = today - 1,
+                                      .total = true};
+    limits_run(f, s, b);
+    assert_true(b->v[0].got_req < U); /* a few milliseconds of refill at most */
+    assert_true(b->v[0].day_tokens == 50 && b->v[0].month_tokens == 80);
+    assert_int_equal(b->live_gateways, 2);
+    store_limits_round_free(b);
+
+    /* gw-a gives back 40 it did not use; gw-b takes 10 of them */
+    a = limits_round("gw-a", today);
+    a->n = 1;
+    a->v[0] = (struct store_key_sync){.key_id = xstrdup("key_a"), .rpm = 60, .give_req = 40 * U};
+    limits_run(f, s, a);
+    assert_true(a->v[0].got_req == 0 && a->v[0].level_req >= 40 * U);
+    store_limits_round_free(a);
+    b = limits_round("gw-b", today);
+    b->n = 1;
+    b->v[0] = (struct store_key_sync){.key_id = xstrdup("key_a"), .rpm = 60, .want_req = 10 * U};
+    limits_run(f, s, b);
+    assert_true(b->v[0].got_req == 10 * U);
+    store_limits_round_free(b);
+    assert_int_equal(count(s, "SELECT sum(requests) FROM key_counters WHERE key_id = ''"), 4);
+    assert_int_equal(count(s, "SELECT sum(tokens) FROM key_counters WHERE key_id <> ''"), 80);
+
+    /* a key with nothing to give or want learns the levels: key_a's as it stands (refilled),
+     * a bucket nobody used yet as full */
+    b = limits_round("gw-b", today);
+    b->n = 2;
+    b->v[0] = (struct store_key_sync){.key_id = xstrdup("key_a"), .rpm = 60};
+    b->v[1] = (struct store_key_sync){.key_id = xstrdup("key_c"), .rpm = 6, .tpm = 100};
+    limits_run(f, s, b);
+    assert_true(b->v[0].has_level_req && b->v[0].level_req >= 30 * U &&
+                b->v[0].level_req < 32 * U && b->v[0].got_req == 0);
+    assert_true(b->v[1].has_level_req && b->v[1].level_req == 6 * U);
+    assert_true(b->v[1].has_level_tok && b->v[1].level_tok == 100 * U);
+    store_limits_round_free(b);
+    assert_int_equal(count(s, "SELECT count(*) FROM key_limits WHERE key_id = 'key_c'"), 0);
+
+    /* the leader's prune: counters older than the day given go */
+    a = limits_round("gw-a", today);
+    a->prune_before_day = today;
+    limits_run(f, s, a);
+    store_limits_round_free(a);
+    assert_int_equal(count(s, "SELECT count(*) FROM key_counters WHERE day < 20000"), 0);
+    close_store(f, s);
+}
+
 struct watch_rec {
-    int resyncs, leaders, followers, changes;
-    char last_key[64];
+    int resyncs, leaders, followers, changes, key_changes;
+    char last_key[64], last_client_key[64];
 };
 
 static void on_watch(void *ctx, enum store_watch_event ev, const char *table, const char *key)
@@ -1251,11 +1467,16 @@ static void on_watch(void *ctx, enum store_watch_event ev, const char *table, co
         w->changes++;
         snprintf(w->last_key, sizeof w->last_key, "%s", key);
     }
+    if (ev == STORE_WATCH_CHANGE && !strcmp(table, "client_keys")) {
+        w->key_changes++;
+        snprintf(w->last_client_key, sizeof w->last_client_key, "%s", key);
+    }
 }
 
 struct watch_wait {
     struct watch_rec *a, *b;
-    int what; /* 0: both listening, one leader; 1: a saw the change; 2: b is the leader */
+    int what; /* 0: both listening, one leader; 1: a saw the change; 2: b is the leader;
+               * 3: a is the leader; 4: a saw a client key change */
 };
 
 static void on_watch_poll(uv_timer_t *t)
@@ -1265,6 +1486,7 @@ static void on_watch_poll(uv_timer_t *t)
                   ? ww->a->resyncs && ww->b->resyncs && ww->a->leaders + ww->b->leaders == 1
               : ww->what == 1 ? ww->a->changes > 0
               : ww->what == 2 ? ww->b->leaders == 1
+              : ww->what == 4 ? ww->a->key_changes > 0
                               : ww->a->leaders == 1;
     if (ok) uv_timer_stop(t);
 }
@@ -1319,6 +1541,19 @@ static void test_pg_watch(void **state)
     assert_string_equal(ra.last_key, "gpu-9");
     assert_int_equal(rb.changes, 0); /* its own origin's change */
 
+    /* client keys notify too (migration 6) */
+    char h[65];
+    sha256_hex("k", 1, h);
+    struct store_key_row kr = {.id = "key_00000000000000aa",
+                               .secret_hash = h,
+                               .prefix = "dk-k",
+                               .spec_json = "{\"name\":\"k\"}"};
+    put_key_wait(f, s, &kr);
+    ww.what = 4;
+    watch_wait(f, &ww);
+    assert_string_equal(ra.last_client_key, "key_00000000000000aa");
+    assert_int_equal(rb.key_changes, 0);
+
     /* the leader goes: the other takes the lock within a lease or two */
     if (ra.leaders) {
         store_watch_stop(wa);
@@ -1356,6 +1591,9 @@ static void test_pg_watch(void **state)
     X(test_pg_lost_connection_replaced)                                                            \
     X(test_pg_down_then_back)                                                                      \
     X(test_pg_op_leases)                                                                           \
+    X(test_key_writes_keep_revocation)                                                             \
+    X(test_key_bucket_step)                                                                        \
+    X(test_limits_rounds)                                                                          \
     X(test_pg_watch)
 #define ENTRY(t) cmocka_unit_test_setup_teardown(t, setup, teardown),
 
