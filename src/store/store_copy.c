@@ -116,6 +116,11 @@ static int write_run(struct store_db *db, void *ctx, struct gw_error *err)
         store_finalize(st);
         if (rc) return rc;
     }
+    /* the copied audit rows kept their ids: the sequence that numbers new ones goes past them */
+    if (store_db_engine(db) == STORE_ENGINE_POSTGRES &&
+        store_exec(db, "SELECT setval('audit_log_id_seq',"
+                       " coalesce((SELECT max(id) FROM audit_log), 0) + 1, false)"))
+        return store_db_error(db, "audit_log_id_seq", err);
     return 0;
 }
 

@@ -160,6 +160,14 @@ static const char keys_sync_pg_sql[] =
     "CREATE TRIGGER client_keys_notify AFTER INSERT OR UPDATE OR DELETE ON client_keys"
     " FOR EACH ROW EXECUTE FUNCTION drover_notify();";
 
+/* 7: audit rows get their id from the engine: several gateways writing at once took the same
+ * max(id) + 1 and one row was refused. SQLite's INTEGER PRIMARY KEY is the rowid already. */
+static const char audit_id_sqlite_sql[] = "SELECT 1;";
+static const char audit_id_pg_sql[] =
+    "CREATE SEQUENCE audit_log_id_seq OWNED BY audit_log.id;"
+    "SELECT setval('audit_log_id_seq', coalesce((SELECT max(id) FROM audit_log), 0) + 1, false);"
+    "ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT nextval('audit_log_id_seq');";
+
 static const struct store_migration migrations[] = {
     {1, nodes_sqlite_sql, nodes_pg_sql},
     /* 2: durable fleet operations and their dead letters (docs/ops.md) */
@@ -170,6 +178,7 @@ static const struct store_migration migrations[] = {
     {4, store_keys_schema_sql, store_keys_schema_pg_sql},
     {5, sync_sqlite_sql, sync_pg_sql},
     {6, keys_sync_sqlite_sql, keys_sync_pg_sql},
+    {7, audit_id_sqlite_sql, audit_id_pg_sql},
 };
 
 enum { N_MIGRATIONS = sizeof migrations / sizeof migrations[0] };

@@ -45,7 +45,11 @@
 #include "store/store_ops.h"
 #include "store/store_watch.h"
 
-enum { WATCHDOG_MS = 20000, N_MIGRATIONS = 6 }; /* nodes, ops, catalogue, keys, sync, keys sync */
+enum {
+    WATCHDOG_MS = 20000,
+    N_MIGRATIONS = 7
+}; /* nodes, ops, catalogue, keys, sync, keys sync,
+       audit ids */
 
 /* The engine the current group runs on, and PostgreSQL's URL. */
 static enum store_engine g_engine = STORE_ENGINE_SQLITE;
@@ -940,6 +944,18 @@ static void test_copy_lists_every_table(void **state)
 
 /* A SQLite file copied into the engine under test (PostgreSQL, or another SQLite file): every
  * row arrives, a second copy into the now full destination is refused and changes nothing. */
+struct audit_count {
+    int done, failed;
+};
+
+static void on_audit(void *ctx, int rc, const char *msg)
+{
+    (void)msg;
+    struct audit_count *c = ctx;
+    c->done++;
+    c->failed += rc != 0;
+}
+
 static void test_copy_sqlite_into_store(void **state)
 {
     struct fx *f = *state;
@@ -965,6 +981,15 @@ static void test_copy_sqlite_into_store(void **state)
                          .next_try_ms = 5};
     store_put_op(src, &o, on_done, &d);
     run_until(&f->loop, &d.is_done);
+    struct audit_count ac = {0};
+    struct store_audit_row ar = {.actor = "a",
+                                 .role = "operator",
+                                 .peer = "p",
+                                 .method = "PUT",
+                                 .path = "/x",
+                                 .summary = "s"};
+    for (int i = 0; i < 3; i++) store_add_audit(src, &ar, on_audit, &ac);
+    while (ac.done < 3) uv_run(&f->loop, UV_RUN_ONCE);
 
     struct store *dst = open_ok(f, f->path);
     size_t counts[16] = {0};
@@ -973,6 +998,12 @@ static void test_copy_sqlite_into_store(void **state)
     assert_int_equal(counts[1], 2); /* node_labels */
     assert_int_equal(counts[2], 1); /* catalogue */
     assert_int_equal(counts[3], 1); /* ops */
+    /* the copied audit rows keep their ids; a new one numbers after them */
+    ac = (struct audit_count){0};
+    store_add_audit(dst, &ar, on_audit, &ac);
+    while (ac.done < 1) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(ac.failed, 0);
+    assert_int_equal(count(dst, "SELECT max(id) FROM audit_log"), 4);
     struct store_node *v = NULL;
     size_t nv = 0;
     assert_int_equal(store_load_nodes(dst, &v, &nv, NULL), 0);
@@ -991,6 +1022,36 @@ static void test_copy_sqlite_into_store(void **state)
     assert_int_equal(count(dst, "SELECT count(*) FROM nodes"), 2);
     close_store(f, src);
     close_store(f, dst);
+}
+
+/* Two stores on one database (two gateways) adding audit rows at once: every row is kept, each
+ * with its own id (max(id) + 1 gave two writers one id and refused a row). */
+static void test_audit_rows_from_two_writers(void **state)
+{
+    struct fx *f = *state;
+    struct store *a = open_ok(f, f->path), *b = open_ok(f, f->path);
+    struct audit_count c = {0};
+    struct store_audit_row r = {.actor = "admin",
+                                .role = "operator",
+                                .peer = "127.0.0.1:1",
+                                .method = "PUT",
+                                .path = "/admin/v1/models/m",
+                                .summary = "s"};
+    enum { PER = 40 };
+    for (int i = 0; i < PER; i++) {
+        store_add_audit(a, &r, on_audit, &c);
+        store_add_audit(b, &r, on_audit, &c);
+    }
+    uint64_t deadline = uv_now(&f->loop) + WATCHDOG_MS;
+    while (c.done < 2 * PER && uv_now(&f->loop) < deadline) uv_run(&f->loop, UV_RUN_ONCE);
+    long long rows = count(a, "SELECT count(*) FROM audit_log");
+    long long ids = count(a, "SELECT count(DISTINCT id) FROM audit_log");
+    close_store(f, a); /* before any assertion: a failed one leaves nothing open */
+    close_store(f, b);
+    assert_int_equal(c.done, 2 * PER);
+    assert_int_equal(c.failed, 0);
+    assert_int_equal(rows, 2 * PER);
+    assert_int_equal(ids, 2 * PER);
 }
 
 /* ---- PostgreSQL only ------------------------------------------------------------------ */
@@ -1586,6 +1647,7 @@ static void test_pg_watch(void **state)
     X(test_catalogue_and_ops_roundtrip)                                                            \
     X(test_copy_lists_every_table)                                                                 \
     X(test_copy_sqlite_into_store)                                                                 \
+    X(test_audit_rows_from_two_writers)                                                            \
     X(test_pg_unreachable_fails_fast)                                                              \
     X(test_pg_statement_timeout)                                                                   \
     X(test_pg_lost_connection_replaced)                                                            \
