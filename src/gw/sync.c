@@ -33,10 +33,19 @@ enum { SYNC_LEADER_LOCK = 0x64726f77 }; /* "drow": the leader of fleet-wide jobs
 
 enum what { WHAT_NODE, WHAT_MODEL, WHAT_OP, WHAT_KEY, WHAT_ALL };
 
+struct reread;
+
 struct sync {
     struct store_watch *watch;
     unsigned resyncs;
     uv_timer_t retry; /* a re-read failed (the store away): re-read everything later */
+    /* Row re-reads are batched: one job in the store's queue at a time reads every row it
+     * carries in one transaction; what is notified meanwhile waits in `next` (each row once)
+     * and goes as the next job when this one completes. A burst of notifications (three per
+     * operation from each other gateway) costs one round of transactions, not one each. */
+    bool batch_in_flight;
+    struct reread **next;
+    size_t n_next;
 };
 
 static void reread(struct gw *g, enum what what, const char *key);
@@ -115,51 +124,123 @@ static void on_retry(uv_timer_t *t)
     if (!g->stopping && g->sync) reread(g, WHAT_ALL, NULL);
 }
 
+/* Applies one re-read row on the loop thread (the owning module decides what is shared). */
+static void apply_row(struct gw *g, struct reread *r)
+{
+    switch (r->what) {
+    case WHAT_NODE:
+        nodes_apply_remote(g, r->key, r->n_nodes ? &r->nodes[0] : NULL);
+        break;
+    case WHAT_MODEL:
+        models_apply_remote(g, r->key, r->n_cat ? r->cat[0].json : NULL);
+        break;
+    case WHAT_OP:
+        ops_apply_remote(g, strtoll(r->key, NULL, 10), r->n_ops ? &r->ops[0] : NULL,
+                         r->n_dead ? &r->dead[0] : NULL);
+        break;
+    case WHAT_KEY:
+        keys_apply_remote(g, r->key, r->n_keys ? &r->keys[0] : NULL);
+        break;
+    case WHAT_ALL:
+        nodes_resync(g, r->nodes, r->n_nodes);
+        models_resync(g, r->cat, r->n_cat);
+        ops_resync(g, r->ops, r->n_ops, r->dead, r->n_dead);
+        keys_resync(g, r->keys, r->n_keys);
+        LOGI("sync_resynced", "nodes=%zu models=%zu ops=%zu dead=%zu keys=%zu", r->n_nodes,
+             r->n_cat, r->n_ops, r->n_dead, r->n_keys);
+        break;
+    }
+}
+
+static void reread_failed(struct gw *g, const struct reread *r, const char *msg)
+{
+    /* the store is away: what this change said is re-read with everything, later */
+    LOGW("sync_reread_failed", "what=%d key=%s err=\"%s\"", (int)r->what, r->key ? r->key : "-",
+         msg ? msg : "?");
+    if (!g->stopping && g->sync && !uv_is_active((uv_handle_t *)&g->sync->retry))
+        uv_timer_start(&g->sync->retry, on_retry, g->cfg.store_lease_ms, 0);
+}
+
 static void on_reread(void *ctx, int rc, const char *msg)
 {
     struct reread *r = ctx;
     struct gw *g = r->g;
-    if (rc) {
-        /* the store is away: what this change said is re-read with everything, later */
-        LOGW("sync_reread_failed", "what=%d key=%s err=\"%s\"", (int)r->what, r->key ? r->key : "-",
-             msg ? msg : "?");
-        if (!g->stopping && g->sync && !uv_is_active((uv_handle_t *)&g->sync->retry))
-            uv_timer_start(&g->sync->retry, on_retry, g->cfg.store_lease_ms, 0);
-    } else if (!g->stopping && (g->sync || r->what != WHAT_ALL)) {
-        switch (r->what) {
-        case WHAT_NODE:
-            nodes_apply_remote(g, r->key, r->n_nodes ? &r->nodes[0] : NULL);
-            break;
-        case WHAT_MODEL:
-            models_apply_remote(g, r->key, r->n_cat ? r->cat[0].json : NULL);
-            break;
-        case WHAT_OP:
-            ops_apply_remote(g, strtoll(r->key, NULL, 10), r->n_ops ? &r->ops[0] : NULL,
-                             r->n_dead ? &r->dead[0] : NULL);
-            break;
-        case WHAT_KEY:
-            keys_apply_remote(g, r->key, r->n_keys ? &r->keys[0] : NULL);
-            break;
-        case WHAT_ALL:
-            nodes_resync(g, r->nodes, r->n_nodes);
-            models_resync(g, r->cat, r->n_cat);
-            ops_resync(g, r->ops, r->n_ops, r->dead, r->n_dead);
-            keys_resync(g, r->keys, r->n_keys);
-            LOGI("sync_resynced", "nodes=%zu models=%zu ops=%zu dead=%zu keys=%zu", r->n_nodes,
-                 r->n_cat, r->n_ops, r->n_dead, r->n_keys);
-            break;
-        }
-    }
+    if (rc)
+        reread_failed(g, r, msg);
+    else if (!g->stopping && (g->sync || r->what != WHAT_ALL))
+        apply_row(g, r);
     reread_free(r);
+}
+
+struct batch {
+    struct gw *g;
+    struct reread **v;
+    size_t n;
+};
+
+static int run_batch(struct store_db *db, void *ctx, struct gw_error *err)
+{
+    struct batch *b = ctx;
+    for (size_t i = 0; i < b->n; i++) {
+        int rc = run_reread(db, b->v[i], err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void submit_batch(struct gw *g);
+
+static void on_batch(void *ctx, int rc, const char *msg)
+{
+    struct batch *b = ctx;
+    struct gw *g = b->g;
+    for (size_t i = 0; i < b->n; i++) {
+        if (rc && i == 0)
+            reread_failed(g, b->v[i], msg); /* one full re-read later covers them all */
+        else if (!rc && !g->stopping && g->sync)
+            apply_row(g, b->v[i]);
+        reread_free(b->v[i]);
+    }
+    xfree(b->v);
+    xfree(b);
+    if (g->sync) {
+        g->sync->batch_in_flight = false;
+        if (!g->stopping) submit_batch(g);
+    }
+}
+
+static void submit_batch(struct gw *g)
+{
+    struct sync *s = g->sync;
+    if (s->batch_in_flight || !s->n_next) return;
+    struct batch *b = xcalloc(1, sizeof *b);
+    b->g = g;
+    b->v = s->next;
+    b->n = s->n_next;
+    s->next = NULL;
+    s->n_next = 0;
+    s->batch_in_flight = true;
+    store_submit(g->store, run_batch, on_batch, b);
 }
 
 static void reread(struct gw *g, enum what what, const char *key)
 {
+    struct sync *s = g->sync;
+    if (s && what != WHAT_ALL) {
+        for (size_t i = 0; i < s->n_next; i++) /* already due to be read in the next batch */
+            if (s->next[i]->what == what && strcmp(s->next[i]->key, key) == 0) return;
+    }
     struct reread *r = xcalloc(1, sizeof *r);
     r->g = g;
     r->what = what;
     r->key = key ? xstrdup(key) : NULL;
-    store_submit(g->store, run_reread, on_reread, r);
+    if (!s || what == WHAT_ALL) {
+        store_submit(g->store, run_reread, on_reread, r);
+        return;
+    }
+    s->next = xrealloc(s->next, (s->n_next + 1) * sizeof *s->next);
+    s->next[s->n_next++] = r;
+    submit_batch(g);
 }
 
 /* ---- local writes in flight ----------------------------------------------------------------- */
@@ -336,6 +417,10 @@ void sync_stop(struct gw *g)
     if (!s) return;
     g->sync = NULL;
     g->is_leader = false;
+    for (size_t i = 0; i < s->n_next; i++) reread_free(s->next[i]); /* never submitted */
+    xfree(s->next);
+    s->next = NULL;
+    s->n_next = 0;
     store_watch_stop(s->watch);
     uv_timer_stop(&s->retry);
     uv_close((uv_handle_t *)&s->retry, on_sync_closed);
