@@ -807,13 +807,12 @@ static int run_add_audit(struct store_db *db, void *ctx, struct gw_error *err)
 {
     struct audit_job *j = ctx;
     struct store_stmt *st = NULL;
-    if (store_prepare(
-            db,
-            /* the id from the engine: SQLite's rowid, PostgreSQL's sequence (migration 7);
-             * max(id) + 1 let two gateways take one id and lose a row */
-            "INSERT INTO audit_log (at_ms, actor, role, peer, method, path, summary) "
-            "VALUES (CAST(?1 AS BIGINT), ?2, ?3, ?4, ?5, ?6, ?7)",
-            &st))
+    if (store_prepare(db,
+                      /* the id from the engine: SQLite's rowid, PostgreSQL's sequence (migration
+                       * 7); max(id) + 1 let two gateways take one id and lose a row */
+                      "INSERT INTO audit_log (at_ms, actor, role, peer, method, path, summary) "
+                      "VALUES (CAST(?1 AS BIGINT), ?2, ?3, ?4, ?5, ?6, ?7)",
+                      &st))
         return store_db_error(db, "add audit", err);
     store_bind_int64(st, 1, j->r.at_ms);
     const char *v[] = {j->r.actor, j->r.role, j->r.peer, j->r.method, j->r.path, j->r.summary};
