@@ -5,7 +5,9 @@
  *                  load/unload, routing to the proxy
  *   agent_proxy.c  inference proxied to the engine byte for byte, with backpressure
  *   agent_join.c   joining the gateway, the state file with the node secret S
- *   agent_engine.c engine adapters; agent_discovery.c machine facts; agent_config.c */
+ *   agent_engine.c engine adapters; agent_discovery.c machine facts; agent_config.c
+ *   agent_ops.c    fleet operations and the inventory; agent_proc.c child processes
+ *   agent_upgrade.c upgrade checks: the latest digest of each installed item, cached */
 #ifndef DROVER_AGENT_AGENT_H
 #define DROVER_AGENT_AGENT_H
 #include <stdbool.h>
@@ -14,6 +16,7 @@
 
 #include "agent/agent_config.h"
 #include "agent/agent_engine.h"
+#include "agent/agent_upgrade.h"
 #include "base/buf.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
@@ -59,6 +62,9 @@ struct agent {
     uint64_t poll_ms;
     char join_state[24]; /* "", "pending", "approved", "refused" */
 
+    /* upgrade checks (agent_upgrade.c) */
+    struct agent_upgrade upg;
+
     /* GPU refresh (free VRAM changes) */
     struct agent_gpu_probe *gpu;
     uv_timer_t gpu_timer;
@@ -85,6 +91,18 @@ int agent_answer_error(struct http_request *req, int status, const char *type, c
 void agent_ops_handle(struct agent *a, struct http_request *req);
 void agent_inventory_handle(struct agent *a, struct http_request *req);
 void agent_ops_fill_discovery(struct agent *a);
+/* Lists the node's models (the engine's view; models_ok when it answered) and backends (the
+ * backend.list template; backends_ok when it ran and exited 0) as proto's inventory, without
+ * latest digests. Counted in a->pending until done, which is called exactly once (perhaps
+ * before this returns) with inv borrowed for the call. track (may be NULL) points to the run
+ * while it is under way and is set to NULL before done. */
+struct agent_inventory_run;
+typedef void agent_inventory_fn(struct agent *a, struct node_api_inventory *inv, bool models_ok,
+                                bool backends_ok, void *ctx);
+void agent_inventory_collect(struct agent *a, agent_inventory_fn *done, void *ctx,
+                             struct agent_inventory_run **track);
+/* Kills the run's backend.list command now (shutdown); done still follows. */
+void agent_inventory_kill(struct agent_inventory_run *r);
 
 /* agent_proxy.c */
 void agent_proxy_handle(struct agent *a, struct http_request *req);

@@ -10,13 +10,14 @@
 #include <unistd.h>
 
 #include "agent/agent_engine.h"
+#include "agent/agent_upgrade.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/yaml.h"
 #include "net/http_client.h"
 
-enum ktype { K_STR, K_ENGINE, K_DURATION, K_LOGLEVEL, K_BOOL };
+enum ktype { K_STR, K_ENGINE, K_DURATION, K_LOGLEVEL, K_BOOL, K_UINT };
 
 struct key_def {
     const char *name;
@@ -51,6 +52,11 @@ static const struct key_def keys[] = {
     {"tls.min_version", K_STR, OFF(tls_min_version), 0, 0},
     {"gateway_ca_file", K_STR, OFF(gateway_ca_file), 0, 0},
     {"allow_plain_http", K_BOOL, OFF(allow_plain_http), 0, 0},
+    {"upgrade_check.models", K_STR, OFF(upgrade_check_models), 0, 0},
+    {"upgrade_check.backends", K_STR, OFF(upgrade_check_backends), 0, 0},
+    {"upgrade_check.interval", K_DURATION, OFF(upgrade_check_interval_ms), 1000, 30 * 86400000ULL},
+    {"upgrade_check.timeout", K_DURATION, OFF(upgrade_check_timeout_ms), 100, 3600000},
+    {"upgrade_check.concurrency", K_UINT, OFF(upgrade_check_concurrency), 1, 64},
 };
 
 const char *const agent_ops_templates[AGENT_OPS_N_TEMPLATES] = {
@@ -74,6 +80,9 @@ static void defaults(struct agent_config *c)
     c->shutdown_grace_ms = 30000;
     c->discovery_interval_ms = 60000;
     c->ops_timeout_ms = 600000;
+    c->upgrade_check_interval_ms = 3600000;
+    c->upgrade_check_timeout_ms = 60000;
+    c->upgrade_check_concurrency = 2;
     c->log_level = LOG_INFO;
 }
 
@@ -113,6 +122,15 @@ static int set_key(struct agent_config *c, const struct key_def *k, const char *
             return gw_error_set(err, GW_E_INVALID, "%s%s: '%s' is not true or false", where,
                                 k->name, val);
         return 0;
+    case K_UINT: {
+        uint64_t v;
+        if (strv_to_u64(strv_from_cstr(val), &v) || v < k->min || v > k->max)
+            return gw_error_set(
+                err, GW_E_INVALID, "%s%s: '%s' is not a whole number from %llu to %llu", where,
+                k->name, val, (unsigned long long)k->min, (unsigned long long)k->max);
+        *(uint64_t *)(void *)base = v;
+        return 0;
+    }
     }
     return GW_E_INVALID;
 }
@@ -351,6 +369,13 @@ int agent_config_load(struct agent_config *c, const char *path, char *const *env
     if (c->gateway && !c->join_token)
         return gw_error_set(err, GW_E_INVALID, "join_token: needed to join %s", c->gateway);
     if (!c->state_file) return gw_error_set(err, GW_E_INVALID, "state_file: must not be empty");
+    static const char *const checks[] = {"upgrade_check.models", "upgrade_check.backends"};
+    for (int i = 0; i < 2; i++) {
+        const char *t = i ? c->upgrade_check_backends : c->upgrade_check_models;
+        char why[200];
+        if (t && agent_upgrade_template_check(t, why, sizeof why))
+            return gw_error_set(err, GW_E_INVALID, "%s: %s", checks[i], why);
+    }
     return check_tls(c, err) || agent_config_exposure_check(c, err) ? GW_E_INVALID : 0;
 }
 

@@ -47,6 +47,12 @@ struct agent_config {
     uint64_t ops_timeout_ms; /* fleet operations: the longest one may run; 10 min */
     /* command templates of fleet operations (docs/node_api.md), by agent_ops_templates[] */
     char *ops_commands[AGENT_OPS_N_TEMPLATES];
+    /* upgrade checks (docs/agent.md "Upgrade checks"): argv templates with {name} whose stdout
+     * is the source's latest digest; NULL: that kind is not checked */
+    char *upgrade_check_models, *upgrade_check_backends;
+    uint64_t upgrade_check_interval_ms; /* a result's life; 1 h */
+    uint64_t upgrade_check_timeout_ms;  /* per check; 60 s */
+    uint64_t upgrade_check_concurrency; /* checks at once; 2 */
     /* discovery override: fields present here replace detected ones */
     char *discovery_json; /* the override as JSON text (from YAML), NULL for none */
 };

@@ -144,6 +144,7 @@ static void on_gpu_timer(uv_timer_t *t)
 static void close_all(struct agent *a)
 {
     agent_join_stop(a);
+    agent_upgrade_stop(a);
     uv_close((uv_handle_t *)&a->gpu_timer, NULL);
     agent_gpu_probe_free(a->gpu);
     a->gpu = NULL;
@@ -193,6 +194,7 @@ static void on_signal(uv_signal_t *h, int signum)
     a->stopping = true;
     http_server_stop_accepting(a->srv);
     uv_timer_stop(&a->join_timer);
+    agent_upgrade_stop(a); /* kills running checks; a listing under way is waited for */
     if (a->pending == 0) {
         close_all(a);
         return;
@@ -396,6 +398,7 @@ int agent_main(int argc, char **argv)
     a->grace.data = a;
     uv_check_init(a->loop, &a->drain_check);
     a->drain_check.data = a;
+    agent_upgrade_start(a);
 
     LOGI("start",
          "listen=%s advertise=%s tls=%s client_cert=%s name=%s engine=%s engine_url=%s "

@@ -9,10 +9,11 @@
  * The loop thread only. */
 #include "agent/agent_ops.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/agent_proc.h"
+#include "agent/agent_upgrade.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -21,7 +22,6 @@
 enum { OPS_MAX_OUTPUT = 64 * 1024, OPS_MAX_RUNNING = 16, OPS_LIST_TIMEOUT_MS = 30000 };
 
 struct aop;
-struct inv;
 typedef void aop_step_fn(struct aop *o);
 
 struct aop {
@@ -33,16 +33,13 @@ struct aop {
     char key[300]; /* "model:NAME", the one-at-a-time key */
     char *params_json;
     uint64_t timeout_ms;
-    /* the running command */
-    uv_process_t proc;
-    uv_pipe_t out;
-    uv_timer_t timer;
-    int open_handles;
-    bool timed_out, exited;
+    /* the running command (agent_proc) and how it ended */
+    struct agent_proc *proc;
+    bool timed_out;
     int64_t exit_status;
     int term_signal;
     struct buf output;
-    aop_step_fn *after; /* what runs once the command and its handles are done */
+    aop_step_fn *after; /* what runs once the command ended */
     /* an engine call */
     struct http_call *call;
     int status;
@@ -51,7 +48,7 @@ struct aop {
     enum op_class cls;
     char message[256];
     bool listed;
-    struct inv *inv; /* the inventory a backend.list run is for, or NULL */
+    struct agent_inventory_run *inv; /* the inventory a backend.list run is for, or NULL */
     struct aop *next;
 };
 
@@ -192,6 +189,9 @@ static void finish(struct aop *o)
 {
     LOGI("op_result", "kind=%s target=%s class=%s listed=%d message=\"%s\"", op_kind_name(o->kind),
          o->key, op_class_name(o->cls), o->listed, o->message);
+    /* what is installed changed: the upgrade checks list the node again */
+    if (o->cls == OP_CLASS_OK && o->kind != OP_LOAD && o->kind != OP_UNLOAD)
+        agent_upgrade_kick(o->a);
     if (o->req) {
         http_request_on_abort(o->req, NULL, NULL);
         answer(o->req, o);
@@ -207,107 +207,45 @@ static void set_outcome(struct aop *o, enum op_class cls, const char *msg)
 
 /* ---- running a command ---------------------------------------------------------------------- */
 
-static void handle_closed(uv_handle_t *h)
+static void on_command_done(const struct agent_proc_result *r, void *ctx)
 {
-    struct aop *o = h->data;
-    if (--o->open_handles == 0 && o->after) {
-        aop_step_fn *next = o->after;
-        o->after = NULL;
-        next(o);
-    }
+    struct aop *o = ctx;
+    o->proc = NULL;
+    o->timed_out = r->timed_out;
+    o->term_signal = r->term_signal;
+    o->exit_status = r->exit_status;
+    buf_reset(&o->output);
+    if (r->out.len && buf_append(&o->output, r->out.p, r->out.len)) buf_reset(&o->output);
+    aop_step_fn *next = o->after;
+    o->after = NULL;
+    next(o); /* may free o */
 }
 
-static void maybe_close(struct aop *o)
-{
-    /* once the process exited and its output ended, close everything */
-    if (!o->exited) return;
-    if (!uv_is_closing((uv_handle_t *)&o->out)) uv_close((uv_handle_t *)&o->out, handle_closed);
-    if (!uv_is_closing((uv_handle_t *)&o->timer)) {
-        uv_timer_stop(&o->timer);
-        uv_close((uv_handle_t *)&o->timer, handle_closed);
-    }
-    if (!uv_is_closing((uv_handle_t *)&o->proc)) uv_close((uv_handle_t *)&o->proc, handle_closed);
-}
-
-static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
-{
-    struct aop *o = p->data;
-    o->exited = true;
-    o->exit_status = status;
-    o->term_signal = sig;
-    maybe_close(o);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-    static char chunk[4096];
-    (void)h;
-    (void)hint;
-    b->base = chunk;
-    b->len = sizeof chunk;
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-    struct aop *o = s->data;
-    if (n > 0 && o->output.len + (size_t)n <= OPS_MAX_OUTPUT)
-        if (buf_append(&o->output, b->base, (size_t)n)) buf_reset(&o->output);
-    if (n < 0) uv_read_stop(s);
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    struct aop *o = t->data;
-    o->timed_out = true;
-    /* the whole process group: the shell and whatever it started */
-    if (o->proc.pid > 0) (void)uv_kill(-o->proc.pid, SIGKILL);
-}
-
-/* Runs cmd; then `after` with exit data in o. False (and o->message) when it cannot start. */
+/* Runs cmd as `/bin/sh -c` (stderr joined to stdout); then `after` with the exit data in o.
+ * False (and o->message) when it cannot start: then `after` is never called. */
 static bool run_command(struct aop *o, const char *cmd, uint64_t timeout_ms, aop_step_fn *after)
 {
-    struct agent *a = o->a;
-    char *script = NULL;
     size_t slen = strlen(cmd) + 32;
-    script = xmalloc(slen);
+    char *script = xmalloc(slen);
     snprintf(script, slen, "exec 2>&1; %s", cmd);
-    char *args[] = {"sh", "-c", script, NULL};
-    o->exited = o->timed_out = false;
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    struct agent_proc_spec spec = {
+        .argv = argv,
+        .timeout_ms = timeout_ms,
+        .max_out_bytes = OPS_MAX_OUTPUT,
+    };
+    o->timed_out = false;
     o->exit_status = 0;
     o->term_signal = 0;
     buf_reset(&o->output);
-    uv_pipe_init(a->loop, &o->out, 0);
-    o->out.data = o;
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&o->out},
-        {.flags = UV_IGNORE},
-    };
-    uv_process_options_t opt = {
-        .exit_cb = on_exit_cb,
-        .file = "/bin/sh",
-        .args = args,
-        .stdio_count = 3,
-        .stdio = stdio,
-        .flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
-    };
-    o->proc.data = o;
-    int rc = uv_spawn(a->loop, &o->proc, &opt);
+    o->after = after;
+    int rc = agent_proc_start(o->a->loop, &spec, on_command_done, o, &o->proc);
     xfree(script);
     if (rc) {
-        snprintf(o->message, sizeof o->message, "could not start the command: %s", uv_strerror(rc));
-        o->open_handles = 2;
         o->after = NULL;
-        uv_close((uv_handle_t *)&o->out, handle_closed);
-        uv_close((uv_handle_t *)&o->proc, handle_closed);
+        snprintf(o->message, sizeof o->message, "could not start the command: %s", uv_strerror(rc));
         return false;
     }
-    uv_read_start((uv_stream_t *)&o->out, on_alloc, on_read);
-    uv_timer_init(a->loop, &o->timer);
-    o->timer.data = o;
-    uv_timer_start(&o->timer, on_timeout, timeout_ms, 0);
-    o->open_handles = 3;
-    o->after = after;
     return true;
 }
 
@@ -357,7 +295,7 @@ static void check_listed(struct aop *o)
         o->listed = false;
         o->cls = keep.cls;
         memcpy(o->message, keep.message, sizeof keep.message);
-        o->after = finish; /* once the handles closed */
+        finish(o);
     }
 }
 
@@ -502,11 +440,12 @@ static void start(struct aop *o)
         return;
     }
     LOGI("op_run", "kind=%s target=%s", op_kind_name(o->kind), o->key);
-    if (!run_command(o, cmd.p, o->timeout_ms, after_op_command)) {
-        o->cls = OP_CLASS_EXCEPTION;
-        o->after = check_listed;
-    }
+    bool started = run_command(o, cmd.p, o->timeout_ms, after_op_command);
     buf_free(&cmd);
+    if (!started) {
+        o->cls = OP_CLASS_EXCEPTION;
+        check_listed(o);
+    }
 }
 
 static int bad(struct http_request *req, const char *msg)
@@ -567,13 +506,19 @@ void agent_ops_handle(struct agent *a, struct http_request *req)
 
 /* ---- inventory ------------------------------------------------------------------------------ */
 
-/* GET /drover/v1/inventory (proto's node_api_inventory): the models of the engine's view (its
- * list read by proto's parsers, with Ollama's digests), then the backends of the backend.list
- * template when there is one. */
-struct inv {
+/* The node's inventory (proto's node_api_inventory): the models of the engine's view (its list
+ * read by proto's parsers, with Ollama's digests), then the backends of the backend.list
+ * template when there is one. GET /drover/v1/inventory answers it with the upgrade checks'
+ * latest digests; the upgrade checker lists it in the background. */
+struct agent_inventory_run {
     struct agent *a;
-    struct http_request *req;
+    agent_inventory_fn *done;
+    void *ctx;
     struct node_api_inventory inv;
+    bool models_ok;
+    bool killed;
+    struct aop *list;                   /* the backend.list run, while it runs */
+    struct agent_inventory_run **track; /* the caller's pointer to this run, or NULL */
 };
 
 void agent_ops_fill_discovery(struct agent *a)
@@ -630,85 +575,120 @@ size_t agent_ops_backends_parse(const char *text, size_t len, struct node_api_in
     return skipped;
 }
 
-static void inv_free(struct inv *v)
+static void run_finish(struct agent_inventory_run *r, bool backends_ok)
 {
-    if (v->a->pending) v->a->pending--;
-    node_api_inventory_free(&v->inv);
-    xfree(v);
-}
-
-static void inv_abort(struct http_request *req, void *ctx)
-{
-    (void)req;
-    ((struct inv *)ctx)->req = NULL;
-}
-
-static void inv_answer(struct inv *v)
-{
-    if (!v->req) return;
-    http_request_on_abort(v->req, NULL, NULL);
-    struct buf b;
-    buf_init(&b, NODE_API_MAX_INVENTORY_BYTES);
-    if (node_api_inventory_emit(&b, &v->inv)) {
-        LOGW("inventory_too_large", "models=%zu backends=%zu max_bytes=%d", v->inv.models.n,
-             v->inv.backends.n, NODE_API_MAX_INVENTORY_BYTES);
-        (void)agent_answer_error(v->req, 500, "server_error", NULL, "inventory too large", NULL,
-                                 NULL);
-    } else {
-        (void)http_respond_json(v->req, 200, NULL, 0, b.p, b.len);
-    }
-    buf_free(&b);
+    struct agent *a = r->a;
+    if (r->track) *r->track = NULL;
+    r->done(a, &r->inv, r->models_ok, backends_ok, r->ctx);
+    if (a->pending) a->pending--;
+    node_api_inventory_free(&r->inv);
+    xfree(r);
 }
 
 static void after_inv_list(struct aop *o)
 {
-    struct inv *v = o->inv;
-    if (!o->timed_out && !o->term_signal && o->exit_status == 0) {
+    struct agent_inventory_run *r = o->inv;
+    r->list = NULL;
+    bool ok = !o->timed_out && !o->term_signal && o->exit_status == 0;
+    if (ok) {
         size_t skipped = agent_ops_backends_parse(o->output.p ? o->output.p : "", o->output.len,
-                                                  &v->inv.backends);
+                                                  &r->inv.backends);
         if (skipped)
             LOGW("inventory_backends", "skipped_lines=%zu reason=\"do not fit an item\"", skipped);
-    } else {
+    } else if (!r->killed) {
         LOGW("inventory_backends",
              "reason=\"backend.list failed\" timed_out=%d signal=%d exit=%lld", o->timed_out,
              o->term_signal, (long long)o->exit_status);
     }
-    inv_answer(v);
-    inv_free(v);
     buf_free(&o->output);
     xfree(o);
+    run_finish(r, ok);
 }
 
 static void on_inv_view(struct agent_engine_view *view, void *ctx)
 {
-    struct inv *v = ctx;
-    struct agent *a = v->a;
+    struct agent_inventory_run *r = ctx;
+    struct agent *a = r->a;
+    r->models_ok = view->reachable;
     if (!view->reachable)
         LOGW("engine_down", "engine=%s url=%s reason=\"%s\"", node_kind_name(a->cfg.engine),
              a->engine.url, view->error);
-    size_t skipped = agent_ops_inventory_models(&view->models, &v->inv.models);
+    size_t skipped = agent_ops_inventory_models(&view->models, &r->inv.models);
     if (skipped) LOGW("inventory_models", "skipped=%zu reason=\"do not fit an item\"", skipped);
     const char *list = template_for(a, "backend.list");
-    if (list) {
-        struct aop *o = xcalloc(1, sizeof *o);
-        o->a = a;
-        o->inv = v;
-        buf_init(&o->output, OPS_MAX_OUTPUT + 1);
-        if (run_command(o, list, OPS_LIST_TIMEOUT_MS, after_inv_list)) return;
-        o->after = after_inv_list; /* runs once the handles closed, with no output */
-        o->exit_status = 1;
+    if (!list || r->killed) {
+        run_finish(r, false);
         return;
     }
-    inv_answer(v);
-    inv_free(v);
+    struct aop *o = xcalloc(1, sizeof *o);
+    o->a = a;
+    o->inv = r;
+    buf_init(&o->output, OPS_MAX_OUTPUT + 1);
+    r->list = o;
+    if (!run_command(o, list, OPS_LIST_TIMEOUT_MS, after_inv_list)) {
+        o->exit_status = 1;
+        after_inv_list(o);
+    }
+}
+
+void agent_inventory_collect(struct agent *a, agent_inventory_fn *done, void *ctx,
+                             struct agent_inventory_run **track)
+{
+    struct agent_inventory_run *r = xcalloc(1, sizeof *r);
+    r->a = a;
+    r->done = done;
+    r->ctx = ctx;
+    r->track = track;
+    if (track) *track = r;
+    a->pending++;
+    agent_engine_inventory(&a->engine, on_inv_view, r);
+}
+
+void agent_inventory_kill(struct agent_inventory_run *r)
+{
+    r->killed = true;
+    if (r->list && r->list->proc) agent_proc_kill(r->list->proc);
+}
+
+/* GET /drover/v1/inventory */
+struct inv_req {
+    struct http_request *req; /* NULL once the gateway left */
+};
+
+static void inv_req_abort(struct http_request *req, void *ctx)
+{
+    (void)req;
+    ((struct inv_req *)ctx)->req = NULL;
+}
+
+static void on_inv_collected(struct agent *a, struct node_api_inventory *inv, bool models_ok,
+                             bool backends_ok, void *ctx)
+{
+    struct inv_req *q = ctx;
+    /* the latest digests the upgrade checks have cached; new names get checked later, in the
+     * background */
+    agent_upgrade_observe(a, inv, models_ok, backends_ok);
+    if (q->req) {
+        http_request_on_abort(q->req, NULL, NULL);
+        struct buf b;
+        buf_init(&b, NODE_API_MAX_INVENTORY_BYTES);
+        if (node_api_inventory_emit(&b, inv)) {
+            LOGW("inventory_too_large", "models=%zu backends=%zu max_bytes=%d", inv->models.n,
+                 inv->backends.n, NODE_API_MAX_INVENTORY_BYTES);
+            (void)agent_answer_error(q->req, 500, "server_error", NULL, "inventory too large", NULL,
+                                     NULL);
+        } else {
+            (void)http_respond_json(q->req, 200, NULL, 0, b.p, b.len);
+        }
+        buf_free(&b);
+    }
+    xfree(q);
 }
 
 void agent_inventory_handle(struct agent *a, struct http_request *req)
 {
-    struct inv *v = xcalloc(1, sizeof *v);
-    v->a = a;
-    v->req = req;
-    a->pending++;
-    http_request_on_abort(req, inv_abort, v);
-    agent_engine_inventory(&a->engine, on_inv_view, v);
+    struct inv_req *q = xcalloc(1, sizeof *q);
+    q->req = req;
+    http_request_on_abort(req, inv_req_abort, q);
+    agent_inventory_collect(a, on_inv_collected, q, NULL);
 }

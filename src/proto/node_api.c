@@ -1094,6 +1094,13 @@ out:
 
 /* --- inventory --------------------------------------------------------------------------- */
 
+static bool holds_control_byte(struct strv v)
+{
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.p[i] < 0x20) return true;
+    return false;
+}
+
 /* A value of an ITEM: fits cap (with its NUL) and holds no control byte. */
 static int inv_value_check(struct strv v, size_t cap, const char *list, size_t idx,
                            const char *field, struct gw_error *err)
@@ -1101,11 +1108,15 @@ static int inv_value_check(struct strv v, size_t cap, const char *list, size_t i
     if (v.len >= cap)
         return gw_error_set(err, GW_E_INVALID, "%s[%zu].%s: longer than %zu bytes", list, idx,
                             field, cap - 1);
-    for (size_t i = 0; i < v.len; i++)
-        if ((unsigned char)v.p[i] < 0x20)
-            return gw_error_set(err, GW_E_INVALID, "%s[%zu].%s: holds a control byte", list, idx,
-                                field);
+    if (holds_control_byte(v))
+        return gw_error_set(err, GW_E_INVALID, "%s[%zu].%s: holds a control byte", list, idx,
+                            field);
     return 0;
+}
+
+bool node_api_digest_is_valid(struct strv s)
+{
+    return s.len > 0 && s.len < NODE_API_MAX_DIGEST && !holds_control_byte(s);
 }
 
 /* node_api_inv_items_add with the list's name for err (the parser names the JSON path). */

@@ -368,6 +368,9 @@ struct node_api_inventory {
  * GW_E_LIMIT past NODE_API_MAX_INV_ITEMS. STRV_NULL or "" for an unknown value. */
 int node_api_inv_items_add(struct node_api_inv_items *l, struct strv name, struct strv version,
                            struct strv digest, struct strv latest_digest, struct gw_error *err) WUR;
+/* A known digest or latest_digest as an ITEM holds it: 1..NODE_API_MAX_DIGEST-1 bytes, no
+ * control byte (the agent checks what its upgrade check printed with it). */
+bool node_api_digest_is_valid(struct strv s);
 /* The first item named name, or NULL. */
 const struct node_api_inv_item *node_api_inv_items_find(const struct node_api_inv_items *l,
                                                         struct strv name);
