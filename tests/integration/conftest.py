@@ -13,6 +13,18 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
+from test_pg import Cluster, pg_bin  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A private PostgreSQL cluster for the module (scripts/pg.sh, stopped by its pid at the
+    end); skips, saying why, when the server binaries are not installed."""
+    if not pg_bin("initdb"):
+        pytest.skip("no PostgreSQL server binaries (scripts/deps.sh installs postgresql-15)")
+    c = Cluster()
+    yield c
+    c.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

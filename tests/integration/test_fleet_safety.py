@@ -7,7 +7,6 @@ chooses (the user message names the answer), so a hostile client can make a node
 any class of DESIGN §4 for its own requests, as real engines do for some inputs. Real
 `drover serve` and `drover sim` processes on loopback; every wait is for an event, bounded.
 """
-import http.client
 import json
 import os
 import socket

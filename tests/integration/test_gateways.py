@@ -31,14 +31,6 @@ JOIN = "jt"
 CHAT = "chat-m"
 
 
-@pytest.fixture(scope="module")
-def pg():
-    if not pg_bin("initdb"):
-        pytest.skip("no PostgreSQL server binaries (scripts/deps.sh installs postgresql-15)")
-    c = Cluster()
-    yield c
-    c.close()
-
 
 class OpsAgent:
     """An agent as the gateway sees it (docs/node_api.md), counting every operation it is

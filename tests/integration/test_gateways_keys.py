@@ -24,19 +24,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Proc, request, start_sim, wait_for  # noqa: E402
-from test_pg import Cluster, pg_bin  # noqa: E402
+
 
 MODEL = "chat-m"
 OTHER = "other-m"
 
-
-@pytest.fixture(scope="module")
-def pg():
-    if not pg_bin("initdb"):
-        pytest.skip("no PostgreSQL server binaries (scripts/deps.sh installs postgresql-15)")
-    c = Cluster()
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-import pytest
+import pytest  # noqa: F401 (fixtures from conftest.py; runs under pytest)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_agent import FakeAgent  # noqa: E402
@@ -71,14 +71,6 @@ class Cluster:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-
-@pytest.fixture(scope="module")
-def pg():
-    if not pg_bin("initdb"):
-        pytest.skip("no PostgreSQL server binaries (scripts/deps.sh installs postgresql-15)")
-    c = Cluster()
-    yield c
-    c.close()
 
 
 def start_gw(store, extra=()):

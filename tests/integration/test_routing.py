@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import tempfile
-import time
 
 import pytest
 
