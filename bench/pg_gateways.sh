@@ -77,13 +77,7 @@ PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/drover-pgb-pg.XXXXXX")
 PG_STARTED=0
 PIDS=()
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all
     if [ "$PG_STARTED" = 1 ]; then scripts/pg.sh stop "$PGDIR" >/dev/null || say "warning: pg.sh stop failed"; fi
     rm -rf "$TMP" "$PGDIR"
 }

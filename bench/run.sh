@@ -133,13 +133,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # ---- processes we own ------------------------------------------------------------------------
 PIDS=()
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -161,9 +155,6 @@ stop() { # pid...: TERM, wait up to 3 s, KILL; forget them
     PIDS=("${keep[@]}")
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Proxies under test on cpu 0; the sim nodes and the load generators share the other cpus.
 # A proxy then never competes with its own load, and the floor (direct) is the sim + client

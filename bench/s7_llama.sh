@@ -19,6 +19,8 @@
 # pid, and removes its temp dir. Every knob: bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 S7L_NODES=${S7L_NODES:-3}
 S7L_SLOTS=${S7L_SLOTS:-2}
@@ -81,13 +83,7 @@ OUT=$TMP/report.txt
 # ---- processes we own ------------------------------------------------------------------------
 PIDS=()
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all
     if [ "${S7L_KEEP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -107,9 +103,6 @@ stop() { # pid...: TERM, wait up to 3 s, KILL; forget them
     PIDS=("${keep[@]}")
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 wait_line() { # file regex seconds pid: 0 once the line is there, 1 on timeout or exit
     local deadline=$((SECONDS + $3))
