@@ -329,9 +329,9 @@ static uint32_t number_after(const char *p, size_t n, const char *needle)
 
 void ctxfit_refusal_numbers(const char *p, size_t len, uint32_t *n_ctx, uint32_t *n_prompt)
 {
-    size_t n = len > 4096 ? 4096 : len;
     *n_ctx = *n_prompt = 0;
-    if (!p || !n) return;
+    if (!p || !len) return;
+    size_t n = len > 4096 ? 4096 : len;
     static const char *const ctx_needles[] = {
         "\"n_ctx\":",                         /* llama-server's error object */
         "available context size (",           /* its message */

@@ -91,7 +91,7 @@ struct outcome outcome_classify(const struct attempt_obs *obs)
     /* The request is longer than the node's context (llama-server's 400 "exceeds the available
      * context size", vLLM's "maximum context length"): the client's request, whatever the
      * status, and another node may have a larger context. */
-    if (s >= 400 && s != 404 && obs->body_says_context) return make(OUTCOME_CONTEXT_EXCEEDED);
+    if (s >= 400 && obs->body_says_context) return make(OUTCOME_CONTEXT_EXCEEDED);
     if (s == 400 && obs->body_says_unsupported) return make(OUTCOME_CAPABILITY_MISS);
     if (s >= 400 && s < 500) return make(OUTCOME_CLIENT_ERROR);
     if (s >= 500 && obs->body_says_unsupported) {
