@@ -35,6 +35,17 @@ int buf_reserve(struct buf *b, size_t n)
     return reserve(b, n, true);
 }
 
+int buf_grow(struct buf *b, size_t n)
+{
+    return reserve(b, n, false);
+}
+
+void buf_commit(struct buf *b, size_t k)
+{
+    b->len += k;
+    b->p[b->len] = '\0';
+}
+
 int buf_append(struct buf *b, const void *p, size_t n)
 {
     int rc = reserve(b, n, false);

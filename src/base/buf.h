@@ -22,6 +22,11 @@ int buf_append(struct buf *b, const void *p, size_t n) WUR;
 /* Room for n more bytes in one allocation (a known Content-Length). A hint: past max it does
  * nothing and returns GW_E_LIMIT, and the append that would pass max reports it again. */
 int buf_reserve(struct buf *b, size_t n);
+/* Room for n more bytes, grown as an append grows (doubling), for a writer that fills them in
+ * place: they go at b->p + b->len, and buf_commit(b, k) then takes the k <= n bytes written.
+ * GW_E_LIMIT (and b unchanged) when n more would pass max. */
+int buf_grow(struct buf *b, size_t n) WUR;
+void buf_commit(struct buf *b, size_t k);
 int buf_append_strv(struct buf *b, struct strv v) WUR;
 int buf_append_cstr(struct buf *b, const char *s) WUR;
 int buf_appendf(struct buf *b, const char *fmt, ...) WUR PRINTF_LIKE(2, 3);

@@ -43,16 +43,26 @@ static size_t number_len(const char *p, size_t n)
 /* Length of true/false/null at p, or 0. */
 static size_t literal_len(const char *p, size_t n)
 {
-    static const char *const words[] = {"true", "false", "null"};
-    for (size_t w = 0; w < 3; w++) {
-        size_t k = strlen(words[w]);
-        if (n < k || memcmp(p, words[w], k) != 0) continue;
-        if (n > k && ((p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
-                      is_digit((unsigned char)p[k]) || p[k] == '_'))
-            return 0;
-        return k;
+    const char *word;
+    size_t k;
+    switch (n ? p[0] : 0) {
+    case 't':
+        word = "true", k = 4;
+        break;
+    case 'f':
+        word = "false", k = 5;
+        break;
+    case 'n':
+        word = "null", k = 4;
+        break;
+    default:
+        return 0;
     }
-    return 0;
+    if (n < k || memcmp(p, word, k) != 0) return 0;
+    if (n > k && ((p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
+                  is_digit((unsigned char)p[k]) || p[k] == '_'))
+        return 0;
+    return k;
 }
 
 /* Length of the well-formed UTF-8 sequence (RFC 3629) starting with a byte >= 0x80 at u, or 0:
@@ -268,6 +278,61 @@ bool json_is_null(struct json_object *o, const char *key)
 {
     struct json_object *v;
     return member(o, key, &v) == 0 && v == NULL;
+}
+
+size_t json_str_len(const char *s, size_t len)
+{
+    size_t n = len + 2;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t')
+            n += 1;
+        else if (c < 0x20)
+            n += 5;
+    }
+    return n;
+}
+
+size_t json_put_str(char *dst, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *d = dst;
+    *d++ = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        memcpy(d, s + i - run, run);
+        d += run;
+        run = 0;
+        *d++ = '\\';
+        switch (c) {
+        case '"':
+            *d++ = '"';
+            break;
+        case '\\':
+            *d++ = '\\';
+            break;
+        case '\n':
+            *d++ = 'n';
+            break;
+        case '\r':
+            *d++ = 'r';
+            break;
+        case '\t':
+            *d++ = 't';
+            break;
+        default:
+            *d++ = 'u', *d++ = '0', *d++ = '0', *d++ = hex[c >> 4], *d++ = hex[c & 15];
+        }
+    }
+    if (run) memcpy(d, s + len - run, run);
+    d += run;
+    *d++ = '"';
+    return (size_t)(d - dst);
 }
 
 int json_append_str(struct buf *out, const char *s, size_t len)
@@ -487,17 +552,44 @@ static void put_cp(char *dst, size_t cap, size_t *k, unsigned cp)
     }
 }
 
-/* True when none of the 8 bytes in w is a quote, a backslash, a control byte (< 0x20) or
- * >= 0x80: the word-at-a-time test ("has a zero byte", "has a byte less than n") that lets the
- * string scan pass plain text 8 bytes per step. */
-static bool word_is_plain(uint64_t w)
+/* The bytes of w that a string scan must stop at: a quote, a backslash, a control byte
+ * (< 0x20) or >= 0x80, each marked by its high bit, with the word-at-a-time tests ("has a zero
+ * byte", "has a byte less than n"). A test may also mark bytes after the first marked one
+ * (a borrow carries up), never before it, so the lowest mark is exact. */
+static uint64_t word_stops(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
     uint64_t has_q = (q - ones) & ~q & highs;
     uint64_t has_b = (b - ones) & ~b & highs;
     uint64_t has_ctl = (w - ones * 0x20) & ~w & highs;
-    return ((w & highs) | has_q | has_b | has_ctl) == 0;
+    return (w & highs) | has_q | has_b | has_ctl;
+}
+
+static bool is_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* The end of the run of plain bytes (printable ASCII but quote and backslash) from i. */
+static size_t plain_run(const char *p, size_t n, size_t i)
+{
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t m = word_stops(w);
+        if (!m) {
+            i += 8;
+            continue;
+        }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        return i + ((size_t)__builtin_ctzll(m) >> 3); /* the lowest address's mark */
+#else
+        break;
+#endif
+    }
+    while (i < n && is_plain((unsigned char)p[i])) i++;
+    return i;
 }
 
 /* Reads the string at r->pos (its opening quote), decoding into dst; *nul is set when it
@@ -509,14 +601,9 @@ static int jr_str(struct json_reader *r, char *dst, size_t cap, size_t *len, boo
     *nul = false;
     while (i < n) {
         /* The common case first: a run of plain ASCII (no quote, backslash, control byte or
-         * byte >= 0x80), passed over in a tight loop and copied in one piece. A 128 KiB prompt
+         * byte >= 0x80), passed over 8 bytes a step and copied in one piece. A 128 KiB prompt
          * is nearly all such bytes. */
-        size_t run = i;
-        uint64_t w;
-        while (run + 8 <= n && (memcpy(&w, p + run, 8), word_is_plain(w))) run += 8;
-        while (run < n && (unsigned char)p[run] >= 0x20 && (unsigned char)p[run] < 0x80 &&
-               p[run] != '"' && p[run] != '\\')
-            run++;
+        size_t run = plain_run(p, n, i);
         if (run > i) {
             if (dst && k < cap) memcpy(dst + k, p + i, run - i < cap - k ? run - i : cap - k);
             k += run - i;
@@ -661,42 +748,50 @@ int json_reader_element(struct json_reader *r, bool *more)
     return jr_next(r, ']', more);
 }
 
+/* One value passed over: the checks of json_reader_peek and of the reads it stands for, each
+ * byte looked at once (a scalar's length is not measured twice). */
 int json_reader_skip(struct json_reader *r)
 {
     int rc;
-    enum json_kind kind;
-    if ((rc = json_reader_peek(r, &kind))) return rc;
+    jr_ws(r);
+    if (r->pos >= r->len) return jr_fail(r);
+    if (r->depth >= r->max_depth)
+        return gw_error_set(r->err, GW_E_DEPTH, "JSON nested deeper than %d", r->max_depth);
     const char *p = r->p + r->pos;
-    size_t n = r->len - r->pos;
-    bool more = true;
-    size_t len;
-    switch (kind) {
-    case JSON_K_NULL:
-    case JSON_K_BOOL:
-        r->pos += literal_len(p, n);
-        return 0;
-    case JSON_K_INT:
-    case JSON_K_DOUBLE:
-        r->pos += number_len(p, n);
-        return 0;
-    case JSON_K_STRING:
-        return json_reader_string(r, NULL, 0, &len);
-    case JSON_K_ARRAY:
-        if ((rc = json_reader_enter(r, JSON_K_ARRAY))) return rc;
+    size_t n = r->len - r->pos, k;
+    bool more = true, nul;
+    switch (*p) {
+    case '"':
+        return jr_str(r, NULL, 0, &k, &nul);
+    case '[':
+        r->depth++;
+        r->pos++;
+        r->fresh = true;
         while (1) {
             if ((rc = json_reader_element(r, &more))) return rc;
             if (!more) return 0;
             if ((rc = json_reader_skip(r))) return rc;
         }
-    case JSON_K_OBJECT:
-        if ((rc = json_reader_enter(r, JSON_K_OBJECT))) return rc;
+    case '{':
+        r->depth++;
+        r->pos++;
+        r->fresh = true;
         while (1) {
-            if ((rc = json_reader_member(r, NULL, 0, &len, &more))) return rc;
+            if ((rc = json_reader_member(r, NULL, 0, &k, &more))) return rc;
             if (!more) return 0;
             if ((rc = json_reader_skip(r))) return rc;
         }
+    case 't':
+    case 'f':
+    case 'n':
+        k = literal_len(p, n);
+        break;
+    default:
+        k = number_len(p, n);
     }
-    return jr_fail(r);
+    if (!k) return jr_fail(r);
+    r->pos += k;
+    return 0;
 }
 
 int json_reader_end(struct json_reader *r)

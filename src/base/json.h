@@ -36,6 +36,10 @@ bool json_is_null(struct json_object *o, const char *key);
 /* Appends s as a JSON string literal (with quotes) to out; GW_E_LIMIT past out's cap. */
 struct buf;
 int json_append_str(struct buf *out, const char *s, size_t len) WUR;
+/* The same literal written at dst, which has room for json_str_len(s, len) bytes; returns
+ * that many (no NUL). For writers that reserve an output's bytes once and fill them in place. */
+size_t json_str_len(const char *s, size_t len);
+size_t json_put_str(char *dst, const char *s, size_t len);
 
 /* In a JSON text already validated by json_parse_strict whose root is an object, finds the
  * top-level member key (no escapes in the key) and gives the byte span [start, end) of its

@@ -2,8 +2,10 @@
  * Requests are parsed with json-c (strict, depth-capped) and rebuilt as chat completions or
  * embeddings; answers are read back the same way. Streams are split into SSE events by the
  * shared splitter, so the output is the same whatever the chunk boundaries, and only the
- * node's `[DONE]` event completes a stream (DESIGN §4). Output is written with buf and
- * json_append_str (no tree) on the per-token path. The loop thread only. */
+ * node's `[DONE]` event completes a stream (DESIGN §4). The per-token path builds no tree:
+ * a chunk is read with the allocation-free json_reader, or, when it differs from the last one
+ * only inside delta.content (the envelope memo), by reading that string alone; each event is
+ * written into the output with one reservation. The loop thread only. */
 #include "gw/translate.h"
 
 #include <math.h>
@@ -56,9 +58,17 @@ static int append_json(struct buf *out, struct json_object *o)
     return buf_append(out, s, n);
 }
 
-static int app(struct buf *b, const char *s)
+/* Inline, so a literal's length is known at compile time. */
+static inline int app(struct buf *b, const char *s)
 {
-    return buf_append_cstr(b, s);
+    return buf_append(b, s, strlen(s));
+}
+
+/* The per-token writers reserve an event's bytes once and fill them in place. */
+static char *put(char *d, const char *s, size_t n)
+{
+    memcpy(d, s, n);
+    return d + n;
 }
 
 static int app_str(struct buf *b, const char *s)
@@ -75,9 +85,12 @@ static int app_i64(struct buf *b, int64_t v)
     return buf_append_u64(b, (uint64_t)v);
 }
 
-/* RFC 3339 UTC with nanoseconds, as Ollama writes created_at. The date part is formatted
- * once a second (this runs once per streamed token). */
-static int app_created_at(struct buf *b)
+enum { CREATED_AT_MAX = 64 };
+
+/* RFC 3339 UTC with nanoseconds, as Ollama writes created_at, quoted, at d (CREATED_AT_MAX
+ * bytes of room); returns its length. The date part is formatted once a second (this runs
+ * once per streamed token). */
+static size_t put_created_at(char *d)
 {
     static __thread time_t cached_sec = -1;
     static __thread char date[40];
@@ -90,12 +103,17 @@ static int app_created_at(struct buf *b)
         date_len = strftime(date, sizeof date, "\"%Y-%m-%dT%H:%M:%S.", &tm);
         cached_sec = ts.tv_sec;
     }
-    char s[64];
-    memcpy(s, date, date_len);
+    memcpy(d, date, date_len);
     long ns = ts.tv_nsec;
-    for (int i = 8; i >= 0; i--, ns /= 10) s[date_len + (size_t)i] = (char)('0' + ns % 10);
-    memcpy(s + date_len + 9, "Z\"", 2);
-    return buf_append(b, s, date_len + 11);
+    for (int i = 8; i >= 0; i--, ns /= 10) d[date_len + (size_t)i] = (char)('0' + ns % 10);
+    memcpy(d + date_len + 9, "Z\"", 2);
+    return date_len + 11;
+}
+
+static int app_created_at(struct buf *b)
+{
+    char s[CREATED_AT_MAX];
+    return buf_append(b, s, put_created_at(s));
 }
 
 enum xlate_mode xlate_mode_for(enum api_kind kind, enum node_kind node)
@@ -135,6 +153,8 @@ void xlate_free(struct xlate *x)
     buf_free(&x->up_body);
     buf_free(&x->out);
     buf_free(&x->scratch);
+    buf_free(&x->head);
+    buf_free(&x->memo);
     if (x->sse_used) sse_free(&x->sse);
     for (size_t i = 0; i < x->n_tools; i++) buf_free(&x->tools[i].args);
     x->sse_used = false;
@@ -574,6 +594,8 @@ int xlate_prepare(struct xlate *x, enum xlate_mode mode, enum node_kind node, st
     buf_init(&x->up_body, XLATE_MAX_BODY);
     buf_init(&x->out, XLATE_MAX_BODY);
     buf_init(&x->scratch, XLATE_SCRATCH_BYTES);
+    buf_init(&x->head, XLATE_MAX_EVENT);
+    buf_init(&x->memo, XLATE_MEMO_BYTES);
     struct json_object *in = json_parse_strict(body.p, body.len, XLATE_MAX_DEPTH, NULL);
     if (!in || !json_object_is_type(in, json_type_object)) {
         if (in) json_object_put(in);
@@ -729,11 +751,21 @@ static int ollama_tail(struct xlate *x, struct buf *o, uint64_t now_us)
     return rc;
 }
 
+/* The start every Ollama line shares, up to created_at's value, built at the first use. */
+static int ollama_head_ready(struct xlate *x)
+{
+    if (x->head.len) return 0;
+    int rc = app(&x->head, "{\"model\":");
+    if (!rc) rc = app_str(&x->head, x->model);
+    if (!rc) rc = app(&x->head, ",\"created_at\":");
+    if (rc) buf_reset(&x->head);
+    return rc;
+}
+
 static int ollama_head(struct xlate *x, struct buf *o)
 {
-    int rc = app(o, "{\"model\":");
-    if (!rc) rc = app_str(o, x->model);
-    if (!rc) rc = app(o, ",\"created_at\":");
+    int rc = ollama_head_ready(x);
+    if (!rc) rc = buf_append_strv(o, buf_view(&x->head));
     if (!rc) rc = app_created_at(o);
     return rc;
 }
@@ -1004,23 +1036,29 @@ static int anthropic_start(struct xlate *x, struct buf *o)
 
 static int anthropic_text(struct xlate *x, struct buf *o, const char *text, size_t len)
 {
-    int rc = 0;
     if (x->open_block < 0 || !x->open_is_text) {
-        rc = close_block(x, o);
+        int rc = close_block(x, o);
         x->open_block = x->next_block++;
         x->open_is_text = true;
         if (!rc) rc = sse_event(o, "content_block_start");
         if (!rc) rc = app(o, "{\"type\":\"content_block_start\",\"index\":");
         if (!rc) rc = buf_append_u64(o, (uint64_t)x->open_block);
         if (!rc) rc = app(o, ",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+        if (rc) return rc;
     }
-    if (!rc) rc = sse_event(o, "content_block_delta");
-    if (!rc) rc = app(o, "{\"type\":\"content_block_delta\",\"index\":");
-    if (!rc) rc = buf_append_u64(o, (uint64_t)x->open_block);
-    if (!rc) rc = app(o, ",\"delta\":{\"type\":\"text_delta\",\"text\":");
-    if (!rc) rc = json_append_str(o, text, len);
-    if (!rc) rc = app(o, "}}\n\n");
-    return rc;
+    static const char pre[] = "event: content_block_delta\ndata: "
+                              "{\"type\":\"content_block_delta\",\"index\":",
+                      mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":", post[] = "}}\n\n";
+    size_t str_len = json_str_len(text, len);
+    if (buf_grow(o, sizeof pre + 20 + sizeof mid + str_len + sizeof post)) return GW_E_LIMIT;
+    char *d0 = o->p + o->len, *d = d0;
+    d = put(d, pre, sizeof pre - 1);
+    d += u64_to_dec(d, (uint64_t)x->open_block);
+    d = put(d, mid, sizeof mid - 1);
+    d += json_put_str(d, text, len);
+    d = put(d, post, sizeof post - 1);
+    buf_commit(o, (size_t)(d - d0));
+    return 0;
 }
 
 /* Tool call fragments as tool_use blocks: a block opens when a call's id or name arrives,
@@ -1083,17 +1121,29 @@ static int anthropic_end(struct xlate *x, struct buf *o)
 static int ollama_delta(struct xlate *x, struct buf *o, bool thinking, const char *text, size_t len)
 {
     bool gen = x->mode == XLATE_OLLAMA_GENERATE;
-    int rc = ollama_head(x, o);
-    if (gen)
-        rc = rc ? rc : app(o, thinking ? ",\"response\":\"\",\"thinking\":" : ",\"response\":");
-    else
-        rc = rc ? rc
-                : app(o, thinking
-                             ? ",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":"
-                             : ",\"message\":{\"role\":\"assistant\",\"content\":");
-    if (!rc) rc = json_append_str(o, text, len);
-    if (!rc) rc = app(o, gen ? ",\"done\":false}\n" : "},\"done\":false}\n");
-    return rc;
+    static const char gen_text[] = ",\"response\":",
+                      gen_think[] = ",\"response\":\"\",\"thinking\":",
+                      chat_text[] = ",\"message\":{\"role\":\"assistant\",\"content\":",
+                      chat_think[] = ",\"message\":{\"role\":\"assistant\",\"content\":\"\","
+                                     "\"thinking\":",
+                      gen_tail[] = ",\"done\":false}\n", chat_tail[] = "},\"done\":false}\n";
+    const char *mid = gen ? (thinking ? gen_think : gen_text) : (thinking ? chat_think : chat_text);
+    size_t mid_len = gen ? (thinking ? sizeof gen_think : sizeof gen_text) - 1
+                         : (thinking ? sizeof chat_think : sizeof chat_text) - 1;
+    const char *tail = gen ? gen_tail : chat_tail;
+    size_t tail_len = (gen ? sizeof gen_tail : sizeof chat_tail) - 1;
+    int rc = ollama_head_ready(x);
+    if (rc) return rc;
+    size_t str_len = json_str_len(text, len);
+    if (buf_grow(o, x->head.len + CREATED_AT_MAX + mid_len + str_len + tail_len)) return GW_E_LIMIT;
+    char *d0 = o->p + o->len, *d = d0;
+    d = put(d, x->head.p, x->head.len);
+    d += put_created_at(d);
+    d = put(d, mid, mid_len);
+    d += json_put_str(d, text, len);
+    d = put(d, tail, tail_len);
+    buf_commit(o, (size_t)(d - d0));
+    return 0;
 }
 
 static int ollama_end(struct xlate *x, struct buf *o, uint64_t now_us)
@@ -1124,6 +1174,8 @@ struct feed_ctx {
 struct chunk {
     struct strv content, reasoning, finish;
     bool has_content, has_reasoning, has_finish;
+    int reads;                      /* members read into the chunk or into x (usage, timings) */
+    size_t content_at, content_end; /* the content string's bytes in the chunk, quotes included */
 };
 
 static bool member_is(const char *name, size_t len, const char *want)
@@ -1152,23 +1204,126 @@ static int fast_num(struct json_reader *r, double *out)
 
 /* A string member decoded into the scratch buffer (which must have room: a string longer than
  * the scratch sends the chunk to the tree parser). */
-static int fast_str(struct json_reader *r, struct buf *scratch, struct strv *out, bool *has)
+static int fast_str(struct json_reader *r, struct buf *scratch, struct chunk *c, struct strv *out,
+                    bool *has)
 {
     enum json_kind k;
     if (json_reader_peek(r, &k)) return -1;
     if (k != JSON_K_STRING) return json_reader_skip(r);
-    size_t room = scratch->cap - scratch->len, len;
+    size_t room = scratch->cap - scratch->len, len, at = r->pos;
     if (json_reader_string(r, scratch->p + scratch->len, room, &len)) return -1;
     if (len > room) return 1;
     *out = (struct strv){scratch->p + scratch->len, len};
     scratch->len += len;
     *has = true;
+    c->reads++;
+    if (out == &c->content) c->content_at = at, c->content_end = r->pos;
     return 0;
 }
 
+/* choices[0].delta: content, reasoning_content; tool calls go to the tree parser. */
+static int fast_delta(struct json_reader *r, struct buf *scratch, struct chunk *c)
+{
+    char name[32];
+    size_t nl;
+    bool more;
+    enum json_kind k;
+    int rc;
+    if (json_reader_enter(r, JSON_K_OBJECT)) return -1;
+    while (1) {
+        if (json_reader_member(r, name, sizeof name, &nl, &more)) return -1;
+        if (!more) return 0;
+        if (member_is(name, nl, "content")) {
+            if ((rc = fast_str(r, scratch, c, &c->content, &c->has_content))) return rc;
+        } else if (member_is(name, nl, "reasoning_content")) {
+            if ((rc = fast_str(r, scratch, c, &c->reasoning, &c->has_reasoning))) return rc;
+        } else if (member_is(name, nl, "tool_calls")) {
+            if (json_reader_peek(r, &k)) return -1;
+            if (k != JSON_K_NULL) return 1;
+            if (json_reader_skip(r)) return -1;
+        } else if (json_reader_skip(r)) {
+            return -1;
+        }
+    }
+}
+
+/* choices: one object (finish_reason, delta); more than one choice goes to the tree parser. */
+static int fast_choices(struct json_reader *r, struct buf *scratch, struct chunk *c)
+{
+    char name[32];
+    size_t nl, i = 0;
+    bool more;
+    enum json_kind k;
+    int rc;
+    if (json_reader_enter(r, JSON_K_ARRAY)) return -1;
+    while (1) {
+        if (json_reader_element(r, &more)) return -1;
+        if (!more) return 0;
+        if (i++ > 0) return 1;
+        if (json_reader_peek(r, &k)) return -1;
+        if (k != JSON_K_OBJECT) return 1;
+        if (json_reader_enter(r, JSON_K_OBJECT)) return -1;
+        while (1) {
+            if (json_reader_member(r, name, sizeof name, &nl, &more)) return -1;
+            if (!more) break;
+            if (member_is(name, nl, "finish_reason")) {
+                if ((rc = fast_str(r, scratch, c, &c->finish, &c->has_finish))) return rc;
+            } else if (member_is(name, nl, "delta")) {
+                if (json_reader_peek(r, &k)) return -1;
+                if (k == JSON_K_OBJECT) {
+                    if ((rc = fast_delta(r, scratch, c))) return rc;
+                } else if (json_reader_skip(r)) {
+                    return -1;
+                }
+            } else if (json_reader_skip(r)) {
+                return -1;
+            }
+        }
+    }
+}
+
+/* usage (prompt_tokens, completion_tokens) or llama-server's timings into x. */
+static int fast_counts(struct xlate *x, struct json_reader *r, struct chunk *c, bool usage)
+{
+    char name[32];
+    size_t nl;
+    bool more;
+    c->reads++;
+    if (json_reader_enter(r, JSON_K_OBJECT)) return -1;
+    while (1) {
+        if (json_reader_member(r, name, sizeof name, &nl, &more)) return -1;
+        if (!more) return 0;
+        double v = -1;
+        bool known =
+            usage ? member_is(name, nl, "prompt_tokens") || member_is(name, nl, "completion_tokens")
+                  : member_is(name, nl, "prompt_ms") || member_is(name, nl, "predicted_ms") ||
+                        member_is(name, nl, "prompt_n") || member_is(name, nl, "predicted_n");
+        if (!known) {
+            if (json_reader_skip(r)) return -1;
+            continue;
+        }
+        if (fast_num(r, &v)) return -1;
+        if (v < 0) continue;
+        if (member_is(name, nl, "prompt_tokens"))
+            x->prompt_tokens = (int64_t)v;
+        else if (member_is(name, nl, "completion_tokens"))
+            x->completion_tokens = (int64_t)v;
+        else if (member_is(name, nl, "prompt_ms"))
+            x->prompt_ms = v;
+        else if (member_is(name, nl, "predicted_ms"))
+            x->predicted_ms = v;
+        else if (member_is(name, nl, "prompt_n") && x->prompt_tokens < 0)
+            x->prompt_tokens = (int64_t)v;
+        else if (member_is(name, nl, "predicted_n") && x->completion_tokens < 0)
+            x->completion_tokens = (int64_t)v;
+    }
+}
+
 /* Reads the members the stream needs: choices[0].delta.{content,reasoning_content},
- * choices[0].finish_reason, usage, timings. 1 when the chunk needs the tree parser (tool
- * calls, more than one choice, a long string), -1 when it is not JSON. */
+ * choices[0].finish_reason, usage, timings; every other member is only checked (the whole
+ * chunk must be JSON, as for the tree parser). A member's kind is looked at only when its
+ * name is one of these. 1 when the chunk needs the tree parser (tool calls, more than one
+ * choice, a long string), -1 when it is not JSON. */
 static int fast_chunk(struct xlate *x, struct strv data, struct buf *scratch, struct chunk *c)
 {
     struct json_reader r;
@@ -1176,90 +1331,68 @@ static int fast_chunk(struct xlate *x, struct strv data, struct buf *scratch, st
     char name[32];
     size_t nl;
     bool more;
+    enum json_kind k;
     int rc;
     if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
     while (1) {
         if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
         if (!more) break;
-        enum json_kind k;
-        if (json_reader_peek(&r, &k)) return -1;
-        if (member_is(name, nl, "choices") && k == JSON_K_ARRAY) {
-            if (json_reader_enter(&r, JSON_K_ARRAY)) return -1;
-            size_t i = 0;
-            while (1) {
-                if (json_reader_element(&r, &more)) return -1;
-                if (!more) break;
-                if (i++ > 0) return 1;
-                if (json_reader_peek(&r, &k)) return -1;
-                if (k != JSON_K_OBJECT) return 1;
-                if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
-                while (1) {
-                    if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
-                    if (!more) break;
-                    if (json_reader_peek(&r, &k)) return -1;
-                    if (member_is(name, nl, "finish_reason")) {
-                        if ((rc = fast_str(&r, scratch, &c->finish, &c->has_finish))) return rc;
-                    } else if (member_is(name, nl, "delta") && k == JSON_K_OBJECT) {
-                        if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
-                        while (1) {
-                            if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
-                            if (!more) break;
-                            if (json_reader_peek(&r, &k)) return -1;
-                            if (member_is(name, nl, "content")) {
-                                if ((rc = fast_str(&r, scratch, &c->content, &c->has_content)))
-                                    return rc;
-                            } else if (member_is(name, nl, "reasoning_content")) {
-                                if ((rc = fast_str(&r, scratch, &c->reasoning, &c->has_reasoning)))
-                                    return rc;
-                            } else if (member_is(name, nl, "tool_calls") && k != JSON_K_NULL) {
-                                return 1;
-                            } else if (json_reader_skip(&r)) {
-                                return -1;
-                            }
-                        }
-                    } else if (json_reader_skip(&r)) {
-                        return -1;
-                    }
-                }
+        bool usage = false;
+        if (member_is(name, nl, "choices")) {
+            if (json_reader_peek(&r, &k)) return -1;
+            if (k == JSON_K_ARRAY) {
+                if ((rc = fast_choices(&r, scratch, c))) return rc;
+                continue;
             }
-        } else if ((member_is(name, nl, "usage") || member_is(name, nl, "timings")) &&
-                   k == JSON_K_OBJECT) {
-            bool usage = member_is(name, nl, "usage");
-            if (json_reader_enter(&r, JSON_K_OBJECT)) return -1;
-            while (1) {
-                if (json_reader_member(&r, name, sizeof name, &nl, &more)) return -1;
-                if (!more) break;
-                double v = -1;
-                bool known = usage ? member_is(name, nl, "prompt_tokens") ||
-                                         member_is(name, nl, "completion_tokens")
-                                   : member_is(name, nl, "prompt_ms") ||
-                                         member_is(name, nl, "predicted_ms") ||
-                                         member_is(name, nl, "prompt_n") ||
-                                         member_is(name, nl, "predicted_n");
-                if (!known) {
-                    if (json_reader_skip(&r)) return -1;
-                    continue;
-                }
-                if (fast_num(&r, &v)) return -1;
-                if (v < 0) continue;
-                if (member_is(name, nl, "prompt_tokens"))
-                    x->prompt_tokens = (int64_t)v;
-                else if (member_is(name, nl, "completion_tokens"))
-                    x->completion_tokens = (int64_t)v;
-                else if (member_is(name, nl, "prompt_ms"))
-                    x->prompt_ms = v;
-                else if (member_is(name, nl, "predicted_ms"))
-                    x->predicted_ms = v;
-                else if (member_is(name, nl, "prompt_n") && x->prompt_tokens < 0)
-                    x->prompt_tokens = (int64_t)v;
-                else if (member_is(name, nl, "predicted_n") && x->completion_tokens < 0)
-                    x->completion_tokens = (int64_t)v;
+        } else if ((usage = member_is(name, nl, "usage")) || member_is(name, nl, "timings")) {
+            if (json_reader_peek(&r, &k)) return -1;
+            if (k == JSON_K_OBJECT) {
+                if ((rc = fast_counts(x, &r, c, usage))) return rc;
+                continue;
             }
-        } else if (json_reader_skip(&r)) {
-            return -1;
         }
+        if (json_reader_skip(&r)) return -1;
     }
     return json_reader_end(&r) ? -1 : 0;
+}
+
+/* A chunk that differs from the last memoised one (x->memo) only inside the delta's content
+ * string: the bytes before that string and after it are the same, so a reader is in the same
+ * state at both ends as it was in the memoised chunk, where the content string was the only
+ * member read (nothing else to replay) and everything else was checked. Reading the string,
+ * and finding that it ends exactly where the same bytes resume, then reads the whole chunk: a
+ * node's stream repeats its envelope (id, model, created, index…) in every token. 1 when the
+ * chunk is not such a chunk (fast_chunk decides). */
+static int memo_chunk(const struct xlate *x, struct strv data, struct buf *scratch, struct chunk *c)
+{
+    const struct buf *m = &x->memo;
+    if (!m->len) return 1;
+    size_t pre = x->memo_at, post = m->len - x->memo_end;
+    if (data.len < pre + post || memcmp(data.p, m->p, pre) != 0 ||
+        memcmp(data.p + data.len - post, m->p + x->memo_end, post) != 0)
+        return 1;
+    struct json_reader r;
+    json_reader_init(&r, data.p + pre, data.len - pre - post, XLATE_MAX_DEPTH, NULL);
+    size_t room = scratch->cap - scratch->len, len;
+    if (json_reader_string(&r, scratch->p + scratch->len, room, &len) || r.pos != r.len ||
+        len > room)
+        return 1;
+    c->content = (struct strv){scratch->p + scratch->len, len};
+    c->has_content = true;
+    scratch->len += len;
+    return 0;
+}
+
+/* Remembers a chunk whose only member read was its content string (XLATE_MEMO_BYTES at most). */
+static void memo_keep(struct xlate *x, struct strv data, const struct chunk *c)
+{
+    buf_reset(&x->memo);
+    if (c->reads != 1 || !c->has_content || buf_append(&x->memo, data.p, data.len)) {
+        buf_reset(&x->memo);
+        return;
+    }
+    x->memo_at = c->content_at;
+    x->memo_end = c->content_end;
 }
 
 /* The chunk's text and finish reason to the client (both paths). */
@@ -1298,9 +1431,14 @@ static int on_event(void *ctx, struct strv event, struct strv data)
     struct buf *scratch = &x->scratch;
     if (!scratch->p) (void)buf_reserve(scratch, XLATE_SCRATCH_BYTES);
     scratch->len = 0;
+    if (scratch->p && memo_chunk(x, data, scratch, &fc) == 0) /* (else fc, scratch->len kept) */
+        return emit_chunk(x, o, &fc, f->now_us);
     int frc = scratch->p ? fast_chunk(x, data, scratch, &fc) : 1;
     if (frc < 0) return 0; /* not JSON: nothing a client could use (the stream's end decides) */
-    if (frc == 0) return emit_chunk(x, o, &fc, f->now_us);
+    if (frc == 0) {
+        memo_keep(x, data, &fc);
+        return emit_chunk(x, o, &fc, f->now_us);
+    }
     struct json_object *root = json_parse_strict(data.p, data.len, XLATE_MAX_DEPTH, NULL);
     if (!root) return 0;
     read_usage(x, root);

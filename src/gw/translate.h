@@ -31,6 +31,7 @@ enum xlate_mode {
 enum {
     XLATE_MAX_TOOLS = 32,            /* tool calls one streamed answer may carry */
     XLATE_SCRATCH_BYTES = 64 * 1024, /* a chunk's decoded strings on the fast path */
+    XLATE_MEMO_BYTES = 2048,         /* a chunk remembered for its envelope (translate.c) */
 };
 
 struct xlate_tool {
@@ -66,8 +67,11 @@ struct xlate {
     double prompt_ms, predicted_ms; /* llama-server's timings, < 0 unknown */
     struct xlate_tool tools[XLATE_MAX_TOOLS];
     size_t n_tools;
-    struct buf out;     /* the client's bytes of the last feed (owned, reused) */
-    struct buf scratch; /* decoded strings of one chunk (owned, reused) */
+    struct buf out;           /* the client's bytes of the last feed (owned, reused) */
+    struct buf scratch;       /* decoded strings of one chunk (owned, reused) */
+    struct buf head;          /* Ollama lines' {"model":…,"created_at": (owned, built once) */
+    struct buf memo;          /* the last chunk whose only member read was its content (owned) */
+    size_t memo_at, memo_end; /* that content string's bytes in memo, quotes included */
 };
 
 /* How a request of this API kind reaches a node of this kind: XLATE_NONE when it goes as it

@@ -26,6 +26,7 @@ struct sse_splitter {
     struct buf line;
     struct buf data;
     struct buf event;
+    struct strv data_view; /* the event's only data line, still in the caller's chunk */
     bool has_data;
     bool last_was_cr;
     bool started;

@@ -10,6 +10,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/mem.h"
 
 static int parse_code(const char *p, size_t len, int depth)
 {
@@ -299,6 +300,39 @@ static void test_append_str_escapes(void **state)
     buf_free(&b);
 }
 
+/* json_put_str writes exactly json_str_len bytes, the same bytes json_append_str appends. */
+static void put_same(const char *s, size_t len)
+{
+    struct buf want;
+    buf_init(&want, 1 << 16);
+    assert_int_equal(json_append_str(&want, s, len), 0);
+    size_t n = json_str_len(s, len);
+    assert_int_equal(n, want.len);
+    char *got = xmalloc(n + 1);
+    got[n] = '#';
+    assert_int_equal(json_put_str(got, s, len), n);
+    assert_memory_equal(got, want.p, n);
+    assert_int_equal(got[n], '#');
+    xfree(got);
+    buf_free(&want);
+}
+
+static void test_put_str(void **state)
+{
+    (void)state;
+    char all[256];
+    for (int c = 0; c <= 0xff; c++) {
+        char one = (char)c;
+        put_same(&one, 1);
+        all[c] = (char)c;
+    }
+    put_same(all, sizeof all);
+    put_same("", 0);
+    put_same(NULL, 0);
+    const char mixed[] = "\"q\"\\b\n\r\t\b\f\x01\x1f\x7f caf\xc3\xa9 \xf0\x9f\x98\x80 plain run";
+    put_same(mixed, sizeof mixed - 1);
+}
+
 static void test_append_str_cap(void **state)
 {
     (void)state;
@@ -442,14 +476,26 @@ static void test_reader(void **state)
             json_reader_init(&r, doc, 30, 8, &err);
             assert_int_equal(json_reader_string(&r, out, sizeof out, &got), GW_E_PARSE);
         }
-        memset(doc, 'a', 30);
+        /* neighbours one above and below a quote (a borrow across bytes must not hide it) */
+        for (int fill = 0; fill < 2; fill++) {
+            memset(doc, fill ? '!' : '#', 30);
+            doc[0] = '"';
+            doc[29] = '"';
+            doc[1 + at] = '"'; /* ends the string early: what follows is not JSON */
+            json_reader_init(&r, doc, 30, 8, &err);
+            assert_int_equal(json_reader_string(&r, out, sizeof out, &got), 0);
+            assert_int_equal(got, at);
+            assert_int_equal(json_reader_end(&r), GW_E_PARSE);
+        }
+        memset(doc, ' ', 30); /* 0x20, the lowest plain byte, around a two-byte character */
         doc[0] = '"';
         doc[29] = '"';
-        doc[1 + at] = '"'; /* ends the string early: what follows is not JSON */
+        doc[1 + at] = (char)0xc3;
+        doc[2 + at] = (char)0xa9;
         json_reader_init(&r, doc, 30, 8, &err);
         assert_int_equal(json_reader_string(&r, out, sizeof out, &got), 0);
-        assert_int_equal(got, at);
-        assert_int_equal(json_reader_end(&r), GW_E_PARSE);
+        assert_int_equal(got, 28);
+        assert_memory_equal(out + at, "\xc3\xa9 ", 3);
     }
     json_reader_init(&r, "[1] x", 5, 8, &err);
     assert_int_equal(json_reader_skip(&r), 0);
@@ -474,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_getters),
         cmocka_unit_test(test_append_str_roundtrip),
         cmocka_unit_test(test_append_str_escapes),
+        cmocka_unit_test(test_put_str),
         cmocka_unit_test(test_append_str_cap),
         cmocka_unit_test(test_top_string_span),
         cmocka_unit_test(test_reader),

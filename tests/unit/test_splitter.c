@@ -361,6 +361,37 @@ static void test_sse_cr_at_chunk_end(void **state)
     buf_free(&r.out);
 }
 
+/* An event's data line lies in the chunk it came in (dispatched without a copy): when the
+ * event ends in a later chunk, the data must not depend on the first chunk's memory, which
+ * the caller reuses (a socket read buffer) between feeds. */
+static void test_sse_data_outlives_chunk(void **state)
+{
+    (void)state;
+    struct sse_splitter s;
+    struct rec r;
+    rec_init(&r);
+    sse_init(&s, MAX_LINE);
+    char chunk[32];
+    memcpy(chunk, "data: abc\n", 10);
+    assert_int_equal(sse_feed(&s, chunk, 10, on_event, &r), 0);
+    memset(chunk, 'X', sizeof chunk);
+    memcpy(chunk, "\n", 1);
+    assert_int_equal(sse_feed(&s, chunk, 1, on_event, &r), 0);
+    assert_string_equal(r.out.p, "E0:D3:abc\n");
+    /* a second data line in the next chunk joins the first */
+    memcpy(chunk, "event: e\ndata: d1\n", 18);
+    assert_int_equal(sse_feed(&s, chunk, 18, on_event, &r), 0);
+    memset(chunk, 'Y', sizeof chunk);
+    memcpy(chunk, "data: d2\n\n", 10);
+    assert_int_equal(sse_feed(&s, chunk, 10, on_event, &r), 0);
+    assert_string_equal(r.out.p, "E0:D3:abc\nE1:eD5:d1\nd2\n");
+    /* both lines in one chunk, and "data" without a colon (an empty line of data) */
+    assert_int_equal(sse_feed(&s, "data\ndata: z\n\ndata\n\n", 20, on_event, &r), 0);
+    assert_string_equal(r.out.p, "E0:D3:abc\nE1:eD5:d1\nd2\nE0:D2:\nz\nE0:D0:\n");
+    sse_free(&s);
+    buf_free(&r.out);
+}
+
 static void test_sse_line_cap(void **state)
 {
     (void)state;
@@ -663,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_sse_reuse_after_free),
         cmocka_unit_test(test_ndjson_lines),
         cmocka_unit_test(test_ndjson_finish),
+        cmocka_unit_test(test_sse_data_outlives_chunk),
         cmocka_unit_test(test_ndjson_line_cap),
         cmocka_unit_test(test_ndjson_callback_stops),
         cmocka_unit_test(test_stop_is_split_invariant),

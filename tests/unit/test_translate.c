@@ -451,6 +451,104 @@ static void test_anthropic_stream(void **state)
     buf_free(&b);
 }
 
+/* The envelope memo (a chunk that differs from the last one only inside delta.content is read
+ * by reading that string) gives what reading every chunk in full gives, whatever stands where
+ * the content string stood: strings that end early, whitespace, other members, bad bytes. */
+static void run_memo(enum api_kind kind, const char *in, size_t split, bool memo, struct buf *all)
+{
+    struct xlate x;
+    struct json_object *o =
+        prepare(&x, kind, NODE_KIND_LLAMACPP,
+                kind == API_ANTHROPIC_MESSAGES
+                    ? "{\"model\":\"asked\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\","
+                      "\"content\":\"x\"}],\"stream\":true}"
+                : kind == API_OLLAMA_GENERATE
+                    ? "{\"model\":\"asked\",\"prompt\":\"x\"}"
+                    : "{\"model\":\"asked\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                true);
+    json_object_put(o);
+    if (!memo) buf_init(&x.memo, 0); /* nothing fits: every chunk is read in full */
+    assert_int_equal(xlate_stream(&x, in, split, NOW), 0);
+    assert_int_equal(buf_append(all, x.out.p, x.out.len), 0);
+    assert_int_equal(x.memo.len > 0, memo); /* the last plain chunk is remembered */
+    assert_int_equal(xlate_stream(&x, in + split, strlen(in + split), NOW), 0);
+    assert_int_equal(buf_append(all, x.out.p, x.out.len), 0);
+    assert_true(x.done);
+    char counts[96];
+    snprintf(counts, sizeof counts, "|%lld %lld %lld %s", (long long)x.prompt_tokens,
+             (long long)x.completion_tokens, (long long)x.deltas, x.finish);
+    assert_int_equal(buf_append(all, counts, strlen(counts)), 0);
+    xlate_free(&x);
+    blank_times(all);
+}
+
+static void test_stream_memo(void **state)
+{
+    (void)state;
+    static const char *const tokens[] = {
+        "\"b\"",
+        "\"caf\\u00e9 \\\"q\\\" \\ud83d\\ude00 \\\\ \xc3\xa9\"",
+        "\"\"",
+        "\"x\",\"content\":\"y\"",
+        "\"x\"  ",
+        " \"x\"",
+        "\"x\",\"reasoning_content\":\"r\"",
+        "\"x\"},\"finish_reason\":\"length\",\"z\":{\"a\":\"b\"",
+        "\"unterminated",
+        "\"esc\\\"",
+        "\"bad\xff\"",
+        "\"raw\x01\"",
+        "null",
+        "\"x\",\"content\":null",
+        "\"x\"}}],\"usage\":{\"prompt_tokens\":7},\"q\":[{\"r\":{\"s\":\"t\"",
+        "\"}],\\\"x\\\":\\\"",
+    };
+    static const char env_pre[] =
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":";
+    static const char env_post[] = "},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    struct buf in;
+    buf_init(&in, 1 << 20);
+    /* a chunk that read more than its content is not remembered: its other reads would be lost */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(buf_appendf(&in,
+                                     "data: {\"choices\":[{\"delta\":{\"reasoning_content\":"
+                                     "\"think\",\"content\":\"c%d\"}}]}\n\n",
+                                     i),
+                         0);
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++) {
+        const char *parts[] = {env_pre,  "\"p\"", env_post,  env_pre, "\"p2\"",
+                               env_post, env_pre, tokens[i], env_post};
+        for (size_t j = 0; j < sizeof parts / sizeof parts[0]; j++)
+            assert_int_equal(buf_append(&in, parts[j], strlen(parts[j])), 0);
+    }
+    size_t split = in.len; /* the memo holds a chunk here */
+    /* the same bytes up to the content string, and as many after it, but other ones */
+    assert_int_equal(buf_appendf(&in, "%s\"p\"%s%s\"p3\"%s", env_pre, env_post, env_pre,
+                                 "},\"logprobs\":null,\"finish_reason\":\"s1\"}]}\n\n"),
+                     0);
+    assert_int_equal(buf_append_cstr(&in, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,"
+                                          "\"completion_tokens\":4}}\n\ndata: [DONE]\n\n"),
+                     0);
+    static const enum api_kind kinds[] = {API_ANTHROPIC_MESSAGES, API_OLLAMA_CHAT,
+                                          API_OLLAMA_GENERATE};
+    for (size_t k = 0; k < 3; k++) {
+        struct buf with, without;
+        buf_init(&with, 1 << 20);
+        buf_init(&without, 1 << 20);
+        run_memo(kinds[k], in.p, split, true, &with);
+        run_memo(kinds[k], in.p, split, false, &without);
+        if (with.len != without.len || memcmp(with.p, without.p, with.len) != 0)
+            fail_msg("memo changes the output:\n%s\n---- read in full:\n%s", with.p, without.p);
+        /* and the memo was not idle: the plain tokens are there */
+        assert_non_null(strstr(with.p, "p2"));
+        assert_non_null(strstr(with.p, "caf\xc3\xa9 \\\"q\\\" \xf0\x9f\x98\x80 \\\\ \xc3\xa9"));
+        buf_free(&with);
+        buf_free(&without);
+    }
+    buf_free(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_buffered_answers),
         cmocka_unit_test(test_ollama_stream),
         cmocka_unit_test(test_anthropic_stream),
+        cmocka_unit_test(test_stream_memo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
