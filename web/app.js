@@ -159,7 +159,8 @@ async function pageFleet(root) {
     h('td', { class: 'num' }, String(n.ejections)),
     h('td', {}, marksOf(n)),
     h('td', { class: 'num' }, `${n.in_flight} / ${n.concurrency_limit || '–'}`),
-    h('td', {}, (n.models || []).map((m) => m.id).join(', ') || h('span', { class: 'muted', text: 'none' }),
+    h('td', {}, (n.models || []).map((m) => (m.context_length ? `${m.id} (${m.context_length} ctx)` : m.id))
+      .join(', ') || h('span', { class: 'muted', text: 'none' }),
       Object.keys(n.labels || {}).length ? h('div', { class: 'muted', 'data-labels': n.name,
         text: Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(' ') }) : null),
     h('td', {}, nodeActions(n))));
