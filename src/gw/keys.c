@@ -890,10 +890,7 @@ void keys_apply_remote(struct gw *g, const char *id, const struct store_key_row 
     if (!ks || !id) return;
     /* a revocation is final whatever this gateway is writing: applied at once; any other copy
      * waits for this gateway's write of the key, then the row is read again (sync.h) */
-    if (sync_write_pending(g, SYNC_KEY, id) && !(r && r->revoked_ms)) {
-        sync_reread_after_writes(g, SYNC_KEY, id);
-        return;
-    }
+    if (!(r && r->revoked_ms) && sync_defer_remote(g, SYNC_KEY, id)) return;
     struct client_key *k = keys_find_id(g, strv_from_cstr(id));
     if (r && !ks->any_stored) {
         ks->any_stored = true; /* the client API needs a key from now on */
@@ -969,9 +966,9 @@ void keys_resync(struct gw *g, const struct store_key_row *rows, size_t n)
     for (size_t i = 0; i < ks->n;) {
         struct client_key *k = ks->v[i];
         const char *key = k->id;
-        if (sync_write_pending(g, SYNC_KEY, k->id)) {
-            sync_reread_after_writes(g, SYNC_KEY, k->id);
-        } else if (!bsearch(&key, ids, m, sizeof *ids, cmp_str)) {
+        /* a key this gateway is writing is read again after its write (sync.h) */
+        if (!sync_defer_remote(g, SYNC_KEY, k->id) &&
+            !bsearch(&key, ids, m, sizeof *ids, cmp_str)) {
             LOGI("key_removed", "key=%s by=remote reason=\"no row\"", k->id);
             table_remove(ks, k); /* v[i] is another key now */
             continue;

@@ -97,7 +97,7 @@ int models_load(struct gw *g, struct gw_error *err)
 
 void models_apply_remote(struct gw *g, const char *id, const char *json)
 {
-    if (sync_write_pending(g, SYNC_MODEL, id)) return; /* ours is newer (sync.h) */
+    if (sync_defer_remote(g, SYNC_MODEL, id)) return; /* ours is newer (sync.h) */
     struct cat_model *old = catalogue_find(&g->cat, strv_from_cstr(id));
     if (old && (old->from_config || strcmp(old->id, id) != 0)) return; /* the file's, or an alias */
     if (!json) {
@@ -144,7 +144,7 @@ void models_resync(struct gw *g, const struct store_cat_row *rows, size_t n)
     for (size_t i = 0; i < n; i++) models_apply_remote(g, rows[i].id, rows[i].json);
     for (size_t i = 0; i < g->cat.n;) {
         struct cat_model *m = g->cat.v[i];
-        bool found = m->from_config || sync_write_pending(g, SYNC_MODEL, m->id);
+        bool found = m->from_config || sync_defer_remote(g, SYNC_MODEL, m->id);
         for (size_t j = 0; j < n && !found; j++) found = strcmp(rows[j].id, m->id) == 0;
         char idc[CAT_MAX_ID];
         snprintf(idc, sizeof idc, "%s", m->id);

@@ -281,7 +281,7 @@ static bool str_differs(const char *a, const char *b)
 
 void nodes_apply_remote(struct gw *g, const char *name, const struct store_node *r)
 {
-    if (sync_write_pending(g, SYNC_NODE, name)) return; /* ours is newer (sync.h) */
+    if (sync_defer_remote(g, SYNC_NODE, name)) return; /* ours is newer (sync.h) */
     struct node *n = registry_find(&g->reg, strv_from_cstr(name));
     if (!r) {
         if (n && !n->from_config && n->admin != ADMIN_REMOVED) {

@@ -142,6 +142,22 @@ static void row_persist(struct gw *g, struct op_row *r, store_done_fn done, void
         done(ctx, 0, NULL);
 }
 
+/* Stores the outcome of an attempt this gateway made: with several gateways the lease holder's
+ * write, which also ends the lease (store_finish_op; bury: into the dead letters); alone, the
+ * row itself (bury: moved to the dead letters). */
+static void write_outcome(struct gw *g, struct op_row *r, bool bury)
+{
+    if (!g->store) return;
+    r->s.updated_ms = ops_now_ms(g);
+    if (is_shared(g))
+        store_finish_op(g->store, &r->s, g->origin, bury, sync_write_done,
+                        op_write(g, r->s.id, NULL, NULL));
+    else if (bury)
+        store_bury_op(g->store, &r->s, sync_write_done, op_write(g, r->s.id, NULL, NULL));
+    else
+        row_persist(g, r, NULL, NULL);
+}
+
 static void row_remove(struct ops *o, struct op_row *r)
 {
     for (size_t i = 0; i < o->n; i++) {
@@ -595,13 +611,7 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
         LOGI("op_done", "op=%lld node=%s target=%s kind=%s class=%s", (long long)r->s.id, r->s.node,
              r->s.target, r->s.op, op_class_name(cls));
         if (is) is->res[r->waiter_slot].result = "success";
-        if (is_shared(g)) {
-            r->s.updated_ms = ops_now_ms(g);
-            store_finish_op(g->store, &r->s, g->origin, false, sync_write_done,
-                            op_write(g, r->s.id, NULL, NULL));
-        } else {
-            row_persist(g, r, NULL, NULL);
-        }
+        write_outcome(g, r, false);
     } else {
         r->s.attempts++;
         set_str(&r->s.last_class, answered ? op_class_name(cls) : "unreachable");
@@ -618,11 +628,7 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
             r->s.updated_ms = r->s.dead_ms;
             LOGW("op_dead", "op=%lld node=%s target=%s kind=%s attempts=%u last=\"%s\"",
                  (long long)r->s.id, r->s.node, r->s.target, r->s.op, r->s.attempts, msg);
-            if (is_shared(g))
-                store_finish_op(g->store, &r->s, g->origin, true, sync_write_done,
-                                op_write(g, r->s.id, NULL, NULL));
-            else if (g->store)
-                store_bury_op(g->store, &r->s, sync_write_done, op_write(g, r->s.id, NULL, NULL));
+            write_outcome(g, r, true);
             o->dead = xrealloc(o->dead, (o->n_dead + 1) * sizeof *o->dead);
             store_op_copy(&o->dead[o->n_dead++], &r->s);
             set_str(&o->dead[o->n_dead - 1].state, NULL);
@@ -634,13 +640,7 @@ static void finish_attempt(struct gw *g, struct op_row *r, bool answered, enum o
                  "next_try_in_ms=%lld error=\"%s\"",
                  (long long)r->s.id, r->s.node, r->s.target, r->s.op, r->s.attempts,
                  r->s.last_class, (long long)(r->s.next_try_ms - ops_now_ms(g)), msg);
-            if (is_shared(g)) {
-                r->s.updated_ms = ops_now_ms(g);
-                store_finish_op(g->store, &r->s, g->origin, false, sync_write_done,
-                                op_write(g, r->s.id, NULL, NULL));
-            } else {
-                row_persist(g, r, NULL, NULL);
-            }
+            write_outcome(g, r, false);
         }
     }
     if (is) issue_step(is);
@@ -938,7 +938,7 @@ void ops_apply_remote(struct gw *g, int64_t id, const struct store_op *row,
 {
     struct ops *o = g->ops;
     char key[24];
-    if (!o || !o->started || sync_write_pending(g, SYNC_OP, sync_op_key(id, key))) return;
+    if (!o || !o->started || sync_defer_remote(g, SYNC_OP, sync_op_key(id, key))) return;
     dead_apply(o, id, dead);
     struct op_row *r = row_by_id(o, id);
     if (r && r->running) return; /* our attempt: we hold the lease and write its outcome */
@@ -972,7 +972,7 @@ void ops_resync(struct gw *g, const struct store_op *rows, size_t n, const struc
     for (size_t i = 0; i < o->n;) {
         struct op_row *r = o->rows[i];
         char key[24];
-        bool found = r->running || sync_write_pending(g, SYNC_OP, sync_op_key(r->s.id, key));
+        bool found = r->running || sync_defer_remote(g, SYNC_OP, sync_op_key(r->s.id, key));
         for (size_t j = 0; j < n && !found; j++) found = rows[j].id == r->s.id;
         if (found) {
             i++;
@@ -985,10 +985,10 @@ void ops_resync(struct gw *g, const struct store_op *rows, size_t n, const struc
     size_t k = 0;
     char key[24];
     for (size_t i = 0; i < n_dead; i++)
-        if (!sync_write_pending(g, SYNC_OP, sync_op_key(dead[i].id, key)))
+        if (!sync_defer_remote(g, SYNC_OP, sync_op_key(dead[i].id, key)))
             store_op_copy(&v[k++], &dead[i]);
     for (size_t i = 0; i < o->n_dead; i++)
-        if (sync_write_pending(g, SYNC_OP, sync_op_key(o->dead[i].id, key)))
+        if (sync_defer_remote(g, SYNC_OP, sync_op_key(o->dead[i].id, key)))
             store_op_copy(&v[k++], &o->dead[i]);
     store_ops_free(o->dead, o->n_dead);
     o->dead = v;
@@ -1026,13 +1026,7 @@ void ops_stop(struct gw *g)
          * attempt this gateway holds the lease of, handed back (another's is not ours to touch) */
         if (r->s.state && strcmp(r->s.state, "running") == 0) {
             set_str(&r->s.state, "pending");
-            if (!is_shared(g)) {
-                row_persist(g, r, NULL, NULL);
-            } else if (was_sending) {
-                r->s.updated_ms = ops_now_ms(g);
-                store_finish_op(g->store, &r->s, g->origin, false, sync_write_done,
-                                op_write(g, r->s.id, NULL, NULL));
-            }
+            if (!is_shared(g) || was_sending) write_outcome(g, r, false);
         }
     }
     uv_timer_stop(&o->timer);

@@ -37,7 +37,6 @@ struct reread;
 
 struct sync {
     struct store_watch *watch;
-    unsigned resyncs;
     uv_timer_t retry; /* a re-read failed (the store away): re-read everything later */
     /* Row re-reads are batched: one job in the store's queue at a time reads every row it
      * carries in one transaction; what is notified meanwhile waits in `next` (each row once)
@@ -249,7 +248,7 @@ struct sync_pending {
     enum sync_table table;
     char *key;
     unsigned writes; /* queued and not yet completed */
-    bool reread;     /* re-read the row when they completed (sync_reread_after_writes) */
+    bool reread;     /* re-read the row when they completed (sync_defer_remote) */
 };
 
 struct sync_write_ctx {
@@ -308,15 +307,11 @@ void sync_write_done(void *ctx, int rc, const char *msg)
     xfree(w);
 }
 
-bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key)
-{
-    return key && pending_find(g, t, key) != NULL;
-}
-
-void sync_reread_after_writes(struct gw *g, enum sync_table t, const char *key)
+bool sync_defer_remote(struct gw *g, enum sync_table t, const char *key)
 {
     struct sync_pending *p = key ? pending_find(g, t, key) : NULL;
     if (p) p->reread = true;
+    return p != NULL;
 }
 
 const char *sync_op_key(int64_t id, char out[24])
@@ -361,7 +356,6 @@ static void on_event(void *ctx, enum store_watch_event ev, const char *table, co
             remote_recover(g, key);
         break;
     case STORE_WATCH_RESYNC:
-        g->sync->resyncs++;
         reread(g, WHAT_ALL, NULL);
         break;
     case STORE_WATCH_DOWN:

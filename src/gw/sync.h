@@ -29,13 +29,11 @@ enum sync_table { SYNC_NODE, SYNC_MODEL, SYNC_OP, SYNC_KEY };
  * done(ctx, rc, msg) when done is not NULL. */
 void *sync_write(struct gw *g, enum sync_table t, const char *key, store_done_fn done, void *ctx);
 void sync_write_done(void *ctx, int rc, const char *msg);
-/* Whether a local write of (table, key) is still in the store's queue. */
-bool sync_write_pending(const struct gw *g, enum sync_table t, const char *key);
-/* A re-read copy of (table, key) was not applied because a local write is pending, but the row
- * may carry another gateway's change to columns the local write does not set: re-read the row
- * once the local writes completed (and apply it as a change from another gateway). No-op when no
- * write is pending. */
-void sync_reread_after_writes(struct gw *g, enum sync_table t, const char *key);
+/* A re-read copy of (table, key) is about to be applied (or the row removed for being absent):
+ * returns true when a local write of the row is still in the store's queue. The caller then
+ * leaves memory as it is, and the row is read again once those writes completed (the copy may
+ * carry another gateway's change to columns the local write does not set). */
+bool sync_defer_remote(struct gw *g, enum sync_table t, const char *key);
 /* An operation row's key (its id in decimal). */
 const char *sync_op_key(int64_t id, char out[24]);
 /* Frees what is left after the store has closed (every write's completion has run). */
