@@ -337,50 +337,11 @@ size_t json_put_str(char *dst, const char *s, size_t len)
 
 int json_append_str(struct buf *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t mark = out->len;
-    int rc = buf_append(out, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < len && !rc; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        rc = buf_append(out, s + i - run, run);
-        run = 0;
-        if (rc) break;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
-            n = 6;
-        }
-        rc = buf_append(out, esc, n);
-    }
-    if (!rc) rc = buf_append(out, s + len - run, run);
-    if (!rc) rc = buf_append(out, "\"", 1);
-    if (rc) {
-        out->len = mark; /* leave out as it was */
-        if (out->p) out->p[mark] = '\0';
-    }
-    return rc;
+    /* one escaper (json_put_str) into room reserved at once: out is unchanged on failure */
+    int rc = buf_grow(out, json_str_len(s, len));
+    if (rc) return rc;
+    buf_commit(out, json_put_str(out->p + out->len, s, len));
+    return 0;
 }
 
 /* Skips a string token starting at p[i] == '"'; returns the index after its closing quote. */

@@ -29,7 +29,6 @@
 
 enum {
     PROBE_MAX_BODY = 4 * 1024 * 1024,
-    PROBE_MAX_MODELS = 4096,
     SIGNALS_MAX_BODY = 2 * 1024 * 1024,
     CTX_MAX_BODY = 4 * 1024 * 1024, /* /props carries the chat template; /api/show the license */
     CTX_REFRESH_PROBES = 6,         /* every this many good probes, ask about every model again */
@@ -131,11 +130,12 @@ static void parse_agent_health(struct probe *pr)
     registry_probe_ok(&g->reg, pr->node, gw_now_ms(g));
 }
 
-static void parse_inventory(struct probe *pr)
+/* Returns whether the probe was good (the side calls follow only a good one). */
+static bool parse_inventory(struct probe *pr)
 {
     if (pr->node->via_agent) {
         parse_agent_health(pr);
-        return;
+        return false; /* an agent's node has no side calls: it reports for itself */
     }
     /* the engine's own list, read by the parser the agent uses too (proto) */
     struct node_api_models l = {0};
@@ -147,7 +147,7 @@ static void parse_inventory(struct probe *pr)
         node_api_models_free(&l);
         registry_probe_failed(&pr->g->reg, pr->node, gw_now_ms(pr->g),
                               err.msg[0] ? err.msg : "model list is not JSON");
-        return;
+        return false;
     }
     struct strv *ids = xcalloc(l.n ? l.n : 1, sizeof *ids);
     for (size_t i = 0; i < l.n; i++) ids[i] = strv_from_cstr(l.v[i].id);
@@ -159,6 +159,7 @@ static void parse_inventory(struct probe *pr)
     xfree(ids);
     node_api_models_free(&l);
     registry_probe_ok(&pr->g->reg, pr->node, gw_now_ms(pr->g));
+    return true;
 }
 
 static void on_head(struct http_call *call, const struct http_response_head *head, void *ctx)
@@ -189,9 +190,10 @@ static void on_done(struct http_call *call, const struct http_call_result *res, 
     pr->call = NULL;
     struct gw *g = pr->g;
     if (res->err == 0 && pr->status == 200) {
-        parse_inventory(pr);
-        start_scrape(pr);
-        start_ctx(pr);
+        if (parse_inventory(pr)) {
+            start_scrape(pr);
+            start_ctx(pr);
+        }
     } else if (res->err && res->reused_conn && !res->got_head && !pr->again_fresh &&
                res->err != GW_E_TOTAL_TIMEOUT && res->err != GW_E_FIRST_BYTE_TIMEOUT) {
         buf_free(&pr->body);
@@ -452,6 +454,8 @@ static void start_ctx(struct probe *pr)
         pr->ctx_probes = 0;
         pr->ctx_all = true;
         pr->ctx_off = false;
+        /* an engine endpoint switched off by one odd answer gets another chance too */
+        pr->sig_src = signals_source_for(n->kind);
     } else {
         pr->ctx_all = false;
     }

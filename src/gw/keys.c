@@ -1581,6 +1581,7 @@ static void key_write_done(void *ctx, int rc, const char *msg)
             LOGI("key_updated", "key=%s", k->id);
             break;
         case KC_REVOKE:
+            revoked_add(ks, k->id); /* committed: never back, whatever a stale copy says */
             LOGI("key_revoked", "key=%s", k->id);
             break;
         }
@@ -1773,11 +1774,13 @@ void keys_admin(struct gw *g, struct http_request *req, struct strv rest)
         memset(secret, 0, sizeof secret);
         return key_write_submit(g, req, w, 200, &b);
     }
-    /* revoke: out of the table at once, whatever the store says (fail closed) */
+    /* revoke: out of the table at once (refused from now on; stale copies wait for the write,
+     * sync.h); remembered as revoked once committed. A write the store refuses is answered as
+     * such and the row is read back: the key is then as the store and every other gateway
+     * hold it, and the revocation can be tried again. */
     w->what = KC_REVOKE;
     k->revoked_ms = clock_wall_ms();
     k->updated_ms = k->revoked_ms;
-    revoked_add(g->keys, k->id);
     table_remove(g->keys, k);
     if (key_json(g, k, &b)) buf_reset(&b);
     key_write_submit(g, req, w, 200, &b);

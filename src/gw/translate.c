@@ -1431,8 +1431,10 @@ static int on_event(void *ctx, struct strv event, struct strv data)
     struct buf *scratch = &x->scratch;
     if (!scratch->p) (void)buf_reserve(scratch, XLATE_SCRATCH_BYTES);
     scratch->len = 0;
-    if (scratch->p && memo_chunk(x, data, scratch, &fc) == 0) /* (else fc, scratch->len kept) */
+    if (scratch->p && memo_chunk(x, data, scratch, &fc) == 0) { /* (else fc, scratch kept) */
+        x->memo_hits++;
         return emit_chunk(x, o, &fc, f->now_us);
+    }
     int frc = scratch->p ? fast_chunk(x, data, scratch, &fc) : 1;
     if (frc < 0) return 0; /* not JSON: nothing a client could use (the stream's end decides) */
     if (frc == 0) {

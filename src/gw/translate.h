@@ -72,6 +72,7 @@ struct xlate {
     struct buf head;          /* Ollama lines' {"model":…,"created_at": (owned, built once) */
     struct buf memo;          /* the last chunk whose only member read was its content (owned) */
     size_t memo_at, memo_end; /* that content string's bytes in memo, quotes included */
+    size_t memo_hits;         /* chunks handled from the memo (tests look) */
 };
 
 /* How a request of this API kind reaches a node of this kind: XLATE_NONE when it goes as it

@@ -1079,10 +1079,11 @@ int node_api_ollama_list_parse(const char *p, size_t len, bool ps, struct node_a
         int64_t size = 0;
         if (nm->size_mb < 0 && json_get_int(m, "size", &size) == 0 && size >= 0)
             nm->size_mb = size / (1024 * 1024);
-        /* a cut digest would be a wrong one: one that does not fit is not kept */
+        /* a digest the inventory would refuse (too long to keep whole, control bytes) is not
+         * kept: the model stays listed, its digest unknown */
         struct strv digest;
         if (!nm->digest[0] && json_get_str(m, "digest", &digest) == 0 &&
-            digest.len < sizeof nm->digest && !memchr(digest.p, '\0', digest.len))
+            digest.len < sizeof nm->digest && node_api_digest_is_valid(digest))
             copy_strv(nm->digest, sizeof nm->digest, digest);
         int64_t ctx = 0; /* /api/ps: the context the model is loaded with */
         if (json_get_int(m, "context_length", &ctx) == 0 && ctx > 0) nm->ctx_tokens = ctx;

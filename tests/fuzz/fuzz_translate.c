@@ -54,7 +54,10 @@ static void run(enum api_kind kind, enum node_kind node, bool memo, const char *
                       &local, why, sizeof why))
         __builtin_trap();
     buf_free(&local);
-    if (!memo) buf_init(&x.memo, 0); /* nothing fits: every chunk is read in full */
+    if (!memo) {
+        buf_free(&x.memo);
+        buf_init(&x.memo, 0); /* nothing fits: every chunk is read in full */
+    }
     buf_init(&r->out, 1 << 26);
     r->rc = 0;
     size_t from = 0;

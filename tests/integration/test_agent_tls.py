@@ -296,8 +296,11 @@ def test_wrong_ca_fails_verification(agent_files, sim, tmp_path, procs):
 
 
 def run_agent(*args):
+    """An agent run expected to stop at start-up; its own listen address (a free port) unless
+    args name one, so a regression that does start binds nothing fixed."""
+    listen = [] if "--listen" in args else ["--listen", "127.0.0.1:0"]
     return subprocess.run([DROVER, "agent", "--nvidia-smi", "off", "--state-file",
-                           "/nonexistent/agent.state"] + list(args),
+                           "/nonexistent/agent.state"] + listen + list(args),
                           capture_output=True, timeout=30)
 
 

@@ -226,6 +226,14 @@ static void test_ollama_lists(void **state)
     assert_string_equal(l.v[0].digest,
                         "baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878");
     assert_string_equal(l.v[2].digest, ""); /* none given */
+    /* a digest the inventory would refuse (a control byte): the model stays, its digest not */
+    static const char bad[] = "{\"models\":[{\"name\":\"m:1\",\"digest\":\"ab\\ncd\"}]}";
+    struct node_api_models b = {0};
+    assert_int_equal(node_api_ollama_list_parse(LIT(bad), false, &b, NULL), 0);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.v[0].id, "m:1");
+    assert_string_equal(b.v[0].digest, "");
+    node_api_models_free(&b);
     assert_int_equal(node_api_ollama_list_parse(LIT(OLLAMA_PS), true, &l, NULL), 0);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.v[0].status, NODE_API_MODEL_LOADED);
